@@ -1,0 +1,116 @@
+import { unixfs } from '@helia/unixfs'
+import type { CID } from 'multiformats/cid'
+import { DEFAULT_PRIORITY, STORE_DIR } from '../constants.js'
+import { IntegrityError } from '../errors.js'
+import { formatCacheInfo } from '../nix/cache-info.js'
+import { NarHasher } from '../nix/hash.js'
+import { encodeNar } from '../nix/nar/encode.js'
+import { walkPath } from '../nix/nar/walk.js'
+import { fingerprint, formatNarInfo, type NarInfo } from '../nix/narinfo.js'
+import { signFingerprint, type SecretKey } from '../nix/signing.js'
+import { queryPathInfos, type PathInfo } from '../nix/store.js'
+import { parseStorePath } from '../nix/store-path.js'
+import type { Chunker } from '../ipfs/chunker.js'
+import { importFile } from '../ipfs/file-dag.js'
+import { ipnsNameOf, signRecord } from '../ipfs/ipns.js'
+import type { IpfsNode } from '../ipfs/node.js'
+import { addEntries, createCacheRoot, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
+import { loadRecord, saveRecord } from './records.js'
+
+/** How NARs become blocks; its name is written into `nix-cache-info`. */
+export interface CidRecipe {
+  name: string
+  chunker: Chunker
+}
+
+export interface PublishOptions {
+  /** store paths to publish */
+  paths: string[]
+  /** publish the whole closure of `paths` */
+  recursive: boolean
+  key: SecretKey
+  recipe: CidRecipe
+  recordLifetimeMs: number
+  /** called once per store path as it is published */
+  onPublished?: (path: string, nar: CID, narSize: number) => void
+}
+
+export interface PublishResult {
+  name: string
+  root: CID
+  sequence: bigint
+  published: Array<{ path: string, nar: CID, narSize: number }>
+  skipped: number
+}
+
+/** Serializes a store path to NAR, stores its blocks, and checks the hash against Nix's database. */
+async function importStorePath (node: IpfsNode, info: PathInfo, recipe: CidRecipe): Promise<CID> {
+  const hasher = new NarHasher()
+  async function * hashed (): AsyncGenerator<Uint8Array> {
+    for await (const chunk of encodeNar(walkPath(info.path))) {
+      hasher.update(chunk)
+      yield chunk
+    }
+  }
+  const { cid } = await importFile(node.helia.blockstore, hashed(), recipe.chunker)
+  const narHash = hasher.digest()
+  if (narHash !== info.narHash || hasher.size !== info.narSize) {
+    throw new IntegrityError(`${info.path} on disk (${narHash}, ${hasher.size} bytes) differs from what Nix registered (${info.narHash}, ${info.narSize} bytes); repair it with \`nix-store --verify --check-contents --repair\``)
+  }
+  return cid
+}
+
+/** The signed narinfo for a published store path; signatures already in the Nix database are kept. */
+export function makeNarInfo (info: PathInfo, nar: CID, key: SecretKey): NarInfo {
+  const base: NarInfo = {
+    storePath: info.path,
+    url: narUrl(nar),
+    compression: 'none',
+    fileHash: info.narHash,
+    fileSize: info.narSize,
+    narHash: info.narHash,
+    narSize: info.narSize,
+    references: info.references,
+    ...(info.deriver !== undefined ? { deriver: info.deriver } : {}),
+    ...(info.ca !== undefined ? { ca: info.ca } : {}),
+    sigs: info.sigs
+  }
+  return { ...base, sigs: [...base.sigs, signFingerprint(key, fingerprint(base))] }
+}
+
+/**
+ * Publishes store paths (and with `recursive` their closures) into the repo's
+ * cache: paths already in it are skipped; the record moves only after every
+ * block it reaches is stored, so a crash leaves the previous record in force.
+ */
+export async function publish (node: IpfsNode, options: PublishOptions): Promise<PublishResult> {
+  const fs = unixfs(node.helia)
+  const name = ipnsNameOf(options.key.publicKey)
+  const current = await loadRecord(node.repo, name)
+  const root = current?.root ?? await createCacheRoot(fs, node.helia.blockstore, formatCacheInfo({
+    storeDir: STORE_DIR,
+    wantMassQuery: true,
+    priority: DEFAULT_PRIORITY,
+    extra: { 'X-CID-Recipe': options.recipe.name }
+  }))
+
+  const infos = await queryPathInfos(options.paths, options.recursive)
+  const entries: CacheEntry[] = []
+  const published: PublishResult['published'] = []
+  let skipped = 0
+  for (const info of infos) {
+    const { hash } = parseStorePath(info.path)
+    if (await hasNarInfo(fs, root, hash)) { skipped++; continue }
+    const nar = await importStorePath(node, info, options.recipe)
+    entries.push({ hash, nar, narInfo: formatNarInfo(makeNarInfo(info, nar, options.key)) })
+    published.push({ path: info.path, nar, narSize: info.narSize })
+    options.onPublished?.(info.path, nar, info.narSize)
+  }
+  if (current !== undefined && entries.length === 0) {
+    return { name, root, sequence: current.sequence, published, skipped }
+  }
+  const newRoot = await addEntries(fs, root, entries)
+  const sequence = (current?.sequence ?? 0n) + 1n
+  await saveRecord(node.repo, await signRecord(options.key.seed, newRoot, sequence, options.recordLifetimeMs))
+  return { name, root: newRoot, sequence, published, skipped }
+}

@@ -1,0 +1,49 @@
+import './shim.js'
+import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty'
+import { consola } from 'consola'
+import { NixipfsError, UsageError } from './errors.js'
+
+/** The `nixipfs` command and its lazily loaded subcommands. */
+export const cli = defineCommand({
+  meta: {
+    name: 'nixipfs',
+    version: '0.1.0',
+    description: 'Publish Nix build outputs to IPFS and serve them back to Nix as a binary cache'
+  },
+  subCommands: {
+    keygen: async () => (await import('./commands/keygen.js')).default,
+    publish: async () => (await import('./commands/publish.js')).default,
+    gateway: async () => (await import('./commands/gateway.js')).default,
+    info: async () => (await import('./commands/info.js')).default
+  }
+})
+
+async function subCommandOf (rawArgs: string[]): Promise<[CommandDef<any>, CommandDef<any>?]> {
+  const subs = cli.subCommands as Record<string, () => Promise<CommandDef<any>>>
+  const name = rawArgs.find(a => !a.startsWith('-'))
+  const loader = name === undefined ? undefined : subs[name]
+  return loader === undefined ? [cli] : [await loader(), cli]
+}
+
+/** Runs the CLI: typed errors print their message and code; usage errors also print usage. */
+export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
+  try {
+    if (rawArgs.includes('--help') || rawArgs.includes('-h') || rawArgs.length === 0) {
+      await showUsage(...await subCommandOf(rawArgs))
+      return
+    }
+    if (rawArgs.length === 1 && (rawArgs[0] === '--version' || rawArgs[0] === '-v')) {
+      console.log('0.1.0')
+      return
+    }
+    await runCommand(cli, { rawArgs })
+  } catch (err) {
+    const e = err as Error & { code?: string }
+    if (err instanceof UsageError || e.name === 'CLIError') {
+      await showUsage(...await subCommandOf(rawArgs))
+    }
+    if (err instanceof NixipfsError || e.name === 'CLIError') consola.error(`${e.message} [${e.code ?? 'ERR'}]`)
+    else consola.error(err)
+    process.exitCode = 1
+  }
+}

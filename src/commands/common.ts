@@ -1,0 +1,54 @@
+import { readdir, readFile } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { join } from 'node:path'
+import { consola } from 'consola'
+import { RepoError, UsageError } from '../errors.js'
+import { ipnsNameOf } from '../ipfs/ipns.js'
+import { generateSecretKey, parsePublicKey, type SecretKey } from '../nix/signing.js'
+import { readSecretKeyFile, repoKeyPaths, resolveRepo, writeKeyFiles } from '../repo.js'
+
+/** The `--repo` flag every command that touches the repo takes. */
+export const repoArg = {
+  repo: {
+    type: 'string',
+    description: 'Repo directory (default: $NIXIPFS_REPO, else $XDG_DATA_HOME/nixipfs)',
+    valueHint: 'DIR'
+  }
+} as const
+
+/** The repo directory from `--repo` and the environment. */
+export function repoOf (args: { repo?: string }): string {
+  return resolveRepo(args.repo)
+}
+
+/**
+ * The signing key: `--secret-key-file`, else the repo's own key; with
+ * `create`, a missing repo key is generated (and announced) rather than an error.
+ */
+export async function signingKey (repo: string, secretKeyFile: string | undefined, create: boolean): Promise<SecretKey> {
+  if (secretKeyFile !== undefined) return await readSecretKeyFile(secretKeyFile)
+  const paths = repoKeyPaths(repo)
+  try {
+    return await readSecretKeyFile(paths.secret)
+  } catch (err) {
+    if (!create || !(err instanceof RepoError)) throw err
+  }
+  const key = generateSecretKey(`${hostname().split('.')[0] ?? 'nixipfs'}-nixipfs-1`)
+  await writeKeyFiles(key, paths.secret, paths.public)
+  consola.info(`Created signing key ${paths.secret}; its public key is ${(await readFile(paths.public, 'utf8')).trim()}`)
+  return key
+}
+
+/**
+ * The IPNS name of the cache to serve: `--cache` (an IPNS name or a Nix
+ * public key), else the repo's own key, else the only record in the repo.
+ */
+export async function cacheName (repo: string, flag: string | undefined): Promise<string | undefined> {
+  if (flag !== undefined) return flag.includes(':') ? ipnsNameOf(parsePublicKey(flag).key) : flag
+  const own = await readFile(repoKeyPaths(repo).public, 'utf8').catch(() => undefined)
+  if (own !== undefined) return ipnsNameOf(parsePublicKey(own).key)
+  const records = (await readdir(join(repo, 'records')).catch(() => [] as string[])).filter(f => f.endsWith('.ipns'))
+  if (records.length === 1) return records[0]!.slice(0, -'.ipns'.length)
+  if (records.length === 0) return undefined
+  throw new UsageError(`the repo holds records for several caches; choose one with --cache (${records.map(r => r.slice(0, -5)).join(', ')})`)
+}

@@ -1,0 +1,37 @@
+import { defineCommand } from 'citty'
+import { consola } from 'consola'
+import { unixfs } from '@helia/unixfs'
+import { loadRecord } from '../cache/records.js'
+import { openNode } from '../ipfs/node.js'
+import { cacheName, repoArg, repoOf } from './common.js'
+
+export default defineCommand({
+  meta: {
+    name: 'info',
+    description: 'Show the repo\'s cache: IPNS name, root CID, sequence, expiry and entry count.\n\nExample: nixipfs info'
+  },
+  args: {
+    ...repoArg,
+    cache: { type: 'string', description: 'Cache to describe: an IPNS name or Nix public key (default: the repo\'s own)', valueHint: 'NAME|KEY' }
+  },
+  async run ({ args }) {
+    const repo = repoOf(args)
+    const name = await cacheName(repo, args.cache)
+    consola.log(`repo:     ${repo}`)
+    if (name === undefined) { consola.log('cache:    none yet (run nixipfs publish)'); return }
+    consola.log(`name:     /ipns/${name}`)
+    const record = await loadRecord(repo, name)
+    if (record === undefined) { consola.log('record:   none yet (run nixipfs publish)'); return }
+    consola.log(`root:     /ipfs/${record.root.toString()}`)
+    consola.log(`sequence: ${record.sequence}`)
+    consola.log(`expires:  ${record.validity}${Date.parse(record.validity) < Date.now() ? ' (EXPIRED)' : ''}`)
+    const node = await openNode(repo)
+    try {
+      let entries = 0
+      for await (const e of unixfs(node.helia).ls(record.root, { offline: true })) if (e.name.endsWith('.narinfo')) entries++
+      consola.log(`entries:  ${entries}`)
+    } finally {
+      await node.stop()
+    }
+  }
+})

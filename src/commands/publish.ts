@@ -1,0 +1,52 @@
+import { defineCommand } from 'citty'
+import { consola } from 'consola'
+import { DEFAULT_RECORD_LIFETIME_MS } from '../constants.js'
+import { UsageError } from '../errors.js'
+import { publish } from '../cache/publish.js'
+import { openNode } from '../ipfs/node.js'
+import { repoArg, repoOf, signingKey } from './common.js'
+import { recipeOf } from './recipes.js'
+
+const HOUR_MS = 60 * 60 * 1000
+
+export default defineCommand({
+  meta: {
+    name: 'publish',
+    description: 'Publish store paths into the repo\'s IPFS cache and sign a new IPNS record.\n' +
+      'With no PATH, publishes $OUT_PATHS, so it works as a Nix post-build-hook.\n\n' +
+      'Example: nixipfs publish -r $(nix-build -A hello)'
+  },
+  args: {
+    path: { type: 'positional', required: false, description: 'Store paths to publish (default: $OUT_PATHS)' },
+    recursive: { type: 'boolean', alias: 'r', description: 'Publish the whole closure of each path' },
+    ...repoArg,
+    'secret-key-file': { type: 'string', description: 'Nix secret key that signs narinfos and the record (default: the repo key, created on first use)', valueHint: 'FILE' },
+    chunker: { type: 'string', default: 'fixed', description: 'CID recipe for new NARs: fixed (256 KiB chunks)' },
+    'lifetime-hours': { type: 'string', default: String(DEFAULT_RECORD_LIFETIME_MS / HOUR_MS), description: 'How long the signed IPNS record stays valid, in hours' }
+  },
+  async run ({ args }) {
+    const paths = args._.length > 0 ? args._ : (process.env.OUT_PATHS ?? '').split(/\s+/).filter(p => p !== '')
+    if (paths.length === 0) throw new UsageError('no store paths given, and $OUT_PATHS is empty')
+    const lifetimeHours = Number(args['lifetime-hours'])
+    if (!(lifetimeHours > 0)) throw new UsageError(`--lifetime-hours must be a positive number, got ${args['lifetime-hours']}`)
+    const recipe = recipeOf(args.chunker)
+    const repo = repoOf(args)
+    const key = await signingKey(repo, args['secret-key-file'], true)
+    const node = await openNode(repo)
+    try {
+      const result = await publish(node, {
+        paths,
+        recursive: args.recursive === true,
+        key,
+        recipe,
+        recordLifetimeMs: lifetimeHours * HOUR_MS,
+        onPublished: (path, nar) => consola.log(`${path} -> ${nar.toString()}`)
+      })
+      consola.success(`published ${result.published.length} path(s), ${result.skipped} already there`)
+      consola.log(`root:     /ipfs/${result.root.toString()}`)
+      consola.log(`name:     /ipns/${result.name} (sequence ${result.sequence})`)
+    } finally {
+      await node.stop()
+    }
+  }
+})

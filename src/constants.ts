@@ -1,0 +1,20 @@
+/** The Nix store directory every published path must live in. */
+export const STORE_DIR = '/nix/store'
+
+/** Name of the CID recipe: how a NAR becomes blocks. A change of any parameter is a new name. */
+export const CID_RECIPE_FIXED = 'fixed-256k-v1'
+
+/** Fixed-size chunk length used by the `fixed-256k-v1` recipe. */
+export const FIXED_CHUNK_BYTES = 256 * 1024
+
+/** Children per node of the balanced UnixFS DAG (same as kubo and Helia). */
+export const DAG_WIDTH = 174
+
+/** How long a freshly signed IPNS record is valid. */
+export const DEFAULT_RECORD_LIFETIME_MS = 48 * 60 * 60 * 1000
+
+/** Default gateway listen address: loopback only. */
+export const DEFAULT_LISTEN = '127.0.0.1:8080'
+
+/** Priority announced in nix-cache-info (cache.nixos.org uses 40; lower wins). */
+export const DEFAULT_PRIORITY = 30

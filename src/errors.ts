@@ -1,0 +1,92 @@
+/** Base class of every error nixipfs raises on purpose: `code` is stable, `message` says what to do. */
+export class NixipfsError extends Error {
+  readonly code: string
+  constructor (code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+}
+
+/** A Nix base32 string or a hash in any of Nix's notations is malformed. */
+export class InvalidHashError extends NixipfsError {
+  override name = 'InvalidHashError'
+  constructor (message: string) { super('ERR_INVALID_HASH', message) }
+}
+
+/** A store path or store path base name is malformed. */
+export class InvalidStorePathError extends NixipfsError {
+  override name = 'InvalidStorePathError'
+  constructor (message: string) { super('ERR_INVALID_STORE_PATH', message) }
+}
+
+/** A NAR stream violates the format (bad magic, unsorted entries, bad names, truncation). */
+export class NarFormatError extends NixipfsError {
+  override name = 'NarFormatError'
+  constructor (message: string, readonly offset?: number) {
+    super('ERR_NAR_FORMAT', offset === undefined ? message : `${message} (at byte ${offset})`)
+  }
+}
+
+/** A file cannot be put into a NAR (sockets, devices, unreadable entries). */
+export class UnsupportedFileError extends NixipfsError {
+  override name = 'UnsupportedFileError'
+  constructor (message: string) { super('ERR_UNSUPPORTED_FILE', message) }
+}
+
+/** A narinfo or nix-cache-info text is malformed; the message names line and field. */
+export class NarInfoParseError extends NixipfsError {
+  override name = 'NarInfoParseError'
+  constructor (readonly line: number, readonly field: string, message: string) {
+    super('ERR_NARINFO_PARSE', `line ${line}: invalid ${field} (${message})`)
+  }
+}
+
+/** A Nix key file or key string is malformed. */
+export class InvalidKeyError extends NixipfsError {
+  override name = 'InvalidKeyError'
+  constructor (message: string) { super('ERR_INVALID_KEY', message) }
+}
+
+/** A key file may be read by other users. */
+export class InsecureKeyFileError extends NixipfsError {
+  override name = 'InsecureKeyFileError'
+  constructor (path: string, mode: number) {
+    super('ERR_INSECURE_KEY_FILE', `secret key file ${path} has mode ${(mode & 0o777).toString(8)}; run: chmod 600 ${path}`)
+  }
+}
+
+/** Bytes do not hash to what their address or their signed metadata says. */
+export class IntegrityError extends NixipfsError {
+  override name = 'IntegrityError'
+  constructor (message: string) { super('ERR_INTEGRITY', message) }
+}
+
+/** A block is not in the local repo (and this node may not fetch it). */
+export class BlockNotFoundError extends NixipfsError {
+  override name = 'BlockNotFoundError'
+  constructor (cid: string) { super('ERR_BLOCK_NOT_FOUND', `block ${cid} is not in the local repo`) }
+}
+
+/** The installed Nix failed or is missing. */
+export class NixCommandError extends NixipfsError {
+  override name = 'NixCommandError'
+  constructor (message: string) { super('ERR_NIX_COMMAND', message) }
+}
+
+/** The repo has no key, no record, or is otherwise not ready for the command. */
+export class RepoError extends NixipfsError {
+  override name = 'RepoError'
+  constructor (message: string) { super('ERR_REPO', message) }
+}
+
+/** An IPNS record is invalid, forged, rolled back or expired. */
+export class RecordError extends NixipfsError {
+  override name = 'RecordError'
+  constructor (code: string, message: string) { super(code, message) }
+}
+
+/** The user gave a bad argument. */
+export class UsageError extends NixipfsError {
+  override name = 'UsageError'
+  constructor (message: string) { super('ERR_USAGE', message) }
+}

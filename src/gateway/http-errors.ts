@@ -1,0 +1,21 @@
+import { NixipfsError } from '../errors.js'
+
+/** Every error code the gateway can meet, mapped to exactly one HTTP status. */
+const STATUS_BY_CODE: Record<string, number> = {
+  ERR_NOT_FOUND: 404,
+  ERR_BAD_REQUEST: 400,
+  ERR_RANGE: 416,
+  ERR_INTEGRITY: 502,
+  ERR_BLOCK_NOT_FOUND: 502,
+  ERR_NARINFO_PARSE: 502
+}
+
+/** An HTTP-level failure raised by a route handler. */
+export class HttpError extends NixipfsError {
+  override name = 'HttpError'
+}
+
+/** The HTTP status for an error (500 for anything unexpected). */
+export function statusOf (err: unknown): number {
+  return err instanceof NixipfsError ? (STATUS_BY_CODE[err.code] ?? 500) : 500
+}

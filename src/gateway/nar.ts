@@ -1,0 +1,75 @@
+import { once } from 'node:events'
+import { IntegrityError } from '../errors.js'
+import { readFile } from '../ipfs/file-dag.js'
+import { NarHasher } from '../nix/hash.js'
+import { HttpError } from './http-errors.js'
+import type { RouteContext } from './routes.js'
+
+/** Parses a single `bytes=a-b` range against `size`; undefined for none, throws for unsatisfiable. */
+export function parseRange (header: string | undefined, size: number): { start: number, end: number } | undefined {
+  if (header === undefined) return undefined
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
+  if (m === null || (m[1] === '' && m[2] === '')) return undefined // multiple or malformed ranges: serve it all
+  let start: number, end: number
+  if (m[1] === '') {
+    start = Math.max(0, size - Number(m[2]))
+    end = size - 1
+  } else {
+    start = Number(m[1])
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)
+  }
+  if (start >= size || start > end) throw new HttpError('ERR_RANGE', `range ${header} is outside the NAR's ${size} bytes`)
+  return { start, end }
+}
+
+/**
+ * `GET|HEAD /nar/<cid>.nar`: streams a NAR the index knows, verifying every
+ * block against its CID and the whole NAR against its NarHash. A failure after
+ * the headers went out aborts the connection, so Nix sees a short read, never
+ * wrong bytes.
+ */
+export async function serveNar ({ req, res, params, index, blocks, head }: RouteContext): Promise<void> {
+  const entry = index?.nars.get(params[0]!)
+  if (entry === undefined) throw new HttpError('ERR_NOT_FOUND', `no NAR ${params[0]!} in this cache`)
+  const range = parseRange(req.headers.range, entry.narSize)
+  const start = range?.start ?? 0
+  const length = range === undefined ? entry.narSize : range.end - range.start + 1
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/x-nix-nar',
+    'content-length': length,
+    'accept-ranges': 'bytes'
+  }
+  if (range !== undefined) headers['content-range'] = `bytes ${range.start}-${range.end}/${entry.narSize}`
+  if (head) {
+    res.writeHead(range === undefined ? 200 : 206, headers)
+    res.end()
+    return
+  }
+  const abort = new AbortController()
+  res.on('close', () => abort.abort())
+  const chunks = readFile(blocks, entry.cid, { offset: start, length, signal: abort.signal })[Symbol.asyncIterator]()
+  // Read the first block before committing to a status, so early failures get a proper error response.
+  let next = await chunks.next()
+  res.writeHead(range === undefined ? 200 : 206, headers)
+  const hasher = range === undefined ? new NarHasher() : undefined
+  // The last chunk is held back until the whole NAR has verified: a complete response is a correct one.
+  let held: Uint8Array | undefined
+  let sent = 0
+  try {
+    while (next.done !== true) {
+      hasher?.update(next.value)
+      sent += next.value.length
+      if (held !== undefined && !res.write(held)) await once(res, 'drain', { signal: abort.signal })
+      held = next.value
+      next = await chunks.next()
+    }
+    if (sent !== length) throw new IntegrityError(`NAR ${entry.cid.toString()} has ${sent} bytes, its narinfo says ${length}`)
+    if (hasher !== undefined && hasher.digest() !== entry.narHash) {
+      throw new IntegrityError(`NAR ${entry.cid.toString()} does not match its NarHash ${entry.narHash}`)
+    }
+    res.end(held)
+  } catch (err) {
+    res.destroy(err as Error)
+    throw err
+  }
+}

@@ -1,0 +1,74 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { ConsolaInstance } from 'consola'
+import type { IndexSource } from '../cache/source.js'
+import type { BlockGetter } from '../ipfs/block.js'
+import { statusOf } from './http-errors.js'
+import { ROUTES } from './routes.js'
+
+export interface GatewayOptions {
+  source: IndexSource
+  blocks: BlockGetter
+  host: string
+  /** 0 picks a free port */
+  port: number
+  logger?: Pick<ConsolaInstance, 'debug' | 'warn'>
+}
+
+/** A running gateway. */
+export interface Gateway {
+  url: string
+  close: () => Promise<void>
+}
+
+/** Starts the Nix binary-cache HTTP server over a cache index and a block source. */
+export async function startGateway (options: GatewayOptions): Promise<Gateway> {
+  const { source, blocks, logger } = options
+
+  async function handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET'
+    const path = (req.url ?? '/').split('?')[0]!
+    if (method !== 'GET' && method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' })
+      res.end('only GET and HEAD are served\n')
+      return
+    }
+    for (const [pattern, handler] of ROUTES) {
+      const m = pattern.exec(path)
+      if (m === null) continue
+      await handler({ req, res, params: m.slice(1), index: await source.current(), blocks, head: method === 'HEAD' })
+      return
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' })
+    res.end('not found\n')
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).then(
+      () => logger?.debug(`${req.method} ${req.url} ${res.statusCode}`),
+      (err: Error) => {
+        const status = statusOf(err)
+        if (status >= 500) logger?.warn(`${req.method} ${req.url}: ${err.message}`)
+        else logger?.debug(`${req.method} ${req.url} ${status}: ${err.message}`)
+        if (res.headersSent) { res.destroy(); return }
+        res.writeHead(status, { 'content-type': 'text/plain' })
+        res.end(req.method === 'HEAD' ? undefined : `${err.message}\n`)
+      })
+  })
+  server.keepAliveTimeout = 60_000
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port, options.host, () => { server.off('error', reject); resolve() })
+  })
+  const { address, port } = server.address() as AddressInfo
+  const host = address.includes(':') ? `[${address}]` : address
+  return {
+    url: `http://${host}:${port}`,
+    close: async () => {
+      await new Promise<void>(resolve => {
+        server.close(() => resolve())
+        server.closeIdleConnections()
+      })
+    }
+  }
+}

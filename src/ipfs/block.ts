@@ -1,0 +1,45 @@
+import { createHash } from 'node:crypto'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
+import * as raw from 'multiformats/codecs/raw'
+import { IntegrityError } from '../errors.js'
+
+/** Codec of UnixFS directory and file nodes. */
+export const DAG_PB_CODE = 0x70
+/** Codec of raw leaves. */
+export const RAW_CODE = raw.code
+
+/** The CIDv1 (sha2-256) of `bytes` under `codec`. */
+export function cidOf (codec: number, bytes: Uint8Array): CID {
+  const digest = createHash('sha256').update(bytes).digest()
+  return CID.createV1(codec, Digest.create(sha256.code, digest))
+}
+
+/** Throws `IntegrityError` unless `bytes` hash to `cid`. */
+export function verifyBlock (cid: CID, bytes: Uint8Array): void {
+  if (cid.multihash.code !== sha256.code) throw new IntegrityError(`block ${cid.toString()} uses a hash nixipfs does not verify (only sha2-256)`)
+  const digest = createHash('sha256').update(bytes).digest()
+  if (Buffer.compare(digest, cid.multihash.digest) !== 0) {
+    throw new IntegrityError(`block ${cid.toString()} is corrupt: its bytes do not hash to its CID`)
+  }
+}
+
+/** Where blocks are read from; Helia's blockstore fits. */
+export interface BlockGetter {
+  get: (cid: CID, options?: { signal?: AbortSignal }) => Iterable<Uint8Array> | AsyncIterable<Uint8Array>
+}
+
+/** Where blocks are written to; Helia's blockstore fits. */
+export interface BlockPutter {
+  put: (cid: CID, bytes: Uint8Array, options?: { signal?: AbortSignal }) => Promise<CID> | CID
+}
+
+/** Reads one whole block and checks it against its CID. */
+export async function getVerified (blocks: BlockGetter, cid: CID, options?: { signal?: AbortSignal }): Promise<Uint8Array> {
+  const parts: Uint8Array[] = []
+  for await (const part of blocks.get(cid, options)) parts.push(part)
+  const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+  verifyBlock(cid, bytes)
+  return bytes
+}

@@ -1,0 +1,118 @@
+import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
+import type { CID } from 'multiformats/cid'
+import { IntegrityError } from '../errors.js'
+import { DAG_WIDTH } from '../constants.js'
+import { DAG_PB_CODE, RAW_CODE, cidOf, getVerified, type BlockGetter, type BlockPutter } from './block.js'
+import type { Chunker } from './chunker.js'
+
+/** A built node: its CID, the file bytes below it, and its cumulative DAG size (Tsize). */
+interface Built { cid: CID, fileSize: number, tsize: number }
+
+/** The root of an imported byte stream. */
+export interface ImportResult {
+  cid: CID
+  /** bytes of content */
+  size: number
+}
+
+async function putFileNode (blocks: BlockPutter, children: Built[]): Promise<Built> {
+  const unixfs = new UnixFS({ type: 'file' })
+  for (const c of children) unixfs.addBlockSize(BigInt(c.fileSize))
+  const bytes = dagPb.encode(dagPb.prepare({
+    Data: unixfs.marshal(),
+    Links: children.map(c => ({ Name: '', Tsize: c.tsize, Hash: c.cid }))
+  }))
+  const cid = cidOf(DAG_PB_CODE, bytes)
+  await blocks.put(cid, bytes)
+  return {
+    cid,
+    fileSize: children.reduce((n, c) => n + c.fileSize, 0),
+    tsize: children.reduce((n, c) => n + c.tsize, bytes.length)
+  }
+}
+
+/**
+ * Imports a byte stream as a UnixFS file: CIDv1, raw leaves, sha2-256, a
+ * balanced DAG of `width` links per node. Gives the same CID as
+ * ipfs-unixfs-importer with the same chunker and `layout: balanced`.
+ */
+export async function importFile (blocks: BlockPutter, source: AsyncIterable<Uint8Array>, chunker: Chunker, width = DAG_WIDTH): Promise<ImportResult> {
+  // levels[i] holds finished nodes of height i not yet given a parent.
+  const levels: Built[][] = [[]]
+  const add = async (level: number, node: Built): Promise<void> => {
+    const row = (levels[level] ??= [])
+    row.push(node)
+    if (row.length > width) {
+      // A full row of `width` gets its parent once one more sibling proves it is not the last.
+      const full = row.splice(0, width)
+      await add(level + 1, await putFileNode(blocks, full))
+    }
+  }
+  let size = 0
+  for await (const chunk of chunker(source)) {
+    const cid = cidOf(RAW_CODE, chunk)
+    await blocks.put(cid, chunk)
+    size += chunk.length
+    await add(0, { cid, fileSize: chunk.length, tsize: chunk.length })
+  }
+  if (size === 0) {
+    const cid = cidOf(RAW_CODE, new Uint8Array(0))
+    await blocks.put(cid, new Uint8Array(0))
+    return { cid, size: 0 }
+  }
+  // Close the tree bottom-up: each level's leftovers become one parent, until one root remains.
+  for (let level = 0; ; level++) {
+    const row = levels[level] ?? []
+    const above = levels.slice(level + 1).some(r => r.length > 0)
+    if (!above && row.length === 1) return { cid: row[0]!.cid, size }
+    const parent = await putFileNode(blocks, row.splice(0))
+    ;(levels[level + 1] ??= []).push(parent)
+  }
+}
+
+/** Options for reading part of a file. */
+export interface ReadOptions {
+  offset?: number
+  length?: number
+  signal?: AbortSignal
+}
+
+/**
+ * Streams the bytes of a UnixFS file (raw leaves or dag-pb), optionally a
+ * byte range of it. Every block is checked against its CID before its bytes
+ * are yielded, so corrupt blocks raise `IntegrityError`, never wrong bytes.
+ */
+export async function * readFile (blocks: BlockGetter, cid: CID, options: ReadOptions = {}): AsyncGenerator<Uint8Array> {
+  const start = options.offset ?? 0
+  const end = options.length === undefined ? Infinity : start + options.length
+  yield * readRange(blocks, cid, start, end, 0, options.signal)
+}
+
+async function * readRange (blocks: BlockGetter, cid: CID, start: number, end: number, base: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  const bytes = await getVerified(blocks, cid, { signal })
+  if (cid.code === RAW_CODE) {
+    const from = Math.max(0, start - base)
+    const to = Math.min(bytes.length, end - base)
+    if (to > from) yield from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to)
+    return
+  }
+  if (cid.code !== DAG_PB_CODE) throw new IntegrityError(`block ${cid.toString()} is neither raw nor dag-pb`)
+  const node = dagPb.decode(bytes)
+  const unixfs = node.Data === undefined ? undefined : UnixFS.unmarshal(node.Data)
+  if (unixfs === undefined || (unixfs.type !== 'file' && unixfs.type !== 'raw')) throw new IntegrityError(`block ${cid.toString()} is not a UnixFS file node`)
+  let pos = base
+  if (unixfs.data !== undefined && unixfs.data.length > 0) {
+    const d = unixfs.data
+    const from = Math.max(0, start - pos)
+    const to = Math.min(d.length, end - pos)
+    if (to > from) yield d.subarray(from, to)
+    pos += d.length
+  }
+  if (unixfs.blockSizes.length !== node.Links.length) throw new IntegrityError(`block ${cid.toString()} has ${node.Links.length} links but ${unixfs.blockSizes.length} block sizes`)
+  for (let i = 0; i < node.Links.length && pos < end; i++) {
+    const childSize = Number(unixfs.blockSizes[i])
+    if (pos + childSize > start) yield * readRange(blocks, node.Links[i]!.Hash, start, end, pos, signal)
+    pos += childSize
+  }
+}

@@ -1,0 +1,69 @@
+import { lstat, open, readdir, readlink } from 'node:fs/promises'
+import type { Stats } from 'node:fs'
+import { UnsupportedFileError } from '../../errors.js'
+import type { NarEvent } from './events.js'
+
+/** Size of each read from a regular file. */
+const READ_BYTES = 1024 * 1024
+
+/** Streams the contents of a regular file, failing if it changes size underneath us. */
+async function * readFile (path: Buffer, size: number): AsyncGenerator<Uint8Array> {
+  const fd = await open(path, 'r')
+  try {
+    let offset = 0
+    while (offset < size) {
+      const want = Math.min(READ_BYTES, size - offset)
+      const chunk = Buffer.allocUnsafe(want)
+      const { bytesRead } = await fd.read(chunk, 0, want, offset)
+      if (bytesRead === 0) throw new UnsupportedFileError(`${path.toString()} shrank while it was being read`)
+      offset += bytesRead
+      yield bytesRead === want ? chunk : chunk.subarray(0, bytesRead)
+    }
+  } finally {
+    await fd.close()
+  }
+}
+
+function nodeEvent (path: Buffer, st: Stats, name: Uint8Array | undefined): Promise<NarEvent> | NarEvent {
+  if (st.isFile()) {
+    return { type: 'file', name, executable: (st.mode & 0o100) !== 0, size: st.size, contents: readFile(path, st.size) }
+  }
+  if (st.isSymbolicLink()) {
+    return readlink(path, { encoding: 'buffer' }).then(target => ({ type: 'symlink', name, target }))
+  }
+  if (st.isDirectory()) return { type: 'directory', name }
+  throw new UnsupportedFileError(`${path.toString()} is neither a regular file, a directory nor a symlink; it cannot be put into a NAR`)
+}
+
+/**
+ * Walks a filesystem path into NAR events exactly as `nix-store --dump` orders
+ * them: entries sorted by their bytes, executable bit from the owner's x bit.
+ */
+export async function * walkPath (root: string): AsyncGenerator<NarEvent> {
+  const rootBuf = Buffer.from(root)
+  const rootEvent = await nodeEvent(rootBuf, await lstat(rootBuf), undefined)
+  yield rootEvent
+  if (rootEvent.type !== 'directory') return
+  // Iterative depth-first walk: deep trees must not grow the JS stack or nest generators.
+  const stack: Array<{ dir: Buffer, names: Buffer[], next: number }> = [
+    { dir: rootBuf, names: await sortedNames(rootBuf), next: 0 }
+  ]
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1]!
+    const name = frame.names[frame.next++]
+    if (name === undefined) {
+      stack.pop()
+      yield { type: 'end' }
+      continue
+    }
+    const path = Buffer.concat([frame.dir, Buffer.from('/'), name])
+    const ev = await nodeEvent(path, await lstat(path), name)
+    yield ev
+    if (ev.type === 'directory') stack.push({ dir: path, names: await sortedNames(path), next: 0 })
+  }
+}
+
+async function sortedNames (dir: Buffer): Promise<Buffer[]> {
+  const names = await readdir(dir, { encoding: 'buffer' })
+  return names.sort(Buffer.compare)
+}

@@ -1,0 +1,77 @@
+import { spawn } from 'node:child_process'
+import { NixCommandError } from '../errors.js'
+import { parseSha256, formatSha256 } from './hash.js'
+import { parseStorePath } from './store-path.js'
+
+/** What the local Nix database knows about a valid store path. */
+export interface PathInfo {
+  path: string
+  narHash: string
+  narSize: number
+  /** base names */
+  references: string[]
+  /** base name of the `.drv`, if known */
+  deriver?: string
+  ca?: string
+  sigs: string[]
+}
+
+/** Extra arguments for every `nix` call: the new CLI is experimental in older Nix. */
+const NIX_FLAGS = ['--extra-experimental-features', 'nix-command']
+
+/** Runs a Nix command and returns its stdout; fails with the command's stderr. */
+export async function runNix (cmd: string, args: string[], input?: string): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout.on('data', (b: Buffer) => out.push(b))
+    child.stderr.on('data', (b: Buffer) => err.push(b))
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      reject(e.code === 'ENOENT'
+        ? new NixCommandError(`${cmd} is not installed or not on PATH; install Nix (e.g. apt-get install nix-bin)`)
+        : new NixCommandError(`${cmd} failed to start: ${e.message}`))
+    })
+    child.on('close', code => {
+      if (code === 0) resolve(Buffer.concat(out).toString())
+      else reject(new NixCommandError(`${cmd} ${args.join(' ')} exited with ${code}: ${Buffer.concat(err).toString().trim().slice(-2000)}`))
+    })
+    child.stdin.end(input ?? '')
+  })
+}
+
+interface RawPathInfo {
+  path?: string
+  narHash: string
+  narSize: number
+  references?: string[]
+  deriver?: string | null
+  ca?: string | null
+  signatures?: string[]
+  valid?: boolean
+}
+
+const base = (p: string): string => parseStorePath(p).baseName
+
+/** Path infos of `paths` (with `recursive`, of their whole closure), from the local Nix database. */
+export async function queryPathInfos (paths: string[], recursive = false): Promise<PathInfo[]> {
+  if (paths.length === 0) return []
+  const json = await runNix('nix', [...NIX_FLAGS, 'path-info', '--json', ...(recursive ? ['--recursive'] : []), '--', ...paths])
+  const parsed = JSON.parse(json) as RawPathInfo[] | Record<string, RawPathInfo | null>
+  // Nix ≤ 2.18 prints an array with `path`; newer Nix prints an object keyed by path.
+  const entries: Array<[string, RawPathInfo | null]> = Array.isArray(parsed)
+    ? parsed.map(p => [p.path ?? '', p])
+    : Object.entries(parsed)
+  return entries.map(([path, raw]) => {
+    if (raw === null || raw.valid === false) throw new NixCommandError(`${path} is not a valid path in the local Nix store; build or fetch it first`)
+    return {
+      path,
+      narHash: formatSha256(parseSha256(raw.narHash)),
+      narSize: raw.narSize,
+      references: (raw.references ?? []).map(base).sort(),
+      ...(raw.deriver != null ? { deriver: base(raw.deriver) } : {}),
+      ...(raw.ca != null ? { ca: raw.ca } : {}),
+      sigs: raw.signatures ?? []
+    }
+  })
+}
