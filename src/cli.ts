@@ -27,6 +27,9 @@ async function subCommandOf (rawArgs: string[]): Promise<[CommandDef<any>, Comma
 
 /** Runs the CLI: typed errors print their message and code; usage errors also print usage. */
 export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
+  // consola goes quiet when it thinks it runs under a test runner; a CLI always reports.
+  const level = Number(process.env.NIXIPFS_LOG_LEVEL)
+  consola.level = Number.isInteger(level) ? level : 3
   try {
     if (rawArgs.includes('--help') || rawArgs.includes('-h') || rawArgs.length === 0) {
       await showUsage(...await subCommandOf(rawArgs))

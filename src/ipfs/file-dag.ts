@@ -66,8 +66,7 @@ export async function importFile (blocks: BlockPutter, source: AsyncIterable<Uin
     const row = levels[level] ?? []
     const above = levels.slice(level + 1).some(r => r.length > 0)
     if (!above && row.length === 1) return { cid: row[0]!.cid, size }
-    const parent = await putFileNode(blocks, row.splice(0))
-    ;(levels[level + 1] ??= []).push(parent)
+    if (row.length > 0) await add(level + 1, await putFileNode(blocks, row.splice(0)))
   }
 }
 

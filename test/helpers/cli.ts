@@ -1,0 +1,55 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+/** The built CLI (npm test builds it first). */
+export const BIN = resolve(import.meta.dirname, '../../bin/nixipfs.mjs')
+
+/** A fresh temporary directory. */
+export function tmp (prefix = 'nixipfs-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/** Runs `nixipfs ARGS` to completion. */
+export function runCli (args: string[], env: Record<string, string> = {}): { status: number, stdout: string, stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } })
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }
+}
+
+/** A `nixipfs gateway` child process and the URL it serves. */
+export interface GatewayProcess {
+  url: string
+  child: ChildProcess
+  output: () => string
+  stop: () => Promise<void>
+}
+
+/** Starts `nixipfs gateway --listen 127.0.0.1:0 ARGS` and waits until it serves. */
+export async function startGatewayProcess (args: string[], env: Record<string, string> = {}): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [BIN, 'gateway', '--listen', '127.0.0.1:0', ...args], { env: { ...process.env, ...env } })
+  let out = ''
+  child.stdout.on('data', (b: Buffer) => { out += b.toString() })
+  child.stderr.on('data', (b: Buffer) => { out += b.toString() })
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${out}`)), 30_000)
+    const check = (): void => {
+      const m = /serving \S+ at (http:\/\/[0-9.:]+)/.exec(out)
+      if (m !== null) { clearTimeout(timer); resolve(m[1]!) }
+    }
+    child.stdout.on('data', check)
+    child.stderr.on('data', check)
+    child.on('exit', code => { clearTimeout(timer); reject(new Error(`gateway exited with ${code}:\n${out}`)) })
+  })
+  return {
+    url,
+    child,
+    output: () => out,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      const exited = new Promise(resolve => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    }
+  }
+}
