@@ -1,7 +1,8 @@
 /** The Nix store directory every published path must live in. */
 export const STORE_DIR = '/nix/store'
 
-/** Name of the CID recipe: how a NAR becomes blocks. A change of any parameter is a new name. */
+/** Names of CID recipes: how a NAR becomes blocks. A change of any parameter is a new name. */
+export const CID_RECIPE_CDC = 'cdc-v1'
 export const CID_RECIPE_FIXED = 'fixed-256k-v1'
 
 /** Fixed-size chunk length used by the `fixed-256k-v1` recipe. */

@@ -1,4 +1,4 @@
-import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises'
+import { chmod, mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { InsecureKeyFileError, RepoError } from './errors.js'
@@ -61,4 +61,46 @@ export async function writeKeyFiles (key: SecretKey, secretPath: string, publicP
   await writeFileAtomic(secretPath, formatSecretKey(key), 0o600)
   await chmod(secretPath, 0o600) // the umask may have narrowed, never widened, but be explicit
   await writeFileAtomic(publicPath, formatPublicKey(publicKeyOf(key)) + '\n', 0o644)
+}
+
+/** How often a waiting process checks whether the repo lock was released. */
+const LOCK_POLL_MS = 200
+
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Runs `fn` holding the repo's writer lock, so that two publishers never race
+ * for the next record sequence. A lock left by a dead process is taken over.
+ */
+export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWait?: (pid: number) => void): Promise<T> {
+  const path = join(repo, 'lock')
+  await mkdir(repo, { recursive: true })
+  let warned = false
+  for (;;) {
+    try {
+      await writeFile(path, String(process.pid), { flag: 'wx' })
+      break
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      const pid = Number(await readFile(path, 'utf8').catch(() => ''))
+      if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) {
+        await unlink(path).catch(() => {})
+        continue
+      }
+      if (!warned) { onWait?.(pid); warned = true }
+      await new Promise(resolve => setTimeout(resolve, LOCK_POLL_MS))
+    }
+  }
+  try {
+    return await fn()
+  } finally {
+    await unlink(path).catch(() => {})
+  }
 }

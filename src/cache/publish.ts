@@ -16,6 +16,7 @@ import { ipnsNameOf, signRecord } from '../ipfs/ipns.js'
 import type { IpfsNode } from '../ipfs/node.js'
 import { addEntries, createCacheRoot, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
 import { loadRecord, saveRecord } from './records.js'
+import { withRepoLock } from '../repo.js'
 
 /** How NARs become blocks; its name is written into `nix-cache-info`. */
 export interface CidRecipe {
@@ -33,6 +34,8 @@ export interface PublishOptions {
   recordLifetimeMs: number
   /** called once per store path as it is published */
   onPublished?: (path: string, nar: CID, narSize: number) => void
+  /** called when another process holds the repo lock and publish waits for it */
+  onWait?: (pid: number) => void
 }
 
 export interface PublishResult {
@@ -52,7 +55,7 @@ async function importStorePath (node: IpfsNode, info: PathInfo, recipe: CidRecip
       yield chunk
     }
   }
-  const { cid } = await importFile(node.helia.blockstore, hashed(), recipe.chunker)
+  const { cid } = await importFile(node.blocks, hashed(), recipe.chunker)
   const narHash = hasher.digest()
   if (narHash !== info.narHash || hasher.size !== info.narSize) {
     throw new IntegrityError(`${info.path} on disk (${narHash}, ${hasher.size} bytes) differs from what Nix registered (${info.narHash}, ${info.narSize} bytes); repair it with \`nix-store --verify --check-contents --repair\``)
@@ -84,6 +87,10 @@ export function makeNarInfo (info: PathInfo, nar: CID, key: SecretKey): NarInfo 
  * block it reaches is stored, so a crash leaves the previous record in force.
  */
 export async function publish (node: IpfsNode, options: PublishOptions): Promise<PublishResult> {
+  return await withRepoLock(node.repo, async () => await publishLocked(node, options), options.onWait)
+}
+
+async function publishLocked (node: IpfsNode, options: PublishOptions): Promise<PublishResult> {
   const fs = unixfs(node.helia)
   const name = ipnsNameOf(options.key.publicKey)
   const current = await loadRecord(node.repo, name)
@@ -111,6 +118,7 @@ export async function publish (node: IpfsNode, options: PublishOptions): Promise
   }
   const newRoot = await addEntries(fs, root, entries)
   const sequence = (current?.sequence ?? 0n) + 1n
+  await node.blocks.sync() // every block the new root reaches is durable before the record moves
   await saveRecord(node.repo, await signRecord(options.key.seed, newRoot, sequence, options.recordLifetimeMs))
   return { name, root: newRoot, sequence, published, skipped }
 }

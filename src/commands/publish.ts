@@ -21,7 +21,7 @@ export default defineCommand({
     recursive: { type: 'boolean', alias: 'r', description: 'Publish the whole closure of each path' },
     ...repoArg,
     'secret-key-file': { type: 'string', description: 'Nix secret key that signs narinfos and the record (default: the repo key, created on first use)', valueHint: 'FILE' },
-    chunker: { type: 'string', default: 'fixed', description: 'CID recipe for new NARs: fixed (256 KiB chunks)' },
+    chunker: { type: 'string', default: 'cdc', description: 'CID recipe for new NARs: cdc (content-defined, recipe cdc-v1) or fixed (256 KiB chunks, like ipfs add)' },
     'lifetime-hours': { type: 'string', default: String(DEFAULT_RECORD_LIFETIME_MS / HOUR_MS), description: 'How long the signed IPNS record stays valid, in hours' }
   },
   async run ({ args }) {
@@ -40,7 +40,8 @@ export default defineCommand({
         key,
         recipe,
         recordLifetimeMs: lifetimeHours * HOUR_MS,
-        onPublished: (path, nar) => consola.log(`${path} -> ${nar.toString()}`)
+        onPublished: (path, nar) => consola.log(`${path} -> ${nar.toString()}`),
+        onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
       })
       consola.success(`published ${result.published.length} path(s), ${result.skipped} already there`)
       consola.log(`root:     /ipfs/${result.root.toString()}`)

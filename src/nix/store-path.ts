@@ -35,7 +35,9 @@ export function parseStoreBaseName (baseName: string): StorePath {
     throw new InvalidStorePathError(`${JSON.stringify(baseName)} is not a store path base name: expected 32 Nix base32 characters, a dash and a name`)
   }
   if (name.length === 0 || name.length > MAX_NAME_LENGTH) throw new InvalidStorePathError(`store path name of ${JSON.stringify(baseName)} must be 1 to ${MAX_NAME_LENGTH} characters`)
-  if (!NAME_RE.test(name) || name.startsWith('.')) throw new InvalidStorePathError(`store path name ${JSON.stringify(name)} has characters Nix does not allow`)
+  if (!NAME_RE.test(name)) throw new InvalidStorePathError(`store path name ${JSON.stringify(name)} has characters Nix does not allow`)
+  // As Nix's checkName: "." and ".." may not be the first dash-separated component; ".envrc" is fine.
+  if (/^\.\.?(-|$)/.test(name)) throw new InvalidStorePathError(`store path name ${JSON.stringify(name)} is not valid: its first dash-separated component is "." or ".."`)
   return { hash, name, baseName, path: `${STORE_DIR}/${baseName}` }
 }
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
@@ -103,11 +103,12 @@ describe.runIf(nixAvailable)('publish → gateway → nix copy --from', () => {
     const narinfo = await (await fetch(`${gw.url}/${toolPath.slice(11, 43)}.narinfo`)).text()
     const url = /^URL: (.*)$/m.exec(narinfo)![1]!
     const nar = nixDump(toolPath)
-    // Flip one byte in the middle of the second full-size leaf block of this NAR.
-    const leaf = nar.subarray(256 * 1024, 512 * 1024)
-    const file = findBlockFile(join(repo, 'blocks'), leaf)
+    // Flip one byte of this NAR's data where it sits in the repo's pack file, 300 kB in.
+    const file = join(repo, 'packs', '000001.pack')
     const bytes = readFileSync(file)
-    bytes[1000]! ^= 0xff
+    const at = bytes.indexOf(nar.subarray(300_000, 300_064))
+    expect(at).toBeGreaterThan(0)
+    bytes[at]! ^= 0xff
     writeFileSync(file, bytes)
     try {
       let body: Buffer | undefined
@@ -122,23 +123,10 @@ describe.runIf(nixAvailable)('publish → gateway → nix copy --from', () => {
       const store = tmp()
       const r = nix(['copy', '--from', gw.url, '--to', store, toolPath, '--option', 'trusted-public-keys', pub], { allowFail: true })
       expect(r.status).not.toBe(0)
-      expect(gw.output()).toMatch(/is corrupt/)
+      expect(await gw.waitForLog(/is corrupt/)).toMatch(/is corrupt/)
     } finally {
-      bytes[1000]! ^= 0xff
+      bytes[at]! ^= 0xff
       writeFileSync(file, bytes)
     }
   })
 })
-
-/** The block file in a blockstore-fs directory whose contents are `bytes`. */
-function findBlockFile (dir: string, bytes: Uint8Array): string {
-  for (const shard of readdirSync(dir)) {
-    const sub = join(dir, shard)
-    if (!statSync(sub).isDirectory()) continue
-    for (const f of readdirSync(sub)) {
-      const p = join(sub, f)
-      if (statSync(p).size === bytes.length && Buffer.compare(readFileSync(p), bytes) === 0) return p
-    }
-  }
-  throw new Error('block not found')
-}

@@ -22,6 +22,8 @@ export interface GatewayProcess {
   url: string
   child: ChildProcess
   output: () => string
+  /** waits (up to 5 s) until the gateway's log matches `re`; returns the log */
+  waitForLog: (re: RegExp) => Promise<string>
   stop: () => Promise<void>
 }
 
@@ -45,6 +47,10 @@ export async function startGatewayProcess (args: string[], env: Record<string, s
     url,
     child,
     output: () => out,
+    waitForLog: async (re) => {
+      for (let i = 0; i < 50 && !re.test(out); i++) await new Promise(resolve => setTimeout(resolve, 100))
+      return out
+    },
     stop: async () => {
       if (child.exitCode !== null) return
       const exited = new Promise(resolve => child.once('exit', resolve))

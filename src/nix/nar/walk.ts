@@ -5,22 +5,34 @@ import type { NarEvent } from './events.js'
 
 /** Size of each read from a regular file. */
 const READ_BYTES = 1024 * 1024
+/** Reads kept in flight ahead of the consumer, so hashing and disk overlap. */
+const READ_AHEAD = 4
 
 /** Streams the contents of a regular file, failing if it changes size underneath us. */
 async function * readFile (path: Buffer, size: number): AsyncGenerator<Uint8Array> {
-  const fd = await open(path, 'r')
+  const fh = await open(path, 'r')
+  const inFlight: Array<Promise<Uint8Array>> = []
+  let next = 0
+  const readAt = async (offset: number): Promise<Uint8Array> => {
+    const want = Math.min(READ_BYTES, size - offset)
+    const chunk = Buffer.allocUnsafe(want)
+    const { bytesRead } = await fh.read(chunk, 0, want, offset)
+    if (bytesRead !== want) throw new UnsupportedFileError(`${path.toString()} changed size while it was being read`)
+    return chunk
+  }
   try {
-    let offset = 0
-    while (offset < size) {
-      const want = Math.min(READ_BYTES, size - offset)
-      const chunk = Buffer.allocUnsafe(want)
-      const { bytesRead } = await fd.read(chunk, 0, want, offset)
-      if (bytesRead === 0) throw new UnsupportedFileError(`${path.toString()} shrank while it was being read`)
-      offset += bytesRead
-      yield bytesRead === want ? chunk : chunk.subarray(0, bytesRead)
+    while (next < size || inFlight.length > 0) {
+      while (next < size && inFlight.length < READ_AHEAD) {
+        const p = readAt(next)
+        p.catch(() => {}) // observed when awaited below; avoid an unhandled rejection meanwhile
+        inFlight.push(p)
+        next += READ_BYTES
+      }
+      yield await inFlight.shift()!
     }
   } finally {
-    await fd.close()
+    await Promise.allSettled(inFlight)
+    await fh.close()
   }
 }
 

@@ -1,0 +1,110 @@
+import { createHash } from 'node:crypto'
+import type { Chunker } from './chunker.js'
+
+/** Parameters of a FastCDC chunker; any change makes a new CID recipe. */
+export interface CdcParams {
+  minBytes: number
+  /** size where normalized chunking switches from the strict to the loose mask */
+  normalBytes: number
+  maxBytes: number
+  /** one-bits in the strict mask (before `normalBytes`) */
+  strictBits: number
+  /** one-bits in the loose mask (after `normalBytes`) */
+  looseBits: number
+  /** seed string of the gear table */
+  seed: string
+}
+
+/** The `cdc-v1` recipe: FastCDC, normalization level 2, 64 KiB / 256 KiB / 1 MiB. */
+export const CDC_V1: CdcParams = {
+  minBytes: 64 * 1024,
+  normalBytes: 256 * 1024,
+  maxBytes: 1024 * 1024,
+  strictBits: 20,
+  looseBits: 16,
+  seed: 'nixipfs-cdc-v1'
+}
+
+/**
+ * The 256-entry gear table: SHA-256 in counter mode over the seed, so every
+ * implementation can rebuild it from the recipe text alone.
+ */
+export function gearTable (seed: string): Int32Array {
+  const table = new Int32Array(256)
+  for (let block = 0; block < 32; block++) {
+    const digest = createHash('sha256').update(`${seed}:${block}`).digest()
+    for (let i = 0; i < 8; i++) table[block * 8 + i] = digest.readInt32BE(i * 4)
+  }
+  return table
+}
+
+/** A mask of `bits` one-bits at the top of a 32-bit word (the bits that depend on the most input). */
+function topMask (bits: number): number {
+  return (0xffffffff << (32 - bits)) >>> 0
+}
+
+/**
+ * Returns the length of the first chunk of `buf[start, end)`. With `final`
+ * false the caller guarantees at least `maxBytes` bytes are available.
+ */
+export function cutPoint (gear: Int32Array, p: CdcParams, buf: Uint8Array, start: number, end: number, strict: number, loose: number): number {
+  const n = end - start
+  if (n <= p.minBytes) return n
+  const limit = Math.min(n, p.maxBytes)
+  const normal = Math.min(p.normalBytes, limit)
+  let fp = 0
+  let i = start + p.minBytes
+  // Hash the last 32 bytes before the minimum so the fingerprint is warm where cutting may begin.
+  for (let j = i - 32; j < i; j++) fp = ((fp << 1) + gear[buf[j]!]!) | 0
+  const normalEnd = start + normal
+  for (; i < normalEnd; i++) {
+    fp = ((fp << 1) + gear[buf[i]!]!) | 0
+    if ((fp & strict) === 0) return i - start + 1
+  }
+  const limitEnd = start + limit
+  for (; i < limitEnd; i++) {
+    fp = ((fp << 1) + gear[buf[i]!]!) | 0
+    if ((fp & loose) === 0) return i - start + 1
+  }
+  return limit
+}
+
+/** A content-defined (FastCDC) chunker: cut points follow the content, so shifted bytes still dedupe. */
+export function cdcChunker (params: CdcParams = CDC_V1): Chunker {
+  const gear = gearTable(params.seed)
+  const strict = topMask(params.strictBits) | 0
+  const loose = topMask(params.looseBits) | 0
+  return async function * (source) {
+    let buf: Uint8Array = Buffer.allocUnsafeSlow(params.maxBytes * 4)
+    let start = 0
+    let end = 0
+    for await (const input of source) {
+      let pos = 0
+      while (pos < input.length) {
+        if (end === buf.length) {
+          // Chunks already yielded are views into `buf`: carry the tail (< maxBytes) into a fresh buffer.
+          const next = Buffer.allocUnsafeSlow(buf.length)
+          next.set(buf.subarray(start, end))
+          buf = next
+          end -= start
+          start = 0
+        }
+        const take = Math.min(input.length - pos, buf.length - end)
+        buf.set(input.subarray(pos, pos + take), end)
+        end += take
+        pos += take
+        while (end - start >= params.maxBytes) {
+          const len = cutPoint(gear, params, buf, start, end, strict, loose)
+          yield buf.subarray(start, start + len)
+          start += len
+        }
+      }
+    }
+    while (end > start) {
+      const len = cutPoint(gear, params, buf, start, end, strict, loose)
+      yield buf.subarray(start, start + len)
+      start += len
+    }
+    buf = new Uint8Array(0)
+  }
+}

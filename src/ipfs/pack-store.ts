@@ -1,0 +1,245 @@
+import { mkdir, open, readdir, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { crc32 } from 'node:zlib'
+import { BaseBlockstore } from 'blockstore-core/base'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { BlockNotFoundError, NixipfsError } from '../errors.js'
+
+/** A pack file is closed for appends once it reaches this size. */
+const PACK_LIMIT_BYTES = 1024 * 1024 * 1024
+/** Block bytes gathered in memory before one write to the pack. */
+const WRITE_BUFFER_BYTES = 8 * 1024 * 1024
+/** One index record: digest(32) codec(4) pack(4) offset(8) length(4) crc32(4). */
+const RECORD_BYTES = 56
+/** Length value marking a deleted block. */
+const TOMBSTONE = 0xffffffff
+
+interface Location { pack: number, offset: number, length: number, codec: number }
+
+const packName = (n: number): string => `${String(n).padStart(6, '0')}.pack`
+const key = (digest: Uint8Array): string => Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1')
+
+function encodeRecord (digest: Uint8Array, loc: Location): Buffer {
+  const rec = Buffer.alloc(RECORD_BYTES)
+  rec.set(digest, 0)
+  rec.writeUInt32LE(loc.codec, 32)
+  rec.writeUInt32LE(loc.pack, 36)
+  rec.writeBigUInt64LE(BigInt(loc.offset), 40)
+  rec.writeUInt32LE(loc.length, 48)
+  rec.writeUInt32LE(crc32(rec.subarray(0, 52)), 52)
+  return rec
+}
+
+/**
+ * A blockstore for NARs: blocks are appended to large pack files in the order
+ * they are written, so a NAR's blocks sit together and stream back with few
+ * positioned reads. An append-only index (`index.log`) maps sha2-256 digests
+ * to (pack, offset, length); it is written only after the data it points to,
+ * and a torn or corrupt tail record is ignored, so a crash loses at most the
+ * blocks not yet indexed — never the meaning of blocks already indexed.
+ * Several processes may read; one writes at a time (the repo lock ensures it).
+ */
+export class PackStore extends BaseBlockstore {
+  private readonly dir: string
+  private readonly index = new Map<string, Location>()
+  private readonly readers = new Map<number, FileHandle>()
+  private indexFile?: FileHandle
+  private indexReadBytes = 0
+  private writer?: { pack: number, fh: FileHandle, size: number }
+  private buffer: Buffer[] = []
+  private bufferBytes = 0
+  private pendingRecords: Buffer[] = []
+  private readonly pending = new Map<string, Uint8Array>()
+  private writing: Promise<void> = Promise.resolve()
+
+  constructor (dir: string) {
+    super()
+    this.dir = dir
+  }
+
+  /** Opens the store, reading the whole index. */
+  async open (): Promise<void> {
+    await mkdir(this.dir, { recursive: true })
+    this.indexFile = await open(join(this.dir, 'index.log'), 'a+')
+    await this.refresh()
+  }
+
+  /** Reads index records appended (by another process) since the last look. */
+  async refresh (): Promise<void> {
+    const fh = this.indexFile
+    if (fh === undefined) throw new NixipfsError('ERR_STORE_CLOSED', 'the block store is not open')
+    const { size } = await fh.stat()
+    const whole = Math.floor((size - this.indexReadBytes) / RECORD_BYTES) * RECORD_BYTES
+    if (whole <= 0) return
+    const buf = Buffer.alloc(whole)
+    await fh.read(buf, 0, whole, this.indexReadBytes)
+    for (let at = 0; at < whole; at += RECORD_BYTES) {
+      const rec = buf.subarray(at, at + RECORD_BYTES)
+      if (crc32(rec.subarray(0, 52)) !== rec.readUInt32LE(52)) continue // torn or damaged record: its block is simply unknown
+      const k = key(rec.subarray(0, 32))
+      const length = rec.readUInt32LE(48)
+      if (length === TOMBSTONE) { this.index.delete(k); continue }
+      this.index.set(k, { codec: rec.readUInt32LE(32), pack: rec.readUInt32LE(36), offset: Number(rec.readBigUInt64LE(40)), length })
+    }
+    this.indexReadBytes += whole
+  }
+
+  private digestOf (cid: CID): Uint8Array {
+    if (cid.multihash.code !== sha256.code) throw new NixipfsError('ERR_UNSUPPORTED_HASH', `block ${cid.toString()} is not sha2-256; the pack store keeps sha2-256 blocks only`)
+    return cid.multihash.digest
+  }
+
+  override has (cid: CID): boolean {
+    const k = key(this.digestOf(cid))
+    return this.pending.has(k) || this.index.has(k)
+  }
+
+  override async put (cid: CID, val: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<CID> {
+    const digest = this.digestOf(cid)
+    const k = key(digest)
+    if (this.pending.has(k) || this.index.has(k)) return cid
+    let bytes: Uint8Array
+    if (val instanceof Uint8Array) bytes = val
+    else {
+      const parts: Uint8Array[] = []
+      for await (const p of val) parts.push(p)
+      bytes = Buffer.concat(parts)
+    }
+    const w = await this.openWriter(bytes.length)
+    const loc: Location = { pack: w.pack, offset: w.size + this.bufferBytes, length: bytes.length, codec: cid.code }
+    this.buffer.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+    this.bufferBytes += bytes.length
+    this.pendingRecords.push(encodeRecord(digest, loc))
+    this.pending.set(k, bytes)
+    this.index.set(k, loc)
+    if (this.bufferBytes >= WRITE_BUFFER_BYTES) await this.startFlush()
+    return cid
+  }
+
+  private async openWriter (next: number): Promise<{ pack: number, fh: FileHandle, size: number }> {
+    if (this.writer !== undefined && this.writer.size + this.bufferBytes + next <= PACK_LIMIT_BYTES) return this.writer
+    await this.flush()
+    if (this.writer === undefined) {
+      // A crash may have left half a record at the end of the index; appends must start on a record boundary.
+      const { size } = await this.indexFile!.stat()
+      if (size % RECORD_BYTES !== 0) await this.indexFile!.truncate(size - (size % RECORD_BYTES))
+    }
+    const packs = (await readdir(this.dir)).filter(f => f.endsWith('.pack')).map(f => Number(f.slice(0, -5))).filter(Number.isInteger)
+    let pack = packs.length === 0 ? 1 : Math.max(...packs)
+    let fh = await open(join(this.dir, packName(pack)), 'a+')
+    let { size } = await fh.stat()
+    if (size + next > PACK_LIMIT_BYTES) {
+      await fh.close()
+      pack++
+      fh = await open(join(this.dir, packName(pack)), 'a+')
+      size = 0
+    }
+    await this.writer?.fh.close()
+    this.writer = { pack, fh, size }
+    return this.writer
+  }
+
+  /**
+   * Starts writing buffered blocks, then their index records, in the
+   * background; waits only for the write before it, so disk and CPU overlap.
+   */
+  private async startFlush (): Promise<void> {
+    const w = this.writer
+    if (w === undefined || this.buffer.length === 0) return
+    const data = this.buffer
+    const records = this.pendingRecords
+    const keys = [...this.pending.keys()]
+    const offset = w.size
+    w.size += this.bufferBytes
+    this.buffer = []
+    this.pendingRecords = []
+    this.bufferBytes = 0
+    const previous = this.writing
+    this.writing = (async () => {
+      await previous
+      await w.fh.writev(data, offset)
+      await this.indexFile!.write(Buffer.concat(records))
+      this.indexReadBytes += records.length * RECORD_BYTES
+      for (const k of keys) this.pending.delete(k)
+    })()
+    await previous
+  }
+
+  /** Writes every buffered block and its index record. */
+  async flush (): Promise<void> {
+    await this.startFlush()
+    await this.writing
+  }
+
+  /** Flushes and makes every block written so far durable. */
+  async sync (): Promise<void> {
+    await this.flush()
+    await this.writer?.fh.sync()
+    await this.indexFile?.sync()
+  }
+
+  private async reader (pack: number): Promise<FileHandle> {
+    let fh = this.readers.get(pack)
+    if (fh === undefined) {
+      fh = await open(join(this.dir, packName(pack)), 'r')
+      this.readers.set(pack, fh)
+    }
+    return fh
+  }
+
+  /** The bytes stored for `cid`, unverified (callers check them against the CID). */
+  async read (cid: CID): Promise<Uint8Array> {
+    const k = key(this.digestOf(cid))
+    const buffered = this.pending.get(k)
+    if (buffered !== undefined) return buffered
+    let loc = this.index.get(k)
+    if (loc === undefined) {
+      await this.refresh() // another process may have added it
+      loc = this.index.get(k)
+      if (loc === undefined) throw new BlockNotFoundError(cid.toString())
+    }
+    const fh = await this.reader(loc.pack)
+    const buf = Buffer.allocUnsafe(loc.length)
+    const { bytesRead } = await fh.read(buf, 0, loc.length, loc.offset)
+    return bytesRead === loc.length ? buf : buf.subarray(0, bytesRead) // a short read fails verification
+  }
+
+  override async * get (cid: CID): AsyncGenerator<Uint8Array> {
+    yield await this.read(cid)
+  }
+
+  override async delete (cid: CID): Promise<void> {
+    const digest = this.digestOf(cid)
+    const k = key(digest)
+    if (!this.index.has(k)) return
+    await this.flush()
+    this.index.delete(k)
+    await this.indexFile!.write(encodeRecord(digest, { pack: 0, offset: 0, length: TOMBSTONE, codec: 0 }))
+    this.indexReadBytes += RECORD_BYTES
+  }
+
+  override async * getAll (): AsyncGenerator<{ cid: CID, bytes: AsyncGenerator<Uint8Array> }> {
+    for (const [k, loc] of [...this.index]) {
+      const cid = CID.createV1(loc.codec, Digest.create(sha256.code, Buffer.from(k, 'latin1')))
+      yield { cid, bytes: this.get(cid) }
+    }
+  }
+
+  /** Number of blocks indexed. */
+  get size (): number {
+    return this.index.size
+  }
+
+  /** Flushes and closes every file. */
+  async close (): Promise<void> {
+    await this.sync()
+    await this.writer?.fh.close()
+    this.writer = undefined
+    for (const fh of this.readers.values()) await fh.close()
+    this.readers.clear()
+    await this.indexFile?.close()
+    this.indexFile = undefined
+  }
+}
