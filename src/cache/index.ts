@@ -8,6 +8,8 @@ export interface NarEntry {
   cid: CID
   narHash: string
   narSize: number
+  /** set once a full read matched NarHash: the DAG is immutable, so later reads need only block checks */
+  verified?: boolean
 }
 
 /** An in-memory view of one cache root: narinfo text by store hash, NARs by CID. */

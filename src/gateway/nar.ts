@@ -24,7 +24,8 @@ export function parseRange (header: string | undefined, size: number): { start: 
 
 /**
  * `GET|HEAD /nar/<cid>.nar`: streams a NAR the index knows, verifying every
- * block against its CID and the whole NAR against its NarHash. A failure after
+ * block against its CID and (on its first full read) the whole NAR against
+ * its NarHash. A failure after
  * the headers went out aborts the connection, so Nix sees a short read, never
  * wrong bytes.
  */
@@ -51,7 +52,7 @@ export async function serveNar ({ req, res, params, index, blocks, head }: Route
   // Read the first block before committing to a status, so early failures get a proper error response.
   let next = await chunks.next()
   res.writeHead(range === undefined ? 200 : 206, headers)
-  const hasher = range === undefined ? new NarHasher() : undefined
+  const hasher = range === undefined && entry.verified !== true ? new NarHasher() : undefined
   // The last chunk is held back until the whole NAR has verified: a complete response is a correct one.
   let held: Uint8Array | undefined
   let sent = 0
@@ -67,6 +68,7 @@ export async function serveNar ({ req, res, params, index, blocks, head }: Route
     if (hasher !== undefined && hasher.digest() !== entry.narHash) {
       throw new IntegrityError(`NAR ${entry.cid.toString()} does not match its NarHash ${entry.narHash}`)
     }
+    if (hasher !== undefined) entry.verified = true
     res.end(held)
   } catch (err) {
     res.destroy(err as Error)

@@ -70,6 +70,9 @@ export async function importFile (blocks: BlockPutter, source: AsyncIterable<Uin
   }
 }
 
+/** Leaf blocks read ahead of the consumer. */
+const READ_AHEAD = 4
+
 /** Options for reading part of a file. */
 export interface ReadOptions {
   offset?: number
@@ -109,9 +112,40 @@ async function * readRange (blocks: BlockGetter, cid: CID, start: number, end: n
     pos += d.length
   }
   if (unixfs.blockSizes.length !== node.Links.length) throw new IntegrityError(`block ${cid.toString()} has ${node.Links.length} links but ${unixfs.blockSizes.length} block sizes`)
+  // Children inside the range, with their offsets.
+  const wanted: Array<{ cid: CID, base: number, size: number }> = []
   for (let i = 0; i < node.Links.length && pos < end; i++) {
     const childSize = Number(unixfs.blockSizes[i])
-    if (pos + childSize > start) yield * readRange(blocks, node.Links[i]!.Hash, start, end, pos, signal)
+    if (pos + childSize > start) wanted.push({ cid: node.Links[i]!.Hash, base: pos, size: childSize })
     pos += childSize
+  }
+  // Raw leaves are fetched READ_AHEAD at a time, so storage reads and hashing overlap.
+  const ahead: Array<Promise<Uint8Array> | undefined> = []
+  const prefetch = (i: number): void => {
+    const child = wanted[i]
+    if (child !== undefined && child.cid.code === RAW_CODE && ahead[i] === undefined) {
+      const p = getVerified(blocks, child.cid, { signal })
+      p.catch(() => {}) // observed when awaited in order below
+      ahead[i] = p
+    }
+  }
+  try {
+    for (let i = 0; i < wanted.length; i++) {
+      for (let j = i; j < i + READ_AHEAD; j++) prefetch(j)
+      const child = wanted[i]!
+      const leaf = ahead[i]
+      ahead[i] = undefined
+      if (leaf === undefined) {
+        yield * readRange(blocks, child.cid, start, end, child.base, signal)
+        continue
+      }
+      const bytes = await leaf
+      if (bytes.length !== child.size) throw new IntegrityError(`block ${child.cid.toString()} has ${bytes.length} bytes where its parent ${cid.toString()} says ${child.size}`)
+      const from = Math.max(0, start - child.base)
+      const to = Math.min(bytes.length, end - child.base)
+      if (to > from) yield from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to)
+    }
+  } finally {
+    await Promise.allSettled(ahead.filter(p => p !== undefined))
   }
 }
