@@ -13,7 +13,7 @@ import { parseStorePath } from '../nix/store-path.js'
 import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
 import { ipnsNameOf, signRecord } from '../ipfs/ipns.js'
-import type { IpfsNode } from '../ipfs/node.js'
+import type { PackStore } from '../ipfs/pack-store.js'
 import { addEntries, createCacheRoot, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
 import { loadRecord, saveRecord } from './records.js'
 import { withRepoLock } from '../repo.js'
@@ -46,8 +46,14 @@ export interface PublishResult {
   skipped: number
 }
 
+/** What publishing needs: the repo directory and its block store. */
+export interface PublishComponents {
+  repo: string
+  blocks: PackStore
+}
+
 /** Serializes a store path to NAR, stores its blocks, and checks the hash against Nix's database. */
-async function importStorePath (node: IpfsNode, info: PathInfo, recipe: CidRecipe): Promise<CID> {
+async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe): Promise<CID> {
   const hasher = new NarHasher()
   async function * hashed (): AsyncGenerator<Uint8Array> {
     for await (const chunk of encodeNar(walkPath(info.path))) {
@@ -55,7 +61,7 @@ async function importStorePath (node: IpfsNode, info: PathInfo, recipe: CidRecip
       yield chunk
     }
   }
-  const { cid } = await importFile(node.blocks, hashed(), recipe.chunker)
+  const { cid } = await importFile(blocks, hashed(), recipe.chunker)
   const narHash = hasher.digest()
   if (narHash !== info.narHash || hasher.size !== info.narSize) {
     throw new IntegrityError(`${info.path} on disk (${narHash}, ${hasher.size} bytes) differs from what Nix registered (${info.narHash}, ${info.narSize} bytes); repair it with \`nix-store --verify --check-contents --repair\``)
@@ -86,15 +92,15 @@ export function makeNarInfo (info: PathInfo, nar: CID, key: SecretKey): NarInfo 
  * cache: paths already in it are skipped; the record moves only after every
  * block it reaches is stored, so a crash leaves the previous record in force.
  */
-export async function publish (node: IpfsNode, options: PublishOptions): Promise<PublishResult> {
-  return await withRepoLock(node.repo, async () => await publishLocked(node, options), options.onWait)
+export async function publish (components: PublishComponents, options: PublishOptions): Promise<PublishResult> {
+  return await withRepoLock(components.repo, async () => await publishLocked(components, options), options.onWait)
 }
 
-async function publishLocked (node: IpfsNode, options: PublishOptions): Promise<PublishResult> {
-  const fs = unixfs(node.helia)
+async function publishLocked ({ repo, blocks }: PublishComponents, options: PublishOptions): Promise<PublishResult> {
+  const fs = unixfs({ blockstore: blocks })
   const name = ipnsNameOf(options.key.publicKey)
-  const current = await loadRecord(node.repo, name)
-  const root = current?.root ?? await createCacheRoot(fs, node.helia.blockstore, formatCacheInfo({
+  const current = await loadRecord(repo, name)
+  const root = current?.root ?? await createCacheRoot(fs, blocks, formatCacheInfo({
     storeDir: STORE_DIR,
     wantMassQuery: true,
     priority: DEFAULT_PRIORITY,
@@ -108,7 +114,7 @@ async function publishLocked (node: IpfsNode, options: PublishOptions): Promise<
   for (const info of infos) {
     const { hash } = parseStorePath(info.path)
     if (await hasNarInfo(fs, root, hash)) { skipped++; continue }
-    const nar = await importStorePath(node, info, options.recipe)
+    const nar = await importStorePath(blocks, info, options.recipe)
     entries.push({ hash, nar, narInfo: formatNarInfo(makeNarInfo(info, nar, options.key)) })
     published.push({ path: info.path, nar, narSize: info.narSize })
     options.onPublished?.(info.path, nar, info.narSize)
@@ -118,7 +124,7 @@ async function publishLocked (node: IpfsNode, options: PublishOptions): Promise<
   }
   const newRoot = await addEntries(fs, root, entries)
   const sequence = (current?.sequence ?? 0n) + 1n
-  await node.blocks.sync() // every block the new root reaches is durable before the record moves
-  await saveRecord(node.repo, await signRecord(options.key.seed, newRoot, sequence, options.recordLifetimeMs))
+  await blocks.sync() // every block the new root reaches is durable before the record moves
+  await saveRecord(repo, await signRecord(options.key.seed, newRoot, sequence, options.recordLifetimeMs))
   return { name, root: newRoot, sequence, published, skipped }
 }

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises'
 import { unixfs } from '@helia/unixfs'
-import type { IpfsNode } from '../ipfs/node.js'
+import type { PackStore } from '../ipfs/pack-store.js'
 import { loadIndex, type CacheIndex } from './index.js'
 import { loadRecord, recordPath } from './records.js'
 
@@ -17,17 +17,17 @@ const RECHECK_MS = 500
  * Serves the cache that the repo itself publishes under IPNS name `name`,
  * reloading the index whenever `publish` stores a new record.
  */
-export function repoIndexSource (node: IpfsNode, name: string): IndexSource {
-  const fs = unixfs(node.helia)
+export function repoIndexSource (repo: string, blocks: PackStore, name: string): IndexSource {
+  const fs = unixfs({ blockstore: blocks })
   let index: CacheIndex | undefined
   let seenMtimeMs = -1
   let checkedAt = 0
   let loading: Promise<CacheIndex | undefined> | undefined
 
   async function reload (): Promise<CacheIndex | undefined> {
-    const mtimeMs = await stat(recordPath(node.repo, name)).then(s => s.mtimeMs, () => 0)
+    const mtimeMs = await stat(recordPath(repo, name)).then(s => s.mtimeMs, () => 0)
     if (mtimeMs === seenMtimeMs) return index
-    const record = await loadRecord(node.repo, name)
+    const record = await loadRecord(repo, name)
     if (record !== undefined && record.root.toString() !== index?.root.toString()) {
       index = await loadIndex(fs, record.root)
     }

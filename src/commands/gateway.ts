@@ -33,7 +33,7 @@ export default defineCommand({
     const name = await cacheName(repo, args.cache)
     if (name === undefined) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH) or name one with --cache`)
     const node = await openNode(repo)
-    const gateway = await startGateway({ source: repoIndexSource(node, name), blocks: node.blocks, host, port, logger: consola })
+    const gateway = await startGateway({ source: repoIndexSource(repo, node.blocks, name), blocks: node.blocks, host, port, logger: consola })
     consola.success(`serving /ipns/${name} at ${gateway.url}`)
     consola.info(`use it with: nix copy --from ${gateway.url} … or substituters = ${gateway.url}`)
     await new Promise<void>(resolve => {

@@ -2,7 +2,7 @@ import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { unixfs } from '@helia/unixfs'
 import { loadRecord } from '../cache/records.js'
-import { openNode } from '../ipfs/node.js'
+import { PackStore } from '../ipfs/pack-store.js'
 import { cacheName, repoArg, repoOf } from './common.js'
 
 export default defineCommand({
@@ -25,13 +25,13 @@ export default defineCommand({
     consola.log(`root:     /ipfs/${record.root.toString()}`)
     consola.log(`sequence: ${record.sequence}`)
     consola.log(`expires:  ${record.validity}${Date.parse(record.validity) < Date.now() ? ' (EXPIRED)' : ''}`)
-    const node = await openNode(repo)
+    const blocks = await PackStore.openRepo(repo)
     try {
       let entries = 0
-      for await (const e of unixfs(node.helia).ls(record.root, { offline: true })) if (e.name.endsWith('.narinfo')) entries++
+      for await (const e of unixfs({ blockstore: blocks }).ls(record.root)) if (e.name.endsWith('.narinfo')) entries++
       consola.log(`entries:  ${entries}`)
     } finally {
-      await node.stop()
+      await blocks.close()
     }
   }
 })

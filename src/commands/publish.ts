@@ -3,7 +3,7 @@ import { consola } from 'consola'
 import { DEFAULT_RECORD_LIFETIME_MS } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { publish } from '../cache/publish.js'
-import { openNode } from '../ipfs/node.js'
+import { PackStore } from '../ipfs/pack-store.js'
 import { repoArg, repoOf, signingKey } from './common.js'
 import { recipeOf } from './recipes.js'
 
@@ -32,9 +32,9 @@ export default defineCommand({
     const recipe = recipeOf(args.chunker)
     const repo = repoOf(args)
     const key = await signingKey(repo, args['secret-key-file'], true)
-    const node = await openNode(repo)
+    const blocks = await PackStore.openRepo(repo)
     try {
-      const result = await publish(node, {
+      const result = await publish({ repo, blocks }, {
         paths,
         recursive: args.recursive === true,
         key,
@@ -47,7 +47,7 @@ export default defineCommand({
       consola.log(`root:     /ipfs/${result.root.toString()}`)
       consola.log(`name:     /ipns/${result.name} (sequence ${result.sequence})`)
     } finally {
-      await node.stop()
+      await blocks.close()
     }
   }
 })

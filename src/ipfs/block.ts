@@ -4,6 +4,7 @@ import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import * as raw from 'multiformats/codecs/raw'
 import { IntegrityError } from '../errors.js'
+import { sha256Off } from './hash-pool.js'
 
 /** Codec of UnixFS directory and file nodes. */
 export const DAG_PB_CODE = 0x70
@@ -35,11 +36,15 @@ export interface BlockPutter {
   put: (cid: CID, bytes: Uint8Array, options?: { signal?: AbortSignal }) => Promise<CID> | CID
 }
 
-/** Reads one whole block and checks it against its CID. */
+/** Reads one whole block and checks it against its CID (hashing off the main thread). */
 export async function getVerified (blocks: BlockGetter, cid: CID, options?: { signal?: AbortSignal }): Promise<Uint8Array> {
   const parts: Uint8Array[] = []
   for await (const part of blocks.get(cid, options)) parts.push(part)
-  const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
-  verifyBlock(cid, bytes)
+  const read = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+  if (cid.multihash.code !== sha256.code) throw new IntegrityError(`block ${cid.toString()} uses a hash nixipfs does not verify (only sha2-256)`)
+  const { bytes, digest } = await sha256Off(read)
+  if (Buffer.compare(digest, cid.multihash.digest) !== 0) {
+    throw new IntegrityError(`block ${cid.toString()} is corrupt: its bytes do not hash to its CID`)
+  }
   return bytes
 }

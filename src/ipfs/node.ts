@@ -17,13 +17,13 @@ export interface IpfsNode {
 /**
  * Opens (creating if needed) the embedded Helia node in `repo`: blocks in
  * pack files under `packs/`, node state under `datastore/`. Offline: no
- * networking, no routing.
+ * networking, no routing. Loading Helia takes seconds, so commands that only
+ * touch local blocks use `PackStore.openRepo` instead.
  */
 export async function openNode (repo: string): Promise<IpfsNode> {
   await mkdir(repo, { recursive: true })
-  const blocks = new PackStore(join(repo, 'packs'))
+  const blocks = await PackStore.openRepo(repo)
   const datastore = new FsDatastore(join(repo, 'datastore'))
-  await blocks.open()
   await datastore.open()
   const helia = createHeliaLight({ blockstore: blocks, datastore, blockBrokers: [], routers: [] })
   await helia.start()

@@ -227,6 +227,13 @@ export class PackStore extends BaseBlockstore {
     }
   }
 
+  /** Opens the pack store of a repo (`<repo>/packs`). */
+  static async openRepo (repo: string): Promise<PackStore> {
+    const store = new PackStore(join(repo, 'packs'))
+    await store.open()
+    return store
+  }
+
   /** Number of blocks indexed. */
   get size (): number {
     return this.index.size

@@ -18,7 +18,7 @@ export function parseSha256 (text: string): Uint8Array {
   if (text.startsWith('sha256:')) body = text.slice(7)
   else if (text.startsWith('sha256-')) { body = text.slice(7); sri = true } else throw new InvalidHashError(`expected a sha256 hash, got ${JSON.stringify(text.slice(0, 80))}`)
   if (!sri && body.length === nix32Length(SHA256_BYTES)) return decodeNix32(body, SHA256_BYTES)
-  if (!sri && body.length === 64 && /^[0-9a-f]+$/.test(body)) return Uint8Array.from(Buffer.from(body, 'hex'))
+  if (!sri && body.length === 64 && /^[0-9a-f]+$/i.test(body)) return Uint8Array.from(Buffer.from(body, 'hex'))
   if (body.length === 44 && /^[A-Za-z0-9+/]{43}=$/.test(body)) return Uint8Array.from(Buffer.from(body, 'base64'))
   throw new InvalidHashError(`malformed sha256 hash ${JSON.stringify(text.slice(0, 80))}`)
 }

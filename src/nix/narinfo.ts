@@ -67,9 +67,13 @@ export function parseNarInfo (text: string): NarInfo {
       case 'FileHash': info.fileHash = normalizeHash(value, n, field); break
       case 'FileSize': info.fileSize = parseSize(value, n, field); break
       case 'NarHash': info.narHash = normalizeHash(value, n, field); break
-      case 'NarSize': info.narSize = parseSize(value, n, field); break
+      case 'NarSize':
+        info.narSize = parseSize(value, n, field)
+        if (info.narSize === 0) throw new NarInfoParseError(n, field, 'zero') // Nix: "NarSize missing or zero"
+        break
       case 'References':
-        info.references = value === '' ? [] : value.split(' ').map(ref => wrap(() => parseStoreBaseName(ref).baseName)); break
+        // Nix tokenizes on spaces and ignores empty tokens.
+        info.references = value.split(' ').filter(ref => ref !== '').map(ref => wrap(() => parseStoreBaseName(ref).baseName)); break
       case 'Deriver':
         if (value !== 'unknown-deriver') info.deriver = wrap(() => parseStoreBaseName(value).baseName)
         break
@@ -78,7 +82,7 @@ export function parseNarInfo (text: string): NarInfo {
       default: // Nix ignores fields it does not know; so do we.
     }
   })
-  const end = lines.length
+  const end = Math.max(1, lines.length)
   if (info.storePath === undefined) throw new NarInfoParseError(end, 'StorePath', 'missing')
   if (info.url === undefined) throw new NarInfoParseError(end, 'URL', 'missing')
   if (info.narHash === undefined) throw new NarInfoParseError(end, 'NarHash', 'missing')

@@ -56,7 +56,14 @@ const base = (p: string): string => parseStorePath(p).baseName
 /** Path infos of `paths` (with `recursive`, of their whole closure), from the local Nix database. */
 export async function queryPathInfos (paths: string[], recursive = false): Promise<PathInfo[]> {
   if (paths.length === 0) return []
-  const json = await runNix('nix', [...NIX_FLAGS, 'path-info', '--json', ...(recursive ? ['--recursive'] : []), '--', ...paths])
+  // No substituters: a query of the local store must never wait on the network.
+  const json = await runNix('nix', [...NIX_FLAGS, '--option', 'substituters', '', 'path-info', '--json', ...(recursive ? ['--recursive'] : []), '--', ...paths])
+    .catch((err: Error) => {
+      if (/don't know how to build|is not valid|does not exist/.test(err.message)) {
+        throw new NixCommandError(`not every path is valid in the local Nix store (${paths.join(' ')}); build or fetch it first:\n${err.message}`)
+      }
+      throw err
+    })
   const parsed = JSON.parse(json) as RawPathInfo[] | Record<string, RawPathInfo | null>
   // Nix ≤ 2.18 prints an array with `path`; newer Nix prints an object keyed by path.
   const entries: Array<[string, RawPathInfo | null]> = Array.isArray(parsed)

@@ -1,3 +1,4 @@
+import { NarFormatError } from '../../errors.js'
 import type { NarEvent } from './events.js'
 import { NAR_MAGIC, narInt, narString, padding } from './wire.js'
 
@@ -68,7 +69,10 @@ export async function * encodeNar (events: AsyncIterable<NarEvent>): AsyncGenera
         put(TYPE_REGULAR)
         if (ev.executable) put(EXECUTABLE)
         put(CONTENTS); put(narInt(ev.size))
+        let written = 0
         for await (const chunk of ev.contents) {
+          written += chunk.length
+          if (written > ev.size) throw new NarFormatError(`file contents are longer than the ${ev.size} bytes announced`)
           if (chunk.length >= FLUSH_BYTES / 4) {
             if (used > 0) yield take()
             yield chunk
@@ -77,6 +81,7 @@ export async function * encodeNar (events: AsyncIterable<NarEvent>): AsyncGenera
             if (used >= FLUSH_BYTES) yield take()
           }
         }
+        if (written !== ev.size) throw new NarFormatError(`file contents are ${written} bytes, not the ${ev.size} announced`)
         put(ZEROS.subarray(0, padding(ev.size))); put(CLOSE)
         endEntry(ev.name)
         break

@@ -99,14 +99,24 @@ export async function * parseNar (source: AsyncIterable<Uint8Array>): AsyncGener
       }
       if (tag !== 'contents') throw new NarFormatError(`expected "contents", got ${JSON.stringify(tag)}`, r.offset)
       const size = await nar.int('file size')
-      let consumed = false
-      const contents = (async function * () {
-        if (consumed) throw new NarFormatError('file contents can only be read once')
-        consumed = true
-        yield * r.readChunks(size, 'file contents')
-      })()
+      let read = 0
+      let started = false
+      const contents: AsyncIterable<Uint8Array> = {
+        [Symbol.asyncIterator]: () => {
+          if (started) throw new NarFormatError('file contents can only be read once')
+          started = true
+          return (async function * () {
+            for await (const chunk of r.readChunks(size, 'file contents')) {
+              read += chunk.length
+              yield chunk
+            }
+          })()
+        }
+      }
       yield { type: 'file', name, executable, size, contents }
-      if (!consumed) for await (const _ of contents) { /* skip unread contents */ }
+      // Whatever the consumer left unread is skipped, so the next token starts where it must.
+      started = true // contents read after this point would come from the wrong place
+      for await (const _ of r.readChunks(size - read, 'file contents')) { /* skip */ }
       await nar.pad(size)
       await nar.expect(')')
       return false

@@ -163,7 +163,7 @@ describe('parseNar', () => {
 
   it('lets the consumer skip file contents', async () => {
     const bytes = fixture('nar/mixed.nar')
-    const skipped: Array<Omit<PlainEvent, 'contents'>> = []
+    const skipped: unknown[] = []
     for await (const ev of parseNar(chunked(bytes, 5))) {
       if (ev.type === 'file') skipped.push({ type: 'file', name: Buffer.from(ev.name!), executable: ev.executable, size: ev.size })
       else skipped.push((await materialize((async function * () { yield ev })()))[0]!)

@@ -134,6 +134,10 @@ describe.runIf(nixAvailable)('the same NARs given to the live nix-store --restor
 
   const version = spawnSync('nix-store', ['--version'], { encoding: 'utf8' }).stdout ?? ''
 
+  it('nix-store is there', () => {
+    expect(version).toMatch(/Nix/)
+  })
+
   it('Nix rejects what the table says it rejects (we never accept what Nix refuses)', () => {
     expect(BAD.filter(c => c.nix === 'rejects' && restores(c.bytes)).map(c => c.what)).toEqual([])
   })
@@ -145,5 +149,41 @@ describe.runIf(nixAvailable)('the same NARs given to the live nix-store --restor
   it('Nix accepts the byte-sorted variants', () => {
     expect(restores(narOf(...dirTokens(['B', 'a'])))).toBe(true)
     expect(restores(narOf(...dirTokens(['\uFF5E', '\u{1F600}'])))).toBe(true)
+  })
+})
+
+describe('parseNar with consumers that stop early', () => {
+  const nar = narOf('nix-archive-1', '(', 'type', 'directory',
+    'entry', '(', 'name', 'a', 'node', '(', 'type', 'regular', 'contents', 'abcdefghijklmnopqrstuvwxyz', ')', ')',
+    'entry', '(', 'name', 'b', 'node', '(', 'type', 'regular', 'contents', 'x', ')', ')', ')')
+
+  it('skips the unread rest of a file, so the next event is still right', async () => {
+    const seen: string[] = []
+    for await (const ev of parseNar(chunked(nar, 4))) {
+      if (ev.type === 'file') {
+        for await (const part of ev.contents) { seen.push(`${new TextDecoder().decode(ev.name)}:${new TextDecoder().decode(part)}`); break }
+      }
+    }
+    expect(seen).toEqual(['a:abcd', 'b:x'])
+  })
+
+  it('refuses to read file contents twice', async () => {
+    for await (const ev of parseNar(chunked(nar, 64))) {
+      if (ev.type !== 'file') continue
+      await collect(ev.contents)
+      await expect(collect(ev.contents)).rejects.toThrow(/only be read once|already/)
+      break
+    }
+  })
+})
+
+describe('encodeNar checks what producers announce', () => {
+  async function * events (actual: string): AsyncGenerator<import('../../../src/nix/nar/events.js').NarEvent> {
+    yield { type: 'file', executable: false, size: 3, contents: (async function * () { yield new TextEncoder().encode(actual) })() }
+  }
+  it('rejects contents shorter or longer than the size', async () => {
+    await expect(collect(encodeNar(events('ab')))).rejects.toBeInstanceOf(NarFormatError)
+    await expect(collect(encodeNar(events('abcd')))).rejects.toBeInstanceOf(NarFormatError)
+    expect((await collect(encodeNar(events('abc')))).length).toBeGreaterThan(0)
   })
 })
