@@ -15,6 +15,9 @@ export interface GatewayOptions {
   logger?: Pick<ConsolaInstance, 'debug' | 'warn'>
 }
 
+/** How long shutdown waits for responses in flight. */
+const CLOSE_GRACE_MS = 10_000
+
 /** A running gateway. */
 export interface Gateway {
   url: string
@@ -43,7 +46,13 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
     res.end('not found\n')
   }
 
+  let active = 0
+  let closing: (() => void) | undefined
   const server = createServer((req, res) => {
+    active++
+    res.once('close', () => {
+      if (--active === 0) closing?.()
+    })
     handle(req, res).then(
       () => logger?.debug(`${req.method} ${req.url} ${res.statusCode}`),
       (err: Error) => {
@@ -65,10 +74,16 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
   return {
     url: `http://${host}:${port}`,
     close: async () => {
+      // Stop accepting, let responses in flight finish (up to a grace period), then drop keep-alive connections.
+      const closed = new Promise<void>(resolve => server.close(() => resolve()))
+      server.closeIdleConnections()
       await new Promise<void>(resolve => {
-        server.close(() => resolve())
-        server.closeIdleConnections()
+        if (active === 0) { resolve(); return }
+        closing = resolve
+        setTimeout(resolve, CLOSE_GRACE_MS).unref()
       })
+      server.closeAllConnections()
+      await closed
     }
   }
 }

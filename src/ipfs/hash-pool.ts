@@ -23,12 +23,13 @@ const jobs = new Map<number, Job>()
 function getWorker (): Worker {
   if (worker !== undefined) return worker
   const w = new Worker(WORKER_SOURCE, { eval: true })
-  w.unref() // never keeps the process alive
   w.on('message', ({ id, buf, digest }: { id: number, buf: ArrayBuffer, digest: Uint8Array }) => {
     const job = jobs.get(id)
     jobs.delete(id)
+    if (jobs.size === 0) w.unref()
     job?.resolve({ bytes: new Uint8Array(buf), digest })
   })
+  w.unref() // after the listener, which refs it again: an idle worker never keeps the process alive
   w.on('error', err => {
     for (const job of jobs.values()) job.reject(err)
     jobs.clear()
@@ -52,6 +53,7 @@ export async function sha256Off (bytes: Uint8Array): Promise<{ bytes: Uint8Array
   const id = nextId++
   return await new Promise((resolve, reject) => {
     jobs.set(id, { resolve, reject })
+    w.ref() // a job in flight keeps the process alive until it is answered
     w.postMessage({ id, buf: bytes.buffer }, [bytes.buffer as ArrayBuffer])
   })
 }
