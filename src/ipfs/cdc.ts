@@ -75,17 +75,16 @@ export function cdcChunker (params: CdcParams = CDC_V1): Chunker {
   const strict = topMask(params.strictBits) | 0
   const loose = topMask(params.looseBits) | 0
   return async function * (source) {
-    let buf: Uint8Array = Buffer.allocUnsafeSlow(params.maxBytes * 4)
+    // A plain Uint8Array: its slice() copies (Buffer#slice would alias), giving each chunk its own transferable memory.
+    let buf = new Uint8Array(params.maxBytes * 4)
     let start = 0
     let end = 0
     for await (const input of source) {
       let pos = 0
       while (pos < input.length) {
         if (end === buf.length) {
-          // Chunks already yielded are views into `buf`: carry the tail (< maxBytes) into a fresh buffer.
-          const next = Buffer.allocUnsafeSlow(buf.length)
-          next.set(buf.subarray(start, end))
-          buf = next
+          // Move the unchunked tail (shorter than maxBytes) to the front.
+          buf.copyWithin(0, start, end)
           end -= start
           start = 0
         }
@@ -95,14 +94,14 @@ export function cdcChunker (params: CdcParams = CDC_V1): Chunker {
         pos += take
         while (end - start >= params.maxBytes) {
           const len = cutPoint(gear, params, buf, start, end, strict, loose)
-          yield buf.subarray(start, start + len)
+          yield buf.slice(start, start + len)
           start += len
         }
       }
     }
     while (end > start) {
       const len = cutPoint(gear, params, buf, start, end, strict, loose)
-      yield buf.subarray(start, start + len)
+      yield buf.slice(start, start + len)
       start += len
     }
     buf = new Uint8Array(0)
