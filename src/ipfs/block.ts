@@ -17,15 +17,6 @@ export function cidOf (codec: number, bytes: Uint8Array): CID {
   return CID.createV1(codec, Digest.create(sha256.code, digest))
 }
 
-/** Throws `IntegrityError` unless `bytes` hash to `cid`. */
-export function verifyBlock (cid: CID, bytes: Uint8Array): void {
-  if (cid.multihash.code !== sha256.code) throw new IntegrityError(`block ${cid.toString()} uses a hash nixipfs does not verify (only sha2-256)`)
-  const digest = createHash('sha256').update(bytes).digest()
-  if (Buffer.compare(digest, cid.multihash.digest) !== 0) {
-    throw new IntegrityError(`block ${cid.toString()} is corrupt: its bytes do not hash to its CID`)
-  }
-}
-
 /** Where blocks are read from; Helia's blockstore fits. */
 export interface BlockGetter {
   get: (cid: CID, options?: { signal?: AbortSignal }) => Iterable<Uint8Array> | AsyncIterable<Uint8Array>
