@@ -75,7 +75,7 @@ export function cdcChunker (params: CdcParams = CDC_V1): Chunker {
   const strict = topMask(params.strictBits) | 0
   const loose = topMask(params.looseBits) | 0
   return async function * (source) {
-    // A plain Uint8Array: its slice() copies (Buffer#slice would alias), giving each chunk its own transferable memory.
+    // A plain Uint8Array: its slice() copies (Buffer#slice would alias), so chunks outlive the buffer's reuse.
     let buf = new Uint8Array(params.maxBytes * 4)
     let start = 0
     let end = 0

@@ -1,13 +1,10 @@
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
-import { CID } from 'multiformats/cid'
-import * as Digest from 'multiformats/hashes/digest'
-import { sha256 } from 'multiformats/hashes/sha2'
+import type { CID } from 'multiformats/cid'
 import { IntegrityError } from '../errors.js'
 import { DAG_WIDTH } from '../constants.js'
 import { DAG_PB_CODE, RAW_CODE, cidOf, getVerified, type BlockGetter, type BlockPutter } from './block.js'
 import type { Chunker } from './chunker.js'
-import { sha256Off } from './hash-pool.js'
 
 /** A built node: its CID, the file bytes below it, and its cumulative DAG size (Tsize). */
 interface Built { cid: CID, fileSize: number, tsize: number }
@@ -53,25 +50,11 @@ export async function importFile (blocks: BlockPutter, source: AsyncIterable<Uin
     }
   }
   let size = 0
-  // Leaves are hashed on the worker thread while the chunker goes on; they are stored in order.
-  const hashing: Array<Promise<{ bytes: Uint8Array, digest: Uint8Array }>> = []
-  const storeLeaf = async (): Promise<void> => {
-    const { bytes, digest } = await hashing.shift()!
-    const cid = CID.createV1(RAW_CODE, Digest.create(sha256.code, digest))
-    await blocks.put(cid, bytes)
-    size += bytes.length
-    await add(0, { cid, fileSize: bytes.length, tsize: bytes.length })
-  }
-  try {
-    for await (const chunk of chunker(source)) {
-      const job = sha256Off(chunk)
-      job.catch(() => {}) // awaited in order by storeLeaf
-      hashing.push(job)
-      if (hashing.length >= HASH_AHEAD) await storeLeaf()
-    }
-    while (hashing.length > 0) await storeLeaf()
-  } finally {
-    await Promise.allSettled(hashing)
+  for await (const chunk of chunker(source)) {
+    const cid = cidOf(RAW_CODE, chunk)
+    await blocks.put(cid, chunk)
+    size += chunk.length
+    await add(0, { cid, fileSize: chunk.length, tsize: chunk.length })
   }
   if (size === 0) {
     const cid = cidOf(RAW_CODE, new Uint8Array(0))
@@ -87,11 +70,8 @@ export async function importFile (blocks: BlockPutter, source: AsyncIterable<Uin
   }
 }
 
-/** Leaves being hashed while the next ones are cut. */
-const HASH_AHEAD = 8
-
 /** Leaf blocks read ahead of the consumer. */
-const READ_AHEAD = 4
+const READ_AHEAD = 16
 
 /** Options for reading part of a file. */
 export interface ReadOptions {

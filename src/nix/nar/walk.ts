@@ -1,21 +1,42 @@
-import { lstat, open, readdir, readlink } from 'node:fs/promises'
-import type { Stats } from 'node:fs'
+import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { UnsupportedFileError } from '../../errors.js'
 import type { NarEvent } from './events.js'
 
-/** Size of each read from a regular file. */
+/** Size of each read from a large file. */
 const READ_BYTES = 1024 * 1024
-/** Reads kept in flight ahead of the consumer, so hashing and disk overlap. */
+/** Reads of a large file kept in flight ahead of the consumer, so hashing and disk overlap. */
 const READ_AHEAD = 4
 
-/** Streams the contents of a regular file, failing if it changes size underneath us. */
-async function * readFile (path: Buffer, size: number): AsyncGenerator<Uint8Array> {
+/**
+ * Reads a small file in one synchronous call. Store paths hold thousands of
+ * small files; a trip through the thread pool per open/read/close costs more
+ * than the read itself, and a publisher has no other clients to keep waiting.
+ */
+function readSmallFile (path: Buffer, size: number): Uint8Array {
+  const fd = openSync(path, 'r')
+  try {
+    const buf = new Uint8Array(size)
+    let got = 0
+    while (got < size) {
+      const n = readSync(fd, buf, got, size - got, got)
+      if (n === 0) throw new UnsupportedFileError(`${path.toString()} changed size while it was being read`)
+      got += n
+    }
+    return buf
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Streams a large file with reads kept in flight, failing if it changes size underneath us. */
+async function * readLargeFile (path: Buffer, size: number): AsyncGenerator<Uint8Array> {
   const fh = await open(path, 'r')
   const inFlight: Array<Promise<Uint8Array>> = []
   let next = 0
   const readAt = async (offset: number): Promise<Uint8Array> => {
     const want = Math.min(READ_BYTES, size - offset)
-    const chunk = Buffer.allocUnsafe(want)
+    const chunk = Buffer.allocUnsafeSlow(want)
     const { bytesRead } = await fh.read(chunk, 0, want, offset)
     if (bytesRead !== want) throw new UnsupportedFileError(`${path.toString()} changed size while it was being read`)
     return chunk
@@ -36,15 +57,22 @@ async function * readFile (path: Buffer, size: number): AsyncGenerator<Uint8Arra
   }
 }
 
-function nodeEvent (path: Buffer, st: Stats, name: Uint8Array | undefined): Promise<NarEvent> | NarEvent {
+async function * once (bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  if (bytes.length > 0) yield bytes
+}
+
+function nodeEvent (path: Buffer, st: Stats, name: Uint8Array | undefined): NarEvent {
   if (st.isFile()) {
-    return { type: 'file', name, executable: (st.mode & 0o100) !== 0, size: st.size, contents: readFile(path, st.size) }
+    const contents = st.size <= READ_BYTES ? once(readSmallFile(path, st.size)) : readLargeFile(path, st.size)
+    return { type: 'file', name, executable: (st.mode & 0o100) !== 0, size: st.size, contents }
   }
-  if (st.isSymbolicLink()) {
-    return readlink(path, { encoding: 'buffer' }).then(target => ({ type: 'symlink', name, target }))
-  }
+  if (st.isSymbolicLink()) return { type: 'symlink', name, target: readlinkSync(path, { encoding: 'buffer' }) }
   if (st.isDirectory()) return { type: 'directory', name }
   throw new UnsupportedFileError(`${path.toString()} is neither a regular file, a directory nor a symlink; it cannot be put into a NAR`)
+}
+
+function sortedNames (dir: Buffer): Buffer[] {
+  return readdirSync(dir, { encoding: 'buffer' }).sort(Buffer.compare)
 }
 
 /**
@@ -53,13 +81,11 @@ function nodeEvent (path: Buffer, st: Stats, name: Uint8Array | undefined): Prom
  */
 export async function * walkPath (root: string): AsyncGenerator<NarEvent> {
   const rootBuf = Buffer.from(root)
-  const rootEvent = await nodeEvent(rootBuf, await lstat(rootBuf), undefined)
+  const rootEvent = nodeEvent(rootBuf, lstatSync(rootBuf), undefined)
   yield rootEvent
   if (rootEvent.type !== 'directory') return
   // Iterative depth-first walk: deep trees must not grow the JS stack or nest generators.
-  const stack: Array<{ dir: Buffer, names: Buffer[], next: number }> = [
-    { dir: rootBuf, names: await sortedNames(rootBuf), next: 0 }
-  ]
+  const stack: Array<{ dir: Buffer, names: Buffer[], next: number }> = [{ dir: rootBuf, names: sortedNames(rootBuf), next: 0 }]
   while (stack.length > 0) {
     const frame = stack[stack.length - 1]!
     const name = frame.names[frame.next++]
@@ -69,13 +95,8 @@ export async function * walkPath (root: string): AsyncGenerator<NarEvent> {
       continue
     }
     const path = Buffer.concat([frame.dir, Buffer.from('/'), name])
-    const ev = await nodeEvent(path, await lstat(path), name)
+    const ev = nodeEvent(path, lstatSync(path), name)
     yield ev
-    if (ev.type === 'directory') stack.push({ dir: path, names: await sortedNames(path), next: 0 })
+    if (ev.type === 'directory') stack.push({ dir: path, names: sortedNames(path), next: 0 })
   }
-}
-
-async function sortedNames (dir: Buffer): Promise<Buffer[]> {
-  const names = await readdir(dir, { encoding: 'buffer' })
-  return names.sort(Buffer.compare)
 }
