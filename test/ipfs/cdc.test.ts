@@ -75,6 +75,32 @@ describe('cdc-v1 chunker', () => {
     expect(after.length - fresh.length).toBeGreaterThan(before.length - 4)
   })
 
+  it('cuts exactly where a plain reading of the README recipe says', async () => {
+    // The recipe as written in the README, byte by byte, with no optimization.
+    const gear = gearTable('nixipfs-cdc-v1')
+    const reference = (bytes: Uint8Array): number[] => {
+      const out: number[] = []
+      for (let start = 0; start < bytes.length;) {
+        const n = bytes.length - start
+        let len = Math.min(n, 1024 * 1024)
+        if (n > 64 * 1024) {
+          let fp = 0
+          for (let j = start + 64 * 1024 - 32; j < start + 64 * 1024; j++) fp = ((fp << 1) + gear[bytes[j]!]!) | 0
+          for (let i = start + 64 * 1024; i < start + len; i++) {
+            fp = ((fp << 1) + gear[bytes[i]!]!) | 0
+            const mask = i - start < 256 * 1024 ? 0xfffff000 : 0xffff0000
+            if (((fp >>> 0) & mask) === 0) { len = i - start + 1; break }
+          }
+        }
+        out.push(len)
+        start += len
+      }
+      return out
+    }
+    const sample = Buffer.concat([data.subarray(0, 3 * 1024 * 1024), readFileSync(process.execPath).subarray(0, 3 * 1024 * 1024)])
+    expect((await chunks(sample)).map(c => c.length)).toEqual(reference(sample))
+  })
+
   it('cuts real binaries into a DAG the standard UnixFS exporter reads back', async () => {
     const lib = readFileSync(process.execPath).subarray(0, 8 * 1024 * 1024)
     const blocks = new MemoryBlockstore()
