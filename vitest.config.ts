@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    setupFiles: ['./src/shim.ts'],
+    setupFiles: ['./test/helpers/setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // End-to-end tests start Nix and servers; two cores are all we have.

@@ -14,7 +14,8 @@ export const cli = defineCommand({
     keygen: async () => (await import('./commands/keygen.js')).default,
     publish: async () => (await import('./commands/publish.js')).default,
     gateway: async () => (await import('./commands/gateway.js')).default,
-    info: async () => (await import('./commands/info.js')).default
+    info: async () => (await import('./commands/info.js')).default,
+    republish: async () => (await import('./commands/republish.js')).default
   }
 })
 

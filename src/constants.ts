@@ -11,8 +11,14 @@ export const FIXED_CHUNK_BYTES = 256 * 1024
 /** Children per node of the balanced UnixFS DAG (same as kubo and Helia). */
 export const DAG_WIDTH = 174
 
+/** One hour, in milliseconds. */
+export const HOUR_MS = 60 * 60 * 1000
+
 /** How long a freshly signed IPNS record is valid. */
-export const DEFAULT_RECORD_LIFETIME_MS = 48 * 60 * 60 * 1000
+export const DEFAULT_RECORD_LIFETIME_MS = 48 * HOUR_MS
+
+/** How long a follower keeps serving a cache whose record expired (with a warning). */
+export const DEFAULT_EXPIRED_GRACE_MS = 24 * HOUR_MS
 
 /** Default gateway listen address: loopback only. */
 export const DEFAULT_LISTEN = '127.0.0.1:8080'

@@ -12,10 +12,11 @@ import { queryPathInfos, type PathInfo } from '../nix/store.js'
 import { parseStorePath } from '../nix/store-path.js'
 import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
-import { ipnsNameOf, signRecord } from '../ipfs/ipns.js'
+import { ipnsNameOf } from '../ipfs/ipns.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { addEntries, createCacheRoot, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
-import { loadRecord, saveRecord } from './records.js'
+import { commitRoot, nextSequence } from './commit.js'
+import { loadRecord } from './records.js'
 import { withRepoLock } from '../repo.js'
 
 /** How NARs become blocks; its name is written into `nix-cache-info`. */
@@ -32,6 +33,8 @@ export interface PublishOptions {
   key: SecretKey
   recipe: CidRecipe
   recordLifetimeMs: number
+  /** publish on top of a repo restored from an old backup (see `nextSequence`) */
+  continueSequence?: boolean
   /** called once per store path as it is published */
   onPublished?: (path: string, nar: CID, narSize: number) => void
   /** called when another process holds the repo lock and publish waits for it */
@@ -100,6 +103,7 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   const fs = unixfs({ blockstore: blocks })
   const name = ipnsNameOf(options.key.publicKey)
   const current = await loadRecord(repo, name)
+  await nextSequence(options.key, current, options.continueSequence) // fail before the work, not after
   const root = current?.root ?? await createCacheRoot(fs, blocks, formatCacheInfo({
     storeDir: STORE_DIR,
     wantMassQuery: true,
@@ -123,8 +127,7 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
     return { name, root, sequence: current.sequence, published, skipped }
   }
   const newRoot = await addEntries(fs, root, entries)
-  const sequence = (current?.sequence ?? 0n) + 1n
   await blocks.sync() // every block the new root reaches is durable before the record moves
-  await saveRecord(repo, await signRecord(options.key.seed, newRoot, sequence, options.recordLifetimeMs))
-  return { name, root: newRoot, sequence, published, skipped }
+  const record = await commitRoot(repo, options.key, newRoot, current, options)
+  return { name, root: newRoot, sequence: record.sequence, published, skipped }
 }

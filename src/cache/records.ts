@@ -29,3 +29,28 @@ export async function saveRecord (repo: string, record: CacheRecord): Promise<vo
   }
   await writeFileAtomic(recordPath(repo, record.name), record.bytes)
 }
+
+/** What a follower made of a record it was offered. */
+export type AcceptResult = 'newer' | 'same'
+
+/**
+ * Takes a record for a followed name, as from a peer: it must be signed by
+ * the name's key and point to `/ipfs/<cid>`; a lower sequence than the newest
+ * stored (a rollback) or the same sequence with other contents is refused;
+ * expired records are refused (the stored one stays, for its grace period).
+ */
+export async function acceptRecord (repo: string, name: string, bytes: Uint8Array): Promise<AcceptResult> {
+  const offered = await openRecord(name, bytes)
+  const current = await loadRecord(repo, name)
+  if (current !== undefined) {
+    if (offered.sequence < current.sequence) {
+      throw new RecordError('ERR_RECORD_ROLLBACK', `IPNS record ${offered.sequence} for ${name} is older than record ${current.sequence} already seen; ignoring it (a rollback)`)
+    }
+    if (offered.sequence === current.sequence) {
+      if (Buffer.compare(offered.bytes, current.bytes) === 0) return 'same'
+      throw new RecordError('ERR_RECORD_CONFLICT', `two different IPNS records for ${name} carry sequence ${offered.sequence}; keeping the first (the publisher reused a sequence)`)
+    }
+  }
+  await writeFileAtomic(recordPath(repo, name), offered.bytes)
+  return 'newer'
+}

@@ -1,48 +1,75 @@
 import { stat } from 'node:fs/promises'
 import { unixfs } from '@helia/unixfs'
+import { DEFAULT_EXPIRED_GRACE_MS } from '../constants.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { loadIndex, type CacheIndex } from './index.js'
 import { loadRecord, recordPath } from './records.js'
 
 /** Supplies the gateway with the index of the cache it serves, kept in step with the record. */
 export interface IndexSource {
-  /** the current index, or undefined while nothing has been published */
+  /** the current index, or undefined while nothing is (or may any longer be) served */
   current: () => Promise<CacheIndex | undefined>
+}
+
+export interface SourceOptions {
+  /** how long an expired record is still served, with a warning */
+  expiredGraceMs?: number
+  warn?: (message: string) => void
 }
 
 /** How often, at most, the record file is checked for a change. */
 const RECHECK_MS = 500
 
 /**
- * Serves the cache that the repo itself publishes under IPNS name `name`,
- * reloading the index whenever `publish` stores a new record.
+ * Serves the cache that the repo holds a record for under IPNS name `name`,
+ * reloading the index whenever a newer record is stored. An expired record is
+ * served for `expiredGraceMs` with a warning, then no longer (a frozen cache
+ * must not be served for ever).
  */
-export function repoIndexSource (repo: string, blocks: PackStore, name: string): IndexSource {
+export function repoIndexSource (repo: string, blocks: PackStore, name: string, options: SourceOptions = {}): IndexSource {
   const fs = unixfs({ blockstore: blocks })
+  const grace = options.expiredGraceMs ?? DEFAULT_EXPIRED_GRACE_MS
   let index: CacheIndex | undefined
+  let validUntil = Infinity
+  let warned = ''
   let seenMtimeMs = -1
   let checkedAt = 0
-  let loading: Promise<CacheIndex | undefined> | undefined
+  let loading: Promise<void> | undefined
 
-  async function reload (): Promise<CacheIndex | undefined> {
+  async function reload (): Promise<void> {
     const mtimeMs = await stat(recordPath(repo, name)).then(s => s.mtimeMs, () => 0)
-    if (mtimeMs === seenMtimeMs) return index
+    if (mtimeMs === seenMtimeMs) return
     const record = await loadRecord(repo, name)
-    if (record !== undefined && record.root.toString() !== index?.root.toString()) {
-      index = await loadIndex(fs, record.root)
+    if (record !== undefined) {
+      if (record.root.toString() !== index?.root.toString()) index = await loadIndex(fs, record.root)
+      validUntil = Date.parse(record.validity)
     }
     seenMtimeMs = mtimeMs
-    return index
+  }
+
+  function servable (): CacheIndex | undefined {
+    const now = Date.now()
+    if (now <= validUntil || index === undefined) return index
+    const state = now <= validUntil + grace ? 'grace' : 'stopped'
+    if (warned !== state) {
+      warned = state
+      options.warn?.(state === 'grace'
+        ? `the record for /ipns/${name} expired at ${new Date(validUntil).toISOString()}; serving it until ${new Date(validUntil + grace).toISOString()} — the publisher must run \`nixipfs republish\``
+        : `the record for /ipns/${name} expired at ${new Date(validUntil).toISOString()} and its grace period is over; serving nothing from it until a fresh record arrives`)
+    }
+    return state === 'grace' ? index : undefined
   }
 
   return {
     current: async () => {
       const now = Date.now()
-      if (now - checkedAt < RECHECK_MS) return index
-      checkedAt = now
-      // One reload at a time; concurrent requests share it.
-      loading ??= reload().finally(() => { loading = undefined })
-      return await loading
+      if (now - checkedAt >= RECHECK_MS) {
+        checkedAt = now
+        // One reload at a time; concurrent requests share it.
+        loading ??= reload().finally(() => { loading = undefined })
+        await loading
+      }
+      return servable()
     }
   }
 }

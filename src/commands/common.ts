@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { consola } from 'consola'
+import { DEFAULT_RECORD_LIFETIME_MS, HOUR_MS } from '../constants.js'
 import { RepoError, UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { generateSecretKey, parsePublicKey, type SecretKey } from '../nix/signing.js'
@@ -19,6 +20,19 @@ export const repoArg = {
 /** The repo directory from `--repo` and the environment. */
 export function repoOf (args: { repo?: string }): string {
   return resolveRepo(args.repo)
+}
+
+/** Flags of every command that signs a record. */
+export const lifetimeArgs = {
+  'lifetime-hours': { type: 'string', default: String(DEFAULT_RECORD_LIFETIME_MS / HOUR_MS), description: 'How long the signed IPNS record stays valid, in hours (a running gateway re-signs it at half-life)' },
+  'continue-sequence': { type: 'boolean', description: 'Sign on top of a repo that is behind this key\'s sequence ledger (a repo restored from an old backup)' }
+} as const
+
+/** The record lifetime from `--lifetime-hours`. */
+export function lifetimeMsOf (args: { 'lifetime-hours': string }): number {
+  const hours = Number(args['lifetime-hours'])
+  if (!(hours > 0)) throw new UsageError(`--lifetime-hours must be a positive number, got ${args['lifetime-hours']}`)
+  return hours * HOUR_MS
 }
 
 /**

@@ -1,13 +1,10 @@
 import { defineCommand } from 'citty'
 import { consola } from 'consola'
-import { DEFAULT_RECORD_LIFETIME_MS } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { publish } from '../cache/publish.js'
 import { PackStore } from '../ipfs/pack-store.js'
-import { repoArg, repoOf, signingKey } from './common.js'
+import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf, signingKey } from './common.js'
 import { recipeOf } from './recipes.js'
-
-const HOUR_MS = 60 * 60 * 1000
 
 export default defineCommand({
   meta: {
@@ -22,13 +19,12 @@ export default defineCommand({
     ...repoArg,
     'secret-key-file': { type: 'string', description: 'Nix secret key that signs narinfos and the record (default: the repo key, created on first use)', valueHint: 'FILE' },
     chunker: { type: 'string', default: 'cdc', description: 'CID recipe for new NARs: cdc (content-defined, recipe cdc-v1) or fixed (256 KiB chunks, like ipfs add)' },
-    'lifetime-hours': { type: 'string', default: String(DEFAULT_RECORD_LIFETIME_MS / HOUR_MS), description: 'How long the signed IPNS record stays valid, in hours' }
+    ...lifetimeArgs
   },
   async run ({ args }) {
     const paths = args._.length > 0 ? args._ : (process.env.OUT_PATHS ?? '').split(/\s+/).filter(p => p !== '')
     if (paths.length === 0) throw new UsageError('no store paths given, and $OUT_PATHS is empty')
-    const lifetimeHours = Number(args['lifetime-hours'])
-    if (!(lifetimeHours > 0)) throw new UsageError(`--lifetime-hours must be a positive number, got ${args['lifetime-hours']}`)
+    const recordLifetimeMs = lifetimeMsOf(args)
     const recipe = recipeOf(args.chunker)
     const repo = repoOf(args)
     const key = await signingKey(repo, args['secret-key-file'], true)
@@ -39,7 +35,8 @@ export default defineCommand({
         recursive: args.recursive === true,
         key,
         recipe,
-        recordLifetimeMs: lifetimeHours * HOUR_MS,
+        recordLifetimeMs,
+        continueSequence: args['continue-sequence'] === true,
         onPublished: (path, nar) => consola.log(`${path} -> ${nar.toString()}`),
         onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
       })

@@ -2,11 +2,11 @@ import { chmodSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { nixAvailable, nixBuild, shellDerivation } from '../helpers/nix.js'
-import { runCli, tmp } from '../helpers/cli.js'
+import { runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
 
 describe('nixipfs CLI', () => {
   it('explains every command with --help, including an example', () => {
-    for (const cmd of ['keygen', 'publish', 'gateway', 'info']) {
+    for (const cmd of ['keygen', 'publish', 'gateway', 'info', 'republish']) {
       const r = runCli([cmd, '--help'])
       expect(r.status).toBe(0)
       expect(r.stdout + r.stderr).toMatch(/Example: nixipfs /)
@@ -68,5 +68,25 @@ describe('nixipfs CLI', () => {
     const r = runCli(['publish', '--repo', repo, '/nix/store/00000000000000000000000000000000-missing'])
     expect(r.status).toBe(1)
     expect(r.stderr + r.stdout).toMatch(/ERR_NIX_COMMAND/)
+  })
+
+  it.runIf(nixAvailable)('republishes before expiry: by command, and by itself while the gateway runs', async () => {
+    const [out] = nixBuild(shellDerivation(`republish-${Date.now()}-${process.pid}`, 'echo built > $out')) as [string]
+    const repo = tmp()
+    // A record valid for 36 s: less than half of the gateway's default lifetime remains at once.
+    expect(runCli(['publish', '--repo', repo, '--lifetime-hours', '0.01', out]).status).toBe(0)
+    const r = runCli(['republish', '--repo', repo, '--lifetime-hours', '0.01'])
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/sequence: 2\n/)
+    const gw = await startGatewayProcess(['--repo', repo])
+    try {
+      expect(await gw.waitForLog(/republished .* as sequence 3, valid until/)).toMatch(/sequence 3/)
+    } finally {
+      await gw.stop()
+    }
+    const info = runCli(['info', '--repo', repo])
+    expect(info.stdout).toMatch(/sequence: 3\n/)
+    const expires = Date.parse(/expires: +(\S+)/.exec(info.stdout)![1]!)
+    expect(expires - Date.now()).toBeGreaterThan(47 * 3600_000)
   })
 })

@@ -1,0 +1,26 @@
+import { defineCommand } from 'citty'
+import { consola } from 'consola'
+import { republish } from '../cache/republish.js'
+import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf, signingKey } from './common.js'
+
+export default defineCommand({
+  meta: {
+    name: 'republish',
+    description: 'Sign the current cache root again with the next sequence and a fresh validity, before the record expires.\n' +
+      'A running gateway does this by itself for the repo\'s own key.\n\n' +
+      'Example: nixipfs republish --lifetime-hours 48'
+  },
+  args: {
+    ...repoArg,
+    'secret-key-file': { type: 'string', description: 'Nix secret key of the cache (default: the repo key)', valueHint: 'FILE' },
+    ...lifetimeArgs
+  },
+  async run ({ args }) {
+    const repo = repoOf(args)
+    const key = await signingKey(repo, args['secret-key-file'], false)
+    const record = await republish(repo, key, { recordLifetimeMs: lifetimeMsOf(args), continueSequence: args['continue-sequence'] === true })
+    consola.success(`/ipns/${record.name} → /ipfs/${record.root.toString()}`)
+    consola.log(`sequence: ${record.sequence}`)
+    consola.log(`expires:  ${record.validity}`)
+  }
+})

@@ -1,0 +1,44 @@
+import { CID } from 'multiformats/cid'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { unixfs } from '@helia/unixfs'
+import { createCacheRoot } from '../../src/cache/directory.js'
+import { acceptRecord, saveRecord } from '../../src/cache/records.js'
+import { repoIndexSource } from '../../src/cache/source.js'
+import { ipnsNameOf, signRecord } from '../../src/ipfs/ipns.js'
+import { PackStore } from '../../src/ipfs/pack-store.js'
+import { generateSecretKey } from '../../src/nix/signing.js'
+import { tmp } from '../helpers/cli.js'
+
+describe('the index source behind the gateway', () => {
+  const key = generateSecretKey('builder-3')
+  const name = ipnsNameOf(key.publicKey)
+  let repo: string
+  let blocks: PackStore
+  let root: CID
+  beforeEach(async () => {
+    repo = tmp()
+    blocks = await PackStore.openRepo(repo)
+    root = await createCacheRoot(unixfs({ blockstore: blocks }), blocks, 'StoreDir: /nix/store\n')
+  })
+
+  it('serves an expired record during the grace period with a warning, then stops', async () => {
+    await acceptRecord(repo, name, (await signRecord(key.seed, root, 1n, 60_000)).bytes)
+    const warnings: string[] = []
+    const fresh = repoIndexSource(repo, blocks, name, { expiredGraceMs: 0, warn: m => warnings.push(m) })
+    expect((await fresh.current())?.root.toString()).toBe(root.toString())
+    expect(warnings).toEqual([])
+
+    const repo2 = tmp()
+    const blocks2 = await PackStore.openRepo(repo2)
+    const root2 = await createCacheRoot(unixfs({ blockstore: blocks2 }), blocks2, 'StoreDir: /nix/store\n')
+    // A record that expires 50 ms after signing; store it as a publisher would (acceptRecord refuses expired ones).
+    await saveRecord(repo2, await signRecord(key.seed, root2, 1n, 50))
+    await new Promise(resolve => setTimeout(resolve, 80))
+    const inGrace = repoIndexSource(repo2, blocks2, name, { expiredGraceMs: 60_000, warn: m => warnings.push(m) })
+    expect((await inGrace.current())?.root.toString()).toBe(root2.toString())
+    expect(warnings.at(-1)).toMatch(/expired at .*; serving it until .*nixipfs republish/)
+    const over = repoIndexSource(repo2, blocks2, name, { expiredGraceMs: 0, warn: m => warnings.push(m) })
+    expect(await over.current()).toBeUndefined()
+    expect(warnings.at(-1)).toMatch(/grace period is over; serving nothing/)
+  })
+})
