@@ -44,7 +44,7 @@ function encodeRecord (digest: Uint8Array, loc: Location): Buffer {
 export class PackStore extends BaseBlockstore {
   private readonly dir: string
   private readonly index = new Map<string, Location>()
-  private readonly readers = new Map<number, FileHandle>()
+  private readonly readers = new Map<number, Promise<FileHandle>>()
   private indexFile?: FileHandle
   private indexReadBytes = 0
   private writer?: { pack: number, fh: FileHandle, size: number }
@@ -181,12 +181,14 @@ export class PackStore extends BaseBlockstore {
   }
 
   private async reader (pack: number): Promise<FileHandle> {
+    // The promise is cached, so concurrent first reads of a pack share one handle.
     let fh = this.readers.get(pack)
     if (fh === undefined) {
-      fh = await open(join(this.dir, packName(pack)), 'r')
+      fh = open(join(this.dir, packName(pack)), 'r')
       this.readers.set(pack, fh)
+      fh.catch(() => this.readers.delete(pack))
     }
-    return fh
+    return await fh
   }
 
   /** The bytes stored for `cid`, unverified (callers check them against the CID). */
@@ -244,7 +246,7 @@ export class PackStore extends BaseBlockstore {
     await this.sync()
     await this.writer?.fh.close()
     this.writer = undefined
-    for (const fh of this.readers.values()) await fh.close()
+    for (const fh of this.readers.values()) await (await fh).close()
     this.readers.clear()
     await this.indexFile?.close()
     this.indexFile = undefined
