@@ -15,6 +15,7 @@ export const cli = defineCommand({
     publish: async () => (await import('./commands/publish.js')).default,
     gateway: async () => (await import('./commands/gateway.js')).default,
     info: async () => (await import('./commands/info.js')).default,
+    ls: async () => (await import('./commands/ls.js')).default,
     republish: async () => (await import('./commands/republish.js')).default
   }
 })

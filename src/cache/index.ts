@@ -1,31 +1,67 @@
-import type { UnixFS as UnixFSApi } from '@helia/unixfs'
+import { unixfs } from '@helia/unixfs'
+import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
+import { DAG_PB_CODE, RAW_CODE, getVerified, type BlockGetter } from '../ipfs/block.js'
+import { readFile } from '../ipfs/file-dag.js'
+import { DirNodeCache, lookupEntry } from '../ipfs/hamt.js'
+import type { PackStore } from '../ipfs/pack-store.js'
 import { parseNarInfo, type NarInfo } from '../nix/narinfo.js'
-import { NAR_DIR } from './directory.js'
+import { CACHE_INFO_FILE, NAR_DIR, narFile, narInfoFile } from './directory.js'
 
-/** What the gateway needs to serve one NAR: its expected hash and size. */
+/** What the gateway needs to serve one NAR. */
 export interface NarEntry {
   cid: CID
-  narHash: string
   narSize: number
+  /** known once a narinfo naming this NAR was read; without it only blocks are checked */
+  narHash?: string
   /** set once a full read matched NarHash: the DAG is immutable, so later reads need only block checks */
   verified?: boolean
 }
 
-/** An in-memory view of one cache root: narinfo text by store hash, NARs by CID. */
-export interface CacheIndex {
-  root: CID
-  narInfos: Map<string, { text: string, info: NarInfo }>
-  nars: Map<string, NarEntry>
-  cacheInfo: string
+/** A narinfo as served: its exact text and what it says. */
+export interface NarInfoEntry {
+  text: string
+  info: NarInfo
 }
 
-const NARINFO_SUFFIX = '.narinfo'
+/**
+ * A view of one cache root that answers lookups from the local block store,
+ * reading only the blocks on the way to an entry (≤ 4 for a million entries,
+ * fewer as directory nodes are cached) and never the whole directory.
+ */
+export interface CacheIndex {
+  root: CID
+  cacheInfo: string
+  narInfo: (hash: string) => Promise<NarInfoEntry | undefined>
+  nar: (cid: string) => Promise<NarEntry | undefined>
+}
+
+/** Narinfos (and NARs) kept in memory after a lookup. */
+const ENTRY_CACHE = 10_000
+
 const decoder = new TextDecoder()
 
-async function readText (fs: UnixFSApi, cid: CID): Promise<string> {
+/** A bounded map that forgets the least recently used entry. */
+class Lru<V> {
+  private readonly map = new Map<string, V>()
+  constructor (private readonly max: number) {}
+  get (key: string): V | undefined {
+    const v = this.map.get(key)
+    if (v !== undefined) { this.map.delete(key); this.map.set(key, v) }
+    return v
+  }
+
+  set (key: string, value: V): void {
+    this.map.delete(key)
+    this.map.set(key, value)
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!)
+  }
+}
+
+async function readText (blocks: BlockGetter, cid: CID): Promise<string> {
   const parts: Uint8Array[] = []
-  for await (const part of fs.cat(cid, { offline: true })) parts.push(part)
+  for await (const part of readFile(blocks, cid)) parts.push(part)
   return decoder.decode(Buffer.concat(parts))
 }
 
@@ -36,20 +72,62 @@ export function narCidOfUrl (url: string): CID | undefined {
   try { return CID.parse(m[1]!) } catch { return undefined }
 }
 
-/** Reads every narinfo of the cache under `root` into memory. */
-export async function loadIndex (fs: UnixFSApi, root: CID): Promise<CacheIndex> {
-  const index: CacheIndex = { root, narInfos: new Map(), nars: new Map(), cacheInfo: '' }
-  for await (const entry of fs.ls(root, { offline: true })) {
-    if (entry.name === 'nix-cache-info') {
-      index.cacheInfo = await readText(fs, entry.cid)
-    } else if (entry.name.endsWith(NARINFO_SUFFIX) && entry.name !== NAR_DIR) {
-      const text = await readText(fs, entry.cid)
-      const info = parseNarInfo(text)
-      const nar = narCidOfUrl(info.url)
-      if (nar === undefined) continue // not a NAR this cache serves by CID
-      index.narInfos.set(entry.name.slice(0, -NARINFO_SUFFIX.length), { text, info })
-      index.nars.set(nar.toString(), { cid: nar, narHash: info.narHash, narSize: info.narSize })
+/** Size of the file whose DAG root is `cid`, from its root block alone. */
+async function fileSize (blocks: BlockGetter, cid: CID): Promise<number> {
+  const bytes = await getVerified(blocks, cid)
+  if (cid.code === RAW_CODE) return bytes.length
+  if (cid.code !== DAG_PB_CODE) return 0
+  const node = dagPb.decode(bytes)
+  return node.Data === undefined ? 0 : Number(UnixFS.unmarshal(node.Data).fileSize())
+}
+
+/** Opens the cache under `root` for lookups. */
+export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheIndex> {
+  const dirs = new DirNodeCache()
+  const narInfos = new Lru<NarInfoEntry | null>(ENTRY_CACHE)
+  const nars = new Lru<NarEntry | null>(ENTRY_CACHE)
+  const infoCid = await lookupEntry(blocks, root, CACHE_INFO_FILE, dirs)
+  const cacheInfo = infoCid === undefined ? '' : await readText(blocks, infoCid)
+  let narDir: Promise<CID | undefined> | undefined
+
+  return {
+    root,
+    cacheInfo,
+    narInfo: async (hash) => {
+      const hit = narInfos.get(hash)
+      if (hit !== undefined) return hit ?? undefined
+      const cid = await lookupEntry(blocks, root, narInfoFile(hash), dirs)
+      let entry: NarInfoEntry | null = null
+      if (cid !== undefined) {
+        const text = await readText(blocks, cid)
+        const info = parseNarInfo(text)
+        const nar = narCidOfUrl(info.url)
+        if (nar !== undefined) {
+          entry = { text, info }
+          if (nars.get(nar.toString()) == null) nars.set(nar.toString(), { cid: nar, narSize: info.narSize, narHash: info.narHash })
+        }
+      }
+      narInfos.set(hash, entry)
+      return entry ?? undefined
+    },
+    nar: async (cidText) => {
+      const hit = nars.get(cidText)
+      if (hit !== undefined) return hit ?? undefined
+      let cid: CID
+      try { cid = CID.parse(cidText) } catch { return undefined }
+      narDir ??= lookupEntry(blocks, root, NAR_DIR, dirs)
+      const dir = await narDir
+      const linked = dir === undefined ? undefined : await lookupEntry(blocks, dir, narFile(cid), dirs)
+      const entry = linked === undefined || !linked.equals(cid) ? null : { cid, narSize: await fileSize(blocks, cid) }
+      nars.set(cidText, entry)
+      return entry ?? undefined
     }
   }
-  return index
+}
+
+/** Streams the store path hashes and narinfo CIDs of the cache under `root` (fine for millions). */
+export async function * listNarInfos (blocks: PackStore, root: CID): AsyncGenerator<{ hash: string, cid: CID }> {
+  for await (const entry of unixfs({ blockstore: blocks }).ls(root)) {
+    if (entry.name.endsWith('.narinfo')) yield { hash: entry.name.slice(0, -'.narinfo'.length), cid: entry.cid }
+  }
 }

@@ -1,8 +1,7 @@
 import { stat } from 'node:fs/promises'
-import { unixfs } from '@helia/unixfs'
 import { DEFAULT_EXPIRED_GRACE_MS } from '../constants.js'
 import type { PackStore } from '../ipfs/pack-store.js'
-import { loadIndex, type CacheIndex } from './index.js'
+import { openIndex, type CacheIndex } from './index.js'
 import { loadRecord, recordPath } from './records.js'
 
 /** Supplies the gateway with the index of the cache it serves, kept in step with the record. */
@@ -27,7 +26,6 @@ const RECHECK_MS = 500
  * must not be served for ever).
  */
 export function repoIndexSource (repo: string, blocks: PackStore, name: string, options: SourceOptions = {}): IndexSource {
-  const fs = unixfs({ blockstore: blocks })
   const grace = options.expiredGraceMs ?? DEFAULT_EXPIRED_GRACE_MS
   let index: CacheIndex | undefined
   let validUntil = Infinity
@@ -41,7 +39,7 @@ export function repoIndexSource (repo: string, blocks: PackStore, name: string, 
     if (mtimeMs === seenMtimeMs) return
     const record = await loadRecord(repo, name)
     if (record !== undefined) {
-      if (record.root.toString() !== index?.root.toString()) index = await loadIndex(fs, record.root)
+      if (record.root.toString() !== index?.root.toString()) index = await openIndex(blocks, record.root)
       validUntil = Date.parse(record.validity)
     }
     seenMtimeMs = mtimeMs

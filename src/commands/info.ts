@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty'
 import { consola } from 'consola'
-import { unixfs } from '@helia/unixfs'
+import { listNarInfos } from '../cache/index.js'
 import { loadRecord } from '../cache/records.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import { cacheName, repoArg, repoOf } from './common.js'
@@ -28,7 +28,7 @@ export default defineCommand({
     const blocks = await PackStore.openRepo(repo)
     try {
       let entries = 0
-      for await (const e of unixfs({ blockstore: blocks }).ls(record.root)) if (e.name.endsWith('.narinfo')) entries++
+      for await (const _ of listNarInfos(blocks, record.root)) entries++
       consola.log(`entries:  ${entries}`)
     } finally {
       await blocks.close()

@@ -30,7 +30,7 @@ export function parseRange (header: string | undefined, size: number): { start: 
  * wrong bytes.
  */
 export async function serveNar ({ req, res, params, index, blocks, head }: RouteContext): Promise<void> {
-  const entry = index?.nars.get(params[0]!)
+  const entry = await index?.nar(params[0]!)
   if (entry === undefined) throw new HttpError('ERR_NOT_FOUND', `no NAR ${params[0]!} in this cache`)
   const range = parseRange(req.headers.range, entry.narSize)
   const start = range?.start ?? 0
@@ -52,7 +52,7 @@ export async function serveNar ({ req, res, params, index, blocks, head }: Route
   // Read the first block before committing to a status, so early failures get a proper error response.
   let next = await chunks.next()
   res.writeHead(range === undefined ? 200 : 206, headers)
-  const hasher = range === undefined && entry.verified !== true ? new NarHasher() : undefined
+  const hasher = range === undefined && entry.narHash !== undefined && entry.verified !== true ? new NarHasher() : undefined
   // The last chunk is held back until the whole NAR has verified: a complete response is a correct one.
   let held: Uint8Array | undefined
   let sent = 0

@@ -6,7 +6,7 @@ import { runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
 
 describe('nixipfs CLI', () => {
   it('explains every command with --help, including an example', () => {
-    for (const cmd of ['keygen', 'publish', 'gateway', 'info', 'republish']) {
+    for (const cmd of ['keygen', 'publish', 'gateway', 'info', 'ls', 'republish']) {
       const r = runCli([cmd, '--help'])
       expect(r.status).toBe(0)
       expect(r.stdout + r.stderr).toMatch(/Example: nixipfs /)
@@ -61,6 +61,8 @@ describe('nixipfs CLI', () => {
     expect(r.stdout).toContain(`${out} -> bafk`)
     const info = runCli(['info', '--repo', repo])
     expect(info.stdout).toMatch(/entries: +1\n/)
+    const ls = runCli(['ls', '--repo', repo])
+    expect(ls.stdout).toMatch(new RegExp(`^${out}\t\\d+\tnar/bafk[a-z0-9]+\\.nar\n$`))
   })
 
   it.runIf(nixAvailable)('fails clearly on a path that is not in the store', () => {

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process'
 import { execFileSync } from 'node:child_process'
-import { unixfs } from '@helia/unixfs'
+import { CID } from 'multiformats/cid'
 import { describe, expect, it } from 'vitest'
-import { loadIndex } from '../../src/cache/index.js'
+import { listNarInfos, openIndex } from '../../src/cache/index.js'
 import { loadRecord } from '../../src/cache/records.js'
 import { readFile } from '../../src/ipfs/file-dag.js'
 import { ipnsNameOf } from '../../src/ipfs/ipns.js'
@@ -20,14 +20,17 @@ async function checkRepo (repo: string, name: string): Promise<{ sequence: bigin
   try {
     const record = await loadRecord(repo, name)
     if (record === undefined) return { sequence: 0n, entries: 0 }
-    const index = await loadIndex(unixfs({ blockstore: blocks }), record.root)
-    for (const nar of index.nars.values()) {
+    const index = await openIndex(blocks, record.root)
+    let entries = 0
+    for await (const { hash } of listNarInfos(blocks, record.root)) {
+      const { info } = (await index.narInfo(hash))!
       const hasher = new NarHasher()
-      for await (const chunk of readFile(blocks, nar.cid)) hasher.update(chunk)
-      expect(hasher.digest()).toBe(nar.narHash)
-      expect(hasher.size).toBe(nar.narSize)
+      for await (const chunk of readFile(blocks, CID.parse(info.url.slice(4, -4)))) hasher.update(chunk)
+      expect(hasher.digest()).toBe(info.narHash)
+      expect(hasher.size).toBe(info.narSize)
+      entries++
     }
-    return { sequence: record.sequence, entries: index.narInfos.size }
+    return { sequence: record.sequence, entries }
   } finally {
     await blocks.close()
   }

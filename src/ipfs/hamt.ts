@@ -1,0 +1,87 @@
+import * as dagPb from '@ipld/dag-pb'
+import { murmur3128 } from '@multiformats/murmur3'
+import { UnixFS } from 'ipfs-unixfs'
+import type { CID } from 'multiformats/cid'
+import { IntegrityError } from '../errors.js'
+import { DAG_PB_CODE, getVerified, type BlockGetter } from './block.js'
+
+/** A decoded directory node: a flat directory's entries, or a HAMT shard's slots. */
+interface DirNode {
+  /** undefined for a flat directory */
+  fanoutBits?: number
+  /** flat: entry name → CID; shard: link name (hex slot + entry name, or the slot alone for a sub-shard) → CID */
+  links: Map<string, CID>
+}
+
+/** Decoded directory nodes by CID, least recently used first out. */
+export class DirNodeCache {
+  private readonly nodes = new Map<string, DirNode>()
+  constructor (private readonly max = 1024) {}
+
+  get (cid: CID): DirNode | undefined {
+    const key = cid.toString()
+    const node = this.nodes.get(key)
+    if (node !== undefined) { this.nodes.delete(key); this.nodes.set(key, node) }
+    return node
+  }
+
+  set (cid: CID, node: DirNode): void {
+    this.nodes.set(cid.toString(), node)
+    if (this.nodes.size > this.max) this.nodes.delete(this.nodes.keys().next().value!)
+  }
+}
+
+async function dirNode (blocks: BlockGetter, cid: CID, cache: DirNodeCache): Promise<DirNode> {
+  const hit = cache.get(cid)
+  if (hit !== undefined) return hit
+  if (cid.code !== DAG_PB_CODE) throw new IntegrityError(`${cid.toString()} is not a UnixFS directory`)
+  const pb = dagPb.decode(await getVerified(blocks, cid))
+  const unixfs = pb.Data === undefined ? undefined : UnixFS.unmarshal(pb.Data)
+  let fanoutBits: number | undefined
+  if (unixfs?.type === 'hamt-sharded-directory') {
+    const fanout = Number(unixfs.fanout ?? 0n)
+    fanoutBits = Math.log2(fanout)
+    if (!Number.isInteger(fanoutBits) || fanoutBits < 1 || fanoutBits > 16) throw new IntegrityError(`HAMT shard ${cid.toString()} has fanout ${fanout}`)
+  } else if (unixfs?.type !== 'directory') {
+    throw new IntegrityError(`${cid.toString()} is not a UnixFS directory`)
+  }
+  const node: DirNode = { fanoutBits, links: new Map(pb.Links.map(l => [l.Name ?? '', l.Hash])) }
+  cache.set(cid, node)
+  return node
+}
+
+/** Bits `[from, from + n)` of `hash`, most significant bit first. */
+function bitsAt (hash: Uint8Array, from: number, n: number): number {
+  let v = 0
+  for (let i = from; i < from + n; i++) {
+    const byte = hash[i >> 3]
+    if (byte === undefined) throw new IntegrityError('HAMT is deeper than its hash is long')
+    v = (v << 1) | ((byte >> (7 - (i & 7))) & 1)
+  }
+  return v
+}
+
+/** The UnixFS HAMT hash of a name: the first 64 bits of murmur3-x64-128, consumed from the first byte on. */
+export async function hamtHash (name: string): Promise<Uint8Array> {
+  return (await murmur3128.encode(new TextEncoder().encode(name))).subarray(0, 8)
+}
+
+/**
+ * Finds `name` in a UnixFS directory, flat or HAMT-sharded, reading only the
+ * blocks on its path (decoded nodes are kept in `cache`). Undefined when absent.
+ */
+export async function lookupEntry (blocks: BlockGetter, dir: CID, name: string, cache: DirNodeCache): Promise<CID | undefined> {
+  let node = await dirNode(blocks, dir, cache)
+  if (node.fanoutBits === undefined) return node.links.get(name)
+  const hash = await hamtHash(name)
+  for (let used = 0; ; used += node.fanoutBits) {
+    const bits: number = node.fanoutBits
+    const slot = bitsAt(hash, used, bits).toString(16).toUpperCase().padStart(((1 << bits) - 1).toString(16).length, '0')
+    const entry = node.links.get(slot + name)
+    if (entry !== undefined) return entry
+    const shard = node.links.get(slot)
+    if (shard === undefined) return undefined
+    node = await dirNode(blocks, shard, cache)
+    if (node.fanoutBits === undefined) throw new IntegrityError(`HAMT slot ${slot} of ${dir.toString()} links to a flat directory`)
+  }
+}
