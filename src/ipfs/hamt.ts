@@ -1,7 +1,7 @@
 import * as dagPb from '@ipld/dag-pb'
 import { murmur3128 } from '@multiformats/murmur3'
 import { UnixFS } from 'ipfs-unixfs'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import { IntegrityError } from '../errors.js'
 import { DAG_PB_CODE, getVerified, type BlockGetter } from './block.js'
 
@@ -9,14 +9,14 @@ import { DAG_PB_CODE, getVerified, type BlockGetter } from './block.js'
 interface DirNode {
   /** undefined for a flat directory */
   fanoutBits?: number
-  /** flat: entry name → CID; shard: link name (hex slot + entry name, or the slot alone for a sub-shard) → CID */
-  links: Map<string, CID>
+  /** flat: entry name → CID bytes; shard: link name (hex slot + entry name, or the slot alone for a sub-shard) → CID bytes */
+  links: Map<string, Uint8Array>
 }
 
 /** Decoded directory nodes by CID, least recently used first out. */
 export class DirNodeCache {
   private readonly nodes = new Map<string, DirNode>()
-  constructor (private readonly max = 1024) {}
+  constructor (private readonly max = 512) {}
 
   get (cid: CID): DirNode | undefined {
     const key = cid.toString()
@@ -45,10 +45,13 @@ async function dirNode (blocks: BlockGetter, cid: CID, cache: DirNodeCache): Pro
   } else if (unixfs?.type !== 'directory') {
     throw new IntegrityError(`${cid.toString()} is not a UnixFS directory`)
   }
-  const node: DirNode = { fanoutBits, links: new Map(pb.Links.map(l => [l.Name ?? '', l.Hash])) }
+  // CIDs are kept as bytes: a cached shard holds hundreds of links, and CID objects weigh several times more.
+  const node: DirNode = { fanoutBits, links: new Map(pb.Links.map(l => [l.Name ?? '', l.Hash.bytes])) }
   cache.set(cid, node)
   return node
 }
+
+const cidOf = (bytes: Uint8Array | undefined): CID | undefined => bytes === undefined ? undefined : CID.decode(bytes)
 
 /** Bits `[from, from + n)` of `hash`, most significant bit first. */
 function bitsAt (hash: Uint8Array, from: number, n: number): number {
@@ -72,16 +75,16 @@ export async function hamtHash (name: string): Promise<Uint8Array> {
  */
 export async function lookupEntry (blocks: BlockGetter, dir: CID, name: string, cache: DirNodeCache): Promise<CID | undefined> {
   let node = await dirNode(blocks, dir, cache)
-  if (node.fanoutBits === undefined) return node.links.get(name)
+  if (node.fanoutBits === undefined) return cidOf(node.links.get(name))
   const hash = await hamtHash(name)
   for (let used = 0; ; used += node.fanoutBits) {
     const bits: number = node.fanoutBits
     const slot = bitsAt(hash, used, bits).toString(16).toUpperCase().padStart(((1 << bits) - 1).toString(16).length, '0')
     const entry = node.links.get(slot + name)
-    if (entry !== undefined) return entry
+    if (entry !== undefined) return cidOf(entry)
     const shard = node.links.get(slot)
     if (shard === undefined) return undefined
-    node = await dirNode(blocks, shard, cache)
+    node = await dirNode(blocks, CID.decode(shard), cache)
     if (node.fanoutBits === undefined) throw new IntegrityError(`HAMT slot ${slot} of ${dir.toString()} links to a flat directory`)
   }
 }

@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import { BaseBlockstore } from 'blockstore-core/base'
@@ -6,6 +6,7 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { BlockNotFoundError, NixipfsError } from '../errors.js'
+import { DigestIndex, type Location } from './digest-index.js'
 
 /** A pack file is closed for appends once it reaches this size. */
 const PACK_LIMIT_BYTES = 1024 * 1024 * 1024
@@ -16,7 +17,6 @@ const RECORD_BYTES = 56
 /** Length value marking a deleted block. */
 const TOMBSTONE = 0xffffffff
 
-interface Location { pack: number, offset: number, length: number, codec: number }
 
 const packName = (n: number): string => `${String(n).padStart(6, '0')}.pack`
 const key = (digest: Uint8Array): string => Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1')
@@ -43,7 +43,7 @@ function encodeRecord (digest: Uint8Array, loc: Location): Buffer {
  */
 export class PackStore extends BaseBlockstore {
   private readonly dir: string
-  private readonly index = new Map<string, Location>()
+  private readonly index = new DigestIndex()
   private readonly readers = new Map<number, Promise<FileHandle>>()
   private indexFile?: FileHandle
   private indexReadBytes = 0
@@ -53,6 +53,7 @@ export class PackStore extends BaseBlockstore {
   private pendingRecords: Buffer[] = []
   private readonly pending = new Map<string, Uint8Array>()
   private writing: Promise<void> = Promise.resolve()
+  private switching?: Promise<{ pack: number, fh: FileHandle, size: number }>
 
   constructor (dir: string) {
     super()
@@ -78,10 +79,10 @@ export class PackStore extends BaseBlockstore {
     for (let at = 0; at < whole; at += RECORD_BYTES) {
       const rec = buf.subarray(at, at + RECORD_BYTES)
       if (crc32(rec.subarray(0, 52)) !== rec.readUInt32LE(52)) continue // torn or damaged record: its block is simply unknown
-      const k = key(rec.subarray(0, 32))
+      const digest = rec.subarray(0, 32)
       const length = rec.readUInt32LE(48)
-      if (length === TOMBSTONE) { this.index.delete(k); continue }
-      this.index.set(k, { codec: rec.readUInt32LE(32), pack: rec.readUInt32LE(36), offset: Number(rec.readBigUInt64LE(40)), length })
+      if (length === TOMBSTONE) { this.index.delete(digest); continue }
+      this.index.set(digest, { codec: rec.readUInt32LE(32), pack: rec.readUInt32LE(36), offset: Number(rec.readBigUInt64LE(40)), length })
     }
     this.indexReadBytes += whole
   }
@@ -92,14 +93,14 @@ export class PackStore extends BaseBlockstore {
   }
 
   override has (cid: CID): boolean {
-    const k = key(this.digestOf(cid))
-    return this.pending.has(k) || this.index.has(k)
+    const digest = this.digestOf(cid)
+    return this.pending.has(key(digest)) || this.index.has(digest)
   }
 
   override async put (cid: CID, val: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<CID> {
     const digest = this.digestOf(cid)
     const k = key(digest)
-    if (this.pending.has(k) || this.index.has(k)) return cid
+    if (this.pending.has(k) || this.index.has(digest)) return cid
     let bytes: Uint8Array
     if (val instanceof Uint8Array) bytes = val
     else {
@@ -113,13 +114,19 @@ export class PackStore extends BaseBlockstore {
     this.bufferBytes += bytes.length
     this.pendingRecords.push(encodeRecord(digest, loc))
     this.pending.set(k, bytes)
-    this.index.set(k, loc)
+    this.index.set(digest, loc)
     if (this.bufferBytes >= WRITE_BUFFER_BYTES) await this.startFlush()
     return cid
   }
 
   private async openWriter (next: number): Promise<{ pack: number, fh: FileHandle, size: number }> {
     if (this.writer !== undefined && this.writer.size + this.bufferBytes + next <= PACK_LIMIT_BYTES) return this.writer
+    // Concurrent puts (the importer writes in parallel) must share one switch of pack file.
+    this.switching ??= this.switchPack(next).finally(() => { this.switching = undefined })
+    return await this.switching
+  }
+
+  private async switchPack (next: number): Promise<{ pack: number, fh: FileHandle, size: number }> {
     await this.flush()
     if (this.writer === undefined) {
       // A crash may have left half a record at the end of the index; appends must start on a record boundary.
@@ -193,13 +200,13 @@ export class PackStore extends BaseBlockstore {
 
   /** The bytes stored for `cid`, unverified (callers check them against the CID). */
   async read (cid: CID): Promise<Uint8Array> {
-    const k = key(this.digestOf(cid))
-    const buffered = this.pending.get(k)
+    const digest = this.digestOf(cid)
+    const buffered = this.pending.get(key(digest))
     if (buffered !== undefined) return buffered
-    let loc = this.index.get(k)
+    let loc = this.index.get(digest)
     if (loc === undefined) {
       await this.refresh() // another process may have added it
-      loc = this.index.get(k)
+      loc = this.index.get(digest)
       if (loc === undefined) throw new BlockNotFoundError(cid.toString())
     }
     const fh = await this.reader(loc.pack)
@@ -214,17 +221,26 @@ export class PackStore extends BaseBlockstore {
 
   override async delete (cid: CID): Promise<void> {
     const digest = this.digestOf(cid)
-    const k = key(digest)
-    if (!this.index.has(k)) return
+    if (!this.index.has(digest)) return
     await this.flush()
-    this.index.delete(k)
+    this.index.delete(digest)
     await this.indexFile!.write(encodeRecord(digest, { pack: 0, offset: 0, length: TOMBSTONE, codec: 0 }))
     this.indexReadBytes += RECORD_BYTES
   }
 
   override async * getAll (): AsyncGenerator<{ cid: CID, bytes: AsyncGenerator<Uint8Array> }> {
-    for (const [k, loc] of [...this.index]) {
-      const cid = CID.createV1(loc.codec, Digest.create(sha256.code, Buffer.from(k, 'latin1')))
+    // The in-memory index keeps only digest prefixes; full CIDs come from the log, latest record per block.
+    await this.flush()
+    const log = await readFile(join(this.dir, 'index.log'))
+    const seen = new Set<string>()
+    for (let at = log.length - (log.length % RECORD_BYTES) - RECORD_BYTES; at >= 0; at -= RECORD_BYTES) {
+      const rec = log.subarray(at, at + RECORD_BYTES)
+      if (crc32(rec.subarray(0, 52)) !== rec.readUInt32LE(52)) continue
+      const k = key(rec.subarray(0, 32))
+      if (seen.has(k)) continue
+      seen.add(k)
+      if (rec.readUInt32LE(48) === TOMBSTONE) continue
+      const cid = CID.createV1(rec.readUInt32LE(32), Digest.create(sha256.code, Uint8Array.from(rec.subarray(0, 32))))
       yield { cid, bytes: this.get(cid) }
     }
   }
