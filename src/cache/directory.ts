@@ -1,8 +1,7 @@
-import * as dagPb from '@ipld/dag-pb'
-import type { UnixFS as UnixFSApi } from '@helia/unixfs'
-import { UnixFS } from 'ipfs-unixfs'
 import type { CID } from 'multiformats/cid'
-import { DAG_PB_CODE, cidOf, type BlockPutter } from '../ipfs/block.js'
+import { RAW_CODE, cidOf, type BlockGetter, type BlockPutter } from '../ipfs/block.js'
+import { addLinks, emptyDirectory } from '../ipfs/dir-update.js'
+import { lookupEntry, type DirNodeCache } from '../ipfs/hamt.js'
 
 /** Name of the binary-cache metadata file. */
 export const CACHE_INFO_FILE = 'nix-cache-info'
@@ -20,48 +19,43 @@ export interface CacheEntry {
   hash: string
   narInfo: string
   nar: CID
+  /** cumulative size of the NAR's DAG (the link's Tsize) */
+  narTsize: number
 }
 
-/** Stores an empty UnixFS directory and returns its CID. */
-export async function emptyDirectory (blocks: BlockPutter): Promise<CID> {
-  const bytes = dagPb.encode(dagPb.prepare({ Data: new UnixFS({ type: 'directory' }).marshal(), Links: [] }))
-  const cid = cidOf(DAG_PB_CODE, bytes)
+type Blocks = BlockGetter & BlockPutter
+
+/** Stores a small file as one raw block; returns it as a link. */
+async function putText (blocks: Blocks, name: string, text: string): Promise<{ name: string, cid: CID, tsize: number }> {
+  const bytes = new TextEncoder().encode(text)
+  const cid = cidOf(RAW_CODE, bytes)
   await blocks.put(cid, bytes)
-  return cid
+  return { name, cid, tsize: bytes.length }
 }
 
 /** A new cache root: `nix-cache-info` and an empty `nar/`. */
-export async function createCacheRoot (fs: UnixFSApi, blocks: BlockPutter, cacheInfo: string): Promise<CID> {
+export async function createCacheRoot (blocks: Blocks, cacheInfo: string): Promise<CID> {
   const empty = await emptyDirectory(blocks)
-  const info = await fs.addBytes(new TextEncoder().encode(cacheInfo), { rawLeaves: true, cidVersion: 1 })
-  const withInfo = await fs.cp(info, empty, CACHE_INFO_FILE)
-  return await fs.cp(empty, withInfo, NAR_DIR)
+  const root = await addLinks(blocks, empty, [await putText(blocks, CACHE_INFO_FILE, cacheInfo), { name: NAR_DIR, cid: empty, tsize: 4 }])
+  return root.cid
 }
 
 /** True when the cache under `root` has a narinfo for `hash`. */
-export async function hasNarInfo (fs: UnixFSApi, root: CID, hash: string): Promise<boolean> {
-  try {
-    await fs.stat(root, { path: narInfoFile(hash), offline: true })
-    return true
-  } catch (err) {
-    if ((err as Error).name === 'DoesNotExistError' || (err as Error).name === 'NotFoundError') return false
-    throw err
-  }
+export async function hasNarInfo (blocks: BlockGetter, root: CID, hash: string, cache: DirNodeCache): Promise<boolean> {
+  return await lookupEntry(blocks, root, narInfoFile(hash), cache) !== undefined
 }
 
 /**
- * Adds entries to the cache under `root` and returns the new root. NARs are
- * linked first, narinfos after, so no narinfo is reachable without its NAR.
+ * Adds entries to the cache under `root` and returns the new root: one batch,
+ * so every directory node on the way to a new entry is written once. The
+ * NARs are linked in the same new root as their narinfos, which becomes
+ * visible only when a record names it.
  */
-export async function addEntries (fs: UnixFSApi, root: CID, entries: CacheEntry[]): Promise<CID> {
+export async function addEntries (blocks: Blocks, root: CID, entries: CacheEntry[], cache: DirNodeCache): Promise<CID> {
   if (entries.length === 0) return root
-  const narDir = (await fs.stat(root, { path: NAR_DIR, offline: true })).cid
-  let nars = narDir
-  for (const e of entries) nars = await fs.cp(e.nar, nars, narFile(e.nar), { force: true, offline: true })
-  let next = await fs.cp(nars, root, NAR_DIR, { force: true, offline: true })
-  for (const e of entries) {
-    const text = await fs.addBytes(new TextEncoder().encode(e.narInfo), { rawLeaves: true, cidVersion: 1 })
-    next = await fs.cp(text, next, narInfoFile(e.hash), { force: true, offline: true })
-  }
-  return next
+  const narDir = await lookupEntry(blocks, root, NAR_DIR, cache)
+  if (narDir === undefined) throw new Error(`cache root ${root.toString()} has no ${NAR_DIR}/ directory`)
+  const nars = await addLinks(blocks, narDir, entries.map(e => ({ name: narFile(e.nar), cid: e.nar, tsize: e.narTsize })))
+  const narInfos = await Promise.all(entries.map(async e => await putText(blocks, narInfoFile(e.hash), e.narInfo)))
+  return (await addLinks(blocks, root, [...narInfos, { name: NAR_DIR, cid: nars.cid, tsize: nars.tsize }])).cid
 }

@@ -1,4 +1,3 @@
-import { unixfs } from '@helia/unixfs'
 import type { CID } from 'multiformats/cid'
 import { DEFAULT_PRIORITY, STORE_DIR } from '../constants.js'
 import { IntegrityError } from '../errors.js'
@@ -12,6 +11,7 @@ import { queryPathInfos, type PathInfo } from '../nix/store.js'
 import { parseStorePath } from '../nix/store-path.js'
 import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
+import { DirNodeCache } from '../ipfs/hamt.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { addEntries, createCacheRoot, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
@@ -56,7 +56,7 @@ export interface PublishComponents {
 }
 
 /** Serializes a store path to NAR, stores its blocks, and checks the hash against Nix's database. */
-async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe): Promise<CID> {
+async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe): Promise<{ cid: CID, tsize: number }> {
   const hasher = new NarHasher()
   async function * hashed (): AsyncGenerator<Uint8Array> {
     for await (const chunk of encodeNar(walkPath(info.path))) {
@@ -64,12 +64,12 @@ async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRe
       yield chunk
     }
   }
-  const { cid } = await importFile(blocks, hashed(), recipe.chunker)
+  const { cid, tsize } = await importFile(blocks, hashed(), recipe.chunker)
   const narHash = hasher.digest()
   if (narHash !== info.narHash || hasher.size !== info.narSize) {
     throw new IntegrityError(`${info.path} on disk (${narHash}, ${hasher.size} bytes) differs from what Nix registered (${info.narHash}, ${info.narSize} bytes); repair it with \`nix-store --verify --check-contents --repair\``)
   }
-  return cid
+  return { cid, tsize }
 }
 
 /** The signed narinfo for a published store path; signatures already in the Nix database are kept. */
@@ -100,11 +100,11 @@ export async function publish (components: PublishComponents, options: PublishOp
 }
 
 async function publishLocked ({ repo, blocks }: PublishComponents, options: PublishOptions): Promise<PublishResult> {
-  const fs = unixfs({ blockstore: blocks })
+  const dirs = new DirNodeCache()
   const name = ipnsNameOf(options.key.publicKey)
   const current = await loadRecord(repo, name)
   await nextSequence(options.key, current, options.continueSequence) // fail before the work, not after
-  const root = current?.root ?? await createCacheRoot(fs, blocks, formatCacheInfo({
+  const root = current?.root ?? await createCacheRoot(blocks, formatCacheInfo({
     storeDir: STORE_DIR,
     wantMassQuery: true,
     priority: DEFAULT_PRIORITY,
@@ -117,16 +117,16 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   let skipped = 0
   for (const info of infos) {
     const { hash } = parseStorePath(info.path)
-    if (await hasNarInfo(fs, root, hash)) { skipped++; continue }
-    const nar = await importStorePath(blocks, info, options.recipe)
-    entries.push({ hash, nar, narInfo: formatNarInfo(makeNarInfo(info, nar, options.key)) })
+    if (await hasNarInfo(blocks, root, hash, dirs)) { skipped++; continue }
+    const { cid: nar, tsize } = await importStorePath(blocks, info, options.recipe)
+    entries.push({ hash, nar, narTsize: tsize, narInfo: formatNarInfo(makeNarInfo(info, nar, options.key)) })
     published.push({ path: info.path, nar, narSize: info.narSize })
     options.onPublished?.(info.path, nar, info.narSize)
   }
   if (current !== undefined && entries.length === 0) {
     return { name, root, sequence: current.sequence, published, skipped }
   }
-  const newRoot = await addEntries(fs, root, entries)
+  const newRoot = await addEntries(blocks, root, entries, dirs)
   await blocks.sync() // every block the new root reaches is durable before the record moves
   const record = await commitRoot(repo, options.key, newRoot, current, options)
   return { name, root: newRoot, sequence: record.sequence, published, skipped }

@@ -14,6 +14,8 @@ export interface ImportResult {
   cid: CID
   /** bytes of content */
   size: number
+  /** cumulative size of the DAG (what a directory link to it records as Tsize) */
+  tsize: number
 }
 
 async function putFileNode (blocks: BlockPutter, children: Built[]): Promise<Built> {
@@ -59,13 +61,13 @@ export async function importFile (blocks: BlockPutter, source: AsyncIterable<Uin
   if (size === 0) {
     const cid = cidOf(RAW_CODE, new Uint8Array(0))
     await blocks.put(cid, new Uint8Array(0))
-    return { cid, size: 0 }
+    return { cid, size: 0, tsize: 0 }
   }
   // Close the tree bottom-up: each level's leftovers become one parent, until one root remains.
   for (let level = 0; ; level++) {
     const row = levels[level] ?? []
     const above = levels.slice(level + 1).some(r => r.length > 0)
-    if (!above && row.length === 1) return { cid: row[0]!.cid, size }
+    if (!above && row.length === 1) return { cid: row[0]!.cid, size, tsize: row[0]!.tsize }
     if (row.length > 0) await add(level + 1, await putFileNode(blocks, row.splice(0)))
   }
 }

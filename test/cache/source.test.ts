@@ -1,6 +1,5 @@
 import { CID } from 'multiformats/cid'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { unixfs } from '@helia/unixfs'
 import { createCacheRoot } from '../../src/cache/directory.js'
 import { acceptRecord, saveRecord } from '../../src/cache/records.js'
 import { repoIndexSource } from '../../src/cache/source.js'
@@ -18,7 +17,7 @@ describe('the index source behind the gateway', () => {
   beforeEach(async () => {
     repo = tmp()
     blocks = await PackStore.openRepo(repo)
-    root = await createCacheRoot(unixfs({ blockstore: blocks }), blocks, 'StoreDir: /nix/store\n')
+    root = await createCacheRoot(blocks, 'StoreDir: /nix/store\n')
   })
 
   it('serves an expired record during the grace period with a warning, then stops', async () => {
@@ -30,7 +29,7 @@ describe('the index source behind the gateway', () => {
 
     const repo2 = tmp()
     const blocks2 = await PackStore.openRepo(repo2)
-    const root2 = await createCacheRoot(unixfs({ blockstore: blocks2 }), blocks2, 'StoreDir: /nix/store\n')
+    const root2 = await createCacheRoot(blocks2, 'StoreDir: /nix/store\n')
     // A record that expires 50 ms after signing; store it as a publisher would (acceptRecord refuses expired ones).
     await saveRecord(repo2, await signRecord(key.seed, root2, 1n, 50))
     await new Promise(resolve => setTimeout(resolve, 80))
