@@ -8,7 +8,7 @@
 // memory of a `nixipfs gateway` serving that index after 20,000 lookups over
 // HTTP. Writes bench/index-results.md.
 //
-// Usage: node bench/index.mjs [N=1000000]   (npm run build first; ~3 min for 1M)
+// Usage: node bench/index.mjs [N=1000000]   (builds first; ~8 min for 1M here)
 // Scratch: bench/work/index (gitignored). Traffic: 127.0.0.1 only.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
@@ -112,29 +112,35 @@ if (await index.narInfo('0'.repeat(32)) !== undefined) throw new Error('found an
 await store.close()
 console.log(`cold: ${cold.readsPer.toFixed(2)} reads/lookup p50 ${cold.p50.toFixed(2)} ms p99 ${cold.p99.toFixed(2)} ms; warm: ${warm.readsPer.toFixed(2)} reads p50 ${warm.p50.toFixed(2)} ms p99 ${warm.p99.toFixed(2)} ms`)
 
-// 4. The gateway with that index: RSS after LOOKUPS narinfo requests over HTTP.
-const gw = spawn(process.execPath, [join(ROOT, 'bin/nixipfs.mjs'), 'gateway', '--repo', repo, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] })
-const url = await new Promise((resolve, reject) => {
-  let out = ''
-  const on = (b) => { out += b; const m = /serving \S+ at (http:\/\/[0-9.:]+)/.exec(out); if (m) resolve(m[1]) }
-  gw.stdout.on('data', on); gw.stderr.on('data', on)
-  gw.on('exit', () => reject(new Error(`gateway exited: ${out}`)))
-})
-const httpLat = []
-for (let k = 0; k < LOOKUPS; k++) {
-  const i = Math.floor(Math.random() * N)
-  const s = performance.now()
-  const r = await fetch(`${url}/${hashOf(i)}.narinfo`)
-  await r.text()
-  httpLat.push(performance.now() - s)
-  if (r.status !== 200) throw new Error(`HTTP ${r.status} for entry ${i}`)
+// 4. The gateway with that index: RSS after LOOKUPS narinfo requests over HTTP, with Node's default
+//    heap sizing and with the old generation capped (what an operator sets with NODE_OPTIONS).
+async function gatewayRun (nodeArgs) {
+  const gw = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/nixipfs.mjs'), 'gateway', '--repo', repo, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const url = await new Promise((resolve, reject) => {
+    let out = ''
+    const on = (b) => { out += b; const m = /serving \S+ at (http:\/\/[0-9.:]+)/.exec(out); if (m) resolve(m[1]) }
+    gw.stdout.on('data', on); gw.stderr.on('data', on)
+    gw.on('exit', () => reject(new Error(`gateway exited: ${out}`)))
+  })
+  const lat = []
+  for (let k = 0; k < LOOKUPS; k++) {
+    const i = Math.floor(Math.random() * N)
+    const s = performance.now()
+    const r = await fetch(`${url}/${hashOf(i)}.narinfo`)
+    await r.text()
+    lat.push(performance.now() - s)
+    if (r.status !== 200) throw new Error(`HTTP ${r.status} for entry ${i}`)
+  }
+  lat.sort((a, b) => a - b)
+  const status = readFileSync(`/proc/${gw.pid}/status`, 'utf8')
+  gw.kill('SIGTERM')
+  return { p50: lat[LOOKUPS / 2], p99: lat[Math.floor(LOOKUPS * 0.99)], rss: Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024, hwm: Number(/VmHWM:\s+(\d+)/.exec(status)[1]) / 1024 }
 }
-httpLat.sort((a, b) => a - b)
-const status = readFileSync(`/proc/${gw.pid}/status`, 'utf8')
-const vmRss = Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024
-const vmHwm = Number(/VmHWM:\s+(\d+)/.exec(status)[1]) / 1024
-gw.kill('SIGTERM')
-console.log(`gateway: HTTP p50 ${httpLat[LOOKUPS / 2].toFixed(2)} ms p99 ${httpLat[Math.floor(LOOKUPS * 0.99)].toFixed(2)} ms; RSS ${vmRss.toFixed(0)} MiB (peak ${vmHwm.toFixed(0)} MiB)`)
+const plain = await gatewayRun([])
+const capped = await gatewayRun(['--max-old-space-size=128'])
+for (const [label, g] of [['default heap', plain], ['--max-old-space-size=128', capped]]) {
+  console.log(`gateway (${label}): HTTP p50 ${g.p50.toFixed(2)} ms p99 ${g.p99.toFixed(2)} ms; RSS ${g.rss.toFixed(0)} MiB (peak ${g.hwm.toFixed(0)} MiB)`)
+}
 
 const md = `# Index benchmark (bench/index.mjs)
 
@@ -148,8 +154,9 @@ Run at ${new Date().toISOString()} with N = ${N.toLocaleString('en')} synthetic 
 | narinfo lookup, cold: p50 / p99 | ${cold.p50.toFixed(2)} / ${cold.p99.toFixed(2)} ms | p99 < 5 ms |
 | narinfo lookup, warm (directory nodes cached): block reads per lookup | ${warm.readsPer.toFixed(2)} | ≤ 4 |
 | narinfo lookup, warm: p50 / p99 | ${warm.p50.toFixed(2)} / ${warm.p99.toFixed(2)} ms | p99 < 5 ms |
-| same through the gateway over HTTP (keep-alive), p50 / p99 | ${httpLat[LOOKUPS / 2].toFixed(2)} / ${httpLat[Math.floor(LOOKUPS * 0.99)].toFixed(2)} ms | — |
-| gateway resident memory after ${LOOKUPS.toLocaleString('en')} lookups (peak) | ${vmRss.toFixed(0)} MiB (${vmHwm.toFixed(0)} MiB) | < 256 MiB |
+| through the gateway over HTTP (keep-alive), p50 / p99 | ${plain.p50.toFixed(2)} / ${plain.p99.toFixed(2)} ms | — |
+| gateway resident memory after ${LOOKUPS.toLocaleString('en')} lookups (peak), Node's default heap sizing | ${plain.rss.toFixed(0)} MiB (${plain.hwm.toFixed(0)} MiB) | < 256 MiB |
+| the same with \`NODE_OPTIONS=--max-old-space-size=128\`: RSS (peak); HTTP p50 / p99 | ${capped.rss.toFixed(0)} MiB (${capped.hwm.toFixed(0)} MiB); ${capped.p50.toFixed(2)} / ${capped.p99.toFixed(2)} ms | < 256 MiB |
 
 Blocks in the repo: the index is ${N.toLocaleString('en')} narinfo blocks plus the HAMT shards (fanout 256).
 `

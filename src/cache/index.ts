@@ -38,7 +38,7 @@ export interface CacheIndex {
 }
 
 /** Narinfos (and NARs) kept in memory after a lookup. */
-const ENTRY_CACHE = 10_000
+const ENTRY_CACHE = 2_000
 
 const decoder = new TextDecoder()
 

@@ -43,6 +43,13 @@ export class DigestIndex {
     return this.live
   }
 
+  /** Grows the table at once to hold `count` blocks (loading a known number avoids repeated doubling). */
+  reserve (count: number): void {
+    if (count <= (this.mask + 1) * MAX_LOAD) return
+    const next = new DigestIndex(count)
+    this.copyInto(next)
+  }
+
   /** Memory held by the table. */
   get bytes (): number {
     return this.keys.byteLength + this.packs.byteLength + this.offsets.byteLength + this.lengths.byteLength + this.codecs.byteLength + this.state.byteLength
@@ -104,12 +111,15 @@ export class DigestIndex {
   }
 
   private grow (): void {
-    const old = { keys: this.keys, packs: this.packs, offsets: this.offsets, lengths: this.lengths, codecs: this.codecs, state: this.state }
-    const next = new DigestIndex((old.state.length * 2) * MAX_LOAD)
-    for (let i = 0; i < old.state.length; i++) {
-      if (old.state[i] !== USED) continue
-      const key = new Uint8Array(old.keys.buffer, i * KEY_BYTES, KEY_BYTES)
-      next.set(key, { pack: old.packs[i]!, offset: old.offsets[i]!, length: old.lengths[i]!, codec: old.codecs[i]! })
+    this.copyInto(new DigestIndex((this.mask + 1) * 2 * MAX_LOAD))
+  }
+
+  /** Moves every live entry into `next` and takes over its arrays. */
+  private copyInto (next: DigestIndex): void {
+    for (let i = 0; i <= this.mask; i++) {
+      if (this.state[i] !== USED) continue
+      const key = new Uint8Array(this.keys.buffer, i * KEY_BYTES, KEY_BYTES)
+      next.set(key, { pack: this.packs[i]!, offset: this.offsets[i]!, length: this.lengths[i]!, codec: this.codecs[i]! })
     }
     Object.assign(this, { keys: next.keys, packs: next.packs, offsets: next.offsets, lengths: next.lengths, codecs: next.codecs, state: next.state, mask: next.mask, used: next.used, live: next.live })
   }

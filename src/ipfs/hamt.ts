@@ -16,7 +16,7 @@ interface DirNode {
 /** Decoded directory nodes by CID, least recently used first out. */
 export class DirNodeCache {
   private readonly nodes = new Map<string, DirNode>()
-  constructor (private readonly max = 512) {}
+  constructor (private readonly max = 300) {}
 
   get (cid: CID): DirNode | undefined {
     const key = cid.toString()

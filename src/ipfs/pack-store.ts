@@ -14,6 +14,8 @@ const PACK_LIMIT_BYTES = 1024 * 1024 * 1024
 const WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 /** One index record: digest(32) codec(4) pack(4) offset(8) length(4) crc32(4). */
 const RECORD_BYTES = 56
+/** Index records read per step when loading the index. */
+const REFRESH_CHUNK_RECORDS = 65536
 /** Length value marking a deleted block. */
 const TOMBSTONE = 0xffffffff
 
@@ -67,24 +69,27 @@ export class PackStore extends BaseBlockstore {
     await this.refresh()
   }
 
-  /** Reads index records appended (by another process) since the last look. */
+  /** Reads index records appended (by another process) since the last look, a few MB at a time. */
   async refresh (): Promise<void> {
     const fh = this.indexFile
     if (fh === undefined) throw new NixipfsError('ERR_STORE_CLOSED', 'the block store is not open')
     const { size } = await fh.stat()
-    const whole = Math.floor((size - this.indexReadBytes) / RECORD_BYTES) * RECORD_BYTES
-    if (whole <= 0) return
-    const buf = Buffer.alloc(whole)
-    await fh.read(buf, 0, whole, this.indexReadBytes)
-    for (let at = 0; at < whole; at += RECORD_BYTES) {
-      const rec = buf.subarray(at, at + RECORD_BYTES)
-      if (crc32(rec.subarray(0, 52)) !== rec.readUInt32LE(52)) continue // torn or damaged record: its block is simply unknown
-      const digest = rec.subarray(0, 32)
-      const length = rec.readUInt32LE(48)
-      if (length === TOMBSTONE) { this.index.delete(digest); continue }
-      this.index.set(digest, { codec: rec.readUInt32LE(32), pack: rec.readUInt32LE(36), offset: Number(rec.readBigUInt64LE(40)), length })
+    const end = this.indexReadBytes + Math.floor((size - this.indexReadBytes) / RECORD_BYTES) * RECORD_BYTES
+    if (this.index.size === 0) this.index.reserve((end - this.indexReadBytes) / RECORD_BYTES)
+    const buf = Buffer.alloc(Math.min(REFRESH_CHUNK_RECORDS * RECORD_BYTES, Math.max(end - this.indexReadBytes, 0)))
+    while (this.indexReadBytes < end) {
+      const n = Math.min(buf.length, end - this.indexReadBytes)
+      await fh.read(buf, 0, n, this.indexReadBytes)
+      for (let at = 0; at < n; at += RECORD_BYTES) {
+        const rec = buf.subarray(at, at + RECORD_BYTES)
+        if (crc32(rec.subarray(0, 52)) !== rec.readUInt32LE(52)) continue // torn or damaged record: its block is simply unknown
+        const digest = rec.subarray(0, 32)
+        const length = rec.readUInt32LE(48)
+        if (length === TOMBSTONE) { this.index.delete(digest); continue }
+        this.index.set(digest, { codec: rec.readUInt32LE(32), pack: rec.readUInt32LE(36), offset: Number(rec.readBigUInt64LE(40)), length })
+      }
+      this.indexReadBytes += n
     }
-    this.indexReadBytes += whole
   }
 
   private digestOf (cid: CID): Uint8Array {
