@@ -27,6 +27,17 @@ async function subCommandOf (rawArgs: string[]): Promise<[CommandDef<any>, Comma
   return loader === undefined ? [cli] : [await loader(), cli]
 }
 
+/** The top-level help: one line per command (each command's --help has the rest and an example). */
+async function printCommands (): Promise<void> {
+  const subs = cli.subCommands as Record<string, () => Promise<CommandDef<any>>>
+  const lines = ['nixipfs — publish Nix build outputs to IPFS and serve them back to Nix as a binary cache', '', 'Usage: nixipfs <command> [options]   (nixipfs <command> --help for details)', '']
+  for (const [name, load] of Object.entries(subs)) {
+    const meta = (await load()).meta as { description?: string } | undefined
+    lines.push(`  ${name.padEnd(10)} ${(meta?.description ?? '').split('\n')[0]}`)
+  }
+  console.log(lines.join('\n'))
+}
+
 /** Runs the CLI: typed errors print their message and code; usage errors also print usage. */
 export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
   // consola goes quiet when it thinks it runs under a test runner; a CLI always reports.
@@ -34,7 +45,9 @@ export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
   consola.level = Number.isInteger(level) ? level : 3
   try {
     if (rawArgs.includes('--help') || rawArgs.includes('-h') || rawArgs.length === 0) {
-      await showUsage(...await subCommandOf(rawArgs))
+      const [cmd, parent] = await subCommandOf(rawArgs)
+      if (parent === undefined) await printCommands()
+      else await showUsage(cmd, parent)
       return
     }
     if (rawArgs.length === 1 && (rawArgs[0] === '--version' || rawArgs[0] === '-v')) {
