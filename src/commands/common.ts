@@ -17,6 +17,11 @@ export const repoArg = {
   }
 } as const
 
+/** The `--cache` flag of commands that act on one cache the repo holds. */
+export const cacheArg = {
+  cache: { type: 'string', description: 'Which cache: an IPNS name (k51…) or a Nix public key (default: the repo\'s own)', valueHint: 'NAME|KEY' }
+} as const
+
 /** The repo directory from `--repo` and the environment. */
 export function repoOf (args: { repo?: string }): string {
   return resolveRepo(args.repo)

@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js'
 import { repoIndexSource } from '../cache/source.js'
 import { openNode } from '../ipfs/node.js'
 import { startGateway } from '../gateway/server.js'
-import { cacheName, lifetimeArgs, lifetimeMsOf, repoArg, repoOf, signingKey } from './common.js'
+import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, repoArg, repoOf, signingKey } from './common.js'
 import { startRepublisher } from '../cache/republish.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 
@@ -27,7 +27,7 @@ export default defineCommand({
   args: {
     listen: { type: 'string', default: DEFAULT_LISTEN, description: 'Address to listen on (HOST:PORT; port 0 picks a free one)', valueHint: 'HOST:PORT' },
     ...repoArg,
-    cache: { type: 'string', description: 'Cache to serve: an IPNS name (k51…) or a Nix public key (default: the repo\'s own)', valueHint: 'NAME|KEY' },
+    ...cacheArg,
     'expired-grace-hours': { type: 'string', default: String(DEFAULT_EXPIRED_GRACE_MS / HOUR_MS), description: 'Keep serving a cache this many hours after its record expired (with a warning), then stop' },
     ...lifetimeArgs
   },

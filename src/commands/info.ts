@@ -3,7 +3,7 @@ import { consola } from 'consola'
 import { listNarInfos } from '../cache/index.js'
 import { loadRecord } from '../cache/records.js'
 import { PackStore } from '../ipfs/pack-store.js'
-import { cacheName, repoArg, repoOf } from './common.js'
+import { cacheArg, cacheName, repoArg, repoOf } from './common.js'
 
 export default defineCommand({
   meta: {
@@ -12,7 +12,7 @@ export default defineCommand({
   },
   args: {
     ...repoArg,
-    cache: { type: 'string', description: 'Cache to describe: an IPNS name or Nix public key (default: the repo\'s own)', valueHint: 'NAME|KEY' }
+    ...cacheArg
   },
   async run ({ args }) {
     const repo = repoOf(args)

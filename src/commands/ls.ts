@@ -4,7 +4,7 @@ import { RepoError } from '../errors.js'
 import { listNarInfos, openIndex } from '../cache/index.js'
 import { loadRecord } from '../cache/records.js'
 import { PackStore } from '../ipfs/pack-store.js'
-import { cacheName, repoArg, repoOf } from './common.js'
+import { cacheArg, cacheName, repoArg, repoOf } from './common.js'
 
 export default defineCommand({
   meta: {
@@ -13,7 +13,7 @@ export default defineCommand({
   },
   args: {
     ...repoArg,
-    cache: { type: 'string', description: 'Cache to list: an IPNS name or Nix public key (default: the repo\'s own)', valueHint: 'NAME|KEY' }
+    ...cacheArg
   },
   async run ({ args }) {
     const repo = repoOf(args)
