@@ -17,10 +17,10 @@ import { fileURLToPath } from 'node:url'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const WORK = join(ROOT, 'bench', 'work', 'index')
-const N = Number(process.argv[2] ?? 1_000_000)
+const N = Number(process.argv[2] === '--lookups' ? process.argv[5] : process.argv[2] ?? 1_000_000)
 const LOOKUPS = 20_000
 
-spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' })
+if (process.argv[2] !== '--lookups') spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' })
 await import(join(ROOT, 'dist/shim.js'))
 const { PackStore } = await import(join(ROOT, 'dist/ipfs/pack-store.js'))
 const { createCacheRoot, addEntries, narUrl } = await import(join(ROOT, 'dist/cache/directory.js'))
@@ -34,6 +34,35 @@ const { encodeNix32 } = await import(join(ROOT, 'dist/nix/base32.js'))
 const { cidOf, RAW_CODE } = await import(join(ROOT, 'dist/ipfs/block.js'))
 const { createHash } = await import('node:crypto')
 
+const hashOf = (i) => encodeNix32(createHash('sha256').update(`path ${i}`).digest().subarray(0, 20))
+
+if (process.argv[2] === '--lookups') {
+  const [, , , repoDir, rootText, count] = process.argv
+  const { CID } = await import('multiformats/cid')
+  const store = await PackStore.openRepo(repoDir)
+  let reads = 0
+  const index = await openIndex({ get: (cid, o) => { reads++; return store.get(cid, o) } }, CID.parse(rootText))
+  const n = Number(count)
+  const measure = async (times) => {
+    const lat = []
+    reads = 0
+    for (let k = 0; k < times; k++) {
+      const i = Math.floor(Math.random() * n)
+      const s = performance.now()
+      const e = await index.narInfo(hashOf(i))
+      lat.push(performance.now() - s)
+      if (e === undefined || !e.text.includes(`-synthetic-${i}\n`)) throw new Error(`lookup of entry ${i} failed`)
+    }
+    lat.sort((a, b) => a - b)
+    return { readsPer: reads / times, p50: lat[Math.floor(times / 2)], p99: lat[Math.floor(times * 0.99)] }
+  }
+  const results = [await measure(2000), await measure(LOOKUPS)]
+  if (await index.narInfo('0'.repeat(32)) !== undefined) throw new Error('found an absent entry')
+  await store.close()
+  console.log(JSON.stringify(results))
+  process.exit(0)
+}
+
 rmSync(WORK, { recursive: true, force: true })
 mkdirSync(join(WORK, 'repo', 'keys'), { recursive: true })
 const repo = join(WORK, 'repo')
@@ -41,7 +70,6 @@ const key = generateSecretKey('bench-index-1')
 writeFileSync(join(repo, 'keys', 'cache.secret'), formatSecretKey(key), { mode: 0o600 })
 writeFileSync(join(repo, 'keys', 'cache.public'), formatPublicKey(publicKeyOf(key)) + '\n')
 
-const hashOf = (i) => encodeNix32(createHash('sha256').update(`path ${i}`).digest().subarray(0, 20))
 const nar = cidOf(RAW_CODE, new TextEncoder().encode('a NAR stand-in'))
 function narInfoText (i) {
   const h = hashOf(i)
@@ -89,27 +117,11 @@ await saveRecord(repo, await signRecord(key.seed, newRoot, 1n, 3_600_000))
 await blocks.close()
 console.log(`added one entry in ${addMs.toFixed(1)} ms (${addReads} blocks read)`)
 
-// 3. Lookups through the index the gateway uses, counting block reads.
-const store = await PackStore.openRepo(repo)
-const counting = { get: (cid, o) => { reads++; return store.get(cid, o) } }
-const index = await openIndex(counting, newRoot)
-async function measure (count) {
-  const lat = []
-  reads = 0
-  for (let k = 0; k < count; k++) {
-    const i = Math.floor(Math.random() * N)
-    const s = performance.now()
-    const e = await index.narInfo(hashOf(i))
-    lat.push(performance.now() - s)
-    if (e === undefined || !e.text.includes(`-synthetic-${i}\n`)) throw new Error(`lookup of entry ${i} failed`)
-  }
-  lat.sort((a, b) => a - b)
-  return { readsPer: reads / count, p50: lat[Math.floor(count / 2)], p99: lat[Math.floor(count * 0.99)] }
-}
-const cold = await measure(2000) // directory nodes not yet cached: the first lookups read the whole path
-const warm = await measure(LOOKUPS)
-if (await index.narInfo('0'.repeat(32)) !== undefined) throw new Error('found an absent entry')
-await store.close()
+// 3. Lookups through the index the gateway uses, counting block reads, in a fresh process
+//    (the builder's heap would otherwise be measured too): 2,000 cold, then LOOKUPS warm.
+const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--lookups', repo, newRoot.toString(), String(N)], { encoding: 'utf8' })
+if (child.status !== 0) throw new Error(`lookup run failed: ${child.stderr}`)
+const [cold, warm] = JSON.parse(child.stdout.trim().split('\n').pop())
 console.log(`cold: ${cold.readsPer.toFixed(2)} reads/lookup p50 ${cold.p50.toFixed(2)} ms p99 ${cold.p99.toFixed(2)} ms; warm: ${warm.readsPer.toFixed(2)} reads p50 ${warm.p50.toFixed(2)} ms p99 ${warm.p99.toFixed(2)} ms`)
 
 // 4. The gateway with that index: RSS after LOOKUPS narinfo requests over HTTP, with Node's default

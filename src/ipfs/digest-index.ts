@@ -22,14 +22,14 @@ export class DigestIndex {
   private lengths: Uint32Array
   private codecs: Uint16Array
   private state: Uint8Array
-  private mask: number
+  /** number of slots; not a power of two, so the table grows in steps of 1.5× instead of 2× */
+  private cap: number
   private used = 0
   private live = 0
 
   constructor (capacity = 1024) {
-    let cap = 1024
-    while (cap < capacity / MAX_LOAD) cap *= 2
-    this.mask = cap - 1
+    const cap = Math.max(1024, Math.ceil(capacity / MAX_LOAD))
+    this.cap = cap
     this.keys = new Uint32Array(cap * KEY_WORDS)
     this.packs = new Uint16Array(cap)
     this.offsets = new Uint32Array(cap)
@@ -45,7 +45,7 @@ export class DigestIndex {
 
   /** Grows the table at once to hold `count` blocks (loading a known number avoids repeated doubling). */
   reserve (count: number): void {
-    if (count <= (this.mask + 1) * MAX_LOAD) return
+    if (count <= this.cap * MAX_LOAD) return
     const next = new DigestIndex(count)
     this.copyInto(next)
   }
@@ -62,7 +62,7 @@ export class DigestIndex {
 
   /** The slot holding `digest`, or -1 - (the first free slot on its probe path). */
   private find (w: [number, number, number, number]): number {
-    let i = w[0] & this.mask
+    let i = w[0] % this.cap
     let free = -1
     for (;;) {
       const s = this.state[i]
@@ -71,7 +71,7 @@ export class DigestIndex {
         const k = i * KEY_WORDS
         if (this.keys[k] === w[0] && this.keys[k + 1] === w[1] && this.keys[k + 2] === w[2] && this.keys[k + 3] === w[3]) return i
       }
-      i = (i + 1) & this.mask
+      i = i + 1 === this.cap ? 0 : i + 1
     }
   }
 
@@ -90,7 +90,7 @@ export class DigestIndex {
     const w = this.words(digest)
     let i = this.find(w)
     if (i < 0) {
-      if ((this.used + 1) > (this.mask + 1) * MAX_LOAD) { this.grow(); this.set(digest, loc); return }
+      if ((this.used + 1) > this.cap * MAX_LOAD) { this.grow(); this.set(digest, loc); return }
       i = -1 - i
       if (this.state[i] === EMPTY) this.used++
       this.state[i] = USED
@@ -111,16 +111,16 @@ export class DigestIndex {
   }
 
   private grow (): void {
-    this.copyInto(new DigestIndex((this.mask + 1) * 2 * MAX_LOAD))
+    this.copyInto(new DigestIndex(this.live * 1.5))
   }
 
   /** Moves every live entry into `next` and takes over its arrays. */
   private copyInto (next: DigestIndex): void {
-    for (let i = 0; i <= this.mask; i++) {
+    for (let i = 0; i < this.cap; i++) {
       if (this.state[i] !== USED) continue
       const key = new Uint8Array(this.keys.buffer, i * KEY_BYTES, KEY_BYTES)
       next.set(key, { pack: this.packs[i]!, offset: this.offsets[i]!, length: this.lengths[i]!, codec: this.codecs[i]! })
     }
-    Object.assign(this, { keys: next.keys, packs: next.packs, offsets: next.offsets, lengths: next.lengths, codecs: next.codecs, state: next.state, mask: next.mask, used: next.used, live: next.live })
+    Object.assign(this, { keys: next.keys, packs: next.packs, offsets: next.offsets, lengths: next.lengths, codecs: next.codecs, state: next.state, cap: next.cap, used: next.used, live: next.live })
   }
 }

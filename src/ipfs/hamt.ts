@@ -13,25 +13,37 @@ interface DirNode {
   links: Map<string, Uint8Array>
 }
 
-/** Decoded directory nodes by CID, least recently used first out. */
+/** Top levels of a HAMT kept whole: the root and its 256 children serve every lookup. */
+const PINNED_DEPTH = 1
+const PINNED_MAX = 4096
+
+/**
+ * Decoded directory nodes by CID. The root and the level below it are kept
+ * (up to PINNED_MAX nodes), deeper nodes in a small LRU: with plain LRU, the
+ * deep nodes each lookup touches once would push out the shallow ones every
+ * lookup needs.
+ */
 export class DirNodeCache {
-  private readonly nodes = new Map<string, DirNode>()
-  constructor (private readonly max = 300) {}
+  private readonly pinned = new Map<string, DirNode>()
+  private readonly recent = new Map<string, DirNode>()
+  constructor (private readonly max = 256) {}
 
   get (cid: CID): DirNode | undefined {
     const key = cid.toString()
-    const node = this.nodes.get(key)
-    if (node !== undefined) { this.nodes.delete(key); this.nodes.set(key, node) }
+    const node = this.pinned.get(key) ?? this.recent.get(key)
+    if (node !== undefined && this.recent.delete(key)) this.recent.set(key, node)
     return node
   }
 
-  set (cid: CID, node: DirNode): void {
-    this.nodes.set(cid.toString(), node)
-    if (this.nodes.size > this.max) this.nodes.delete(this.nodes.keys().next().value!)
+  set (cid: CID, node: DirNode, depth: number): void {
+    const key = cid.toString()
+    if (depth <= PINNED_DEPTH && this.pinned.size < PINNED_MAX) { this.pinned.set(key, node); return }
+    this.recent.set(key, node)
+    if (this.recent.size > this.max) this.recent.delete(this.recent.keys().next().value!)
   }
 }
 
-async function dirNode (blocks: BlockGetter, cid: CID, cache: DirNodeCache): Promise<DirNode> {
+async function dirNode (blocks: BlockGetter, cid: CID, cache: DirNodeCache, depth: number): Promise<DirNode> {
   const hit = cache.get(cid)
   if (hit !== undefined) return hit
   if (cid.code !== DAG_PB_CODE) throw new IntegrityError(`${cid.toString()} is not a UnixFS directory`)
@@ -47,7 +59,7 @@ async function dirNode (blocks: BlockGetter, cid: CID, cache: DirNodeCache): Pro
   }
   // CIDs are kept as bytes: a cached shard holds hundreds of links, and CID objects weigh several times more.
   const node: DirNode = { fanoutBits, links: new Map(pb.Links.map(l => [l.Name ?? '', l.Hash.bytes])) }
-  cache.set(cid, node)
+  cache.set(cid, node, depth)
   return node
 }
 
@@ -74,7 +86,8 @@ export async function hamtHash (name: string): Promise<Uint8Array> {
  * blocks on its path (decoded nodes are kept in `cache`). Undefined when absent.
  */
 export async function lookupEntry (blocks: BlockGetter, dir: CID, name: string, cache: DirNodeCache): Promise<CID | undefined> {
-  let node = await dirNode(blocks, dir, cache)
+  let node = await dirNode(blocks, dir, cache, 0)
+  let depth = 0
   if (node.fanoutBits === undefined) return cidOf(node.links.get(name))
   const hash = await hamtHash(name)
   for (let used = 0; ; used += node.fanoutBits) {
@@ -84,7 +97,7 @@ export async function lookupEntry (blocks: BlockGetter, dir: CID, name: string, 
     if (entry !== undefined) return cidOf(entry)
     const shard = node.links.get(slot)
     if (shard === undefined) return undefined
-    node = await dirNode(blocks, CID.decode(shard), cache)
+    node = await dirNode(blocks, CID.decode(shard), cache, ++depth)
     if (node.fanoutBits === undefined) throw new IntegrityError(`HAMT slot ${slot} of ${dir.toString()} links to a flat directory`)
   }
 }
