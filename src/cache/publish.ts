@@ -73,7 +73,7 @@ async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRe
 }
 
 /** The signed narinfo for a published store path; signatures already in the Nix database are kept. */
-export function makeNarInfo (info: PathInfo, nar: CID, key: SecretKey): NarInfo {
+function makeNarInfo (info: PathInfo, nar: CID, key: SecretKey): NarInfo {
   const base: NarInfo = {
     storePath: info.path,
     url: narUrl(nar),

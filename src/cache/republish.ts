@@ -16,7 +16,7 @@ export async function republish (repo: string, key: SecretKey, options: CommitOp
 }
 
 /** How often a running gateway checks whether its own record needs republishing. */
-export const REPUBLISH_CHECK_MS = 10 * 60 * 1000
+const REPUBLISH_CHECK_MS = 10 * 60 * 1000
 
 /**
  * Keeps the repo's own record fresh while a gateway runs: whenever less than

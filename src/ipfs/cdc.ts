@@ -47,7 +47,7 @@ function topMask (bits: number): number {
  * Returns the length of the first chunk of `buf[start, end)`. With `final`
  * false the caller guarantees at least `maxBytes` bytes are available.
  */
-export function cutPoint (gear: Int32Array, p: CdcParams, buf: Uint8Array, start: number, end: number, strict: number, loose: number): number {
+function cutPoint (gear: Int32Array, p: CdcParams, buf: Uint8Array, start: number, end: number, strict: number, loose: number): number {
   const n = end - start
   if (n <= p.minBytes) return n
   const limit = Math.min(n, p.maxBytes)
