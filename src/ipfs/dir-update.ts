@@ -3,7 +3,7 @@ import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
 import { IntegrityError } from '../errors.js'
 import { DAG_PB_CODE, cidOf, getVerified, type BlockGetter, type BlockPutter } from './block.js'
-import { hamtHash } from './hamt.js'
+import { hamtHash, readDirNode } from './hamt.js'
 
 /** A link to add to a directory: its name, target and cumulative DAG size. */
 export interface NewLink {
@@ -36,12 +36,6 @@ async function put (blocks: BlockPutter, links: dagPb.PBLink[], unixfs: UnixFS):
   return { cid, tsize: links.reduce((n, l) => n + (l.Tsize ?? 0), bytes.length) }
 }
 
-async function decodeDir (blocks: BlockGetter, cid: CID): Promise<{ pb: dagPb.PBNode, unixfs: UnixFS }> {
-  const pb = dagPb.decode(await getVerified(blocks, cid))
-  if (pb.Data === undefined) throw new IntegrityError(`${cid.toString()} is not a UnixFS directory`)
-  return { pb, unixfs: UnixFS.unmarshal(pb.Data) }
-}
-
 function slotOf (hash: Uint8Array, level: number): number {
   const byte = hash[level]
   if (byte === undefined) throw new IntegrityError('HAMT keys collide on all 64 hash bits')
@@ -61,7 +55,7 @@ function bitfield (slots: Map<number, Slot>): Uint8Array {
 async function insertShard (blocks: BlockGetter & BlockPutter, cid: CID | undefined, level: number, entries: Pending[]): Promise<DirResult> {
   const slots = new Map<number, Slot>()
   if (cid !== undefined) {
-    const { pb } = await decodeDir(blocks, cid)
+    const { pb } = await readDirNode(blocks, cid)
     for (const l of pb.Links) {
       const name = l.Name ?? ''
       const slot = parseInt(name.slice(0, 2), 16)
@@ -111,12 +105,11 @@ async function insertShard (blocks: BlockGetter & BlockPutter, cid: CID | undefi
  * that grows past `SHARD_SPLIT_THRESHOLD_BYTES` becomes a HAMT.
  */
 export async function addLinks (blocks: BlockGetter & BlockPutter, dir: CID, add: NewLink[]): Promise<DirResult> {
-  const { pb, unixfs } = await decodeDir(blocks, dir)
+  const { pb, unixfs } = await readDirNode(blocks, dir)
   if (unixfs.type === 'hamt-sharded-directory') {
     if (Number(unixfs.fanout) !== FANOUT) throw new IntegrityError(`HAMT ${dir.toString()} has fanout ${unixfs.fanout}; only ${FANOUT} is written`)
     return await insertShard(blocks, dir, 0, await Promise.all(add.map(async link => ({ link, hash: await hamtHash(link.name) }))))
   }
-  if (unixfs.type !== 'directory') throw new IntegrityError(`${dir.toString()} is not a UnixFS directory`)
   const links = new Map<string, NewLink>(pb.Links.map(l => [l.Name ?? '', { name: l.Name ?? '', cid: l.Hash, tsize: l.Tsize ?? 0 }]))
   for (const l of add) links.set(l.name, l)
   const all = [...links.values()]

@@ -43,19 +43,24 @@ export class DirNodeCache {
   }
 }
 
-async function dirNode (blocks: BlockGetter, cid: CID, cache: DirNodeCache, depth: number): Promise<DirNode> {
-  const hit = cache.get(cid)
-  if (hit !== undefined) return hit
+/** Reads and decodes a UnixFS directory node (flat or HAMT shard), checking that it is one. */
+export async function readDirNode (blocks: BlockGetter, cid: CID): Promise<{ pb: dagPb.PBNode, unixfs: UnixFS }> {
   if (cid.code !== DAG_PB_CODE) throw new IntegrityError(`${cid.toString()} is not a UnixFS directory`)
   const pb = dagPb.decode(await getVerified(blocks, cid))
   const unixfs = pb.Data === undefined ? undefined : UnixFS.unmarshal(pb.Data)
+  if (unixfs?.type !== 'hamt-sharded-directory' && unixfs?.type !== 'directory') throw new IntegrityError(`${cid.toString()} is not a UnixFS directory`)
+  return { pb, unixfs }
+}
+
+async function dirNode (blocks: BlockGetter, cid: CID, cache: DirNodeCache, depth: number): Promise<DirNode> {
+  const hit = cache.get(cid)
+  if (hit !== undefined) return hit
+  const { pb, unixfs } = await readDirNode(blocks, cid)
   let fanoutBits: number | undefined
-  if (unixfs?.type === 'hamt-sharded-directory') {
+  if (unixfs.type === 'hamt-sharded-directory') {
     const fanout = Number(unixfs.fanout ?? 0n)
     fanoutBits = Math.log2(fanout)
     if (!Number.isInteger(fanoutBits) || fanoutBits < 1 || fanoutBits > 16) throw new IntegrityError(`HAMT shard ${cid.toString()} has fanout ${fanout}`)
-  } else if (unixfs?.type !== 'directory') {
-    throw new IntegrityError(`${cid.toString()} is not a UnixFS directory`)
   }
   // CIDs are kept as bytes: a cached shard holds hundreds of links, and CID objects weigh several times more.
   const node: DirNode = { fanoutBits, links: new Map(pb.Links.map(l => [l.Name ?? '', l.Hash.bytes])) }
