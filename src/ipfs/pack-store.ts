@@ -37,6 +37,15 @@ function encodeRecord (digest: Uint8Array, loc: Location): Buffer {
   return rec
 }
 
+/** A valid index record's digest and the block's location (undefined for a tombstone); undefined for a torn or damaged record. */
+function decodeRecord (rec: Buffer): { digest: Buffer, loc?: Location } | undefined {
+  if (crc32(rec.subarray(0, 52)) !== rec.readUInt32LE(52)) return undefined
+  const digest = rec.subarray(0, 32)
+  const length = rec.readUInt32LE(48)
+  if (length === TOMBSTONE) return { digest }
+  return { digest, loc: { codec: rec.readUInt32LE(32), pack: rec.readUInt32LE(36), offset: Number(rec.readBigUInt64LE(40)), length } }
+}
+
 /**
  * A blockstore for NARs: blocks are appended to large pack files in the order
  * they are written, so a NAR's blocks sit together and stream back with few
@@ -84,12 +93,10 @@ export class PackStore extends BaseBlockstore {
       const n = Math.min(buf.length, end - this.indexReadBytes)
       await fh.read(buf, 0, n, this.indexReadBytes)
       for (let at = 0; at < n; at += RECORD_BYTES) {
-        const rec = buf.subarray(at, at + RECORD_BYTES)
-        if (crc32(rec.subarray(0, 52)) !== rec.readUInt32LE(52)) continue // torn or damaged record: its block is simply unknown
-        const digest = rec.subarray(0, 32)
-        const length = rec.readUInt32LE(48)
-        if (length === TOMBSTONE) { this.index.delete(digest); continue }
-        this.index.set(digest, { codec: rec.readUInt32LE(32), pack: rec.readUInt32LE(36), offset: Number(rec.readBigUInt64LE(40)), length })
+        const rec = decodeRecord(buf.subarray(at, at + RECORD_BYTES))
+        if (rec === undefined) continue // torn or damaged record: its block is simply unknown
+        if (rec.loc === undefined) this.index.delete(rec.digest)
+        else this.index.set(rec.digest, rec.loc)
       }
       this.indexReadBytes += n
     }
@@ -175,8 +182,8 @@ export class PackStore extends BaseBlockstore {
     this.writing = (async () => {
       await previous
       await w.fh.writev(data, offset)
+      // indexReadBytes stays put: a refresh re-reads our own records, which sets what is already set.
       await this.indexFile!.write(Buffer.concat(records))
-      this.indexReadBytes += records.length * RECORD_BYTES
       for (const k of keys) this.pending.delete(k)
     })()
     await previous
@@ -239,7 +246,6 @@ export class PackStore extends BaseBlockstore {
     await this.flush()
     this.index.delete(digest)
     await this.indexFile!.write(encodeRecord(digest, { pack: 0, offset: 0, length: TOMBSTONE, codec: 0 }))
-    this.indexReadBytes += RECORD_BYTES
   }
 
   override async * getAll (): AsyncGenerator<{ cid: CID, bytes: AsyncGenerator<Uint8Array> }> {
@@ -248,13 +254,13 @@ export class PackStore extends BaseBlockstore {
     const log = await readFile(join(this.dir, 'index.log'))
     const seen = new Set<string>()
     for (let at = log.length - (log.length % RECORD_BYTES) - RECORD_BYTES; at >= 0; at -= RECORD_BYTES) {
-      const rec = log.subarray(at, at + RECORD_BYTES)
-      if (crc32(rec.subarray(0, 52)) !== rec.readUInt32LE(52)) continue
-      const k = key(rec.subarray(0, 32))
+      const rec = decodeRecord(log.subarray(at, at + RECORD_BYTES))
+      if (rec === undefined) continue
+      const k = key(rec.digest)
       if (seen.has(k)) continue
       seen.add(k)
-      if (rec.readUInt32LE(48) === TOMBSTONE) continue
-      const cid = CID.createV1(rec.readUInt32LE(32), Digest.create(sha256.code, Uint8Array.from(rec.subarray(0, 32))))
+      if (rec.loc === undefined) continue
+      const cid = CID.createV1(rec.loc.codec, Digest.create(sha256.code, Uint8Array.from(rec.digest)))
       yield { cid, bytes: this.get(cid) }
     }
   }
