@@ -65,6 +65,8 @@ export async function writeKeyFiles (key: SecretKey, secretPath: string, publicP
 
 /** How often a waiting process checks whether the repo lock was released. */
 const LOCK_POLL_MS = 200
+/** A lock file still empty after this long was left by a process that died while creating it. */
+const LOCK_WRITE_GRACE_MS = 5000
 
 function alive (pid: number): boolean {
   try {
@@ -89,12 +91,18 @@ export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWai
       break
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      const pid = Number(await readFile(path, 'utf8').catch(() => ''))
-      if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) {
+      const text = await readFile(path, 'utf8').catch(() => '')
+      const pid = Number(text)
+      // An empty lock file is one its holder is still writing; only an old one is abandoned.
+      const unreadable = !/^\d+$/.test(text)
+      const abandoned = unreadable
+        ? await stat(path).then(s => Date.now() - s.mtimeMs > LOCK_WRITE_GRACE_MS, () => true)
+        : !alive(pid)
+      if (abandoned) {
         await unlink(path).catch(() => {})
         continue
       }
-      if (!warned) { onWait?.(pid); warned = true }
+      if (!warned && !unreadable) { onWait?.(pid); warned = true }
       await new Promise(resolve => setTimeout(resolve, LOCK_POLL_MS))
     }
   }
