@@ -1,4 +1,5 @@
 import type { CID } from 'multiformats/cid'
+import { IntegrityError } from '../errors.js'
 import { RAW_CODE, cidOf, type BlockGetter, type BlockPutter } from '../ipfs/block.js'
 import { addLinks, emptyDirectory } from '../ipfs/dir-update.js'
 import { lookupEntry, type DirNodeCache } from '../ipfs/hamt.js'
@@ -36,7 +37,7 @@ async function putText (blocks: Blocks, name: string, text: string): Promise<{ n
 /** A new cache root: `nix-cache-info` and an empty `nar/`. */
 export async function createCacheRoot (blocks: Blocks, cacheInfo: string): Promise<CID> {
   const empty = await emptyDirectory(blocks)
-  const root = await addLinks(blocks, empty, [await putText(blocks, CACHE_INFO_FILE, cacheInfo), { name: NAR_DIR, cid: empty, tsize: 4 }])
+  const root = await addLinks(blocks, empty.cid, [await putText(blocks, CACHE_INFO_FILE, cacheInfo), { name: NAR_DIR, ...empty }])
   return root.cid
 }
 
@@ -54,7 +55,7 @@ export async function hasNarInfo (blocks: BlockGetter, root: CID, hash: string, 
 export async function addEntries (blocks: Blocks, root: CID, entries: CacheEntry[], cache: DirNodeCache): Promise<CID> {
   if (entries.length === 0) return root
   const narDir = await lookupEntry(blocks, root, NAR_DIR, cache)
-  if (narDir === undefined) throw new Error(`cache root ${root.toString()} has no ${NAR_DIR}/ directory`)
+  if (narDir === undefined) throw new IntegrityError(`cache root ${root.toString()} has no ${NAR_DIR}/ directory; it was not made by nixipfs publish`)
   const nars = await addLinks(blocks, narDir, entries.map(e => ({ name: narFile(e.nar), cid: e.nar, tsize: e.narTsize })))
   const narInfos = await Promise.all(entries.map(async e => await putText(blocks, narInfoFile(e.hash), e.narInfo)))
   return (await addLinks(blocks, root, [...narInfos, { name: NAR_DIR, cid: nars.cid, tsize: nars.tsize }])).cid

@@ -120,9 +120,9 @@ export async function addLinks (blocks: BlockGetter & BlockPutter, dir: CID, add
   return await put(blocks, all.map(l => ({ Name: l.name, Tsize: l.tsize, Hash: l.cid })), new UnixFS({ type: 'directory' }))
 }
 
-/** Stores an empty UnixFS directory and returns its CID. */
-export async function emptyDirectory (blocks: BlockPutter): Promise<CID> {
-  return (await put(blocks, [], new UnixFS({ type: 'directory' }))).cid
+/** Stores an empty UnixFS directory. */
+export async function emptyDirectory (blocks: BlockPutter): Promise<DirResult> {
+  return await put(blocks, [], new UnixFS({ type: 'directory' }))
 }
 
 /** Reads `cid`'s cumulative DAG size (Tsize) from its own block: the sum of its links' Tsize plus its length. */

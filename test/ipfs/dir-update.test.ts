@@ -31,7 +31,7 @@ describe('addLinks', () => {
     const blocks = new MemoryBlockstore()
     const all = names(6000)
     const links = await withBlocks(blocks, all)
-    const empty = await emptyDirectory(blocks)
+    const empty = (await emptyDirectory(blocks)).cid
     const oneBatch = await addLinks(blocks, empty, links)
     expect(oneBatch.cid.toString()).toBe(await importerRoot(blocks, all))
     expect(oneBatch.tsize).toBe(await tsizeOf(blocks, oneBatch.cid))
@@ -44,7 +44,7 @@ describe('addLinks', () => {
   it('replaces an entry of the same name and keeps every other one', async () => {
     const blocks = new MemoryBlockstore()
     const links = await withBlocks(blocks, names(5000))
-    const root = (await addLinks(blocks, await emptyDirectory(blocks), links)).cid
+    const root = (await addLinks(blocks, (await emptyDirectory(blocks)).cid, links)).cid
     const [changed] = await withBlocks(blocks, ['replacement'])
     const next = (await addLinks(blocks, root, [{ ...changed!, name: links[42]!.name }, ...(await withBlocks(blocks, names(3, 9000)))])).cid
     const cache = new DirNodeCache()
@@ -58,7 +58,7 @@ describe('addLinks', () => {
   it('keeps small directories flat', async () => {
     const blocks = new MemoryBlockstore()
     const links = await withBlocks(blocks, names(10))
-    const dir = (await addLinks(blocks, await emptyDirectory(blocks), links)).cid
+    const dir = (await addLinks(blocks, (await emptyDirectory(blocks)).cid, links)).cid
     expect((await exporter(dir, blocks)).type).toBe('directory')
     expect(dir.toString()).toBe(await importerRoot(blocks, names(10)))
   })
