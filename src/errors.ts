@@ -27,6 +27,20 @@ export class NarFormatError extends NixipfsError {
   }
 }
 
+/** A CAR stream violates CARv1 (bad varint, bad header, oversized or truncated section); the message gives the byte offset. */
+export class CarFormatError extends NixipfsError {
+  override name = 'CarFormatError'
+  constructor (message: string, readonly offset: number) {
+    super('ERR_CAR_FORMAT', `${message} (at byte ${offset})`)
+  }
+}
+
+/** A store path asked for is not in the cache (as the cache's own narinfos say). */
+export class NotInCacheError extends NixipfsError {
+  override name = 'NotInCacheError'
+  constructor (message: string) { super('ERR_NOT_IN_CACHE', message) }
+}
+
 /** A file cannot be put into a NAR (sockets, devices, unreadable entries). */
 export class UnsupportedFileError extends NixipfsError {
   override name = 'UnsupportedFileError'

@@ -31,11 +31,16 @@ export async function getVerified (blocks: BlockGetter, cid: CID, options?: { si
   const parts: Uint8Array[] = []
   for await (const part of blocks.get(cid, options)) parts.push(part)
   const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+  checkBlock(cid, bytes)
+  return bytes
+}
+
+/** Throws IntegrityError unless `bytes` hash (sha2-256, the only hash accepted) to `cid`. */
+export function checkBlock (cid: CID, bytes: Uint8Array): void {
   if (cid.multihash.code !== sha256.code) throw new IntegrityError(`block ${cid.toString()} uses a hash nixipfs does not verify (only sha2-256)`)
   // Hashed inline: a round trip to a worker thread measured slower than hashing here.
   const digest = createHash('sha256').update(bytes).digest()
   if (Buffer.compare(digest, cid.multihash.digest) !== 0) {
     throw new IntegrityError(`block ${cid.toString()} is corrupt: its bytes do not hash to its CID`)
   }
-  return bytes
 }
