@@ -16,6 +16,7 @@ export const cli = defineCommand({
     gateway: async () => (await import('./commands/gateway.js')).default,
     info: async () => (await import('./commands/info.js')).default,
     ls: async () => (await import('./commands/ls.js')).default,
+    'export-car': async () => (await import('./commands/export-car.js')).default,
     republish: async () => (await import('./commands/republish.js')).default
   }
 })

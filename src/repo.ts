@@ -40,6 +40,51 @@ export async function writeFileAtomic (path: string, data: string | Uint8Array, 
   try { await dir.sync() } finally { await dir.close() }
 }
 
+/** Bytes gathered before one write, so that many small chunks do not each cost a system call. */
+const WRITE_BATCH_BYTES = 1024 * 1024
+
+async function * batched (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  let parts: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of source) {
+    parts.push(chunk)
+    size += chunk.length
+    if (size >= WRITE_BATCH_BYTES) {
+      yield parts.length === 1 ? chunk : Buffer.concat(parts, size)
+      parts = []
+      size = 0
+    }
+  }
+  if (size > 0) yield Buffer.concat(parts, size)
+}
+
+/**
+ * Streams `source` into `path` so that `path` is either absent (or its old
+ * contents) or complete: bytes go to a temp file beside it, which is synced and
+ * renamed into place only once the source has ended without error.
+ */
+export async function writeStreamAtomic (path: string, source: AsyncIterable<Uint8Array>, mode = 0o644): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`
+  const fh = await open(tmp, 'wx', mode)
+  try {
+    await writeFile(fh, batched(source))
+    await fh.sync()
+  } catch (err) {
+    await fh.close()
+    await unlink(tmp).catch(() => {})
+    throw err
+  }
+  await fh.close()
+  try {
+    await rename(tmp, path)
+  } catch (err) {
+    await unlink(tmp).catch(() => {})
+    throw err
+  }
+  const dir = await open(dirname(path), 'r')
+  try { await dir.sync() } finally { await dir.close() }
+}
+
 /** Reads a Nix secret key file, refusing files that other users can read. */
 export async function readSecretKeyFile (path: string): Promise<SecretKey> {
   let st

@@ -23,6 +23,10 @@ export interface NarEntry {
 export interface NarInfoEntry {
   text: string
   info: NarInfo
+  /** the narinfo file's CID */
+  cid: CID
+  /** the NAR's root CID, from the narinfo's URL */
+  nar: CID
 }
 
 /**
@@ -103,7 +107,7 @@ export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheI
         const info = parseNarInfo(text)
         const nar = narCidOfUrl(info.url)
         if (nar !== undefined) {
-          entry = { text, info }
+          entry = { text, info, cid, nar }
           if (nars.get(nar.toString()) == null) nars.set(nar.toString(), { cid: nar, narSize: info.narSize, narHash: info.narHash })
         }
       }
