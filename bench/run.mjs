@@ -382,7 +382,7 @@ http {
   })
   await step('start nixipfs gateway', async () => {
     if (!ctx.repo) throw new StepError('no published repo to serve (the nixipfs publish runs failed)')
-    const bg = startBg('gateway', process.execPath, [CLI, 'gateway', '--repo', ctx.repo, '--listen', '127.0.0.1:0'], join(WORK, 'gateway.log'), 'gateway')
+    const bg = startBg('gateway', process.execPath, [CLI, 'gateway', '--repo', ctx.repo, '--listen', '127.0.0.1:0', '--offline'], join(WORK, 'gateway.log'), 'gateway')
     let url
     for (let t = 0; ; t++) {
       const m = /serving \/ipns\/\S+ at (http:\/\/127\.0\.0\.1:\d+)/.exec(readLog(bg))

@@ -17,7 +17,8 @@ export const cli = defineCommand({
     info: async () => (await import('./commands/info.js')).default,
     ls: async () => (await import('./commands/ls.js')).default,
     'export-car': async () => (await import('./commands/export-car.js')).default,
-    republish: async () => (await import('./commands/republish.js')).default
+    republish: async () => (await import('./commands/republish.js')).default,
+    mirror: async () => (await import('./commands/mirror.js')).default
   }
 })
 

@@ -104,3 +104,19 @@ export class UsageError extends NixipfsError {
   override name = 'UsageError'
   constructor (message: string) { super('ERR_USAGE', message) }
 }
+
+/** A peer (HTTP gateway or libp2p node) failed, stalled or sent something unusable. */
+export class PeerError extends NixipfsError {
+  override name = 'PeerError'
+  constructor (readonly peer: string, message: string) { super('ERR_PEER', message) }
+}
+
+/** No local copy and no peer could supply a block. */
+export class BlockUnavailableError extends NixipfsError {
+  override name = 'BlockUnavailableError'
+  constructor (cid: string, asked: string[]) {
+    super('ERR_BLOCK_UNAVAILABLE', asked.length === 0
+      ? `block ${cid} is not in the local repo and no peers are configured (add --peer or --http-gateway, or drop --offline)`
+      : `block ${cid} is not in the local repo and no peer had it (asked: ${asked.join(', ')})`)
+  }
+}

@@ -70,7 +70,7 @@ async function readText (blocks: BlockGetter, cid: CID): Promise<string> {
 }
 
 /** The CID a narinfo URL `nar/<cid>.nar` names, or undefined when it names none. */
-function narCidOfUrl (url: string): CID | undefined {
+export function narCidOfUrl (url: string): CID | undefined {
   const m = /^nar\/([a-z0-9]+)\.nar$/i.exec(url)
   if (m === null) return undefined
   try { return CID.parse(m[1]!) } catch { return undefined }

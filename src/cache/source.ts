@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises'
 import { DEFAULT_EXPIRED_GRACE_MS } from '../constants.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { BlockGetter } from '../ipfs/block.js'
 import { openIndex, type CacheIndex } from './index.js'
 import { loadRecord, recordPath } from './records.js'
 
@@ -25,7 +25,7 @@ const RECHECK_MS = 500
  * served for `expiredGraceMs` with a warning, then no longer (a frozen cache
  * must not be served for ever).
  */
-export function repoIndexSource (repo: string, blocks: PackStore, name: string, options: SourceOptions = {}): IndexSource {
+export function repoIndexSource (repo: string, blocks: BlockGetter, name: string, options: SourceOptions = {}): IndexSource {
   const grace = options.expiredGraceMs ?? DEFAULT_EXPIRED_GRACE_MS
   let index: CacheIndex | undefined
   let validUntil = Infinity

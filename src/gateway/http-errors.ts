@@ -4,9 +4,11 @@ import { NixipfsError } from '../errors.js'
 const STATUS_BY_CODE: Record<string, number> = {
   ERR_NOT_FOUND: 404,
   ERR_BAD_REQUEST: 400,
+  ERR_NOT_ACCEPTABLE: 406,
   ERR_RANGE: 416,
   ERR_INTEGRITY: 502,
   ERR_BLOCK_NOT_FOUND: 502,
+  ERR_BLOCK_UNAVAILABLE: 502,
   ERR_NARINFO_PARSE: 502
 }
 

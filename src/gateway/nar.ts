@@ -48,6 +48,8 @@ export async function serveNar ({ req, res, params, index, blocks, head }: Route
   }
   const abort = new AbortController()
   res.on('close', () => abort.abort())
+  // A NAR not held locally is pulled as one stream from a peer while it is read (whole reads only).
+  if (range === undefined) blocks.prefetch?.(entry.cid, abort.signal).catch(() => {})
   const chunks = readFile(blocks, entry.cid, { offset: start, length, signal: abort.signal })[Symbol.asyncIterator]()
   // Read the first block before committing to a status, so early failures get a proper error response.
   let next = await chunks.next()

@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { CacheIndex } from '../cache/index.js'
+import type { ServedCaches } from '../cache/union.js'
 import type { BlockGetter } from '../ipfs/block.js'
 import { serveCacheInfo } from './cache-info.js'
 import { serveNar } from './nar.js'
 import { serveNarInfo } from './narinfo.js'
+import { serveIpfs, serveIpns } from './trustless.js'
+import type { CID } from 'multiformats/cid'
 
 /** What every handler gets. */
 export interface RouteContext {
@@ -11,8 +13,14 @@ export interface RouteContext {
   res: ServerResponse
   /** regexp captures of the path */
   params: string[]
-  index: CacheIndex | undefined
-  blocks: BlockGetter
+  /** the caches served to Nix (undefined while none is servable) */
+  index: ServedCaches | undefined
+  /** where NAR blocks come from: the repo, then peers */
+  blocks: BlockGetter & { prefetch?: (root: CID, signal?: AbortSignal) => Promise<void> }
+  /** the repo's own blocks: what the trustless gateway hands to peers */
+  local: BlockGetter & { has: (cid: CID) => boolean }
+  /** the stored IPNS record for a name, as signed */
+  record: (name: string) => Promise<Uint8Array | undefined>
   head: boolean
 }
 
@@ -22,5 +30,7 @@ export type Handler = (ctx: RouteContext) => Promise<void> | void
 export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/nix-cache-info$/, serveCacheInfo],
   [/^\/([0-9a-df-np-sv-z]{32})\.narinfo$/, serveNarInfo],
-  [/^\/nar\/([a-z0-9]{1,128})\.nar$/, serveNar]
+  [/^\/nar\/([a-z0-9]{1,128})\.nar$/, serveNar],
+  [/^\/ipfs\/([a-zA-Z0-9]{1,128})\/?$/, serveIpfs],
+  [/^\/ipns\/([a-z0-9]{1,128})\/?$/, serveIpns]
 ]

@@ -1,18 +1,20 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { ConsolaInstance } from 'consola'
 import type { IndexSource } from '../cache/source.js'
-import type { BlockGetter } from '../ipfs/block.js'
+import { unionOf } from '../cache/union.js'
 import { statusOf } from './http-errors.js'
-import { ROUTES } from './routes.js'
+import { ROUTES, type RouteContext } from './routes.js'
 
 export interface GatewayOptions {
-  source: IndexSource
-  blocks: BlockGetter
+  /** the caches served to Nix, in order of preference */
+  sources: IndexSource[]
+  blocks: RouteContext['blocks']
+  local: RouteContext['local']
+  record: RouteContext['record']
   host: string
   /** 0 picks a free port */
   port: number
-  logger?: Pick<ConsolaInstance, 'debug' | 'warn'>
+  logger?: { debug: (m: string) => void, warn: (m: string) => void }
 }
 
 /** How long shutdown waits for responses in flight. */
@@ -24,9 +26,9 @@ export interface Gateway {
   close: () => Promise<void>
 }
 
-/** Starts the Nix binary-cache HTTP server over a cache index and a block source. */
+/** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
-  const { source, blocks, logger } = options
+  const { sources, blocks, local, record, logger } = options
 
   async function handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET'
@@ -39,7 +41,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
     for (const [pattern, handler] of ROUTES) {
       const m = pattern.exec(path)
       if (m === null) continue
-      await handler({ req, res, params: m.slice(1), index: await source.current(), blocks, head: method === 'HEAD' })
+      await handler({ req, res, params: m.slice(1), index: await unionOf(sources), blocks, local, record, head: method === 'HEAD' })
       return
     }
     res.writeHead(404, { 'content-type': 'text/plain' })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { HttpError } from '../../src/gateway/http-errors.js'
 import { parseRange } from '../../src/gateway/nar.js'
-import { parseListen } from '../../src/commands/gateway.js'
+import { parseListen } from '../../src/commands/network-args.js'
 
 describe('parseRange', () => {
   const cases: Array<[string | undefined, { start: number, end: number } | undefined]> = [

@@ -22,33 +22,41 @@ export interface GatewayProcess {
   url: string
   child: ChildProcess
   output: () => string
-  /** waits (up to 5 s) until the gateway's log matches `re`; returns the log */
-  waitForLog: (re: RegExp) => Promise<string>
+  /** the first libp2p address it listens on, if any */
+  p2p: () => string | undefined
+  /** waits (up to `ms`, default 5 s) until the log matches `re`; returns the log */
+  waitForLog: (re: RegExp, ms?: number) => Promise<string>
   stop: () => Promise<void>
 }
 
-/** Starts `nixipfs gateway --listen 127.0.0.1:0 ARGS` and waits until it serves. */
-export async function startGatewayProcess (args: string[], env: Record<string, string> = {}): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [BIN, 'gateway', '--listen', '127.0.0.1:0', ...args], { env: { ...process.env, ...env } })
+/**
+ * Starts `nixipfs COMMAND --listen 127.0.0.1:0 ARGS` (gateway or mirror) and
+ * waits until it serves. Without a p2p flag in ARGS it runs `--offline`, so
+ * tests never bind the default libp2p port.
+ */
+export async function startNodeProcess (command: 'gateway' | 'mirror', args: string[], env: Record<string, string> = {}): Promise<GatewayProcess> {
+  const p2p = args.some(a => a === '--listen-p2p' || a === '--peer' || a === '--offline')
+  const child = spawn(process.execPath, [BIN, command, '--listen', '127.0.0.1:0', ...(p2p ? [] : ['--offline']), ...args], { env: { ...process.env, ...env } })
   let out = ''
   child.stdout.on('data', (b: Buffer) => { out += b.toString() })
   child.stderr.on('data', (b: Buffer) => { out += b.toString() })
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${out}`)), 30_000)
+    const timer = setTimeout(() => reject(new Error(`${command} did not start:\n${out}`)), 30_000)
     const check = (): void => {
-      const m = /serving \S+ at (http:\/\/[0-9.:]+)/.exec(out)
+      const m = /serving .*at (http:\/\/[0-9.:]+)/.exec(out)
       if (m !== null) { clearTimeout(timer); resolve(m[1]!) }
     }
     child.stdout.on('data', check)
     child.stderr.on('data', check)
-    child.on('exit', code => { clearTimeout(timer); reject(new Error(`gateway exited with ${code}:\n${out}`)) })
+    child.on('exit', code => { clearTimeout(timer); reject(new Error(`${command} exited with ${code}:\n${out}`)) })
   })
   return {
     url,
     child,
     output: () => out,
-    waitForLog: async (re) => {
-      for (let i = 0; i < 50 && !re.test(out); i++) await new Promise(resolve => setTimeout(resolve, 100))
+    p2p: () => /p2p: listening on (\S+)/.exec(out)?.[1],
+    waitForLog: async (re, ms = 5_000) => {
+      for (let i = 0; i < ms / 100 && !re.test(out); i++) await new Promise(resolve => setTimeout(resolve, 100))
       return out
     },
     stop: async () => {
@@ -58,4 +66,9 @@ export async function startGatewayProcess (args: string[], env: Record<string, s
       await exited
     }
   }
+}
+
+/** Starts `nixipfs gateway --listen 127.0.0.1:0 ARGS` (see startNodeProcess). */
+export async function startGatewayProcess (args: string[], env: Record<string, string> = {}): Promise<GatewayProcess> {
+  return await startNodeProcess('gateway', args, env)
 }

@@ -1,0 +1,193 @@
+#!/usr/bin/env node
+// bench/p2p.mjs — substitution through a client gateway C that fetches every
+// block from a mirror M over loopback, side by side with nginx serving the
+// same closure as a file:// binary cache (target: ≤ 2× nginx's time).
+//
+//   B  nixipfs gateway over a repo the corpus was published into (the builder)
+//   M  nixipfs mirror --follow B's key, pins everything, then B is stopped
+//   C  nixipfs gateway --follow B's key with a fresh, empty repo each run,
+//      fetching from M over HTTP (CAR streams) or over libp2p (bitswap)
+//
+// Each run: start a fresh C, wait until it has B's index (timed apart), then
+// `nix copy --from` C into a fresh store (timed); nginx runs alternate with
+// C runs. Medians go to bench/p2p-results.md.
+//
+// Usage: node bench/p2p.mjs   (root; Nix single-user; nginx via apt-get if
+// missing). Knobs: BENCH_RUNS [3], BENCH_BITSWAP [1] (0 skips the bitswap
+// row), BENCH_KEEP=1 keeps bench/work/p2p. All traffic is to 127.0.0.1.
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import { createServer } from 'node:net'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const WORK = join(ROOT, 'bench', 'work', 'p2p')
+const CLI = join(ROOT, 'bin', 'nixipfs.mjs')
+const RUNS = Number(process.env.BENCH_RUNS || 3)
+const BITSWAP = process.env.BENCH_BITSWAP !== '0'
+const NIXFLAGS = ['--extra-experimental-features', 'nix-command']
+const STORES = fs.existsSync('/dev/shm') ? '/dev/shm' : WORK
+const ENV = { ...process.env, NO_COLOR: '1' }
+for (const k of Object.keys(ENV)) if (/_proxy$/i.test(k)) delete ENV[k]
+
+const T0 = Date.now()
+const log = (...a) => console.error(`[p2p ${((Date.now() - T0) / 1000).toFixed(0).padStart(4)}s]`, ...a)
+const sleep = ms => new Promise(r => setTimeout(r, ms))
+const median = xs => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
+const rmrf = p => fs.rmSync(p, { recursive: true, force: true })
+const freePort = () => new Promise(res => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)) }) })
+
+function run (cmd, args) {
+  const t = process.hrtime.bigint()
+  const r = spawnSync(cmd, args, { env: ENV, encoding: 'utf8', maxBuffer: 1 << 28 })
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${(r.stderr || '').slice(-2000)}`)
+  return { stdout: r.stdout, seconds: Number(process.hrtime.bigint() - t) / 1e9 }
+}
+
+const children = new Set()
+process.on('exit', () => { for (const c of children) try { process.kill(-c.pid, 'SIGKILL') } catch {} })
+/** Starts a background process; resolves with it once its log matches `ready`. */
+async function startBg (name, cmd, args, ready, timeoutMs = 600_000) {
+  const logFile = join(WORK, `${name}.log`)
+  const fd = fs.openSync(logFile, 'w')
+  const child = spawn(cmd, args, { env: ENV, stdio: ['ignore', fd, fd], detached: true })
+  fs.closeSync(fd)
+  children.add(child)
+  child.on('exit', () => children.delete(child))
+  const bg = { child, log: () => fs.readFileSync(logFile, 'utf8'), match: null }
+  const start = Date.now()
+  while (!(bg.match = ready.exec(bg.log()))) {
+    if (child.exitCode !== null) throw new Error(`${name} exited:\n${bg.log().slice(-2000)}`)
+    if (Date.now() - start > timeoutMs) throw new Error(`${name} not ready after ${timeoutMs / 1000} s:\n${bg.log().slice(-2000)}`)
+    await sleep(50)
+  }
+  bg.readyAfter = (Date.now() - start) / 1000
+  return bg
+}
+async function stopBg (bg) {
+  if (bg.child.exitCode !== null) return
+  const exited = new Promise(r => bg.child.once('exit', r))
+  bg.child.kill('SIGTERM')
+  await Promise.race([exited, sleep(10_000).then(() => process.kill(-bg.child.pid, 'SIGKILL'))])
+}
+const node = (name, args, ready) => startBg(name, process.execPath, [CLI, ...args], ready)
+const SERVING = /serving .*at (http:\/\/127\.0\.0\.1:\d+)/
+
+async function main () {
+  rmrf(WORK); fs.mkdirSync(WORK, { recursive: true })
+  if (spawnSync('sh', ['-c', 'command -v nginx']).status !== 0) run('apt-get', ['install', '-y', 'nginx-light'])
+  log('building the corpus (bench/corpus.sh)')
+  const top = run(join(ROOT, 'bench', 'corpus.sh'), []).stdout.trim().split('\n').pop()
+  const closure = JSON.parse(run('nix', ['path-info', ...NIXFLAGS, '--json', '-r', top, '--option', 'substituters', '']).stdout)
+  const bytes = closure.reduce((a, p) => a + p.narSize, 0)
+  log(`corpus ${top}: ${closure.length} paths, ${(bytes / 2 ** 20).toFixed(1)} MiB of NAR`)
+
+  // Reference: the same closure as a file:// cache behind nginx.
+  const key = join(WORK, 'ref')
+  run('nix-store', ['--generate-binary-cache-key', 'bench-ref-1', `${key}.secret`, `${key}.public`])
+  const refPub = fs.readFileSync(`${key}.public`, 'utf8').trim()
+  const fileCache = join(WORK, 'filecache')
+  run('nix', ['copy', ...NIXFLAGS, '--to', `file://${fileCache}?compression=none&secret-key=${key}.secret`, top])
+  const nginxPort = await freePort()
+  fs.mkdirSync(join(WORK, 'nginx', 'tmp'), { recursive: true })
+  fs.writeFileSync(join(WORK, 'nginx.conf'), `user root; worker_processes 1; daemon off; pid ${WORK}/nginx/pid; error_log ${WORK}/nginx/error.log warn;
+events { worker_connections 4096; }
+http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; client_body_temp_path ${WORK}/nginx/tmp;
+  types { text/x-nix-narinfo narinfo; text/plain nix-cache-info; application/x-nix-nar nar; } default_type application/octet-stream;
+  server { listen 127.0.0.1:${nginxPort}; root ${fileCache}; } }
+`)
+  const nginx = spawn('nginx', ['-c', join(WORK, 'nginx.conf'), '-p', join(WORK, 'nginx') + '/', '-e', join(WORK, 'nginx', 'error.log')], { detached: true, stdio: 'ignore' })
+  children.add(nginx)
+  const nginxUrl = `http://127.0.0.1:${nginxPort}`
+  for (let i = 0; i < 100; i++) { try { if ((await fetch(`${nginxUrl}/nix-cache-info`)).ok) break } catch {} await sleep(100) }
+
+  // B publishes and serves; M mirrors B; B stops.
+  const repoB = join(WORK, 'repo-b')
+  const pub = run(process.execPath, [CLI, 'publish', '-r', '--repo', repoB, top])
+  log(`B published in ${pub.seconds.toFixed(1)} s`)
+  const pubKey = fs.readFileSync(join(repoB, 'keys', 'cache.public'), 'utf8').trim()
+  const P2P = ['--listen-p2p', '/ip4/127.0.0.1/tcp/0']
+  const b = await node('builder', ['gateway', '--repo', repoB, '--listen', '127.0.0.1:0', ...P2P], SERVING)
+  const bAddr = /p2p: listening on (\S+)/.exec(b.log())[1]
+  const mirrorStart = Date.now()
+  const m = await node('mirror', ['mirror', '--repo', join(WORK, 'repo-m'), '--listen', '127.0.0.1:0', ...P2P, '--follow', pubKey, '--http-gateway', /http:\S+/.exec(b.match[1])[0], '--peer', bAddr, '--follow-interval', '5'], SERVING)
+  await startBgWait(m, /pinned root/)
+  const mirrorSeconds = (Date.now() - mirrorStart) / 1000
+  log(`M pinned the closure in ${mirrorSeconds.toFixed(1)} s`)
+  await stopBg(b)
+  const mUrl = m.match[1]
+  const mAddr = /p2p: listening on (\S+)/.exec(m.log())[1]
+
+  const copy = (url, pubk, label) => {
+    const store = fs.mkdtempSync(join(STORES, 'nixipfs-p2p-'))
+    try {
+      const r = run('nix', ['copy', ...NIXFLAGS, '--from', url, '--to', store, top, '--option', 'trusted-public-keys', pubk,
+        '--option', 'narinfo-cache-positive-ttl', '0', '--option', 'narinfo-cache-negative-ttl', '0'])
+      const n = run('nix', ['path-info', ...NIXFLAGS, '--store', store, '-r', top]).stdout.trim().split('\n').length
+      if (n !== closure.length) throw new Error(`${label}: the fresh store holds ${n} of ${closure.length} paths`)
+      return r.seconds
+    } finally { rmrf(store) }
+  }
+  const viaClient = async (transport, i) => {
+    const repo = join(WORK, `repo-c-${transport}-${i}`)
+    const args = transport === 'http' ? ['--offline', '--http-gateway', mUrl] : [...P2P, '--peer', mAddr]
+    const c = await node(`client-${transport}-${i}`, ['gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--follow', pubKey, ...args], SERVING)
+    await startBgWait(c, /indexed root/)
+    const seconds = copy(c.match[1], pubKey, `C (${transport})`)
+    const rss = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${c.child.pid}/status`, 'utf8'))[1]) / 1024
+    await stopBg(c)
+    rmrf(repo)
+    return { seconds, rss }
+  }
+
+  copy(nginxUrl, refPub, 'nginx warm-up')
+  const times = { nginx: [], http: [], bitswap: [] }
+  const rss = { http: [], bitswap: [] }
+  for (let i = 0; i < RUNS; i++) {
+    const order = i % 2 === 0 ? ['nginx', 'http'] : ['http', 'nginx']
+    if (BITSWAP) order.push('bitswap')
+    for (const what of order) {
+      if (what === 'nginx') times.nginx.push(copy(nginxUrl, refPub, 'nginx'))
+      else { const r = await viaClient(what, i); times[what].push(r.seconds); rss[what].push(r.rss) }
+      log(`run ${i} ${what}: ${times[what].at(-1).toFixed(2)} s`)
+    }
+  }
+  await stopBg(m)
+  nginx.kill()
+
+  const ref = median(times.nginx)
+  const row = (what, target) => {
+    if (times[what].length === 0) return `| C ← M over ${what} | — | — | — | ${target} | skipped |`
+    const t = median(times[what]); const ratio = t / ref
+    return `| C ← M over ${what} | ${ref.toFixed(2)} s | ${t.toFixed(2)} s | ${ratio.toFixed(2)}× | ${target} | ${target === '—' ? 'n/a' : ratio <= 2 ? 'yes' : 'no'} |`
+  }
+  const md = `# Peer-to-peer substitution (bench/p2p.mjs)
+
+Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model}, Node ${process.version}, ${run('nix', ['--version']).stdout.trim()}.
+Corpus: \`${top}\`, ${closure.length} paths, ${(bytes / 2 ** 20).toFixed(1)} MiB of NAR (bench/corpus.sh).
+Each C run starts with an empty repo and fetches every block from M over loopback; B is stopped before. ${RUNS} runs per side, alternating; medians.
+
+| what | nginx (file:// cache) | nixipfs | ratio | target | met |
+| --- | --- | --- | --- | --- | --- |
+${row('http', '≤ 2×')}
+${row('bitswap', '—')}
+
+- M pinned the whole closure from B in ${mirrorSeconds.toFixed(1)} s (HTTP CAR streams + verification + pack store writes).
+- C's peak RSS (VmHWM): HTTP ${rss.http.map(x => x.toFixed(0)).join(', ')} MiB; bitswap ${rss.bitswap.map(x => x.toFixed(0)).join(', ') || '—'} MiB.
+- Raw times (s): nginx ${times.nginx.map(x => x.toFixed(2)).join(', ')}; C over HTTP ${times.http.map(x => x.toFixed(2)).join(', ')}; C over bitswap ${times.bitswap.map(x => x.toFixed(2)).join(', ') || '—'}.
+`
+  fs.writeFileSync(join(ROOT, 'bench', 'p2p-results.md'), md)
+  console.log(md)
+  if (process.env.BENCH_KEEP !== '1') rmrf(WORK)
+}
+async function startBgWait (bg, re, timeoutMs = 900_000) {
+  const start = Date.now()
+  while (!re.test(bg.log())) {
+    if (bg.child.exitCode !== null) throw new Error(`exited:\n${bg.log().slice(-2000)}`)
+    if (Date.now() - start > timeoutMs) throw new Error(`no ${re} after ${timeoutMs / 1000} s:\n${bg.log().slice(-2000)}`)
+    await sleep(50)
+  }
+}
+main().catch(err => { console.error(err); process.exit(1) })

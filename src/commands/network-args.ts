@@ -1,0 +1,59 @@
+import { DEFAULT_LISTEN, DEFAULT_LISTEN_P2P, DEFAULT_FOLLOW_INTERVAL_S } from '../constants.js'
+import { UsageError } from '../errors.js'
+import { ipnsNameOf } from '../ipfs/ipns.js'
+import { parsePublicKey } from '../nix/signing.js'
+import type { NetworkOptions } from '../net/network.js'
+import { IPNS_NAME } from '../cache/records.js'
+import { repeatedArg } from './common.js'
+
+/** Flags of every command that runs a node: HTTP listen address, peers, following. */
+export const nodeArgs = {
+  listen: { type: 'string', default: DEFAULT_LISTEN, description: 'HTTP address for Nix and for peers (HOST:PORT; port 0 picks a free one)', valueHint: 'HOST:PORT' },
+  follow: { type: 'string', description: 'Follow a cache by its Nix public key (name:base64) or IPNS name (k51…); repeatable', valueHint: 'KEY|NAME' },
+  peer: { type: 'string', description: 'libp2p peer to dial and keep connected, e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…; repeatable', valueHint: 'MULTIADDR' },
+  'http-gateway': { type: 'string', description: 'Trustless HTTP gateway to fetch blocks and records from (another nixipfs node or any IPFS gateway); repeatable', valueHint: 'URL' },
+  'listen-p2p': { type: 'string', description: `libp2p listen address (TCP; default ${DEFAULT_LISTEN_P2P}, a free port if that is taken); repeatable`, valueHint: 'MULTIADDR' },
+  offline: { type: 'boolean', description: 'No libp2p: use only the repo and --http-gateway peers' },
+  'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' }
+} as const
+
+/** The IPNS name of a cache given by Nix public key or by name. */
+export function followedName (value: string): string {
+  if (value.includes(':')) return ipnsNameOf(parsePublicKey(value).key)
+  if (!IPNS_NAME.test(value)) throw new UsageError(`--follow takes a Nix public key (name:base64…) or an IPNS name (k51…), got ${JSON.stringify(value)}`)
+  return value
+}
+
+/** Splits `HOST:PORT` (IPv6 hosts in brackets). */
+export function parseListen (value: string): { host: string, port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value)
+  const port = Number(m?.[3])
+  if (m === null || port > 65535) throw new UsageError(`--listen must be HOST:PORT, got ${JSON.stringify(value)}`)
+  return { host: m[1] ?? (m[2] !== '' ? m[2]! : '127.0.0.1'), port }
+}
+
+/** Network options from the node flags (repeatable ones read from the raw arguments). */
+export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string[]): Omit<NetworkOptions, 'log'> {
+  const listen = repeatedArg(rawArgs, 'listen-p2p')
+  const peers = repeatedArg(rawArgs, 'peer')
+  const httpGateways = repeatedArg(rawArgs, 'http-gateway')
+  for (const url of httpGateways) {
+    if (!/^https?:\/\/[^/]/.test(url)) throw new UsageError(`--http-gateway takes an http(s) URL, got ${JSON.stringify(url)}`)
+  }
+  for (const addr of peers) {
+    if (!/^\/(ip4|ip6|dns4|dns6|dns)\/.+\/p2p\/\w+$/.test(addr)) throw new UsageError(`--peer takes a multiaddr ending in /p2p/<peer id>, got ${JSON.stringify(addr)}`)
+  }
+  return {
+    offline: args.offline === true,
+    listen: listen.length > 0 ? listen : [DEFAULT_LISTEN_P2P],
+    peers,
+    httpGateways
+  }
+}
+
+/** Milliseconds between follow polls from `--follow-interval`. */
+export function followIntervalMsOf (args: Record<string, unknown>): number {
+  const s = Number(args['follow-interval'])
+  if (!(s > 0)) throw new UsageError(`--follow-interval must be a positive number of seconds, got ${String(args['follow-interval'])}`)
+  return s * 1000
+}

@@ -1,0 +1,104 @@
+import { CID } from 'multiformats/cid'
+import { startFollowing, type Follower } from './cache/follow.js'
+import { cacheClosure } from './cache/closure.js'
+import { openIndex } from './cache/index.js'
+import { loadRecord, loadRecordBytes } from './cache/records.js'
+import { startRepublisher } from './cache/republish.js'
+import { repoIndexSource } from './cache/source.js'
+import type { CommitOptions } from './cache/commit.js'
+import { startGateway, type Gateway } from './gateway/server.js'
+import { walkDag } from './ipfs/dag.js'
+import { PackStore } from './ipfs/pack-store.js'
+import type { SecretKey } from './nix/signing.js'
+import { startNetwork, type Network, type NetworkOptions } from './net/network.js'
+
+export interface DaemonOptions {
+  repo: string
+  /** the repo's own cache (served first), if any */
+  own?: string
+  /** the own cache's key, to keep its record fresh */
+  ownKey?: SecretKey
+  republish?: CommitOptions
+  /** IPNS names of followed caches */
+  follow: string[]
+  /** fetch every block of followed caches (a mirror) or only their index */
+  pin: 'index' | 'all'
+  /** with pin 'index': store paths whose closures are pinned in full */
+  closures: string[]
+  followIntervalMs: number
+  expiredGraceMs: number
+  network: Omit<NetworkOptions, 'log'>
+  host: string
+  port: number
+  log: NetworkOptions['log'] & { success: (m: string) => void }
+}
+
+/** A running gateway or mirror. */
+export interface Daemon {
+  gateway: Gateway
+  network: Network
+  follower?: Follower
+  stop: () => Promise<void>
+}
+
+/**
+ * Runs a node: the HTTP server (Nix binary cache + trustless gateway) over
+ * the own cache and followed caches, networking, following, and keeping the
+ * own record fresh.
+ */
+export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
+  const { repo, log } = options
+  const local = await PackStore.openRepo(repo)
+  const network = await startNetwork(repo, local, { ...options.network, log })
+  const sourceOptions = { expiredGraceMs: options.expiredGraceMs, warn: log.warn }
+  const names = [...(options.own === undefined ? [] : [options.own]), ...options.follow.filter(n => n !== options.own)]
+  const sources = names.map(name => repoIndexSource(repo, network.blocks, name, sourceOptions))
+
+  const pinClosures = async (name: string): Promise<void> => {
+    const record = await loadRecord(repo, name)
+    if (record === undefined || options.closures.length === 0) return
+    const index = await openIndex(network.blocks, record.root)
+    let paths = 0
+    for (const { nar } of await cacheClosure(index, options.closures)) {
+      await network.blocks.prefetch(nar)
+      for await (const _ of walkDag(network.blocks, nar)) { /* fetches and keeps every block */ }
+      paths++
+    }
+    log.info(`/ipns/${name}: pinned the closure (${paths} paths)`)
+  }
+  const follower = options.follow.length === 0
+    ? undefined
+    : startFollowing(repo, options.follow, network.records, network.blocks, {
+      intervalMs: options.followIntervalMs,
+      fetch: options.pin,
+      log,
+      prefetch: async (root) => await network.blocks.prefetch(CID.parse(root)),
+      onSynced: (name) => { pinClosures(name).catch((err: Error) => log.warn(`/ipns/${name}: pinning the closure failed: ${err.message}`)) }
+    })
+  follower?.poll().catch(() => {})
+
+  const gateway = await startGateway({
+    sources,
+    blocks: network.blocks,
+    local,
+    record: async name => await loadRecordBytes(repo, name),
+    host: options.host,
+    port: options.port,
+    logger: log
+  })
+  const republisher = options.ownKey === undefined || options.republish === undefined
+    ? undefined
+    : startRepublisher(repo, options.ownKey, options.republish, log)
+  return {
+    gateway,
+    network,
+    follower,
+    stop: async () => {
+      republisher?.stop()
+      follower?.stop()
+      await gateway.close()
+      await network.stop()
+      await local.close()
+    }
+  }
+}

@@ -1,0 +1,193 @@
+import { createHash } from 'node:crypto'
+import type { CID } from 'multiformats/cid'
+import { BlockUnavailableError, IntegrityError, PeerError } from '../errors.js'
+import type { BlockGetter } from '../ipfs/block.js'
+import { readCar } from '../ipfs/car.js'
+import { linksOf } from '../ipfs/dag.js'
+import type { PackStore } from '../ipfs/pack-store.js'
+import type { HttpPeer } from './http-peer.js'
+
+/** Fetches single blocks over bitswap (Helia's networked blockstore fits). */
+export interface BitswapSource {
+  get: (cid: CID, options: { signal: AbortSignal }) => Iterable<Uint8Array> | AsyncIterable<Uint8Array>
+}
+
+/** Where the blocks served so far came from, and what went wrong. */
+export interface FetchCounters {
+  local: number
+  http: number
+  car: number
+  bitswap: number
+  /** blocks a peer sent that did not hash to their CID */
+  corrupt: number
+  /** blocks no source could supply */
+  unavailable: number
+}
+
+export interface NetworkBlocksOptions {
+  http: HttpPeer[]
+  bitswap?: BitswapSource
+  /** how long one block may take from bitswap before giving up */
+  bitswapTimeoutMs?: number
+  /** how long a peer that sent a corrupt block is skipped */
+  banMs?: number
+  log?: { warn: (m: string) => void, debug: (m: string) => void }
+}
+
+interface Waiter { promise: Promise<Uint8Array>, resolve: (b: Uint8Array) => void, reject: (e: Error) => void }
+
+function waiter (): Waiter {
+  let resolve!: (b: Uint8Array) => void
+  let reject!: (e: Error) => void
+  const promise = new Promise<Uint8Array>((res, rej) => { resolve = res; reject = rej })
+  promise.catch(() => {}) // rejections are observed by whoever awaits it
+  return { promise, resolve, reject }
+}
+
+function hashesTo (cid: CID, bytes: Uint8Array): boolean {
+  return Buffer.compare(createHash('sha256').update(bytes).digest(), cid.multihash.digest) === 0
+}
+
+/**
+ * A block source that reads the local pack store first and otherwise fetches
+ * from peers (HTTP trustless gateways, then bitswap), checking every block
+ * against its CID and keeping what it fetched, so this node seeds it on.
+ * A peer that sends a corrupt block is skipped for a while and the block is
+ * taken from another.
+ */
+export class NetworkBlocks implements BlockGetter {
+  readonly counters: FetchCounters = { local: 0, http: 0, car: 0, bitswap: 0, corrupt: 0, unavailable: 0 }
+  private readonly inflight = new Map<string, Promise<Uint8Array>>()
+  /** blocks a running CAR prefetch is expected to deliver */
+  private readonly expected = new Map<string, Waiter>()
+  private readonly banned = new Map<string, number>()
+  private next = 0
+
+  constructor (readonly local: PackStore, private readonly options: NetworkBlocksOptions) {}
+
+  async * get (cid: CID, options?: { signal?: AbortSignal }): AsyncGenerator<Uint8Array> {
+    yield await this.block(cid, options?.signal)
+  }
+
+  /** The bytes of `cid`: local, or fetched, verified and stored. */
+  async block (cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
+    if (this.local.has(cid)) {
+      this.counters.local++
+      return await this.local.read(cid)
+    }
+    const key = cid.toString()
+    const expected = this.expected.get(key)
+    if (expected !== undefined) return await expected.promise
+    let fetching = this.inflight.get(key)
+    if (fetching === undefined) {
+      fetching = this.fetchOne(cid, signal).finally(() => this.inflight.delete(key))
+      this.inflight.set(key, fetching)
+    }
+    return await fetching
+  }
+
+  /** HTTP peers not currently skipped, starting with a different one each call to spread load. */
+  private peers (): HttpPeer[] {
+    const now = Date.now()
+    const ok = this.options.http.filter(p => (this.banned.get(p.url) ?? 0) <= now)
+    const start = this.next++ % Math.max(1, ok.length)
+    return [...ok.slice(start), ...ok.slice(0, start)]
+  }
+
+  private corrupt (peer: string, cid: CID): void {
+    this.counters.corrupt++
+    this.banned.set(peer, Date.now() + (this.options.banMs ?? 5 * 60_000))
+    this.options.log?.warn(`peer ${peer} sent a corrupt block for ${cid.toString()}; skipping that peer for a while and asking others`)
+  }
+
+  private async keep (cid: CID, bytes: Uint8Array): Promise<Uint8Array> {
+    await this.local.put(cid, bytes)
+    return bytes
+  }
+
+  private async fetchOne (cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
+    const asked: string[] = []
+    for (const peer of this.peers()) {
+      asked.push(peer.url)
+      let bytes: Uint8Array | undefined
+      try {
+        bytes = await peer.block(cid, signal)
+      } catch (err) {
+        if (signal?.aborted === true) throw err
+        this.options.log?.debug((err as Error).message)
+        continue
+      }
+      if (bytes === undefined) continue
+      if (!hashesTo(cid, bytes)) { this.corrupt(peer.url, cid); continue }
+      this.counters.http++
+      return await this.keep(cid, bytes)
+    }
+    const bitswap = this.options.bitswap
+    if (bitswap !== undefined) {
+      asked.push('bitswap peers')
+      const timeout = AbortSignal.timeout(this.options.bitswapTimeoutMs ?? 30_000)
+      try {
+        const parts: Uint8Array[] = []
+        for await (const part of bitswap.get(cid, { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })) parts.push(part)
+        const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+        if (hashesTo(cid, bytes)) {
+          this.counters.bitswap++
+          return await this.keep(cid, bytes)
+        }
+        this.corrupt('bitswap', cid)
+      } catch (err) {
+        if (signal?.aborted === true) throw err
+        this.options.log?.debug(`bitswap: ${(err as Error).message}`)
+      }
+    }
+    this.counters.unavailable++
+    throw new BlockUnavailableError(cid.toString(), asked)
+  }
+
+  /**
+   * Starts fetching the whole DAG under `root` as one CAR stream from an HTTP
+   * peer, so that reading it afterwards (block by block, in order) rarely
+   * waits a round trip. Blocks the stream fails to deliver are fetched one by
+   * one. Resolves when every block it took charge of has arrived or failed.
+   */
+  async prefetch (root: CID, signal?: AbortSignal): Promise<void> {
+    if (this.local.has(root) || this.expected.has(root.toString())) return
+    const peer = this.peers()[0]
+    if (peer === undefined) return
+    const owned = new Map<string, { cid: CID, waiter: Waiter }>()
+    const expect = (cid: CID): void => {
+      const key = cid.toString()
+      if (this.local.has(cid) || this.expected.has(key) || this.inflight.has(key)) return
+      const w = waiter()
+      this.expected.set(key, w)
+      owned.set(key, { cid, waiter: w })
+    }
+    expect(root)
+    try {
+      const body = await peer.car(root, signal)
+      if (body === undefined) return
+      const car = readCar(body)
+      for await (const { cid, bytes } of car.blocks) {
+        const key = cid.toString()
+        const mine = owned.get(key)
+        if (mine === undefined) continue // not asked for (or someone else fetches it): ignore
+        await this.keep(cid, bytes)
+        this.counters.car++
+        owned.delete(key)
+        this.expected.delete(key)
+        mine.waiter.resolve(bytes)
+        for (const link of linksOf(cid, bytes)) expect(link.cid)
+      }
+    } catch (err) {
+      if (err instanceof IntegrityError) this.corrupt(peer.url, root)
+      else if (signal?.aborted !== true) this.options.log?.debug(`CAR of ${root.toString()} from ${peer.url}: ${(err as Error).message}`)
+    } finally {
+      // Whatever the stream did not deliver is fetched block by block (or fails with the request).
+      for (const [key, { cid, waiter }] of owned) {
+        this.expected.delete(key)
+        if (signal?.aborted === true) waiter.reject(new PeerError(peer.url, 'request aborted'))
+        else this.block(cid).then(waiter.resolve, waiter.reject)
+      }
+    }
+  }
+}

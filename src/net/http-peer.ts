@@ -1,0 +1,88 @@
+import { Agent, request, type Dispatcher } from 'undici'
+import type { CID } from 'multiformats/cid'
+import { PeerError } from '../errors.js'
+
+/** Per-request time limits: a peer that stalls is dropped, never waited on for ever. */
+export interface HttpPeerTimeouts {
+  /** until the response headers arrive */
+  headersMs: number
+  /** between two pieces of the body */
+  bodyMs: number
+}
+
+const DEFAULT_TIMEOUTS: HttpPeerTimeouts = { headersMs: 10_000, bodyMs: 10_000 }
+
+/** Largest block or record a peer may send in answer to a single-block request. */
+const MAX_BLOCK_BYTES = 4 * 1024 * 1024
+const MAX_RECORD_BYTES = 10 * 1024
+
+/** Shared keep-alive connection pools for every HTTP peer. */
+let sharedAgent: Agent | undefined
+function agent (timeouts: HttpPeerTimeouts): Dispatcher {
+  sharedAgent ??= new Agent({ connections: 16, pipelining: 1, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyMs, keepAliveTimeout: 30_000 })
+  return sharedAgent
+}
+
+/**
+ * A peer reached over the IPFS trustless gateway protocol: a nixipfs gateway
+ * or any IPFS HTTP gateway. Nothing it returns is trusted: callers verify
+ * blocks against CIDs and records against their names.
+ */
+export class HttpPeer {
+  readonly url: string
+  constructor (url: string, private readonly timeouts: HttpPeerTimeouts = DEFAULT_TIMEOUTS) {
+    this.url = url.replace(/\/+$/, '')
+  }
+
+  /** One block (`?format=raw`), unverified; undefined when the peer does not have it. */
+  async block (cid: CID, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+    return await this.small(`/ipfs/${cid.toString()}?format=raw`, 'application/vnd.ipld.raw', MAX_BLOCK_BYTES, signal)
+  }
+
+  /** The signed IPNS record for `name`, unverified; undefined when the peer has none. */
+  async record (name: string, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+    return await this.small(`/ipns/${name}?format=ipns-record`, 'application/vnd.ipfs.ipns-record', MAX_RECORD_BYTES, signal)
+  }
+
+  /** The DAG under `cid` as a CARv1 stream (depth first, no duplicates), unverified; undefined when the peer does not have it. */
+  async car (cid: CID, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array> | undefined> {
+    const res = await this.send(`/ipfs/${cid.toString()}?format=car&dag-scope=all`, 'application/vnd.ipld.car; version=1; order=dfs; dups=n', signal)
+    if (res === undefined) return undefined
+    return res.body
+  }
+
+  private async send (path: string, accept: string, signal?: AbortSignal): Promise<Dispatcher.ResponseData | undefined> {
+    let res: Dispatcher.ResponseData
+    try {
+      res = await request(this.url + path, { dispatcher: agent(this.timeouts), headers: { accept }, signal })
+    } catch (err) {
+      if (signal?.aborted === true) throw err
+      throw new PeerError(this.url, `cannot reach ${this.url}: ${(err as Error).message}`)
+    }
+    if (res.statusCode === 404) { res.body.dump().catch(() => {}); return undefined }
+    if (res.statusCode !== 200) {
+      res.body.dump().catch(() => {})
+      throw new PeerError(this.url, `${this.url}${path} answered HTTP ${res.statusCode}`)
+    }
+    return res
+  }
+
+  private async small (path: string, accept: string, max: number, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+    const res = await this.send(path, accept, signal)
+    if (res === undefined) return undefined
+    const parts: Buffer[] = []
+    let size = 0
+    try {
+      for await (const part of res.body) {
+        size += (part as Buffer).length
+        if (size > max) throw new PeerError(this.url, `${this.url}${path} sent more than ${max} bytes`)
+        parts.push(part as Buffer)
+      }
+    } catch (err) {
+      res.body.destroy()
+      if (err instanceof PeerError || signal?.aborted === true) throw err
+      throw new PeerError(this.url, `${this.url}${path}: ${(err as Error).message}`)
+    }
+    return Buffer.concat(parts)
+  }
+}

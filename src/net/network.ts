@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { CID } from 'multiformats/cid'
+import { loadRecordBytes } from '../cache/records.js'
+import type { PackStore } from '../ipfs/pack-store.js'
+import { writeFileAtomic } from '../repo.js'
+import { NetworkBlocks } from './fetcher.js'
+import { HttpPeer } from './http-peer.js'
+import { RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
+
+export interface NetworkOptions {
+  /** no libp2p at all: blocks only from the repo and `httpGateways` */
+  offline: boolean
+  /** libp2p listen multiaddrs */
+  listen: string[]
+  /** libp2p peers to dial and keep dialling (multiaddrs with /p2p/<id>) */
+  peers: string[]
+  /** trustless HTTP gateways to fetch blocks and records from */
+  httpGateways: string[]
+  log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
+}
+
+/** This node's view of the network: a verified block source and record lookups. */
+export interface Network {
+  blocks: NetworkBlocks
+  p2p?: P2pNode
+  /** the multiaddrs peers can dial this node at */
+  addresses: string[]
+  /** candidate records for `name` from every peer that answers (unverified) */
+  records: (name: string, signal?: AbortSignal) => Promise<Array<{ from: string, bytes: Uint8Array }>>
+  stop: () => Promise<void>
+}
+
+/** How often lost libp2p peers are dialled again. */
+const REDIAL_MS = 30_000
+/** How long a peer may take to answer a record request. */
+const RECORD_TIMEOUT_MS = 5_000
+
+/** The libp2p identity of this repo's node, created on first use (it is not the cache's signing key). */
+async function peerSeed (repo: string): Promise<Uint8Array> {
+  const path = join(repo, 'keys', 'peer.secret')
+  const existing = await readFile(path).catch(() => undefined)
+  if (existing?.length === 32) return existing
+  await mkdir(join(repo, 'keys'), { recursive: true, mode: 0o700 })
+  const seed = randomBytes(32)
+  await writeFileAtomic(path, seed, 0o600)
+  return seed
+}
+
+/**
+ * Joins the network as configured: libp2p (TCP, noise, yamux, bitswap,
+ * record exchange) unless offline, the given HTTP gateways, and a block
+ * source over all of them that keeps what it fetches in `local`.
+ */
+export async function startNetwork (repo: string, local: PackStore, options: NetworkOptions): Promise<Network> {
+  const http = options.httpGateways.map(url => new HttpPeer(url))
+  let p2p: P2pNode | undefined
+  let redial: NodeJS.Timeout | undefined
+  if (!options.offline) {
+    // Loaded only when networking is on: libp2p costs seconds of start-up and tens of MB.
+    const { startP2p, dialPeer } = await import('./p2p.js')
+    const { FsDatastore } = await import('datastore-fs')
+    const datastore = new FsDatastore(join(repo, 'datastore'))
+    await datastore.open()
+    const p2pOptions = {
+      blocks: local,
+      datastore,
+      listen: options.listen,
+      peerSeed: await peerSeed(repo),
+      lookupRecord: async (name: string) => await loadRecordBytes(repo, name)
+    }
+    try {
+      p2p = await startP2p(p2pOptions)
+    } catch (err) {
+      // A busy port (a second node on this machine) must not stop the node: any free port seeds as well.
+      const fallback = options.listen.map(a => a.replace(/\/tcp\/\d+/, '/tcp/0'))
+      options.log.warn(`cannot listen on ${options.listen.join(', ')} (${(err as Error).message}); listening on a free port instead`)
+      p2p = await startP2p({ ...p2pOptions, listen: fallback })
+    }
+    const node = p2p
+    const dialAll = async (): Promise<void> => {
+      const connected = new Set(node.libp2p.getConnections().map(c => c.remotePeer.toString()))
+      await Promise.all(options.peers.filter(a => !connected.has(a.split('/p2p/')[1] ?? '')).map(async address => {
+        try {
+          await dialPeer(node, address, AbortSignal.timeout(5_000))
+          options.log.info(`connected to peer ${address}`)
+        } catch (err) {
+          options.log.warn(`cannot reach peer ${address} (${(err as Error).message}); retrying every ${REDIAL_MS / 1000} s`)
+        }
+      }))
+    }
+    await dialAll()
+    redial = setInterval(() => { dialAll().catch(() => {}) }, REDIAL_MS)
+    redial.unref()
+  }
+  const blocks = new NetworkBlocks(local, {
+    http,
+    bitswap: p2p === undefined ? undefined : { get: (cid: CID, o: { signal: AbortSignal }) => p2p.blockstore.get(cid, o) },
+    log: options.log
+  })
+
+  async function records (name: string, signal?: AbortSignal): Promise<Array<{ from: string, bytes: Uint8Array }>> {
+    const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
+    const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+    const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) }))
+    for (const conn of p2p?.libp2p.getConnections() ?? []) {
+      asks.push((async () => ({
+        from: conn.remotePeer.toString(),
+        bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: sig })
+      }))())
+    }
+    const answers = await Promise.allSettled(asks)
+    const found: Array<{ from: string, bytes: Uint8Array }> = []
+    for (const a of answers) {
+      if (a.status === 'fulfilled' && a.value.bytes !== undefined) found.push({ from: a.value.from, bytes: a.value.bytes })
+      else if (a.status === 'rejected') options.log.debug(`record request for ${name}: ${(a.reason as Error).message}`)
+    }
+    return found
+  }
+
+  return {
+    blocks,
+    p2p,
+    addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],
+    records,
+    stop: async () => {
+      clearInterval(redial)
+      await p2p?.stop()
+    }
+  }
+}

@@ -1,0 +1,108 @@
+import { execFileSync } from 'node:child_process'
+import { createServer, request, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
+import { runCli, startGatewayProcess, startNodeProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
+
+// Builder B publishes a two-path closure with a multi-block file; mirror M
+// follows B by key and pins it; B goes away; client C, knowing only B's public
+// key and M's address, serves the closure to real Nix.
+const salt = `${Date.now()}-${process.pid}`
+const EXPR = `
+let
+  lib = ${shellDerivation(`p2p-lib-${salt}`, 'mkdir -p $out/lib; echo library > $out/lib/a.txt; i=0; while [ $i -lt 60000 ]; do echo "row $i of a file spanning several blocks ' + salt + '"; i=$((i+1)); done > $out/lib/big.txt')};
+in ${shellDerivation(`p2p-top-${salt}`, 'mkdir -p $out/bin; printf "#!/bin/sh\\necho hi\\n" > $out/bin/hi; chmod +x $out/bin/hi; ln -s ${lib}/lib/a.txt $out/a')}
+`
+const P2P = ['--listen-p2p', '/ip4/127.0.0.1/tcp/0']
+
+/** A peer that answers like `upstream` but flips the last byte of every block or CAR it sends. */
+async function corruptingProxy (upstream: string): Promise<{ url: string, server: Server, corrupted: () => number }> {
+  let corrupted = 0
+  const server = createServer((req, res) => {
+    request(upstream + (req.url ?? '/'), { headers: { accept: req.headers.accept ?? '*/*' } }, up => {
+      const parts: Buffer[] = []
+      up.on('data', (b: Buffer) => parts.push(b))
+      up.on('end', () => {
+        const body = Buffer.concat(parts)
+        if (up.statusCode === 200 && req.url?.startsWith('/ipfs/') === true && body.length > 0) {
+          body[body.length - 1]! ^= 0xff
+          corrupted++
+        }
+        res.writeHead(up.statusCode ?? 502, { 'content-type': up.headers['content-type'] ?? 'application/octet-stream' })
+        res.end(body)
+      })
+    }).on('error', () => { res.writeHead(502); res.end() }).end()
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, corrupted: () => corrupted }
+}
+
+describe.runIf(nixAvailable)('builder → mirror → client, builder gone', () => {
+  let top: string
+  let closure: string[]
+  let pub: string
+  let builderRepo: string
+  const nodes: GatewayProcess[] = []
+  const start = async (command: 'gateway' | 'mirror', args: string[]): Promise<GatewayProcess> => {
+    const node = await startNodeProcess(command, args)
+    nodes.push(node)
+    return node
+  }
+
+  beforeAll(() => {
+    builderRepo = tmp()
+    ;[top] = nixBuild(EXPR) as [string]
+    closure = execFileSync('nix-store', ['--query', '--requisites', top], { encoding: 'utf8' }).trim().split('\n')
+    expect(closure).toHaveLength(2)
+    const r = runCli(['publish', '-r', '--repo', builderRepo, top])
+    expect(r.status, r.stderr).toBe(0)
+    pub = readFileSync(join(builderRepo, 'keys', 'cache.public'), 'utf8').trim()
+  })
+  afterAll(async () => { await Promise.all(nodes.map(async n => await n.stop())) })
+
+  function substitute (url: string): void {
+    const store = tmp()
+    const r = nix(['copy', '--from', url, '--to', store, top, '--option', 'trusted-public-keys', pub], { allowFail: true })
+    expect(r.status, r.stderr).toBe(0)
+    for (const p of closure) expect(Buffer.compare(nixDump(p), nixDump(join(store, p)))).toBe(0)
+  }
+
+  it('over HTTP (trustless gateway), and a corrupting peer is detected and routed around', async () => {
+    const builder = await start('gateway', ['--repo', builderRepo])
+    const mirror = await start('mirror', ['--repo', tmp(), '--follow', pub, '--http-gateway', builder.url, '--follow-interval', '1'])
+    expect(await mirror.waitForLog(/pinned root/, 30_000)).toMatch(/pinned root/)
+    await builder.stop()
+
+    const client = await start('gateway', ['--repo', tmp(), '--follow', pub, '--http-gateway', mirror.url])
+    expect(await client.waitForLog(/indexed root/, 20_000)).toMatch(/indexed root/)
+    substitute(client.url)
+
+    // A second client whose first peer corrupts everything it sends.
+    const evil = await corruptingProxy(mirror.url)
+    try {
+      const careful = await start('gateway', ['--repo', tmp(), '--follow', pub, '--http-gateway', evil.url, '--http-gateway', mirror.url])
+      expect(await careful.waitForLog(/indexed root/, 20_000)).toMatch(/indexed root/)
+      substitute(careful.url)
+      expect(evil.corrupted()).toBeGreaterThan(0)
+      expect(careful.output()).toMatch(/sent a corrupt block/)
+    } finally {
+      evil.server.close()
+    }
+  })
+
+  it('over libp2p (bitswap and record exchange)', async () => {
+    const builder = await start('gateway', ['--repo', builderRepo, ...P2P])
+    const builderAddr = builder.p2p()
+    expect(builderAddr).toMatch(/\/p2p\/12D3Koo/)
+    const mirror = await start('mirror', ['--repo', tmp(), '--follow', pub, '--peer', builderAddr!, ...P2P, '--follow-interval', '1'])
+    expect(await mirror.waitForLog(/pinned root/, 30_000)).toMatch(/pinned root/)
+    await builder.stop()
+
+    const client = await start('gateway', ['--repo', tmp(), '--follow', pub, '--peer', mirror.p2p()!, ...P2P, '--follow-interval', '1'])
+    expect(await client.waitForLog(/indexed root/, 20_000)).toMatch(/indexed root/)
+    substitute(client.url)
+  })
+})

@@ -1,0 +1,139 @@
+import { randomBytes } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { CarBlockIterator } from '@ipld/car'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { BlockUnavailableError } from '../../src/errors.js'
+import { cidOf, RAW_CODE } from '../../src/ipfs/block.js'
+import { fixedChunker } from '../../src/ipfs/chunker.js'
+import { walkDag } from '../../src/ipfs/dag.js'
+import { importFile, readFile } from '../../src/ipfs/file-dag.js'
+import { PackStore } from '../../src/ipfs/pack-store.js'
+import { startGateway, type Gateway } from '../../src/gateway/server.js'
+import { NetworkBlocks } from '../../src/net/fetcher.js'
+import { HttpPeer } from '../../src/net/http-peer.js'
+import { tmp } from '../helpers/cli.js'
+
+async function * once (bytes: Uint8Array): AsyncGenerator<Uint8Array> { yield bytes }
+async function collect (it: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = []
+  for await (const p of it) parts.push(p)
+  return Buffer.concat(parts)
+}
+
+const NAME = 'k51qzi5uqu5dh9ihj4p2v5sl3hxvv27ryx2w0xrsv6jmmqi91t9xp8p0kyxqbb'
+
+/** A node serving `store` over the trustless gateway routes (no Nix caches). */
+async function serve (store: PackStore, records: Record<string, Uint8Array> = {}): Promise<Gateway> {
+  return await startGateway({ sources: [], blocks: store, local: store, record: async n => records[n], host: '127.0.0.1', port: 0 })
+}
+
+/** A peer that flips the last byte of every response body under /ipfs/. */
+async function corrupting (upstream: string): Promise<{ url: string, server: Server }> {
+  const server = createServer((req, res) => {
+    fetch(upstream + req.url, { headers: { accept: req.headers.accept ?? '*/*' } }).then(async up => {
+      const body = Buffer.from(await up.arrayBuffer())
+      if (up.ok && body.length > 0) body[body.length - 1]! ^= 1
+      res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? '' })
+      res.end(body)
+    }, () => { res.writeHead(502); res.end() })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+}
+
+describe('trustless gateway routes and the network block source', () => {
+  const data = randomBytes(3 * 1024 * 1024 + 12345)
+  let origin: PackStore
+  let root: Awaited<ReturnType<typeof importFile>>['cid']
+  let gw: Gateway
+  const record = randomBytes(200)
+
+  beforeAll(async () => {
+    origin = await PackStore.openRepo(tmp())
+    root = (await importFile(origin, once(data), fixedChunker(256 * 1024), 4)).cid
+    await origin.flush()
+    gw = await serve(origin, { [NAME]: record })
+  })
+  afterAll(async () => { await gw.close(); await origin.close() })
+
+  it('serves single blocks with ?format=raw or Accept: application/vnd.ipld.raw', async () => {
+    const leaf = cidOf(RAW_CODE, data.subarray(0, 256 * 1024))
+    for (const init of [{ url: `/ipfs/${leaf.toString()}?format=raw` }, { url: `/ipfs/${leaf.toString()}`, headers: { accept: 'application/vnd.ipld.raw' } }]) {
+      const r = await fetch(gw.url + init.url, { headers: init.headers })
+      expect(r.status).toBe(200)
+      expect(r.headers.get('content-type')).toBe('application/vnd.ipld.raw')
+      expect(Buffer.compare(Buffer.from(await r.arrayBuffer()), data.subarray(0, 256 * 1024))).toBe(0)
+    }
+  })
+
+  it('serves a DAG as a CAR that @ipld/car reads, depth first, every block once', async () => {
+    const r = await fetch(`${gw.url}/ipfs/${root.toString()}?format=car`)
+    expect(r.status).toBe(200)
+    expect(r.headers.get('content-type')).toMatch(/^application\/vnd\.ipld\.car; version=1; order=dfs; dups=n/)
+    const car = await CarBlockIterator.fromIterable(r.body as unknown as AsyncIterable<Uint8Array>)
+    expect((await car.getRoots()).map(String)).toEqual([root.toString()])
+    const got: string[] = []
+    for await (const block of car) got.push(block.cid.toString())
+    const want: string[] = []
+    for await (const { cid } of walkDag(origin, root)) want.push(cid.toString())
+    expect(got).toEqual(want)
+    expect(got.length).toBeGreaterThan(14) // 13 leaves + intermediate nodes + root
+    const one = await CarBlockIterator.fromIterable((await fetch(`${gw.url}/ipfs/${root.toString()}?format=car&dag-scope=block`)).body as unknown as AsyncIterable<Uint8Array>)
+    let n = 0
+    for await (const _ of one) n++
+    expect(n).toBe(1)
+  })
+
+  it('serves stored IPNS records as signed, and answers 404/406/400 otherwise', async () => {
+    const r = await fetch(`${gw.url}/ipns/${NAME}?format=ipns-record`)
+    expect(r.status).toBe(200)
+    expect(r.headers.get('content-type')).toBe('application/vnd.ipfs.ipns-record')
+    expect(Buffer.compare(Buffer.from(await r.arrayBuffer()), record)).toBe(0)
+    expect((await fetch(`${gw.url}/ipns/${NAME.replace('k51', 'k52')}?format=ipns-record`)).status).toBe(404)
+    expect((await fetch(`${gw.url}/ipfs/${root.toString()}`)).status).toBe(406)
+    expect((await fetch(`${gw.url}/ipfs/${cidOf(RAW_CODE, randomBytes(8)).toString()}?format=raw`)).status).toBe(404)
+    expect((await fetch(`${gw.url}/ipfs/notacid?format=raw`)).status).toBe(400)
+    expect((await fetch(`${gw.url}/ipfs/${root.toString()}?format=car&dag-scope=entity`)).status).toBe(400)
+  })
+
+  it('fetches a DAG from a peer as one CAR stream, verifies and keeps it', async () => {
+    const local = await PackStore.openRepo(tmp())
+    const blocks = new NetworkBlocks(local, { http: [new HttpPeer(gw.url)] })
+    const prefetch = blocks.prefetch(root)
+    expect(Buffer.compare(await collect(readFile(blocks, root)), data)).toBe(0)
+    await prefetch
+    expect(blocks.counters.car).toBeGreaterThan(14)
+    expect(blocks.counters.http).toBe(0)
+    expect(local.has(root)).toBe(true)
+    // Kept: a second read needs no peer.
+    const offline = new NetworkBlocks(local, { http: [] })
+    expect(Buffer.compare(await collect(readFile(offline, root)), data)).toBe(0)
+    expect(offline.counters.local).toBe(blocks.counters.car)
+    await local.close()
+  })
+
+  it('detects a peer sending corrupt blocks, takes them from another, and fails clearly when none has them', async () => {
+    const evil = await corrupting(gw.url)
+    try {
+      const local = await PackStore.openRepo(tmp())
+      const blocks = new NetworkBlocks(local, { http: [new HttpPeer(evil.url), new HttpPeer(gw.url)] })
+      // Single-block fetches (no CAR): the corrupting peer is asked first.
+      expect(Buffer.compare(await collect(readFile(blocks, root)), data)).toBe(0)
+      expect(blocks.counters.corrupt).toBe(1) // then skipped for a while
+      expect(blocks.counters.http).toBeGreaterThan(14)
+      const nowhere = new NetworkBlocks(await PackStore.openRepo(tmp()), { http: [new HttpPeer(evil.url)] })
+      await expect(collect(readFile(nowhere, root))).rejects.toBeInstanceOf(BlockUnavailableError)
+      expect(nowhere.counters.corrupt).toBe(1)
+      // A corrupt CAR stream: the bad block is refused and fetched again block by block.
+      const viaCar = new NetworkBlocks(await PackStore.openRepo(tmp()), { http: [new HttpPeer(evil.url), new HttpPeer(gw.url)] })
+      const prefetch = viaCar.prefetch(root)
+      expect(Buffer.compare(await collect(readFile(viaCar, root)), data)).toBe(0)
+      await prefetch
+      expect(viaCar.counters.corrupt).toBeGreaterThanOrEqual(1)
+      await local.close()
+    } finally {
+      evil.server.close()
+    }
+  })
+})
