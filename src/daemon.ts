@@ -52,7 +52,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const network = await startNetwork(repo, local, { ...options.network, log })
   const sourceOptions = { expiredGraceMs: options.expiredGraceMs, warn: log.warn }
   const names = [...(options.own === undefined ? [] : [options.own]), ...options.follow.filter(n => n !== options.own)]
-  const sources = names.map(name => repoIndexSource(repo, network.blocks, name, sourceOptions))
+  const sources = new Map(names.map(name => [name, repoIndexSource(repo, network.blocks, name, sourceOptions)]))
 
   const pinClosures = async (name: string): Promise<void> => {
     const record = await loadRecord(repo, name)
@@ -73,12 +73,13 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       fetch: options.pin,
       log,
       prefetch: async (root) => await network.blocks.prefetch(CID.parse(root)),
+      onRecord: (name) => sources.get(name)?.recheck(),
       onSynced: (name) => { pinClosures(name).catch((err: Error) => log.warn(`/ipns/${name}: pinning the closure failed: ${err.message}`)) }
     })
   follower?.poll().catch(() => {})
 
   const gateway = await startGateway({
-    sources,
+    sources: [...sources.values()],
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),

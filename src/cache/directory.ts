@@ -11,8 +11,10 @@ export const NAR_DIR = 'nar'
 
 /** The narinfo file name for a store path hash. */
 export const narInfoFile = (hash: string): string => `${hash}.narinfo`
+/** Ending of the names under nar/. */
+export const NAR_SUFFIX = '.nar'
 /** The name (under `nar/`) and narinfo URL of a NAR by its CID. */
-export const narFile = (cid: CID): string => `${cid.toString()}.nar`
+export const narFile = (cid: CID): string => `${cid.toString()}${NAR_SUFFIX}`
 export const narUrl = (cid: CID): string => `${NAR_DIR}/${narFile(cid)}`
 
 /** One store path to add to the cache directory. */

@@ -1,7 +1,8 @@
+import { setMaxListeners } from 'node:events'
 import { NixipfsError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
 import { walkDag } from '../ipfs/dag.js'
-import { NAR_DIR } from './directory.js'
+import { NAR_SUFFIX } from './directory.js'
 import { acceptRecord, loadRecord } from './records.js'
 
 /** Where candidate records for a name come from (peers; unverified). */
@@ -15,6 +16,8 @@ export interface FollowOptions {
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
   /** pulls a whole DAG in one go (with fetch 'all'), before it is walked block by block */
   prefetch?: (root: string) => Promise<void>
+  /** called when a newer record was stored */
+  onRecord?: (name: string) => void
   /** called after a new root was fetched as far as `fetch` asks */
   onSynced?: (name: string, root: string) => void
 }
@@ -34,6 +37,7 @@ export interface Follower {
  */
 export function startFollowing (repo: string, names: string[], find: RecordFinder, blocks: BlockGetter, options: FollowOptions): Follower {
   const abort = new AbortController()
+  setMaxListeners(Infinity, abort.signal) // shared by every fetch a sync runs in parallel
   const synced = new Map<string, string>()
   const syncing = new Map<string, Promise<void>>()
 
@@ -46,8 +50,8 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     if (options.fetch === 'all') await options.prefetch?.(root)
     for await (const _ of walkDag(blocks, rootCid, {
       signal: abort.signal,
-      // The index is everything but the NARs themselves.
-      skipLink: options.fetch === 'index' ? (linkName, parent) => linkName === NAR_DIR && parent.equals(rootCid) : undefined,
+      // The index is everything but the NARs themselves: directories (nar/ included) and narinfos.
+      skipLink: options.fetch === 'index' ? (linkName) => linkName?.endsWith(NAR_SUFFIX) === true : undefined,
       onMissing: (cid, err) => { missing++; options.log.debug(`${cid.toString()}: ${err.message}`) }
     })) count++
     if (missing > 0) {
@@ -65,6 +69,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
         if (await acceptRecord(repo, name, bytes) === 'newer') {
           const record = await loadRecord(repo, name)
           options.log.info(`/ipns/${name}: record ${record?.sequence} from ${from} → ${record?.root.toString()}`)
+          options.onRecord?.(name)
         }
       } catch (err) {
         if (!(err instanceof NixipfsError)) throw err

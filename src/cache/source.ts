@@ -8,6 +8,8 @@ import { loadRecord, recordPath } from './records.js'
 export interface IndexSource {
   /** the current index, or undefined while nothing is (or may any longer be) served */
   current: () => Promise<CacheIndex | undefined>
+  /** look at the stored record again on the next request (a newer one was just stored) */
+  recheck: () => void
 }
 
 export interface SourceOptions {
@@ -65,9 +67,11 @@ export function repoIndexSource (repo: string, blocks: BlockGetter, name: string
         checkedAt = now
         // One reload at a time; concurrent requests share it.
         loading ??= reload().finally(() => { loading = undefined })
-        await loading
       }
+      // Requests that arrive while a reload runs wait for it too: before the first one ends there is no index yet.
+      if (loading !== undefined) await loading
       return servable()
-    }
+    },
+    recheck: () => { checkedAt = 0 }
   }
 }

@@ -1,4 +1,4 @@
-import { once } from 'node:events'
+import { once, setMaxListeners } from 'node:events'
 import { IntegrityError } from '../errors.js'
 import { readFile } from '../ipfs/file-dag.js'
 import { NarHasher } from '../nix/hash.js'
@@ -47,6 +47,7 @@ export async function serveNar ({ req, res, params, index, blocks, head }: Route
     return
   }
   const abort = new AbortController()
+  setMaxListeners(Infinity, abort.signal) // shared by the read-ahead and the prefetch
   res.on('close', () => abort.abort())
   // A NAR not held locally is pulled as one stream from a peer while it is read (whole reads only).
   if (range === undefined) blocks.prefetch?.(entry.cid, abort.signal).catch(() => {})

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import { Readable } from 'node:stream'
 import { CID } from 'multiformats/cid'
@@ -48,6 +49,7 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
   res.writeHead(200, { ...headers, 'content-type': `${CAR}; version=1; order=dfs; dups=n`, etag: `"${cid.toString()}.car.${scope}"` })
   if (head) { res.end(); return }
   const abort = new AbortController()
+  setMaxListeners(Infinity, abort.signal) // shared by the walk's read-ahead
   res.on('close', () => abort.abort())
   const blocks = scope === 'block'
     ? (async function * () { yield { cid, bytes: await getVerified(local, cid) } })()

@@ -19,6 +19,8 @@ export function cidOf (codec: number, bytes: Uint8Array): CID {
 /** Where blocks are read from; Helia's blockstore fits. */
 export interface BlockGetter {
   get: (cid: CID, options?: { signal?: AbortSignal }) => Iterable<Uint8Array> | AsyncIterable<Uint8Array>
+  /** the block, already checked against its CID by the source (so it is not hashed twice) */
+  getChecked?: (cid: CID, options?: { signal?: AbortSignal }) => Promise<Uint8Array>
 }
 
 /** Where blocks are written to; Helia's blockstore fits. */
@@ -28,6 +30,7 @@ export interface BlockPutter {
 
 /** Reads one whole block and checks it against its CID. */
 export async function getVerified (blocks: BlockGetter, cid: CID, options?: { signal?: AbortSignal }): Promise<Uint8Array> {
+  if (blocks.getChecked !== undefined) return await blocks.getChecked(cid, options)
   const parts: Uint8Array[] = []
   for await (const part of blocks.get(cid, options)) parts.push(part)
   const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)

@@ -18,6 +18,9 @@ export interface WalkOptions {
   signal?: AbortSignal
 }
 
+/** Blocks read ahead of the one being yielded, so storage or network round trips overlap. */
+const READ_AHEAD = 16
+
 /**
  * Yields every block reachable from `root` once, depth first in link order
  * (the order of a trustless gateway's `order=dfs` CAR), each checked against
@@ -26,25 +29,36 @@ export interface WalkOptions {
 export async function * walkDag (blocks: BlockGetter, root: CID, options: WalkOptions = {}): AsyncGenerator<{ cid: CID, bytes: Uint8Array }> {
   const seen = new Set<string>()
   const stack: CID[] = [root]
-  while (stack.length > 0) {
-    options.signal?.throwIfAborted()
-    const cid = stack.pop()!
-    const key = cid.toString()
-    if (seen.has(key)) continue
-    seen.add(key)
-    let bytes: Uint8Array
-    try {
-      bytes = await getVerified(blocks, cid, options)
-    } catch (err) {
-      if (options.onMissing === undefined) throw err
-      options.onMissing(cid, err as Error)
-      continue
+  // Reads started for the CIDs next on the stack (errors kept as values until their turn).
+  const ahead = new Map<string, Promise<Uint8Array | Error>>()
+  const read = (cid: CID): Promise<Uint8Array | Error> => getVerified(blocks, cid, options).catch((err: Error) => err)
+  try {
+    while (stack.length > 0) {
+      options.signal?.throwIfAborted()
+      const cid = stack.pop()!
+      const key = cid.toString()
+      const started = ahead.get(key)
+      ahead.delete(key)
+      if (seen.has(key)) continue
+      seen.add(key)
+      for (let i = stack.length - 1; i >= 0 && i >= stack.length - READ_AHEAD; i--) {
+        const next = stack[i]!.toString()
+        if (!seen.has(next) && !ahead.has(next)) ahead.set(next, read(stack[i]!))
+      }
+      const bytes = await (started ?? read(cid))
+      if (bytes instanceof Error) {
+        if (options.onMissing === undefined) throw bytes
+        options.onMissing(cid, bytes)
+        continue
+      }
+      yield { cid, bytes }
+      const links = linksOf(cid, bytes)
+      for (let i = links.length - 1; i >= 0; i--) {
+        const link = links[i]!
+        if (options.skipLink?.(link.name, cid) !== true) stack.push(link.cid)
+      }
     }
-    yield { cid, bytes }
-    const links = linksOf(cid, bytes)
-    for (let i = links.length - 1; i >= 0; i--) {
-      const link = links[i]!
-      if (options.skipLink?.(link.name, cid) !== true) stack.push(link.cid)
-    }
+  } finally {
+    await Promise.allSettled(ahead.values())
   }
 }

@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto'
 import type { CID } from 'multiformats/cid'
 import { BlockUnavailableError, IntegrityError, PeerError } from '../errors.js'
-import type { BlockGetter } from '../ipfs/block.js'
+import { checkBlock, type BlockGetter } from '../ipfs/block.js'
 import { readCar } from '../ipfs/car.js'
 import { linksOf } from '../ipfs/dag.js'
 import type { PackStore } from '../ipfs/pack-store.js'
@@ -27,12 +26,15 @@ export interface FetchCounters {
 export interface NetworkBlocksOptions {
   http: HttpPeer[]
   bitswap?: BitswapSource
-  /** how long one block may take from bitswap before giving up */
+  /** how long one bitswap want may take before it is sent again */
   bitswapTimeoutMs?: number
   /** how long a peer that sent a corrupt block is skipped */
   banMs?: number
   log?: { warn: (m: string) => void, debug: (m: string) => void }
 }
+
+/** Times a block is wanted over bitswap before it counts as unavailable. */
+const BITSWAP_ATTEMPTS = 3
 
 interface Waiter { promise: Promise<Uint8Array>, resolve: (b: Uint8Array) => void, reject: (e: Error) => void }
 
@@ -44,8 +46,50 @@ function waiter (): Waiter {
   return { promise, resolve, reject }
 }
 
+/** At most `size` tasks at a time; the rest wait their turn. */
+class Slots {
+  private free: number
+  private readonly waiting: Array<() => void> = []
+  constructor (size: number) { this.free = size }
+
+  async run<T> (task: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--
+    else await new Promise<void>(resolve => this.waiting.push(resolve))
+    try {
+      return await task()
+    } finally {
+      const next = this.waiting.shift()
+      if (next !== undefined) next()
+      else this.free++
+    }
+  }
+}
+
+async function collectBytes (parts: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const all: Uint8Array[] = []
+  for await (const part of parts) all.push(part)
+  return all.length === 1 ? all[0]! : Buffer.concat(all)
+}
+
+/** `promise`, or a rejection after `ms`, whichever comes first. */
+async function withDeadline<T> (promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(message)), ms) })
+  try {
+    return await Promise.race([promise, deadline])
+  } finally {
+    clearTimeout(timer)
+    promise.catch(() => {}) // a late failure of the abandoned attempt is of no interest
+  }
+}
+
 function hashesTo (cid: CID, bytes: Uint8Array): boolean {
-  return Buffer.compare(createHash('sha256').update(bytes).digest(), cid.multihash.digest) === 0
+  try {
+    checkBlock(cid, bytes)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /**
@@ -62,6 +106,8 @@ export class NetworkBlocks implements BlockGetter {
   private readonly expected = new Map<string, Waiter>()
   private readonly banned = new Map<string, number>()
   private next = 0
+  /** Helia's bitswap loses wants when many are in flight at once (seen with a few NARs read ahead in parallel) */
+  private readonly bitswapSlots = new Slots(8)
 
   constructor (readonly local: PackStore, private readonly options: NetworkBlocksOptions) {}
 
@@ -69,7 +115,15 @@ export class NetworkBlocks implements BlockGetter {
     yield await this.block(cid, options?.signal)
   }
 
-  /** The bytes of `cid`: local, or fetched, verified and stored. */
+  /** The bytes of `cid`, checked against it: local, or fetched and stored. */
+  async getChecked (cid: CID, options?: { signal?: AbortSignal }): Promise<Uint8Array> {
+    if (!this.local.has(cid)) return await this.block(cid, options?.signal)
+    const bytes = await this.block(cid, options?.signal)
+    checkBlock(cid, bytes)
+    return bytes
+  }
+
+  /** The bytes of `cid`: local (unchecked, as read), or fetched, checked and stored. */
   async block (cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
     if (this.local.has(cid)) {
       this.counters.local++
@@ -123,21 +177,24 @@ export class NetworkBlocks implements BlockGetter {
       return await this.keep(cid, bytes)
     }
     const bitswap = this.options.bitswap
-    if (bitswap !== undefined) {
-      asked.push('bitswap peers')
-      const timeout = AbortSignal.timeout(this.options.bitswapTimeoutMs ?? 30_000)
+    // A want can go unanswered under load (seen with many in flight): ask again, a few times, before giving up.
+    for (let attempt = 0; bitswap !== undefined && attempt < BITSWAP_ATTEMPTS; attempt++) {
+      if (attempt === 0) asked.push('bitswap peers')
+      const ms = this.options.bitswapTimeoutMs ?? 10_000
+      const timeout = AbortSignal.timeout(ms)
       try {
-        const parts: Uint8Array[] = []
-        for await (const part of bitswap.get(cid, { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })) parts.push(part)
-        const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+        // The deadline is enforced here too: a want stuck inside bitswap must not hang the request.
+        const bytes = await this.bitswapSlots.run(async () => await withDeadline(collectBytes(bitswap.get(cid, { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })), ms + 1_000, `bitswap gave no answer for ${cid.toString()} within ${ms} ms`))
         if (hashesTo(cid, bytes)) {
           this.counters.bitswap++
           return await this.keep(cid, bytes)
         }
         this.corrupt('bitswap', cid)
+        break
       } catch (err) {
         if (signal?.aborted === true) throw err
-        this.options.log?.debug(`bitswap: ${(err as Error).message}`)
+        const causes = (err as { errors?: Error[] }).errors?.map(e => e.message).join('; ')
+        this.options.log?.debug(`bitswap (attempt ${attempt + 1}): ${(err as Error).message}${causes === undefined ? '' : ` (${causes})`}`)
       }
     }
     this.counters.unavailable++

@@ -42,7 +42,10 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
     streamMuxers: [yamux()],
     peerDiscovery: [],
     services: { identify: identify(), fetch: fetchService() }
-  }))
+  }), {
+    // The default (10) drops block sends when a peer reads ahead on several NARs at once; its wants then go unanswered.
+    sendBlocksMaxQueueLength: 1024
+  })
   await helia.start()
   const node = helia as unknown as P2pNode
   node.libp2p.services.fetch.registerLookupFunction(RECORD_KEY_PREFIX, async (key) => {

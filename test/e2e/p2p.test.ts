@@ -80,6 +80,11 @@ describe.runIf(nixAvailable)('builder → mirror → client, builder gone', () =
     expect(await client.waitForLog(/indexed root/, 20_000)).toMatch(/indexed root/)
     substitute(client.url)
 
+    // Every user seeds: a second client that knows only the first client gets the closure from it.
+    const neighbour = await start('gateway', ['--repo', tmp(), '--follow', pub, '--http-gateway', client.url])
+    expect(await neighbour.waitForLog(/indexed root/, 20_000)).toMatch(/indexed root/)
+    substitute(neighbour.url)
+
     // A second client whose first peer corrupts everything it sends.
     const evil = await corruptingProxy(mirror.url)
     try {
