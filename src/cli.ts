@@ -16,7 +16,8 @@ export const cli = defineCommand({
     gateway: async () => (await import('./commands/gateway.js')).default,
     info: async () => (await import('./commands/info.js')).default,
     ls: async () => (await import('./commands/ls.js')).default,
-    republish: async () => (await import('./commands/republish.js')).default
+    republish: async () => (await import('./commands/republish.js')).default,
+    gc: async () => (await import('./commands/gc.js')).default
   }
 })
 
