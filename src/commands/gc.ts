@@ -34,6 +34,7 @@ export default defineCommand({
       consola.log(`${dryRun ? 'to drop' : 'dropped'}:  ${count(r.dropped)}`)
       if (r.missing > 0) consola.log(`missing:  ${r.missing} block(s) reachable but not in the repo (kept caches stored in part)`)
       consola.log(`packs:    ${mib(r.packBytes.before)} -> ${mib(r.packBytes.after)} on disk`)
+      if (!dryRun) consola.log(`table:    ${mib(r.tableBytes.before)} -> ${mib(r.tableBytes.after)} in the memory of a process serving the repo (mark set: ${mib(r.markBytes)})`)
       if (dryRun) consola.info('dry run: nothing was changed')
     } finally {
       await blocks.close()
