@@ -7,8 +7,11 @@
 // of narinfo lookups (cold: new process state, and warm); and the resident
 // memory of a `nixipfs gateway` serving that index after 20,000 lookups over
 // HTTP. Writes bench/index-results.md.
+// Before the lookups it runs `nixipfs gc` (every batch supersedes most directory nodes, so about
+// half the blocks are dead) and reports block counts and gateway RSS before and after it: a
+// gateway running across the gc, and fresh gateways started after it.
 //
-// Usage: node bench/index.mjs [N=1000000]   (builds first; ~8 min for 1M here)
+// Usage: node bench/index.mjs [N=1000000]   (builds first; ~10 min for 1M here)
 // Scratch: bench/work/index (gitignored). Traffic: 127.0.0.1 only.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
@@ -117,16 +120,47 @@ await saveRecord(repo, await signRecord(key.seed, newRoot, 1n, 3_600_000))
 await blocks.close()
 console.log(`added one entry in ${addMs.toFixed(1)} ms (${addReads} blocks read)`)
 
-// 3. Lookups through the index the gateway uses, counting block reads, in a fresh process
+// 3. Garbage collection, with a gateway running across it: RSS after LOOKUPS requests before the gc,
+//    then (the same process, which reloads its block table) after the gc and LOOKUPS more.
+const vm = (pid) => {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  return { rss: Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024, hwm: Number(/VmHWM:\s+(\d+)/.exec(status)[1]) / 1024 }
+}
+const across = await startGateway([])
+const gwBefore = { ...await across.lookups(), ...vm(across.pid) }
+console.log(`gateway before gc: RSS ${gwBefore.rss.toFixed(0)} MiB (peak ${gwBefore.hwm.toFixed(0)} MiB); HTTP p50 ${gwBefore.p50.toFixed(2)} ms p99 ${gwBefore.p99.toFixed(2)} ms`)
+t0 = performance.now()
+const timed = spawnSync('/usr/bin/time', ['-f', 'maxrss %M', process.execPath, join(ROOT, 'bin/nixipfs.mjs'), 'gc', '--repo', repo], { encoding: 'utf8' })
+const gcMs = performance.now() - t0
+if (timed.status !== 0) throw new Error(`gc failed: ${timed.stdout}${timed.stderr}`)
+const field = (re) => re.exec(timed.stdout)?.slice(1).map(Number) ?? []
+const gc = {
+  before: field(/before: +(\d+) blocks, ([0-9.]+) MiB/), kept: field(/kept: +(\d+) blocks, ([0-9.]+) MiB/),
+  dropped: field(/dropped: +(\d+) blocks, ([0-9.]+) MiB/), packs: field(/packs: +([0-9.]+) MiB -> ([0-9.]+) MiB/),
+  table: field(/table: +([0-9.]+) MiB -> ([0-9.]+) MiB/), maxrss: Number(/maxrss (\d+)/.exec(timed.stderr)?.[1] ?? NaN) / 1024
+}
+console.log(timed.stdout.trim())
+console.log(`gc took ${(gcMs / 1000).toFixed(1)} s, peak RSS ${gc.maxrss.toFixed(0)} MiB`)
+const gwAfter = { ...await across.lookups(), ...vm(across.pid) }
+await across.stop()
+console.log(`the same gateway after gc: RSS ${gwAfter.rss.toFixed(0)} MiB (peak ${gwAfter.hwm.toFixed(0)} MiB)`)
+
+// 4. Lookups through the index the gateway uses, counting block reads, in a fresh process
 //    (the builder's heap would otherwise be measured too): 2,000 cold, then LOOKUPS warm.
 const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--lookups', repo, newRoot.toString(), String(N)], { encoding: 'utf8' })
 if (child.status !== 0) throw new Error(`lookup run failed: ${child.stderr}`)
 const [cold, warm] = JSON.parse(child.stdout.trim().split('\n').pop())
 console.log(`cold: ${cold.readsPer.toFixed(2)} reads/lookup p50 ${cold.p50.toFixed(2)} ms p99 ${cold.p99.toFixed(2)} ms; warm: ${warm.readsPer.toFixed(2)} reads p50 ${warm.p50.toFixed(2)} ms p99 ${warm.p99.toFixed(2)} ms`)
 
-// 4. The gateway with that index: RSS after LOOKUPS narinfo requests over HTTP, with Node's default
-//    heap sizing and with the old generation capped (what an operator sets with NODE_OPTIONS).
+// 5. A fresh gateway with that index (after gc): RSS after LOOKUPS narinfo requests over HTTP, with
+//    Node's default heap sizing and with the old generation capped (what an operator sets with NODE_OPTIONS).
 async function gatewayRun (nodeArgs) {
+  const gw = await startGateway(nodeArgs)
+  const result = { ...await gw.lookups(), ...vm(gw.pid) }
+  await gw.stop()
+  return result
+}
+async function startGateway (nodeArgs) {
   const gw = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/nixipfs.mjs'), 'gateway', '--repo', repo, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] })
   const url = await new Promise((resolve, reject) => {
     let out = ''
@@ -134,6 +168,10 @@ async function gatewayRun (nodeArgs) {
     gw.stdout.on('data', on); gw.stderr.on('data', on)
     gw.on('exit', () => reject(new Error(`gateway exited: ${out}`)))
   })
+  const stop = async () => { const exited = new Promise(resolve => gw.once('exit', resolve)); gw.kill('SIGTERM'); await exited }
+  return { pid: gw.pid, lookups: async () => await httpLookups(url), stop }
+}
+async function httpLookups (url) {
   const lat = []
   for (let k = 0; k < LOOKUPS; k++) {
     const i = Math.floor(Math.random() * N)
@@ -144,9 +182,7 @@ async function gatewayRun (nodeArgs) {
     if (r.status !== 200) throw new Error(`HTTP ${r.status} for entry ${i}`)
   }
   lat.sort((a, b) => a - b)
-  const status = readFileSync(`/proc/${gw.pid}/status`, 'utf8')
-  gw.kill('SIGTERM')
-  return { p50: lat[LOOKUPS / 2], p99: lat[Math.floor(LOOKUPS * 0.99)], rss: Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024, hwm: Number(/VmHWM:\s+(\d+)/.exec(status)[1]) / 1024 }
+  return { p50: lat[LOOKUPS / 2], p99: lat[Math.floor(LOOKUPS * 0.99)] }
 }
 const plain = await gatewayRun([])
 const capped = await gatewayRun(['--max-old-space-size=128'])
@@ -154,6 +190,7 @@ for (const [label, g] of [['default heap', plain], ['--max-old-space-size=128', 
   console.log(`gateway (${label}): HTTP p50 ${g.p50.toFixed(2)} ms p99 ${g.p99.toFixed(2)} ms; RSS ${g.rss.toFixed(0)} MiB (peak ${g.hwm.toFixed(0)} MiB)`)
 }
 
+const fmt = (n) => Number.isFinite(n) ? n.toLocaleString('en') : '?'
 const md = `# Index benchmark (bench/index.mjs)
 
 Run at ${new Date().toISOString()} with N = ${N.toLocaleString('en')} synthetic narinfos (~${narInfoText(0).length} bytes each; 1 in 1,000 really signed) on ${process.version}, ${spawnSync('nproc').stdout.toString().trim()} cores.
@@ -171,6 +208,18 @@ Run at ${new Date().toISOString()} with N = ${N.toLocaleString('en')} synthetic 
 | the same with \`NODE_OPTIONS=--max-old-space-size=128\`: RSS (peak); HTTP p50 / p99 | ${capped.rss.toFixed(0)} MiB (${capped.hwm.toFixed(0)} MiB); ${capped.p50.toFixed(2)} / ${capped.p99.toFixed(2)} ms | < 256 MiB |
 
 Blocks in the repo: the index is ${N.toLocaleString('en')} narinfo blocks plus the HAMT shards (fanout 256).
+The lookups and gateway rows above are measured after \`nixipfs gc\`:
+
+| garbage collection | value |
+| --- | ---: |
+| blocks before gc / kept / dropped | ${fmt(gc.before[0])} / ${fmt(gc.kept[0])} / ${fmt(gc.dropped[0])} |
+| block bytes before / kept / dropped | ${gc.before[1]} / ${gc.kept[1]} / ${gc.dropped[1]} MiB |
+| pack files on disk before / after | ${gc.packs[0]} / ${gc.packs[1]} MiB |
+| in-memory block table (a gateway's) before / after | ${gc.table[0]} / ${gc.table[1]} MiB |
+| \`nixipfs gc\`: time; peak RSS | ${(gcMs / 1000).toFixed(1)} s; ${gc.maxrss.toFixed(0)} MiB |
+| gateway running across the gc: RSS (peak) after ${LOOKUPS.toLocaleString('en')} lookups before the gc | ${gwBefore.rss.toFixed(0)} MiB (${gwBefore.hwm.toFixed(0)} MiB) |
+| the same gateway after the gc and ${LOOKUPS.toLocaleString('en')} more lookups: RSS (peak) | ${gwAfter.rss.toFixed(0)} MiB (${gwAfter.hwm.toFixed(0)} MiB) |
+| a gateway started after the gc: RSS (peak) after ${LOOKUPS.toLocaleString('en')} lookups | ${plain.rss.toFixed(0)} MiB (${plain.hwm.toFixed(0)} MiB) |
 `
 writeFileSync(join(ROOT, 'bench', 'index-results.md'), md)
 console.log(md)

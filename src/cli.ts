@@ -18,7 +18,8 @@ export const cli = defineCommand({
     ls: async () => (await import('./commands/ls.js')).default,
     'export-car': async () => (await import('./commands/export-car.js')).default,
     republish: async () => (await import('./commands/republish.js')).default,
-    mirror: async () => (await import('./commands/mirror.js')).default
+    mirror: async () => (await import('./commands/mirror.js')).default,
+    gc: async () => (await import('./commands/gc.js')).default
   }
 })
 

@@ -9,6 +9,7 @@ import type { CommitOptions } from './cache/commit.js'
 import { startGateway, type Gateway } from './gateway/server.js'
 import { walkDag } from './ipfs/dag.js'
 import { PackStore } from './ipfs/pack-store.js'
+import { registerFetcher } from './repo.js'
 import type { SecretKey } from './nix/signing.js'
 import { startNetwork, type Network, type NetworkOptions } from './net/network.js'
 
@@ -49,6 +50,8 @@ export interface Daemon {
 export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const { repo, log } = options
   const local = await PackStore.openRepo(repo)
+  // Following means writing fetched blocks; gc must not compact under it.
+  const unregister = options.follow.length > 0 ? await registerFetcher(repo) : undefined
   const network = await startNetwork(repo, local, { ...options.network, log })
   const sourceOptions = { expiredGraceMs: options.expiredGraceMs, warn: log.warn }
   const names = [...(options.own === undefined ? [] : [options.own]), ...options.follow.filter(n => n !== options.own)]
@@ -100,6 +103,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       await gateway.close()
       await network.stop()
       await local.close()
+      await unregister?.()
     }
   }
 }

@@ -120,3 +120,15 @@ export class BlockUnavailableError extends NixipfsError {
       : `block ${cid} is not in the local repo and no peer had it (asked: ${asked.join(', ')})`)
   }
 }
+
+/** The block store changed under an operation that needed it still (a compaction, a mark set), or was compacted under a writer. */
+export class StoreError extends NixipfsError {
+  override name = 'StoreError'
+  constructor (code: 'ERR_STORE_CHANGED' | 'ERR_STORE_COMPACTED', message: string) { super(code, message) }
+}
+
+/** The repo's pins file holds something that is not a CID. */
+export class PinsError extends NixipfsError {
+  override name = 'PinsError'
+  constructor (message: string) { super('ERR_PINS', message) }
+}

@@ -157,3 +157,18 @@ export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWai
     await unlink(path).catch(() => {})
   }
 }
+
+/** File naming the process (gateway or mirror) that writes fetched blocks into the repo while it runs. */
+const fetcherPath = (repo: string): string => join(repo, 'fetcher.pid')
+
+/** Records that this process writes fetched blocks into `repo` until the returned function is called. */
+export async function registerFetcher (repo: string): Promise<() => Promise<void>> {
+  await writeFileAtomic(fetcherPath(repo), String(process.pid))
+  return async () => { await unlink(fetcherPath(repo)).catch(() => {}) }
+}
+
+/** The pid of a live process that writes fetched blocks into `repo`, if any. */
+export async function runningFetcher (repo: string): Promise<number | undefined> {
+  const pid = Number(await readFile(fetcherPath(repo), 'utf8').catch(() => ''))
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid) ? pid : undefined
+}

@@ -100,6 +100,9 @@ export async function publish (components: PublishComponents, options: PublishOp
 }
 
 async function publishLocked ({ repo, blocks }: PublishComponents, options: PublishOptions): Promise<PublishResult> {
+  // The store may have been compacted (gc) while this process waited for the lock: what it holds
+  // must be known afresh, or a block gc dropped would pass for present and be left out.
+  await blocks.refresh()
   const dirs = new DirNodeCache()
   const name = ipnsNameOf(options.key.publicKey)
   const current = await loadRecord(repo, name)

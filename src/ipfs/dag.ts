@@ -12,7 +12,9 @@ export function linksOf (cid: CID, bytes: Uint8Array): Array<{ name?: string, ci
 
 export interface WalkOptions {
   /** links of a dag-pb node to leave out (e.g. a cache root's `nar` directory); the node itself is still yielded */
-  skipLink?: (name: string | undefined, parent: CID) => boolean
+  skipLink?: (name: string | undefined, parent: CID, cid: CID) => boolean
+  /** the set of blocks already visited, instead of the walk's own Set of CID strings: lets several walks share one, or a compact one serve a million blocks */
+  visited?: { has: (cid: CID) => boolean, add: (cid: CID) => void }
   /** what to do when a block is missing or corrupt: throw (default) or leave that subtree out */
   onMissing?: (cid: CID, err: Error) => void
   signal?: AbortSignal
@@ -27,7 +29,8 @@ const READ_AHEAD = 16
  * its CID.
  */
 export async function * walkDag (blocks: BlockGetter, root: CID, options: WalkOptions = {}): AsyncGenerator<{ cid: CID, bytes: Uint8Array }> {
-  const seen = new Set<string>()
+  const own = new Set<string>()
+  const seen = options.visited ?? { has: (cid: CID) => own.has(cid.toString()), add: (cid: CID) => { own.add(cid.toString()) } }
   const stack: CID[] = [root]
   // Reads started for the CIDs next on the stack (errors kept as values until their turn).
   const ahead = new Map<string, Promise<Uint8Array | Error>>()
@@ -39,11 +42,11 @@ export async function * walkDag (blocks: BlockGetter, root: CID, options: WalkOp
       const key = cid.toString()
       const started = ahead.get(key)
       ahead.delete(key)
-      if (seen.has(key)) continue
-      seen.add(key)
+      if (seen.has(cid)) continue
+      seen.add(cid)
       for (let i = stack.length - 1; i >= 0 && i >= stack.length - READ_AHEAD; i--) {
-        const next = stack[i]!.toString()
-        if (!seen.has(next) && !ahead.has(next)) ahead.set(next, read(stack[i]!))
+        const next = stack[i]!
+        if (!seen.has(next) && !ahead.has(next.toString())) ahead.set(next.toString(), read(next))
       }
       const bytes = await (started ?? read(cid))
       if (bytes instanceof Error) {
@@ -55,7 +58,7 @@ export async function * walkDag (blocks: BlockGetter, root: CID, options: WalkOp
       const links = linksOf(cid, bytes)
       for (let i = links.length - 1; i >= 0; i--) {
         const link = links[i]!
-        if (options.skipLink?.(link.name, cid) !== true) stack.push(link.cid)
+        if (options.skipLink?.(link.name, cid, link.cid) !== true) stack.push(link.cid)
       }
     }
   } finally {

@@ -9,6 +9,8 @@ const USED = 1
 const DELETED = 2
 /** Largest share of slots in use before the table doubles. */
 const MAX_LOAD = 0.7
+/** Source of table versions: unique across tables, so a mark set can tell any two layouts apart. */
+let versions = 0
 
 /**
  * A compact hash table from block digest to location, on typed arrays
@@ -26,6 +28,7 @@ export class DigestIndex {
   private cap: number
   private used = 0
   private live = 0
+  private ver = ++versions
 
   constructor (capacity = 1024) {
     const cap = Math.max(1024, Math.ceil(capacity / MAX_LOAD))
@@ -48,6 +51,27 @@ export class DigestIndex {
     if (count <= this.cap * MAX_LOAD) return
     const next = new DigestIndex(count)
     this.copyInto(next)
+  }
+
+  /** Number of slots: slot numbers run from 0 to this, exclusive. */
+  get slots (): number {
+    return this.cap
+  }
+
+  /** Changes whenever a block is added or removed or the table is rebuilt: slot numbers are valid only while it stays the same. */
+  get version (): number {
+    return this.ver
+  }
+
+  /** The slot holding `digest`, or -1. */
+  slotOf (digest: Uint8Array): number {
+    const i = this.find(this.words(digest))
+    return i < 0 ? -1 : i
+  }
+
+  /** The location stored in a used slot. */
+  at (slot: number): Location {
+    return { pack: this.packs[slot]!, offset: this.offsets[slot]!, length: this.lengths[slot]!, codec: this.codecs[slot]! }
   }
 
   /** Memory held by the table. */
@@ -81,8 +105,7 @@ export class DigestIndex {
 
   get (digest: Uint8Array): Location | undefined {
     const i = this.find(this.words(digest))
-    if (i < 0) return undefined
-    return { pack: this.packs[i]!, offset: this.offsets[i]!, length: this.lengths[i]!, codec: this.codecs[i]! }
+    return i < 0 ? undefined : this.at(i)
   }
 
   set (digest: Uint8Array, loc: Location): void {
@@ -96,6 +119,7 @@ export class DigestIndex {
       this.state[i] = USED
       this.keys.set(w, i * KEY_WORDS)
       this.live++
+      this.ver = ++versions
     }
     this.packs[i] = loc.pack
     this.offsets[i] = loc.offset
@@ -108,6 +132,7 @@ export class DigestIndex {
     if (i < 0) return
     this.state[i] = DELETED
     this.live--
+    this.ver = ++versions
   }
 
   private grow (): void {
@@ -122,5 +147,6 @@ export class DigestIndex {
       next.set(key, { pack: this.packs[i]!, offset: this.offsets[i]!, length: this.lengths[i]!, codec: this.codecs[i]! })
     }
     Object.assign(this, { keys: next.keys, packs: next.packs, offsets: next.offsets, lengths: next.lengths, codecs: next.codecs, state: next.state, cap: next.cap, used: next.used, live: next.live })
+    this.ver = ++versions
   }
 }

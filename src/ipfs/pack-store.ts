@@ -1,49 +1,52 @@
 import { readSync } from 'node:fs'
-import { mkdir, open, readdir, readFile, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { crc32 } from 'node:zlib'
 import { BaseBlockstore } from 'blockstore-core/base'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { BlockNotFoundError, NixipfsError } from '../errors.js'
+import { BlockNotFoundError, NixipfsError, StoreError } from '../errors.js'
+import { BlockMarks } from './block-marks.js'
 import { DigestIndex, type Location } from './digest-index.js'
+import { compactPacks, type CompactOptions, type CompactResult, type Keep } from './pack-compact.js'
+import { INDEX_FILE, PACK_LIMIT_BYTES, RECORD_BYTES, decodeRecord, encodeRecord, encodeTombstone, packName, packNumber } from './pack-format.js'
+import { PackHandles } from './pack-handles.js'
 
-/** A pack file is closed for appends once it reaches this size. */
-const PACK_LIMIT_BYTES = 1024 * 1024 * 1024
 /** Block bytes gathered in memory before one write to the pack. */
 const WRITE_BUFFER_BYTES = 8 * 1024 * 1024
-/** One index record: digest(32) codec(4) pack(4) offset(8) length(4) crc32(4). */
-const RECORD_BYTES = 56
 /** Blocks up to this size are read synchronously. */
 const SYNC_READ_BYTES = 64 * 1024
 /** Index records read per step when loading the index. */
 const REFRESH_CHUNK_RECORDS = 65536
-/** Length value marking a deleted block. */
-const TOMBSTONE = 0xffffffff
+/** How often reads look whether another process compacted the store. */
+const RECHECK_MS = 1000
 
-
-const packName = (n: number): string => `${String(n).padStart(6, '0')}.pack`
 const key = (digest: Uint8Array): string => Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1')
 
-function encodeRecord (digest: Uint8Array, loc: Location): Buffer {
-  const rec = Buffer.alloc(RECORD_BYTES)
-  rec.set(digest, 0)
-  rec.writeUInt32LE(loc.codec, 32)
-  rec.writeUInt32LE(loc.pack, 36)
-  rec.writeBigUInt64LE(BigInt(loc.offset), 40)
-  rec.writeUInt32LE(loc.length, 48)
-  rec.writeUInt32LE(crc32(rec.subarray(0, 52)), 52)
-  return rec
+/** Reads the index records of `fh` from byte `from` on into `index`, a few MB at a time; returns where it stopped (a record boundary). */
+async function loadRecords (fh: FileHandle, from: number, index: DigestIndex): Promise<number> {
+  const { size } = await fh.stat()
+  const end = from + Math.floor((size - from) / RECORD_BYTES) * RECORD_BYTES
+  if (index.size === 0) index.reserve((end - from) / RECORD_BYTES)
+  const buf = Buffer.alloc(Math.min(REFRESH_CHUNK_RECORDS * RECORD_BYTES, Math.max(end - from, 0)))
+  let at = from
+  while (at < end) {
+    const n = Math.min(buf.length, end - at)
+    await fh.read(buf, 0, n, at)
+    for (let i = 0; i < n; i += RECORD_BYTES) {
+      const rec = decodeRecord(buf.subarray(i, i + RECORD_BYTES))
+      if (rec === undefined) continue // torn or damaged record: its block is simply unknown
+      if (rec.loc === undefined) index.delete(rec.digest)
+      else index.set(rec.digest, rec.loc)
+    }
+    at += n
+  }
+  return at
 }
 
-/** A valid index record's digest and the block's location (undefined for a tombstone); undefined for a torn or damaged record. */
-function decodeRecord (rec: Buffer): { digest: Buffer, loc?: Location } | undefined {
-  if (crc32(rec.subarray(0, 52)) !== rec.readUInt32LE(52)) return undefined
-  const digest = rec.subarray(0, 32)
-  const length = rec.readUInt32LE(48)
-  if (length === TOMBSTONE) return { digest }
-  return { digest, loc: { codec: rec.readUInt32LE(32), pack: rec.readUInt32LE(36), offset: Number(rec.readBigUInt64LE(40)), length } }
+export interface PackStoreOptions {
+  /** size at which a pack file is closed for appends (default 1 GiB; tests use less) */
+  packLimitBytes?: number
 }
 
 /**
@@ -54,13 +57,23 @@ function decodeRecord (rec: Buffer): { digest: Buffer, loc?: Location } | undefi
  * and a torn or corrupt tail record is ignored, so a crash loses at most the
  * blocks not yet indexed — never the meaning of blocks already indexed.
  * Several processes may read; one writes at a time (the repo lock ensures it).
+ *
+ * `compact` rewrites the store without the blocks no longer wanted and
+ * replaces `index.log` by a rename; other processes with the store open
+ * notice the new file (its inode) within a second, or on their next miss,
+ * and reload their table, while reads in flight finish on the old handles.
  */
 export class PackStore extends BaseBlockstore {
   private readonly dir: string
-  private readonly index = new DigestIndex()
-  private readonly readers = new Map<number, Promise<FileHandle>>()
+  private readonly packLimit: number
+  private index = new DigestIndex()
+  private handles: PackHandles
   private indexFile?: FileHandle
+  /** inode of the open index file: another after a compaction */
+  private indexIno = -1
   private indexReadBytes = 0
+  private checkedAt = 0
+  private refreshing: Promise<void> = Promise.resolve()
   private writer?: { pack: number, fh: FileHandle, size: number }
   private buffer: Buffer[] = []
   private bufferBytes = 0
@@ -69,37 +82,71 @@ export class PackStore extends BaseBlockstore {
   private writing: Promise<void> = Promise.resolve()
   private switching?: Promise<{ pack: number, fh: FileHandle, size: number }>
 
-  constructor (dir: string) {
+  constructor (dir: string, options: PackStoreOptions = {}) {
     super()
     this.dir = dir
+    this.packLimit = options.packLimitBytes ?? PACK_LIMIT_BYTES
+    this.handles = new PackHandles(dir)
+  }
+
+  private get indexPath (): string {
+    return join(this.dir, INDEX_FILE)
   }
 
   /** Opens the store, reading the whole index. */
   async open (): Promise<void> {
     await mkdir(this.dir, { recursive: true })
-    this.indexFile = await open(join(this.dir, 'index.log'), 'a+')
+    this.indexFile = await open(this.indexPath, 'a+')
+    this.indexIno = (await this.indexFile.stat()).ino
     await this.refresh()
   }
 
-  /** Reads index records appended (by another process) since the last look, a few MB at a time. */
+  /**
+   * Catches up with other processes: reads index records appended since the
+   * last look, or reloads the whole table if the store was compacted.
+   */
   async refresh (): Promise<void> {
-    const fh = this.indexFile
-    if (fh === undefined) throw new NixipfsError('ERR_STORE_CLOSED', 'the block store is not open')
-    const { size } = await fh.stat()
-    const end = this.indexReadBytes + Math.floor((size - this.indexReadBytes) / RECORD_BYTES) * RECORD_BYTES
-    if (this.index.size === 0) this.index.reserve((end - this.indexReadBytes) / RECORD_BYTES)
-    const buf = Buffer.alloc(Math.min(REFRESH_CHUNK_RECORDS * RECORD_BYTES, Math.max(end - this.indexReadBytes, 0)))
-    while (this.indexReadBytes < end) {
-      const n = Math.min(buf.length, end - this.indexReadBytes)
-      await fh.read(buf, 0, n, this.indexReadBytes)
-      for (let at = 0; at < n; at += RECORD_BYTES) {
-        const rec = decodeRecord(buf.subarray(at, at + RECORD_BYTES))
-        if (rec === undefined) continue // torn or damaged record: its block is simply unknown
-        if (rec.loc === undefined) this.index.delete(rec.digest)
-        else this.index.set(rec.digest, rec.loc)
-      }
-      this.indexReadBytes += n
+    // One at a time: two interleaved reads of the log would skip or repeat records.
+    const next = this.refreshing.then(async () => await this.refreshNow())
+    this.refreshing = next.catch(() => {})
+    await next
+  }
+
+  private async refreshNow (): Promise<void> {
+    if (this.indexFile === undefined) throw new NixipfsError('ERR_STORE_CLOSED', 'the block store is not open')
+    this.checkedAt = Date.now()
+    const ino = await stat(this.indexPath).then(s => s.ino, () => this.indexIno)
+    if (ino !== this.indexIno) await this.reload()
+    else this.indexReadBytes = await loadRecords(this.indexFile, this.indexReadBytes, this.index)
+  }
+
+  /** Switches to a new index file (a compaction replaced it): a table sized for its blocks, new read handles. */
+  private async reload (): Promise<void> {
+    if (this.bufferBytes > 0 || this.pending.size > 0) {
+      throw new StoreError('ERR_STORE_COMPACTED', `the block store ${this.dir} was compacted while this process was writing to it; writers must hold the repo lock`)
     }
+    await this.writing
+    const fh = await open(this.indexPath, 'a+')
+    const index = new DigestIndex()
+    let ino: number
+    let readBytes: number
+    try {
+      ino = (await fh.stat()).ino
+      readBytes = await loadRecords(fh, 0, index)
+    } catch (err) {
+      await fh.close()
+      throw err
+    }
+    const old = { file: this.indexFile, handles: this.handles, writer: this.writer }
+    this.indexFile = fh
+    this.indexIno = ino
+    this.index = index
+    this.indexReadBytes = readBytes
+    this.handles = new PackHandles(this.dir)
+    this.writer = undefined // the next put picks the newest pack again
+    await old.writer?.fh.close()
+    await old.file?.close()
+    await old.handles.retire()
   }
 
   private digestOf (cid: CID): Uint8Array {
@@ -135,7 +182,7 @@ export class PackStore extends BaseBlockstore {
   }
 
   private async openWriter (next: number): Promise<{ pack: number, fh: FileHandle, size: number }> {
-    if (this.writer !== undefined && this.writer.size + this.bufferBytes + next <= PACK_LIMIT_BYTES) return this.writer
+    if (this.writer !== undefined && this.writer.size + this.bufferBytes + next <= this.packLimit) return this.writer
     // Concurrent puts (the importer writes in parallel) must share one switch of pack file.
     this.switching ??= this.switchPack(next).finally(() => { this.switching = undefined })
     return await this.switching
@@ -148,11 +195,11 @@ export class PackStore extends BaseBlockstore {
       const { size } = await this.indexFile!.stat()
       if (size % RECORD_BYTES !== 0) await this.indexFile!.truncate(size - (size % RECORD_BYTES))
     }
-    const packs = (await readdir(this.dir)).filter(f => f.endsWith('.pack')).map(f => Number(f.slice(0, -5))).filter(Number.isInteger)
+    const packs = (await readdir(this.dir)).map(packNumber).filter(n => n !== undefined)
     let pack = packs.length === 0 ? 1 : Math.max(...packs)
     let fh = await open(join(this.dir, packName(pack)), 'a+')
     let { size } = await fh.stat()
-    if (size + next > PACK_LIMIT_BYTES) {
+    if (size > 0 && size + next > this.packLimit) {
       await fh.close()
       pack++
       fh = await open(join(this.dir, packName(pack)), 'a+')
@@ -202,38 +249,27 @@ export class PackStore extends BaseBlockstore {
     await this.indexFile?.sync()
   }
 
-  private async reader (pack: number): Promise<FileHandle> {
-    // The promise is cached, so concurrent first reads of a pack share one handle.
-    let fh = this.readers.get(pack)
-    if (fh === undefined) {
-      fh = open(join(this.dir, packName(pack)), 'r')
-      this.readers.set(pack, fh)
-      fh.catch(() => this.readers.delete(pack))
-    }
-    return await fh
-  }
-
   /** The bytes stored for `cid`, unverified (callers check them against the CID). */
   async read (cid: CID): Promise<Uint8Array> {
     const digest = this.digestOf(cid)
     const buffered = this.pending.get(key(digest))
     if (buffered !== undefined) return buffered
-    let loc = this.index.get(digest)
-    if (loc === undefined) {
-      await this.refresh() // another process may have added it
-      loc = this.index.get(digest)
-      if (loc === undefined) throw new BlockNotFoundError(cid.toString())
+    if (Date.now() - this.checkedAt >= RECHECK_MS) await this.refresh() // let a compaction's freed space go
+    for (let attempt = 0; ; attempt++) {
+      let loc = this.index.get(digest)
+      if (loc === undefined) {
+        await this.refresh() // another process may have added it
+        loc = this.index.get(digest)
+        if (loc === undefined) throw new BlockNotFoundError(cid.toString())
+      }
+      try {
+        return await this.handles.use(async handles => await readAt(handles, loc))
+      } catch (err) {
+        // A compaction deleted the pack before this store opened it: reload, look again.
+        if (attempt > 0 || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+        await this.refresh()
+      }
     }
-    const buf = Buffer.allocUnsafe(loc.length)
-    let bytesRead: number
-    if (loc.length <= SYNC_READ_BYTES) {
-      // Small blocks (narinfos, directory shards) come from the page cache faster than a
-      // thread-pool round trip; this is what keeps narinfo lookups' tail latency low.
-      bytesRead = readSync((await this.reader(loc.pack)).fd, buf, 0, loc.length, loc.offset)
-    } else {
-      bytesRead = (await (await this.reader(loc.pack)).read(buf, 0, loc.length, loc.offset)).bytesRead
-    }
-    return bytesRead === loc.length ? buf : buf.subarray(0, bytesRead) // a short read fails verification
   }
 
   override async * get (cid: CID): AsyncGenerator<Uint8Array> {
@@ -245,13 +281,13 @@ export class PackStore extends BaseBlockstore {
     if (!this.index.has(digest)) return
     await this.flush()
     this.index.delete(digest)
-    await this.indexFile!.write(encodeRecord(digest, { pack: 0, offset: 0, length: TOMBSTONE, codec: 0 }))
+    await this.indexFile!.write(encodeTombstone(digest))
   }
 
   override async * getAll (): AsyncGenerator<{ cid: CID, bytes: AsyncGenerator<Uint8Array> }> {
     // The in-memory index keeps only digest prefixes; full CIDs come from the log, latest record per block.
     await this.flush()
-    const log = await readFile(join(this.dir, 'index.log'))
+    const log = await readFile(this.indexPath)
     const seen = new Set<string>()
     for (let at = log.length - (log.length % RECORD_BYTES) - RECORD_BYTES; at >= 0; at -= RECORD_BYTES) {
       const rec = decodeRecord(log.subarray(at, at + RECORD_BYTES))
@@ -265,9 +301,31 @@ export class PackStore extends BaseBlockstore {
     }
   }
 
+  /** An empty mark set over the blocks held now, for `compact` (valid until a block is added or removed). */
+  marks (): BlockMarks {
+    return new BlockMarks(this.index)
+  }
+
+  /**
+   * Rewrites the store keeping only the blocks `keep` accepts (a predicate
+   * must answer the same twice); crash-safe at every point. The caller holds
+   * the repo lock. Afterwards the table is sized for the blocks kept.
+   */
+  async compact (keep: Keep, options: CompactOptions = {}): Promise<CompactResult> {
+    await this.sync()
+    if (keep instanceof BlockMarks && !keep.isFor(this.index)) {
+      throw new StoreError('ERR_STORE_CHANGED', 'the block store was reloaded after its blocks were marked; mark them again')
+    }
+    try {
+      return await compactPacks(this.dir, this.index, keep, { packLimitBytes: this.packLimit, ...options })
+    } finally {
+      await this.refresh() // takes up the new index if the compaction got as far as its rename
+    }
+  }
+
   /** Opens the pack store of a repo (`<repo>/packs`). */
-  static async openRepo (repo: string): Promise<PackStore> {
-    const store = new PackStore(join(repo, 'packs'))
+  static async openRepo (repo: string, options: PackStoreOptions = {}): Promise<PackStore> {
+    const store = new PackStore(join(repo, 'packs'), options)
     await store.open()
     return store
   }
@@ -277,14 +335,31 @@ export class PackStore extends BaseBlockstore {
     return this.index.size
   }
 
+  /** Memory held by the in-memory index. */
+  get indexBytes (): number {
+    return this.index.bytes
+  }
+
   /** Flushes and closes every file. */
   async close (): Promise<void> {
     await this.sync()
     await this.writer?.fh.close()
     this.writer = undefined
-    for (const fh of this.readers.values()) await (await fh).close()
-    this.readers.clear()
+    await this.handles.retire()
+    this.handles = new PackHandles(this.dir)
     await this.indexFile?.close()
     this.indexFile = undefined
   }
+}
+
+/** Reads one block at `loc` through a generation's handles. */
+async function readAt (handles: PackHandles, loc: Location): Promise<Uint8Array> {
+  const fh = await handles.get(loc.pack)
+  const buf = Buffer.allocUnsafe(loc.length)
+  // Small blocks (narinfos, directory shards) come from the page cache faster than a
+  // thread-pool round trip; this is what keeps narinfo lookups' tail latency low.
+  const bytesRead = loc.length <= SYNC_READ_BYTES
+    ? readSync(fh.fd, buf, 0, loc.length, loc.offset)
+    : (await fh.read(buf, 0, loc.length, loc.offset)).bytesRead
+  return bytesRead === loc.length ? buf : buf.subarray(0, bytesRead) // a short read fails verification
 }

@@ -40,4 +40,14 @@ describe('the index source behind the gateway', () => {
     expect(await over.current()).toBeUndefined()
     expect(warnings.at(-1)).toMatch(/grace period is over; serving nothing/)
   })
+
+  it('answers requests that arrive while it loads with the loaded index, and sees a new record once told', async () => {
+    const source = repoIndexSource(repo, blocks, name)
+    expect(await source.current()).toBeUndefined() // no record yet
+    await acceptRecord(repo, name, (await signRecord(key.seed, root, 1n, 60_000)).bytes)
+    source.recheck()
+    // Concurrent first requests: none may see "no index" (a 404 Nix would cache for an hour).
+    const seen = await Promise.all(Array.from({ length: 8 }, async () => (await source.current())?.root.toString()))
+    expect(seen).toEqual(Array(8).fill(root.toString()))
+  })
 })

@@ -6,7 +6,7 @@ import { runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
 
 describe('nixipfs CLI', () => {
   it('explains every command with --help, including an example', () => {
-    for (const cmd of ['keygen', 'publish', 'gateway', 'info', 'ls', 'republish']) {
+    for (const cmd of ['keygen', 'publish', 'gateway', 'info', 'ls', 'republish', 'gc']) {
       const r = runCli([cmd, '--help'])
       expect(r.status).toBe(0)
       expect(r.stdout + r.stderr).toMatch(/Example: nixipfs /)

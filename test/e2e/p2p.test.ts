@@ -72,9 +72,14 @@ describe.runIf(nixAvailable)('builder → mirror → client, builder gone', () =
 
   it('over HTTP (trustless gateway), and a corrupting peer is detected and routed around', async () => {
     const builder = await start('gateway', ['--repo', builderRepo])
-    const mirror = await start('mirror', ['--repo', tmp(), '--follow', pub, '--http-gateway', builder.url, '--follow-interval', '1'])
+    const mirrorRepo = tmp()
+    const mirror = await start('mirror', ['--repo', mirrorRepo, '--follow', pub, '--http-gateway', builder.url, '--follow-interval', '1'])
     expect(await mirror.waitForLog(/pinned root/, 30_000)).toMatch(/pinned root/)
     await builder.stop()
+    // gc keeps its hands off a store a running mirror writes to.
+    const gc = runCli(['gc', '--repo', mirrorRepo])
+    expect(gc.status).toBe(1)
+    expect(gc.stderr).toMatch(/a gateway or mirror \(pid \d+\) is fetching blocks into/)
 
     const client = await start('gateway', ['--repo', tmp(), '--follow', pub, '--http-gateway', mirror.url])
     expect(await client.waitForLog(/indexed root/, 20_000)).toMatch(/indexed root/)

@@ -1,4 +1,5 @@
-import { appendFileSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { appendFileSync, cpSync, existsSync, readdirSync, readFileSync, readlinkSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
@@ -90,5 +91,268 @@ describe('PackStore', () => {
     await fourth.open()
     await expect(getVerified(fourth, blocks[2]!.cid)).rejects.toBeInstanceOf(IntegrityError)
     await fourth.close()
+  })
+})
+
+type Block = { cid: ReturnType<typeof cidOf>, bytes: Uint8Array }
+/** The predicate the compaction tests keep by: an even first digest byte. */
+const evenDigest = (cid: { multihash: { digest: Uint8Array } }): boolean => cid.multihash.digest[0]! % 2 === 0
+
+/** A store of `n` blocks of mixed sizes spread over several small packs, with one block deleted. */
+async function spread (dir: string, n = 80): Promise<{ blocks: Block[], deleted: Block }> {
+  const store = new PackStore(dir, { packLimitBytes: 64 * 1024 })
+  await store.open()
+  const blocks = Array.from({ length: n }, (_, i) => { const bytes = randomBytes(i % 7 === 0 ? 30_000 : 1000 + i); return { cid: cidOf(i % 3 === 0 ? 0x70 : RAW_CODE, bytes), bytes } })
+  for (const [i, b] of blocks.entries()) {
+    await store.put(b.cid, b.bytes)
+    if (i % 25 === 24) await store.sync() // several flushes, as several publishes make
+  }
+  const deleted = blocks.pop()!
+  await store.delete(deleted.cid)
+  await store.close()
+  return { blocks, deleted }
+}
+
+const packsIn = (dir: string): string[] => readdirSync(dir).filter(f => f.endsWith('.pack')).sort()
+
+/** Pack files of `dir` this process holds open though they were deleted. */
+function deletedPacksHeld (dir: string): string[] {
+  const held: string[] = []
+  for (const fd of readdirSync('/proc/self/fd')) {
+    const target = (() => { try { return readlinkSync(`/proc/self/fd/${fd}`) } catch { return '' } })()
+    if (target.startsWith(dir) && target.endsWith('(deleted)')) held.push(target)
+  }
+  return held
+}
+
+/** Opens `dir` afresh and says whether it holds exactly the old blocks or exactly the kept ones, all intact. */
+async function whichStore (dir: string, blocks: Block[]): Promise<'old' | 'new'> {
+  const store = new PackStore(dir)
+  await store.open()
+  try {
+    const kept = blocks.filter(b => evenDigest(b.cid))
+    const state = store.size === blocks.length ? 'old' : 'new'
+    expect(store.size).toBe(state === 'old' ? blocks.length : kept.length)
+    for (const b of blocks) {
+      if (state === 'old' || evenDigest(b.cid)) expect(Buffer.compare(await getVerified(store, b.cid), b.bytes)).toBe(0)
+      else expect(store.has(b.cid)).toBe(false)
+    }
+    return state
+  } finally {
+    await store.close()
+  }
+}
+
+describe('PackStore compaction', () => {
+  it('keeps exactly the blocks the predicate keeps, bytes intact, in new packs, with a table sized for them', async () => {
+    const dir = tmp()
+    const { blocks, deleted } = await spread(dir)
+    const oldPacks = packsIn(dir)
+    expect(oldPacks.length).toBeGreaterThan(3)
+    const store = new PackStore(dir, { packLimitBytes: 64 * 1024 })
+    await store.open()
+    const tableBefore = store.indexBytes
+    const seen: string[] = []
+    const result = await store.compact(cid => { seen.push(cid.toString()); return evenDigest(cid) })
+    const kept = blocks.filter(b => evenDigest(b.cid))
+    const bytes = (bs: Block[]): number => bs.reduce((s, b) => s + b.bytes.length, 0)
+    expect(result.before).toEqual({ blocks: blocks.length, bytes: bytes(blocks) })
+    expect(result.kept).toEqual({ blocks: kept.length, bytes: bytes(kept) })
+    expect(result.dropped.blocks).toBe(blocks.length - kept.length)
+    expect(result.rewritten).toBe(true)
+    expect(result.packBytes.after).toBe(bytes(kept))
+    expect(new Set(seen)).toEqual(new Set(blocks.map(b => b.cid.toString()))) // the deleted block is not offered
+    expect(seen).not.toContain(deleted.cid.toString())
+    expect(store.size).toBe(kept.length)
+    expect(store.indexBytes).toBeLessThanOrEqual(tableBefore)
+    for (const b of blocks) {
+      if (evenDigest(b.cid)) expect(Buffer.compare(await getVerified(store, b.cid), b.bytes)).toBe(0)
+      else { expect(store.has(b.cid)).toBe(false); await expect(store.read(b.cid)).rejects.toBeInstanceOf(BlockNotFoundError) }
+    }
+    // Old packs are gone, new ones are numbered above them; no temporary index is left.
+    const newPacks = packsIn(dir)
+    expect(newPacks.filter(p => oldPacks.includes(p))).toEqual([])
+    expect(newPacks[0]! > oldPacks.at(-1)!).toBe(true)
+    expect(readdirSync(dir).filter(f => !f.endsWith('.pack'))).toEqual(['index.log'])
+    expect(statSync(join(dir, 'index.log')).size).toBe(kept.length * 56)
+    // The store goes on: appends after a compaction, and a reopen, see everything.
+    const extra = randomBytes(2000)
+    await store.put(cidOf(RAW_CODE, extra), extra)
+    await store.close()
+    const again = new PackStore(dir)
+    await again.open()
+    expect(again.size).toBe(kept.length + 1)
+    expect(Buffer.compare(await getVerified(again, cidOf(RAW_CODE, extra)), extra)).toBe(0)
+    for (const b of kept) expect(Buffer.compare(await getVerified(again, b.cid), b.bytes)).toBe(0)
+    // Nothing to drop: no rewrite. A mark set works as the predicate too.
+    const marks = again.marks()
+    for (const b of kept) marks.add(b.cid)
+    marks.add(cidOf(RAW_CODE, extra))
+    const none = await again.compact(marks)
+    expect(none).toMatchObject({ rewritten: false, dropped: { blocks: 0, bytes: 0 } })
+    const marks2 = again.marks()
+    marks2.add(kept[0]!.cid)
+    const dry = await again.compact(marks2, { dryRun: true })
+    expect(dry).toMatchObject({ rewritten: false, kept: { blocks: 1 }, dropped: { blocks: kept.length } })
+    expect(again.size).toBe(kept.length + 1)
+    const one = await again.compact(marks2)
+    expect(one.kept.blocks).toBe(1)
+    expect(again.size).toBe(1)
+    await expect(again.compact(marks2)).rejects.toMatchObject({ code: 'ERR_STORE_CHANGED' }) // marks of the old table
+    // Dropping everything still leaves a (new, empty) pack, so pack numbers keep rising.
+    const empty = await again.compact(() => false)
+    expect(empty.kept.blocks).toBe(0)
+    expect(again.size).toBe(0)
+    expect(packsIn(dir).length).toBe(1)
+    await again.close()
+  })
+
+  it('sizes the table for the blocks kept, in the compacting process and in one that reloads', async () => {
+    const dir = tmp()
+    const { store, blocks } = await filled(dir, 6000, 40)
+    await store.sync()
+    const other = new PackStore(dir)
+    await other.open()
+    const before = store.indexBytes
+    const keep = new Set(blocks.slice(0, 300).map(b => b.cid.toString()))
+    await store.compact(cid => keep.has(cid.toString()))
+    await other.refresh()
+    for (const s of [store, other]) {
+      expect(s.size).toBe(300)
+      expect(s.indexBytes).toBeLessThan(before / 5)
+    }
+    await store.close()
+    await other.close()
+  })
+
+  it('another instance on the same directory (a gateway) keeps reading through a compaction, then reloads its table', async () => {
+    const dir = tmp()
+    const { blocks } = await spread(dir)
+    const big = randomBytes(200_000) // read asynchronously, not with readSync
+    const setup = new PackStore(dir, { packLimitBytes: 64 * 1024 })
+    await setup.open()
+    await setup.put(cidOf(RAW_CODE, big), big)
+    await setup.close()
+    blocks.push({ cid: cidOf(RAW_CODE, big), bytes: big })
+    const kept = blocks.filter(b => evenDigest(b.cid))
+    const bigKept = evenDigest(cidOf(RAW_CODE, big))
+
+    const gateway = new PackStore(dir)
+    await gateway.open()
+    const tableBefore = gateway.indexBytes
+    // The gateway has read from the first pack (its handle is open) but never from the others.
+    const first = blocks[0]!
+    expect(Buffer.compare(await getVerified(gateway, first.cid), first.bytes)).toBe(0)
+
+    const gc = new PackStore(dir, { packLimitBytes: 64 * 1024 })
+    await gc.open()
+    const inFlight = blocks.map(async b => await getVerified(gateway, b.cid).then(bytes => Buffer.compare(bytes, b.bytes) === 0, () => 'failed'))
+    await gc.compact(cid => evenDigest(cid))
+    expect(await Promise.all(inFlight)).toEqual(blocks.map(() => true)) // reads in flight never fail
+
+    // Old locations still read right: through the open handle, or after a reload when a pack is gone.
+    for (const b of kept) expect(Buffer.compare(await getVerified(gateway, b.cid), b.bytes)).toBe(0)
+    const last = blocks.at(-2)!
+    expect(Buffer.compare(await getVerified(gateway, last.cid), last.bytes) === 0 || !evenDigest(last.cid)).toBe(true)
+
+    // Within a second, reads notice the new index: the table is rebuilt for the kept blocks and old handles close.
+    await new Promise(resolve => setTimeout(resolve, 1100))
+    await getVerified(gateway, kept[0]!.cid)
+    expect(gateway.size).toBe(kept.length)
+    expect(gateway.indexBytes).toBeLessThanOrEqual(tableBefore)
+    expect(deletedPacksHeld(dir)).toEqual([])
+    for (const b of blocks.filter(b => !evenDigest(b.cid))) await expect(gateway.read(b.cid)).rejects.toBeInstanceOf(BlockNotFoundError)
+    if (bigKept) expect(Buffer.compare(await getVerified(gateway, cidOf(RAW_CODE, big)), big)).toBe(0)
+
+    // Blocks written after the compaction reach the gateway too.
+    const fresh = randomBytes(3000)
+    await gc.put(cidOf(RAW_CODE, fresh), fresh)
+    await gc.sync()
+    expect(Buffer.compare(await getVerified(gateway, cidOf(RAW_CODE, fresh)), fresh)).toBe(0)
+    await gc.close()
+    await gateway.close()
+  })
+
+  it('a compaction stopped after any step leaves exactly the old or exactly the new store; the next one cleans up', async () => {
+    const template = tmp()
+    const { blocks } = await spread(template)
+    const steps: string[] = []
+    const probe = tmp()
+    cpSync(template, probe, { recursive: true })
+    const full = new PackStore(probe, { packLimitBytes: 64 * 1024 })
+    await full.open()
+    await full.compact(evenDigest, { onStep: s => { steps.push(s) } })
+    await full.close()
+    expect(steps.filter(s => s === 'pack-written').length).toBeGreaterThan(1)
+    expect(steps.indexOf('committed')).toBeGreaterThan(steps.indexOf('index-written'))
+
+    const outcomes: string[] = []
+    for (let k = 0; k < steps.length; k++) {
+      const dir = tmp()
+      cpSync(template, dir, { recursive: true })
+      const store = new PackStore(dir, { packLimitBytes: 64 * 1024 })
+      await store.open()
+      let n = 0
+      await expect(store.compact(evenDigest, { onStep: () => { if (n++ === k) throw new Error('crash') } })).rejects.toThrow('crash')
+      // The interrupted process itself is consistent too.
+      expect(store.size).toBe(k < steps.indexOf('committed') ? blocks.length : blocks.filter(b => evenDigest(b.cid)).length)
+      await store.close()
+      const state = await whichStore(dir, blocks)
+      expect(state).toBe(k < steps.indexOf('committed') ? 'old' : 'new')
+      outcomes.push(`${steps[k]}:${state}`)
+      // Another compaction finishes the job and leaves no leftovers.
+      const next = new PackStore(dir, { packLimitBytes: 64 * 1024 })
+      await next.open()
+      await next.compact(evenDigest)
+      await next.close()
+      expect(await whichStore(dir, blocks)).toBe('new')
+      const kept = blocks.filter(b => evenDigest(b.cid)).reduce((s, b) => s + b.bytes.length, 0)
+      expect(packsIn(dir).reduce((s, p) => s + statSync(join(dir, p)).size, 0)).toBe(kept)
+      expect(existsSync(join(dir, 'index.log.new'))).toBe(false)
+    }
+    expect(outcomes).toContain('committed:new')
+  })
+
+  it('survives SIGKILL at random points of a compaction in a child process', async () => {
+    const template = tmp()
+    const store = new PackStore(template, { packLimitBytes: 4 * 1024 * 1024 })
+    await store.open()
+    const blocks: Block[] = []
+    for (let i = 0; i < 160; i++) { const bytes = randomBytes(200_000 + i); blocks.push({ cid: cidOf(RAW_CODE, bytes), bytes }); await store.put(blocks[i]!.cid, bytes) }
+    await store.close()
+    const script = `
+      const { PackStore } = await import(${JSON.stringify(join(import.meta.dirname, '../../dist/ipfs/pack-store.js'))})
+      const store = new PackStore(process.argv[1], { packLimitBytes: 4 * 1024 * 1024 })
+      await store.open()
+      process.stdout.write('start\\n')
+      await store.compact(cid => cid.multihash.digest[0] % 2 === 0, { onStep: s => { process.stdout.write(s + '\\n') } })
+      await store.close()
+      process.stdout.write('finished\\n')`
+    const seen = { old: 0, new: 0 }
+    let killed = 0
+    for (let run = 0; run < 8; run++) {
+      const dir = tmp()
+      cpSync(template, dir, { recursive: true })
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const exited = new Promise<string | null>(resolve => child.once('exit', (_code, signal) => resolve(signal)))
+      // Kill after a random number of steps (counting the start), a random few milliseconds later.
+      const target = Math.floor(Math.random() * 20) // about 20 lines: start, the steps, finished
+      let lines = 0
+      child.stdout.on('data', (b: Buffer) => {
+        const before = lines
+        lines += b.toString().split('\n').length - 1
+        if (before <= target && lines > target) setTimeout(() => child.kill('SIGKILL'), Math.floor(Math.random() * 15))
+      })
+      if (await exited === 'SIGKILL') killed++
+      seen[await whichStore(dir, blocks)]++
+      const next = new PackStore(dir)
+      await next.open()
+      await next.compact(evenDigest)
+      await next.close()
+      expect(await whichStore(dir, blocks)).toBe('new')
+      expect(readdirSync(dir).filter(f => !f.endsWith('.pack'))).toEqual(['index.log'])
+    }
+    console.log(`SIGKILL runs: ${killed} of 8 killed; store found old ${seen.old}, new ${seen.new}`)
+    expect(killed).toBeGreaterThan(0)
   })
 })

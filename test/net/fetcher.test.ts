@@ -115,6 +115,7 @@ describe('trustless gateway routes and the network block source', () => {
 
   it('detects a peer sending corrupt blocks, takes them from another, and fails clearly when none has them', async () => {
     const evil = await corrupting(gw.url)
+    const stores: PackStore[] = []
     try {
       const local = await PackStore.openRepo(tmp())
       const blocks = new NetworkBlocks(local, { http: [new HttpPeer(evil.url), new HttpPeer(gw.url)] })
@@ -123,10 +124,12 @@ describe('trustless gateway routes and the network block source', () => {
       expect(blocks.counters.corrupt).toBe(1) // then skipped for a while
       expect(blocks.counters.http).toBeGreaterThan(14)
       const nowhere = new NetworkBlocks(await PackStore.openRepo(tmp()), { http: [new HttpPeer(evil.url)] })
+      stores.push(nowhere.local)
       await expect(collect(readFile(nowhere, root))).rejects.toBeInstanceOf(BlockUnavailableError)
       expect(nowhere.counters.corrupt).toBe(1)
       // A corrupt CAR stream: the bad block is refused and fetched again block by block.
       const viaCar = new NetworkBlocks(await PackStore.openRepo(tmp()), { http: [new HttpPeer(evil.url), new HttpPeer(gw.url)] })
+      stores.push(viaCar.local)
       const prefetch = viaCar.prefetch(root)
       expect(Buffer.compare(await collect(readFile(viaCar, root)), data)).toBe(0)
       await prefetch
@@ -134,6 +137,7 @@ describe('trustless gateway routes and the network block source', () => {
       await local.close()
     } finally {
       evil.server.close()
+      await Promise.all(stores.map(async s => await s.close()))
     }
   })
 })

@@ -1,0 +1,89 @@
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { CID } from 'multiformats/cid'
+import { RAW_CODE } from '../ipfs/block.js'
+import type { BlockMarks } from '../ipfs/block-marks.js'
+import { walkDag } from '../ipfs/dag.js'
+import type { CompactResult } from '../ipfs/pack-compact.js'
+import type { PackStore } from '../ipfs/pack-store.js'
+import { RepoError } from '../errors.js'
+import { runningFetcher, withRepoLock } from '../repo.js'
+import { readPins } from './pins.js'
+import { loadRecord } from './records.js'
+
+export interface GcOptions {
+  /** count what would be dropped; change nothing */
+  dryRun?: boolean
+  /** called when another process holds the repo lock and gc waits for it */
+  onWait?: (pid: number) => void
+  /** called for each block a root reaches that the repo does not hold (or holds corrupt) */
+  onMissing?: (cid: CID, err: Error) => void
+}
+
+export interface GcResult extends CompactResult {
+  /** roots walked: one per record in `<repo>/records`, plus the pins */
+  roots: { records: number, pins: number }
+  /** blocks reached but not held (a followed cache stored in part) */
+  missing: number
+  /** memory of the mark set */
+  markBytes: number
+  /** memory of the store's block table, before and after */
+  tableBytes: { before: number, after: number }
+}
+
+/** Every root gc keeps: the root of each stored record (own and followed caches) and each pin. */
+async function gcRoots (repo: string): Promise<{ records: CID[], pins: CID[] }> {
+  const files = await readdir(join(repo, 'records')).catch(() => [] as string[])
+  const records: CID[] = []
+  for (const f of files.filter(f => f.endsWith('.ipns')).sort()) {
+    // An unreadable record throws: its blocks must not be collected for want of knowing its root.
+    const record = await loadRecord(repo, f.slice(0, -'.ipns'.length))
+    if (record !== undefined) records.push(record.root)
+  }
+  return { records, pins: await readPins(repo) }
+}
+
+/** Marks every block reachable from `roots` that `blocks` holds; missing blocks leave their subtree out. */
+async function markReachable (blocks: PackStore, roots: CID[], onMissing: (cid: CID, err: Error) => void): Promise<BlockMarks> {
+  const marks = blocks.marks()
+  // Blocks reached but not held have no slot to mark; they are few, and each is tried once.
+  const absent = new Set<string>()
+  const visited = {
+    has: (cid: CID) => marks.has(cid) || (absent.size > 0 && absent.has(cid.toString())),
+    add: (cid: CID) => { if (!marks.add(cid)) absent.add(cid.toString()) }
+  }
+  // A raw leaf has no links: marking it is enough, so NAR data is never read.
+  const skipLink = (_name: string | undefined, _parent: CID, cid: CID): boolean => cid.code === RAW_CODE && marks.add(cid)
+  for (const root of roots) {
+    for await (const _ of walkDag(blocks, root, { visited, skipLink, onMissing })) { /* marked by `visited` */ }
+  }
+  return marks
+}
+
+/**
+ * Drops every block that no root reaches — the roots of all records in the
+ * repo (its own cache and the caches it follows) and the pinned CIDs — and
+ * compacts the block store, under the repo lock so that it never races a
+ * publish. Blocks missing from a partly stored DAG are tolerated.
+ */
+export async function collectGarbage (repo: string, blocks: PackStore, options: GcOptions = {}): Promise<GcResult> {
+  return await withRepoLock(repo, async () => {
+    const fetcher = await runningFetcher(repo)
+    if (fetcher !== undefined && options.dryRun !== true) {
+      throw new RepoError(`a gateway or mirror (pid ${fetcher}) is fetching blocks into ${repo}; blocks it writes during a gc would be lost. Stop it, run gc, start it again`)
+    }
+    await blocks.refresh()
+    const tableBefore = blocks.indexBytes
+    const { records, pins } = await gcRoots(repo)
+    let missing = 0
+    const marks = await markReachable(blocks, [...records, ...pins], (cid, err) => { missing++; options.onMissing?.(cid, err) })
+    const result = await blocks.compact(marks, { dryRun: options.dryRun })
+    return {
+      ...result,
+      roots: { records: records.length, pins: pins.length },
+      missing,
+      markBytes: marks.bytes,
+      tableBytes: { before: tableBefore, after: blocks.indexBytes }
+    }
+  }, options.onWait)
+}
