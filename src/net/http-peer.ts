@@ -48,7 +48,7 @@ export class HttpPeer {
   async car (cid: CID, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array> | undefined> {
     const res = await this.send(`/ipfs/${cid.toString()}?format=car&dag-scope=all`, 'application/vnd.ipld.car; version=1; order=dfs; dups=n', signal)
     if (res === undefined) return undefined
-    return batched(res.body)
+    return chunksOf(res.body)
   }
 
   private async send (path: string, accept: string, signal?: AbortSignal): Promise<Dispatcher.ResponseData | undefined> {
@@ -87,15 +87,15 @@ export class HttpPeer {
   }
 }
 
-/** Most bytes buffered from a response before the socket is paused. */
-const BATCH_HIGH_WATER = 8 * 1024 * 1024
+/** Most bytes queued from a response before the socket is paused. */
+const QUEUE_HIGH_WATER = 8 * 1024 * 1024
 
 /**
- * The body's chunks, joined into larger pieces as they queue up: `for await`
- * over an undici body costs about as much per chunk as the bytes themselves
- * (a CAR read at half the speed of `data` events), so reading is event driven.
+ * The body's chunks, read with `data` events: `for await` over an undici body
+ * costs about as much per chunk as the bytes themselves (a CAR read at half
+ * the speed of `data` events on loopback).
  */
-async function * batched (body: Dispatcher.ResponseData['body']): AsyncGenerator<Uint8Array> {
+async function * chunksOf (body: Dispatcher.ResponseData['body']): AsyncGenerator<Uint8Array> {
   const queue: Buffer[] = []
   let queued = 0
   let ended = false
@@ -104,7 +104,7 @@ async function * batched (body: Dispatcher.ResponseData['body']): AsyncGenerator
   body.on('data', (chunk: Buffer) => {
     queue.push(chunk)
     queued += chunk.length
-    if (queued >= BATCH_HIGH_WATER) body.pause()
+    if (queued >= QUEUE_HIGH_WATER) body.pause()
     wake?.()
   })
   body.on('end', () => { ended = true; wake?.() })
@@ -112,10 +112,9 @@ async function * batched (body: Dispatcher.ResponseData['body']): AsyncGenerator
   try {
     for (;;) {
       if (queue.length > 0) {
-        const piece = queue.length === 1 ? queue[0]! : Buffer.concat(queue, queued)
-        queue.length = 0
-        queued = 0
-        body.resume()
+        const piece = queue.shift()!
+        queued -= piece.length
+        if (queued < QUEUE_HIGH_WATER) body.resume()
         yield piece
         continue
       }
