@@ -1,4 +1,5 @@
 import { CID } from 'multiformats/cid'
+import { evictToFit } from './cache/evict.js'
 import { startFollowing, type Follower } from './cache/follow.js'
 import { cacheClosure } from './cache/closure.js'
 import { openIndex } from './cache/index.js'
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   /** with pin 'index': store paths whose closures are pinned in full */
   closures: string[]
   followIntervalMs: number
+  /** keep the repo's packs under this many bytes by evicting least recently used NARs of followed caches */
+  maxCacheBytes?: number
   expiredGraceMs: number
   network: Omit<NetworkOptions, 'log'>
   host: string
@@ -90,6 +93,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     port: options.port,
     logger: log
   })
+  const evictor = options.maxCacheBytes === undefined ? undefined : startEvictor(repo, network, options, options.maxCacheBytes)
   const republisher = options.ownKey === undefined || options.republish === undefined
     ? undefined
     : startRepublisher(repo, options.ownKey, options.republish, log)
@@ -99,6 +103,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     follower,
     stop: async () => {
       republisher?.stop()
+      if (evictor !== undefined) clearInterval(evictor)
       follower?.stop()
       await gateway.close()
       await network.stop()
@@ -107,3 +112,23 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     }
   }
 }
+
+/** How often the repo's size is compared with --max-cache. */
+const EVICT_CHECK_MS = 30_000
+
+function startEvictor (repo: string, network: Network, options: DaemonOptions, maxBytes: number): NodeJS.Timeout {
+  let running = false
+  const timer = setInterval(() => {
+    if (running) return
+    running = true
+    evictToFit(repo, network.blocks, { maxBytes, own: options.own, follow: options.follow })
+      .then(r => {
+        if (r !== undefined) options.log.info(`--max-cache: ${mib(r.bytes.before)} → ${mib(r.bytes.after)}; kept the ${r.nars.kept} most recently used NARs, dropped ${r.nars.dropped}`)
+      }, (err: Error) => options.log.warn(`--max-cache: eviction failed: ${err.message}`))
+      .finally(() => { running = false })
+  }, EVICT_CHECK_MS)
+  timer.unref()
+  return timer
+}
+
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`

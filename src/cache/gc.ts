@@ -8,6 +8,7 @@ import type { CompactResult } from '../ipfs/pack-compact.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { RepoError } from '../errors.js'
 import { runningFetcher, withRepoLock } from '../repo.js'
+import { NAR_SUFFIX } from './directory.js'
 import { readPins } from './pins.js'
 import { loadRecord } from './records.js'
 
@@ -43,9 +44,13 @@ async function gcRoots (repo: string): Promise<{ records: CID[], pins: CID[] }> 
   return { records, pins: await readPins(repo) }
 }
 
-/** Marks every block reachable from `roots` that `blocks` holds; missing blocks leave their subtree out. */
-async function markReachable (blocks: PackStore, roots: CID[], onMissing: (cid: CID, err: Error) => void): Promise<BlockMarks> {
-  const marks = blocks.marks()
+/**
+ * Marks every block reachable from `roots` that `blocks` holds (into `marks`,
+ * or a new mark set); missing blocks leave their subtree out. With
+ * `skipNars`, the NARs under a cache root's `nar/` are left out (an index only).
+ */
+export async function markReachable (blocks: PackStore, roots: CID[], onMissing: (cid: CID, err: Error) => void, options: { marks?: BlockMarks, skipNars?: boolean } = {}): Promise<BlockMarks> {
+  const marks = options.marks ?? blocks.marks()
   // Blocks reached but not held have no slot to mark; they are few, and each is tried once.
   const absent = new Set<string>()
   const visited = {
@@ -53,7 +58,8 @@ async function markReachable (blocks: PackStore, roots: CID[], onMissing: (cid: 
     add: (cid: CID) => { if (!marks.add(cid)) absent.add(cid.toString()) }
   }
   // A raw leaf has no links: marking it is enough, so NAR data is never read.
-  const skipLink = (_name: string | undefined, _parent: CID, cid: CID): boolean => cid.code === RAW_CODE && marks.add(cid)
+  const skipLink = (name: string | undefined, _parent: CID, cid: CID): boolean =>
+    (options.skipNars === true && name?.endsWith(NAR_SUFFIX) === true) || (cid.code === RAW_CODE && marks.add(cid))
   for (const root of roots) {
     for await (const _ of walkDag(blocks, root, { visited, skipLink, onMissing })) { /* marked by `visited` */ }
   }

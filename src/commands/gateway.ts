@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js'
 import { startDaemon } from '../daemon.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, repeatedArg, repoArg, repoOf, signingKey } from './common.js'
-import { followIntervalMsOf, followedName, networkOptionsOf, nodeArgs, parseListen } from './network-args.js'
+import { followIntervalMsOf, followedName, networkOptionsOf, nodeArgs, parseListen, parseSize } from './network-args.js'
 import { runUntilSignal } from './run.js'
 
 export default defineCommand({
@@ -20,6 +20,7 @@ export default defineCommand({
     ...nodeArgs,
     ...repoArg,
     ...cacheArg,
+    'max-cache': { type: 'string', description: 'Keep the repo under this size (e.g. 20G): NARs of followed caches asked for least recently are dropped first; the own cache and indexes are kept', valueHint: 'SIZE' },
     'expired-grace-hours': { type: 'string', default: String(DEFAULT_EXPIRED_GRACE_MS / HOUR_MS), description: 'Keep serving a cache this many hours after its record expired (with a warning), then stop' },
     ...lifetimeArgs
   },
@@ -44,6 +45,7 @@ export default defineCommand({
       pin: 'index',
       closures: [],
       followIntervalMs: followIntervalMsOf(args),
+      maxCacheBytes: args['max-cache'] === undefined ? undefined : parseSize(args['max-cache'], '--max-cache'),
       expiredGraceMs: graceHours * HOUR_MS,
       network: networkOptionsOf(args, rawArgs),
       host,

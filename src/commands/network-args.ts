@@ -57,3 +57,10 @@ export function followIntervalMsOf (args: Record<string, unknown>): number {
   if (!(s > 0)) throw new UsageError(`--follow-interval must be a positive number of seconds, got ${String(args['follow-interval'])}`)
   return s * 1000
 }
+
+/** Bytes from a size such as `500M`, `20G` or `1048576` (binary units). */
+export function parseSize (value: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(value.trim())
+  if (m === null) throw new UsageError(`${flag} takes a size such as 500M or 20G, got ${JSON.stringify(value)}`)
+  return Math.floor(Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] ?? '').toUpperCase() || ' '))
+}

@@ -32,6 +32,7 @@ export function parseRange (header: string | undefined, size: number): { start: 
 export async function serveNar ({ req, res, params, index, blocks, head }: RouteContext): Promise<void> {
   const entry = await index?.nar(params[0]!)
   if (entry === undefined) throw new HttpError('ERR_NOT_FOUND', `no NAR ${params[0]!} in this cache`)
+  blocks.touch?.(entry.cid, entry.narSize)
   const range = parseRange(req.headers.range, entry.narSize)
   const start = range?.start ?? 0
   const length = range === undefined ? entry.narSize : range.end - range.start + 1

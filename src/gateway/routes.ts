@@ -16,7 +16,7 @@ export interface RouteContext {
   /** the caches served to Nix (undefined while none is servable) */
   index: ServedCaches | undefined
   /** where NAR blocks come from: the repo, then peers */
-  blocks: BlockGetter & { prefetch?: (root: CID, signal?: AbortSignal) => Promise<void> }
+  blocks: BlockGetter & { prefetch?: (root: CID, signal?: AbortSignal) => Promise<void>, touch?: (root: CID, size: number) => void }
   /** the repo's own blocks: what the trustless gateway hands to peers */
   local: BlockGetter & { has: (cid: CID) => boolean }
   /** the stored IPNS record for a name, as signed */

@@ -106,6 +106,10 @@ export class NetworkBlocks implements BlockGetter {
   private readonly expected = new Map<string, Waiter>()
   private readonly banned = new Map<string, number>()
   private next = 0
+  private caching = true
+  private readonly puts = new Set<Promise<unknown>>()
+  /** NARs asked for, oldest first (a Map keeps insertion order) */
+  private readonly used = new Map<string, { root: CID, size: number }>()
   /** Helia's bitswap loses wants when many are in flight at once (seen with a few NARs read ahead in parallel) */
   private readonly bitswapSlots = new Slots(8)
 
@@ -155,8 +159,34 @@ export class NetworkBlocks implements BlockGetter {
   }
 
   private async keep (cid: CID, bytes: Uint8Array): Promise<Uint8Array> {
-    await this.local.put(cid, bytes)
+    if (!this.caching) return bytes
+    const put = this.local.put(cid, bytes)
+    this.puts.add(put)
+    try {
+      await put
+    } finally {
+      this.puts.delete(put)
+    }
     return bytes
+  }
+
+  /** Notes that the NAR under `root` (of `size` bytes) was just asked for: what --max-cache keeps longest. */
+  touch (root: CID, size: number): void {
+    const key = root.toString()
+    this.used.delete(key)
+    this.used.set(key, { root, size })
+  }
+
+  /** NARs asked for, most recent first. */
+  recentlyUsed (): Array<{ root: CID, size: number }> {
+    return [...this.used.values()].reverse()
+  }
+
+  /** Stops keeping fetched blocks (they are still served) until the returned function is called; waits for writes under way. */
+  async pauseCaching (): Promise<() => void> {
+    this.caching = false
+    await Promise.allSettled([...this.puts])
+    return () => { this.caching = true }
   }
 
   private async fetchOne (cid: CID, signal?: AbortSignal): Promise<Uint8Array> {

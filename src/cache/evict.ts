@@ -1,0 +1,74 @@
+import { readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { CID } from 'multiformats/cid'
+import type { NetworkBlocks } from '../net/fetcher.js'
+import { withRepoLock } from '../repo.js'
+import { markReachable } from './gc.js'
+import { readPins } from './pins.js'
+import { loadRecord } from './records.js'
+
+export interface EvictOptions {
+  /** what the repo's pack files may take on disk */
+  maxBytes: number
+  /** the repo's own cache: kept whole */
+  own?: string
+  /** followed caches: their indexes are kept, their NARs compete for the space left */
+  follow: string[]
+}
+
+export interface EvictResult {
+  bytes: { before: number, after: number }
+  nars: { kept: number, dropped: number }
+}
+
+/** Share of `maxBytes` filled after an eviction, so that the next NAR does not trigger another at once. */
+const FILL_AFTER_EVICTION = 0.8
+
+/** Bytes of the repo's pack files on disk. */
+export async function packBytes (repo: string): Promise<number> {
+  const dir = join(repo, 'packs')
+  const files = (await readdir(dir).catch(() => [] as string[])).filter(f => f.endsWith('.pack'))
+  const sizes = await Promise.all(files.map(async f => await stat(join(dir, f)).then(s => s.size, () => 0)))
+  return sizes.reduce((a, b) => a + b, 0)
+}
+
+/**
+ * Keeps a gateway's repo under `maxBytes`: when its packs are larger, drops
+ * the NARs of followed caches that were asked for least recently (and those
+ * never asked for since the start), keeping the own cache, the pins and every
+ * followed cache's index whole, then compacts. Fetched blocks are served but
+ * not kept while it runs.
+ */
+export async function evictToFit (repo: string, blocks: NetworkBlocks, options: EvictOptions): Promise<EvictResult | undefined> {
+  const before = await packBytes(repo)
+  if (before <= options.maxBytes) return undefined
+  return await withRepoLock(repo, async () => {
+    const resume = await blocks.pauseCaching()
+    try {
+      const local = blocks.local
+      await local.refresh()
+      const ignore = (): void => {}
+      const whole: CID[] = await readPins(repo)
+      const indexes: CID[] = []
+      for (const name of [...(options.own === undefined ? [] : [options.own]), ...options.follow]) {
+        const root = (await loadRecord(repo, name))?.root
+        if (root !== undefined) (name === options.own ? whole : indexes).push(root)
+      }
+      const marks = await markReachable(local, whole, ignore)
+      await markReachable(local, indexes, ignore, { marks, skipNars: true })
+      let kept = (await local.compact(marks, { dryRun: true })).kept.bytes
+      const recent = blocks.recentlyUsed()
+      let keptNars = 0
+      for (const { root, size } of recent) {
+        if (kept + size > options.maxBytes * FILL_AFTER_EVICTION) break
+        await markReachable(local, [root], ignore, { marks })
+        kept += size
+        keptNars++
+      }
+      await local.compact(marks)
+      return { bytes: { before, after: await packBytes(repo) }, nars: { kept: keptNars, dropped: recent.length - keptNars } }
+    } finally {
+      resume()
+    }
+  })
+}
