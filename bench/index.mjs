@@ -161,7 +161,7 @@ async function gatewayRun (nodeArgs) {
   return result
 }
 async function startGateway (nodeArgs) {
-  const gw = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/nixipfs.mjs'), 'gateway', '--repo', repo, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const gw = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/nixipfs.mjs'), 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--offline'], { stdio: ['ignore', 'pipe', 'pipe'] })
   const url = await new Promise((resolve, reject) => {
     let out = ''
     const on = (b) => { out += b; const m = /serving \S+ at (http:\/\/[0-9.:]+)/.exec(out); if (m) resolve(m[1]) }

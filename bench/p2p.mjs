@@ -72,6 +72,9 @@ async function stopBg (bg) {
   bg.child.kill('SIGTERM')
   await Promise.race([exited, sleep(10_000).then(() => process.kill(-bg.child.pid, 'SIGKILL'))])
 }
+/** CPU seconds (user + system) a process has used so far: fields 14 and 15 of /proc/PID/stat. */
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100
+const cpuOf = pid => { const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / CLK_TCK }
 const node = (name, args, ready) => startBg(name, process.execPath, [CLI, ...args], ready)
 const SERVING = /serving .*at (http:\/\/127\.0\.0\.1:\d+)/
 
@@ -135,7 +138,9 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; c
     const args = transport === 'http' ? ['--offline', '--http-gateway', mUrl] : [...P2P, '--peer', mAddr]
     const c = await node(`client-${transport}-${i}`, ['gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--follow', pubKey, ...args], SERVING)
     await startBgWait(c, /indexed root/)
+    const cpu0 = { c: cpuOf(c.child.pid), m: cpuOf(m.child.pid) }
     const seconds = copy(c.match[1], pubKey, `C (${transport})`)
+    cpu[transport].push({ c: cpuOf(c.child.pid) - cpu0.c, m: cpuOf(m.child.pid) - cpu0.m })
     const rss = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${c.child.pid}/status`, 'utf8'))[1]) / 1024
     await stopBg(c)
     rmrf(repo)
@@ -145,6 +150,7 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; c
   copy(nginxUrl, refPub, 'nginx warm-up')
   const times = { nginx: [], http: [], bitswap: [] }
   const rss = { http: [], bitswap: [] }
+  const cpu = { http: [], bitswap: [] }
   for (let i = 0; i < RUNS; i++) {
     const order = i % 2 === 0 ? ['nginx', 'http'] : ['http', 'nginx']
     if (BITSWAP) order.push('bitswap')
@@ -176,6 +182,7 @@ ${row('bitswap', '—')}
 
 - M pinned the whole closure from B in ${mirrorSeconds.toFixed(1)} s (HTTP CAR streams + verification + pack store writes).
 - C's peak RSS (VmHWM): HTTP ${rss.http.map(x => x.toFixed(0)).join(', ')} MiB; bitswap ${rss.bitswap.map(x => x.toFixed(0)).join(', ') || '—'} MiB.
+- CPU used during the copies (user + system, s): C ${cpu.http.map(x => x.c.toFixed(2)).join(', ')} and M ${cpu.http.map(x => x.m.toFixed(2)).join(', ')} over HTTP; C ${cpu.bitswap.map(x => x.c.toFixed(2)).join(', ') || '—'} and M ${cpu.bitswap.map(x => x.m.toFixed(2)).join(', ') || '—'} over bitswap. (Nix runs beside them; nginx needs almost none: sendfile.)
 - Raw times (s): nginx ${times.nginx.map(x => x.toFixed(2)).join(', ')}; C over HTTP ${times.http.map(x => x.toFixed(2)).join(', ')}; C over bitswap ${times.bitswap.map(x => x.toFixed(2)).join(', ') || '—'}.
 `
   fs.writeFileSync(join(ROOT, 'bench', 'p2p-results.md'), md)

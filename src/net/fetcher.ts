@@ -121,27 +121,32 @@ export class NetworkBlocks implements BlockGetter {
 
   /** The bytes of `cid`, checked against it: local, or fetched and stored. */
   async getChecked (cid: CID, options?: { signal?: AbortSignal }): Promise<Uint8Array> {
-    if (!this.local.has(cid)) return await this.block(cid, options?.signal)
-    const bytes = await this.block(cid, options?.signal)
-    checkBlock(cid, bytes)
+    const { bytes, checked } = await this.lookup(cid, options?.signal)
+    if (!checked) checkBlock(cid, bytes)
     return bytes
   }
 
   /** The bytes of `cid`: local (unchecked, as read), or fetched, checked and stored. */
   async block (cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
+    return (await this.lookup(cid, signal)).bytes
+  }
+
+  private async lookup (cid: CID, signal?: AbortSignal): Promise<{ bytes: Uint8Array, checked: boolean }> {
+    signal?.throwIfAborted()
     if (this.local.has(cid)) {
       this.counters.local++
-      return await this.local.read(cid)
+      return { bytes: await this.local.read(cid), checked: false }
     }
     const key = cid.toString()
     const expected = this.expected.get(key)
-    if (expected !== undefined) return await expected.promise
+    if (expected !== undefined) return { bytes: await expected.promise, checked: true }
     let fetching = this.inflight.get(key)
     if (fetching === undefined) {
-      fetching = this.fetchOne(cid, signal).finally(() => this.inflight.delete(key))
+      // Shared by every request for this block, so not tied to the first one's signal (peers have timeouts of their own).
+      fetching = this.fetchOne(cid).finally(() => this.inflight.delete(key))
       this.inflight.set(key, fetching)
     }
-    return await fetching
+    return { bytes: await fetching, checked: true }
   }
 
   /** HTTP peers not currently skipped, starting with a different one each call to spread load. */
@@ -189,15 +194,14 @@ export class NetworkBlocks implements BlockGetter {
     return () => { this.caching = true }
   }
 
-  private async fetchOne (cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
+  private async fetchOne (cid: CID): Promise<Uint8Array> {
     const asked: string[] = []
     for (const peer of this.peers()) {
       asked.push(peer.url)
       let bytes: Uint8Array | undefined
       try {
-        bytes = await peer.block(cid, signal)
+        bytes = await peer.block(cid)
       } catch (err) {
-        if (signal?.aborted === true) throw err
         this.options.log?.debug((err as Error).message)
         continue
       }
@@ -214,7 +218,7 @@ export class NetworkBlocks implements BlockGetter {
       const timeout = AbortSignal.timeout(ms)
       try {
         // The deadline is enforced here too: a want stuck inside bitswap must not hang the request.
-        const bytes = await this.bitswapSlots.run(async () => await withDeadline(collectBytes(bitswap.get(cid, { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })), ms + 1_000, `bitswap gave no answer for ${cid.toString()} within ${ms} ms`))
+        const bytes = await this.bitswapSlots.run(async () => await withDeadline(collectBytes(bitswap.get(cid, { signal: timeout })), ms + 1_000, `bitswap gave no answer for ${cid.toString()} within ${ms} ms`))
         if (hashesTo(cid, bytes)) {
           this.counters.bitswap++
           return await this.keep(cid, bytes)
@@ -222,7 +226,6 @@ export class NetworkBlocks implements BlockGetter {
         this.corrupt('bitswap', cid)
         break
       } catch (err) {
-        if (signal?.aborted === true) throw err
         const causes = (err as { errors?: Error[] }).errors?.map(e => e.message).join('; ')
         this.options.log?.debug(`bitswap (attempt ${attempt + 1}): ${(err as Error).message}${causes === undefined ? '' : ` (${causes})`}`)
       }

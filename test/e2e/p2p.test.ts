@@ -75,6 +75,10 @@ describe.runIf(nixAvailable)('builder → mirror → client, builder gone', () =
     const mirrorRepo = tmp()
     const mirror = await start('mirror', ['--repo', mirrorRepo, '--follow', pub, '--http-gateway', builder.url, '--follow-interval', '1'])
     expect(await mirror.waitForLog(/pinned root/, 30_000)).toMatch(/pinned root/)
+    // A second mirror keeps only the library's closure.
+    const lib = closure.find(p => p.includes('p2p-lib'))!
+    const partial = await start('mirror', ['--repo', tmp(), '--follow', pub, '--http-gateway', builder.url, '--follow-interval', '1', '--closure', lib])
+    expect(await partial.waitForLog(/pinned the closure \(1 paths\)/, 30_000)).toMatch(/pinned the closure/)
     await builder.stop()
     // gc keeps its hands off a store a running mirror writes to.
     const gc = runCli(['gc', '--repo', mirrorRepo])
@@ -84,6 +88,14 @@ describe.runIf(nixAvailable)('builder → mirror → client, builder gone', () =
     const client = await start('gateway', ['--repo', tmp(), '--follow', pub, '--http-gateway', mirror.url])
     expect(await client.waitForLog(/indexed root/, 20_000)).toMatch(/indexed root/)
     substitute(client.url)
+
+    // From the partial mirror alone: the library comes, the top path cannot (its NAR is nowhere).
+    const fromPartial = await start('gateway', ['--repo', tmp(), '--follow', pub, '--http-gateway', partial.url])
+    expect(await fromPartial.waitForLog(/indexed root/, 20_000)).toMatch(/indexed root/)
+    const store = tmp()
+    expect(nix(['copy', '--from', fromPartial.url, '--to', store, lib, '--option', 'trusted-public-keys', pub], { allowFail: true }).status).toBe(0)
+    expect(Buffer.compare(nixDump(lib), nixDump(join(store, lib)))).toBe(0)
+    expect(nix(['copy', '--from', fromPartial.url, '--to', store, top, '--option', 'trusted-public-keys', pub], { allowFail: true }).status).not.toBe(0)
 
     // Every user seeds: a second client that knows only the first client gets the closure from it.
     const neighbour = await start('gateway', ['--repo', tmp(), '--follow', pub, '--http-gateway', client.url])
