@@ -4,7 +4,7 @@ import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
 import { DAG_PB_CODE, RAW_CODE, getVerified, type BlockGetter } from '../ipfs/block.js'
 import { readFile } from '../ipfs/file-dag.js'
-import { DirNodeCache, lookupEntry } from '../ipfs/hamt.js'
+import { DirNodeCache, lookupEntry, preloadDirectory } from '../ipfs/hamt.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { parseNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { CACHE_INFO_FILE, NAR_DIR, narFile, narInfoFile } from './directory.js'
@@ -90,6 +90,7 @@ export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheI
   const dirs = new DirNodeCache()
   const narInfos = new Lru<NarInfoEntry | null>(ENTRY_CACHE)
   const nars = new Lru<NarEntry | null>(ENTRY_CACHE)
+  await preloadDirectory(blocks, root, dirs)
   const infoCid = await lookupEntry(blocks, root, CACHE_INFO_FILE, dirs)
   const cacheInfo = infoCid === undefined ? '' : await readText(blocks, infoCid)
   let narDir: Promise<CID | undefined> | undefined

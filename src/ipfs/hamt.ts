@@ -106,3 +106,18 @@ export async function lookupEntry (blocks: BlockGetter, dir: CID, name: string, 
     if (node.fanoutBits === undefined) throw new IntegrityError(`HAMT slot ${slot} of ${dir.toString()} links to a flat directory`)
   }
 }
+
+/**
+ * Reads and caches the nodes of a directory down to `PINNED_DEPTH` (for a
+ * HAMT: the root and its sub-shards), so that the first lookups after it is
+ * opened cost no more than later ones. Missing blocks are left for lookups
+ * to meet.
+ */
+export async function preloadDirectory (blocks: BlockGetter, dir: CID, cache: DirNodeCache): Promise<void> {
+  const root = await dirNode(blocks, dir, cache, 0)
+  if (root.fanoutBits === undefined) return
+  // Sub-shard links are named by their slot alone (two hex digits for fanout 256).
+  const width = ((1 << root.fanoutBits) - 1).toString(16).length
+  const shards = [...root.links].filter(([name]) => name.length === width).map(([, bytes]) => CID.decode(bytes))
+  await Promise.all(shards.map(async shard => await dirNode(blocks, shard, cache, PINNED_DEPTH).catch(() => undefined)))
+}
