@@ -19,7 +19,8 @@ export const cli = defineCommand({
     'export-car': async () => (await import('./commands/export-car.js')).default,
     republish: async () => (await import('./commands/republish.js')).default,
     mirror: async () => (await import('./commands/mirror.js')).default,
-    gc: async () => (await import('./commands/gc.js')).default
+    gc: async () => (await import('./commands/gc.js')).default,
+    disputes: async () => (await import('./commands/disputes.js')).default
   }
 })
 

@@ -8,6 +8,9 @@ import { startRepublisher } from './cache/republish.js'
 import { repoIndexSource } from './cache/source.js'
 import type { CommitOptions } from './cache/commit.js'
 import { startGateway, type Gateway } from './gateway/server.js'
+import { unionOf } from './cache/union.js'
+import { quorumOf, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
+import { listDisputes, recordDispute } from './trust/disputes.js'
 import { walkDag } from './ipfs/dag.js'
 import { PackStore } from './ipfs/pack-store.js'
 import { registerFetcher } from './repo.js'
@@ -28,6 +31,8 @@ export interface DaemonOptions {
   /** with pin 'index': store paths whose closures are pinned in full */
   closures: string[]
   followIntervalMs: number
+  /** serve only what a quorum of trusted builders signed (else: the first cache that has a path) */
+  trust?: TrustPolicy
   /** keep the repo's packs under this many bytes by evicting least recently used NARs of followed caches */
   maxCacheBytes?: number
   expiredGraceMs: number
@@ -84,8 +89,10 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     })
   follower?.poll().catch(() => {})
 
+  const served = [...sources.values()]
   const gateway = await startGateway({
-    sources: [...sources.values()],
+    caches: options.trust === undefined ? async () => await unionOf(served) : quorumOf(served, quorumHooks(repo, options.trust, log)),
+    disputes: async () => await listDisputes(repo),
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),
@@ -132,3 +139,21 @@ function startEvictor (repo: string, network: Network, options: DaemonOptions, m
 }
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+
+/** Records disputes and says (once per path) why a path was refused. */
+function quorumHooks (repo: string, policy: TrustPolicy, log: DaemonOptions['log']): QuorumOptions {
+  const told = new Set<string>()
+  return {
+    policy,
+    onDispute: (dispute) => {
+      recordDispute(repo, dispute).then(
+        isNew => { if (isNew) log.warn(`dispute: trusted builders signed ${dispute.groups.length} different NARs for ${dispute.storePath} (nixipfs disputes, GET /disputes)`) },
+        (err: Error) => log.warn(`recording the dispute over ${dispute.storePath} failed: ${err.message}`))
+    },
+    onRefused: (reason) => {
+      if (told.has(reason)) return
+      told.add(reason)
+      log.warn(`refused ${reason}`)
+    }
+  }
+}

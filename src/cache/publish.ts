@@ -30,6 +30,8 @@ export interface PublishOptions {
   paths: string[]
   /** publish the whole closure of `paths` */
   recursive: boolean
+  /** a chroot Nix store (its /nix/store lives under this directory) instead of the system one */
+  storeRoot?: string
   key: SecretKey
   recipe: CidRecipe
   recordLifetimeMs: number
@@ -56,10 +58,10 @@ export interface PublishComponents {
 }
 
 /** Serializes a store path to NAR, stores its blocks, and checks the hash against Nix's database. */
-async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe): Promise<{ cid: CID, tsize: number }> {
+async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe, storeRoot = ''): Promise<{ cid: CID, tsize: number }> {
   const hasher = new NarHasher()
   async function * hashed (): AsyncGenerator<Uint8Array> {
-    for await (const chunk of encodeNar(walkPath(info.path))) {
+    for await (const chunk of encodeNar(walkPath(storeRoot + info.path))) {
       hasher.update(chunk)
       yield chunk
     }
@@ -114,14 +116,14 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
     extra: { 'X-CID-Recipe': options.recipe.name }
   }))
 
-  const infos = await queryPathInfos(options.paths, options.recursive)
+  const infos = await queryPathInfos(options.paths, options.recursive, options.storeRoot)
   const entries: CacheEntry[] = []
   const published: PublishResult['published'] = []
   let skipped = 0
   for (const info of infos) {
     const { hash } = parseStorePath(info.path)
     if (await hasNarInfo(blocks, root, hash, dirs)) { skipped++; continue }
-    const { cid: nar, tsize } = await importStorePath(blocks, info, options.recipe)
+    const { cid: nar, tsize } = await importStorePath(blocks, info, options.recipe, options.storeRoot)
     entries.push({ hash, nar, narTsize: tsize, narInfo: formatNarInfo(makeNarInfo(info, nar, options.key)) })
     published.push({ path: info.path, nar, narSize: info.narSize })
     options.onPublished?.(info.path, nar, info.narSize)

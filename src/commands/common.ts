@@ -58,14 +58,20 @@ export async function signingKey (repo: string, secretKeyFile: string | undefine
   return key
 }
 
+/** The IPNS name of the repo's own key, if it has one. */
+export async function ownCacheName (repo: string): Promise<string | undefined> {
+  const own = await readFile(repoKeyPaths(repo).public, 'utf8').catch(() => undefined)
+  return own === undefined ? undefined : ipnsNameOf(parsePublicKey(own).key)
+}
+
 /**
  * The IPNS name of the cache to serve: `--cache` (an IPNS name or a Nix
  * public key), else the repo's own key, else the only record in the repo.
  */
 export async function cacheName (repo: string, flag: string | undefined): Promise<string | undefined> {
   if (flag !== undefined) return flag.includes(':') ? ipnsNameOf(parsePublicKey(flag).key) : flag
-  const own = await readFile(repoKeyPaths(repo).public, 'utf8').catch(() => undefined)
-  if (own !== undefined) return ipnsNameOf(parsePublicKey(own).key)
+  const own = await ownCacheName(repo)
+  if (own !== undefined) return own
   const records = (await readdir(join(repo, 'records')).catch(() => [] as string[])).filter(f => f.endsWith('.ipns'))
   if (records.length === 1) return records[0]!.slice(0, -'.ipns'.length)
   if (records.length === 0) return undefined

@@ -4,9 +4,10 @@ import { DEFAULT_EXPIRED_GRACE_MS, HOUR_MS } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { startDaemon } from '../daemon.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
-import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, repeatedArg, repoArg, repoOf, signingKey } from './common.js'
+import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, ownCacheName, repeatedArg, repoArg, repoOf, signingKey } from './common.js'
 import { followIntervalMsOf, followedName, networkOptionsOf, nodeArgs, parseListen, parseSize } from './network-args.js'
 import { runUntilSignal } from './run.js'
+import { trustPolicyOf } from './trust-args.js'
 
 export default defineCommand({
   meta: {
@@ -20,6 +21,10 @@ export default defineCommand({
     ...nodeArgs,
     ...repoArg,
     ...cacheArg,
+    trust: { type: 'string', description: 'Trust this builder key (name:base64); repeatable. With trusted keys, a path is served only when --threshold of them signed the same NAR', valueHint: 'KEY' },
+    'trust-file': { type: 'string', description: 'File of trusted keys, one per line (# comments)', valueHint: 'FILE' },
+    threshold: { type: 'string', description: 'How many distinct trusted keys must have signed the same NarHash, NarSize and References (default 1)', valueHint: 'K' },
+    'non-reproducible': { type: 'string', description: 'Store path names (glob, e.g. "*-doc") known not to build reproducibly: builders disagreeing on them is not recorded as a dispute; repeatable', valueHint: 'GLOB' },
     'max-cache': { type: 'string', description: 'Keep the repo under this size (e.g. 20G): NARs of followed caches asked for least recently are dropped first; the own cache and indexes are kept', valueHint: 'SIZE' },
     'expired-grace-hours': { type: 'string', default: String(DEFAULT_EXPIRED_GRACE_MS / HOUR_MS), description: 'Keep serving a cache this many hours after its record expired (with a warning), then stop' },
     ...lifetimeArgs
@@ -28,7 +33,8 @@ export default defineCommand({
     const { host, port } = parseListen(args.listen)
     const repo = repoOf(args)
     const follow = repeatedArg(rawArgs, 'follow').map(followedName)
-    const own = await cacheName(repo, args.cache)
+    // A node that follows caches serves its own only if it has one (a repo may hold many followed records).
+    const own = follow.length > 0 && args.cache === undefined ? await ownCacheName(repo) : await cacheName(repo, args.cache)
     if (own === undefined && follow.length === 0) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH), or follow one with --follow KEY`)
     const graceHours = Number(args['expired-grace-hours'])
     if (!(graceHours >= 0)) throw new UsageError(`--expired-grace-hours must be a number ≥ 0, got ${args['expired-grace-hours']}`)
@@ -45,6 +51,7 @@ export default defineCommand({
       pin: 'index',
       closures: [],
       followIntervalMs: followIntervalMsOf(args),
+      trust: await trustPolicyOf(args, rawArgs),
       maxCacheBytes: args['max-cache'] === undefined ? undefined : parseSize(args['max-cache'], '--max-cache'),
       expiredGraceMs: graceHours * HOUR_MS,
       network: networkOptionsOf(args, rawArgs),

@@ -18,6 +18,7 @@ export default defineCommand({
     recursive: { type: 'boolean', alias: 'r', description: 'Publish the whole closure of each path' },
     ...repoArg,
     'secret-key-file': { type: 'string', description: 'Nix secret key that signs narinfos and the record (default: the repo key, created on first use)', valueHint: 'FILE' },
+    store: { type: 'string', description: 'Publish from a chroot Nix store in DIR (as made by nix build --store DIR) instead of /nix/store', valueHint: 'DIR' },
     chunker: { type: 'string', default: 'cdc', description: 'CID recipe for new NARs: cdc (content-defined, recipe cdc-v1) or fixed (256 KiB chunks, like ipfs add)' },
     ...lifetimeArgs
   },
@@ -33,6 +34,7 @@ export default defineCommand({
       const result = await publish({ repo, blocks }, {
         paths,
         recursive: args.recursive === true,
+        storeRoot: args.store,
         key,
         recipe,
         recordLifetimeMs,

@@ -5,6 +5,7 @@ import { serveCacheInfo } from './cache-info.js'
 import { serveNar } from './nar.js'
 import { serveNarInfo } from './narinfo.js'
 import { serveIpfs, serveIpns } from './trustless.js'
+import { serveDisputes } from './disputes.js'
 import type { CID } from 'multiformats/cid'
 
 /** What every handler gets. */
@@ -21,6 +22,8 @@ export interface RouteContext {
   local: BlockGetter & { has: (cid: CID) => boolean }
   /** the stored IPNS record for a name, as signed */
   record: (name: string) => Promise<Uint8Array | undefined>
+  /** the disputes this node recorded */
+  disputes: () => Promise<unknown[]>
   head: boolean
 }
 
@@ -32,5 +35,6 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/([0-9a-df-np-sv-z]{32})\.narinfo$/, serveNarInfo],
   [/^\/nar\/([a-z0-9]{1,128})\.nar$/, serveNar],
   [/^\/ipfs\/([a-zA-Z0-9]{1,128})\/?$/, serveIpfs],
-  [/^\/ipns\/([a-z0-9]{1,128})\/?$/, serveIpns]
+  [/^\/ipns\/([a-z0-9]{1,128})\/?$/, serveIpns],
+  [/^\/disputes$/, serveDisputes]
 ]

@@ -1,13 +1,14 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { IndexSource } from '../cache/source.js'
-import { unionOf } from '../cache/union.js'
+import type { ServedCaches } from '../cache/union.js'
 import { statusOf } from './http-errors.js'
 import { ROUTES, type RouteContext } from './routes.js'
 
 export interface GatewayOptions {
-  /** the caches served to Nix, in order of preference */
-  sources: IndexSource[]
+  /** the caches served to Nix, as they stand now (undefined while none is servable) */
+  caches: () => Promise<ServedCaches | undefined>
+  /** the disputes this node recorded */
+  disputes: RouteContext['disputes']
   blocks: RouteContext['blocks']
   local: RouteContext['local']
   record: RouteContext['record']
@@ -28,7 +29,7 @@ export interface Gateway {
 
 /** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
-  const { sources, blocks, local, record, logger } = options
+  const { caches, blocks, local, record, disputes, logger } = options
 
   async function handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET'
@@ -41,7 +42,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
     for (const [pattern, handler] of ROUTES) {
       const m = pattern.exec(path)
       if (m === null) continue
-      await handler({ req, res, params: m.slice(1), index: await unionOf(sources), blocks, local, record, head: method === 'HEAD' })
+      await handler({ req, res, params: m.slice(1), index: await caches(), blocks, local, record, disputes, head: method === 'HEAD' })
       return
     }
     res.writeHead(404, { 'content-type': 'text/plain' })

@@ -53,11 +53,11 @@ interface RawPathInfo {
 
 const base = (p: string): string => parseStorePath(p).baseName
 
-/** Path infos of `paths` (with `recursive`, of their whole closure), from the local Nix database. */
-export async function queryPathInfos (paths: string[], recursive = false): Promise<PathInfo[]> {
+/** Path infos of `paths` (with `recursive`, of their whole closure), from the local Nix database (or the chroot store at `storeRoot`). */
+export async function queryPathInfos (paths: string[], recursive = false, storeRoot?: string): Promise<PathInfo[]> {
   if (paths.length === 0) return []
   // No substituters: a query of the local store must never wait on the network.
-  const json = await runNix('nix', [...NIX_FLAGS, '--option', 'substituters', '', 'path-info', '--json', ...(recursive ? ['--recursive'] : []), '--', ...paths])
+  const json = await runNix('nix', [...NIX_FLAGS, '--option', 'substituters', '', ...(storeRoot === undefined ? [] : ['--store', storeRoot]), 'path-info', '--json', ...(recursive ? ['--recursive'] : []), '--', ...paths])
     .catch((err: Error) => {
       if (/don't know how to build|is not valid|does not exist/.test(err.message)) {
         throw new NixCommandError(`not every path is valid in the local Nix store (${paths.join(' ')}); build or fetch it first:\n${err.message}`)

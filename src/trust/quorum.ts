@@ -1,0 +1,137 @@
+import type { CacheIndex, NarEntry, NarInfoEntry } from '../cache/index.js'
+import type { IndexSource } from '../cache/source.js'
+import type { ServedCaches } from '../cache/union.js'
+import { fingerprint, formatNarInfo, type NarInfo } from '../nix/narinfo.js'
+import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
+
+/** Whom a gateway trusts, and how many of them must agree. */
+export interface TrustPolicy {
+  keys: PublicKey[]
+  /** distinct trusted keys that must have signed the same NarHash, NarSize and References */
+  threshold: number
+  /** store path names (globs over the part after the hash) known not to build reproducibly: disagreement on them is no dispute */
+  nonReproducible?: string[]
+}
+
+/** What builders signed for one store path when trusted keys disagree. */
+export interface Dispute {
+  storePath: string
+  groups: Array<{ narHash: string, narSize: number, references: string[], keys: string[] }>
+}
+
+/** The outcome for one store path. */
+export type Verdict =
+  | { served: NarInfoEntry, keys: string[], dispute?: Dispute }
+  | { served: undefined, reason: string, dispute?: Dispute }
+
+interface Group {
+  info: NarInfo
+  /** trusted key (name:base64) → its valid signature line */
+  sigs: Map<string, string>
+  members: NarInfoEntry[]
+}
+
+/** `*` matches any run of characters, everything else itself. */
+function globMatch (pattern: string, text: string): boolean {
+  const re = new RegExp(`^${pattern.split('*').map(p => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`)
+  return re.test(text)
+}
+
+/**
+ * Decides what to serve for one store path from the narinfos several caches
+ * hold for it: narinfos are grouped by what the signature covers (StorePath,
+ * NarHash, NarSize, References) and a group is served only when at least
+ * `threshold` distinct trusted keys signed it, with all their signatures.
+ * Keys outside the trust set never count, however many agree.
+ */
+export function judge (entries: NarInfoEntry[], policy: TrustPolicy): Verdict {
+  const groups = new Map<string, Group>()
+  for (const entry of entries) {
+    const { info } = entry
+    // What the signature covers is what must agree.
+    const fp = fingerprint(info)
+    let group = groups.get(fp)
+    if (group === undefined) {
+      group = { info, sigs: new Map(), members: [] }
+      groups.set(fp, group)
+    }
+    group.members.push(entry)
+    for (const trusted of policy.keys) {
+      const id = formatPublicKey(trusted)
+      if (group.sigs.has(id)) continue
+      const sig = info.sigs.find(s => verifyFingerprint([trusted], fp, s))
+      if (sig !== undefined) group.sigs.set(id, sig)
+    }
+  }
+  const signed = [...groups.values()].filter(g => g.sigs.size > 0)
+  const storePath = entries[0]?.info.storePath ?? ''
+  const name = storePath.slice(storePath.lastIndexOf('/') + 1 + 33)
+  const expected = policy.nonReproducible?.some(p => globMatch(p, name)) === true
+  const dispute: Dispute | undefined = signed.length > 1 && !expected
+    ? { storePath, groups: signed.map(g => ({ narHash: g.info.narHash, narSize: g.info.narSize, references: g.info.references, keys: [...g.sigs.keys()] })) }
+    : undefined
+  const winners = signed.filter(g => g.sigs.size >= policy.threshold)
+  if (winners.length === 1) {
+    const g = winners[0]!
+    const info: NarInfo = { ...g.info, sigs: [...g.sigs.values()] }
+    return { served: { ...g.members[0]!, text: formatNarInfo(info), info }, keys: [...g.sigs.keys()], dispute }
+  }
+  const best = Math.max(0, ...signed.map(g => g.sigs.size))
+  const reason = winners.length > 1
+    ? `${storePath}: ${winners.length} different NARs each reached the threshold of ${policy.threshold} trusted signatures; refusing it`
+    : signed.length === 0
+      ? `${storePath}: no trusted key signed it`
+      : `${storePath}: at most ${best} of the ${policy.threshold} trusted signatures required agree${dispute === undefined ? '' : ` (trusted builders disagree: ${signed.length} different NARs)`}`
+  return { served: undefined, reason, dispute }
+}
+
+export interface QuorumOptions {
+  policy: TrustPolicy
+  onDispute?: (dispute: Dispute) => void
+  onRefused?: (reason: string) => void
+}
+
+/**
+ * Serves several caches under a trust policy: a narinfo only when the
+ * policy's quorum signed it (see judge), and a NAR only when a narinfo so
+ * served names it, checked against that narinfo's NarHash.
+ */
+export function quorumOf (sources: IndexSource[], options: QuorumOptions): () => Promise<ServedCaches | undefined> {
+  // NARs that agreed narinfos name, with the NarHash and size the quorum signed.
+  const approved = new Map<string, { narHash: string, narSize: number, entry?: NarEntry }>()
+  return async () => {
+    const indexes = (await Promise.all(sources.map(async s => await s.current()))).filter((i): i is CacheIndex => i !== undefined)
+    if (indexes.length === 0) return undefined
+    return {
+      cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
+      narInfo: async (hash) => {
+        const entries = (await Promise.all(indexes.map(async i => await i.narInfo(hash)))).filter((e): e is NarInfoEntry => e !== undefined)
+        if (entries.length === 0) return undefined
+        const verdict = judge(entries, options.policy)
+        if (verdict.dispute !== undefined) options.onDispute?.(verdict.dispute)
+        if (verdict.served === undefined) {
+          options.onRefused?.(verdict.reason)
+          return undefined
+        }
+        const nar = verdict.served.nar.toString()
+        const { narHash, narSize } = verdict.served.info
+        const known = approved.get(nar)
+        if (known?.narHash !== narHash || known.narSize !== narSize) approved.set(nar, { narHash, narSize })
+        return verdict.served
+      },
+      nar: async (cid): Promise<NarEntry | undefined> => {
+        const signedFor = approved.get(cid)
+        if (signedFor === undefined) return undefined
+        if (signedFor.entry !== undefined) return signedFor.entry // keeps its `verified` mark across requests
+        for (const index of indexes) {
+          const entry = await index.nar(cid)
+          if (entry !== undefined) {
+            signedFor.entry = { cid: entry.cid, narHash: signedFor.narHash, narSize: signedFor.narSize }
+            return signedFor.entry
+          }
+        }
+        return undefined
+      }
+    }
+  }
+}

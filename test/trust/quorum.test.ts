@@ -1,0 +1,75 @@
+import { CID } from 'multiformats/cid'
+import { describe, expect, it } from 'vitest'
+import type { NarInfoEntry } from '../../src/cache/index.js'
+import { cidOf, RAW_CODE } from '../../src/ipfs/block.js'
+import { fingerprint, formatNarInfo, type NarInfo } from '../../src/nix/narinfo.js'
+import { formatPublicKey, generateSecretKey, publicKeyOf, signFingerprint, type SecretKey } from '../../src/nix/signing.js'
+import { judge } from '../../src/trust/quorum.js'
+
+const PATH = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12'
+const honest = { narHash: 'sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s', narSize: 1000 }
+const tampered = { narHash: 'sha256:0c5xbm8a0iz4h1pvvfjx2mcp6rl1wx0l3yzz1lhv6qm42jsm3y8m', narSize: 1004 }
+const trusted = [1, 2, 3, 4].map(i => generateSecretKey(`builder-${i}`))
+const untrusted = Array.from({ length: 10 }, (_, i) => generateSecretKey(`sybil-${i}`))
+const policy = (threshold: number, extra: Partial<Parameters<typeof judge>[1]> = {}): Parameters<typeof judge>[1] =>
+  ({ keys: trusted.map(publicKeyOf), threshold, ...extra })
+
+function entry (what: { narHash: string, narSize: number }, signers: SecretKey[], forge = false): NarInfoEntry {
+  const base: NarInfo = { storePath: PATH, url: `nar/${cidOf(RAW_CODE, Buffer.from(what.narHash)).toString()}.nar`, compression: 'none', narHash: what.narHash, narSize: what.narSize, references: [], sigs: [] }
+  const sigs = signers.map(k => signFingerprint(k, fingerprint(base)))
+  // A forged signature: the right key name, another key's signature bytes.
+  if (forge) sigs[0] = `${signers[0]!.name}:${signFingerprint(untrusted[0]!, fingerprint(base)).split(':')[1]!}`
+  const info = { ...base, sigs }
+  return { text: formatNarInfo(info), info, cid: cidOf(RAW_CODE, Buffer.from(formatNarInfo(info))), nar: CID.parse(base.url.slice(4, -4)) }
+}
+
+describe('quorum of trusted builders', () => {
+  it('serves what K trusted keys signed, with all their signatures', () => {
+    const v = judge(trusted.slice(0, 3).map(k => entry(honest, [k])), policy(2))
+    expect(v.served?.info.narHash).toBe(honest.narHash)
+    expect(v.served?.info.sigs).toHaveLength(3)
+    expect(v.served?.text).toContain('Sig: builder-1:')
+    expect(v.served?.text).toContain('Sig: builder-3:')
+    expect(v.dispute).toBeUndefined()
+  })
+
+  it('serves the honest NAR despite one tampered builder, and records the dispute', () => {
+    const v = judge([...trusted.slice(0, 3).map(k => entry(honest, [k])), entry(tampered, [trusted[3]!])], policy(2))
+    expect(v.served?.info.narHash).toBe(honest.narHash)
+    expect(v.dispute?.groups.map(g => [g.narHash, g.keys.length])).toEqual([[honest.narHash, 3], [tampered.narHash, 1]])
+    expect(v.dispute?.groups[1]?.keys[0]).toBe(formatPublicKey(publicKeyOf(trusted[3]!)))
+  })
+
+  it('refuses when fewer than K agree, saying how many did', () => {
+    const v = judge([...trusted.slice(0, 3).map(k => entry(honest, [k])), entry(tampered, [trusted[3]!])], policy(4))
+    expect(v.served).toBeUndefined()
+    expect(v.served === undefined && v.reason).toMatch(/at most 3 of the 4 trusted signatures required agree \(trusted builders disagree/)
+    expect(v.dispute).toBeDefined()
+  })
+
+  it('never counts keys outside the trust set, however many agree', () => {
+    const sybils = untrusted.map(k => entry(tampered, [k]))
+    const v = judge([...sybils, entry(tampered, [trusted[3]!]), ...trusted.slice(0, 2).map(k => entry(honest, [k]))], policy(2))
+    expect(v.served?.info.narHash).toBe(honest.narHash)
+    expect(v.dispute?.groups.find(g => g.narHash === tampered.narHash)?.keys).toHaveLength(1)
+    expect(judge(sybils, policy(1)).served).toBeUndefined()
+    expect(judge(sybils, policy(1))).toMatchObject({ reason: expect.stringMatching(/no trusted key signed it/) })
+  })
+
+  it('counts co-signatures in one narinfo, and not forged ones', () => {
+    expect(judge([entry(honest, [trusted[0]!, trusted[1]!])], policy(2)).served?.info.sigs).toHaveLength(2)
+    expect(judge([entry(honest, [trusted[0]!, trusted[1]!], true)], policy(2)).served).toBeUndefined()
+  })
+
+  it('refuses when two different NARs both reach K', () => {
+    const v = judge([entry(honest, trusted.slice(0, 2)), entry(tampered, trusted.slice(2, 4))], policy(2))
+    expect(v.served).toBeUndefined()
+    expect(v.served === undefined && v.reason).toMatch(/2 different NARs each reached the threshold of 2/)
+  })
+
+  it('records no dispute for paths declared non-reproducible', () => {
+    const v = judge([entry(honest, trusted.slice(0, 2)), entry(tampered, [trusted[2]!])], policy(2, { nonReproducible: ['hello-*'] }))
+    expect(v.served?.info.narHash).toBe(honest.narHash)
+    expect(v.dispute).toBeUndefined()
+  })
+})
