@@ -20,7 +20,8 @@ export const cli = defineCommand({
     republish: async () => (await import('./commands/republish.js')).default,
     mirror: async () => (await import('./commands/mirror.js')).default,
     gc: async () => (await import('./commands/gc.js')).default,
-    disputes: async () => (await import('./commands/disputes.js')).default
+    disputes: async () => (await import('./commands/disputes.js')).default,
+    verify: async () => (await import('./commands/verify.js')).default
   }
 })
 

@@ -10,7 +10,7 @@ import type { CommitOptions } from './cache/commit.js'
 import { startGateway, type Gateway } from './gateway/server.js'
 import { unionOf } from './cache/union.js'
 import { quorumOf, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
-import { listDisputes, recordDispute } from './trust/disputes.js'
+import { allDisputes, recordDispute } from './trust/disputes.js'
 import { walkDag } from './ipfs/dag.js'
 import { PackStore } from './ipfs/pack-store.js'
 import { registerFetcher } from './repo.js'
@@ -92,7 +92,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const served = [...sources.values()]
   const gateway = await startGateway({
     caches: options.trust === undefined ? async () => await unionOf(served) : quorumOf(served, quorumHooks(repo, options.trust, log)),
-    disputes: async () => await listDisputes(repo),
+    disputes: async () => await allDisputes(repo, local, log.warn),
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),

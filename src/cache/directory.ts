@@ -6,6 +6,8 @@ import { lookupEntry, type DirNodeCache } from '../ipfs/hamt.js'
 
 /** Name of the binary-cache metadata file. */
 export const CACHE_INFO_FILE = 'nix-cache-info'
+/** Directory of signed dispute statements (`<hash>.json`). */
+export const DISPUTES_DIR = 'disputes'
 /** Directory holding links to every NAR's DAG. */
 export const NAR_DIR = 'nar'
 
@@ -61,4 +63,12 @@ export async function addEntries (blocks: Blocks, root: CID, entries: CacheEntry
   const nars = await addLinks(blocks, narDir, entries.map(e => ({ name: narFile(e.nar), cid: e.nar, tsize: e.narTsize })))
   const narInfos = await Promise.all(entries.map(async e => await putText(blocks, narInfoFile(e.hash), e.narInfo)))
   return (await addLinks(blocks, root, [...narInfos, { name: NAR_DIR, cid: nars.cid, tsize: nars.tsize }])).cid
+}
+
+/** Adds (or replaces) files `<hash>.json` under `disputes/` in the cache under `root`; returns the new root. */
+export async function addDisputes (blocks: Blocks, root: CID, files: Array<{ hash: string, text: string }>, cache: DirNodeCache): Promise<CID> {
+  const dir = await lookupEntry(blocks, root, DISPUTES_DIR, cache) ?? (await emptyDirectory(blocks)).cid
+  const links = await Promise.all(files.map(async f => await putText(blocks, `${f.hash}.json`, f.text)))
+  const updated = await addLinks(blocks, dir, links)
+  return (await addLinks(blocks, root, [{ name: DISPUTES_DIR, cid: updated.cid, tsize: updated.tsize }])).cid
 }

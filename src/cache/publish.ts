@@ -12,9 +12,9 @@ import { parseStorePath } from '../nix/store-path.js'
 import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
 import { DirNodeCache } from '../ipfs/hamt.js'
-import { ipnsNameOf } from '../ipfs/ipns.js'
+import { ipnsNameOf, type CacheRecord } from '../ipfs/ipns.js'
 import type { PackStore } from '../ipfs/pack-store.js'
-import { addEntries, createCacheRoot, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
+import { addDisputes, addEntries, createCacheRoot, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
 import { commitRoot, nextSequence } from './commit.js'
 import { loadRecord } from './records.js'
 import { withRepoLock } from '../repo.js'
@@ -92,6 +92,25 @@ function makeNarInfo (info: PathInfo, nar: CID, key: SecretKey): NarInfo {
   return { ...base, sigs: [...base.sigs, signFingerprint(key, fingerprint(base))] }
 }
 
+/** An empty cache whose nix-cache-info names the CID recipe. */
+async function newCacheRoot (blocks: PackStore, recipe: string): Promise<CID> {
+  return await createCacheRoot(blocks, formatCacheInfo({ storeDir: STORE_DIR, wantMassQuery: true, priority: DEFAULT_PRIORITY, extra: { 'X-CID-Recipe': recipe } }))
+}
+
+/** Adds signed dispute statements (`disputes/<hash>.json`) to the key's cache and signs a new record. */
+export async function publishDisputes (components: PublishComponents, options: Pick<PublishOptions, 'key' | 'recordLifetimeMs' | 'continueSequence' | 'onWait'> & { recipe: string, statements: Array<{ hash: string, text: string }> }): Promise<CacheRecord> {
+  const { repo, blocks } = components
+  return await withRepoLock(repo, async () => {
+    await blocks.refresh()
+    const current = await loadRecord(repo, ipnsNameOf(options.key.publicKey))
+    await nextSequence(options.key, current, options.continueSequence)
+    const root = current?.root ?? await newCacheRoot(blocks, options.recipe)
+    const newRoot = await addDisputes(blocks, root, options.statements, new DirNodeCache())
+    await blocks.sync()
+    return await commitRoot(repo, options.key, newRoot, current, options)
+  }, options.onWait)
+}
+
 /**
  * Publishes store paths (and with `recursive` their closures) into the repo's
  * cache: paths already in it are skipped; the record moves only after every
@@ -109,12 +128,7 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   const name = ipnsNameOf(options.key.publicKey)
   const current = await loadRecord(repo, name)
   await nextSequence(options.key, current, options.continueSequence) // fail before the work, not after
-  const root = current?.root ?? await createCacheRoot(blocks, formatCacheInfo({
-    storeDir: STORE_DIR,
-    wantMassQuery: true,
-    priority: DEFAULT_PRIORITY,
-    extra: { 'X-CID-Recipe': options.recipe.name }
-  }))
+  const root = current?.root ?? await newCacheRoot(blocks, options.recipe.name)
 
   const infos = await queryPathInfos(options.paths, options.recursive, options.storeRoot)
   const entries: CacheEntry[] = []

@@ -1,13 +1,14 @@
 import { defineCommand } from 'citty'
 import { consola } from 'consola'
-import { listDisputes } from '../trust/disputes.js'
+import { PackStore } from '../ipfs/pack-store.js'
+import { allDisputes } from '../trust/disputes.js'
 import { repoArg, repoOf } from './common.js'
 
 export default defineCommand({
   meta: {
     name: 'disputes',
-    description: 'List the store paths for which trusted builders signed different NARs, as this node recorded them.\n\n' +
-      'A gateway run with --trust/--threshold records one whenever two trusted keys disagree.\n' +
+    description: 'List the store paths builders disagree on: recorded by this node\'s quorum checks (a gateway with --trust),\n' +
+      'and signed dispute statements that followed builders published (nixipfs verify).\n\n' +
       'Example: nixipfs disputes, or nixipfs disputes --json | jq .'
   },
   args: {
@@ -15,12 +16,20 @@ export default defineCommand({
     json: { type: 'boolean', description: 'Print JSON (as GET /disputes does)' }
   },
   async run ({ args }) {
-    const disputes = await listDisputes(repoOf(args))
+    const repo = repoOf(args)
+    const blocks = await PackStore.openRepo(repo)
+    const disputes = await allDisputes(repo, blocks, m => consola.warn(m)).finally(async () => await blocks.close())
     if (args.json === true) { console.log(JSON.stringify(disputes, null, 2)); return }
     if (disputes.length === 0) { consola.info('no disputes recorded'); return }
     for (const d of disputes) {
-      console.log(`${d.storePath}  (first seen ${d.firstSeen}, last ${d.lastSeen})`)
-      for (const g of d.groups) console.log(`  ${g.narHash}  ${g.narSize} bytes  signed by ${g.keys.map(k => k.split(':')[0]).join(', ')}`)
+      if (d.kind === 'quorum') {
+        console.log(`${d.storePath}  (trusted builders disagree; first seen ${d.firstSeen}, last ${d.lastSeen})`)
+        for (const g of d.groups) console.log(`  ${g.narHash}  ${g.narSize} bytes  signed by ${g.keys.map(k => k.split(':')[0]).join(', ')}`)
+      } else {
+        console.log(`${d.storePath}  (rebuilt by ${d.by.split(':')[0]} on ${d.date}, published in /ipns/${d.cache})`)
+        console.log(`  ${d.rebuilt.narHash}  ${d.rebuilt.narSize} bytes  rebuilt`)
+        for (const s of d.signed) console.log(`  ${s.narHash}  ${s.narSize} bytes  signed by ${s.key}`)
+      }
     }
   }
 })

@@ -82,3 +82,26 @@ export async function queryPathInfos (paths: string[], recursive = false, storeR
     }
   })
 }
+
+/** What a local rebuild (`nix-store --realise --check`) of a store path's derivation gave. */
+export interface Rebuild {
+  /** true when the rebuild is bit-identical to the path in the store */
+  same: boolean
+  /** where the differing rebuild was kept (`<path>.check`), when it differs */
+  checkPath?: string
+}
+
+/**
+ * Builds the derivation of `path` again (`--check`, locally, no substituters)
+ * and says whether the output came out the same as the one in the store.
+ */
+export async function rebuildAndCompare (drv: string, path: string): Promise<Rebuild> {
+  try {
+    await runNix('nix-store', ['--realise', drv, '--check', '--keep-failed', '--option', 'substituters', ''])
+    return { same: true }
+  } catch (err) {
+    // Nix says "may not be deterministic: output … differs from '….check'" and keeps the second build.
+    if (err instanceof NixCommandError && /may not be deterministic/.test(err.message)) return { same: false, checkPath: `${path}.check` }
+    throw err
+  }
+}

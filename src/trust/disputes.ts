@@ -1,7 +1,14 @@
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { unixfs } from '@helia/unixfs'
+import { DISPUTES_DIR } from '../cache/directory.js'
+import { loadRecord } from '../cache/records.js'
+import { readFile as readDagFile } from '../ipfs/file-dag.js'
+import { DirNodeCache, lookupEntry } from '../ipfs/hamt.js'
+import type { PackStore } from '../ipfs/pack-store.js'
 import { writeFileAtomic } from '../repo.js'
 import type { Dispute } from './quorum.js'
+import { openStatement, type DisputeStatement } from './statement.js'
 
 /** A dispute as recorded: what was signed, and when this node first and last saw it. */
 export interface RecordedDispute extends Dispute {
@@ -31,4 +38,48 @@ export async function listDisputes (repo: string): Promise<RecordedDispute[]> {
   const files = (await readdir(dir(repo)).catch(() => [] as string[])).filter(f => f.endsWith('.json'))
   const all = await Promise.all(files.map(async f => JSON.parse(await readFile(join(dir(repo), f), 'utf8')) as RecordedDispute))
   return all.sort((a, b) => b.lastSeen.localeCompare(a.lastSeen))
+}
+
+/** A dispute statement a followed (or the own) cache published, checked against that cache's key. */
+export interface PublishedDispute extends DisputeStatement {
+  /** IPNS name of the cache that published it */
+  cache: string
+}
+
+/**
+ * Every signed dispute statement under `disputes/` of every cache the repo
+ * holds a record for (own and followed), as far as their blocks are local;
+ * statements that do not check out are reported through `warn` and left out.
+ */
+export async function listPublishedDisputes (repo: string, blocks: PackStore, warn: (m: string) => void = () => {}): Promise<PublishedDispute[]> {
+  const names = (await readdir(join(repo, 'records')).catch(() => [] as string[])).filter(f => f.endsWith('.ipns')).map(f => f.slice(0, -'.ipns'.length))
+  const found: PublishedDispute[] = []
+  for (const name of names) {
+    try {
+      const record = await loadRecord(repo, name)
+      if (record === undefined) continue
+      const dir = await lookupEntry(blocks, record.root, DISPUTES_DIR, new DirNodeCache())
+      if (dir === undefined) continue
+      for await (const entry of unixfs({ blockstore: blocks }).ls(dir)) {
+        const parts: Uint8Array[] = []
+        for await (const part of readDagFile(blocks, entry.cid)) parts.push(part)
+        found.push({ cache: name, ...openStatement(Buffer.concat(parts).toString('utf8'), name) })
+      }
+    } catch (err) {
+      // One cache's bad or missing statements must not hide the others'.
+      warn(`/ipns/${name}: ${(err as Error).message}`)
+    }
+  }
+  return found
+}
+
+/** Disputes as `nixipfs disputes` and `GET /disputes` show them: recorded by this node's quorum checks, and published by builders' rebuilds. */
+export type AnyDispute = ({ kind: 'quorum' } & RecordedDispute) | ({ kind: 'rebuild' } & PublishedDispute)
+
+/** Every dispute this repo knows of. */
+export async function allDisputes (repo: string, blocks: PackStore, warn?: (m: string) => void): Promise<AnyDispute[]> {
+  return [
+    ...(await listDisputes(repo)).map(d => ({ kind: 'quorum' as const, ...d })),
+    ...(await listPublishedDisputes(repo, blocks, warn)).map(d => ({ kind: 'rebuild' as const, ...d }))
+  ]
 }

@@ -1,0 +1,113 @@
+import { openIndex, type CacheIndex } from '../cache/index.js'
+import { startFollowing } from '../cache/follow.js'
+import { publish, publishDisputes } from '../cache/publish.js'
+import { loadRecord } from '../cache/records.js'
+import { CID_RECIPE_CDC } from '../constants.js'
+import { cdcChunker } from '../ipfs/cdc.js'
+import { PackStore } from '../ipfs/pack-store.js'
+import type { SecretKey } from '../nix/signing.js'
+import { startNetwork, type NetworkOptions } from '../net/network.js'
+import { signStatement } from './statement.js'
+import { NarHasher } from '../nix/hash.js'
+import { encodeNar } from '../nix/nar/encode.js'
+import { walkPath } from '../nix/nar/walk.js'
+import { parseStorePath } from '../nix/store-path.js'
+import { queryPathInfos, rebuildAndCompare } from '../nix/store.js'
+import { NixCommandError, PeerError } from '../errors.js'
+
+/** What followed builders signed for a path, per cache. */
+export interface Signed { cache: string, key: string, narHash: string, narSize: number }
+
+/** The outcome of rebuilding one store path. */
+export interface Verification {
+  storePath: string
+  deriver: string
+  rebuilt: { narHash: string, narSize: number }
+  signed: Signed[]
+  /** every followed builder that has the path signed exactly what the rebuild gave */
+  agrees: boolean
+}
+
+/** NarHash and NarSize of a directory tree as Nix would serialize it. */
+async function narHashOf (path: string): Promise<{ narHash: string, narSize: number }> {
+  const hasher = new NarHasher()
+  for await (const chunk of encodeNar(walkPath(path))) hasher.update(chunk)
+  return { narHash: hasher.digest(), narSize: hasher.size }
+}
+
+/**
+ * Rebuilds `storePath` from its derivation on this machine and compares the
+ * result with what each followed cache signed for it.
+ */
+export async function verifyPath (storePath: string, caches: Array<{ name: string, index: CacheIndex }>): Promise<Verification> {
+  const [info] = await queryPathInfos([storePath])
+  if (info?.deriver === undefined) throw new NixCommandError(`Nix knows no derivation for ${storePath}; only paths built (or substituted with their .drv) on this machine can be rebuilt`)
+  const deriver = `/nix/store/${info.deriver}`
+  const rebuild = await rebuildAndCompare(deriver, storePath)
+  const rebuilt = rebuild.same ? { narHash: info.narHash, narSize: info.narSize } : await narHashOf(rebuild.checkPath!)
+  const { hash } = parseStorePath(storePath)
+  const signed: Signed[] = []
+  for (const { name, index } of caches) {
+    const entry = await index.narInfo(hash)
+    if (entry === undefined) continue
+    const sig = entry.info.sigs[entry.info.sigs.length - 1] ?? ''
+    signed.push({ cache: name, key: sig.slice(0, sig.indexOf(':')), narHash: entry.info.narHash, narSize: entry.info.narSize })
+  }
+  return { storePath, deriver, rebuilt, signed, agrees: signed.every(s => s.narHash === rebuilt.narHash && s.narSize === rebuilt.narSize) }
+}
+
+export interface VerifyOptions {
+  repo: string
+  paths: string[]
+  follow: string[]
+  network: Omit<NetworkOptions, 'log'>
+  key: SecretKey
+  /** publish paths whose rebuild matches into the own cache, signed by the own key */
+  cosign: boolean
+  recordLifetimeMs: number
+  log: NetworkOptions['log']
+}
+
+/**
+ * Fetches the followed caches' records and indexes, rebuilds each path, and
+ * publishes the outcome in the own cache: a co-signature when the rebuild
+ * matches (with `cosign`), a signed dispute statement when it does not.
+ */
+export async function verifyAndPublish (options: VerifyOptions): Promise<Verification[]> {
+  const { repo, log } = options
+  const local = await PackStore.openRepo(repo)
+  const network = await startNetwork(repo, local, { ...options.network, log })
+  try {
+    const follower = startFollowing(repo, options.follow, network.records, network.blocks, { intervalMs: 3_600_000, fetch: 'index', log })
+    await follower.poll()
+    follower.stop()
+    const caches: Array<{ name: string, index: CacheIndex }> = []
+    for (const name of options.follow) {
+      const record = await loadRecord(repo, name)
+      if (record === undefined) throw new PeerError(name, `no record for /ipns/${name} could be found; check --http-gateway / --peer`)
+      caches.push({ name, index: await openIndex(network.blocks, record.root) })
+    }
+    const results: Verification[] = []
+    for (const path of options.paths) results.push(await verifyPath(path, caches))
+    const disputes = results.filter(r => !r.agrees)
+    if (disputes.length > 0) {
+      await publishDisputes({ repo, blocks: local }, {
+        key: options.key,
+        recordLifetimeMs: options.recordLifetimeMs,
+        recipe: CID_RECIPE_CDC,
+        statements: disputes.map(r => ({
+          hash: parseStorePath(r.storePath).hash,
+          text: signStatement(options.key, { storePath: r.storePath, deriver: r.deriver, rebuilt: r.rebuilt, signed: r.signed.map(s => ({ key: s.key, narHash: s.narHash, narSize: s.narSize })), date: new Date().toISOString() })
+        }))
+      })
+    }
+    const matching = results.filter(r => r.agrees && r.signed.length > 0).map(r => r.storePath)
+    if (options.cosign && matching.length > 0) {
+      await publish({ repo, blocks: local }, { paths: matching, recursive: false, key: options.key, recipe: { name: CID_RECIPE_CDC, chunker: cdcChunker() }, recordLifetimeMs: options.recordLifetimeMs })
+    }
+    return results
+  } finally {
+    await network.stop()
+    await local.close()
+  }
+}
