@@ -8,6 +8,8 @@ import { lookupEntry, type DirNodeCache } from '../ipfs/hamt.js'
 export const CACHE_INFO_FILE = 'nix-cache-info'
 /** Directory of signed dispute statements (`<hash>.json`). */
 export const DISPUTES_DIR = 'disputes'
+/** Directory of CA derivation realisations (`<id>.doi`), as in Nix's binary caches. */
+export const REALISATIONS_DIR = 'realisations'
 /** Directory holding links to every NAR's DAG. */
 export const NAR_DIR = 'nar'
 
@@ -65,10 +67,11 @@ export async function addEntries (blocks: Blocks, root: CID, entries: CacheEntry
   return (await addLinks(blocks, root, [...narInfos, { name: NAR_DIR, cid: nars.cid, tsize: nars.tsize }])).cid
 }
 
-/** Adds (or replaces) files `<hash>.json` under `disputes/` in the cache under `root`; returns the new root. */
-export async function addDisputes (blocks: Blocks, root: CID, files: Array<{ hash: string, text: string }>, cache: DirNodeCache): Promise<CID> {
-  const dir = await lookupEntry(blocks, root, DISPUTES_DIR, cache) ?? (await emptyDirectory(blocks)).cid
-  const links = await Promise.all(files.map(async f => await putText(blocks, `${f.hash}.json`, f.text)))
-  const updated = await addLinks(blocks, dir, links)
-  return (await addLinks(blocks, root, [{ name: DISPUTES_DIR, cid: updated.cid, tsize: updated.tsize }])).cid
+/** Adds (or replaces) small files under the subdirectory `dir` (created if missing) of the cache under `root`; returns the new root. */
+export async function addFiles (blocks: Blocks, root: CID, dir: string, files: Array<{ name: string, text: string }>, cache: DirNodeCache): Promise<CID> {
+  if (files.length === 0) return root
+  const current = await lookupEntry(blocks, root, dir, cache) ?? (await emptyDirectory(blocks)).cid
+  const links = await Promise.all(files.map(async f => await putText(blocks, f.name, f.text)))
+  const updated = await addLinks(blocks, current, links)
+  return (await addLinks(blocks, root, [{ name: dir, cid: updated.cid, tsize: updated.tsize }])).cid
 }

@@ -7,7 +7,7 @@ import { readFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry, preloadDirectory } from '../ipfs/hamt.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { parseNarInfo, type NarInfo } from '../nix/narinfo.js'
-import { CACHE_INFO_FILE, NAR_DIR, narFile, narInfoFile } from './directory.js'
+import { CACHE_INFO_FILE, NAR_DIR, REALISATIONS_DIR, narFile, narInfoFile } from './directory.js'
 
 /** What the gateway needs to serve one NAR. */
 export interface NarEntry {
@@ -39,6 +39,8 @@ export interface CacheIndex {
   cacheInfo: string
   narInfo: (hash: string) => Promise<NarInfoEntry | undefined>
   nar: (cid: string) => Promise<NarEntry | undefined>
+  /** the text of `realisations/<id>.doi` (a CA derivation output), if the cache has it */
+  realisation: (id: string) => Promise<string | undefined>
 }
 
 /** Narinfos (and NARs) kept in memory after a lookup. */
@@ -94,6 +96,7 @@ export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheI
   const infoCid = await lookupEntry(blocks, root, CACHE_INFO_FILE, dirs)
   const cacheInfo = infoCid === undefined ? '' : await readText(blocks, infoCid)
   let narDir: Promise<CID | undefined> | undefined
+  let realisationsDir: Promise<CID | undefined> | undefined
 
   return {
     root,
@@ -126,6 +129,12 @@ export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheI
       const entry = linked === undefined || !linked.equals(cid) ? null : { cid, narSize: await fileSize(blocks, cid) }
       nars.set(cidText, entry)
       return entry ?? undefined
+    },
+    realisation: async (id) => {
+      realisationsDir ??= lookupEntry(blocks, root, REALISATIONS_DIR, dirs)
+      const dir = await realisationsDir
+      const cid = dir === undefined ? undefined : await lookupEntry(blocks, dir, `${id}.doi`, dirs)
+      return cid === undefined ? undefined : await readText(blocks, cid)
     }
   }
 }

@@ -7,14 +7,15 @@ import { encodeNar } from '../nix/nar/encode.js'
 import { walkPath } from '../nix/nar/walk.js'
 import { fingerprint, formatNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { signFingerprint, type SecretKey } from '../nix/signing.js'
-import { queryPathInfos, type PathInfo } from '../nix/store.js'
+import { queryPathInfos, queryRealisations, type PathInfo } from '../nix/store.js'
+import { formatRealisation, signRealisation } from '../nix/realisation.js'
 import { parseStorePath } from '../nix/store-path.js'
 import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
 import { DirNodeCache } from '../ipfs/hamt.js'
 import { ipnsNameOf, type CacheRecord } from '../ipfs/ipns.js'
 import type { PackStore } from '../ipfs/pack-store.js'
-import { addDisputes, addEntries, createCacheRoot, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
+import { DISPUTES_DIR, REALISATIONS_DIR, addEntries, addFiles, createCacheRoot, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
 import { commitRoot, nextSequence } from './commit.js'
 import { loadRecord } from './records.js'
 import { withRepoLock } from '../repo.js'
@@ -92,6 +93,23 @@ function makeNarInfo (info: PathInfo, nar: CID, key: SecretKey): NarInfo {
   return { ...base, sigs: [...base.sigs, signFingerprint(key, fingerprint(base))] }
 }
 
+/**
+ * The signed realisations (`<id>.doi`) of the content-addressed paths among
+ * `infos` that Nix has realisations for: with them a CA output needs trust
+ * only for which derivation produced it, not for its bytes.
+ */
+async function realisationsOf (infos: PathInfo[], key: SecretKey, storeRoot?: string): Promise<Array<{ name: string, text: string }>> {
+  const files: Array<{ name: string, text: string }> = []
+  for (const info of infos) {
+    if (info.ca === undefined || info.deriver === undefined || info.ca.startsWith('text:')) continue
+    const base = info.path.slice(STORE_DIR.length + 1)
+    for (const r of await queryRealisations(`${STORE_DIR}/${info.deriver}`, storeRoot)) {
+      if (r.outPath === base) files.push({ name: `${r.id}.doi`, text: formatRealisation(signRealisation(key, r)) })
+    }
+  }
+  return files
+}
+
 /** An empty cache whose nix-cache-info names the CID recipe. */
 async function newCacheRoot (blocks: PackStore, recipe: string): Promise<CID> {
   return await createCacheRoot(blocks, formatCacheInfo({ storeDir: STORE_DIR, wantMassQuery: true, priority: DEFAULT_PRIORITY, extra: { 'X-CID-Recipe': recipe } }))
@@ -105,7 +123,7 @@ export async function publishDisputes (components: PublishComponents, options: P
     const current = await loadRecord(repo, ipnsNameOf(options.key.publicKey))
     await nextSequence(options.key, current, options.continueSequence)
     const root = current?.root ?? await newCacheRoot(blocks, options.recipe)
-    const newRoot = await addDisputes(blocks, root, options.statements, new DirNodeCache())
+    const newRoot = await addFiles(blocks, root, DISPUTES_DIR, options.statements.map(f => ({ name: `${f.hash}.json`, text: f.text })), new DirNodeCache())
     await blocks.sync()
     return await commitRoot(repo, options.key, newRoot, current, options)
   }, options.onWait)
@@ -145,7 +163,9 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   if (current !== undefined && entries.length === 0) {
     return { name, root, sequence: current.sequence, published, skipped }
   }
-  const newRoot = await addEntries(blocks, root, entries, dirs)
+  const withEntries = await addEntries(blocks, root, entries, dirs)
+  const realisations = await realisationsOf(infos.filter(i => published.some(p => p.path === i.path)), options.key, options.storeRoot)
+  const newRoot = await addFiles(blocks, withEntries, REALISATIONS_DIR, realisations, dirs)
   await blocks.sync() // every block the new root reaches is durable before the record moves
   const record = await commitRoot(repo, options.key, newRoot, current, options)
   return { name, root: newRoot, sequence: record.sequence, published, skipped }

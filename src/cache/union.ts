@@ -23,6 +23,7 @@ export async function unionOf (sources: IndexSource[]): Promise<ServedCaches | u
   return {
     cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
     narInfo: async (hash): Promise<NarInfoEntry | undefined> => await first(i => i.narInfo(hash)),
-    nar: async (cid): Promise<NarEntry | undefined> => await first(i => i.nar(cid))
+    nar: async (cid): Promise<NarEntry | undefined> => await first(i => i.nar(cid)),
+    realisation: async (id): Promise<string | undefined> => await first(i => i.realisation(id))
   }
 }

@@ -6,6 +6,7 @@ import { serveNar } from './nar.js'
 import { serveNarInfo } from './narinfo.js'
 import { serveIpfs, serveIpns } from './trustless.js'
 import { serveDisputes } from './disputes.js'
+import { serveRealisation } from './realisation.js'
 import type { CID } from 'multiformats/cid'
 
 /** What every handler gets. */
@@ -36,5 +37,6 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/nar\/([a-z0-9]{1,128})\.nar$/, serveNar],
   [/^\/ipfs\/([a-zA-Z0-9]{1,128})\/?$/, serveIpfs],
   [/^\/ipns\/([a-z0-9]{1,128})\/?$/, serveIpns],
+  [/^\/realisations\/([^/]{1,200})\.doi$/, serveRealisation],
   [/^\/disputes$/, serveDisputes]
 ]

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { NixCommandError } from '../errors.js'
 import { parseSha256, formatSha256 } from './hash.js'
+import { parseRealisation, type Realisation } from './realisation.js'
 import { parseStorePath } from './store-path.js'
 
 /** What the local Nix database knows about a valid store path. */
@@ -104,4 +105,12 @@ export async function rebuildAndCompare (drv: string, path: string): Promise<Reb
     if (err instanceof NixCommandError && /may not be deterministic/.test(err.message)) return { same: false, checkPath: `${path}.check` }
     throw err
   }
+}
+
+/** The realisations Nix recorded for the outputs of a content-addressed derivation (none when it has none, or the .drv is gone). */
+export async function queryRealisations (drv: string, storeRoot?: string): Promise<Realisation[]> {
+  const json = await runNix('nix', ['--extra-experimental-features', 'nix-command ca-derivations', '--option', 'substituters', '', ...(storeRoot === undefined ? [] : ['--store', storeRoot]), 'realisation', 'info', '--json', drv])
+    .catch(() => '[]') // a Nix without ca-derivations, or a .drv no longer in the store: nothing to publish
+  const parsed = JSON.parse(json) as unknown[]
+  return parsed.map(r => parseRealisation(JSON.stringify(r)))
 }

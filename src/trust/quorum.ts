@@ -3,6 +3,7 @@ import type { IndexSource } from '../cache/source.js'
 import type { ServedCaches } from '../cache/union.js'
 import { fingerprint, formatNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
+import { formatRealisation, parseRealisation, realisationFingerprint, realisationSigners, type Realisation } from '../nix/realisation.js'
 
 /** Whom a gateway trusts, and how many of them must agree. */
 export interface TrustPolicy {
@@ -99,6 +100,13 @@ export interface QuorumOptions {
 export function quorumOf (sources: IndexSource[], options: QuorumOptions): () => Promise<ServedCaches | undefined> {
   // NARs that agreed narinfos name, with the NarHash and size the quorum signed.
   const approved = new Map<string, { narHash: string, narSize: number, entry?: NarEntry }>()
+  const approve = (served: NarInfoEntry): NarInfoEntry => {
+    const nar = served.nar.toString()
+    const { narHash, narSize } = served.info
+    const known = approved.get(nar)
+    if (known?.narHash !== narHash || known.narSize !== narSize) approved.set(nar, { narHash, narSize })
+    return served
+  }
   return async () => {
     const indexes = (await Promise.all(sources.map(async s => await s.current()))).filter((i): i is CacheIndex => i !== undefined)
     if (indexes.length === 0) return undefined
@@ -109,15 +117,14 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
         if (entries.length === 0) return undefined
         const verdict = judge(entries, options.policy)
         if (verdict.dispute !== undefined) options.onDispute?.(verdict.dispute)
-        if (verdict.served === undefined) {
-          options.onRefused?.(verdict.reason)
+        // A content-addressed path certifies itself (Nix checks its bytes against the path): it needs no quorum.
+        const selfCertified = verdict.served ?? entries.find(e => e.info.ca !== undefined && !e.info.ca.startsWith('text:'))
+        if (selfCertified === undefined) {
+          if (verdict.served === undefined) options.onRefused?.(verdict.reason)
           return undefined
         }
-        const nar = verdict.served.nar.toString()
-        const { narHash, narSize } = verdict.served.info
-        const known = approved.get(nar)
-        if (known?.narHash !== narHash || known.narSize !== narSize) approved.set(nar, { narHash, narSize })
-        return verdict.served
+        if (verdict.served === undefined) return approve(selfCertified)
+        return approve(verdict.served)
       },
       nar: async (cid): Promise<NarEntry | undefined> => {
         const signedFor = approved.get(cid)
@@ -131,7 +138,39 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
           }
         }
         return undefined
+      },
+      realisation: async (id) => {
+        const texts = (await Promise.all(indexes.map(async i => await i.realisation(id)))).filter((t): t is string => t !== undefined)
+        const docs = texts.flatMap(t => { try { return [parseRealisation(t)] } catch { return [] } }) // a malformed one counts for nothing
+        const verdict = judgeRealisation(docs, options.policy)
+        if (verdict.served === undefined) {
+          if (texts.length > 0) options.onRefused?.(`realisation ${id}: ${verdict.reason}`)
+          return undefined
+        }
+        return formatRealisation(verdict.served)
       }
     }
   }
+}
+
+/**
+ * The realisation (derivation output → store path) that at least `threshold`
+ * trusted keys signed, with their signatures: for a CA output this mapping is
+ * the only thing that needs trust.
+ */
+export function judgeRealisation (docs: Realisation[], policy: TrustPolicy): { served: Realisation } | { served: undefined, reason: string } {
+  const groups = new Map<string, { doc: Realisation, sigs: Map<string, string> }>()
+  for (const doc of docs) {
+    const fp = realisationFingerprint(doc)
+    const group = groups.get(fp) ?? { doc, sigs: new Map<string, string>() }
+    groups.set(fp, group)
+    for (const { key, sig } of realisationSigners(doc, policy.keys)) {
+      const id = formatPublicKey(key)
+      if (!group.sigs.has(id)) group.sigs.set(id, sig)
+    }
+  }
+  const winners = [...groups.values()].filter(g => g.sigs.size >= policy.threshold)
+  if (winners.length === 1) return { served: { ...winners[0]!.doc, signatures: [...winners[0]!.sigs.values()] } }
+  const best = Math.max(0, ...[...groups.values()].map(g => g.sigs.size))
+  return { served: undefined, reason: winners.length > 1 ? 'trusted builders realised it as different paths' : `at most ${best} of the ${policy.threshold} trusted signatures required agree` }
 }
