@@ -1,4 +1,4 @@
-import { chmod, mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, open, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { InsecureKeyFileError, RepoError } from './errors.js'
@@ -18,26 +18,33 @@ export function repoKeyPaths (repo: string): { secret: string, public: string } 
   return { secret: join(repo, 'keys', 'cache.secret'), public: join(repo, 'keys', 'cache.public') }
 }
 
-/** Writes `data` to `path` so that readers see either the old or the new file, never a torn one. */
-export async function writeFileAtomic (path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+/**
+ * Writes a temp file beside `path` with `write`, syncs it and renames it into
+ * place: readers see the old file or the complete new one, never a torn one,
+ * and a failed write leaves no temp file behind.
+ */
+async function replaceAtomically (path: string, write: (fh: FileHandle) => Promise<void>, mode: number): Promise<void> {
   await mkdir(dirname(path), { recursive: true })
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`
-  const fh = await open(tmp, 'w', mode)
+  const fh = await open(tmp, 'wx', mode)
   try {
-    await fh.writeFile(data)
+    await write(fh)
     await fh.sync()
-  } finally {
     await fh.close()
-  }
-  try {
     await rename(tmp, path)
   } catch (err) {
+    await fh.close().catch(() => {})
     await unlink(tmp).catch(() => {})
     throw err
   }
   // Make the rename itself durable.
   const dir = await open(dirname(path), 'r')
   try { await dir.sync() } finally { await dir.close() }
+}
+
+/** Writes `data` to `path` so that readers see either the old or the new file, never a torn one. */
+export async function writeFileAtomic (path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  await replaceAtomically(path, async fh => await fh.writeFile(data), mode)
 }
 
 /** Bytes gathered before one write, so that many small chunks do not each cost a system call. */
@@ -60,29 +67,11 @@ async function * batched (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uin
 
 /**
  * Streams `source` into `path` so that `path` is either absent (or its old
- * contents) or complete: bytes go to a temp file beside it, which is synced and
- * renamed into place only once the source has ended without error.
+ * contents) or complete: the file is renamed into place only once the source
+ * has ended without error.
  */
 export async function writeStreamAtomic (path: string, source: AsyncIterable<Uint8Array>, mode = 0o644): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`
-  const fh = await open(tmp, 'wx', mode)
-  try {
-    await writeFile(fh, batched(source))
-    await fh.sync()
-  } catch (err) {
-    await fh.close()
-    await unlink(tmp).catch(() => {})
-    throw err
-  }
-  await fh.close()
-  try {
-    await rename(tmp, path)
-  } catch (err) {
-    await unlink(tmp).catch(() => {})
-    throw err
-  }
-  const dir = await open(dirname(path), 'r')
-  try { await dir.sync() } finally { await dir.close() }
+  await replaceAtomically(path, async fh => await writeFile(fh, batched(source)), mode)
 }
 
 /** Reads a Nix secret key file, refusing files that other users can read. */

@@ -7,37 +7,22 @@ import { describe, expect, it } from 'vitest'
 import { collectGarbage } from '../../src/cache/gc.js'
 import { publish } from '../../src/cache/publish.js'
 import { RECIPES } from '../../src/commands/recipes.js'
-import { listNarInfos, openIndex } from '../../src/cache/index.js'
+import { openIndex } from '../../src/cache/index.js'
 import { pin, readPins, unpin } from '../../src/cache/pins.js'
 import { acceptRecord, loadRecord, recordPath } from '../../src/cache/records.js'
 import { cidOf, DAG_PB_CODE, RAW_CODE } from '../../src/ipfs/block.js'
 import { walkDag } from '../../src/ipfs/dag.js'
-import { readFile } from '../../src/ipfs/file-dag.js'
 import { ipnsNameOf } from '../../src/ipfs/ipns.js'
 import { PackStore } from '../../src/ipfs/pack-store.js'
-import { NarHasher } from '../../src/nix/hash.js'
 import { generateSecretKey, parsePublicKey } from '../../src/nix/signing.js'
 import { parseStorePath } from '../../src/nix/store-path.js'
+import { expectCacheIntact } from '../helpers/cache.js'
 import { runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
 import { nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
 const nameOf = (repo: string): string => ipnsNameOf(parsePublicKey(readFileSync(join(repo, 'keys', 'cache.public'), 'utf8')).key)
 const rootOf = (stdout: string): CID => CID.parse(/root: +\/ipfs\/(\S+)/.exec(stdout)![1]!)
 
-/** Every narinfo of a cache the repo holds whole: its NAR reads back complete and matches NarHash. */
-async function checkCache (blocks: PackStore, root: CID): Promise<number> {
-  const index = await openIndex(blocks, root)
-  let entries = 0
-  for await (const { hash } of listNarInfos(blocks, root)) {
-    const { info } = (await index.narInfo(hash))!
-    const hasher = new NarHasher()
-    for await (const chunk of readFile(blocks, CID.parse(info.url.slice(4, -4)))) hasher.update(chunk)
-    expect(hasher.digest()).toBe(info.narHash)
-    expect(hasher.size).toBe(info.narSize)
-    entries++
-  }
-  return entries
-}
 
 /** A raw block, or a dag-pb node linking to two new raw blocks: blocks nothing else reaches. */
 async function orphan (blocks: PackStore, withChildren = false): Promise<CID[]> {
@@ -145,7 +130,7 @@ describe.runIf(nixAvailable)('nixipfs gc', () => {
 
     const after = await PackStore.openRepo(repo)
     try {
-      expect(await checkCache(after, root)).toBe(4)
+      expect(await expectCacheIntact(after, root)).toBe(4)
       for (const cid of [oldRoot, ...dead]) expect(after.has(cid)).toBe(false)
       for (const cid of [...pinned, ...followed]) expect(after.has(cid)).toBe(true)
       const followedIndex = await openIndex(after, otherRecord.root)
@@ -199,7 +184,7 @@ describe.runIf(nixAvailable)('nixipfs gc', () => {
     await gcStore.close()
     const fresh = await PackStore.openRepo(repo)
     try {
-      expect(await checkCache(fresh, (await loadRecord(repo, ipnsNameOf(key.publicKey)))!.root)).toBe(1)
+      expect(await expectCacheIntact(fresh, (await loadRecord(repo, ipnsNameOf(key.publicKey)))!.root)).toBe(1)
     } finally {
       await fresh.close()
     }

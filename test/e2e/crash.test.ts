@@ -1,14 +1,11 @@
 import { spawn } from 'node:child_process'
 import { execFileSync } from 'node:child_process'
-import { CID } from 'multiformats/cid'
 import { describe, expect, it } from 'vitest'
-import { listNarInfos, openIndex } from '../../src/cache/index.js'
 import { loadRecord } from '../../src/cache/records.js'
-import { readFile } from '../../src/ipfs/file-dag.js'
 import { ipnsNameOf } from '../../src/ipfs/ipns.js'
 import { PackStore } from '../../src/ipfs/pack-store.js'
-import { NarHasher } from '../../src/nix/hash.js'
 import { parsePublicKey } from '../../src/nix/signing.js'
+import { expectCacheIntact } from '../helpers/cache.js'
 import { BIN, runCli, tmp } from '../helpers/cli.js'
 import { nixAvailable, nixBuild, shellDerivation } from '../helpers/nix.js'
 import { readFileSync } from 'node:fs'
@@ -20,16 +17,7 @@ async function checkRepo (repo: string, name: string): Promise<{ sequence: bigin
   try {
     const record = await loadRecord(repo, name)
     if (record === undefined) return { sequence: 0n, entries: 0 }
-    const index = await openIndex(blocks, record.root)
-    let entries = 0
-    for await (const { hash } of listNarInfos(blocks, record.root)) {
-      const { info } = (await index.narInfo(hash))!
-      const hasher = new NarHasher()
-      for await (const chunk of readFile(blocks, CID.parse(info.url.slice(4, -4)))) hasher.update(chunk)
-      expect(hasher.digest()).toBe(info.narHash)
-      expect(hasher.size).toBe(info.narSize)
-      entries++
-    }
+    const entries = await expectCacheIntact(blocks, record.root)
     return { sequence: record.sequence, entries }
   } finally {
     await blocks.close()
