@@ -1,6 +1,6 @@
 import { CID } from 'multiformats/cid'
 import { evictToFit } from './cache/evict.js'
-import { startFollowing, type Follower } from './cache/follow.js'
+import { startFollowing } from './cache/follow.js'
 import { cacheClosure } from './cache/closure.js'
 import { openIndex } from './cache/index.js'
 import { loadRecord, loadRecordBytes } from './cache/records.js'
@@ -46,7 +46,6 @@ export interface DaemonOptions {
 export interface Daemon {
   gateway: Gateway
   network: Network
-  follower?: Follower
   stop: () => Promise<void>
 }
 
@@ -107,7 +106,6 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   return {
     gateway,
     network,
-    follower,
     stop: async () => {
       republisher?.stop()
       if (evictor !== undefined) clearInterval(evictor)
