@@ -21,7 +21,8 @@ export const cli = defineCommand({
     mirror: async () => (await import('./commands/mirror.js')).default,
     gc: async () => (await import('./commands/gc.js')).default,
     disputes: async () => (await import('./commands/disputes.js')).default,
-    verify: async () => (await import('./commands/verify.js')).default
+    verify: async () => (await import('./commands/verify.js')).default,
+    import: async () => (await import('./commands/import.js')).default
   }
 })
 

@@ -132,3 +132,9 @@ export class PinsError extends NixipfsError {
   override name = 'PinsError'
   constructor (message: string) { super('ERR_PINS', message) }
 }
+
+/** An upstream binary cache failed, stalled, or sent something that does not check out. */
+export class UpstreamError extends NixipfsError {
+  override name = 'UpstreamError'
+  constructor (code: string, message: string) { super(code, message) }
+}

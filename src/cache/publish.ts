@@ -111,7 +111,7 @@ async function realisationsOf (infos: PathInfo[], key: SecretKey, storeRoot?: st
 }
 
 /** An empty cache whose nix-cache-info names the CID recipe. */
-async function newCacheRoot (blocks: PackStore, recipe: string): Promise<CID> {
+export async function newCacheRoot (blocks: PackStore, recipe: string): Promise<CID> {
   return await createCacheRoot(blocks, formatCacheInfo({ storeDir: STORE_DIR, wantMassQuery: true, priority: DEFAULT_PRIORITY, extra: { 'X-CID-Recipe': recipe } }))
 }
 

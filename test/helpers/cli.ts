@@ -17,6 +17,17 @@ export function runCli (args: string[], env: Record<string, string> = {}): { sta
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }
 }
 
+/** Runs `nixipfs ARGS` without blocking this process (needed when this process also serves the command over HTTP). */
+export async function runCliAsync (args: string[], env: Record<string, string> = {}): Promise<{ status: number, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
+  const status = await new Promise<number>(resolve => child.on('close', code => resolve(code ?? -1)))
+  return { status, stdout, stderr }
+}
+
 /** A `nixipfs gateway` child process and the URL it serves. */
 export interface GatewayProcess {
   url: string

@@ -1,0 +1,177 @@
+import type { CID } from 'multiformats/cid'
+import { IntegrityError, UpstreamError } from '../errors.js'
+import { importFile } from '../ipfs/file-dag.js'
+import { DirNodeCache } from '../ipfs/hamt.js'
+import { ipnsNameOf } from '../ipfs/ipns.js'
+import type { PackStore } from '../ipfs/pack-store.js'
+import { NarHasher } from '../nix/hash.js'
+import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
+import { signFingerprint, verifyFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
+import { isStoreHash, parseStoreBaseName, parseStorePath } from '../nix/store-path.js'
+import { withRepoLock } from '../repo.js'
+import { decompress } from '../upstream/decompress.js'
+import type { HttpBinaryCache } from '../upstream/http-cache.js'
+import { commitRoot, nextSequence } from './commit.js'
+import { addEntries, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
+import { newCacheRoot, type CidRecipe, type PublishComponents } from './publish.js'
+import { loadRecord } from './records.js'
+
+export interface ImportOptions {
+  upstream: HttpBinaryCache
+  /** store paths (or their hashes) to import */
+  paths: string[]
+  /** with the closure each path's narinfos describe */
+  recursive: boolean
+  /** upstream keys: every narinfo must carry a valid signature by one of them */
+  trust: PublicKey[]
+  /** signs the record (and, with `sign`, each narinfo too) */
+  key: SecretKey
+  sign: boolean
+  recipe: CidRecipe
+  recordLifetimeMs: number
+  /** NARs downloaded at once */
+  concurrency?: number
+  /** paths committed per record update, so that an interrupted import resumes from there */
+  batch?: number
+  onImported?: (path: string, narSize: number) => void
+  /** NAR bytes (decompressed) taken in so far */
+  onBytes?: (bytes: number) => void
+}
+
+export interface ImportResult {
+  imported: number
+  skipped: number
+}
+
+/** The 32-character hash of a store path given as a path, a base name or the hash alone. */
+function hashOf (path: string): string {
+  if (isStoreHash(path)) return path
+  return (path.startsWith('/') ? parseStorePath(path) : parseStoreBaseName(path)).hash
+}
+
+/** Fetches and checks the narinfos of `paths` (and their closure): signed by a trusted key, naming the path asked for. */
+async function upstreamNarInfos (options: ImportOptions): Promise<Map<string, NarInfo>> {
+  const infos = new Map<string, NarInfo>()
+  const todo = options.paths.map(hashOf)
+  while (todo.length > 0) {
+    const hash = todo.pop()!
+    if (infos.has(hash)) continue
+    const text = await options.upstream.narInfo(hash)
+    if (text === undefined) throw new UpstreamError('ERR_UPSTREAM_MISSING', `${options.upstream.url} has no narinfo for ${hash}; nothing was imported`)
+    const info = parseNarInfo(text)
+    if (parseStorePath(info.storePath).hash !== hash) throw new IntegrityError(`${options.upstream.url}/${hash}.narinfo describes ${info.storePath}; nothing was imported`)
+    const fp = fingerprint(info)
+    if (!info.sigs.some(sig => verifyFingerprint(options.trust, fp, sig))) {
+      throw new IntegrityError(`${info.storePath} from ${options.upstream.url} has no valid signature by a trusted key (${options.trust.map(k => k.name).join(', ')}); nothing was imported`)
+    }
+    infos.set(hash, info)
+    if (options.recursive) for (const ref of info.references) todo.push(parseStoreBaseName(ref).hash)
+  }
+  return infos
+}
+
+/** `infos` ordered so that every path comes after the paths it references. */
+function referencesFirst (infos: Map<string, NarInfo>): NarInfo[] {
+  const order: NarInfo[] = []
+  const done = new Set<string>()
+  const visit = (hash: string): void => {
+    const info = infos.get(hash)
+    if (info === undefined || done.has(hash)) return
+    done.add(hash)
+    for (const ref of info.references) visit(parseStoreBaseName(ref).hash)
+    order.push(info)
+  }
+  for (const hash of infos.keys()) visit(hash)
+  return order
+}
+
+/** Downloads, decompresses and stores one NAR, checking it against the narinfo's NarHash and NarSize. */
+async function importNar (blocks: PackStore, info: NarInfo, options: ImportOptions): Promise<{ cid: CID, tsize: number }> {
+  const hasher = new NarHasher()
+  const file = await options.upstream.file(info.url)
+  async function * checked (): AsyncGenerator<Uint8Array> {
+    for await (const chunk of decompress(info.compression, file)) {
+      hasher.update(chunk)
+      options.onBytes?.(chunk.length)
+      if (hasher.size > info.narSize) throw new IntegrityError(`${info.storePath}: the NAR from ${options.upstream.url} is longer than its NarSize ${info.narSize}`)
+      yield chunk
+    }
+  }
+  const result = await importFile(blocks, checked(), options.recipe.chunker)
+  const narHash = hasher.digest()
+  if (hasher.size !== info.narSize || narHash !== info.narHash) {
+    throw new IntegrityError(`${info.storePath}: the NAR from ${options.upstream.url} is ${hasher.size} bytes with ${narHash}, its narinfo says ${info.narSize} bytes with ${info.narHash} (truncated or tampered); it was not imported`)
+  }
+  return result
+}
+
+/**
+ * Imports store paths from an HTTP binary cache into the repo's own cache:
+ * every narinfo must be signed by a trusted upstream key, every NAR must
+ * match its NarHash; the upstream signatures are kept (the URL changes, the
+ * fingerprint does not). Paths already in the cache are skipped. Paths are
+ * committed in batches, references first, so a failed or interrupted import
+ * leaves only whole, verified paths and a second run resumes.
+ */
+export async function importFromUpstream ({ repo, blocks }: PublishComponents, options: ImportOptions): Promise<ImportResult> {
+  return await withRepoLock(repo, async () => {
+    await blocks.refresh()
+    const dirs = new DirNodeCache()
+    const name = ipnsNameOf(options.key.publicKey)
+    let current = await loadRecord(repo, name)
+    await nextSequence(options.key, current)
+    let root = current?.root ?? await newCacheRoot(blocks, options.recipe.name)
+    const wanted = referencesFirst(await upstreamNarInfos(options))
+    const todo: NarInfo[] = []
+    for (const info of wanted) if (!await hasNarInfo(blocks, root, parseStorePath(info.storePath).hash, dirs)) todo.push(info)
+
+    let pending: CacheEntry[] = []
+    let imported = 0
+    const commit = async (): Promise<void> => {
+      if (pending.length === 0) return
+      root = await addEntries(blocks, root, pending, dirs)
+      await blocks.sync() // every block the new root reaches is durable before the record moves
+      current = await commitRoot(repo, options.key, root, current, { recordLifetimeMs: options.recordLifetimeMs })
+      imported += pending.length
+      pending = []
+    }
+    // A few NARs download at once; they are committed in order, so a path never lands before its references.
+    const concurrency = options.concurrency ?? 4
+    const running: Array<Promise<{ info: NarInfo, entry: CacheEntry }>> = []
+    let failure: Error | undefined
+    try {
+      for (let next = 0; next < todo.length || running.length > 0;) {
+        while (failure === undefined && next < todo.length && running.length < concurrency) {
+          const info = todo[next++]!
+          const download = importNar(blocks, info, options).then(({ cid, tsize }) => ({
+            info,
+            entry: { hash: parseStorePath(info.storePath).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(ownNarInfo(info, cid, options)) }
+          }))
+          download.catch(() => {}) // observed in order below; a later one may fail while an earlier one is awaited
+          running.push(download)
+        }
+        if (running.length === 0) break
+        try {
+          const { info, entry } = await running.shift()!
+          pending.push(entry)
+          options.onImported?.(info.storePath, info.narSize)
+          if (pending.length >= (options.batch ?? 64)) await commit()
+        } catch (err) {
+          // Keep what came in whole before the failure; start nothing new; let the rest finish and drop them.
+          failure ??= err as Error
+          await Promise.allSettled(running.splice(0))
+        }
+      }
+    } finally {
+      await commit()
+    }
+    if (failure !== undefined) throw failure
+    return { imported, skipped: wanted.length - todo.length }
+  })
+}
+
+/** The narinfo the own cache serves: the upstream's, with the URL of the NAR's DAG, uncompressed, and the upstream signatures (plus ours with `sign`). */
+function ownNarInfo (info: NarInfo, nar: CID, options: ImportOptions): NarInfo {
+  const base: NarInfo = { ...info, url: narUrl(nar), compression: 'none', fileHash: info.narHash, fileSize: info.narSize }
+  return options.sign ? { ...base, sigs: [...base.sigs, signFingerprint(options.key, fingerprint(base))] } : base
+}

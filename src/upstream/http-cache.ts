@@ -1,0 +1,85 @@
+import { Agent, request, type Dispatcher } from 'undici'
+import { UpstreamError } from '../errors.js'
+import { MAX_NARINFO_BYTES } from '../nix/narinfo.js'
+
+export interface UpstreamOptions {
+  /** until response headers, and between two pieces of a body */
+  timeoutMs?: number
+  /** tries of a request that failed for a reason worth retrying (network, 5xx, 429) */
+  attempts?: number
+  /** most connections to the upstream at once */
+  connections?: number
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000
+const DEFAULT_ATTEMPTS = 3
+
+/** An HTTP(S) Nix binary cache (cache.nixos.org, Cachix, Attic, Harmonia, a `file://` cache behind a web server). */
+export class HttpBinaryCache {
+  readonly url: string
+  private readonly agent: Agent
+  private readonly attempts: number
+
+  constructor (url: string, options: UpstreamOptions = {}) {
+    this.url = url.replace(/\/+$/, '')
+    const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    this.agent = new Agent({ connections: options.connections ?? 8, headersTimeout: timeout, bodyTimeout: timeout, keepAliveTimeout: 30_000 })
+    this.attempts = options.attempts ?? DEFAULT_ATTEMPTS
+  }
+
+  /** The narinfo text for a store path hash; undefined when the upstream does not have it. */
+  async narInfo (hash: string): Promise<string | undefined> {
+    const res = await this.get(`/${hash}.narinfo`)
+    if (res === undefined) return undefined
+    const parts: Buffer[] = []
+    let size = 0
+    for await (const part of this.guarded(res, `/${hash}.narinfo`)) {
+      size += part.length
+      if (size > MAX_NARINFO_BYTES) throw new UpstreamError('ERR_UPSTREAM_DATA', `${this.url}/${hash}.narinfo is larger than ${MAX_NARINFO_BYTES} bytes`)
+      parts.push(part as Buffer)
+    }
+    return Buffer.concat(parts).toString('utf8')
+  }
+
+  /** The (compressed) NAR file a narinfo's URL names, as a stream. */
+  async file (path: string): Promise<AsyncIterable<Uint8Array>> {
+    if (path.includes('..') || path.startsWith('/')) throw new UpstreamError('ERR_UPSTREAM_DATA', `narinfo URL ${JSON.stringify(path)} points outside the cache`)
+    const res = await this.get(`/${path}`)
+    if (res === undefined) throw new UpstreamError('ERR_UPSTREAM_MISSING', `${this.url}/${path} is missing (404) although its narinfo names it`)
+    return this.guarded(res, `/${path}`)
+  }
+
+  async close (): Promise<void> {
+    await this.agent.close()
+  }
+
+  /** A body whose network errors (reset, timeout) become UpstreamErrors that name the URL. */
+  private async * guarded (res: Dispatcher.ResponseData, path: string): AsyncGenerator<Uint8Array> {
+    try {
+      for await (const part of res.body) yield part as Buffer
+    } catch (err) {
+      throw new UpstreamError('ERR_UPSTREAM_NETWORK', `${this.url}${path}: the download broke off (${(err as Error).message})`)
+    }
+  }
+
+  /** GET with retries and backoff; undefined on 404/410. */
+  private async get (path: string): Promise<Dispatcher.ResponseData | undefined> {
+    let last: Error | undefined
+    for (let attempt = 1; attempt <= this.attempts; attempt++) {
+      if (attempt > 1) await new Promise(resolve => setTimeout(resolve, 200 * 2 ** (attempt - 2)))
+      let res: Dispatcher.ResponseData
+      try {
+        res = await request(this.url + path, { dispatcher: this.agent, headers: { 'user-agent': 'nixipfs' } })
+      } catch (err) {
+        last = new UpstreamError('ERR_UPSTREAM_NETWORK', `${this.url}${path}: ${(err as Error).message}`)
+        continue
+      }
+      if (res.statusCode === 200) return res
+      res.body.dump().catch(() => {})
+      if (res.statusCode === 404 || res.statusCode === 410) return undefined
+      last = new UpstreamError('ERR_UPSTREAM_HTTP', `${this.url}${path} answered HTTP ${res.statusCode}`)
+      if (res.statusCode < 500 && res.statusCode !== 429) break
+    }
+    throw last!
+  }
+}
