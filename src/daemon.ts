@@ -13,6 +13,11 @@ import { quorumOf, type QuorumOptions, type TrustPolicy } from './trust/quorum.j
 import { allDisputes, recordDispute } from './trust/disputes.js'
 import { walkDag } from './ipfs/dag.js'
 import { PackStore } from './ipfs/pack-store.js'
+import { cdcChunker } from './ipfs/cdc.js'
+import { CID_RECIPE_CDC, DEFAULT_RECORD_LIFETIME_MS } from './constants.js'
+import type { PublicKey } from './nix/signing.js'
+import { UpstreamFallback } from './upstream/fallback.js'
+import { HttpBinaryCache } from './upstream/http-cache.js'
 import { registerFetcher } from './repo.js'
 import type { SecretKey } from './nix/signing.js'
 import { startNetwork, type Network, type NetworkOptions } from './net/network.js'
@@ -33,6 +38,8 @@ export interface DaemonOptions {
   followIntervalMs: number
   /** serve only what a quorum of trusted builders signed (else: the first cache that has a path) */
   trust?: TrustPolicy
+  /** HTTP binary caches asked for what the served caches miss, the keys their narinfos must be signed by, and the own key that signs what is imported from them */
+  upstream?: { urls: string[], keys: PublicKey[], key: SecretKey }
   /** keep the repo's packs under this many bytes by evicting least recently used NARs of followed caches */
   maxCacheBytes?: number
   expiredGraceMs: number
@@ -89,9 +96,24 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   follower?.poll().catch(() => {})
 
   const served = [...sources.values()]
+  const upstream = options.upstream === undefined
+    ? undefined
+    : new UpstreamFallback({
+      upstreams: options.upstream.urls.map(url => new HttpBinaryCache(url, { timeoutMs: UPSTREAM_TIMEOUT_MS })),
+      keys: options.upstream.keys,
+      repo,
+      blocks: local,
+      key: options.upstream.key,
+      recipe: { name: CID_RECIPE_CDC, chunker: cdcChunker() },
+      recordLifetimeMs: options.republish?.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS,
+      log,
+      onImported: () => { if (options.own !== undefined) sources.get(options.own)?.recheck() }
+    })
   const gateway = await startGateway({
     caches: options.trust === undefined ? async () => await unionOf(served) : quorumOf(served, quorumHooks(repo, options.trust, log)),
     disputes: async () => await allDisputes(repo, local, log.warn),
+    upstream,
+    stats: () => ({ blocks: network.blocks.counters, upstream: upstream?.counters }),
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),
@@ -117,6 +139,9 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     }
   }
 }
+
+/** How long an upstream may stay silent: a narinfo lookup waits on it, so it is short. */
+const UPSTREAM_TIMEOUT_MS = 10_000
 
 /** How often the repo's size is compared with --max-cache. */
 const EVICT_CHECK_MS = 30_000

@@ -115,6 +115,19 @@ export async function newCacheRoot (blocks: PackStore, recipe: string): Promise<
   return await createCacheRoot(blocks, formatCacheInfo({ storeDir: STORE_DIR, wantMassQuery: true, priority: DEFAULT_PRIORITY, extra: { 'X-CID-Recipe': recipe } }))
 }
 
+/** Adds entries (NARs already stored) to the key's cache and signs a new record, under the repo lock. */
+export async function appendEntries (components: PublishComponents, key: SecretKey, entries: CacheEntry[], options: { recordLifetimeMs: number, recipe: CidRecipe }): Promise<CacheRecord> {
+  const { repo, blocks } = components
+  return await withRepoLock(repo, async () => {
+    await blocks.refresh()
+    const current = await loadRecord(repo, ipnsNameOf(key.publicKey))
+    const root = current?.root ?? await newCacheRoot(blocks, options.recipe.name)
+    const newRoot = await addEntries(blocks, root, entries, new DirNodeCache())
+    await blocks.sync()
+    return await commitRoot(repo, key, newRoot, current, options)
+  })
+}
+
 /** Adds signed dispute statements (`disputes/<hash>.json`) to the key's cache and signs a new record. */
 export async function publishDisputes (components: PublishComponents, options: Pick<PublishOptions, 'key' | 'recordLifetimeMs' | 'continueSequence' | 'onWait'> & { recipe: string, statements: Array<{ hash: string, text: string }> }): Promise<CacheRecord> {
   const { repo, blocks } = components

@@ -2,6 +2,7 @@ import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { DEFAULT_EXPIRED_GRACE_MS, HOUR_MS } from '../constants.js'
 import { UsageError } from '../errors.js'
+import { parsePublicKey } from '../nix/signing.js'
 import { startDaemon } from '../daemon.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, ownCacheName, repeatedArg, repoArg, repoOf, signingKey } from './common.js'
@@ -25,6 +26,8 @@ export default defineCommand({
     'trust-file': { type: 'string', description: 'File of trusted keys, one per line (# comments)', valueHint: 'FILE' },
     threshold: { type: 'string', description: 'How many distinct trusted keys must have signed the same NarHash, NarSize and References (default 1)', valueHint: 'K' },
     'non-reproducible': { type: 'string', description: 'Store path names (glob, e.g. "*-doc") known not to build reproducibly: builders disagreeing on them is not recorded as a dispute; repeatable', valueHint: 'GLOB' },
+    upstream: { type: 'string', description: 'HTTP binary cache to fall back to for what the served caches miss; what Nix fetches through it is imported into the own cache (write-through); repeatable', valueHint: 'URL' },
+    'upstream-key': { type: 'string', description: 'Key an upstream narinfo must be signed by (repeatable; default: the --trust keys)', valueHint: 'KEY' },
     'max-cache': { type: 'string', description: 'Keep the repo under this size (e.g. 20G): NARs of followed caches asked for least recently are dropped first; the own cache and indexes are kept', valueHint: 'SIZE' },
     'expired-grace-hours': { type: 'string', default: String(DEFAULT_EXPIRED_GRACE_MS / HOUR_MS), description: 'Keep serving a cache this many hours after its record expired (with a warning), then stop' },
     ...lifetimeArgs
@@ -33,9 +36,17 @@ export default defineCommand({
     const { host, port } = parseListen(args.listen)
     const repo = repoOf(args)
     const follow = repeatedArg(rawArgs, 'follow').map(followedName)
+    const upstreamUrls = repeatedArg(rawArgs, 'upstream')
+    const trust = await trustPolicyOf(args, rawArgs)
+    const upstreamKeys = [...repeatedArg(rawArgs, 'upstream-key').map(parsePublicKey), ...(trust?.keys ?? [])]
+    if (upstreamUrls.length > 0 && upstreamKeys.length === 0) throw new UsageError('--upstream needs the keys its narinfos must be signed by: --upstream-key KEY (or --trust KEY)')
+    // What comes through an upstream is written into the own cache, so it needs an own key.
+    const upstreamKey = upstreamUrls.length > 0 ? await signingKey(repo, undefined, true) : undefined
     // A node that follows caches serves its own only if it has one (a repo may hold many followed records).
-    const own = follow.length > 0 && args.cache === undefined ? await ownCacheName(repo) : await cacheName(repo, args.cache)
-    if (own === undefined && follow.length === 0) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH), or follow one with --follow KEY`)
+    const own = upstreamKey !== undefined && args.cache === undefined
+      ? ipnsNameOf(upstreamKey.publicKey)
+      : follow.length > 0 && args.cache === undefined ? await ownCacheName(repo) : await cacheName(repo, args.cache)
+    if (own === undefined && follow.length === 0) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH), follow one with --follow KEY, or fall back to one with --upstream URL`)
     const graceHours = Number(args['expired-grace-hours'])
     if (!(graceHours >= 0)) throw new UsageError(`--expired-grace-hours must be a number ≥ 0, got ${args['expired-grace-hours']}`)
     const recordLifetimeMs = lifetimeMsOf(args)
@@ -51,7 +62,8 @@ export default defineCommand({
       pin: 'index',
       closures: [],
       followIntervalMs: followIntervalMsOf(args),
-      trust: await trustPolicyOf(args, rawArgs),
+      trust,
+      upstream: upstreamKey === undefined ? undefined : { urls: upstreamUrls, keys: upstreamKeys, key: upstreamKey },
       maxCacheBytes: args['max-cache'] === undefined ? undefined : parseSize(args['max-cache'], '--max-cache'),
       expiredGraceMs: graceHours * HOUR_MS,
       network: networkOptionsOf(args, rawArgs),

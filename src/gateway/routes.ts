@@ -6,6 +6,9 @@ import { serveNar } from './nar.js'
 import { serveNarInfo } from './narinfo.js'
 import { serveIpfs, serveIpns } from './trustless.js'
 import { serveDisputes } from './disputes.js'
+import { serveStats } from './stats.js'
+import { serveUpstreamNar } from './upstream.js'
+import type { UpstreamFallback } from '../upstream/fallback.js'
 import { serveRealisation } from './realisation.js'
 import type { CID } from 'multiformats/cid'
 
@@ -25,6 +28,10 @@ export interface RouteContext {
   record: (name: string) => Promise<Uint8Array | undefined>
   /** the disputes this node recorded */
   disputes: () => Promise<unknown[]>
+  /** HTTP binary caches asked for what the served caches miss */
+  upstream?: UpstreamFallback
+  /** counters, as JSON */
+  stats: () => unknown
   head: boolean
 }
 
@@ -35,8 +42,10 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/nix-cache-info$/, serveCacheInfo],
   [/^\/([0-9a-df-np-sv-z]{32})\.narinfo$/, serveNarInfo],
   [/^\/nar\/([a-z0-9]{1,128})\.nar$/, serveNar],
+  [/^\/nar\/upstream\/([0-9a-df-np-sv-z]{32})\.nar$/, serveUpstreamNar],
   [/^\/ipfs\/([a-zA-Z0-9]{1,128})\/?$/, serveIpfs],
   [/^\/ipns\/([a-z0-9]{1,128})\/?$/, serveIpns],
   [/^\/realisations\/([^/]{1,200})\.doi$/, serveRealisation],
-  [/^\/disputes$/, serveDisputes]
+  [/^\/disputes$/, serveDisputes],
+  [/^\/stats$/, serveStats]
 ]

@@ -9,6 +9,8 @@ export interface GatewayOptions {
   caches: () => Promise<ServedCaches | undefined>
   /** the disputes this node recorded */
   disputes: RouteContext['disputes']
+  upstream?: RouteContext['upstream']
+  stats: RouteContext['stats']
   blocks: RouteContext['blocks']
   local: RouteContext['local']
   record: RouteContext['record']
@@ -29,7 +31,7 @@ export interface Gateway {
 
 /** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
-  const { caches, blocks, local, record, disputes, logger } = options
+  const { caches, blocks, local, record, disputes, upstream, stats, logger } = options
 
   async function handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET'
@@ -42,7 +44,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
     for (const [pattern, handler] of ROUTES) {
       const m = pattern.exec(path)
       if (m === null) continue
-      await handler({ req, res, params: m.slice(1), index: await caches(), blocks, local, record, disputes, head: method === 'HEAD' })
+      await handler({ req, res, params: m.slice(1), index: await caches(), blocks, local, record, disputes, upstream, stats, head: method === 'HEAD' })
       return
     }
     res.writeHead(404, { 'content-type': 'text/plain' })

@@ -14,7 +14,7 @@ export async function * decompress (compression: string | undefined, source: Asy
   try {
     switch (kind) {
       case 'none': yield * source; return
-      case 'xz': yield * new xz.XzReadableStream(Readable.toWeb(Readable.from(source)) as ReadableStream<Uint8Array>); return
+      case 'xz': yield * owned(new xz.XzReadableStream(Readable.toWeb(Readable.from(source)) as ReadableStream<Uint8Array>)); return
       case 'zstd': yield * zstd(source); return
       case 'bzip2': yield * Readable.from(source).pipe(bunzip2()).pipe(new PassThrough()); return
       case 'br': yield * Readable.from(source).pipe(createBrotliDecompress()); return
@@ -25,6 +25,11 @@ export async function * decompress (compression: string | undefined, source: Asy
     throw new UpstreamError('ERR_UPSTREAM_DATA', `the ${kind}-compressed NAR does not decompress: ${(err as Error).message}`)
   }
   throw new UpstreamError('ERR_UPSTREAM_COMPRESSION', `compression ${JSON.stringify(kind)} is not supported (only ${COMPRESSIONS.join(', ')})`)
+}
+
+/** Copies of the chunks: the xz decoder hands out views of its WebAssembly memory, which the next chunk overwrites. */
+async function * owned (chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for await (const chunk of chunks) yield Uint8Array.prototype.slice.call(chunk)
 }
 
 /** zstd through fzstd's push decoder, one input chunk at a time (so memory stays bounded by what one chunk expands to). */

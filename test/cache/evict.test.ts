@@ -29,7 +29,7 @@ describe('--max-cache: least recently used NARs are evicted', () => {
     origin = await PackStore.openRepo(tmp())
     for (const [k, v] of Object.entries(data)) roots[k] = (await importFile(origin, once(v), fixedChunker(256 * 1024))).cid
     await origin.flush()
-    gw = await startGateway({ caches: async () => undefined, disputes: async () => [], blocks: origin, local: origin, record: async () => undefined, host: '127.0.0.1', port: 0 })
+    gw = await startGateway({ caches: async () => undefined, disputes: async () => [], stats: () => ({}), blocks: origin, local: origin, record: async () => undefined, host: '127.0.0.1', port: 0 })
   })
   afterAll(async () => { await gw.close(); await origin.close() })
 

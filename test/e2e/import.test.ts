@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process'
-import { cpSync, createReadStream, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import type { Server } from 'node:http'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 import { runCli, runCliAsync, startGatewayProcess, tmp } from '../helpers/cli.js'
+import { serveFiles as serve, type Fault } from '../helpers/http.js'
 
 // Upstream binary caches made by real Nix (`nix copy --to file://…?compression=…`)
 // behind a loopback HTTP server that can also misbehave on purpose.
@@ -14,28 +14,6 @@ const EXPR = `
 let lib = ${shellDerivation(`import-lib-${salt}`, 'mkdir -p $out/lib; i=0; while [ $i -lt 30000 ]; do echo "line $i of a library ' + salt + '"; i=$((i+1)); done > $out/lib/big.txt')};
 in ${shellDerivation(`import-top-${salt}`, 'mkdir -p $out/bin; echo ${lib} > $out/bin/ref; printf "#!/bin/sh\\n" > $out/bin/run; chmod +x $out/bin/run')}
 `
-type Fault = 'hang' | 'truncate'
-
-/** A static file server over `root`; `faults` maps a URL path to a misbehaviour. */
-async function serve (root: string, faults: Map<string, Fault>): Promise<{ url: string, server: Server }> {
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent((req.url ?? '/').split('?')[0]!)
-    const file = join(root, path)
-    let size: number
-    try { size = statSync(file).size } catch { res.writeHead(404); res.end(); return }
-    const fault = faults.get(path)
-    if (fault === 'hang') return // never answers
-    res.writeHead(200, { 'content-length': size })
-    if (fault === 'truncate') {
-      createReadStream(file, { end: Math.floor(size / 2) }).on('end', () => res.destroy()).pipe(res, { end: false })
-      return
-    }
-    createReadStream(file).pipe(res)
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
-}
-
 describe.runIf(nixAvailable)('nixipfs import from HTTP binary caches', () => {
   let top: string
   let lib: string

@@ -36,3 +36,15 @@ export function nix (args: string[], options: { allowFail?: boolean } = {}): { s
 export function nixDump (path: string): Buffer {
   return execFileSync('nix-store', ['--dump', path], { maxBuffer: 1 << 30 })
 }
+
+/** `nix` with the new CLI enabled, without blocking this process (needed when this process also serves what Nix fetches). */
+export async function nixAsync (args: string[]): Promise<{ status: number, stdout: string, stderr: string }> {
+  const { spawn } = await import('node:child_process')
+  const child = spawn('nix', ['--extra-experimental-features', 'nix-command', ...args])
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
+  const status = await new Promise<number>(resolve => child.on('close', code => resolve(code ?? -1)))
+  return { status, stdout, stderr }
+}

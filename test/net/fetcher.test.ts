@@ -25,7 +25,7 @@ const NAME = 'k51qzi5uqu5dh9ihj4p2v5sl3hxvv27ryx2w0xrsv6jmmqi91t9xp8p0kyxqbb'
 
 /** A node serving `store` over the trustless gateway routes (no Nix caches). */
 async function serve (store: PackStore, records: Record<string, Uint8Array> = {}): Promise<Gateway> {
-  return await startGateway({ caches: async () => undefined, disputes: async () => [], blocks: store, local: store, record: async n => records[n], host: '127.0.0.1', port: 0 })
+  return await startGateway({ caches: async () => undefined, disputes: async () => [], stats: () => ({}), blocks: store, local: store, record: async n => records[n], host: '127.0.0.1', port: 0 })
 }
 
 /** A peer that flips the last byte of every response body under /ipfs/. */

@@ -1,0 +1,135 @@
+import { appendEntries, type CidRecipe } from '../cache/publish.js'
+import { narUrl } from '../cache/directory.js'
+import { IntegrityError, UpstreamError } from '../errors.js'
+import { importFile } from '../ipfs/file-dag.js'
+import type { PackStore } from '../ipfs/pack-store.js'
+import { NarHasher } from '../nix/hash.js'
+import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
+import { verifyFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
+import { parseStorePath } from '../nix/store-path.js'
+import { decompress } from './decompress.js'
+import type { HttpBinaryCache } from './http-cache.js'
+
+/** How long "no upstream has it" is remembered: Nix asks again for every build. */
+const NEGATIVE_TTL_MS = 60_000
+
+/** What the upstream fallback did so far. */
+export interface FallbackCounters {
+  /** narinfos found upstream (and served with an upstream URL) */
+  narInfoHits: number
+  /** narinfos no upstream had (answered from the negative cache, too) */
+  narInfoMisses: number
+  /** NARs streamed from upstream and imported into the own cache */
+  imported: number
+  /** upstream failures and refusals (bad signature, NarHash mismatch, outage) */
+  errors: number
+}
+
+export interface FallbackOptions {
+  upstreams: HttpBinaryCache[]
+  /** keys an upstream narinfo must be signed by */
+  keys: PublicKey[]
+  repo: string
+  blocks: PackStore
+  /** signs the own cache's records as imported paths are added */
+  key: SecretKey
+  recipe: CidRecipe
+  recordLifetimeMs: number
+  log: { warn: (m: string) => void, info: (m: string) => void }
+  /** called once an imported path is in the own cache's record */
+  onImported?: () => void
+}
+
+/** A NAR being streamed to Nix while it is imported. */
+export interface UpstreamNar {
+  narSize: number
+  /** writes the verified NAR through `write` (awaiting each call), then adds it to the own cache */
+  stream: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>
+}
+
+/**
+ * Answers what the served caches miss from HTTP binary caches: a narinfo
+ * signed by a trusted key is served with a URL of this gateway, and its NAR
+ * is streamed to Nix while it is checked and imported into the own cache
+ * (write-through), so the next request is local and peers can fetch it.
+ */
+export class UpstreamFallback {
+  readonly counters: FallbackCounters = { narInfoHits: 0, narInfoMisses: 0, imported: 0, errors: 0 }
+  private readonly missing = new Map<string, number>()
+  private readonly found = new Map<string, { info: NarInfo, upstream: HttpBinaryCache }>()
+
+  constructor (private readonly options: FallbackOptions) {}
+
+  /** The narinfo text for `hash` from the first upstream that has a trusted one, its URL pointing at `nar/upstream/<hash>.nar`. */
+  async narInfo (hash: string): Promise<string | undefined> {
+    const missedAt = this.missing.get(hash)
+    if (missedAt !== undefined && Date.now() - missedAt < NEGATIVE_TTL_MS) { this.counters.narInfoMisses++; return undefined }
+    for (const upstream of this.options.upstreams) {
+      let text: string | undefined
+      try {
+        text = await upstream.narInfo(hash)
+      } catch (err) {
+        this.counters.errors++
+        this.options.log.warn(`upstream ${upstream.url}: ${(err as Error).message}`)
+        continue
+      }
+      if (text === undefined) continue
+      const info = parseNarInfo(text)
+      if (parseStorePath(info.storePath).hash !== hash || !info.sigs.some(s => verifyFingerprint(this.options.keys, fingerprint(info), s))) {
+        this.counters.errors++
+        this.options.log.warn(`upstream ${upstream.url}: ${hash}.narinfo is not signed by a trusted key (or names another path); ignored`)
+        continue
+      }
+      this.found.set(hash, { info, upstream })
+      this.counters.narInfoHits++
+      return formatNarInfo({ ...info, url: `nar/upstream/${hash}.nar`, compression: 'none', fileHash: info.narHash, fileSize: info.narSize })
+    }
+    this.missing.set(hash, Date.now())
+    this.counters.narInfoMisses++
+    return undefined
+  }
+
+  /** The upstream NAR for a narinfo served by `narInfo`, or undefined when none was. */
+  nar (hash: string): UpstreamNar | undefined {
+    const hit = this.found.get(hash)
+    if (hit === undefined) return undefined
+    const { info, upstream } = hit
+    return {
+      narSize: info.narSize,
+      stream: async (write) => {
+        try {
+          await this.streamAndImport(info, upstream, write)
+          this.found.delete(hash)
+          this.counters.imported++
+          this.options.onImported?.()
+          this.options.log.info(`upstream: imported ${info.storePath} from ${upstream.url}`)
+        } catch (err) {
+          this.counters.errors++
+          throw err
+        }
+      }
+    }
+  }
+
+  private async streamAndImport (info: NarInfo, upstream: HttpBinaryCache, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
+    const hasher = new NarHasher()
+    // The last chunk is held back until the NAR matched its NarHash: a complete response is a correct one.
+    let held: Uint8Array | undefined
+    async function * teed (): AsyncGenerator<Uint8Array> {
+      for await (const chunk of decompress(info.compression, await upstream.file(info.url))) {
+        hasher.update(chunk)
+        if (hasher.size > info.narSize) throw new IntegrityError(`${info.storePath}: the upstream NAR is longer than its NarSize`)
+        if (held !== undefined) await write(held)
+        held = chunk
+        yield chunk
+      }
+    }
+    const { cid, tsize } = await importFile(this.options.blocks, teed(), this.options.recipe.chunker)
+    if (hasher.size !== info.narSize || hasher.digest() !== info.narHash) {
+      throw new UpstreamError('ERR_UPSTREAM_DATA', `${info.storePath}: the NAR from ${upstream.url} does not match its narinfo (truncated or tampered); not served, not imported`)
+    }
+    if (held !== undefined) await write(held)
+    const own: NarInfo = { ...info, url: narUrl(cid), compression: 'none', fileHash: info.narHash, fileSize: info.narSize }
+    await appendEntries({ repo: this.options.repo, blocks: this.options.blocks }, this.options.key, [{ hash: parseStorePath(info.storePath).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(own) }], this.options)
+  }
+}
