@@ -17,15 +17,20 @@ export function runCli (args: string[], env: Record<string, string> = {}): { sta
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }
 }
 
-/** Runs `nixipfs ARGS` without blocking this process (needed when this process also serves the command over HTTP). */
-export async function runCliAsync (args: string[], env: Record<string, string> = {}): Promise<{ status: number, stdout: string, stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } })
+/** Runs a command to completion without blocking this process (needed when this process also serves what the command fetches). */
+export async function runAsync (cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ status: number, stdout: string, stderr: string }> {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env } })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
   child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
   const status = await new Promise<number>(resolve => child.on('close', code => resolve(code ?? -1)))
   return { status, stdout, stderr }
+}
+
+/** Runs `nixipfs ARGS` without blocking this process. */
+export async function runCliAsync (args: string[], env: Record<string, string> = {}): Promise<{ status: number, stdout: string, stderr: string }> {
+  return await runAsync(process.execPath, [BIN, ...args], env)
 }
 
 /** A `nixipfs gateway` child process and the URL it serves. */

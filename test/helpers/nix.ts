@@ -1,6 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { runAsync } from './cli.js'
 import { join } from 'node:path'
 
 /** True when the real Nix is installed. Under CI=true tests never skip: missing Nix must fail them. */
@@ -39,12 +40,5 @@ export function nixDump (path: string): Buffer {
 
 /** `nix` with the new CLI enabled, without blocking this process (needed when this process also serves what Nix fetches). */
 export async function nixAsync (args: string[]): Promise<{ status: number, stdout: string, stderr: string }> {
-  const { spawn } = await import('node:child_process')
-  const child = spawn('nix', ['--extra-experimental-features', 'nix-command', ...args])
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
-  child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
-  const status = await new Promise<number>(resolve => child.on('close', code => resolve(code ?? -1)))
-  return { status, stdout, stderr }
+  return await runAsync('nix', ['--extra-experimental-features', 'nix-command', ...args])
 }
