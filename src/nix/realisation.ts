@@ -19,11 +19,13 @@ export function realisationFingerprint (r: Realisation): string {
 
 /** Parses a `realisations/<id>.doi` document. */
 export function parseRealisation (text: string): Realisation {
-  let v: Partial<Realisation>
+  let v: Partial<Realisation> | null
   try { v = JSON.parse(text) } catch { throw new NarInfoParseError(1, 'realisation', 'not JSON') }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new NarInfoParseError(1, 'realisation', 'not a JSON object')
   if (typeof v.id !== 'string' || !/^sha256:[0-9a-f]{64}![A-Za-z0-9+\-._?=]+$/.test(v.id)) throw new NarInfoParseError(1, 'realisation', 'bad id')
   if (typeof v.outPath !== 'string' || !/^[0-9a-df-np-sv-z]{32}-/.test(v.outPath)) throw new NarInfoParseError(1, 'realisation', 'bad outPath')
-  return { id: v.id, outPath: v.outPath, signatures: Array.isArray(v.signatures) ? v.signatures.filter(s => typeof s === 'string') : [], dependentRealisations: v.dependentRealisations ?? {} }
+  const deps = typeof v.dependentRealisations === 'object' && v.dependentRealisations !== null ? v.dependentRealisations : {}
+  return { id: v.id, outPath: v.outPath, signatures: Array.isArray(v.signatures) ? v.signatures.filter(s => typeof s === 'string') : [], dependentRealisations: deps }
 }
 
 /** The document as Nix writes it (keys sorted, no spaces). */

@@ -36,13 +36,13 @@ export function signStatement (key: SecretKey, statement: Omit<DisputeStatement,
  * and that key is the one whose cache (IPNS name `cacheName`) published it.
  */
 export function openStatement (text: string, cacheName: string): DisputeStatement {
-  let parsed: { statement?: DisputeStatement, sig?: string }
+  let parsed: { statement?: DisputeStatement, sig?: string } | null
   try { parsed = JSON.parse(text) } catch { throw new RecordError('ERR_STATEMENT', `a dispute statement in /ipns/${cacheName} is not JSON`) }
-  const { statement, sig } = parsed
+  const { statement, sig } = typeof parsed === 'object' && parsed !== null ? parsed : {}
   if (statement?.type !== 'nixipfs-dispute-v1' || typeof sig !== 'string' || typeof statement.by !== 'string') {
     throw new RecordError('ERR_STATEMENT', `a dispute statement in /ipns/${cacheName} is malformed`)
   }
-  const key = parsePublicKey(statement.by)
+  const key = parsePublicKey(statement.by) // InvalidKeyError for a malformed key
   if (ipnsNameOf(key.key) !== cacheName) throw new RecordError('ERR_STATEMENT', `a dispute statement in /ipns/${cacheName} names another key (${statement.by})`)
   if (!verifyFingerprint([key], JSON.stringify(statement), sig)) throw new RecordError('ERR_STATEMENT', `a dispute statement in /ipns/${cacheName} has a bad signature`)
   return statement
