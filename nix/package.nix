@@ -1,0 +1,32 @@
+{ lib, buildNpmPackage, nodejs_24, makeWrapper, nix }:
+
+buildNpmPackage {
+  pname = "nixipfs";
+  version = "0.1.0";
+  src = lib.cleanSource ../.;
+  nodejs = nodejs_24;
+
+  # Pinned hash of the npm dependencies in package-lock.json. It could not be
+  # computed where this was written (no nixpkgs there): after a change of
+  # package-lock.json, build once and put the hash Nix reports here.
+  npmDepsHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+  npmBuildScript = "build";
+  nativeBuildInputs = [ makeWrapper ];
+
+  # The tests need a writable Nix store and loopback servers: run `npm test` in the dev shell.
+  doCheck = false;
+
+  postInstall = ''
+    # publish and import call the `nix` CLI; a gateway on a large index wants a capped heap (see README).
+    wrapProgram $out/bin/nixipfs \
+      --prefix PATH : ${lib.makeBinPath [ nix ]} \
+      --set-default NODE_OPTIONS --max-old-space-size=192
+  '';
+
+  meta = {
+    description = "Publish Nix build outputs to IPFS and serve them back to Nix as a binary cache";
+    mainProgram = "nixipfs";
+    platforms = lib.platforms.unix;
+  };
+}

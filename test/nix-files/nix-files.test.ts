@@ -1,0 +1,54 @@
+import { execFileSync } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { nixAvailable } from '../helpers/nix.js'
+import { runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const NIX_FILES = ['flake.nix', ...readdirSync(join(ROOT, 'nix')).map(f => `nix/${f}`), ...readdirSync(join(ROOT, 'test/nix-files')).filter(f => f.endsWith('.nix')).map(f => `test/nix-files/${f}`)]
+
+/** The module's config for `settings`, evaluated against the stub option system. */
+function evalModule (settings: string): any {
+  return JSON.parse(execFileSync('nix-instantiate', ['--eval', '--strict', '--json', join(ROOT, 'test/nix-files/stub-eval.nix'), '--arg', 'settings', settings], { encoding: 'utf8' }))
+}
+
+/** The words of a command line that lib.escapeShellArgs made (every word single-quoted). */
+const words = (line: string): string[] => [...line.matchAll(/'((?:[^']|'\\'')*)'/g)].map(m => m[1]!.replace(/'\\''/g, "'"))
+
+describe.runIf(nixAvailable)('Nix files', () => {
+  it.each(NIX_FILES)('%s parses', (file) => {
+    expect(() => execFileSync('nix-instantiate', ['--parse', join(ROOT, file)], { stdio: 'pipe' })).not.toThrow()
+  })
+
+  it('the NixOS module does nothing unless enabled', () => {
+    expect(evalModule('{ }')).toEqual({})
+  })
+
+  it('the NixOS module wires a gateway as substituter, a mirror, the post-build hook and the firewall', () => {
+    const c = evalModule('{ enable = true; gateway.follow = [ "b-1:x" ]; gateway.trust = [ "b-1:x" "b-2:y" ]; gateway.threshold = 2; gateway.maxCache = "20G"; publishHook.enable = true; openFirewall = true; mirror.enable = true; mirror.follow = [ "b-1:x" ]; }')
+    expect(c.nix.settings.substituters).toEqual(['http://127.0.0.1:8080'])
+    expect(c.nix.settings['trusted-public-keys']).toEqual(['b-1:x', 'b-2:y'])
+    expect(c.nix.settings['post-build-hook'].text).toMatch(/runuser -u nixipfs -- \S+\/bin\/nixipfs publish/)
+    expect(c.networking.firewall.allowedTCPPorts).toEqual([4001, 8081])
+    const gw = c.systemd.services['nixipfs-gateway'].serviceConfig
+    expect(words(gw.ExecStart).slice(1)).toEqual(['gateway', '--repo', '/var/lib/nixipfs', '--listen', '127.0.0.1:8080', '--listen-p2p', '/ip4/0.0.0.0/tcp/4001', '--follow', 'b-1:x', '--trust', 'b-1:x', '--trust', 'b-2:y', '--threshold', '2', '--max-cache', '20G'])
+    expect(gw).toMatchObject({ User: 'nixipfs', ProtectSystem: 'strict', NoNewPrivileges: true, StateDirectory: 'nixipfs' })
+    expect(words(c.systemd.services['nixipfs-mirror'].serviceConfig.ExecStart).slice(1, 4)).toEqual(['mirror', '--repo', '/var/lib/nixipfs-mirror'])
+    expect(c.users.users.nixipfs.isSystemUser).toBe(true)
+  })
+
+  it('the gateway command line the module writes is one nixipfs accepts', async () => {
+    const keys = [1, 2].map(i => {
+      const secret = join(tmp(), 'k.secret')
+      runCli(['keygen', `b-${i}`, '--secret-key-file', secret])
+      return execFileSync('cat', [`${secret}.pub`], { encoding: 'utf8' }).trim()
+    })
+    const c = evalModule(`{ enable = true; gateway.follow = [ "${keys[0]}" ]; gateway.trust = [ "${keys[0]}" "${keys[1]}" ]; gateway.threshold = 2; gateway.maxCache = "20G"; }`)
+    const args = words(c.systemd.services['nixipfs-gateway'].serviceConfig.ExecStart).slice(2)
+      .map(a => a === '/var/lib/nixipfs' ? tmp() : a === '127.0.0.1:8080' ? '127.0.0.1:0' : a)
+    const g = await startGatewayProcess([...args, '--offline'])
+    expect(g.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    await g.stop()
+  })
+})
