@@ -8,6 +8,7 @@ import { startRepublisher } from './cache/republish.js'
 import { repoIndexSource } from './cache/source.js'
 import type { CommitOptions } from './cache/commit.js'
 import { startGateway, type Gateway } from './gateway/server.js'
+import type { MetricFamily } from './gateway/metrics.js'
 import { unionOf } from './cache/union.js'
 import { quorumOf, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
 import { allDisputes, recordDispute } from './trust/disputes.js'
@@ -96,6 +97,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   follower?.poll().catch(() => {})
 
   const served = [...sources.values()]
+  const quorum = new QuorumLog()
   const upstream = options.upstream === undefined
     ? undefined
     : new UpstreamFallback({
@@ -110,10 +112,11 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       onImported: () => { if (options.own !== undefined) sources.get(options.own)?.recheck() }
     })
   const gateway = await startGateway({
-    caches: options.trust === undefined ? async () => await unionOf(served) : quorumOf(served, quorumHooks(repo, options.trust, log)),
+    caches: options.trust === undefined ? async () => await unionOf(served) : quorumOf(served, quorum.hooks(repo, options.trust, log)),
     disputes: async () => await allDisputes(repo, local, log.warn),
     upstream,
     stats: () => ({ blocks: network.blocks.counters, upstream: upstream?.counters }),
+    metrics: async () => await metricFamilies(repo, names, local, network, upstream, quorum),
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),
@@ -163,20 +166,45 @@ function startEvictor (repo: string, network: Network, options: DaemonOptions, m
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
 
-/** Records disputes and says (once per path) why a path was refused. */
-function quorumHooks (repo: string, policy: TrustPolicy, log: DaemonOptions['log']): QuorumOptions {
-  const told = new Set<string>()
-  return {
-    policy,
-    onDispute: (dispute) => {
-      recordDispute(repo, dispute).then(
-        isNew => { if (isNew) log.warn(`dispute: trusted builders signed ${dispute.groups.length} different NARs for ${dispute.storePath} (nixipfs disputes, GET /disputes)`) },
-        (err: Error) => log.warn(`recording the dispute over ${dispute.storePath} failed: ${err.message}`))
-    },
-    onRefused: (reason) => {
-      if (told.has(reason)) return
-      told.add(reason)
-      log.warn(`refused ${reason}`)
+/** Records disputes and says (once per path) why a path was refused; counts both. */
+class QuorumLog {
+  refusals = 0
+  disputes = 0
+  private readonly told = new Set<string>()
+
+  hooks (repo: string, policy: TrustPolicy, log: DaemonOptions['log']): QuorumOptions {
+    return {
+      policy,
+      onDispute: (dispute) => {
+        recordDispute(repo, dispute).then(
+          isNew => { if (isNew) { this.disputes++; log.warn(`dispute: trusted builders signed ${dispute.groups.length} different NARs for ${dispute.storePath} (nixipfs disputes, GET /disputes)`) } },
+          (err: Error) => log.warn(`recording the dispute over ${dispute.storePath} failed: ${err.message}`))
+      },
+      onRefused: (reason) => {
+        this.refusals++
+        if (this.told.has(reason)) return
+        this.told.add(reason)
+        log.warn(`refused ${reason}`)
+      }
     }
   }
+}
+
+/** The node's metrics beside the HTTP ones. */
+async function metricFamilies (repo: string, names: string[], local: PackStore, network: Network, upstream: UpstreamFallback | undefined, quorum: QuorumLog): Promise<MetricFamily[]> {
+  const c = network.blocks.counters
+  const records = (await Promise.all(names.map(async name => ({ name, record: await loadRecord(repo, name).catch(() => undefined) })))).filter(r => r.record !== undefined)
+  return [
+    { name: 'nixipfs_blocks_served_total', help: 'Blocks read for requests, by where they came from.', type: 'counter', samples: (['local', 'http', 'car', 'bitswap'] as const).map(source => ({ labels: { source }, value: c[source] })) },
+    { name: 'nixipfs_verification_failures_total', help: 'Blocks from peers that did not hash to their CID.', type: 'counter', samples: [{ value: c.corrupt }] },
+    { name: 'nixipfs_blocks_unavailable_total', help: 'Blocks no source could supply.', type: 'counter', samples: [{ value: c.unavailable }] },
+    { name: 'nixipfs_quorum_refusals_total', help: 'Narinfos and realisations refused by the trust policy.', type: 'counter', samples: [{ value: quorum.refusals }] },
+    { name: 'nixipfs_disputes_recorded_total', help: 'New or changed disputes recorded.', type: 'counter', samples: [{ value: quorum.disputes }] },
+    { name: 'nixipfs_store_blocks', help: 'Blocks in the repo\'s block store.', type: 'gauge', samples: [{ value: local.size }] },
+    { name: 'nixipfs_record_sequence', help: 'Sequence of the newest record held, by cache.', type: 'gauge', samples: records.map(r => ({ labels: { name: r.name }, value: Number(r.record!.sequence) })) },
+    { name: 'nixipfs_record_expiry_seconds', help: 'When the newest record held expires (Unix time), by cache.', type: 'gauge', samples: records.map(r => ({ labels: { name: r.name }, value: Date.parse(r.record!.validity) / 1000 })) },
+    ...(upstream === undefined
+      ? []
+      : [{ name: 'nixipfs_upstream_total', help: 'Upstream fallback: narinfo hits and misses, NARs imported, errors.', type: 'counter' as const, samples: Object.entries(upstream.counters).map(([event, value]) => ({ labels: { event }, value })) }])
+  ]
 }

@@ -6,7 +6,7 @@ import { serveNar } from './nar.js'
 import { serveNarInfo } from './narinfo.js'
 import { serveIpfs, serveIpns } from './trustless.js'
 import { serveDisputes } from './disputes.js'
-import { serveStats } from './stats.js'
+import { serveHealth, serveMetrics, serveStats } from './stats.js'
 import { serveUpstreamNar } from './upstream.js'
 import type { UpstreamFallback } from '../upstream/fallback.js'
 import { serveRealisation } from './realisation.js'
@@ -32,6 +32,8 @@ export interface RouteContext {
   upstream?: UpstreamFallback
   /** counters, as JSON */
   stats: () => unknown
+  /** every metric, in the Prometheus text format */
+  metrics: () => Promise<string>
   head: boolean
 }
 
@@ -47,5 +49,7 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/ipns\/([a-z0-9]{1,128})\/?$/, serveIpns],
   [/^\/realisations\/([^/]{1,200})\.doi$/, serveRealisation],
   [/^\/disputes$/, serveDisputes],
-  [/^\/stats$/, serveStats]
+  [/^\/stats$/, serveStats],
+  [/^\/metrics$/, serveMetrics],
+  [/^\/healthz$/, serveHealth]
 ]

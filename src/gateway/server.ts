@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import type { ServedCaches } from '../cache/union.js'
 import { statusOf } from './http-errors.js'
-import { ROUTES, type RouteContext } from './routes.js'
+import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
+import { ROUTES, type Handler, type RouteContext } from './routes.js'
 
 export interface GatewayOptions {
   /** the caches served to Nix, as they stand now (undefined while none is servable) */
@@ -11,6 +12,8 @@ export interface GatewayOptions {
   disputes: RouteContext['disputes']
   upstream?: RouteContext['upstream']
   stats: RouteContext['stats']
+  /** metric families beside the HTTP ones (fetches, verification, records…) */
+  metrics?: () => Promise<MetricFamily[]>
   blocks: RouteContext['blocks']
   local: RouteContext['local']
   record: RouteContext['record']
@@ -23,6 +26,17 @@ export interface GatewayOptions {
 /** How long shutdown waits for responses in flight. */
 const CLOSE_GRACE_MS = 10_000
 
+/** Counts the body bytes handed to `res` (headers aside); returns the count so far. */
+function countBodyBytes (res: ServerResponse): () => number {
+  let bytes = 0
+  const size = (chunk: unknown): number => typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Uint8Array | undefined)?.length ?? 0
+  const write = res.write.bind(res) as (...a: unknown[]) => boolean
+  const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse
+  res.write = ((chunk: unknown, ...rest: unknown[]) => { bytes += size(chunk); return write(chunk, ...rest) }) as typeof res.write
+  res.end = ((chunk?: unknown, ...rest: unknown[]) => { if (typeof chunk !== 'function') bytes += size(chunk); return end(chunk, ...rest) }) as typeof res.end
+  return () => bytes
+}
+
 /** A running gateway. */
 export interface Gateway {
   url: string
@@ -32,33 +46,44 @@ export interface Gateway {
 /** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
   const { caches, blocks, local, record, disputes, upstream, stats, logger } = options
+  const http = new HttpMetrics()
+  const metrics = async (): Promise<string> => formatMetrics([...http.families(), ...(await options.metrics?.() ?? [])])
 
-  async function handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** The route a path takes: its handler and the name metrics count it under. */
+  function routeOf (path: string): { handler: Handler, params: string[], name: string } | undefined {
+    for (const [pattern, handler] of ROUTES) {
+      const m = pattern.exec(path)
+      if (m !== null) return { handler, params: m.slice(1), name: handler.name.replace(/^serve/, '').toLowerCase() }
+    }
+    return undefined
+  }
+
+  async function handle (req: IncomingMessage, res: ServerResponse, route: ReturnType<typeof routeOf>): Promise<void> {
     const method = req.method ?? 'GET'
-    const path = (req.url ?? '/').split('?')[0]!
     if (method !== 'GET' && method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' })
       res.end('only GET and HEAD are served\n')
       return
     }
-    for (const [pattern, handler] of ROUTES) {
-      const m = pattern.exec(path)
-      if (m === null) continue
-      await handler({ req, res, params: m.slice(1), index: await caches(), blocks, local, record, disputes, upstream, stats, head: method === 'HEAD' })
+    if (route === undefined) {
+      res.writeHead(404, { 'content-type': 'text/plain' })
+      res.end('not found\n')
       return
     }
-    res.writeHead(404, { 'content-type': 'text/plain' })
-    res.end('not found\n')
+    await route.handler({ req, res, params: route.params, index: await caches(), blocks, local, record, disputes, upstream, stats, metrics, head: method === 'HEAD' })
   }
 
   let active = 0
   let closing: (() => void) | undefined
   const server = createServer((req, res) => {
     active++
+    const route = routeOf((req.url ?? '/').split('?')[0]!)
+    const sent = countBodyBytes(res)
     res.once('close', () => {
+      http.observe(route?.name ?? 'unmatched', res.statusCode, sent())
       if (--active === 0) closing?.()
     })
-    handle(req, res).then(
+    handle(req, res, route).then(
       () => logger?.debug(`${req.method} ${req.url} ${res.statusCode}`),
       (err: Error) => {
         const status = statusOf(err)

@@ -6,3 +6,17 @@ export function serveStats ({ res, stats, head }: RouteContext): void {
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-cache' })
   res.end(head ? undefined : body)
 }
+
+/** `GET /metrics`: Prometheus text format (requests by route and status, bytes, fetches by source, verification failures, quorum refusals, records). */
+export async function serveMetrics ({ res, metrics, head }: RouteContext): Promise<void> {
+  const body = await metrics()
+  res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-cache' })
+  res.end(head ? undefined : body)
+}
+
+/** `GET /healthz`: 200 while the server answers, saying whether a cache is servable yet. */
+export async function serveHealth ({ res, index, head }: RouteContext): Promise<void> {
+  const body = `ok: ${index === undefined ? 'no cache servable yet' : 'serving'}\n`
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-cache' })
+  res.end(head ? undefined : body)
+}

@@ -59,6 +59,22 @@ describe.runIf(nixAvailable)('publish → gateway → nix copy --from', () => {
     expect(statSync(join(store, closure.find(p => p.includes('e2e-tool'))!, 'bin/tool')).mode & 0o111).not.toBe(0)
   })
 
+  it('counts that traffic in /metrics, and answers /healthz', async () => {
+    const text = await (await fetch(`${gw.url}/metrics`)).text()
+    const value = (name: string, labels: string): number => Number(new RegExp(`^${name}\\{${labels}\\} (\\d+(?:\\.\\d+)?(?:e\\+\\d+)?)$`, 'm').exec(text)?.[1] ?? NaN)
+    expect(text).toMatch(/^# TYPE nixipfs_http_requests_total counter$/m)
+    expect(value('nixipfs_http_requests_total', 'route="narinfo",status="200"')).toBeGreaterThanOrEqual(3)
+    expect(value('nixipfs_http_requests_total', 'route="nar",status="200"')).toBeGreaterThanOrEqual(3)
+    const narBytes = JSON.parse(nix(['path-info', '--json', '-r', top, '--option', 'substituters', '']).stdout).reduce((a: number, p: { narSize: number }) => a + p.narSize, 0)
+    expect(value('nixipfs_http_response_bytes_total', 'route="nar"')).toBeGreaterThanOrEqual(narBytes)
+    expect(value('nixipfs_blocks_served_total', 'source="local"')).toBeGreaterThan(0)
+    expect(text).toMatch(/^nixipfs_verification_failures_total 0$/m)
+    expect(text).toMatch(/^nixipfs_record_sequence\{name="k51\w+"\} 1$/m)
+    const health = await fetch(`${gw.url}/healthz`)
+    expect(health.status).toBe(200)
+    expect(await health.text()).toBe('ok: serving\n')
+  })
+
   it('is refused by Nix when the trusted key did not sign', () => {
     const store = tmp()
     const other = tmp()
