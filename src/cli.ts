@@ -2,6 +2,7 @@ import './shim.js'
 import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty'
 import { consola } from 'consola'
 import { NixipfsError, UsageError } from './errors.js'
+import { configPath, layerArgs, loadConfig } from './config.js'
 
 /** The `nixipfs` command and its lazily loaded subcommands. */
 export const cli = defineCommand({
@@ -21,16 +22,26 @@ export const cli = defineCommand({
     mirror: async () => (await import('./commands/mirror.js')).default,
     gc: async () => (await import('./commands/gc.js')).default,
     disputes: async () => (await import('./commands/disputes.js')).default,
+    config: async () => (await import('./commands/config.js')).default,
     verify: async () => (await import('./commands/verify.js')).default,
     import: async () => (await import('./commands/import.js')).default
   }
 })
 
-async function subCommandOf (rawArgs: string[]): Promise<[CommandDef<any>, CommandDef<any>?]> {
+export async function subCommandOf (rawArgs: string[]): Promise<[CommandDef<any>, CommandDef<any>?]> {
   const subs = cli.subCommands as Record<string, () => Promise<CommandDef<any>>>
   const name = rawArgs.find(a => !a.startsWith('-'))
   const loader = name === undefined ? undefined : subs[name]
   return loader === undefined ? [cli] : [await loader(), cli]
+}
+
+/** `rawArgs` with what the environment and the config file set for the command's flags (see layerArgs). */
+export async function withConfig (rawArgs: string[]): Promise<string[]> {
+  const [cmd, parent] = await subCommandOf(rawArgs)
+  if (parent === undefined) return rawArgs
+  const name = (cmd.meta as { name?: string } | undefined)?.name ?? ''
+  const file = await loadConfig(configPath(rawArgs))
+  return layerArgs(name, rawArgs, (cmd.args ?? {}) as Record<string, { type?: string }>, file).rawArgs
 }
 
 /** The top-level help: one line per command (each command's --help has the rest and an example). */
@@ -60,7 +71,7 @@ export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
       console.log('0.1.0')
       return
     }
-    await runCommand(cli, { rawArgs })
+    await runCommand(cli, { rawArgs: await withConfig(rawArgs) })
   } catch (err) {
     const e = err as Error & { code?: string }
     if (err instanceof UsageError || e.name === 'CLIError') {

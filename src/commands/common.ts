@@ -78,18 +78,4 @@ export async function cacheName (repo: string, flag: string | undefined): Promis
   throw new UsageError(`the repo holds records for several caches; choose one with --cache (${records.map(r => r.slice(0, -5)).join(', ')})`)
 }
 
-/** Every value of a repeatable string flag (`--flag V` or `--flag=V`), in order: citty keeps only the last. */
-export function repeatedArg (rawArgs: string[], flag: string): string[] {
-  const values: string[] = []
-  for (let i = 0; i < rawArgs.length; i++) {
-    const a = rawArgs[i]!
-    if (a === '--') break
-    if (a === `--${flag}`) {
-      const v = rawArgs[i + 1]
-      if (v === undefined) throw new UsageError(`--${flag} needs a value`)
-      values.push(v)
-      i++
-    } else if (a.startsWith(`--${flag}=`)) values.push(a.slice(flag.length + 3))
-  }
-  return values
-}
+export { repeatedArg } from '../config.js'

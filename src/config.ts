@@ -1,0 +1,93 @@
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { UsageError } from './errors.js'
+
+/** A config file: flag values per command (`"gateway": { "listen": "…", "follow": ["…"] }`) and for all commands (`"*"`). */
+export type ConfigFile = Record<string, Record<string, string | number | boolean | string[]>>
+
+/** The config file: `--config FILE`, else `$NIXIPFS_CONFIG`, else `$XDG_CONFIG_HOME/nixipfs/config.json` (`~/.config/…`). */
+export function configPath (rawArgs: string[], env: NodeJS.ProcessEnv = process.env): string {
+  const i = rawArgs.indexOf('--config')
+  if (i >= 0 && rawArgs[i + 1] !== undefined) return rawArgs[i + 1]!
+  const eq = rawArgs.find(a => a.startsWith('--config='))
+  if (eq !== undefined) return eq.slice('--config='.length)
+  if (env.NIXIPFS_CONFIG !== undefined && env.NIXIPFS_CONFIG !== '') return env.NIXIPFS_CONFIG
+  const xdg = env.XDG_CONFIG_HOME !== undefined && env.XDG_CONFIG_HOME !== '' ? env.XDG_CONFIG_HOME : join(homedir(), '.config')
+  return join(xdg, 'nixipfs', 'config.json')
+}
+
+/** Reads the config file; a missing file is an empty config, a malformed one an error naming it. */
+export async function loadConfig (path: string): Promise<ConfigFile> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw new UsageError(`cannot read the config file ${path}: ${(err as Error).message}`)
+  }
+  let parsed: unknown
+  try { parsed = JSON.parse(text) } catch (err) { throw new UsageError(`the config file ${path} is not valid JSON: ${(err as Error).message}`) }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || Object.values(parsed).some(v => typeof v !== 'object' || v === null || Array.isArray(v))) {
+    throw new UsageError(`the config file ${path} must be an object of commands ("gateway", "publish", … or "*"), each an object of flags`)
+  }
+  return parsed as ConfigFile
+}
+
+/** Every value of a repeatable string flag (`--flag V` or `--flag=V`), in order: citty keeps only the last. */
+export function repeatedArg (rawArgs: string[], flag: string): string[] {
+  const values: string[] = []
+  for (let i = 0; i < rawArgs.length; i++) {
+    const a = rawArgs[i]!
+    if (a === '--') break
+    if (a === `--${flag}`) {
+      const v = rawArgs[i + 1]
+      if (v === undefined) throw new UsageError(`--${flag} needs a value`)
+      values.push(v)
+      i++
+    } else if (a.startsWith(`--${flag}=`)) values.push(a.slice(flag.length + 3))
+  }
+  return values
+}
+
+/** Where a flag's value came from. */
+export type Origin = 'flag' | 'environment' | 'file'
+
+/** The environment variable of a flag: `--max-cache` → `NIXIPFS_MAX_CACHE`. */
+export const envName = (flag: string): string => `NIXIPFS_${flag.toUpperCase().replace(/-/g, '_')}`
+
+/**
+ * The flags a command runs with, and where each came from: the command line
+ * first, then `NIXIPFS_<FLAG>` (lists space-separated), then the config file
+ * (the command's section, then `"*"`); what none sets keeps its default.
+ */
+export function layerArgs (command: string, rawArgs: string[], flags: Record<string, { type?: string }>, file: ConfigFile, env: NodeJS.ProcessEnv = process.env): { rawArgs: string[], origins: Record<string, { origin: Origin, value: string | boolean | string[] }> } {
+  const out = [...rawArgs]
+  const origins: Record<string, { origin: Origin, value: string | boolean | string[] }> = {}
+  for (const [flag, def] of Object.entries(flags)) {
+    if (def.type === 'positional' || flag === 'config') continue
+    if (def.type === 'boolean') {
+      const given = rawArgs.find(a => a === `--${flag}` || a === `--no-${flag}` || (def as { alias?: string }).alias === a.replace(/^-/, ''))
+      if (given !== undefined) { origins[flag] = { origin: 'flag', value: !given.startsWith('--no-') }; continue }
+    } else {
+      const given = repeatedArg(rawArgs, flag)
+      if (given.length > 0) { origins[flag] = { origin: 'flag', value: given.length > 1 ? given : given[0]! }; continue }
+    }
+    const fromEnv = env[envName(flag)]
+    const fromFile = file[command]?.[flag] ?? file['*']?.[flag]
+    let value: string | boolean | string[] | undefined
+    let origin: Origin
+    if (fromEnv !== undefined && fromEnv !== '') {
+      origin = 'environment'
+      value = def.type === 'boolean' ? !/^(0|false|no)$/i.test(fromEnv) : fromEnv.includes(' ') ? fromEnv.split(/\s+/).filter(v => v !== '') : fromEnv
+    } else if (fromFile !== undefined) {
+      origin = 'file'
+      value = typeof fromFile === 'number' ? String(fromFile) : fromFile
+    } else continue
+    origins[flag] = { origin, value }
+    if (value === true) out.push(`--${flag}`)
+    else if (value === false) continue
+    else for (const v of Array.isArray(value) ? value : [value]) out.push(`--${flag}`, String(v))
+  }
+  return { rawArgs: out, origins }
+}
