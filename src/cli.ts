@@ -23,6 +23,7 @@ export const cli = defineCommand({
     gc: async () => (await import('./commands/gc.js')).default,
     disputes: async () => (await import('./commands/disputes.js')).default,
     config: async () => (await import('./commands/config.js')).default,
+    doctor: async () => (await import('./commands/doctor.js')).default,
     verify: async () => (await import('./commands/verify.js')).default,
     import: async () => (await import('./commands/import.js')).default
   }

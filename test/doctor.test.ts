@@ -1,0 +1,64 @@
+import { chmodSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { nixAvailable, nixBuild, shellDerivation } from './helpers/nix.js'
+import { runCli, startGatewayProcess, tmp, type GatewayProcess } from './helpers/cli.js'
+
+// Each misconfiguration doctor claims to find, made for real (Nix reads NIX_CONFIG).
+describe.runIf(nixAvailable)('nixipfs doctor', () => {
+  const repo = tmp()
+  let pub: string
+  let gw: GatewayProcess
+  beforeAll(async () => {
+    const [path] = nixBuild(shellDerivation(`doctor-${Date.now()}-${process.pid}`, 'mkdir $out; echo ok > $out/ok'))
+    expect(runCli(['publish', '--repo', repo, path!]).status).toBe(0)
+    pub = readFileSync(join(repo, 'keys', 'cache.public'), 'utf8').trim()
+    gw = await startGatewayProcess(['--repo', repo])
+  })
+  afterAll(async () => { await gw?.stop() })
+
+  const doctor = (nixConfig: string, args: string[] = [], r = repo): { status: number, out: string } => {
+    const res = runCli(['doctor', '--repo', r, '--gateway', gw.url, ...args], { NIX_CONFIG: nixConfig })
+    return { status: res.status, out: res.stdout + res.stderr }
+  }
+  const good = (): string => `substituters = ${gw.url}\ntrusted-public-keys = ${pub}\npost-build-hook = /bin/true`
+
+  it('finds nothing to fix in a good setup', () => {
+    const r = doctor(good())
+    expect(r.out).toContain('nothing to fix')
+    expect(r.status).toBe(0)
+  })
+
+  it('finds a gateway Nix does not use, a key it does not trust, and no post-build hook', () => {
+    const r = doctor('substituters = https://cache.example\ntrusted-public-keys = other-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=')
+    expect(r.status).toBe(1)
+    expect(r.out).toContain(`Nix does not use the gateway: add \`extra-substituters = ${gw.url}\``)
+    expect(r.out).toContain(`Nix does not trust the repo's key: add \`extra-trusted-public-keys = ${pub}\``)
+    expect(r.out).toMatch(/builds are not published automatically: set post-build-hook/)
+  })
+
+  it('finds a secret key others can read, and says how to fix it', () => {
+    const key = join(repo, 'keys', 'cache.secret')
+    chmodSync(key, 0o644)
+    try {
+      const r = doctor(good())
+      expect(r.status).toBe(1)
+      expect(r.out).toContain(`run: chmod 600 ${key}`)
+    } finally {
+      chmodSync(key, 0o600)
+    }
+  })
+
+  it('finds an expired record, a gateway that does not answer, and an unreachable peer', async () => {
+    const other = tmp()
+    const [path] = nixBuild(shellDerivation(`doctor-exp-${Date.now()}-${process.pid}`, 'mkdir $out'))
+    expect(runCli(['publish', '--repo', other, '--lifetime-hours', '0.0001', path!]).status).toBe(0)
+    await new Promise(resolve => setTimeout(resolve, 800))
+    const res = runCli(['doctor', '--repo', other, '--gateway', 'http://127.0.0.1:9', '--http-gateway', 'http://127.0.0.1:9'], { NIX_CONFIG: 'substituters = http://127.0.0.1:9' })
+    const out = res.stdout + res.stderr
+    expect(res.status).toBe(1)
+    expect(out).toMatch(/the record \(sequence 1\) expired at .*; run `nixipfs republish`/)
+    expect(out).toMatch(/http:\/\/127\.0\.0\.1:9 does not answer .*; start it: nixipfs gateway/)
+    expect(out).toMatch(/peer http:\/\/127\.0\.0\.1:9 does not answer/)
+  })
+})
