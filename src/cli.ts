@@ -56,11 +56,27 @@ async function printCommands (): Promise<void> {
   console.log(lines.join('\n'))
 }
 
+/** Logs one JSON object a line on stderr: time, level, message, and the fields logged with it. */
+const jsonReporter = {
+  log: (entry: { date: Date, type: string, args: unknown[], [field: string]: unknown }): void => {
+    // consola puts the fields of a logged object (`consola.info({ message, …fields })`) on the entry itself.
+    const { date, type, args, level: _level, tag: _tag, ...fields } = entry
+    const objects = args.filter(a => typeof a === 'object' && a !== null && !(a instanceof Error)) as Array<Record<string, unknown>>
+    const message = args.filter(a => typeof a !== 'object' || a === null || a instanceof Error).map(a => a instanceof Error ? a.message : String(a)).join(' ')
+    process.stderr.write(JSON.stringify({ time: date.toISOString(), level: type, ...(message === '' ? {} : { message }), ...Object.assign({}, ...objects), ...fields }) + '\n')
+  }
+}
+
 /** Runs the CLI: typed errors print their message and code; usage errors also print usage. */
 export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
   // consola goes quiet when it thinks it runs under a test runner; a CLI always reports.
   const level = Number(process.env.NIXIPFS_LOG_LEVEL)
   consola.level = Number.isInteger(level) ? level : 3
+  if (rawArgs.includes('--log-json')) {
+    rawArgs = rawArgs.filter(a => a !== '--log-json')
+    process.env.NIXIPFS_LOG_JSON = '1'
+  }
+  if (process.env.NIXIPFS_LOG_JSON === '1') consola.setReporters([jsonReporter])
   try {
     if (rawArgs.includes('--help') || rawArgs.includes('-h') || rawArgs.length === 0) {
       const [cmd, parent] = await subCommandOf(rawArgs)

@@ -7,7 +7,7 @@ import { loadRecord, loadRecordBytes } from './cache/records.js'
 import { startRepublisher } from './cache/republish.js'
 import { repoIndexSource } from './cache/source.js'
 import type { CommitOptions } from './cache/commit.js'
-import { startGateway, type Gateway } from './gateway/server.js'
+import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
 import type { MetricFamily } from './gateway/metrics.js'
 import { unionOf } from './cache/union.js'
 import { quorumOf, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
@@ -41,6 +41,8 @@ export interface DaemonOptions {
   trust?: TrustPolicy
   /** HTTP binary caches asked for what the served caches miss, the keys their narinfos must be signed by, and the own key that signs what is imported from them */
   upstream?: { urls: string[], keys: PublicKey[], key: SecretKey }
+  /** called once per answered request (default: a debug log line) */
+  onRequest?: (r: RequestLog) => void
   /** keep the repo's packs under this many bytes by evicting least recently used NARs of followed caches */
   maxCacheBytes?: number
   expiredGraceMs: number
@@ -122,7 +124,8 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     record: async name => await loadRecordBytes(repo, name),
     host: options.host,
     port: options.port,
-    logger: log
+    logger: log,
+    onRequest: options.onRequest
   })
   const evictor = options.maxCacheBytes === undefined ? undefined : startEvictor(repo, network, options, options.maxCacheBytes)
   const republisher = options.ownKey === undefined || options.republish === undefined

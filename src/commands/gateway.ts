@@ -69,7 +69,9 @@ export default defineCommand({
       network: networkOptionsOf(args, rawArgs),
       host,
       port,
-      log: consola
+      log: consola,
+      // With --log-json every request is a structured line.
+      onRequest: process.env.NIXIPFS_LOG_JSON === '1' ? r => consola.info({ message: 'request', ...r }) : undefined
     })
     for (const address of daemon.network.addresses) consola.info(`p2p: listening on ${address}`)
     consola.success(`serving ${[own, ...follow].filter(n => n !== undefined).map(n => `/ipns/${n}`).join(', ')} at ${daemon.gateway.url}`)

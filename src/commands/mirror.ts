@@ -34,7 +34,9 @@ export default defineCommand({
       network: networkOptionsOf(args, rawArgs),
       host,
       port,
-      log: consola
+      log: consola,
+      // With --log-json every request is a structured line.
+      onRequest: process.env.NIXIPFS_LOG_JSON === '1' ? r => consola.info({ message: 'request', ...r }) : undefined
     })
     for (const address of daemon.network.addresses) consola.info(`p2p: listening on ${address}`)
     consola.success(`mirroring ${follow.map(n => `/ipns/${n}`).join(', ')}; serving at ${daemon.gateway.url}`)

@@ -12,6 +12,8 @@ export interface GatewayOptions {
   disputes: RouteContext['disputes']
   upstream?: RouteContext['upstream']
   stats: RouteContext['stats']
+  /** called once per answered request (by default a debug log line) */
+  onRequest?: (r: RequestLog) => void
   /** metric families beside the HTTP ones (fetches, verification, records…) */
   metrics?: () => Promise<MetricFamily[]>
   blocks: RouteContext['blocks']
@@ -35,6 +37,17 @@ function countBodyBytes (res: ServerResponse): () => number {
   res.write = ((chunk: unknown, ...rest: unknown[]) => { bytes += size(chunk); return write(chunk, ...rest) }) as typeof res.write
   res.end = ((chunk?: unknown, ...rest: unknown[]) => { if (typeof chunk !== 'function') bytes += size(chunk); return end(chunk, ...rest) }) as typeof res.end
   return () => bytes
+}
+
+/** What is logged of one request. */
+export interface RequestLog {
+  method: string
+  path: string
+  route: string
+  status: number
+  bytes: number
+  ms: number
+  error?: string
 }
 
 /** A running gateway. */
@@ -77,18 +90,23 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
   let closing: (() => void) | undefined
   const server = createServer((req, res) => {
     active++
+    const started = performance.now()
     const route = routeOf((req.url ?? '/').split('?')[0]!)
     const sent = countBodyBytes(res)
+    let error: string | undefined
     res.once('close', () => {
-      http.observe(route?.name ?? 'unmatched', res.statusCode, sent())
+      const entry: RequestLog = { method: req.method ?? 'GET', path: req.url ?? '/', route: route?.name ?? 'unmatched', status: res.statusCode, bytes: sent(), ms: Math.round((performance.now() - started) * 10) / 10, ...(error === undefined ? {} : { error }) }
+      http.observe(entry.route, entry.status, entry.bytes)
+      if (options.onRequest !== undefined) options.onRequest(entry)
+      else logger?.debug(`${entry.method} ${entry.path} ${entry.status}${error === undefined ? '' : `: ${error}`}`)
       if (--active === 0) closing?.()
     })
     handle(req, res, route).then(
-      () => logger?.debug(`${req.method} ${req.url} ${res.statusCode}`),
+      () => {},
       (err: Error) => {
         const status = statusOf(err)
+        error = err.message
         if (status >= 500) logger?.warn(`${req.method} ${req.url}: ${err.message}`)
-        else logger?.debug(`${req.method} ${req.url} ${status}: ${err.message}`)
         if (res.headersSent) { res.destroy(); return }
         res.writeHead(status, { 'content-type': 'text/plain' })
         res.end(req.method === 'HEAD' ? undefined : `${err.message}\n`)

@@ -92,3 +92,22 @@ describe('nixipfs CLI', () => {
     expect(expires - Date.now()).toBeGreaterThan(47 * 3600_000)
   })
 })
+
+describe('structured logs', () => {
+  it('--log-json writes one JSON object a line, one per request with its route, status, bytes and time', async () => {
+    const key = join(tmp(), 'k.secret')
+    runCli(['keygen', 'up-1', '--secret-key-file', key])
+    // A gateway with nothing but an (unreachable) upstream: it starts without a published cache.
+    const g = await startGatewayProcess(['--repo', tmp(), '--log-json', '--upstream', 'http://127.0.0.1:9', '--upstream-key', readFileSync(`${key}.pub`, 'utf8').trim()])
+    try {
+      expect((await fetch(`${g.url}/nix-cache-info`)).status).toBe(200)
+      const out = await g.waitForLog(/"route":"cacheinfo"/)
+      const lines = out.trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
+      expect(lines.every(l => typeof l.time === 'string' && typeof l.level === 'string')).toBe(true)
+      expect(lines.find(l => l.route === 'cacheinfo')).toMatchObject({ message: 'request', method: 'GET', path: '/nix-cache-info', status: 200 })
+      expect((lines.find(l => l.route === 'cacheinfo')!.bytes as number)).toBeGreaterThan(0)
+    } finally {
+      await g.stop()
+    }
+  })
+})
