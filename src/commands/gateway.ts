@@ -6,7 +6,7 @@ import { parsePublicKey } from '../nix/signing.js'
 import { startDaemon } from '../daemon.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, ownCacheName, repeatedArg, repoArg, repoOf, signingKey } from './common.js'
-import { followIntervalMsOf, followedName, networkOptionsOf, nodeArgs, parseListen, parseSize } from './network-args.js'
+import { followedName, nodeArgs, nodeOptionsOf, parseSize } from './network-args.js'
 import { runUntilSignal } from './run.js'
 import { trustPolicyOf } from './trust-args.js'
 
@@ -33,7 +33,7 @@ export default defineCommand({
     ...lifetimeArgs
   },
   async run ({ args, rawArgs }) {
-    const { host, port } = parseListen(args.listen)
+    const node = nodeOptionsOf(args, rawArgs) // flags checked before any work
     const repo = repoOf(args)
     const follow = repeatedArg(rawArgs, 'follow').map(followedName)
     const upstreamUrls = repeatedArg(rawArgs, 'upstream')
@@ -61,17 +61,11 @@ export default defineCommand({
       follow,
       pin: 'index',
       closures: [],
-      followIntervalMs: followIntervalMsOf(args),
       trust,
       upstream: upstreamKey === undefined ? undefined : { urls: upstreamUrls, keys: upstreamKeys, key: upstreamKey },
       maxCacheBytes: args['max-cache'] === undefined ? undefined : parseSize(args['max-cache'], '--max-cache'),
       expiredGraceMs: graceHours * HOUR_MS,
-      network: networkOptionsOf(args, rawArgs),
-      host,
-      port,
-      log: consola,
-      // With --log-json every request is a structured line.
-      onRequest: process.env.NIXIPFS_LOG_JSON === '1' ? r => consola.info({ message: 'request', ...r }) : undefined
+      ...node
     })
     for (const address of daemon.network.addresses) consola.info(`p2p: listening on ${address}`)
     consola.success(`serving ${[own, ...follow].filter(n => n !== undefined).map(n => `/ipns/${n}`).join(', ')} at ${daemon.gateway.url}`)

@@ -4,7 +4,7 @@ import { DEFAULT_EXPIRED_GRACE_MS } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { startDaemon } from '../daemon.js'
 import { repeatedArg, repoArg, repoOf } from './common.js'
-import { followIntervalMsOf, followedName, networkOptionsOf, nodeArgs, parseListen } from './network-args.js'
+import { followedName, nodeArgs, nodeOptionsOf } from './network-args.js'
 import { runUntilSignal } from './run.js'
 
 export default defineCommand({
@@ -20,7 +20,7 @@ export default defineCommand({
     closure: { type: 'string', description: 'Keep only the closures of these store paths (not the whole cache); repeatable', valueHint: 'STORE_PATH' }
   },
   async run ({ args, rawArgs }) {
-    const { host, port } = parseListen(args.listen)
+    const node = nodeOptionsOf(args, rawArgs) // flags checked before any work
     const follow = repeatedArg(rawArgs, 'follow').map(followedName)
     if (follow.length === 0) throw new UsageError('a mirror needs at least one --follow KEY')
     const closures = repeatedArg(rawArgs, 'closure')
@@ -29,14 +29,8 @@ export default defineCommand({
       follow,
       pin: closures.length === 0 ? 'all' : 'index',
       closures,
-      followIntervalMs: followIntervalMsOf(args),
       expiredGraceMs: DEFAULT_EXPIRED_GRACE_MS,
-      network: networkOptionsOf(args, rawArgs),
-      host,
-      port,
-      log: consola,
-      // With --log-json every request is a structured line.
-      onRequest: process.env.NIXIPFS_LOG_JSON === '1' ? r => consola.info({ message: 'request', ...r }) : undefined
+      ...node
     })
     for (const address of daemon.network.addresses) consola.info(`p2p: listening on ${address}`)
     consola.success(`mirroring ${follow.map(n => `/ipns/${n}`).join(', ')}; serving at ${daemon.gateway.url}`)

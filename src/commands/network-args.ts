@@ -2,6 +2,8 @@ import { DEFAULT_LISTEN, DEFAULT_LISTEN_P2P, DEFAULT_FOLLOW_INTERVAL_S } from '.
 import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { parsePublicKey } from '../nix/signing.js'
+import { consola } from 'consola'
+import type { DaemonOptions } from '../daemon.js'
 import type { NetworkOptions } from '../net/network.js'
 import { IPNS_NAME } from '../cache/records.js'
 import { repeatedArg } from './common.js'
@@ -63,4 +65,18 @@ export function parseSize (value: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(value.trim())
   if (m === null) throw new UsageError(`${flag} takes a size such as 500M or 20G, got ${JSON.stringify(value)}`)
   return Math.floor(Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] ?? '').toUpperCase() || ' '))
+}
+
+/** What every node command (gateway, mirror) passes to startDaemon from its flags: addresses, networking, following, logging. */
+export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'log' | 'onRequest'> {
+  const { host, port } = parseListen(args.listen)
+  return {
+    host,
+    port,
+    network: networkOptionsOf(args, rawArgs),
+    followIntervalMs: followIntervalMsOf(args),
+    log: consola,
+    // With --log-json every request is a structured line.
+    onRequest: process.env.NIXIPFS_LOG_JSON === '1' ? r => consola.info({ message: 'request', ...r }) : undefined
+  }
 }
