@@ -43,6 +43,8 @@ export interface DaemonOptions {
   upstream?: { urls: string[], keys: PublicKey[], key: SecretKey }
   /** called once per answered request (default: a debug log line) */
   onRequest?: (r: RequestLog) => void
+  maxConnections?: number
+  maxHeaderBytes?: number
   /** keep the repo's packs under this many bytes by evicting least recently used NARs of followed caches */
   maxCacheBytes?: number
   expiredGraceMs: number
@@ -125,7 +127,9 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     host: options.host,
     port: options.port,
     logger: log,
-    onRequest: options.onRequest
+    onRequest: options.onRequest,
+    maxConnections: options.maxConnections,
+    maxHeaderBytes: options.maxHeaderBytes
   })
   const evictor = options.maxCacheBytes === undefined ? undefined : startEvictor(repo, network, options, options.maxCacheBytes)
   const republisher = options.ownKey === undefined || options.republish === undefined

@@ -3,6 +3,7 @@ import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { parsePublicKey } from '../nix/signing.js'
 import { consola } from 'consola'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from '../gateway/server.js'
 import type { DaemonOptions } from '../daemon.js'
 import type { NetworkOptions } from '../net/network.js'
 import { IPNS_NAME } from '../cache/records.js'
@@ -16,6 +17,8 @@ export const nodeArgs = {
   'http-gateway': { type: 'string', description: 'Trustless HTTP gateway to fetch blocks and records from (another nixipfs node or any IPFS gateway); repeatable', valueHint: 'URL' },
   'listen-p2p': { type: 'string', description: `libp2p listen address (TCP; default ${DEFAULT_LISTEN_P2P}, a free port if that is taken); repeatable`, valueHint: 'MULTIADDR' },
   offline: { type: 'boolean', description: 'No libp2p: use only the repo and --http-gateway peers' },
+  'max-connections': { type: 'string', default: String(DEFAULT_MAX_CONNECTIONS), description: 'Most HTTP connections at once; more are refused' },
+  'max-header-bytes': { type: 'string', default: String(DEFAULT_MAX_HEADER_BYTES), description: 'Largest HTTP request head accepted (bytes); larger gets 431' },
   'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' }
 } as const
 
@@ -68,11 +71,18 @@ export function parseSize (value: string, flag: string): number {
 }
 
 /** What every node command (gateway, mirror) passes to startDaemon from its flags: addresses, networking, following, logging. */
-export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'log' | 'onRequest'> {
+export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes'> {
   const { host, port } = parseListen(args.listen)
+  const positive = (flag: string): number => {
+    const n = Number(args[flag])
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} must be a whole number ≥ 1, got ${String(args[flag])}`)
+    return n
+  }
   return {
     host,
     port,
+    maxConnections: positive('max-connections'),
+    maxHeaderBytes: positive('max-header-bytes'),
     network: networkOptionsOf(args, rawArgs),
     followIntervalMs: followIntervalMsOf(args),
     log: consola,

@@ -12,6 +12,10 @@ export interface GatewayOptions {
   disputes: RouteContext['disputes']
   upstream?: RouteContext['upstream']
   stats: RouteContext['stats']
+  /** most connections at once (further ones are refused), default 1024 */
+  maxConnections?: number
+  /** largest request head (request line and headers) accepted, default 16 KiB */
+  maxHeaderBytes?: number
   /** called once per answered request (by default a debug log line) */
   onRequest?: (r: RequestLog) => void
   /** metric families beside the HTTP ones (fetches, verification, records…) */
@@ -24,6 +28,13 @@ export interface GatewayOptions {
   port: number
   logger?: { debug: (m: string) => void, warn: (m: string) => void }
 }
+
+/** Connections served at once unless told otherwise. */
+export const DEFAULT_MAX_CONNECTIONS = 1024
+/** Largest request head accepted unless told otherwise (Node's own default). */
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+/** A client must send its whole request head within this time (slowloris). */
+const REQUEST_HEAD_TIMEOUT_MS = 30_000
 
 /** How long shutdown waits for responses in flight. */
 const CLOSE_GRACE_MS = 10_000
@@ -88,7 +99,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
 
   let active = 0
   let closing: (() => void) | undefined
-  const server = createServer((req, res) => {
+  const server = createServer({ maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES, requestTimeout: REQUEST_HEAD_TIMEOUT_MS, headersTimeout: REQUEST_HEAD_TIMEOUT_MS }, (req, res) => {
     active++
     const started = performance.now()
     const route = routeOf((req.url ?? '/').split('?')[0]!)
@@ -113,6 +124,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       })
   })
   server.keepAliveTimeout = 60_000
+  server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port, options.host, () => { server.off('error', reject); resolve() })
