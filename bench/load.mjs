@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+// bench/load.mjs — load on one gateway over loopback (issue "Hostile input
+// and hard faults", load): wrk for BENCH_LOAD_SECONDS [60] at 64 connections
+// on a narinfo/NAR mix (9 narinfo requests to 1 NAR request) over the corpus
+// of bench/corpus.sh, then 25 parallel `nix copy --from` of the corpus's
+// smaller paths into fresh stores. Reports requests, errors, p50/p99 and the
+// gateway's resident memory; writes bench/load-results.md.
+// Usage: node bench/load.mjs   (root, Nix single-user; wrk via apt-get if missing)
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const WORK = join(ROOT, 'bench', 'work', 'load')
+const CLI = join(ROOT, 'bin', 'nixipfs.mjs')
+const SECONDS = Number(process.env.BENCH_LOAD_SECONDS || 60)
+const PARALLEL = 25
+const NIXFLAGS = ['--extra-experimental-features', 'nix-command']
+const STORES = fs.existsSync('/dev/shm') ? '/dev/shm' : WORK
+const log = (...a) => console.error('[load]', ...a)
+const run = (cmd, args, opts = {}) => {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 28, ...opts })
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${(r.stderr || '').slice(-2000)}`)
+  return r.stdout
+}
+const vm = pid => { const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8'); return { rss: Number(/VmRSS:\s+(\d+)/.exec(s)[1]) / 1024, hwm: Number(/VmHWM:\s+(\d+)/.exec(s)[1]) / 1024 } }
+
+async function main () {
+  fs.rmSync(WORK, { recursive: true, force: true }); fs.mkdirSync(WORK, { recursive: true })
+  if (spawnSync('sh', ['-c', 'command -v wrk']).status !== 0) run('apt-get', ['install', '-y', 'wrk'])
+  const top = run(join(ROOT, 'bench', 'corpus.sh'), []).trim().split('\n').pop()
+  const closure = JSON.parse(run('nix', [...NIXFLAGS, 'path-info', '--json', '-r', top, '--option', 'substituters', '']))
+  const repo = join(WORK, 'repo')
+  run(process.execPath, [CLI, 'publish', '-r', '--repo', repo, top])
+  const pub = fs.readFileSync(join(repo, 'keys', 'cache.public'), 'utf8').trim()
+  const gw = spawn(process.execPath, [CLI, 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--offline'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  const url = await new Promise((resolveUrl, reject) => {
+    const on = b => { out += b; const m = /serving \S+ at (http:\/\/[0-9.:]+)/.exec(out); if (m) resolveUrl(m[1]) }
+    gw.stdout.on('data', on); gw.stderr.on('data', on)
+    gw.on('exit', () => reject(new Error(`gateway exited: ${out}`)))
+  })
+  // The mix: every narinfo nine times, every NAR once.
+  const paths = []
+  for (const p of closure) {
+    const hash = p.path.slice(11, 43)
+    const narinfo = await (await fetch(`${url}/${hash}.narinfo`)).text()
+    for (let i = 0; i < 9; i++) paths.push(`/${hash}.narinfo`)
+    paths.push('/' + /^URL: (\S+)$/m.exec(narinfo)[1])
+  }
+  fs.writeFileSync(join(WORK, 'paths.txt'), paths.join('\n') + '\n')
+  fs.writeFileSync(join(WORK, 'mix.lua'), `local reqs = {}
+local i = 0
+init = function(args)
+  for line in io.lines(os.getenv("WRK_PATHS")) do if #line > 0 then reqs[#reqs + 1] = wrk.format("GET", line) end end
+end
+request = function() i = i % #reqs + 1; return reqs[i] end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT requests=%d bytes=%d duration_us=%d status_errors=%d connect=%d read=%d write=%d timeout=%d p50_us=%d p99_us=%d\\n",
+    summary.requests, summary.bytes, summary.duration, e.status, e.connect, e.read, e.write, e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+`)
+  log(`wrk: ${SECONDS} s, 64 connections, ${paths.length} URLs in the mix`)
+  const w = run('wrk', ['-t2', '-c64', `-d${SECONDS}s`, '--timeout', '120s', '-s', join(WORK, 'mix.lua'), url], { env: { ...process.env, WRK_PATHS: join(WORK, 'paths.txt') } })
+  const r = Object.fromEntries([...(/RESULT (.*)/.exec(w)[1]).matchAll(/(\w+)=(\d+)/g)].map(m => [m[1], Number(m[2])]))
+  const afterWrk = vm(gw.pid)
+  // 25 parallel nix copy of the smaller paths (each a fresh store).
+  const small = closure.filter(p => p.narSize < 40 * 2 ** 20).map(p => p.path)
+  log(`${PARALLEL} parallel nix copy of ${small.length} paths`)
+  const t0 = Date.now()
+  const copies = await Promise.all(Array.from({ length: PARALLEL }, async (_, i) => {
+    const store = fs.mkdtempSync(join(STORES, `nixipfs-load-${i}-`))
+    // Each copy its own narinfo cache: concurrent Nix 2.8 clients sharing ~/.cache/nix fail on SQLite constraints.
+    const cache = fs.mkdtempSync(join(WORK, `xdg-cache-${i}-`))
+    const status = await new Promise(res => spawn('nix', [...NIXFLAGS, 'copy', '--from', url, '--to', store, ...small, '--option', 'trusted-public-keys', pub], { stdio: 'ignore', env: { ...process.env, XDG_CACHE_HOME: cache } }).on('close', res))
+    fs.rmSync(store, { recursive: true, force: true })
+    return status
+  }))
+  const copySeconds = (Date.now() - t0) / 1000
+  const afterCopies = vm(gw.pid)
+  gw.kill('SIGTERM')
+  const errors = r.status_errors + r.connect + r.read + r.write + r.timeout
+  const md = `# Load on one gateway (bench/load.mjs)
+
+Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model}, Node ${process.version}; corpus \`${top}\` (${closure.length} paths, ${(closure.reduce((a, p) => a + p.narSize, 0) / 2 ** 20).toFixed(0)} MiB of NAR). Gateway \`--offline\`, default limits (1024 connections, 16 KiB request heads), Node's default heap.
+
+| what | value |
+| --- | ---: |
+| wrk: ${SECONDS} s, 64 connections, 2 threads, 9 narinfo : 1 NAR | ${r.requests} requests, ${(r.bytes / 2 ** 30).toFixed(2)} GiB |
+| errors (status, connect, read, write, timeout) | ${errors} (${r.status_errors}, ${r.connect}, ${r.read}, ${r.write}, ${r.timeout}) |
+| latency p50 / p99 | ${(r.p50_us / 1000).toFixed(2)} / ${(r.p99_us / 1000).toFixed(2)} ms |
+| gateway RSS after wrk (peak) | ${afterWrk.rss.toFixed(0)} MiB (${afterWrk.hwm.toFixed(0)} MiB) |
+| ${PARALLEL} parallel \`nix copy --from\` of ${small.length} paths | ${copies.filter(c => c === 0).length} of ${PARALLEL} succeeded, ${copySeconds.toFixed(1)} s |
+| gateway RSS after the copies (peak) | ${afterCopies.rss.toFixed(0)} MiB (${afterCopies.hwm.toFixed(0)} MiB) |
+`
+  fs.writeFileSync(join(ROOT, 'bench', 'load-results.md'), md)
+  console.log(md)
+  fs.rmSync(WORK, { recursive: true, force: true })
+  if (errors > 0 || copies.some(c => c !== 0)) process.exit(1)
+}
+main().catch(err => { console.error(err); process.exit(1) })
