@@ -45,21 +45,27 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     const record = await loadRecord(repo, name)
     if (record === undefined) return
     let count = 0
+    let bytes = 0
     let missing = 0
+    const started = Date.now()
     const rootCid = record.root
     if (options.fetch === 'all') await options.prefetch?.(root)
-    for await (const _ of walkDag(blocks, rootCid, {
+    for await (const block of walkDag(blocks, rootCid, {
       signal: abort.signal,
       // The index is everything but the NARs themselves: directories (nar/ included) and narinfos.
       skipLink: options.fetch === 'index' ? (linkName) => linkName?.endsWith(NAR_SUFFIX) === true : undefined,
       onMissing: (cid, err) => { missing++; options.log.debug(`${cid.toString()}: ${err.message}`) }
-    })) count++
+    })) {
+      count++
+      bytes += block.bytes.length
+    }
     if (missing > 0) {
       options.log.warn(`/ipns/${name}: ${missing} blocks of root ${root} could not be fetched yet; retrying at the next poll`)
       return
     }
     synced.set(name, root)
-    options.log.info(`/ipns/${name}: ${options.fetch === 'all' ? 'pinned' : 'indexed'} root ${root} (${count} blocks)`)
+    const s = (Date.now() - started) / 1000
+    options.log.info(`/ipns/${name}: ${options.fetch === 'all' ? 'pinned' : 'indexed'} root ${root} (${count} blocks, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${s.toFixed(1)} s, ${(bytes / 2 ** 20 / Math.max(s, 0.001)).toFixed(1)} MiB/s)`)
     options.onSynced?.(name, root)
   }
 

@@ -30,6 +30,12 @@ export default defineCommand({
     const repo = repoOf(args)
     const key = await signingKey(repo, args['secret-key-file'], true)
     const blocks = await PackStore.openRepo(repo)
+    const started = Date.now()
+    let bytes = 0
+    let done = 0
+    const rate = (): string => `${(bytes / 2 ** 20).toFixed(1)} MiB in ${((Date.now() - started) / 1000).toFixed(1)} s (${(bytes / 2 ** 20 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1)} MiB/s)`
+    const progress = setInterval(() => consola.info(`${done} path(s), ${rate()}`), 5_000)
+    progress.unref()
     try {
       const result = await publish({ repo, blocks }, {
         paths,
@@ -39,13 +45,18 @@ export default defineCommand({
         recipe,
         recordLifetimeMs,
         continueSequence: args['continue-sequence'] === true,
-        onPublished: (path, nar) => consola.log(`${path} -> ${nar.toString()}`),
+        onPublished: (path, nar, narSize) => {
+          bytes += narSize
+          done++
+          consola.log(`${path} -> ${nar.toString()} (${(narSize / 2 ** 20).toFixed(1)} MiB)`)
+        },
         onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
       })
-      consola.success(`published ${result.published.length} path(s), ${result.skipped} already there`)
+      consola.success(`published ${result.published.length} path(s), ${result.skipped} already there; ${rate()} of NAR`)
       consola.log(`root:     /ipfs/${result.root.toString()}`)
       consola.log(`name:     /ipns/${result.name} (sequence ${result.sequence})`)
     } finally {
+      clearInterval(progress)
       await blocks.close()
     }
   }
