@@ -14,8 +14,8 @@ import { quorumOf, type QuorumOptions, type TrustPolicy } from './trust/quorum.j
 import { allDisputes, recordDispute } from './trust/disputes.js'
 import { walkDag } from './ipfs/dag.js'
 import { PackStore } from './ipfs/pack-store.js'
-import { cdcChunker } from './ipfs/cdc.js'
-import { CID_RECIPE_CDC, DEFAULT_RECORD_LIFETIME_MS } from './constants.js'
+import { RECIPES } from './cache/recipes.js'
+import { DEFAULT_RECORD_LIFETIME_MS } from './constants.js'
 import type { PublicKey } from './nix/signing.js'
 import { UpstreamFallback } from './upstream/fallback.js'
 import { HttpBinaryCache } from './upstream/http-cache.js'
@@ -110,7 +110,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       repo,
       blocks: local,
       key: options.upstream.key,
-      recipe: { name: CID_RECIPE_CDC, chunker: cdcChunker() },
+      recipe: RECIPES.cdc,
       recordLifetimeMs: options.republish?.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS,
       log,
       onImported: () => { if (options.own !== undefined) sources.get(options.own)?.recheck() }

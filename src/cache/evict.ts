@@ -1,6 +1,6 @@
-import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
+import { packFiles } from '../ipfs/pack-compact.js'
 import type { NetworkBlocks } from '../net/fetcher.js'
 import { withRepoLock } from '../repo.js'
 import { markReachable } from './gc.js'
@@ -26,10 +26,8 @@ const FILL_AFTER_EVICTION = 0.8
 
 /** Bytes of the repo's pack files on disk. */
 export async function packBytes (repo: string): Promise<number> {
-  const dir = join(repo, 'packs')
-  const files = (await readdir(dir).catch(() => [] as string[])).filter(f => f.endsWith('.pack'))
-  const sizes = await Promise.all(files.map(async f => await stat(join(dir, f)).then(s => s.size, () => 0)))
-  return sizes.reduce((a, b) => a + b, 0)
+  const packs = await packFiles(join(repo, 'packs')).catch(() => [])
+  return packs.reduce((sum, p) => sum + p.bytes, 0)
 }
 
 /**

@@ -7,11 +7,12 @@ import type { PackStore } from '../ipfs/pack-store.js'
 import { NarHasher } from '../nix/hash.js'
 import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { signFingerprint, verifyFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
-import { isStoreHash, parseStoreBaseName, parseStorePath } from '../nix/store-path.js'
+import { parseStoreBaseName, parseStorePath } from '../nix/store-path.js'
 import { withRepoLock } from '../repo.js'
 import { decompress } from '../upstream/decompress.js'
 import type { HttpBinaryCache } from '../upstream/http-cache.js'
 import { commitRoot, nextSequence } from './commit.js'
+import { storeHashOf } from './closure.js'
 import { addEntries, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
 import { newCacheRoot, type CidRecipe, type PublishComponents } from './publish.js'
 import { loadRecord } from './records.js'
@@ -43,16 +44,11 @@ export interface ImportResult {
   skipped: number
 }
 
-/** The 32-character hash of a store path given as a path, a base name or the hash alone. */
-function hashOf (path: string): string {
-  if (isStoreHash(path)) return path
-  return (path.startsWith('/') ? parseStorePath(path) : parseStoreBaseName(path)).hash
-}
 
 /** Fetches and checks the narinfos of `paths` (and their closure): signed by a trusted key, naming the path asked for. */
 async function upstreamNarInfos (options: ImportOptions): Promise<Map<string, NarInfo>> {
   const infos = new Map<string, NarInfo>()
-  const todo = options.paths.map(hashOf)
+  const todo = options.paths.map(storeHashOf)
   while (todo.length > 0) {
     const hash = todo.pop()!
     if (infos.has(hash)) continue

@@ -84,7 +84,8 @@ function keeper (keep: Keep): (r: LiveRecord) => boolean {
   return r => keep(CID.createV1(r.loc.codec, Digest.create(sha256.code, r.digest)))
 }
 
-async function packFiles (dir: string): Promise<Array<{ pack: number, bytes: number }>> {
+/** The pack files in `dir`, by number, with their sizes. */
+export async function packFiles (dir: string): Promise<Array<{ pack: number, bytes: number }>> {
   const out: Array<{ pack: number, bytes: number }> = []
   for (const f of await readdir(dir)) {
     const pack = packNumber(f)

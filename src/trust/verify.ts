@@ -2,8 +2,7 @@ import { openIndex, type CacheIndex } from '../cache/index.js'
 import { startFollowing } from '../cache/follow.js'
 import { publish, publishDisputes } from '../cache/publish.js'
 import { loadRecord } from '../cache/records.js'
-import { CID_RECIPE_CDC } from '../constants.js'
-import { cdcChunker } from '../ipfs/cdc.js'
+import { RECIPES } from '../cache/recipes.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import type { SecretKey } from '../nix/signing.js'
 import { startNetwork, type NetworkOptions } from '../net/network.js'
@@ -94,7 +93,7 @@ export async function verifyAndPublish (options: VerifyOptions): Promise<Verific
       await publishDisputes({ repo, blocks: local }, {
         key: options.key,
         recordLifetimeMs: options.recordLifetimeMs,
-        recipe: CID_RECIPE_CDC,
+        recipe: RECIPES.cdc.name,
         statements: disputes.map(r => ({
           hash: parseStorePath(r.storePath).hash,
           text: signStatement(options.key, { storePath: r.storePath, deriver: r.deriver, rebuilt: r.rebuilt, signed: r.signed.map(s => ({ key: s.key, narHash: s.narHash, narSize: s.narSize })), date: new Date().toISOString() })
@@ -103,7 +102,7 @@ export async function verifyAndPublish (options: VerifyOptions): Promise<Verific
     }
     const matching = results.filter(r => r.agrees && r.signed.length > 0).map(r => r.storePath)
     if (options.cosign && matching.length > 0) {
-      await publish({ repo, blocks: local }, { paths: matching, recursive: false, key: options.key, recipe: { name: CID_RECIPE_CDC, chunker: cdcChunker() }, recordLifetimeMs: options.recordLifetimeMs })
+      await publish({ repo, blocks: local }, { paths: matching, recursive: false, key: options.key, recipe: RECIPES.cdc, recordLifetimeMs: options.recordLifetimeMs })
     }
     return results
   } finally {
