@@ -1,4 +1,3 @@
-import { CID } from 'multiformats/cid'
 import { evictToFit } from './cache/evict.js'
 import { startFollowing } from './cache/follow.js'
 import { cacheClosure } from './cache/closure.js'
@@ -16,11 +15,10 @@ import { walkDag } from './ipfs/dag.js'
 import { PackStore } from './ipfs/pack-store.js'
 import { RECIPES } from './cache/recipes.js'
 import { DEFAULT_RECORD_LIFETIME_MS } from './constants.js'
-import type { PublicKey } from './nix/signing.js'
 import { UpstreamFallback } from './upstream/fallback.js'
 import { HttpBinaryCache } from './upstream/http-cache.js'
 import { registerFetcher } from './repo.js'
-import type { SecretKey } from './nix/signing.js'
+import type { PublicKey, SecretKey } from './nix/signing.js'
 import { startNetwork, type Network, type NetworkOptions } from './net/network.js'
 
 export interface DaemonOptions {
@@ -94,7 +92,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       intervalMs: options.followIntervalMs,
       fetch: options.pin,
       log,
-      prefetch: async (root) => await network.blocks.prefetch(CID.parse(root)),
+      prefetch: async (root) => await network.blocks.prefetch(root),
       onRecord: (name) => sources.get(name)?.recheck(),
       onSynced: (name) => { pinClosures(name).catch((err: Error) => log.warn(`/ipns/${name}: pinning the closure failed: ${err.message}`)) }
     })

@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events'
+import type { CID } from 'multiformats/cid'
 import { NixipfsError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
 import { walkDag } from '../ipfs/dag.js'
@@ -15,7 +16,7 @@ export interface FollowOptions {
   fetch: 'index' | 'all'
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
   /** pulls a whole DAG in one go (with fetch 'all'), before it is walked block by block */
-  prefetch?: (root: string) => Promise<void>
+  prefetch?: (root: CID) => Promise<void>
   /** called when a newer record was stored */
   onRecord?: (name: string) => void
   /** called after a new root was fetched as far as `fetch` asks */
@@ -49,7 +50,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     let missing = 0
     const started = Date.now()
     const rootCid = record.root
-    if (options.fetch === 'all') await options.prefetch?.(root)
+    if (options.fetch === 'all') await options.prefetch?.(rootCid)
     for await (const block of walkDag(blocks, rootCid, {
       signal: abort.signal,
       // The index is everything but the NARs themselves: directories (nar/ included) and narinfos.
