@@ -31,3 +31,6 @@ export const DEFAULT_LISTEN_P2P = '/ip4/0.0.0.0/tcp/4001'
 
 /** Seconds between asking peers for newer records of followed caches. */
 export const DEFAULT_FOLLOW_INTERVAL_S = 60
+
+/** Seconds a peer may stall before it is given up for a block (--peer-timeout). */
+export const DEFAULT_PEER_TIMEOUT_S = 10

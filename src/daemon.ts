@@ -86,6 +86,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     }
     log.info(`/ipns/${name}: pinned the closure (${paths} paths)`)
   }
+  const refusedRecords = new Map<string, number>()
   const follower = options.follow.length === 0
     ? undefined
     : startFollowing(repo, options.follow, network.records, network.blocks, {
@@ -94,6 +95,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       log,
       prefetch: async (root) => await network.blocks.prefetch(root),
       onRecord: (name) => sources.get(name)?.recheck(),
+      onRefused: (code) => refusedRecords.set(code, (refusedRecords.get(code) ?? 0) + 1),
       onSynced: (name) => { pinClosures(name).catch((err: Error) => log.warn(`/ipns/${name}: pinning the closure failed: ${err.message}`)) }
     })
   follower?.poll().catch(() => {})
@@ -103,7 +105,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const upstream = options.upstream === undefined
     ? undefined
     : new UpstreamFallback({
-      upstreams: options.upstream.urls.map(url => new HttpBinaryCache(url, { timeoutMs: UPSTREAM_TIMEOUT_MS })),
+      upstreams: options.upstream.urls.map(url => new HttpBinaryCache(url, { timeoutMs: options.network.peerTimeoutMs })),
       keys: options.upstream.keys,
       repo,
       blocks: local,
@@ -118,7 +120,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     disputes: async () => await allDisputes(repo, local, log.warn),
     upstream,
     stats: () => ({ blocks: network.blocks.counters, upstream: upstream?.counters }),
-    metrics: async () => await metricFamilies(repo, names, local, network, upstream, quorum),
+    metrics: async () => await metricFamilies(repo, names, local, network, upstream, quorum, refusedRecords),
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),
@@ -147,9 +149,6 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     }
   }
 }
-
-/** How long an upstream may stay silent: a narinfo lookup waits on it, so it is short. */
-const UPSTREAM_TIMEOUT_MS = 10_000
 
 /** How often the repo's size is compared with --max-cache. */
 const EVICT_CHECK_MS = 30_000
@@ -196,7 +195,7 @@ class QuorumLog {
 }
 
 /** The node's metrics beside the HTTP ones. */
-async function metricFamilies (repo: string, names: string[], local: PackStore, network: Network, upstream: UpstreamFallback | undefined, quorum: QuorumLog): Promise<MetricFamily[]> {
+async function metricFamilies (repo: string, names: string[], local: PackStore, network: Network, upstream: UpstreamFallback | undefined, quorum: QuorumLog, refusedRecords: Map<string, number>): Promise<MetricFamily[]> {
   const c = network.blocks.counters
   const records = (await Promise.all(names.map(async name => ({ name, record: await loadRecord(repo, name).catch(() => undefined) })))).filter(r => r.record !== undefined)
   return [
@@ -206,6 +205,7 @@ async function metricFamilies (repo: string, names: string[], local: PackStore, 
     { name: 'nixipfs_quorum_refusals_total', help: 'Narinfos and realisations refused by the trust policy.', type: 'counter', samples: [{ value: quorum.refusals }] },
     { name: 'nixipfs_disputes_recorded_total', help: 'New or changed disputes recorded.', type: 'counter', samples: [{ value: quorum.disputes }] },
     { name: 'nixipfs_store_blocks', help: 'Blocks in the repo\'s block store.', type: 'gauge', samples: [{ value: local.size }] },
+    { name: 'nixipfs_records_refused_total', help: 'IPNS records from peers refused, by error code (rollback, conflict, expired, bad signature…).', type: 'counter', samples: [...refusedRecords].map(([code, value]) => ({ labels: { code }, value })) },
     { name: 'nixipfs_record_sequence', help: 'Sequence of the newest record held, by cache.', type: 'gauge', samples: records.map(r => ({ labels: { name: r.name }, value: Number(r.record!.sequence) })) },
     { name: 'nixipfs_record_expiry_seconds', help: 'When the newest record held expires (Unix time), by cache.', type: 'gauge', samples: records.map(r => ({ labels: { name: r.name }, value: Date.parse(r.record!.validity) / 1000 })) },
     ...(upstream === undefined

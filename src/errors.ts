@@ -117,7 +117,7 @@ export class BlockUnavailableError extends NixipfsError {
   constructor (cid: string, asked: string[]) {
     super('ERR_BLOCK_UNAVAILABLE', asked.length === 0
       ? `block ${cid} is not in the local repo and no peers are configured (add --peer or --http-gateway, or drop --offline)`
-      : `block ${cid} is not in the local repo and no peer had it (asked: ${asked.join(', ')})`)
+      : `block ${cid} is not in the local repo and no peer could supply it (${asked.join('; ')})`)
   }
 }
 

@@ -17,6 +17,8 @@ export interface FollowOptions {
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
   /** pulls a whole DAG in one go (with fetch 'all'), before it is walked block by block */
   prefetch?: (root: CID) => Promise<void>
+  /** called with the code of each record refused (rollback, forgery, expiry…) */
+  onRefused?: (code: string) => void
   /** called when a newer record was stored */
   onRecord?: (name: string) => void
   /** called after a new root was fetched as far as `fetch` asks */
@@ -80,6 +82,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
         }
       } catch (err) {
         if (!(err instanceof NixipfsError)) throw err
+        options.onRefused?.(err.code)
         options.log.warn(`/ipns/${name}: refused a record from ${from}: ${err.message}`)
       }
     }

@@ -1,10 +1,10 @@
 import type { CID } from 'multiformats/cid'
-import { IntegrityError, UpstreamError } from '../errors.js'
+import { IntegrityError, NixipfsError, UpstreamError } from '../errors.js'
 import { importFile } from '../ipfs/file-dag.js'
 import { DirNodeCache } from '../ipfs/hamt.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import type { PackStore } from '../ipfs/pack-store.js'
-import { NarHasher } from '../nix/hash.js'
+import { checkedNar } from '../nix/nar/check.js'
 import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { signFingerprint, verifyFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
 import { parseStoreBaseName, parseStorePath } from '../nix/store-path.js'
@@ -81,24 +81,21 @@ function referencesFirst (infos: Map<string, NarInfo>): NarInfo[] {
   return order
 }
 
-/** Downloads, decompresses and stores one NAR, checking it against the narinfo's NarHash and NarSize. */
+/** Downloads, decompresses and stores one NAR, checking it against its narinfo (structure, NarSize, NarHash). */
 async function importNar (blocks: PackStore, info: NarInfo, options: ImportOptions): Promise<{ cid: CID, tsize: number }> {
-  const hasher = new NarHasher()
   const file = await options.upstream.file(info.url)
-  async function * checked (): AsyncGenerator<Uint8Array> {
+  async function * counted (): AsyncGenerator<Uint8Array> {
     for await (const chunk of decompress(info.compression, file)) {
-      hasher.update(chunk)
       options.onBytes?.(chunk.length)
-      if (hasher.size > info.narSize) throw new IntegrityError(`${info.storePath}: the NAR from ${options.upstream.url} is longer than its NarSize ${info.narSize}`)
       yield chunk
     }
   }
-  const result = await importFile(blocks, checked(), options.recipe.chunker)
-  const narHash = hasher.digest()
-  if (hasher.size !== info.narSize || narHash !== info.narHash) {
-    throw new IntegrityError(`${info.storePath}: the NAR from ${options.upstream.url} is ${hasher.size} bytes with ${narHash}, its narinfo says ${info.narSize} bytes with ${info.narHash} (truncated or tampered); it was not imported`)
+  try {
+    return await importFile(blocks, checkedNar(counted(), info, `${info.storePath}: the NAR from ${options.upstream.url}`), options.recipe.chunker)
+  } catch (err) {
+    if (err instanceof NixipfsError && (err.code === 'ERR_INTEGRITY' || err.code === 'ERR_NAR_FORMAT')) err.message += '; it was not imported'
+    throw err
   }
-  return result
 }
 
 /**

@@ -15,7 +15,7 @@ export interface NarEntry {
   narSize: number
   /** known once a narinfo naming this NAR was read; without it only blocks are checked */
   narHash?: string
-  /** set once a full read matched NarHash: the DAG is immutable, so later reads need only block checks */
+  /** set once a full read matched NarHash and the NAR format: the DAG is immutable, so later reads need only block checks */
   verified?: boolean
 }
 

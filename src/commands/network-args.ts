@@ -1,4 +1,4 @@
-import { DEFAULT_LISTEN, DEFAULT_LISTEN_P2P, DEFAULT_FOLLOW_INTERVAL_S } from '../constants.js'
+import { DEFAULT_LISTEN, DEFAULT_LISTEN_P2P, DEFAULT_FOLLOW_INTERVAL_S, DEFAULT_PEER_TIMEOUT_S } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { parsePublicKey } from '../nix/signing.js'
@@ -19,7 +19,8 @@ export const nodeArgs = {
   offline: { type: 'boolean', description: 'No libp2p: use only the repo and --http-gateway peers' },
   'max-connections': { type: 'string', default: String(DEFAULT_MAX_CONNECTIONS), description: 'Most HTTP connections at once; more are refused' },
   'max-header-bytes': { type: 'string', default: String(DEFAULT_MAX_HEADER_BYTES), description: 'Largest HTTP request head accepted (bytes); larger gets 431' },
-  'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' }
+  'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' },
+  'peer-timeout': { type: 'string', default: String(DEFAULT_PEER_TIMEOUT_S), description: 'Seconds a peer or --upstream may stall (no answer, no next block) before it is given up and others are asked' }
 } as const
 
 /** The IPNS name of a cache given by Nix public key or by name. */
@@ -48,8 +49,11 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
   for (const addr of peers) {
     if (!/^\/(ip4|ip6|dns4|dns6|dns)\/.+\/p2p\/\w+$/.test(addr)) throw new UsageError(`--peer takes a multiaddr ending in /p2p/<peer id>, got ${JSON.stringify(addr)}`)
   }
+  const peerTimeout = Number(args['peer-timeout'] ?? DEFAULT_PEER_TIMEOUT_S)
+  if (!(peerTimeout > 0)) throw new UsageError(`--peer-timeout must be a positive number of seconds, got ${String(args['peer-timeout'])}`)
   return {
     offline: args.offline === true,
+    peerTimeoutMs: peerTimeout * 1000,
     listen: listen.length > 0 ? listen : [DEFAULT_LISTEN_P2P],
     peers,
     httpGateways

@@ -25,9 +25,11 @@ export function formatMetrics (families: MetricFamily[]): string {
 export class HttpMetrics {
   private readonly requests = new Map<string, { route: string, status: string, count: number }>()
   private readonly bytes = new Map<string, number>()
+  private readonly errors = new Map<string, number>()
 
-  /** Counts one finished response. */
-  observe (route: string, status: number, bytes: number): void {
+  /** Counts one finished response, and the code of the error it ended with, if any. */
+  observe (route: string, status: number, bytes: number, code?: string): void {
+    if (code !== undefined) this.errors.set(code, (this.errors.get(code) ?? 0) + 1)
     const key = `${route} ${status}`
     const r = this.requests.get(key) ?? { route, status: String(status), count: 0 }
     r.count++
@@ -38,7 +40,8 @@ export class HttpMetrics {
   families (): MetricFamily[] {
     return [
       { name: 'nixipfs_http_requests_total', help: 'HTTP requests answered, by route and status.', type: 'counter', samples: [...this.requests.values()].map(r => ({ labels: { route: r.route, status: r.status }, value: r.count })) },
-      { name: 'nixipfs_http_response_bytes_total', help: 'Response body bytes sent, by route.', type: 'counter', samples: [...this.bytes].map(([route, value]) => ({ labels: { route }, value })) }
+      { name: 'nixipfs_http_response_bytes_total', help: 'Response body bytes sent, by route.', type: 'counter', samples: [...this.bytes].map(([route, value]) => ({ labels: { route }, value })) },
+      { name: 'nixipfs_http_errors_total', help: 'Requests refused or cut short, by error code (ERR_INTEGRITY: bytes that do not match their hash; ERR_NAR_FORMAT: a malformed NAR).', type: 'counter', samples: [...this.errors].map(([code, value]) => ({ labels: { code }, value })) }
     ]
   }
 }

@@ -1,7 +1,7 @@
 import { once, setMaxListeners } from 'node:events'
 import { IntegrityError } from '../errors.js'
 import { readFile } from '../ipfs/file-dag.js'
-import { NarHasher } from '../nix/hash.js'
+import { checkedNar } from '../nix/nar/check.js'
 import { HttpError } from './http-errors.js'
 import type { RouteContext } from './routes.js'
 
@@ -25,7 +25,7 @@ export function parseRange (header: string | undefined, size: number): { start: 
 /**
  * `GET|HEAD /nar/<cid>.nar`: streams a NAR the index knows, verifying every
  * block against its CID and (on its first full read) the whole NAR against
- * its NarHash. A failure after
+ * its narinfo (structure, NarHash). A failure after
  * the headers went out aborts the connection, so Nix sees a short read, never
  * wrong bytes.
  */
@@ -52,27 +52,25 @@ export async function serveNar ({ req, res, params, index, blocks, head }: Route
   res.on('close', () => abort.abort())
   // A NAR not held locally is pulled as one stream from a peer while it is read (whole reads only).
   if (range === undefined) blocks.prefetch?.(entry.cid, abort.signal).catch(() => {})
-  const chunks = readFile(blocks, entry.cid, { offset: start, length, signal: abort.signal })[Symbol.asyncIterator]()
+  const source = readFile(blocks, entry.cid, { offset: start, length, signal: abort.signal })
+  // A NAR's first full read is checked against its narinfo: structure, size, NarHash (once a narinfo named it).
+  const verify = range === undefined && entry.verified !== true
+  const chunks = (verify ? checkedNar(source, entry, `NAR ${entry.cid.toString()}`) : source)[Symbol.asyncIterator]()
   // Read the first block before committing to a status, so early failures get a proper error response.
   let next = await chunks.next()
   res.writeHead(range === undefined ? 200 : 206, headers)
-  const hasher = range === undefined && entry.narHash !== undefined && entry.verified !== true ? new NarHasher() : undefined
   // The last chunk is held back until the whole NAR has verified: a complete response is a correct one.
   let held: Uint8Array | undefined
   let sent = 0
   try {
     while (next.done !== true) {
-      hasher?.update(next.value)
       sent += next.value.length
       if (held !== undefined && !res.write(held)) await once(res, 'drain', { signal: abort.signal })
       held = next.value
       next = await chunks.next()
     }
     if (sent !== length) throw new IntegrityError(`NAR ${entry.cid.toString()} has ${sent} bytes, its narinfo says ${length}`)
-    if (hasher !== undefined && hasher.digest() !== entry.narHash) {
-      throw new IntegrityError(`NAR ${entry.cid.toString()} does not match its NarHash ${entry.narHash}`)
-    }
-    if (hasher !== undefined) entry.verified = true
+    if (verify && entry.narHash !== undefined) entry.verified = true
     res.end(held)
   } catch (err) {
     res.destroy(err as Error)

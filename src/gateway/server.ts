@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { ServedCaches } from '../cache/union.js'
+import { NixipfsError } from '../errors.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
 import { ROUTES, type Handler, type RouteContext } from './routes.js'
@@ -59,6 +60,8 @@ export interface RequestLog {
   bytes: number
   ms: number
   error?: string
+  /** the error's code (ERR_…), for errors nixipfs raises on purpose */
+  code?: string
 }
 
 /** A running gateway. */
@@ -105,9 +108,10 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
     const route = routeOf((req.url ?? '/').split('?')[0]!)
     const sent = countBodyBytes(res)
     let error: string | undefined
+    let code: string | undefined
     res.once('close', () => {
-      const entry: RequestLog = { method: req.method ?? 'GET', path: req.url ?? '/', route: route?.name ?? 'unmatched', status: res.statusCode, bytes: sent(), ms: Math.round((performance.now() - started) * 10) / 10, ...(error === undefined ? {} : { error }) }
-      http.observe(entry.route, entry.status, entry.bytes)
+      const entry: RequestLog = { method: req.method ?? 'GET', path: req.url ?? '/', route: route?.name ?? 'unmatched', status: res.statusCode, bytes: sent(), ms: Math.round((performance.now() - started) * 10) / 10, ...(error === undefined ? {} : { error }), ...(code === undefined ? {} : { code }) }
+      http.observe(entry.route, entry.status, entry.bytes, code)
       if (options.onRequest !== undefined) options.onRequest(entry)
       else logger?.debug(`${entry.method} ${entry.path} ${entry.status}${error === undefined ? '' : `: ${error}`}`)
       if (--active === 0) closing?.()
@@ -117,6 +121,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       (err: Error) => {
         const status = statusOf(err)
         error = err.message
+        code = err instanceof NixipfsError ? err.code : undefined
         if (status >= 500) logger?.warn(`${req.method} ${req.url}: ${err.message}`)
         if (res.headersSent) { res.destroy(); return }
         res.writeHead(status, { 'content-type': 'text/plain' })

@@ -26,12 +26,18 @@ export interface FetchCounters {
 export interface NetworkBlocksOptions {
   http: HttpPeer[]
   bitswap?: BitswapSource
-  /** how long one bitswap want may take before it is sent again */
-  bitswapTimeoutMs?: number
+  /** how long a peer may stall (a bitswap want unanswered, a CAR stream without its next block) */
+  stallMs?: number
   /** how long a peer that sent a corrupt block is skipped */
   banMs?: number
   log?: { warn: (m: string) => void, debug: (m: string) => void }
 }
+
+/** How often, at most, a local miss makes the repo's block index be read again. */
+const LOCAL_RECHECK_MS = 200
+
+/** How long a peer may stall unless told otherwise. */
+const DEFAULT_STALL_MS = 10_000
 
 /** Times a block is wanted over bitswap before it counts as unavailable. */
 const BITSWAP_ATTEMPTS = 3
@@ -106,6 +112,7 @@ export class NetworkBlocks implements BlockGetter {
   private readonly expected = new Map<string, Waiter>()
   private readonly banned = new Map<string, number>()
   private next = 0
+  private localCheckedAt = 0
   private caching = true
   private readonly puts = new Set<Promise<unknown>>()
   /** NARs asked for, oldest first (a Map keeps insertion order) */
@@ -133,7 +140,7 @@ export class NetworkBlocks implements BlockGetter {
 
   private async lookup (cid: CID, signal?: AbortSignal): Promise<{ bytes: Uint8Array, checked: boolean }> {
     signal?.throwIfAborted()
-    if (this.local.has(cid)) {
+    if (await this.hasLocal(cid)) {
       this.counters.local++
       return { bytes: await this.local.read(cid), checked: false }
     }
@@ -147,6 +154,16 @@ export class NetworkBlocks implements BlockGetter {
       this.inflight.set(key, fetching)
     }
     return { bytes: await fetching, checked: true }
+  }
+
+  /** True when the repo holds `cid`; on a miss, looks again at most every LOCAL_RECHECK_MS (a publish in another process adds blocks before it moves the record). */
+  private async hasLocal (cid: CID): Promise<boolean> {
+    if (this.local.has(cid)) return true
+    const now = Date.now()
+    if (now - this.localCheckedAt < LOCAL_RECHECK_MS) return false
+    this.localCheckedAt = now
+    await this.local.refresh()
+    return this.local.has(cid)
   }
 
   /** HTTP peers not currently skipped, starting with a different one each call to spread load. */
@@ -195,26 +212,28 @@ export class NetworkBlocks implements BlockGetter {
   }
 
   private async fetchOne (cid: CID): Promise<Uint8Array> {
+    // What each source said, for the error when none could supply the block.
     const asked: string[] = []
+    const skipped = this.options.http.length - this.peers().length
+    if (skipped > 0) asked.push(`${skipped} peer(s) skipped for sending corrupt blocks`)
     for (const peer of this.peers()) {
-      asked.push(peer.url)
       let bytes: Uint8Array | undefined
       try {
         bytes = await peer.block(cid)
       } catch (err) {
         this.options.log?.debug((err as Error).message)
+        asked.push((err as Error).message)
         continue
       }
-      if (bytes === undefined) continue
-      if (!hashesTo(cid, bytes)) { this.corrupt(peer.url, cid); continue }
+      if (bytes === undefined) { asked.push(`${peer.url}: does not have it`); continue }
+      if (!hashesTo(cid, bytes)) { this.corrupt(peer.url, cid); asked.push(`${peer.url}: sent a corrupt block`); continue }
       this.counters.http++
       return await this.keep(cid, bytes)
     }
     const bitswap = this.options.bitswap
     // A want can go unanswered under load (seen with many in flight): ask again, a few times, before giving up.
     for (let attempt = 0; bitswap !== undefined && attempt < BITSWAP_ATTEMPTS; attempt++) {
-      if (attempt === 0) asked.push('bitswap peers')
-      const ms = this.options.bitswapTimeoutMs ?? 10_000
+      const ms = this.options.stallMs ?? DEFAULT_STALL_MS
       const timeout = AbortSignal.timeout(ms)
       try {
         // The deadline is enforced here too: a want stuck inside bitswap must not hang the request.
@@ -224,8 +243,10 @@ export class NetworkBlocks implements BlockGetter {
           return await this.keep(cid, bytes)
         }
         this.corrupt('bitswap', cid)
+        asked.push('bitswap: sent a corrupt block')
         break
       } catch (err) {
+        if (attempt === BITSWAP_ATTEMPTS - 1) asked.push(`bitswap: no answer in ${BITSWAP_ATTEMPTS} tries`)
         const causes = (err as { errors?: Error[] }).errors?.map(e => e.message).join('; ')
         this.options.log?.debug(`bitswap (attempt ${attempt + 1}): ${(err as Error).message}${causes === undefined ? '' : ` (${causes})`}`)
       }
@@ -253,11 +274,17 @@ export class NetworkBlocks implements BlockGetter {
       owned.set(key, { cid, waiter: w })
     }
     expect(root)
+    // A peer that trickles (or stops sending) is dropped once no block came for a while: the rest is fetched block by block.
+    const stall = new AbortController()
+    const stallMs = this.options.stallMs ?? DEFAULT_STALL_MS
+    let timer = setTimeout(() => stall.abort(), stallMs)
     try {
-      const body = await peer.car(root, signal)
+      const body = await peer.car(root, signal === undefined ? stall.signal : AbortSignal.any([signal, stall.signal]))
       if (body === undefined) return
       const car = readCar(body)
       for await (const { cid, bytes } of car.blocks) {
+        clearTimeout(timer)
+        timer = setTimeout(() => stall.abort(), stallMs)
         const key = cid.toString()
         const mine = owned.get(key)
         if (mine === undefined) continue // not asked for (or someone else fetches it): ignore
@@ -270,8 +297,10 @@ export class NetworkBlocks implements BlockGetter {
       }
     } catch (err) {
       if (err instanceof IntegrityError) this.corrupt(peer.url, root)
+      else if (stall.signal.aborted) this.options.log?.warn(`peer ${peer.url} stalled sending ${root.toString()} (no block for ${stallMs / 1000} s); fetching the rest block by block`)
       else if (signal?.aborted !== true) this.options.log?.debug(`CAR of ${root.toString()} from ${peer.url}: ${(err as Error).message}`)
     } finally {
+      clearTimeout(timer)
       // Whatever the stream did not deliver is fetched block by block (or fails with the request).
       for (const [key, { cid, waiter }] of owned) {
         this.expected.delete(key)

@@ -67,23 +67,32 @@ export class HttpPeer {
     return res
   }
 
-  private async small (path: string, accept: string, max: number, signal?: AbortSignal): Promise<Uint8Array | undefined> {
-    const res = await this.send(path, accept, signal)
-    if (res === undefined) return undefined
-    const parts: Buffer[] = []
-    let size = 0
+  private async small (path: string, accept: string, max: number, given?: AbortSignal): Promise<Uint8Array | undefined> {
+    // A small answer that trickles in is cut off: it gets a few stall periods in all.
+    const ms = 3 * (this.timeouts.headersMs + this.timeouts.bodyMs)
+    const deadline = AbortSignal.timeout(ms)
+    const signal = given === undefined ? deadline : AbortSignal.any([given, deadline])
     try {
-      for await (const part of res.body) {
-        size += (part as Buffer).length
-        if (size > max) throw new PeerError(this.url, `${this.url}${path} sent more than ${max} bytes`)
-        parts.push(part as Buffer)
+      const res = await this.send(path, accept, signal)
+      if (res === undefined) return undefined
+      const parts: Buffer[] = []
+      let size = 0
+      try {
+        for await (const part of res.body) {
+          size += (part as Buffer).length
+          if (size > max) throw new PeerError(this.url, `${this.url}${path} sent more than ${max} bytes`)
+          parts.push(part as Buffer)
+        }
+      } catch (err) {
+        res.body.destroy()
+        if (err instanceof PeerError || signal.aborted) throw err
+        throw new PeerError(this.url, `${this.url}${path}: ${(err as Error).message}`)
       }
+      return Buffer.concat(parts)
     } catch (err) {
-      res.body.destroy()
-      if (err instanceof PeerError || signal?.aborted === true) throw err
-      throw new PeerError(this.url, `${this.url}${path}: ${(err as Error).message}`)
+      if (deadline.aborted && given?.aborted !== true) throw new PeerError(this.url, `${this.url}${path} did not answer in full within ${ms / 1000} s`)
+      throw err
     }
-    return Buffer.concat(parts)
   }
 }
 

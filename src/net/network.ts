@@ -18,6 +18,8 @@ export interface NetworkOptions {
   peers: string[]
   /** trustless HTTP gateways to fetch blocks and records from */
   httpGateways: string[]
+  /** how long a peer may stall before it is given up for a block */
+  peerTimeoutMs: number
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
 
@@ -54,7 +56,7 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
  * source over all of them that keeps what it fetches in `local`.
  */
 export async function startNetwork (repo: string, local: PackStore, options: NetworkOptions): Promise<Network> {
-  const http = options.httpGateways.map(url => new HttpPeer(url))
+  const http = options.httpGateways.map(url => new HttpPeer(url, { headersMs: options.peerTimeoutMs, bodyMs: options.peerTimeoutMs }))
   let p2p: P2pNode | undefined
   let redial: NodeJS.Timeout | undefined
   if (!options.offline) {
@@ -97,6 +99,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   const blocks = new NetworkBlocks(local, {
     http,
     bitswap: p2p === undefined ? undefined : { get: (cid: CID, o: { signal: AbortSignal }) => p2p.blockstore.get(cid, o) },
+    stallMs: options.peerTimeoutMs,
     log: options.log
   })
 

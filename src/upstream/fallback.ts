@@ -1,9 +1,9 @@
 import { appendEntries, type CidRecipe } from '../cache/publish.js'
 import { narUrl } from '../cache/directory.js'
-import { IntegrityError, UpstreamError } from '../errors.js'
+import { UpstreamError } from '../errors.js'
 import { importFile } from '../ipfs/file-dag.js'
 import type { PackStore } from '../ipfs/pack-store.js'
-import { NarHasher } from '../nix/hash.js'
+import { checkedNar } from '../nix/nar/check.js'
 import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { verifyFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
 import { parseStorePath } from '../nix/store-path.js'
@@ -112,22 +112,17 @@ export class UpstreamFallback {
   }
 
   private async streamAndImport (info: NarInfo, upstream: HttpBinaryCache, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
-    const hasher = new NarHasher()
-    // The last chunk is held back until the NAR matched its NarHash: a complete response is a correct one.
+    // The last chunk is held back until the NAR matched its narinfo: a complete response is a correct one.
     let held: Uint8Array | undefined
+    const checked = checkedNar(decompress(info.compression, await upstream.file(info.url)), info, `${info.storePath}: the NAR from ${upstream.url}`)
     async function * teed (): AsyncGenerator<Uint8Array> {
-      for await (const chunk of decompress(info.compression, await upstream.file(info.url))) {
-        hasher.update(chunk)
-        if (hasher.size > info.narSize) throw new IntegrityError(`${info.storePath}: the upstream NAR is longer than its NarSize`)
+      for await (const chunk of checked) {
         if (held !== undefined) await write(held)
         held = chunk
         yield chunk
       }
     }
     const { cid, tsize } = await importFile(this.options.blocks, teed(), this.options.recipe.chunker)
-    if (hasher.size !== info.narSize || hasher.digest() !== info.narHash) {
-      throw new UpstreamError('ERR_UPSTREAM_DATA', `${info.storePath}: the NAR from ${upstream.url} does not match its narinfo (truncated or tampered); not served, not imported`)
-    }
     if (held !== undefined) await write(held)
     const own: NarInfo = { ...info, url: narUrl(cid), compression: 'none', fileHash: info.narHash, fileSize: info.narSize }
     await appendEntries({ repo: this.options.repo, blocks: this.options.blocks }, this.options.key, [{ hash: parseStorePath(info.storePath).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(own) }], this.options)

@@ -102,6 +102,21 @@ describe.runIf(nixAvailable)('publish → gateway → nix copy --from', () => {
     expect(text).toContain('Compression: none\n')
   })
 
+  it('serves a path published while it runs (the post-build-hook case)', async () => {
+    const [late] = nixBuild(shellDerivation(`e2e-late-${salt}`, 'mkdir -p $out; echo late > $out/late')) as [string]
+    expect(runCli(['publish', '--repo', repo, late]).status).toBe(0)
+    // The record moved in another process: the gateway sees it within its recheck period, and the new blocks with it.
+    let status = 0
+    for (let i = 0; i < 30 && status !== 200; i++) {
+      status = (await fetch(`${gw.url}/${late.slice(11, 43)}.narinfo`)).status
+      if (status !== 200) await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    expect(status).toBe(200)
+    const store = tmp()
+    nix(['copy', '--from', gw.url, '--to', store, late, '--option', 'trusted-public-keys', pub])
+    expect(Buffer.compare(nixDump(late), nixDump(join(store, late)))).toBe(0)
+  })
+
   it('serves byte ranges of a NAR', async () => {
     const toolPath = closure.find(p => p.includes('e2e-tool'))!
     const hash = toolPath.slice(11, 43)

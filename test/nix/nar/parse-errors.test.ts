@@ -3,18 +3,26 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { NarChecker } from '../../../src/nix/nar/check.js'
 import { parseNar } from '../../../src/nix/nar/parse.js'
 import { encodeNar } from '../../../src/nix/nar/encode.js'
 import { narInt, narString } from '../../../src/nix/nar/wire.js'
 import { NarFormatError } from '../../../src/errors.js'
 import { nixAvailable } from '../../helpers/nix.js'
-import { chunked, collect, dirTokens, fixture, materialize, narOf } from '../fixtures.js'
+import { chunked, collect, dirTokens, fixture, materialize, NAR_CASES, narOf } from '../fixtures.js'
 
 /** Parses all of `bytes` (reading file contents), fed in chunks of `size`. */
 const parse = async (bytes: Uint8Array, size = 16): Promise<unknown> => await materialize(parseNar(chunked(bytes, size)))
 
 /** Parses all of `bytes` without ever reading file contents (the parser skips them). */
 const parseSkipping = async (bytes: Uint8Array): Promise<void> => { for await (const _ of parseNar(chunked(bytes, 16))) { /* skip */ } }
+
+/** Pushes all of `bytes` through a NarChecker in chunks of `size`. */
+const check = async (bytes: Uint8Array, size: number): Promise<void> => {
+  const checker = new NarChecker()
+  for await (const chunk of chunked(bytes, size)) await checker.update(chunk)
+  await checker.end()
+}
 
 const MAGIC = 'nix-archive-1'
 const file = (name: string | Uint8Array, ...node: Array<string | Uint8Array>): Array<string | Uint8Array> => ['entry', '(', 'name', name, 'node', '(', ...node, ')', ')']
@@ -93,6 +101,13 @@ describe('parseNar rejects malformed NARs with NarFormatError', () => {
       expect((err as NarFormatError).code).toBe('ERR_NAR_FORMAT')
     }
     await expect(parseSkipping(bytes)).rejects.toThrow(NarFormatError)
+    for (const size of [1, 16, 1 << 16]) await expect(check(bytes, size), `NarChecker, chunks of ${size}`).rejects.toThrow(error)
+  })
+})
+
+describe('NarChecker passes every NAR real Nix made', () => {
+  it.each(NAR_CASES)('%s', async name => {
+    for (const size of [3, 4096, 1 << 20]) await expect(check(fixture(`nar/${name}.nar`), size)).resolves.toBeUndefined()
   })
 })
 
@@ -115,12 +130,14 @@ describe('parseNar rejects a NAR truncated at any byte', () => {
 
   it.each(cases)('$name', async ({ bytes }) => {
     await expect(parse(bytes)).resolves.toBeDefined()
+    await expect(check(bytes, 7)).resolves.toBeUndefined()
     expect((await collect(encodeNar(parseNar(chunked(bytes, 8))))).equals(bytes)).toBe(true)
     for (let n = 0; n < bytes.length; n++) {
       const cut = bytes.subarray(0, n)
       const err = await parse(cut, 5).then(() => undefined, (e: unknown) => e)
       expect(err, `truncated to ${n} bytes`).toBeInstanceOf(NarFormatError)
       await expect(parseSkipping(cut), `truncated to ${n} bytes, skipping contents`).rejects.toThrow(NarFormatError)
+      await expect(check(cut, 5), `truncated to ${n} bytes, NarChecker`).rejects.toThrow(NarFormatError)
     }
   })
 })
