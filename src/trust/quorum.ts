@@ -38,6 +38,13 @@ function globMatch (pattern: string, text: string): boolean {
   return re.test(text)
 }
 
+/** ` (the signatures by NAME… do not verify: forged or altered)` when narinfos carry signatures under trusted key names that fail. */
+function forgedNames (entries: NarInfoEntry[], policy: TrustPolicy): string {
+  const trusted = new Set(policy.keys.map(k => k.name))
+  const names = new Set(entries.flatMap(e => e.info.sigs.map(s => s.slice(0, s.indexOf(':')))).filter(n => trusted.has(n)))
+  return names.size === 0 ? '' : ` (the signature by ${[...names].join(', ')} does not verify: forged, or the narinfo was altered)`
+}
+
 /**
  * Decides what to serve for one store path from the narinfos several caches
  * hold for it: narinfos are grouped by what the signature covers (StorePath,
@@ -81,7 +88,7 @@ export function judge (entries: NarInfoEntry[], policy: TrustPolicy): Verdict {
   const reason = winners.length > 1
     ? `${storePath}: ${winners.length} different NARs each reached the threshold of ${policy.threshold} trusted signatures; refusing it`
     : signed.length === 0
-      ? `${storePath}: no trusted key signed it`
+      ? `${storePath}: no trusted key signed it${forgedNames(entries, policy)}`
       : `${storePath}: at most ${best} of the ${policy.threshold} trusted signatures required agree${dispute === undefined ? '' : ` (trusted builders disagree: ${signed.length} different NARs)`}`
   return { served: undefined, reason, dispute }
 }

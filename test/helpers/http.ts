@@ -25,3 +25,47 @@ export async function serveFiles (root: string, faults: Map<string, Fault>): Pro
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
 }
+
+/** What a hostile peer does with one request: answer honestly, send other bytes, or stall. */
+export type PeerBehaviour = { body: Buffer } | 'honest' | 'hang' | 'endless' | 'trickle'
+
+/**
+ * A peer in front of `upstream` (a nixipfs gateway) that misbehaves as
+ * `choose` says per request path; `honest` requests are passed through.
+ * `hang` never answers, `endless` sends zeros for ever, `trickle` sends a
+ * byte every 200 ms. `choose` also sees the honest answer, to alter it.
+ */
+export async function hostilePeer (upstream: string, choose: (path: string, honest: () => Promise<Buffer>) => Promise<PeerBehaviour>): Promise<{ url: string, close: () => void }> {
+  const timers = new Set<NodeJS.Timeout>()
+  const server = createServer((req, res) => {
+    const path = req.url ?? '/'
+    const honest = async (): Promise<Buffer> => {
+      const r = await fetch(upstream + path, { headers: { accept: req.headers.accept ?? '*/*' } })
+      if (r.status !== 200) throw Object.assign(new Error('not found'), { status: r.status })
+      return Buffer.from(await r.arrayBuffer())
+    }
+    choose(path, honest).then(async behaviour => {
+      if (behaviour === 'hang') return
+      if (behaviour === 'endless' || behaviour === 'trickle') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' })
+        const zeros = Buffer.alloc(behaviour === 'endless' ? 64 * 1024 : 1)
+        const send = (): void => {
+          if (res.destroyed) return
+          if (behaviour === 'trickle') { res.write(zeros); const t = setTimeout(send, 200); timers.add(t); return }
+          while (res.write(zeros)) { /* until the socket pushes back */ }
+          res.once('drain', send)
+        }
+        send()
+        return
+      }
+      const body = behaviour === 'honest' ? await honest() : behaviour.body
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length })
+      res.end(body)
+    }).catch((err: { status?: number }) => { res.writeHead(err.status ?? 502); res.end() })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => { for (const t of timers) clearTimeout(t); server.closeAllConnections(); server.close() }
+  }
+}

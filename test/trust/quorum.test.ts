@@ -59,6 +59,9 @@ describe('quorum of trusted builders', () => {
   it('counts co-signatures in one narinfo, and not forged ones', () => {
     expect(judge([entry(honest, [trusted[0]!, trusted[1]!])], policy(2)).served?.info.sigs).toHaveLength(2)
     expect(judge([entry(honest, [trusted[0]!, trusted[1]!], true)], policy(2)).served).toBeUndefined()
+    // A lone forged signature is named as such.
+    expect(judge([entry(honest, [trusted[0]!], true)], policy(1))).toMatchObject({ reason: expect.stringMatching(/no trusted key signed it \(the signature by builder-1 does not verify: forged/) })
+    expect(judge([entry(honest, [untrusted[1]!])], policy(1)).reason).not.toMatch(/forged/)
   })
 
   it('refuses when two different NARs both reach K', () => {
