@@ -16,7 +16,7 @@ import { tmp } from '../helpers/cli.js'
 
 // Every parser that sees bytes from outside, fed random and mutated input:
 // it returns, or throws a typed NixipfsError — never anything else, never a hang.
-const RUNS = 1_500
+const RUNS = Number(process.env.NIXIPFS_FUZZ_RUNS ?? 1_500)
 let cases = 0
 afterAll(() => { console.log(`fuzz: ${cases} cases over ${7} parsers`) })
 

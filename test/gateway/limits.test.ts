@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest'
 import { PackStore } from '../../src/ipfs/pack-store.js'
 import { startGateway } from '../../src/gateway/server.js'
 import { tmp } from '../helpers/cli.js'
+import { DEFAULT_LISTEN } from '../../src/constants.js'
+import { parseListen } from '../../src/commands/network-args.js'
+import { ROUTES } from '../../src/gateway/routes.js'
 
 describe('gateway limits', () => {
   it('refuses oversized request heads with 431 and connections beyond the limit', async () => {
@@ -24,6 +27,27 @@ describe('gateway limits', () => {
       })
       expect(closed).toBe(true)
       for (const s of held) s.destroy()
+    } finally {
+      await gw.close()
+      await store.close()
+    }
+  })
+
+  it('listens on loopback by default and answers nothing but GET and HEAD (nothing that writes is reachable)', async () => {
+    expect(parseListen(DEFAULT_LISTEN).host).toBe('127.0.0.1')
+    const store = await PackStore.openRepo(tmp())
+    const gw = await startGateway({ caches: async () => undefined, disputes: async () => [], stats: () => ({}), blocks: store, local: store, record: async () => undefined, host: '127.0.0.1', port: 0 })
+    try {
+      // One path per route (the patterns' capture groups filled with something plausible), and a path no route takes.
+      const paths = [...ROUTES.map(([pattern]) => pattern.source.replace(/^\^|\$$/g, '').replace(/\([^)]*\)/g, 'x').replace(/\\/g, '')), '/admin', '/publish']
+      for (const path of paths) {
+        for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+          const r = await fetch(gw.url + path, { method, body: method === 'DELETE' ? undefined : 'x' })
+          expect(r.status, `${method} ${path}`).toBe(405)
+          expect(r.headers.get('allow')).toBe('GET, HEAD')
+        }
+      }
+      expect(store.size).toBe(0)
     } finally {
       await gw.close()
       await store.close()

@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+// bench/soak.mjs — the long run of the hostile-input and hard-fault tests
+// (issue "Hostile input and hard faults"): ROUNDS rounds of the parser fuzz
+// at SOAK_FUZZ_RUNS cases per property, of SIGKILL at random points of
+// publish, import and mirror (SOAK_CRASH_RUNS kills each) and of the tamper
+// matrix with real Nix. Every round is the same vitest files `npm test` runs,
+// with larger counts; the figures are what those tests print. Writes
+// bench/soak-results.md.
+// Usage: node bench/soak.mjs   (SOAK_ROUNDS [3], SOAK_FUZZ_RUNS [20000], SOAK_CRASH_RUNS [25])
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const ROUNDS = Number(process.env.SOAK_ROUNDS || 3)
+const FUZZ_RUNS = Number(process.env.SOAK_FUZZ_RUNS || 20_000)
+const CRASH_RUNS = Number(process.env.SOAK_CRASH_RUNS || 25)
+const FILES = ['test/fuzz/parsers.test.ts', 'test/e2e/crash.test.ts', 'test/e2e/tamper.test.ts']
+const log = (...a) => console.error('[soak]', ...a)
+
+/** Runs the test files once; resolves with their output and exit code. */
+function round () {
+  return new Promise(resolveRound => {
+    const child = spawn('npx', ['vitest', 'run', '--reporter=verbose', ...FILES], {
+      cwd: ROOT,
+      env: { ...process.env, NIXIPFS_FUZZ_RUNS: String(FUZZ_RUNS), NIXIPFS_CRASH_RUNS: String(CRASH_RUNS), FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let out = ''
+    child.stdout.on('data', b => { out += b })
+    child.stderr.on('data', b => { out += b })
+    child.on('close', code => resolveRound({ code, out }))
+  })
+}
+
+const sum = (outs, re) => outs.reduce((n, out) => n + [...out.matchAll(re)].reduce((m, x) => m + Number(x[1]), 0), 0)
+
+async function main () {
+  fs.mkdirSync(join(ROOT, 'bench', 'work'), { recursive: true })
+  await new Promise((res, rej) => spawn('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' }).on('close', c => c === 0 ? res() : rej(new Error('build failed'))))
+  const started = Date.now()
+  const outs = []
+  let failed = 0
+  for (let i = 1; i <= ROUNDS; i++) {
+    const t = Date.now()
+    const { code, out } = await round()
+    outs.push(out)
+    if (code !== 0) failed++
+    fs.writeFileSync(join(ROOT, 'bench', 'work', `soak-round-${i}.log`), out)
+    log(`round ${i}/${ROUNDS}: exit ${code} in ${((Date.now() - t) / 1000).toFixed(0)} s`)
+  }
+  const minutes = ((Date.now() - started) / 60_000).toFixed(1)
+  const crashLines = outs.flatMap(o => o.split('\n').filter(l => /^crash: /.test(l)))
+  const tests = sum(outs, /Tests\s+(?:\d+ failed \| )?(\d+) passed/g)
+  const failedTests = sum(outs, /Tests\s+(\d+) failed/g)
+  const matrix = outs.at(-1).split('\n').filter(l => l.startsWith('|')).join('\n')
+  const md = `# Soak: fuzzing, crashes and tampering (bench/soak.mjs)
+
+Run ${new Date().toISOString()} on ${process.version}, ${ROUNDS} rounds, ${minutes} min; each round runs
+${FILES.map(f => `\`${f}\``).join(', ')} with NIXIPFS_FUZZ_RUNS=${FUZZ_RUNS} and NIXIPFS_CRASH_RUNS=${CRASH_RUNS}.
+
+- rounds that failed: ${failed} of ${ROUNDS}; tests passed: ${tests}, failed: ${failedTests}
+- parser fuzz cases run: ${sum(outs, /fuzz: (\d+) cases/g).toLocaleString('en')}
+- processes killed with SIGKILL at random points: ${sum(outs, /crash: \w+ killed (\d+) times/g)}
+- tamper faults injected end to end with real Nix: ${sum(outs, /tamper matrix: (\d+) faults injected/g)}; wrong bytes that reached Nix: 0 (every round asserts it)
+
+Kill runs, as the tests report them:
+
+${crashLines.map(l => `- ${l}`).join('\n')}
+
+The tamper matrix of the last round:
+
+${matrix}
+`
+  fs.writeFileSync(join(ROOT, 'bench', 'soak-results.md'), md)
+  log(`wrote bench/soak-results.md (${failed} failed rounds)`)
+  if (failed > 0) process.exitCode = 1
+}
+
+main().catch(err => { console.error(err); process.exit(1) })
