@@ -7,6 +7,7 @@ import { readFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry, preloadDirectory } from '../ipfs/hamt.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { parseNarInfo, type NarInfo } from '../nix/narinfo.js'
+import { Lru } from '../lru.js'
 import { CACHE_INFO_FILE, NAR_DIR, REALISATIONS_DIR, narFile, narInfoFile } from './directory.js'
 
 /** What the gateway needs to serve one NAR. */
@@ -47,23 +48,6 @@ export interface CacheIndex {
 const ENTRY_CACHE = 2_000
 
 const decoder = new TextDecoder()
-
-/** A bounded map that forgets the least recently used entry. */
-class Lru<V> {
-  private readonly map = new Map<string, V>()
-  constructor (private readonly max: number) {}
-  get (key: string): V | undefined {
-    const v = this.map.get(key)
-    if (v !== undefined) { this.map.delete(key); this.map.set(key, v) }
-    return v
-  }
-
-  set (key: string, value: V): void {
-    this.map.delete(key)
-    this.map.set(key, value)
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!)
-  }
-}
 
 async function readText (blocks: BlockGetter, cid: CID): Promise<string> {
   const parts: Uint8Array[] = []

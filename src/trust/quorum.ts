@@ -1,6 +1,7 @@
 import type { CacheIndex, NarEntry, NarInfoEntry } from '../cache/index.js'
 import type { IndexSource } from '../cache/source.js'
 import type { ServedCaches } from '../cache/union.js'
+import { Lru } from '../lru.js'
 import { fingerprint, formatNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
 import { formatRealisation, parseRealisation, realisationFingerprint, realisationSigners, type Realisation } from '../nix/realisation.js'
@@ -99,6 +100,9 @@ export interface QuorumOptions {
   onRefused?: (reason: string) => void
 }
 
+/** NARs remembered as approved (a narinfo lookup, then its NAR, comes well within this many others). */
+const APPROVED_NARS = 50_000
+
 /**
  * Serves several caches under a trust policy: a narinfo only when the
  * policy's quorum signed it (see judge), and a NAR only when a narinfo so
@@ -106,7 +110,7 @@ export interface QuorumOptions {
  */
 export function quorumOf (sources: IndexSource[], options: QuorumOptions): () => Promise<ServedCaches | undefined> {
   // NARs that agreed narinfos name, with the NarHash and size the quorum signed.
-  const approved = new Map<string, { narHash: string, narSize: number, entry?: NarEntry }>()
+  const approved = new Lru<{ narHash: string, narSize: number, entry?: NarEntry }>(APPROVED_NARS)
   const approve = (served: NarInfoEntry): NarInfoEntry => {
     const nar = served.nar.toString()
     const { narHash, narSize } = served.info

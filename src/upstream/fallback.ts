@@ -2,6 +2,7 @@ import { appendEntries, type CidRecipe } from '../cache/publish.js'
 import { narUrl } from '../cache/directory.js'
 import { UpstreamError } from '../errors.js'
 import { importFile } from '../ipfs/file-dag.js'
+import { Lru } from '../lru.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { checkedNar } from '../nix/nar/check.js'
 import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
@@ -55,8 +56,9 @@ export interface UpstreamNar {
  */
 export class UpstreamFallback {
   readonly counters: FallbackCounters = { narInfoHits: 0, narInfoMisses: 0, imported: 0, errors: 0 }
-  private readonly missing = new Map<string, number>()
-  private readonly found = new Map<string, { info: NarInfo, upstream: HttpBinaryCache }>()
+  // Bounded: clients choose the hashes asked for.
+  private readonly missing = new Lru<number>(100_000)
+  private readonly found = new Lru<{ info: NarInfo, upstream: HttpBinaryCache }>(10_000)
 
   constructor (private readonly options: FallbackOptions) {}
 
