@@ -84,6 +84,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       for await (const _ of walkDag(network.blocks, nar)) { /* fetches and keeps every block */ }
       paths++
     }
+    await local.sync()
     log.info(`/ipns/${name}: pinned the closure (${paths} paths)`)
   }
   const refusedRecords = new Map<string, number>()
@@ -94,6 +95,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       fetch: options.pin,
       log,
       prefetch: async (root) => await network.blocks.prefetch(root),
+      persist: async () => await local.sync(),
       onRecord: (name) => sources.get(name)?.recheck(),
       onRefused: (code) => refusedRecords.set(code, (refusedRecords.get(code) ?? 0) + 1),
       onSynced: (name) => { pinClosures(name).catch((err: Error) => log.warn(`/ipns/${name}: pinning the closure failed: ${err.message}`)) }

@@ -19,6 +19,8 @@ export interface FollowOptions {
   prefetch?: (root: CID) => Promise<void>
   /** called with the code of each record refused (rollback, forgery, expiry…) */
   onRefused?: (code: string) => void
+  /** makes every block fetched so far durable (called before a root counts as synced) */
+  persist?: () => Promise<void>
   /** called when a newer record was stored */
   onRecord?: (name: string) => void
   /** called after a new root was fetched as far as `fetch` asks */
@@ -66,6 +68,8 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
       options.log.warn(`/ipns/${name}: ${missing} blocks of root ${root} could not be fetched yet; retrying at the next poll`)
       return
     }
+    // "Pinned" must survive a crash: the store buffers writes.
+    await options.persist?.()
     synced.set(name, root)
     const s = (Date.now() - started) / 1000
     options.log.info(`/ipns/${name}: ${options.fetch === 'all' ? 'pinned' : 'indexed'} root ${root} (${count} blocks, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${s.toFixed(1)} s, ${(bytes / 2 ** 20 / Math.max(s, 0.001)).toFixed(1)} MiB/s)`)
