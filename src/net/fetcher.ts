@@ -214,9 +214,10 @@ export class NetworkBlocks implements BlockGetter {
   private async fetchOne (cid: CID): Promise<Uint8Array> {
     // What each source said, for the error when none could supply the block.
     const asked: string[] = []
-    const skipped = this.options.http.length - this.peers().length
+    const peers = this.peers()
+    const skipped = this.options.http.length - peers.length
     if (skipped > 0) asked.push(`${skipped} peer(s) skipped for sending corrupt blocks`)
-    for (const peer of this.peers()) {
+    for (const peer of peers) {
       let bytes: Uint8Array | undefined
       try {
         bytes = await peer.block(cid)
