@@ -6,14 +6,14 @@
 // matrix with real Nix. Every round is the same vitest files `npm test` runs,
 // with larger counts; the figures are what those tests print. Writes
 // bench/soak-results.md.
-// Usage: node bench/soak.mjs   (SOAK_ROUNDS [3], SOAK_FUZZ_RUNS [20000], SOAK_CRASH_RUNS [25])
+// Usage: node bench/soak.mjs   (SOAK_ROUNDS [6], SOAK_FUZZ_RUNS [20000], SOAK_CRASH_RUNS [25])
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const ROUNDS = Number(process.env.SOAK_ROUNDS || 3)
+const ROUNDS = Number(process.env.SOAK_ROUNDS || 6)
 const FUZZ_RUNS = Number(process.env.SOAK_FUZZ_RUNS || 20_000)
 const CRASH_RUNS = Number(process.env.SOAK_CRASH_RUNS || 25)
 const FILES = ['test/fuzz/parsers.test.ts', 'test/e2e/crash.test.ts', 'test/e2e/tamper.test.ts']
@@ -24,13 +24,13 @@ function round () {
   return new Promise(resolveRound => {
     const child = spawn('npx', ['vitest', 'run', '--reporter=verbose', ...FILES], {
       cwd: ROOT,
-      env: { ...process.env, NIXIPFS_FUZZ_RUNS: String(FUZZ_RUNS), NIXIPFS_CRASH_RUNS: String(CRASH_RUNS), FORCE_COLOR: '0' },
+      env: { ...process.env, NIXIPFS_FUZZ_RUNS: String(FUZZ_RUNS), NIXIPFS_CRASH_RUNS: String(CRASH_RUNS), NO_COLOR: '1' },
       stdio: ['ignore', 'pipe', 'pipe']
     })
     let out = ''
     child.stdout.on('data', b => { out += b })
     child.stderr.on('data', b => { out += b })
-    child.on('close', code => resolveRound({ code, out }))
+    child.on('close', code => resolveRound({ code, out: out.replace(/\x1b\[[0-9;]*m/g, '') }))
   })
 }
 
@@ -51,7 +51,7 @@ async function main () {
     log(`round ${i}/${ROUNDS}: exit ${code} in ${((Date.now() - t) / 1000).toFixed(0)} s`)
   }
   const minutes = ((Date.now() - started) / 60_000).toFixed(1)
-  const crashLines = outs.flatMap(o => o.split('\n').filter(l => /^crash: /.test(l)))
+  const crashLines = outs.flatMap(o => o.split('\n').filter(l => l.startsWith('crash: ')))
   const tests = sum(outs, /Tests\s+(?:\d+ failed \| )?(\d+) passed/g)
   const failedTests = sum(outs, /Tests\s+(\d+) failed/g)
   const matrix = outs.at(-1).split('\n').filter(l => l.startsWith('|')).join('\n')
