@@ -21,7 +21,7 @@ import { BIN, runCli, runCliAsync, startGatewayProcess, tmp, type GatewayProcess
 import { serveFiles } from '../helpers/http.js'
 import { nix, nixAsync, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
-/** Kill runs per test; a soak script sets NIXIPFS_CRASH_RUNS=50. */
+/** Kill runs per test; bench/soak.mjs sets NIXIPFS_CRASH_RUNS=25. */
 const RUNS = Number(process.env.NIXIPFS_CRASH_RUNS ?? 6)
 /** Per-test timeout: the default RUNS take well under a minute each; a soak gets time in proportion. */
 const TIMEOUT_MS = 60_000 + RUNS * 15_000
@@ -113,6 +113,20 @@ async function auditRepo (repo: string, name: string): Promise<RepoState> {
   } finally {
     await blocks.close()
   }
+}
+
+/** Audits a repo after a kill against its state before: no path lost, nothing corrupt, the record never behind (and untouched unless newer); counts into `stats`. */
+async function auditAfterKill (repo: string, name: string, last: RepoState, stats: { lost: number, corrupt: number }): Promise<RepoState> {
+  const now = await auditRepo(repo, name)
+  const lost = [...last.paths].filter(p => !now.paths.has(p)).length
+  stats.lost += lost
+  stats.corrupt += now.corrupt.length
+  expect(now.corrupt).toEqual([])
+  expect(lost).toBe(0)
+  expect(now.sequence >= last.sequence).toBe(true)
+  // No newer record: the last good one, untouched (whatever the killed run stored is unreachable).
+  if (now.sequence === last.sequence) expect(now.root).toBe(last.root)
+  return now
 }
 
 /** What a mirror's repo holds of a followed cache. */
@@ -235,15 +249,7 @@ describe.runIf(nixAvailable)('publish killed with SIGKILL at random points', () 
           stats.killed++
           if (imported > 0) stats.midway++
         }
-        const now = await auditRepo(repo, name)
-        const lost = [...last.paths].filter(p => !now.paths.has(p)).length
-        stats.lost += lost
-        stats.corrupt += now.corrupt.length
-        expect(now.corrupt).toEqual([])
-        expect(lost).toBe(0)
-        expect(now.sequence >= last.sequence).toBe(true)
-        expect(now.entries >= last.entries).toBe(true)
-        last = now
+        last = await auditAfterKill(repo, name, last, stats)
         if (code === 0) break // it finished before the kill: nothing more to interrupt
       }
     } finally {
@@ -314,16 +320,7 @@ describe.runIf(nixAvailable)('import killed with SIGKILL at random points', () =
           stats.killed++
           if (downloadsAtKill > 0) stats.midTransfer++
         }
-        const now = await auditRepo(repo, name)
-        const lost = [...last.paths].filter(p => !now.paths.has(p)).length
-        stats.lost += lost
-        stats.corrupt += now.corrupt.length
-        expect(now.corrupt).toEqual([])
-        expect(lost).toBe(0)
-        expect(now.sequence >= last.sequence).toBe(true)
-        // No newer record: the last good one, untouched (whatever the killed run stored is unreachable).
-        if (now.sequence === last.sequence) expect(now.root).toBe(last.root)
-        last = now
+        last = await auditAfterKill(repo, name, last, stats)
         if (code === 0) break // it finished before the kill: nothing more to interrupt
       }
       expect(stats.killed).toBeGreaterThan(0)
