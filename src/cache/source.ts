@@ -36,15 +36,26 @@ export function repoIndexSource (repo: string, blocks: BlockGetter, name: string
   let checkedAt = 0
   let loading: Promise<void> | undefined
 
+  /** why the newest record's index cannot be opened (corrupt or missing blocks); tried again at each recheck */
+  let failure: Error | undefined
+
   async function reload (): Promise<void> {
     const mtimeMs = await stat(recordPath(repo, name)).then(s => s.mtimeMs, () => 0)
     if (mtimeMs === seenMtimeMs) return
-    const record = await loadRecord(repo, name)
-    if (record !== undefined) {
-      if (record.root.toString() !== index?.root.toString()) index = await openIndex(blocks, record.root)
-      validUntil = Date.parse(record.validity)
+    try {
+      const record = await loadRecord(repo, name)
+      if (record !== undefined) {
+        if (record.root.toString() !== index?.root.toString()) index = await openIndex(blocks, record.root)
+        validUntil = Date.parse(record.validity)
+      }
+      seenMtimeMs = mtimeMs
+      failure = undefined
+    } catch (err) {
+      if (failure?.message !== (err as Error).message) {
+        options.warn?.(`the cache /ipns/${name} cannot be opened: ${(err as Error).message}${index === undefined ? '' : '; serving the previous root meanwhile'}`)
+      }
+      failure = err as Error
     }
-    seenMtimeMs = mtimeMs
   }
 
   function servable (): CacheIndex | undefined {
@@ -70,8 +81,19 @@ export function repoIndexSource (repo: string, blocks: BlockGetter, name: string
       }
       // Requests that arrive while a reload runs wait for it too: before the first one ends there is no index yet.
       if (loading !== undefined) await loading
+      // Nothing older to serve: every request says why, rather than a 404 that looks like a miss.
+      if (index === undefined && failure !== undefined) throw failure
       return servable()
     },
     recheck: () => { checkedAt = 0 }
   }
+}
+
+/** The servable indexes of several sources; one that cannot be opened is left out, unless none can be served (then its error is thrown). */
+export async function currentIndexes (sources: IndexSource[]): Promise<CacheIndex[]> {
+  const results = await Promise.allSettled(sources.map(async s => await s.current()))
+  const indexes = results.flatMap(r => r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [])
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (indexes.length === 0 && failed !== undefined) throw failed.reason
+  return indexes
 }

@@ -1,5 +1,5 @@
 import type { CacheIndex, NarEntry, NarInfoEntry } from './index.js'
-import type { IndexSource } from './source.js'
+import { currentIndexes, type IndexSource } from './source.js'
 
 /** What the gateway serves: one or more caches answering as one. */
 export type ServedCaches = Omit<CacheIndex, 'root'>
@@ -10,7 +10,7 @@ export type ServedCaches = Omit<CacheIndex, 'root'>
  * servable. Each cache's entries stay signed by its own key.
  */
 export async function unionOf (sources: IndexSource[]): Promise<ServedCaches | undefined> {
-  const indexes = (await Promise.all(sources.map(async s => await s.current()))).filter((i): i is CacheIndex => i !== undefined)
+  const indexes = await currentIndexes(sources)
   if (indexes.length === 0) return undefined
   if (indexes.length === 1) return indexes[0]
   const first = async <T>(ask: (i: CacheIndex) => Promise<T | undefined>): Promise<T | undefined> => {

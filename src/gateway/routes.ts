@@ -20,6 +20,8 @@ export interface RouteContext {
   params: string[]
   /** the caches served to Nix (undefined while none is servable) */
   index: ServedCaches | undefined
+  /** why no cache can be opened, for the routes that answer without one (health, metrics, trustless) */
+  indexError?: Error
   /** where NAR blocks come from: the repo, then peers */
   blocks: BlockGetter & { prefetch?: (root: CID, signal?: AbortSignal) => Promise<void>, touch?: (root: CID, size: number) => void }
   /** the repo's own blocks: what the trustless gateway hands to peers */
@@ -53,3 +55,6 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/metrics$/, serveMetrics],
   [/^\/healthz$/, serveHealth]
 ]
+
+/** Routes that answer without the served caches, so they still work when none can be opened. */
+export const INDEX_FREE: ReadonlySet<Handler> = new Set([serveIpfs, serveIpns, serveDisputes, serveStats, serveMetrics, serveHealth])

@@ -4,7 +4,7 @@ import type { ServedCaches } from '../cache/union.js'
 import { NixipfsError } from '../errors.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
-import { ROUTES, type Handler, type RouteContext } from './routes.js'
+import { INDEX_FREE, ROUTES, type Handler, type RouteContext } from './routes.js'
 
 export interface GatewayOptions {
   /** the caches served to Nix, as they stand now (undefined while none is servable) */
@@ -97,7 +97,13 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       res.end('not found\n')
       return
     }
-    await route.handler({ req, res, params: route.params, index: await caches(), blocks, local, record, disputes, upstream, stats, metrics, head: method === 'HEAD' })
+    let indexError: Error | undefined
+    const index = await caches().catch((err: Error) => {
+      if (!INDEX_FREE.has(route.handler)) throw err
+      indexError = err
+      return undefined
+    })
+    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, disputes, upstream, stats, metrics, head: method === 'HEAD' })
   }
 
   let active = 0

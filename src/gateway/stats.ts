@@ -14,9 +14,9 @@ export async function serveMetrics ({ res, metrics, head }: RouteContext): Promi
   res.end(head ? undefined : body)
 }
 
-/** `GET /healthz`: 200 while the server answers, saying whether a cache is servable yet. */
-export async function serveHealth ({ res, index, head }: RouteContext): Promise<void> {
-  const body = `ok: ${index === undefined ? 'no cache servable yet' : 'serving'}\n`
-  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-cache' })
+/** `GET /healthz`: 200 while the server answers, saying whether a cache is servable yet; 503 when none can be opened. */
+export async function serveHealth ({ res, index, indexError, head }: RouteContext): Promise<void> {
+  const body = indexError !== undefined ? `failing: ${indexError.message}\n` : `ok: ${index === undefined ? 'no cache servable yet' : 'serving'}\n`
+  res.writeHead(indexError === undefined ? 200 : 503, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-cache' })
   res.end(head ? undefined : body)
 }

@@ -1,5 +1,5 @@
-import type { CacheIndex, NarEntry, NarInfoEntry } from '../cache/index.js'
-import type { IndexSource } from '../cache/source.js'
+import type { NarEntry, NarInfoEntry } from '../cache/index.js'
+import { currentIndexes, type IndexSource } from '../cache/source.js'
 import type { ServedCaches } from '../cache/union.js'
 import { Lru } from '../lru.js'
 import { fingerprint, formatNarInfo, type NarInfo } from '../nix/narinfo.js'
@@ -119,7 +119,7 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
     return served
   }
   return async () => {
-    const indexes = (await Promise.all(sources.map(async s => await s.current()))).filter((i): i is CacheIndex => i !== undefined)
+    const indexes = await currentIndexes(sources)
     if (indexes.length === 0) return undefined
     return {
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',

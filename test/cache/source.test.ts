@@ -2,7 +2,8 @@ import { CID } from 'multiformats/cid'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { createCacheRoot } from '../../src/cache/directory.js'
 import { acceptRecord, saveRecord } from '../../src/cache/records.js'
-import { repoIndexSource } from '../../src/cache/source.js'
+import { currentIndexes, repoIndexSource } from '../../src/cache/source.js'
+import { cidOf, DAG_PB_CODE } from '../../src/ipfs/block.js'
 import { ipnsNameOf, signRecord } from '../../src/ipfs/ipns.js'
 import { PackStore } from '../../src/ipfs/pack-store.js'
 import { generateSecretKey } from '../../src/nix/signing.js'
@@ -49,5 +50,23 @@ describe('the index source behind the gateway', () => {
     // Concurrent first requests: none may see "no index" (a 404 Nix would cache for an hour).
     const seen = await Promise.all(Array.from({ length: 8 }, async () => (await source.current())?.root.toString()))
     expect(seen).toEqual(Array(8).fill(root.toString()))
+  })
+
+  it('says why a cache cannot be opened on every request, and keeps the others of a union serving', async () => {
+    // A record whose root block the repo does not hold.
+    const missing = cidOf(DAG_PB_CODE, new TextEncoder().encode('a root nobody stored'))
+    const other = generateSecretKey('builder-4')
+    const otherName = ipnsNameOf(other.publicKey)
+    await acceptRecord(repo, name, (await signRecord(key.seed, missing, 1n, 60_000)).bytes)
+    await acceptRecord(repo, otherName, (await signRecord(other.seed, root, 1n, 60_000)).bytes)
+    const warnings: string[] = []
+    const broken = repoIndexSource(repo, blocks, name, { warn: m => warnings.push(m) })
+    await expect(broken.current()).rejects.toThrow(/not found|not in the local repo/)
+    await expect(broken.current()).rejects.toThrow(/not found|not in the local repo/) // not a 404-looking undefined the second time
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatch(/the cache \/ipns\/.* cannot be opened/)
+    const good = repoIndexSource(repo, blocks, otherName)
+    expect((await currentIndexes([broken, good])).map(i => i.root.toString())).toEqual([root.toString()])
+    await expect(currentIndexes([broken])).rejects.toThrow()
   })
 })

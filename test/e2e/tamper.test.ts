@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { cpSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -173,6 +173,19 @@ describe.runIf(nixAvailable)('tamper matrix, end to end with real Nix', () => {
     writeFileSync(pack, bytes)
     const gw = await start(['--repo', repo])
     await refused('a flipped byte in a stored block', gw, p, pubB, /is corrupt/, ['nixipfs_http_errors_total', 'code="ERR_INTEGRITY"'], /error/)
+  })
+
+  it('a pack file cut short on disk', async () => {
+    const repo = tmp()
+    cpSync(builder, repo, { recursive: true })
+    const pack = join(repo, 'packs', readdirSync(join(repo, 'packs')).find(f => f.endsWith('.pack'))!)
+    truncateSync(pack, Math.floor(statSync(pack).size * 0.6))
+    const gw = await start(['--repo', repo])
+    await refused('a pack file cut short on disk (the blocks after 60 % gone)', gw, p, pubB, /cannot be opened: block .* is corrupt/, ['nixipfs_http_errors_total', 'code="ERR_INTEGRITY"'], /error/)
+    // Monitoring sees it too.
+    const health = await fetch(`${gw.url}/healthz`)
+    expect(health.status).toBe(503)
+    expect(await health.text()).toMatch(/failing: block .* is corrupt/)
   })
 
   /** A client that holds B's index and fetches NAR blocks from a peer behaving as `behave` says for /ipfs/ requests. */
