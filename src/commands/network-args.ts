@@ -1,4 +1,4 @@
-import { DEFAULT_LISTEN, DEFAULT_LISTEN_P2P, DEFAULT_FOLLOW_INTERVAL_S, DEFAULT_PEER_TIMEOUT_S } from '../constants.js'
+import { DEFAULT_LISTEN, DEFAULT_LISTEN_P2P, DEFAULT_FOLLOW_INTERVAL_S, DEFAULT_PEER_CONNECTIONS, DEFAULT_PEER_TIMEOUT_S } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { parsePublicKey } from '../nix/signing.js'
@@ -20,7 +20,8 @@ export const nodeArgs = {
   'max-connections': { type: 'string', default: String(DEFAULT_MAX_CONNECTIONS), description: 'Most HTTP connections at once; more are refused' },
   'max-header-bytes': { type: 'string', default: String(DEFAULT_MAX_HEADER_BYTES), description: 'Largest HTTP request head accepted (bytes); larger gets 431' },
   'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' },
-  'peer-timeout': { type: 'string', default: String(DEFAULT_PEER_TIMEOUT_S), description: 'Seconds a peer or --upstream may stall (no answer, no next block) before it is given up and others are asked' }
+  'peer-timeout': { type: 'string', default: String(DEFAULT_PEER_TIMEOUT_S), description: 'Seconds a peer or --upstream may stall (no answer, no next block) before it is given up and others are asked' },
+  'peer-connections': { type: 'string', default: String(DEFAULT_PEER_CONNECTIONS), description: 'HTTP connections (requests in flight) to one --http-gateway peer at once' }
 } as const
 
 /** The IPNS name of a cache given by Nix public key or by name. */
@@ -51,9 +52,12 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
   }
   const peerTimeout = Number(args['peer-timeout'] ?? DEFAULT_PEER_TIMEOUT_S)
   if (!(peerTimeout > 0)) throw new UsageError(`--peer-timeout must be a positive number of seconds, got ${String(args['peer-timeout'])}`)
+  const peerConnections = Number(args['peer-connections'] ?? DEFAULT_PEER_CONNECTIONS)
+  if (!Number.isInteger(peerConnections) || peerConnections < 1) throw new UsageError(`--peer-connections must be a whole number ≥ 1, got ${String(args['peer-connections'])}`)
   return {
     offline: args.offline === true,
     peerTimeoutMs: peerTimeout * 1000,
+    peerConnections,
     listen: listen.length > 0 ? listen : [DEFAULT_LISTEN_P2P],
     peers,
     httpGateways

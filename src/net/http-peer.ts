@@ -2,25 +2,32 @@ import { Agent, request, type Dispatcher } from 'undici'
 import type { CID } from 'multiformats/cid'
 import { PeerError } from '../errors.js'
 
-/** Per-request time limits: a peer that stalls is dropped, never waited on for ever. */
-export interface HttpPeerTimeouts {
+/** Limits per peer: a peer that stalls is dropped, never waited on for ever; a peer gets a bounded number of connections. */
+export interface HttpPeerLimits {
   /** until the response headers arrive */
   headersMs: number
   /** between two pieces of the body */
   bodyMs: number
+  /** connections (so requests) to one peer at once */
+  connections: number
 }
 
-const DEFAULT_TIMEOUTS: HttpPeerTimeouts = { headersMs: 10_000, bodyMs: 10_000 }
+const DEFAULT_LIMITS: HttpPeerLimits = { headersMs: 10_000, bodyMs: 10_000, connections: 16 }
 
 /** Largest block or record a peer may send in answer to a single-block request. */
 const MAX_BLOCK_BYTES = 4 * 1024 * 1024
 const MAX_RECORD_BYTES = 10 * 1024
 
-/** Shared keep-alive connection pools for every HTTP peer. */
-let sharedAgent: Agent | undefined
-function agent (timeouts: HttpPeerTimeouts): Dispatcher {
-  sharedAgent ??= new Agent({ connections: 16, pipelining: 1, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyMs, keepAliveTimeout: 30_000 })
-  return sharedAgent
+/** Keep-alive connection pools (one per origin inside), shared by the HTTP peers with the same limits. */
+const agents = new Map<string, Agent>()
+function agent (limits: HttpPeerLimits): Dispatcher {
+  const key = `${limits.headersMs}/${limits.bodyMs}/${limits.connections}`
+  let a = agents.get(key)
+  if (a === undefined) {
+    a = new Agent({ connections: limits.connections, pipelining: 1, headersTimeout: limits.headersMs, bodyTimeout: limits.bodyMs, keepAliveTimeout: 30_000 })
+    agents.set(key, a)
+  }
+  return a
 }
 
 /**
@@ -30,7 +37,7 @@ function agent (timeouts: HttpPeerTimeouts): Dispatcher {
  */
 export class HttpPeer {
   readonly url: string
-  constructor (url: string, private readonly timeouts: HttpPeerTimeouts = DEFAULT_TIMEOUTS) {
+  constructor (url: string, private readonly limits: HttpPeerLimits = DEFAULT_LIMITS) {
     this.url = url.replace(/\/+$/, '')
   }
 
@@ -54,7 +61,7 @@ export class HttpPeer {
   private async send (path: string, accept: string, signal?: AbortSignal): Promise<Dispatcher.ResponseData | undefined> {
     let res: Dispatcher.ResponseData
     try {
-      res = await request(this.url + path, { dispatcher: agent(this.timeouts), headers: { accept }, signal })
+      res = await request(this.url + path, { dispatcher: agent(this.limits), headers: { accept }, signal })
     } catch (err) {
       if (signal?.aborted === true) throw err
       throw new PeerError(this.url, `cannot reach ${this.url}: ${(err as Error).message}`)
@@ -69,7 +76,7 @@ export class HttpPeer {
 
   private async small (path: string, accept: string, max: number, given?: AbortSignal): Promise<Uint8Array | undefined> {
     // A small answer that trickles in is cut off: it gets a few stall periods in all.
-    const ms = 3 * (this.timeouts.headersMs + this.timeouts.bodyMs)
+    const ms = 3 * (this.limits.headersMs + this.limits.bodyMs)
     const deadline = AbortSignal.timeout(ms)
     const signal = given === undefined ? deadline : AbortSignal.any([given, deadline])
     try {

@@ -20,6 +20,8 @@ export interface NetworkOptions {
   httpGateways: string[]
   /** how long a peer may stall before it is given up for a block */
   peerTimeoutMs: number
+  /** HTTP connections to one peer at once */
+  peerConnections: number
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
 
@@ -56,7 +58,7 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
  * source over all of them that keeps what it fetches in `local`.
  */
 export async function startNetwork (repo: string, local: PackStore, options: NetworkOptions): Promise<Network> {
-  const http = options.httpGateways.map(url => new HttpPeer(url, { headersMs: options.peerTimeoutMs, bodyMs: options.peerTimeoutMs }))
+  const http = options.httpGateways.map(url => new HttpPeer(url, { headersMs: options.peerTimeoutMs, bodyMs: options.peerTimeoutMs, connections: options.peerConnections }))
   let p2p: P2pNode | undefined
   let redial: NodeJS.Timeout | undefined
   if (!options.offline) {

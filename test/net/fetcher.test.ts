@@ -140,4 +140,22 @@ describe('trustless gateway routes and the network block source', () => {
       await Promise.all(stores.map(async s => await s.close()))
     }
   })
+
+  it('keeps at most --peer-connections requests in flight to one peer', async () => {
+    let inFlight = 0
+    let most = 0
+    const slow = createServer((_req, res) => {
+      most = Math.max(most, ++inFlight)
+      setTimeout(() => { inFlight--; res.writeHead(404); res.end() }, 50)
+    })
+    await new Promise<void>(resolve => slow.listen(0, '127.0.0.1', resolve))
+    try {
+      const peer = new HttpPeer(`http://127.0.0.1:${(slow.address() as AddressInfo).port}`, { headersMs: 5_000, bodyMs: 5_000, connections: 3 })
+      const cids = Array.from({ length: 20 }, () => cidOf(RAW_CODE, randomBytes(16)))
+      expect(await Promise.all(cids.map(async cid => await peer.block(cid)))).toEqual(cids.map(() => undefined))
+      expect(most).toBe(3)
+    } finally {
+      slow.close()
+    }
+  })
 })
