@@ -96,7 +96,10 @@ export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheI
         const nar = narCidOfUrl(info.url)
         if (nar !== undefined) {
           entry = { text, info, cid, nar }
-          if (nars.get(nar.toString()) == null) nars.set(nar.toString(), { cid: nar, narSize: info.narSize, narHash: info.narHash })
+          // The first narinfo naming a NAR gives the NarHash its first full read is checked against (also when the NAR was asked for first).
+          const known = nars.get(nar.toString())
+          if (known == null) nars.set(nar.toString(), { cid: nar, narSize: info.narSize, narHash: info.narHash })
+          else known.narHash ??= info.narHash
         }
       }
       narInfos.set(hash, entry)
