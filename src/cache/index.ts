@@ -3,10 +3,10 @@ import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
 import { DAG_PB_CODE, RAW_CODE, getVerified, type BlockGetter } from '../ipfs/block.js'
-import { readFile } from '../ipfs/file-dag.js'
+import { readSmallFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry, preloadDirectory } from '../ipfs/hamt.js'
 import type { PackStore } from '../ipfs/pack-store.js'
-import { parseNarInfo, type NarInfo } from '../nix/narinfo.js'
+import { MAX_NARINFO_BYTES, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { Lru } from '../lru.js'
 import { CACHE_INFO_FILE, NAR_DIR, REALISATIONS_DIR, narFile, narInfoFile } from './directory.js'
 
@@ -49,10 +49,9 @@ const ENTRY_CACHE = 2_000
 
 const decoder = new TextDecoder()
 
+/** A small text file of the cache (narinfo, nix-cache-info, realisation): a hostile cache's huge one is refused, not held in memory. */
 async function readText (blocks: BlockGetter, cid: CID): Promise<string> {
-  const parts: Uint8Array[] = []
-  for await (const part of readFile(blocks, cid)) parts.push(part)
-  return decoder.decode(Buffer.concat(parts))
+  return decoder.decode(await readSmallFile(blocks, cid, MAX_NARINFO_BYTES, 'text file'))
 }
 
 /** The CID a narinfo URL `nar/<cid>.nar` names, or undefined when it names none. */

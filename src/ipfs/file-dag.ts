@@ -151,3 +151,15 @@ async function * readRange (blocks: BlockGetter, cid: CID, start: number, end: n
     await Promise.allSettled(ahead.filter(p => p !== undefined))
   }
 }
+
+/** The whole of a small file; one larger than `max` bytes is refused (IntegrityError) before it is held in memory. */
+export async function readSmallFile (blocks: BlockGetter, cid: CID, max: number, what = 'file'): Promise<Uint8Array> {
+  const parts: Uint8Array[] = []
+  let size = 0
+  for await (const part of readFile(blocks, cid)) {
+    size += part.length
+    if (size > max) throw new IntegrityError(`${what} ${cid.toString()} is larger than ${max} bytes; refusing it`)
+    parts.push(part)
+  }
+  return Buffer.concat(parts)
+}

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { unixfs } from '@helia/unixfs'
 import { DISPUTES_DIR } from '../cache/directory.js'
 import { loadRecord } from '../cache/records.js'
-import { readFile as readDagFile } from '../ipfs/file-dag.js'
+import { readSmallFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry } from '../ipfs/hamt.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { writeFileAtomic } from '../repo.js'
@@ -40,6 +40,9 @@ export async function listDisputes (repo: string): Promise<RecordedDispute[]> {
   return all.sort((a, b) => b.lastSeen.localeCompare(a.lastSeen))
 }
 
+/** Largest dispute statement read (a few hundred bytes per signed NAR). */
+const MAX_STATEMENT_BYTES = 1024 * 1024
+
 /** A dispute statement a followed (or the own) cache published, checked against that cache's key. */
 export interface PublishedDispute extends DisputeStatement {
   /** IPNS name of the cache that published it */
@@ -61,9 +64,8 @@ export async function listPublishedDisputes (repo: string, blocks: PackStore, wa
       const dir = await lookupEntry(blocks, record.root, DISPUTES_DIR, new DirNodeCache())
       if (dir === undefined) continue
       for await (const entry of unixfs({ blockstore: blocks }).ls(dir)) {
-        const parts: Uint8Array[] = []
-        for await (const part of readDagFile(blocks, entry.cid)) parts.push(part)
-        found.push({ cache: name, ...openStatement(Buffer.concat(parts).toString('utf8'), name) })
+        const text = Buffer.from(await readSmallFile(blocks, entry.cid, MAX_STATEMENT_BYTES, 'dispute statement')).toString('utf8')
+        found.push({ cache: name, ...openStatement(text, name) })
       }
     } catch (err) {
       // One cache's bad or missing statements must not hide the others'.

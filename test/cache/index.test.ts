@@ -33,4 +33,20 @@ describe('the cache index', () => {
       await blocks.close()
     }
   })
+
+  it('refuses a narinfo file larger than any real one without holding it', async () => {
+    const repo = tmp()
+    const blocks = await PackStore.openRepo(repo)
+    try {
+      const nar = narOf('nix-archive-1', '(', 'type', 'regular', 'contents', 'x', ')')
+      const { cid, tsize } = await importFile(blocks, (async function * () { yield nar })(), RECIPES.cdc.chunker)
+      const hash = '1123456789abcdfghijklmnpqrsvwxyz'
+      const text = `StorePath: /nix/store/${hash}-big\nURL: ${narUrl(cid)}\n` + `X-Padding: ${'a'.repeat(2 * 1024 * 1024)}\n`
+      const record = await appendEntries({ repo, blocks }, generateSecretKey('k-1'), [{ hash, nar: cid, narTsize: tsize, narInfo: text }], { recordLifetimeMs: 60_000, recipe: RECIPES.cdc })
+      const index = await openIndex(blocks, record.root)
+      await expect(index.narInfo(hash)).rejects.toThrow(/text file .* is larger than 1048576 bytes/)
+    } finally {
+      await blocks.close()
+    }
+  })
 })
