@@ -110,8 +110,8 @@ async function substitutes (url: string, path: string, keys: string): Promise<vo
 /** A store path that no Nix build made (its NAR comes from a hostile builder). */
 const fakePath = (name: string): string => `/nix/store/${[...randomBytes(32)].map(b => '0123456789abcdfghijklmnpqrsvwxyz'[b % 32]).join('')}-${name}`
 
-/** Adds NARs to a cache signed by `key` in `repo`, each narinfo altered by `alter` (before signing) and `resign` (after). */
-async function hostileCache (repo: string, key: SecretKey, items: Array<{ path: string, nar: Buffer, alter?: (i: NarInfo) => NarInfo, sigs?: string[] }>): Promise<void> {
+/** Adds NARs to a cache signed by `key` in `repo`, each narinfo altered by `alter` (before signing), given `sigs` (after) or padded to a huge size. */
+async function hostileCache (repo: string, key: SecretKey, items: Array<{ path: string, nar: Buffer, alter?: (i: NarInfo) => NarInfo, sigs?: string[], pad?: number }>): Promise<void> {
   const blocks = await PackStore.openRepo(repo)
   try {
     const entries = []
@@ -122,7 +122,7 @@ async function hostileCache (repo: string, key: SecretKey, items: Array<{ path: 
       let info: NarInfo = { storePath: item.path, url: narUrl(cid), compression: 'none', narHash: hasher.digest(), narSize: item.nar.length, references: [], sigs: [] }
       info = item.alter?.(info) ?? info
       info = { ...info, sigs: item.sigs ?? [signFingerprint(key, fingerprint(info))] }
-      entries.push({ hash: parseStorePath(item.path).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(info) })
+      entries.push({ hash: parseStorePath(item.path).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(info) + (item.pad === undefined ? '' : `X-Padding: ${'a'.repeat(item.pad)}\n`) })
     }
     await appendEntries({ repo, blocks }, key, entries, { recordLifetimeMs: 24 * 3600_000, recipe: RECIPES.cdc })
   } finally {
@@ -250,6 +250,7 @@ describe.runIf(nixAvailable)('tamper matrix, end to end with real Nix', () => {
       const items = {
         forged: { nar: small, sigs: [forged] },
         narhash: { nar: narOf('nix-archive-1', '(', 'type', 'regular', 'contents', `other ${salt}\n`, ')'), alter: (i: NarInfo) => ({ ...i, narHash: 'sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s' }) },
+        huge: { nar: small, pad: 2 * 1024 * 1024 },
         dotdot: { nar: narOf(...dirTokens(['..'])) },
         slash: { nar: narOf(...dirTokens(['etc/passwd'])) },
         nul: { nar: narOf(...dirTokens(['a\0b'])) },
@@ -280,6 +281,10 @@ describe.runIf(nixAvailable)('tamper matrix, end to end with real Nix', () => {
 
     it('a narinfo whose NarHash does not match its NAR', async () => {
       await refused('a NAR that does not match its signed NarHash', gw, paths.narhash!, pubH, /its narinfo says .*truncated or tampered/, ['nixipfs_http_errors_total', 'code="ERR_INTEGRITY"'], /error/)
+    })
+
+    it('a 2 MiB narinfo', async () => {
+      await refused('a 2 MiB narinfo (a real one is a few hundred bytes)', gw, paths.huge!, pubH, /text file .* is larger than 1048576 bytes/, ['nixipfs_http_errors_total', 'code="ERR_INTEGRITY"'], /error/)
     })
 
     it.each([
