@@ -2,6 +2,7 @@ import { unixfs } from '@helia/unixfs'
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
+import { IntegrityError } from '../errors.js'
 import { DAG_PB_CODE, RAW_CODE, getVerified, type BlockGetter } from '../ipfs/block.js'
 import { readSmallFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry, preloadDirectory } from '../ipfs/hamt.js'
@@ -95,10 +96,14 @@ export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheI
         const nar = narCidOfUrl(info.url)
         if (nar !== undefined) {
           entry = { text, info, cid, nar }
-          // The first narinfo naming a NAR gives the NarHash its first full read is checked against (also when the NAR was asked for first).
+          // The first narinfo naming a NAR gives the NarHash its first full read is checked against (also when the NAR was asked for first);
+          // a NAR's bytes have one hash, so a narinfo claiming another is refused.
           const known = nars.get(nar.toString())
           if (known == null) nars.set(nar.toString(), { cid: nar, narSize: info.narSize, narHash: info.narHash })
-          else known.narHash ??= info.narHash
+          else if (known.narHash === undefined) known.narHash = info.narHash
+          else if (known.narHash !== info.narHash) {
+            throw new IntegrityError(`${info.storePath}: its narinfo gives NAR ${nar.toString()} the NarHash ${info.narHash}, another narinfo of this cache gives it ${known.narHash}${known.verified === true ? ' (which its bytes match)' : ''}; refusing it`)
+          }
         }
       }
       narInfos.set(hash, entry)

@@ -13,11 +13,18 @@ export async function unionOf (sources: IndexSource[]): Promise<ServedCaches | u
   const indexes = await currentIndexes(sources)
   if (indexes.length === 0) return undefined
   if (indexes.length === 1) return indexes[0]
+  // A cache that fails a lookup (a refused narinfo, a corrupt block) does not hide the next one's answer.
   const first = async <T>(ask: (i: CacheIndex) => Promise<T | undefined>): Promise<T | undefined> => {
+    let failure: unknown
     for (const index of indexes) {
-      const hit = await ask(index)
-      if (hit !== undefined) return hit
+      try {
+        const hit = await ask(index)
+        if (hit !== undefined) return hit
+      } catch (err) {
+        failure ??= err
+      }
     }
+    if (failure !== undefined) throw failure
     return undefined
   }
   return {

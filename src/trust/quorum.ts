@@ -124,7 +124,11 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
     return {
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash) => {
-        const entries = (await Promise.all(indexes.map(async i => await i.narInfo(hash)))).filter((e): e is NarInfoEntry => e !== undefined)
+        // A cache whose narinfo cannot be read or is refused simply does not count towards the quorum.
+        const results = await Promise.allSettled(indexes.map(async i => await i.narInfo(hash)))
+        const entries = results.flatMap(r => r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [])
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+        if (entries.length === 0 && failed !== undefined) throw failed.reason
         if (entries.length === 0) return undefined
         const verdict = judge(entries, options.policy)
         if (verdict.dispute !== undefined) options.onDispute?.(verdict.dispute)
