@@ -15,7 +15,7 @@ import { fingerprint, formatNarInfo, type NarInfo } from '../../src/nix/narinfo.
 import { formatPublicKey, generateSecretKey, parsePublicKey, parseSecretKey, publicKeyOf, signFingerprint, type SecretKey } from '../../src/nix/signing.js'
 import { parseStorePath } from '../../src/nix/store-path.js'
 import { repoKeyPaths, writeKeyFiles } from '../../src/repo.js'
-import { runAsync, runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
+import { runAsync, runCli, runCliAsync, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
 import { hostilePeer, serveFiles, type PeerBehaviour } from '../helpers/http.js'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 import { dirTokens, narOf } from '../nix/fixtures.js'
@@ -77,8 +77,8 @@ const terse = (text: string): string => text
 const nixError = (stderr: string): string => (stderr.split('\n').find(l => /error/.test(l)) ?? stderr.trim().split('\n').pop() ?? '').replace(/\s+/g, ' ').trim()
 
 /**
- * One row where Nix must fail: the path does not land in Nix's store, the
- * log says `log`, and `metric` (name, label filter) goes up.
+ * One row where Nix must fail: the path never becomes valid in Nix's store,
+ * Nix says `nixSays`, the log says `log`, and `metric` (name, label filter) goes up.
  */
 async function refused (fault: string, gw: GatewayProcess, path: string, keys: string, log: RegExp | undefined, metric: [string, string] | undefined, nixSays: RegExp, check?: (store: string) => void): Promise<void> {
   const mark = gw.output().length
@@ -306,7 +306,7 @@ describe.runIf(nixAvailable)('tamper matrix, end to end with real Nix', () => {
     beforeAll(async () => {
       old = Buffer.from((await loadRecordBytes(builder, ipnsNameOf(keyB.publicKey)))!)
       // B publishes again: the record above is now an old one.
-      expect((await runAsync(process.execPath, [join(import.meta.dirname, '../../bin/nixipfs.mjs'), 'publish', '--repo', builder, q])).status).toBe(0)
+      expect((await runCliAsync(['publish', '--repo', builder, q])).status).toBe(0)
       const peer = await hostilePeer(gB.url, async path => path.startsWith('/ipns/') ? offer : 'honest')
       closers.push(peer.close)
       gw = await start(['--repo', tmp(), '--follow', pubB, '--http-gateway', peer.url, '--follow-interval', '1'])
