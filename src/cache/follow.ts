@@ -52,6 +52,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     let count = 0
     let bytes = 0
     let missing = 0
+    let firstMissing = ''
     const started = Date.now()
     const rootCid = record.root
     if (options.fetch === 'all') await options.prefetch?.(rootCid)
@@ -59,13 +60,16 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
       signal: abort.signal,
       // The index is everything but the NARs themselves: directories (nar/ included) and narinfos.
       skipLink: options.fetch === 'index' ? (linkName) => linkName?.endsWith(NAR_SUFFIX) === true : undefined,
-      onMissing: (cid, err) => { missing++; options.log.debug(`${cid.toString()}: ${err.message}`) }
+      onMissing: (cid, err) => {
+        if (missing++ === 0) firstMissing = `${cid.toString()}: ${err.message}`
+        options.log.debug(`${cid.toString()}: ${err.message}`)
+      }
     })) {
       count++
       bytes += block.bytes.length
     }
     if (missing > 0) {
-      options.log.warn(`/ipns/${name}: ${missing} blocks of root ${root} could not be fetched yet; retrying at the next poll`)
+      options.log.warn(`/ipns/${name}: ${missing} blocks of root ${root} could not be fetched yet (first: ${firstMissing}); retrying at the next poll`)
       return
     }
     // "Pinned" must survive a crash: the store buffers writes.
