@@ -4,6 +4,7 @@ import { importFile } from '../ipfs/file-dag.js'
 import { DirNodeCache } from '../ipfs/hamt.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import type { PackStore } from '../ipfs/pack-store.js'
+import type { Chunker } from '../ipfs/chunker.js'
 import { checkedNar } from '../nix/nar/check.js'
 import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { signFingerprint, verifyFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
@@ -54,11 +55,11 @@ async function upstreamNarInfos (options: ImportOptions): Promise<Map<string, Na
     if (infos.has(hash)) continue
     const text = await options.upstream.narInfo(hash)
     if (text === undefined) throw new UpstreamError('ERR_UPSTREAM_MISSING', `${options.upstream.url} has no narinfo for ${hash}; nothing was imported`)
-    const info = parseNarInfo(text)
-    if (parseStorePath(info.storePath).hash !== hash) throw new IntegrityError(`${options.upstream.url}/${hash}.narinfo describes ${info.storePath}; nothing was imported`)
-    const fp = fingerprint(info)
-    if (!info.sigs.some(sig => verifyFingerprint(options.trust, fp, sig))) {
-      throw new IntegrityError(`${info.storePath} from ${options.upstream.url} has no valid signature by a trusted key (${options.trust.map(k => k.name).join(', ')}); nothing was imported`)
+    let info: NarInfo
+    try {
+      info = trustedNarInfo(text, hash, options.trust, options.upstream.url)
+    } catch (err) {
+      return noting('; nothing was imported')(err)
     }
     infos.set(hash, info)
     if (options.recursive) for (const ref of info.references) todo.push(parseStoreBaseName(ref).hash)
@@ -81,19 +82,44 @@ function referencesFirst (infos: Map<string, NarInfo>): NarInfo[] {
   return order
 }
 
-/** Downloads, decompresses and stores one NAR, checking it against its narinfo (structure, NarSize, NarHash). */
-async function importNar (blocks: PackStore, info: NarInfo, options: ImportOptions): Promise<{ cid: CID, tsize: number }> {
-  const file = await options.upstream.file(info.url)
-  async function * counted (): AsyncGenerator<Uint8Array> {
-    for await (const chunk of decompress(info.compression, file)) {
-      options.onBytes?.(chunk.length)
+/**
+ * Parses a narinfo an upstream sent for `hash`; throws IntegrityError unless
+ * it names that path and carries a valid signature by one of `keys`.
+ */
+export function trustedNarInfo (text: string, hash: string, keys: PublicKey[], from: string): NarInfo {
+  const info = parseNarInfo(text)
+  if (parseStorePath(info.storePath).hash !== hash) throw new IntegrityError(`${from}/${hash}.narinfo describes ${info.storePath}`)
+  const fp = fingerprint(info)
+  if (!info.sigs.some(sig => verifyFingerprint(keys, fp, sig))) {
+    throw new IntegrityError(`${info.storePath} from ${from} has no valid signature by a trusted key (${keys.map(k => k.name).join(', ')})`)
+  }
+  return info
+}
+
+/**
+ * Downloads, decompresses and stores an upstream NAR, checking it against its
+ * narinfo (format, NarSize, NarHash); `onChunk` sees each chunk once checked.
+ */
+export async function importUpstreamNar (blocks: PackStore, info: NarInfo, upstream: HttpBinaryCache, chunker: Chunker, onChunk?: (chunk: Uint8Array) => Promise<void> | void): Promise<{ cid: CID, tsize: number }> {
+  const checked = checkedNar(decompress(info.compression, await upstream.file(info.url)), info, `${info.storePath}: the NAR from ${upstream.url}`)
+  async function * tapped (): AsyncGenerator<Uint8Array> {
+    for await (const chunk of checked) {
+      await onChunk?.(chunk)
       yield chunk
     }
   }
-  try {
-    return await importFile(blocks, checkedNar(counted(), info, `${info.storePath}: the NAR from ${options.upstream.url}`), options.recipe.chunker)
-  } catch (err) {
-    if (err instanceof NixipfsError && (err.code === 'ERR_INTEGRITY' || err.code === 'ERR_NAR_FORMAT')) err.message += '; it was not imported'
+  return await importFile(blocks, onChunk === undefined ? checked : tapped(), chunker)
+}
+
+/** The narinfo the own cache serves for an imported upstream path: the upstream's (signatures kept), with the URL of the NAR's DAG, uncompressed. */
+export function ownNarInfo (info: NarInfo, nar: CID): NarInfo {
+  return { ...info, url: narUrl(nar), compression: 'none', fileHash: info.narHash, fileSize: info.narSize }
+}
+
+/** An error handler that rethrows, adding `suffix` to the message of an integrity or format error. */
+function noting (suffix: string): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof NixipfsError && (err.code === 'ERR_INTEGRITY' || err.code === 'ERR_NAR_FORMAT')) err.message += suffix
     throw err
   }
 }
@@ -136,10 +162,12 @@ export async function importFromUpstream ({ repo, blocks }: PublishComponents, o
       for (let next = 0; next < todo.length || running.length > 0;) {
         while (failure === undefined && next < todo.length && running.length < concurrency) {
           const info = todo[next++]!
-          const download = importNar(blocks, info, options).then(({ cid, tsize }) => ({
-            info,
-            entry: { hash: parseStorePath(info.storePath).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(ownNarInfo(info, cid, options)) }
-          }))
+          const download = importUpstreamNar(blocks, info, options.upstream, options.recipe.chunker, chunk => options.onBytes?.(chunk.length))
+            .catch(noting('; it was not imported'))
+            .then(({ cid, tsize }) => ({
+              info,
+              entry: { hash: parseStorePath(info.storePath).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(signedIf(options, ownNarInfo(info, cid))) }
+            }))
           download.catch(() => {}) // observed in order below; a later one may fail while an earlier one is awaited
           running.push(download)
         }
@@ -163,8 +191,7 @@ export async function importFromUpstream ({ repo, blocks }: PublishComponents, o
   })
 }
 
-/** The narinfo the own cache serves: the upstream's, with the URL of the NAR's DAG, uncompressed, and the upstream signatures (plus ours with `sign`). */
-function ownNarInfo (info: NarInfo, nar: CID, options: ImportOptions): NarInfo {
-  const base: NarInfo = { ...info, url: narUrl(nar), compression: 'none', fileHash: info.narHash, fileSize: info.narSize }
-  return options.sign ? { ...base, sigs: [...base.sigs, signFingerprint(options.key, fingerprint(base))] } : base
+/** `info` with the own signature added when the import was asked to sign. */
+function signedIf (options: ImportOptions, info: NarInfo): NarInfo {
+  return options.sign ? { ...info, sigs: [...info.sigs, signFingerprint(options.key, fingerprint(info))] } : info
 }

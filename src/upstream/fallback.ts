@@ -1,14 +1,10 @@
+import { importUpstreamNar, ownNarInfo, trustedNarInfo } from '../cache/import.js'
 import { appendEntries, type CidRecipe } from '../cache/publish.js'
-import { narUrl } from '../cache/directory.js'
-import { UpstreamError } from '../errors.js'
-import { importFile } from '../ipfs/file-dag.js'
 import { Lru } from '../lru.js'
 import type { PackStore } from '../ipfs/pack-store.js'
-import { checkedNar } from '../nix/nar/check.js'
-import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
-import { verifyFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
+import { formatNarInfo, type NarInfo } from '../nix/narinfo.js'
+import type { PublicKey, SecretKey } from '../nix/signing.js'
 import { parseStorePath } from '../nix/store-path.js'
-import { decompress } from './decompress.js'
 import type { HttpBinaryCache } from './http-cache.js'
 
 /** How long "no upstream has it" is remembered: Nix asks again for every build. */
@@ -76,10 +72,12 @@ export class UpstreamFallback {
         continue
       }
       if (text === undefined) continue
-      const info = parseNarInfo(text)
-      if (parseStorePath(info.storePath).hash !== hash || !info.sigs.some(s => verifyFingerprint(this.options.keys, fingerprint(info), s))) {
+      let info: NarInfo
+      try {
+        info = trustedNarInfo(text, hash, this.options.keys, upstream.url)
+      } catch (err) {
         this.counters.errors++
-        this.options.log.warn(`upstream ${upstream.url}: ${hash}.narinfo is not signed by a trusted key (or names another path); ignored`)
+        this.options.log.warn(`upstream ${upstream.url}: ${(err as Error).message}; ignored`)
         continue
       }
       this.found.set(hash, { info, upstream })
@@ -116,17 +114,11 @@ export class UpstreamFallback {
   private async streamAndImport (info: NarInfo, upstream: HttpBinaryCache, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
     // The last chunk is held back until the NAR matched its narinfo: a complete response is a correct one.
     let held: Uint8Array | undefined
-    const checked = checkedNar(decompress(info.compression, await upstream.file(info.url)), info, `${info.storePath}: the NAR from ${upstream.url}`)
-    async function * teed (): AsyncGenerator<Uint8Array> {
-      for await (const chunk of checked) {
-        if (held !== undefined) await write(held)
-        held = chunk
-        yield chunk
-      }
-    }
-    const { cid, tsize } = await importFile(this.options.blocks, teed(), this.options.recipe.chunker)
+    const { cid, tsize } = await importUpstreamNar(this.options.blocks, info, upstream, this.options.recipe.chunker, async chunk => {
+      if (held !== undefined) await write(held)
+      held = chunk
+    })
     if (held !== undefined) await write(held)
-    const own: NarInfo = { ...info, url: narUrl(cid), compression: 'none', fileHash: info.narHash, fileSize: info.narSize }
-    await appendEntries({ repo: this.options.repo, blocks: this.options.blocks }, this.options.key, [{ hash: parseStorePath(info.storePath).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(own) }], this.options)
+    await appendEntries({ repo: this.options.repo, blocks: this.options.blocks }, this.options.key, [{ hash: parseStorePath(info.storePath).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(ownNarInfo(info, cid)) }], this.options)
   }
 }
