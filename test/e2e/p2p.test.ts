@@ -1,11 +1,10 @@
 import { execFileSync } from 'node:child_process'
-import { createServer, request, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 import { runCli, startGatewayProcess, startNodeProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
+import { hostilePeer } from '../helpers/http.js'
 
 // Builder B publishes a two-path closure with a multi-block file; mirror M
 // follows B by key and pins it; B goes away; client C, knowing only B's public
@@ -19,25 +18,17 @@ in ${shellDerivation(`p2p-top-${salt}`, 'mkdir -p $out/bin; printf "#!/bin/sh\\n
 const P2P = ['--listen-p2p', '/ip4/127.0.0.1/tcp/0']
 
 /** A peer that answers like `upstream` but flips the last byte of every block or CAR it sends. */
-async function corruptingProxy (upstream: string): Promise<{ url: string, server: Server, corrupted: () => number }> {
+async function corruptingProxy (upstream: string): Promise<{ url: string, close: () => void, corrupted: () => number }> {
   let corrupted = 0
-  const server = createServer((req, res) => {
-    request(upstream + (req.url ?? '/'), { headers: { accept: req.headers.accept ?? '*/*' } }, up => {
-      const parts: Buffer[] = []
-      up.on('data', (b: Buffer) => parts.push(b))
-      up.on('end', () => {
-        const body = Buffer.concat(parts)
-        if (up.statusCode === 200 && req.url?.startsWith('/ipfs/') === true && body.length > 0) {
-          body[body.length - 1]! ^= 0xff
-          corrupted++
-        }
-        res.writeHead(up.statusCode ?? 502, { 'content-type': up.headers['content-type'] ?? 'application/octet-stream' })
-        res.end(body)
-      })
-    }).on('error', () => { res.writeHead(502); res.end() }).end()
+  const peer = await hostilePeer(upstream, async (path, honest) => {
+    if (!path.startsWith('/ipfs/')) return 'honest'
+    const body = Buffer.from(await honest())
+    if (body.length === 0) return { body }
+    body[body.length - 1]! ^= 0xff
+    corrupted++
+    return { body }
   })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, corrupted: () => corrupted }
+  return { ...peer, corrupted: () => corrupted }
 }
 
 describe.runIf(nixAvailable)('builder → mirror → client, builder gone', () => {
@@ -111,7 +102,7 @@ describe.runIf(nixAvailable)('builder → mirror → client, builder gone', () =
       expect(evil.corrupted()).toBeGreaterThan(0)
       expect(careful.output()).toMatch(/sent a corrupt block/)
     } finally {
-      evil.server.close()
+      evil.close()
     }
   })
 
