@@ -35,6 +35,14 @@ let
     "--listen" listen
     "--listen-p2p" "/ip4/0.0.0.0/tcp/${toString cfg.p2pPort}"
   ] ++ repeated "--peer" cfg.peers ++ repeated "--http-gateway" cfg.httpGateways;
+  # A hardened, networked service running `nixipfs COMMAND ARGS…`.
+  nodeService = description: command: args: extra: {
+    inherit description;
+    wantedBy = [ "multi-user.target" ];
+    after = [ "network-online.target" ];
+    wants = [ "network-online.target" ];
+    serviceConfig = hardening // extra // { ExecStart = lib.escapeShellArgs ([ exe command ] ++ args); };
+  };
 in
 {
   options.services.nixipfs = {
@@ -78,39 +86,26 @@ in
 
   config = mkIf cfg.enable (mkMerge [
     (mkIf cfg.gateway.enable {
-      systemd.services.nixipfs-gateway = {
-        description = "nixipfs gateway (Nix substituter over IPFS)";
-        wantedBy = [ "multi-user.target" ];
-        after = [ "network-online.target" ];
-        wants = [ "network-online.target" ];
-        serviceConfig = hardening // {
-          ExecStart = lib.escapeShellArgs ([ exe "gateway" ] ++ nodeArgs "/var/lib/nixipfs" cfg.gateway.listen
-            ++ repeated "--follow" cfg.gateway.follow
-            ++ repeated "--trust" cfg.gateway.trust
-            ++ optionals (cfg.gateway.trust != [ ]) [ "--threshold" (toString cfg.gateway.threshold) ]
-            ++ repeated "--upstream" cfg.gateway.upstream
-            ++ repeated "--upstream-key" cfg.gateway.upstreamKeys
-            ++ optionals (cfg.gateway.maxCache != null) [ "--max-cache" cfg.gateway.maxCache ]
-            ++ cfg.gateway.extraArgs);
-        };
-      };
+      systemd.services.nixipfs-gateway = nodeService "nixipfs gateway (Nix substituter over IPFS)" "gateway"
+        (nodeArgs "/var/lib/nixipfs" cfg.gateway.listen
+          ++ repeated "--follow" cfg.gateway.follow
+          ++ repeated "--trust" cfg.gateway.trust
+          ++ optionals (cfg.gateway.trust != [ ]) [ "--threshold" (toString cfg.gateway.threshold) ]
+          ++ repeated "--upstream" cfg.gateway.upstream
+          ++ repeated "--upstream-key" cfg.gateway.upstreamKeys
+          ++ optionals (cfg.gateway.maxCache != null) [ "--max-cache" cfg.gateway.maxCache ]
+          ++ cfg.gateway.extraArgs)
+        { };
       nix.settings.substituters = [ "http://${cfg.gateway.listen}" ];
       nix.settings.trusted-public-keys = cfg.gateway.trust;
     })
 
     (mkIf cfg.mirror.enable {
-      systemd.services.nixipfs-mirror = {
-        description = "nixipfs mirror (pins followed caches)";
-        wantedBy = [ "multi-user.target" ];
-        after = [ "network-online.target" ];
-        wants = [ "network-online.target" ];
-        serviceConfig = hardening // {
-          StateDirectory = "nixipfs-mirror";
-          ExecStart = lib.escapeShellArgs ([ exe "mirror" ] ++ nodeArgs "/var/lib/nixipfs-mirror" cfg.mirror.listen
-            ++ repeated "--follow" cfg.mirror.follow
-            ++ repeated "--closure" cfg.mirror.closures);
-        };
-      };
+      systemd.services.nixipfs-mirror = nodeService "nixipfs mirror (pins followed caches)" "mirror"
+        (nodeArgs "/var/lib/nixipfs-mirror" cfg.mirror.listen
+          ++ repeated "--follow" cfg.mirror.follow
+          ++ repeated "--closure" cfg.mirror.closures)
+        { StateDirectory = "nixipfs-mirror"; };
     })
 
     (mkIf cfg.publishHook.enable {
