@@ -1,6 +1,7 @@
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import type { CID } from 'multiformats/cid'
+import { collectAtMost } from '../bytes.js'
 import { IntegrityError } from '../errors.js'
 import { DAG_WIDTH } from '../constants.js'
 import { DAG_PB_CODE, RAW_CODE, cidOf, getVerified, type BlockGetter, type BlockPutter } from './block.js'
@@ -154,12 +155,5 @@ async function * readRange (blocks: BlockGetter, cid: CID, start: number, end: n
 
 /** The whole of a small file; one larger than `max` bytes is refused (IntegrityError) before it is held in memory. */
 export async function readSmallFile (blocks: BlockGetter, cid: CID, max: number, what = 'file'): Promise<Uint8Array> {
-  const parts: Uint8Array[] = []
-  let size = 0
-  for await (const part of readFile(blocks, cid)) {
-    size += part.length
-    if (size > max) throw new IntegrityError(`${what} ${cid.toString()} is larger than ${max} bytes; refusing it`)
-    parts.push(part)
-  }
-  return Buffer.concat(parts)
+  return await collectAtMost(readFile(blocks, cid), max, () => new IntegrityError(`${what} ${cid.toString()} is larger than ${max} bytes; refusing it`))
 }

@@ -1,5 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici'
 import type { CID } from 'multiformats/cid'
+import { collectAtMost } from '../bytes.js'
 import { PeerError } from '../errors.js'
 
 /** Limits per peer: a peer that stalls is dropped, never waited on for ever; a peer gets a bounded number of connections. */
@@ -82,20 +83,13 @@ export class HttpPeer {
     try {
       const res = await this.send(path, accept, signal)
       if (res === undefined) return undefined
-      const parts: Buffer[] = []
-      let size = 0
       try {
-        for await (const part of res.body) {
-          size += (part as Buffer).length
-          if (size > max) throw new PeerError(this.url, `${this.url}${path} sent more than ${max} bytes`)
-          parts.push(part as Buffer)
-        }
+        return await collectAtMost(res.body, max, () => new PeerError(this.url, `${this.url}${path} sent more than ${max} bytes`))
       } catch (err) {
         res.body.destroy()
         if (err instanceof PeerError || signal.aborted) throw err
         throw new PeerError(this.url, `${this.url}${path}: ${(err as Error).message}`)
       }
-      return Buffer.concat(parts)
     } catch (err) {
       if (deadline.aborted && given?.aborted !== true) throw new PeerError(this.url, `${this.url}${path} did not answer in full within ${ms / 1000} s`)
       throw err

@@ -1,4 +1,5 @@
 import { Agent, request, type Dispatcher } from 'undici'
+import { collectAtMost } from '../bytes.js'
 import { UpstreamError } from '../errors.js'
 import { MAX_NARINFO_BYTES } from '../nix/narinfo.js'
 
@@ -31,14 +32,9 @@ export class HttpBinaryCache {
   async narInfo (hash: string): Promise<string | undefined> {
     const res = await this.get(`/${hash}.narinfo`)
     if (res === undefined) return undefined
-    const parts: Buffer[] = []
-    let size = 0
-    for await (const part of this.guarded(res, `/${hash}.narinfo`)) {
-      size += part.length
-      if (size > MAX_NARINFO_BYTES) throw new UpstreamError('ERR_UPSTREAM_DATA', `${this.url}/${hash}.narinfo is larger than ${MAX_NARINFO_BYTES} bytes`)
-      parts.push(part as Buffer)
-    }
-    return Buffer.concat(parts).toString('utf8')
+    const text = await collectAtMost(this.guarded(res, `/${hash}.narinfo`), MAX_NARINFO_BYTES,
+      () => new UpstreamError('ERR_UPSTREAM_DATA', `${this.url}/${hash}.narinfo is larger than ${MAX_NARINFO_BYTES} bytes`))
+    return text.toString('utf8')
   }
 
   /** The (compressed) NAR file a narinfo's URL names, as a stream. */
