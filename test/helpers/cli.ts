@@ -1,14 +1,24 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
 /** The built CLI (npm test builds it first). */
 export const BIN = resolve(import.meta.dirname, '../../bin/nixipfs.mjs')
 
-/** A fresh temporary directory. */
+/** Directories made by `tmp` in this test file, removed after it (test/helpers/setup.ts). */
+const made: string[] = []
+
+/** A fresh temporary directory, removed once the test file is done. */
 export function tmp (prefix = 'nixipfs-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix))
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  made.push(dir)
+  return dir
+}
+
+/** Removes every directory `tmp` made (repos, Nix stores: hundreds of MB per end-to-end file). */
+export function removeTmpDirs (): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true })
 }
 
 /** Runs `nixipfs ARGS` to completion. */

@@ -1,7 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { runAsync } from './cli.js'
+import { writeFileSync } from 'node:fs'
+import { runAsync, tmp } from './cli.js'
 import { join } from 'node:path'
 
 /** True when the real Nix is installed. Under CI=true tests never skip: missing Nix must fail them. */
@@ -14,7 +13,7 @@ export const NIX_OFFLINE = ['--option', 'substituters', '', '--option', 'sandbox
 
 /** Builds a Nix expression (text) and returns its output store paths. */
 export function nixBuild (expr: string): string[] {
-  const dir = mkdtempSync(join(tmpdir(), 'nixipfs-expr-'))
+  const dir = tmp('nixipfs-expr-')
   const file = join(dir, 'default.nix')
   writeFileSync(file, expr)
   const out = execFileSync('nix-build', [file, '--no-out-link', ...NIX_OFFLINE], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
