@@ -1,12 +1,11 @@
 import { readdir, readFile } from 'node:fs/promises'
-import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { consola } from 'consola'
 import { DEFAULT_RECORD_LIFETIME_MS, HOUR_MS } from '../constants.js'
-import { RepoError, UsageError } from '../errors.js'
+import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
-import { generateSecretKey, parsePublicKey, type SecretKey } from '../nix/signing.js'
-import { readSecretKeyFile, repoKeyPaths, resolveRepo, writeKeyFiles } from '../repo.js'
+import { formatPublicKey, parsePublicKey, publicKeyOf, type SecretKey } from '../nix/signing.js'
+import { readSecretKeyFile, repoKeyPaths, repoSigningKey, resolveRepo } from '../repo.js'
 
 /** The `--repo` flag every command that touches the repo takes. */
 export const repoArg = {
@@ -46,15 +45,8 @@ export function lifetimeMsOf (args: { 'lifetime-hours': string }): number {
  */
 export async function signingKey (repo: string, secretKeyFile: string | undefined, create: boolean): Promise<SecretKey> {
   if (secretKeyFile !== undefined) return await readSecretKeyFile(secretKeyFile)
-  const paths = repoKeyPaths(repo)
-  try {
-    return await readSecretKeyFile(paths.secret)
-  } catch (err) {
-    if (!create || !(err instanceof RepoError)) throw err
-  }
-  const key = generateSecretKey(`${hostname().split('.')[0] ?? 'nixipfs'}-nixipfs-1`)
-  await writeKeyFiles(key, paths.secret, paths.public)
-  consola.info(`Created signing key ${paths.secret}; its public key is ${(await readFile(paths.public, 'utf8')).trim()}`)
+  const { key, created } = await repoSigningKey(repo, create)
+  if (created) consola.info(`Created signing key ${repoKeyPaths(repo).secret}; its public key is ${formatPublicKey(publicKeyOf(key))}`)
   return key
 }
 

@@ -58,6 +58,7 @@ export default defineCommand({
       own,
       ownKey: keepFresh ? ownKey : undefined,
       republish: { recordLifetimeMs, continueSequence: args['continue-sequence'] === true },
+      retryQueued: { recordLifetimeMs, continueSequence: args['continue-sequence'] === true },
       follow,
       pin: 'index',
       closures: [],
