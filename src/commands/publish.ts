@@ -42,6 +42,7 @@ export default defineCommand({
     const repo = repoOf(args)
     if (args['dry-run'] === true) {
       for (const line of await dryRun(repo, request)) consola.log(line)
+      if (args.hook === true) consola.log('as a hook: a failed publish is queued and never fails the build')
       consola.success('dry run: publishing would work')
       return
     }
