@@ -4,6 +4,7 @@ import { consola } from 'consola'
 import { DEFAULT_RECORD_LIFETIME_MS, HOUR_MS } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
+import { repeatedArg } from '../config.js'
 import { formatPublicKey, parsePublicKey, publicKeyOf, type SecretKey } from '../nix/signing.js'
 import { readSecretKeyFile, repoKeyPaths, repoSigningKey, resolveRepo } from '../repo.js'
 
@@ -50,6 +51,16 @@ export async function signingKey (repo: string, secretKeyFile: string | undefine
   return key
 }
 
+/**
+ * The keys (Nix format) Nix must trust for what a gateway serves: the repo's
+ * own key, if it has one, and the `--follow` and `--trust` values that are keys
+ * (a cache followed by IPNS name names no Nix key).
+ */
+export async function servedKeys (repo: string, rawArgs: string[]): Promise<string[]> {
+  const own = (await readFile(repoKeyPaths(repo).public, 'utf8').catch(() => '')).trim()
+  return [...(own === '' ? [] : [own]), ...repeatedArg(rawArgs, 'follow'), ...repeatedArg(rawArgs, 'trust')].filter(k => k.includes(':'))
+}
+
 /** The IPNS name of the repo's own key, if it has one. */
 export async function ownCacheName (repo: string): Promise<string | undefined> {
   const own = await readFile(repoKeyPaths(repo).public, 'utf8').catch(() => undefined)
@@ -70,4 +81,4 @@ export async function cacheName (repo: string, flag: string | undefined): Promis
   throw new UsageError(`the repo holds records for several caches; choose one with --cache (${records.map(r => r.slice(0, -5)).join(', ')})`)
 }
 
-export { repeatedArg } from '../config.js'
+export { repeatedArg }
