@@ -28,9 +28,9 @@ export interface DoctorOptions {
   keys?: string[]
 }
 
-async function nixSetting (name: string): Promise<unknown> {
-  const json = JSON.parse(await runNix('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'])) as Record<string, { value: unknown }>
-  return json[name]?.value
+/** Nix's settings (`nix show-config`), asked for once. */
+async function nixSettings (): Promise<Record<string, { value: unknown }>> {
+  return JSON.parse(await runNix('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'])) as Record<string, { value: unknown }>
 }
 
 async function reachable (url: string): Promise<string | undefined> {
@@ -51,9 +51,11 @@ export async function diagnose (options: DoctorOptions): Promise<Finding[]> {
   // Nix
   let substituters: string[] = []
   let trusted: string[] = []
+  let settings: Record<string, { value: unknown }> = {}
   try {
-    substituters = (await nixSetting('substituters') as string[] | undefined) ?? []
-    trusted = (await nixSetting('trusted-public-keys') as string[] | undefined) ?? []
+    settings = await nixSettings()
+    substituters = (settings.substituters?.value as string[] | undefined) ?? []
+    trusted = (settings['trusted-public-keys']?.value as string[] | undefined) ?? []
     add('nix', true, 'nix is installed and answers')
   } catch (err) {
     add('nix', false, `cannot ask nix for its configuration (${(err as Error).message}); install Nix`)
@@ -112,7 +114,7 @@ export async function diagnose (options: DoctorOptions): Promise<Finding[]> {
   }
 
   // The post-build hook is advice (publishing by hand works too), but a hook that fails fails every build.
-  const hook = await nixSetting('post-build-hook').catch(() => '') as string
+  const hook = (settings['post-build-hook']?.value as string | undefined) ?? ''
   if (hook === '') add('post-build-hook', true, 'builds are not published automatically: set post-build-hook in nix.conf (see README), or run nixipfs watch', false)
   else found.push(await checkHook(hook))
   return found

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -37,6 +38,7 @@ describe.runIf(nixAvailable)('nixipfs doctor', () => {
     const r = doctor(good())
     expect(r.out).toContain(`builds are published by ${hook} (its dry run passed)`)
     expect(r.out).toContain('nothing to fix')
+    expect(r.out).not.toContain('share the name')
     expect(r.status).toBe(0)
   })
 
@@ -46,6 +48,14 @@ describe.runIf(nixAvailable)('nixipfs doctor', () => {
     const r = doctor(good(failing))
     expect(r.status).toBe(1)
     expect(r.out).toMatch(new RegExp(`${failing} fails its dry run \\(exit 1: .*secret key file /nonexistent/cache.secret does not exist.*\\); Nix fails every build while it does`))
+    const packs = join(repo, 'packs')
+    execFileSync('mount', ['--bind', packs, packs])
+    try {
+      execFileSync('mount', ['-o', 'remount,ro,bind', packs])
+      expect(doctor(good()).out).toMatch(/fails its dry run \(exit 1: .*read-only file system/i)
+    } finally {
+      execFileSync('umount', [packs])
+    }
     const missing = doctor(good('/nonexistent/hook.sh'))
     expect(missing.status).toBe(1)
     expect(missing.out).toMatch(/\/nonexistent\/hook\.sh cannot be read .*Nix fails every build/)
@@ -62,7 +72,6 @@ describe.runIf(nixAvailable)('nixipfs doctor', () => {
     expect(r.out).toContain(`share the name ${name}: Nix looks keys up by name and keeps one`)
     const followed = doctor(good(), ['--follow', `b-1:${Buffer.alloc(32, 1).toString('base64')}`, '--trust', `b-1:${Buffer.alloc(32, 2).toString('base64')}`])
     expect(followed.out).toContain('share the name b-1')
-    expect(doctor(good()).out).not.toContain('share the name')
   })
 
   it('finds a gateway Nix does not use, a key it does not trust, and no post-build hook', () => {

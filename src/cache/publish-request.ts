@@ -1,5 +1,5 @@
 import { access, constants as fsConstants, stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { RepoError } from '../errors.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import { formatPublicKey, publicKeyOf, type SecretKey } from '../nix/signing.js'
@@ -17,7 +17,7 @@ export interface RequestOptions extends Pick<PublishOptions, 'recordLifetimeMs' 
 }
 
 /** The store paths a request names: its paths, else the outputs of its derivation. */
-export async function requestPaths (request: PublishRequest): Promise<string[]> {
+async function requestPaths (request: PublishRequest): Promise<string[]> {
   if (request.paths.length > 0 || request.drv === undefined) return request.paths
   return await derivationOutputs(request.drv)
 }
@@ -133,11 +133,15 @@ export async function dryRun (repo: string, request: PublishRequest): Promise<st
     else if (key instanceof Error) throw key
     else lines.push(`signs with the repo's key ${key.name}`)
   }
-  const repoExists = await stat(repo).then(s => s.isDirectory(), () => false)
-  await access(repoExists ? repo : join(repo, '..'), fsConstants.W_OK).catch((err: Error) => { throw new RepoError(`the repo ${repo} is not writable: ${err.message}`) })
+  // The repo, or the directory it will be made in, must be writable.
+  let dir = resolve(repo)
+  while (!await stat(dir).then(() => true, () => false) && dirname(dir) !== dir) dir = dirname(dir)
+  await access(dir, fsConstants.W_OK).catch((err: Error) => { throw new RepoError(`the repo ${repo} is not writable: ${err.message}`) })
   if (await stat(join(repo, 'packs')).then(() => true, () => false)) {
     // Opening the store opens its index for appending: a read-only or unwritable store fails here.
-    const blocks = await PackStore.openRepo(repo)
+    const blocks = await PackStore.openRepo(repo).catch((err: Error) => {
+      throw new RepoError(`the repo's block store ${join(repo, 'packs')} cannot be opened for writing (${err.message}); make it writable, or free space`)
+    })
     lines.push(`the repo ${repo} opens for writing: ${blocks.size} blocks`)
     await blocks.close()
   } else lines.push(`the repo ${repo} is writable (nothing published yet)`)
