@@ -111,19 +111,20 @@ export function newRepoKey (): SecretKey {
 }
 
 /**
- * The repo's signing key; with `create`, a repo without one gets a new one
- * (`created` says so). Throws RepoError when there is none and `create` is false.
+ * The repo's signing key; with `create`, a repo without one gets a new one,
+ * announced through `onCreated`. Throws RepoError when there is none and `create` is false.
  */
-export async function repoSigningKey (repo: string, create: boolean): Promise<{ key: SecretKey, created: boolean }> {
+export async function repoSigningKey (repo: string, create: boolean, onCreated?: (message: string) => void): Promise<SecretKey> {
   const paths = repoKeyPaths(repo)
   try {
-    return { key: await readSecretKeyFile(paths.secret), created: false }
+    return await readSecretKeyFile(paths.secret)
   } catch (err) {
     if (!create || !(err instanceof RepoError)) throw err
   }
   const key = newRepoKey()
   await writeKeyFiles(key, paths.secret, paths.public)
-  return { key, created: true }
+  onCreated?.(`Created signing key ${paths.secret}; its public key is ${formatPublicKey(publicKeyOf(key))}`)
+  return key
 }
 
 /** How often a waiting process checks whether the repo lock was released. */

@@ -2,9 +2,9 @@ import { access, constants as fsConstants, stat } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { RepoError } from '../errors.js'
 import { PackStore } from '../ipfs/pack-store.js'
-import { formatPublicKey, publicKeyOf, type SecretKey } from '../nix/signing.js'
+import type { SecretKey } from '../nix/signing.js'
 import { derivationOutputs, runNix, validPaths } from '../nix/store.js'
-import { readSecretKeyFile, repoKeyPaths, repoSigningKey } from '../repo.js'
+import { readSecretKeyFile, repoSigningKey } from '../repo.js'
 import { publish, type PublishOptions, type PublishResult } from './publish.js'
 import { dequeue, enqueue, queuedRequests, type PublishRequest } from './queue.js'
 import { RECIPES } from './recipes.js'
@@ -25,9 +25,7 @@ async function requestPaths (request: PublishRequest): Promise<string[]> {
 /** The key a request signs with: its key file, else the repo's key (created on first use). */
 async function requestKey (repo: string, request: PublishRequest, log: RequestOptions['log']): Promise<SecretKey> {
   if (request.secretKeyFile !== undefined) return await readSecretKeyFile(request.secretKeyFile)
-  const { key, created } = await repoSigningKey(repo, true)
-  if (created) log.info(`Created signing key ${repoKeyPaths(repo).secret}; its public key is ${formatPublicKey(publicKeyOf(key))}`)
-  return key
+  return await repoSigningKey(repo, true, m => log.info(m))
 }
 
 /** Runs `fn` on `blocks`, or on the repo's block store opened (and closed) for it. */
@@ -128,7 +126,7 @@ export async function dryRun (repo: string, request: PublishRequest): Promise<st
   if (request.secretKeyFile !== undefined) {
     lines.push(`signs with ${(await readSecretKeyFile(request.secretKeyFile)).name} (${request.secretKeyFile})`)
   } else {
-    const key = await repoSigningKey(repo, false).then(k => k.key, (err: Error) => err)
+    const key = await repoSigningKey(repo, false).catch((err: Error) => err)
     if (key instanceof RepoError) lines.push(`the repo has no key yet; the first publish creates one`)
     else if (key instanceof Error) throw key
     else lines.push(`signs with the repo's key ${key.name}`)

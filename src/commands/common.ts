@@ -5,7 +5,7 @@ import { DEFAULT_RECORD_LIFETIME_MS, HOUR_MS } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { repeatedArg } from '../config.js'
-import { formatPublicKey, parsePublicKey, publicKeyOf, type SecretKey } from '../nix/signing.js'
+import { parsePublicKey, type SecretKey } from '../nix/signing.js'
 import { readSecretKeyFile, repoKeyPaths, repoSigningKey, resolveRepo } from '../repo.js'
 
 /** The `--repo` flag every command that touches the repo takes. */
@@ -46,9 +46,7 @@ export function lifetimeMsOf (args: { 'lifetime-hours': string }): number {
  */
 export async function signingKey (repo: string, secretKeyFile: string | undefined, create: boolean): Promise<SecretKey> {
   if (secretKeyFile !== undefined) return await readSecretKeyFile(secretKeyFile)
-  const { key, created } = await repoSigningKey(repo, create)
-  if (created) consola.info(`Created signing key ${repoKeyPaths(repo).secret}; its public key is ${formatPublicKey(publicKeyOf(key))}`)
-  return key
+  return await repoSigningKey(repo, create, m => consola.info(m))
 }
 
 /**
