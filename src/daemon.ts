@@ -4,6 +4,7 @@ import { cacheClosure } from './cache/closure.js'
 import { openIndex } from './cache/index.js'
 import { loadRecord, loadRecordBytes } from './cache/records.js'
 import { startRepublisher } from './cache/republish.js'
+import { startQueueRetry } from './cache/publish-request.js'
 import { repoIndexSource } from './cache/source.js'
 import type { CommitOptions } from './cache/commit.js'
 import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
@@ -28,6 +29,8 @@ export interface DaemonOptions {
   /** the own cache's key, to keep its record fresh */
   ownKey?: SecretKey
   republish?: CommitOptions
+  /** publish what failed publishes queued in the repo (at start and every 30 s), with these record options */
+  retryQueued?: CommitOptions
   /** IPNS names of followed caches */
   follow: string[]
   /** fetch every block of followed caches (a mirror) or only their index */
@@ -137,11 +140,15 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const republisher = options.ownKey === undefined || options.republish === undefined
     ? undefined
     : startRepublisher(repo, options.ownKey, options.republish, log)
+  const queue = options.retryQueued === undefined
+    ? undefined
+    : startQueueRetry(repo, local, { ...options.retryQueued, log }, () => { if (options.own !== undefined) sources.get(options.own)?.recheck() })
   return {
     gateway,
     network,
     stop: async () => {
       republisher?.stop()
+      await queue?.stop()
       if (evictor !== undefined) clearInterval(evictor)
       follower?.stop()
       await gateway.close()

@@ -114,3 +114,19 @@ export async function queryRealisations (drv: string, storeRoot?: string): Promi
   const parsed = JSON.parse(json) as unknown[]
   return parsed.map(r => parseRealisation(JSON.stringify(r)))
 }
+
+/**
+ * The output paths of a derivation (`nix-store --query --outputs`): what a
+ * post-build hook publishes when Nix leaves `$OUT_PATHS` empty (Nix 2.8, NixOS/nix#6446).
+ */
+export async function derivationOutputs (drv: string): Promise<string[]> {
+  const out = await runNix('nix-store', ['--query', '--outputs', drv])
+  return out.split('\n').filter(p => p !== '')
+}
+
+/** Which of `paths` are valid in the local Nix store (`nix-store --check-validity --print-invalid`). */
+export async function validPaths (paths: string[]): Promise<string[]> {
+  if (paths.length === 0) return []
+  const invalid = new Set((await runNix('nix-store', ['--check-validity', '--print-invalid', ...paths])).split('\n'))
+  return paths.filter(p => !invalid.has(p))
+}
