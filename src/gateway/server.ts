@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { ServedCaches } from '../cache/union.js'
+import { connectionCapWithin, limitConnections, openFileLimit } from './connections.js'
 import { NixipfsError } from '../errors.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
@@ -13,8 +14,10 @@ export interface GatewayOptions {
   disputes: RouteContext['disputes']
   upstream?: RouteContext['upstream']
   stats: RouteContext['stats']
-  /** most connections at once (further ones are refused), default 1024 */
+  /** most connections at once (beyond it the longest-idle one is closed), default 8192 */
   maxConnections?: number
+  /** a connection must send a whole request head within this time of opening or of its previous response, default 10 s */
+  headTimeoutMs?: number
   /** largest request head (request line and headers) accepted, default 16 KiB */
   maxHeaderBytes?: number
   /** called once per answered request (by default a debug log line) */
@@ -30,12 +33,14 @@ export interface GatewayOptions {
   logger?: { debug: (m: string) => void, warn: (m: string) => void }
 }
 
-/** Connections served at once unless told otherwise. */
-export const DEFAULT_MAX_CONNECTIONS = 1024
+/** Connections served at once unless told otherwise: sized for a public server (an idle connection costs a few KiB and a file descriptor). */
+export const DEFAULT_MAX_CONNECTIONS = 8192
 /** Largest request head accepted unless told otherwise (Node's own default). */
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024
-/** A client must send its whole request head within this time (slowloris). */
-const REQUEST_HEAD_TIMEOUT_MS = 30_000
+/** Time to send a whole request head unless told otherwise: a head is a few hundred bytes, so slow dripping (slowloris) or silence is cut off. */
+export const DEFAULT_HEAD_TIMEOUT_MS = 10_000
+/** A kept-alive connection that sends nothing for this long is closed (also told to clients in `Keep-Alive: timeout=`). */
+const KEEP_ALIVE_MS = 5_000
 
 /** How long shutdown waits for responses in flight. */
 const CLOSE_GRACE_MS = 10_000
@@ -108,7 +113,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
 
   let active = 0
   let closing: (() => void) | undefined
-  const server = createServer({ maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES, requestTimeout: REQUEST_HEAD_TIMEOUT_MS, headersTimeout: REQUEST_HEAD_TIMEOUT_MS }, (req, res) => {
+  const server = createServer({ maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES }, (req, res) => {
     active++
     const started = performance.now()
     const route = routeOf((req.url ?? '/').split('?')[0]!)
@@ -134,8 +139,12 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
         res.end(req.method === 'HEAD' ? undefined : `${err.message}\n`)
       })
   })
-  server.keepAliveTimeout = 60_000
-  server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  server.keepAliveTimeout = KEEP_ALIVE_MS
+  const wanted = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  const fileLimit = openFileLimit()
+  const maxConnections = connectionCapWithin(wanted, fileLimit)
+  if (maxConnections < wanted) logger?.warn(`serving at most ${maxConnections} HTTP connections at once, not ${wanted}: the open-file limit is ${fileLimit}; raise it (ulimit -n, or LimitNOFILE= for a service) to allow more`)
+  limitConnections(server, { maxConnections, headTimeoutMs: options.headTimeoutMs ?? DEFAULT_HEAD_TIMEOUT_MS })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port, options.host, () => { server.off('error', reject); resolve() })
