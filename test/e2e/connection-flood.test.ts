@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { nixAsync, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
+import { openFileLimit } from '../../src/gateway/connections.js'
 import { runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
 
 // A public gateway under a connection flood: 1,100 connections that send
@@ -21,6 +22,7 @@ const DRIP = 200
 /** Holds `idle` silent and `drip` dripping connections to port, re-opening each one the server closes. */
 function flood (port: number, idle: number, drip: number): { opened: Promise<void>, closedByServer: number[], stop: () => void } {
   const sockets = new Set<Socket>()
+  const drippers = new Set<Socket>()
   const closedByServer: number[] = [] // lifetimes (ms, from connected to closed) of the connections the server closed
   let stopped = false
   let connected = 0
@@ -36,18 +38,19 @@ function flood (port: number, idle: number, drip: number): { opened: Promise<voi
     s.on('error', () => {})
     s.on('close', () => {
       sockets.delete(s)
+      drippers.delete(s)
       if (stopped) return
       if (connectedAt !== undefined) closedByServer.push(Date.now() - connectedAt)
       // An attacker re-opens what is closed (after a breath, so a refusing server is not spun on).
       setTimeout(() => { if (!stopped) open(dripping, false) }, 100)
     })
-    ;(s as Socket & { dripping?: boolean }).dripping = dripping
     sockets.add(s)
+    if (dripping) drippers.add(s)
   }
   for (let i = 0; i < idle; i++) open(false, true)
   for (let i = 0; i < drip; i++) open(true, true)
   const dripper = setInterval(() => {
-    for (const s of sockets) if ((s as Socket & { dripping?: boolean }).dripping === true && !s.connecting) s.write('X-Drip: 1\r\n')
+    for (const s of drippers) if (!s.connecting) s.write('X-Drip: 1\r\n')
   }, 2_000)
   return {
     opened,
@@ -77,6 +80,8 @@ describe.runIf(nixAvailable)('a gateway under a connection flood', () => {
   let attack: ReturnType<typeof flood> | undefined
 
   beforeAll(() => {
+    // This process holds the flood's connections itself.
+    expect(openFileLimit(), 'the test needs more open files: raise ulimit -n').toBeGreaterThan(IDLE + DRIP + 256)
     repo = tmp()
     ;[path] = nixBuild(shellDerivation(`flood-${salt}`, 'mkdir $out; echo flood > $out/f')) as [string]
     expect(runCli(['publish', '--repo', repo, path]).status).toBe(0)
