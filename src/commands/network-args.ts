@@ -18,7 +18,7 @@ export const nodeArgs = {
   'listen-p2p': { type: 'string', description: `libp2p listen address (TCP; default ${DEFAULT_LISTEN_P2P}, a free port if that is taken); repeatable`, valueHint: 'MULTIADDR' },
   offline: { type: 'boolean', description: 'No libp2p: use only the repo and --http-gateway peers' },
   'max-connections': { type: 'string', default: String(DEFAULT_MAX_CONNECTIONS), description: 'Most HTTP connections at once; beyond it the longest-idle one is closed (capped by the open-file limit)' },
-  'head-timeout': { type: 'string', default: String(DEFAULT_HEAD_TIMEOUT_MS / 1000), description: 'Seconds a client has to send a whole request head, from connecting or from its previous response; then it is closed' },
+  'head-timeout': { type: 'string', default: String(DEFAULT_HEAD_TIMEOUT_MS / 1000), description: 'Seconds a new connection has to send a whole request head (a kept-alive one: 60 more); then it is closed' },
   'max-header-bytes': { type: 'string', default: String(DEFAULT_MAX_HEADER_BYTES), description: 'Largest HTTP request head accepted (bytes); larger gets 431' },
   'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' },
   'peer-timeout': { type: 'string', default: String(DEFAULT_PEER_TIMEOUT_S), description: 'Seconds a peer or --upstream may stall (no answer, no next block) before it is given up and others are asked' },

@@ -5,8 +5,10 @@ import type { Socket } from 'node:net'
 export interface ConnectionLimits {
   /** most connections at once; at the cap the longest-idle one is closed to make room */
   maxConnections: number
-  /** a connection must send a complete request head within this time of opening or of its previous response */
+  /** a new connection must send a complete request head within this time */
   headTimeoutMs: number
+  /** a kept-alive connection silent this long is closed; its next request head is due within this plus headTimeoutMs of its previous response */
+  keepAliveMs: number
 }
 
 /** File descriptors kept free of HTTP connections: pack files, peers, upstreams, libp2p. */
@@ -28,8 +30,8 @@ export function limitConnections (server: Server, limits: ConnectionLimits): voi
   const answering = new Map<Socket, number>()
   let open = 0
 
-  const awaitHead = (socket: Socket): void => {
-    waiting.set(socket, setTimeout(() => socket.destroy(), limits.headTimeoutMs).unref())
+  const awaitHead = (socket: Socket, ms: number): void => {
+    waiting.set(socket, setTimeout(() => socket.destroy(), ms).unref())
   }
   const stopWaiting = (socket: Socket): void => {
     clearTimeout(waiting.get(socket))
@@ -45,8 +47,9 @@ export function limitConnections (server: Server, limits: ConnectionLimits): voi
       stopWaiting(longest)
       longest.destroy()
     }
-    awaitHead(socket)
+    awaitHead(socket, limits.headTimeoutMs)
   })
+  server.keepAliveTimeout = limits.keepAliveMs
   server.on('request', (req, res) => {
     const socket = req.socket
     stopWaiting(socket)
@@ -55,8 +58,8 @@ export function limitConnections (server: Server, limits: ConnectionLimits): voi
       const left = (answering.get(socket) ?? 1) - 1
       if (left > 0) { answering.set(socket, left); return }
       answering.delete(socket)
-      // Kept alive: the next request head is due in time as well.
-      if (!socket.destroyed) awaitHead(socket)
+      // Kept alive: Node closes it when silent; a next head dripped in slowly is cut off as well.
+      if (!socket.destroyed) awaitHead(socket, limits.keepAliveMs + limits.headTimeoutMs)
     })
   })
 }

@@ -16,7 +16,7 @@ export interface GatewayOptions {
   stats: RouteContext['stats']
   /** most connections at once (beyond it the longest-idle one is closed), default 8192 */
   maxConnections?: number
-  /** a connection must send a whole request head within this time of opening or of its previous response, default 10 s */
+  /** a new connection must send a whole request head within this time, default 10 s */
   headTimeoutMs?: number
   /** largest request head (request line and headers) accepted, default 16 KiB */
   maxHeaderBytes?: number
@@ -39,8 +39,8 @@ export const DEFAULT_MAX_CONNECTIONS = 8192
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 /** Time to send a whole request head unless told otherwise: a head is a few hundred bytes, so slow dripping (slowloris) or silence is cut off. */
 export const DEFAULT_HEAD_TIMEOUT_MS = 10_000
-/** A kept-alive connection that sends nothing for this long is closed (also told to clients in `Keep-Alive: timeout=`). */
-const KEEP_ALIVE_MS = 5_000
+/** A kept-alive connection that sends nothing for this long is closed (told to clients in `Keep-Alive: timeout=`, which they keep to). */
+const KEEP_ALIVE_MS = 60_000
 
 /** How long shutdown waits for responses in flight. */
 const CLOSE_GRACE_MS = 10_000
@@ -139,12 +139,11 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
         res.end(req.method === 'HEAD' ? undefined : `${err.message}\n`)
       })
   })
-  server.keepAliveTimeout = KEEP_ALIVE_MS
   const wanted = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
   const fileLimit = openFileLimit()
   const maxConnections = connectionCapWithin(wanted, fileLimit)
   if (maxConnections < wanted) logger?.warn(`serving at most ${maxConnections} HTTP connections at once, not ${wanted}: the open-file limit is ${fileLimit}; raise it (ulimit -n, or LimitNOFILE= for a service) to allow more`)
-  limitConnections(server, { maxConnections, headTimeoutMs: options.headTimeoutMs ?? DEFAULT_HEAD_TIMEOUT_MS })
+  limitConnections(server, { maxConnections, headTimeoutMs: options.headTimeoutMs ?? DEFAULT_HEAD_TIMEOUT_MS, keepAliveMs: KEEP_ALIVE_MS })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port, options.host, () => { server.off('error', reject); resolve() })

@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process'
-import { connect, type Socket } from 'node:net'
+import { createServer } from 'node:http'
+import { connect, type AddressInfo, type Socket } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { PackStore } from '../../src/ipfs/pack-store.js'
 import { startGateway } from '../../src/gateway/server.js'
-import { connectionCapWithin, openFileLimit } from '../../src/gateway/connections.js'
+import { connectionCapWithin, limitConnections, openFileLimit } from '../../src/gateway/connections.js'
 import { tmp } from '../helpers/cli.js'
 import { DEFAULT_LISTEN } from '../../src/constants.js'
 import { parseListen } from '../../src/commands/network-args.js'
@@ -63,27 +64,50 @@ describe('gateway limits', () => {
     }
   })
 
-  it('closes a connection that has not sent a whole request head in time: silent, dripping, or kept alive after an answer', async () => {
+  it('closes a new connection that has not sent a whole request head in time, silent or dripping; answers one that has', async () => {
     const store = await PackStore.openRepo(tmp())
     const gw = await startGateway({ caches: async () => undefined, disputes: async () => [], stats: () => ({}), blocks: store, local: store, record: async () => undefined, host: '127.0.0.1', port: 0, headTimeoutMs: 500 })
     const sockets: Socket[] = []
     try {
-      const silent = await open(gw.url)
-      const dripping = await open(gw.url)
-      const kept = await open(gw.url)
-      sockets.push(silent, dripping, kept)
-      dripping.write('GET /nix-cache-info HTTP/1.1\r\nhost: x\r\n')
-      const drip = setInterval(() => { if (!dripping.destroyed) dripping.write('x-drip: 1\r\n') }, 100)
-      // A whole head in time is answered, also when the first came close to the deadline.
+      const [silent, dripping, prompt] = [await open(gw.url), await open(gw.url), await open(gw.url)]
+      sockets.push(silent!, dripping!, prompt!)
+      dripping!.write('GET /nix-cache-info HTTP/1.1\r\nhost: x\r\n')
+      const drip = setInterval(() => { if (!dripping!.destroyed) dripping!.write('x-drip: 1\r\n') }, 100)
+      // A whole head in time is answered, also when it came close to the deadline.
       await new Promise(resolve => setTimeout(resolve, 300))
-      expect(await ask(kept)).toBe('HTTP/1.1 200 OK')
-      const closed = await Promise.all([closes(silent), closes(dripping), closes(kept)])
+      expect(await ask(prompt!)).toBe('HTTP/1.1 200 OK')
+      const closed = await Promise.all([closes(silent!), closes(dripping!)])
       clearInterval(drip)
-      expect(closed).toEqual([true, true, true])
+      expect(closed).toEqual([true, true])
     } finally {
       for (const s of sockets) s.destroy()
       await gw.close()
       await store.close()
+    }
+  })
+
+  it('closes a kept-alive connection when silent, and when it drips its next request head', async () => {
+    const server = createServer((_req, res) => res.end('ok'))
+    limitConnections(server, { maxConnections: 10, headTimeoutMs: 500, keepAliveMs: 300 })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const sockets: Socket[] = []
+    try {
+      const [silent, dripping] = [await open(url), await open(url)]
+      sockets.push(silent!, dripping!)
+      expect(await ask(silent!)).toBe('HTTP/1.1 200 OK')
+      expect(await ask(dripping!)).toBe('HTTP/1.1 200 OK')
+      // Kept alive, then asked again in time: answered on the same connection.
+      await new Promise(resolve => setTimeout(resolve, 100))
+      expect(await ask(silent!)).toBe('HTTP/1.1 200 OK')
+      dripping!.write('GET / HTTP/1.1\r\nhost: x\r\n')
+      const drip = setInterval(() => { if (!dripping!.destroyed) dripping!.write('x-drip: 1\r\n') }, 100)
+      const closed = await Promise.all([closes(silent!), closes(dripping!)])
+      clearInterval(drip)
+      expect(closed).toEqual([true, true])
+    } finally {
+      for (const s of sockets) s.destroy()
+      server.close()
     }
   })
 
