@@ -11,6 +11,17 @@ export interface ConnectionLimits {
   keepAliveMs: number
 }
 
+/** Connections open now, and those closed by the limits so far. */
+export interface ConnectionCounters {
+  open: number
+  /** closed without a whole request head in time */
+  headTimeouts: number
+  /** closed at the cap to make room for a new one */
+  shed: number
+  /** new ones closed at the cap because every connection was answering */
+  refused: number
+}
+
 /** File descriptors kept free of HTTP connections: pack files, peers, upstreams, libp2p. */
 const RESERVED_FILES = 256
 
@@ -23,15 +34,15 @@ const RESERVED_FILES = 256
  * a new connection beyond the cap closes the one that has waited longest;
  * only when every connection is answering a request is a new one refused.
  */
-export function limitConnections (server: Server, limits: ConnectionLimits): void {
+export function limitConnections (server: Server, limits: ConnectionLimits): ConnectionCounters {
+  const counters: ConnectionCounters = { open: 0, headTimeouts: 0, shed: 0, refused: 0 }
   // Connections waiting for a request head, longest-waiting first (a Map keeps insertion order), with their deadlines.
   const waiting = new Map<Socket, NodeJS.Timeout>()
   // Requests in flight per connection answering one.
   const answering = new Map<Socket, number>()
-  let open = 0
 
   const awaitHead = (socket: Socket, ms: number): void => {
-    waiting.set(socket, setTimeout(() => socket.destroy(), ms).unref())
+    waiting.set(socket, setTimeout(() => { counters.headTimeouts++; socket.destroy() }, ms).unref())
   }
   const stopWaiting = (socket: Socket): void => {
     clearTimeout(waiting.get(socket))
@@ -39,11 +50,12 @@ export function limitConnections (server: Server, limits: ConnectionLimits): voi
   }
 
   server.on('connection', (socket: Socket) => {
-    open++
-    socket.once('close', () => { open--; stopWaiting(socket); answering.delete(socket) })
-    if (open > limits.maxConnections) {
+    counters.open++
+    socket.once('close', () => { counters.open--; stopWaiting(socket); answering.delete(socket) })
+    if (counters.open > limits.maxConnections) {
       const longest = waiting.keys().next().value
-      if (longest === undefined) { socket.destroy(); return }
+      if (longest === undefined) { counters.refused++; socket.destroy(); return }
+      counters.shed++
       stopWaiting(longest)
       longest.destroy()
     }
@@ -62,6 +74,7 @@ export function limitConnections (server: Server, limits: ConnectionLimits): voi
       if (!socket.destroyed) awaitHead(socket, limits.keepAliveMs + limits.headTimeoutMs)
     })
   })
+  return counters
 }
 
 /** The soft limit on open files of this process (Linux), or undefined where it cannot be read. */

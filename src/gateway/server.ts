@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { ServedCaches } from '../cache/union.js'
-import { connectionCapWithin, limitConnections, openFileLimit } from './connections.js'
+import { connectionCapWithin, limitConnections, openFileLimit, type ConnectionCounters } from './connections.js'
 import { NixipfsError } from '../errors.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
@@ -56,6 +56,14 @@ function countBodyBytes (res: ServerResponse): () => number {
   return () => bytes
 }
 
+/** The connection limits' metrics: what is open, and what they closed (a flood shows here). */
+function connectionFamilies (c: ConnectionCounters): MetricFamily[] {
+  return [
+    { name: 'nixipfs_http_connections_open', help: 'HTTP connections open now.', type: 'gauge', samples: [{ value: c.open }] },
+    { name: 'nixipfs_http_connections_closed_total', help: 'HTTP connections closed by the limits: head_timeout (no whole request head in time), shed (idle longest, closed at --max-connections for a new one), refused (new, at --max-connections while all were answering).', type: 'counter', samples: [{ labels: { reason: 'head_timeout' }, value: c.headTimeouts }, { labels: { reason: 'shed' }, value: c.shed }, { labels: { reason: 'refused' }, value: c.refused }] }
+  ]
+}
+
 /** What is logged of one request. */
 export interface RequestLog {
   method: string
@@ -79,7 +87,6 @@ export interface Gateway {
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
   const { caches, blocks, local, record, disputes, upstream, stats, logger } = options
   const http = new HttpMetrics()
-  const metrics = async (): Promise<string> => formatMetrics([...http.families(), ...(await options.metrics?.() ?? [])])
 
   /** The route a path takes: its handler and the name metrics count it under. */
   function routeOf (path: string): { handler: Handler, params: string[], name: string } | undefined {
@@ -143,7 +150,8 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
   const fileLimit = openFileLimit()
   const maxConnections = connectionCapWithin(wanted, fileLimit)
   if (maxConnections < wanted) logger?.warn(`serving at most ${maxConnections} HTTP connections at once, not ${wanted}: the open-file limit is ${fileLimit}; raise it (ulimit -n, or LimitNOFILE= for a service) to allow more`)
-  limitConnections(server, { maxConnections, headTimeoutMs: options.headTimeoutMs ?? DEFAULT_HEAD_TIMEOUT_MS, keepAliveMs: KEEP_ALIVE_MS })
+  const connections = limitConnections(server, { maxConnections, headTimeoutMs: options.headTimeoutMs ?? DEFAULT_HEAD_TIMEOUT_MS, keepAliveMs: KEEP_ALIVE_MS })
+  const metrics = async (): Promise<string> => formatMetrics([...http.families(), ...connectionFamilies(connections), ...(await options.metrics?.() ?? [])])
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port, options.host, () => { server.off('error', reject); resolve() })

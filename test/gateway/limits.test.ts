@@ -44,6 +44,7 @@ describe('gateway limits', () => {
       expect(second!.destroyed).toBe(false)
       second!.destroy()
       third.destroy()
+      await new Promise(resolve => setTimeout(resolve, 100)) // the gateway sees them closed
 
       // Both places answering (the index held back): a new connection is closed without an answer.
       let release!: () => void
@@ -57,6 +58,10 @@ describe('gateway limits', () => {
       expect(await ask(refused)).toBe('closed')
       release()
       expect(await Promise.all(answers)).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK'])
+      hold = undefined
+      // Counted (at least these; the test's own earlier connections may have been shed as well).
+      const metrics = await (await fetch(`${gw.url}/metrics`)).text()
+      for (const reason of ['shed', 'refused']) expect(Number(new RegExp(`closed_total\\{reason="${reason}"\\} (\\d+)`).exec(metrics)?.[1])).toBeGreaterThanOrEqual(1)
     } finally {
       for (const s of sockets) s.destroy()
       await gw.close()
@@ -79,6 +84,7 @@ describe('gateway limits', () => {
       const closed = await Promise.all([closes(silent!), closes(dripping!)])
       clearInterval(drip)
       expect(closed).toEqual([true, true])
+      expect(await (await fetch(`${gw.url}/metrics`)).text()).toContain('nixipfs_http_connections_closed_total{reason="head_timeout"} 2\n')
     } finally {
       for (const s of sockets) s.destroy()
       await gw.close()
