@@ -29,6 +29,9 @@ let
     MemoryDenyWriteExecute = false; # V8's JIT writes code
     SystemCallArchitectures = "native";
     Restart = "on-failure";
+    # Room for --max-connections (8192 by default) besides pack files and peers: under systemd's
+    # default soft limit (1024) the gateway would serve at most 768 HTTP connections.
+    LimitNOFILE = 65536;
   };
   # Nothing listens beyond loopback unless the firewall is opened for it.
   bindHost = if cfg.openFirewall then "0.0.0.0" else "127.0.0.1";

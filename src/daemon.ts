@@ -46,6 +46,7 @@ export interface DaemonOptions {
   onRequest?: (r: RequestLog) => void
   maxConnections?: number
   maxHeaderBytes?: number
+  headTimeoutMs?: number
   /** keep the repo's packs under this many bytes by evicting least recently used NARs of followed caches */
   maxCacheBytes?: number
   expiredGraceMs: number
@@ -134,7 +135,8 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     logger: log,
     onRequest: options.onRequest,
     maxConnections: options.maxConnections,
-    maxHeaderBytes: options.maxHeaderBytes
+    maxHeaderBytes: options.maxHeaderBytes,
+    headTimeoutMs: options.headTimeoutMs
   })
   const evictor = options.maxCacheBytes === undefined ? undefined : startEvictor(repo, network, options, options.maxCacheBytes)
   const republisher = options.ownKey === undefined || options.republish === undefined

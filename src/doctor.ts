@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process'
 import { readFile, stat } from 'node:fs/promises'
-import { request } from 'undici'
 import { loadRecord } from './cache/records.js'
 import { InsecureKeyFileError, NixipfsError } from './errors.js'
 import { ipnsNameOf } from './ipfs/ipns.js'
 import { PackStore } from './ipfs/pack-store.js'
+import { discard, HttpPool } from './net/http-get.js'
 import { parsePublicKey, type PublicKey } from './nix/signing.js'
 import { runNix } from './nix/store.js'
 import { readSecretKeyFile, repoKeyPaths } from './repo.js'
@@ -34,12 +34,15 @@ async function nixSettings (): Promise<Record<string, { value: unknown }>> {
 }
 
 async function reachable (url: string): Promise<string | undefined> {
+  const pool = new HttpPool({ connections: 1, idleMs: 3_000 })
   try {
-    const res = await request(`${url.replace(/\/+$/, '')}/nix-cache-info`, { headersTimeout: 3_000, bodyTimeout: 3_000 })
-    await res.body.dump()
-    return res.statusCode === 200 ? undefined : `answered HTTP ${res.statusCode}`
+    const res = await pool.get(`${url.replace(/\/+$/, '')}/nix-cache-info`)
+    discard(res)
+    return res.status === 200 ? undefined : `answered HTTP ${res.status}`
   } catch (err) {
     return (err as Error).message
+  } finally {
+    pool.close()
   }
 }
 

@@ -3,7 +3,7 @@ import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { parsePublicKey } from '../nix/signing.js'
 import { consola } from 'consola'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from '../gateway/server.js'
+import { DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from '../gateway/server.js'
 import type { DaemonOptions } from '../daemon.js'
 import type { NetworkOptions } from '../net/network.js'
 import { IPNS_NAME } from '../cache/records.js'
@@ -17,7 +17,8 @@ export const nodeArgs = {
   'http-gateway': { type: 'string', description: 'Trustless HTTP gateway to fetch blocks and records from (another nixipfs node or any IPFS gateway); repeatable', valueHint: 'URL' },
   'listen-p2p': { type: 'string', description: `libp2p listen address (TCP; default ${DEFAULT_LISTEN_P2P}, loopback only, a free port if that is taken; e.g. /ip4/0.0.0.0/tcp/4001 to seed to other machines); repeatable`, valueHint: 'MULTIADDR' },
   offline: { type: 'boolean', description: 'No libp2p: use only the repo and --http-gateway peers' },
-  'max-connections': { type: 'string', default: String(DEFAULT_MAX_CONNECTIONS), description: 'Most HTTP connections at once; more are refused' },
+  'max-connections': { type: 'string', default: String(DEFAULT_MAX_CONNECTIONS), description: 'Most HTTP connections at once; beyond it the longest-idle one is closed (capped by the open-file limit)' },
+  'head-timeout': { type: 'string', default: String(DEFAULT_HEAD_TIMEOUT_MS / 1000), description: 'Seconds a new connection has to send a whole request head (a kept-alive one: 60 more); then it is closed' },
   'max-header-bytes': { type: 'string', default: String(DEFAULT_MAX_HEADER_BYTES), description: 'Largest HTTP request head accepted (bytes); larger gets 431' },
   'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' },
   'peer-timeout': { type: 'string', default: String(DEFAULT_PEER_TIMEOUT_S), description: 'Seconds a peer or --upstream may stall (no answer, no next block) before it is given up and others are asked' },
@@ -64,6 +65,13 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
   }
 }
 
+/** Milliseconds a client has to send a request head, from `--head-timeout`. */
+function headTimeoutMsOf (args: Record<string, unknown>): number {
+  const s = Number(args['head-timeout'] ?? DEFAULT_HEAD_TIMEOUT_MS / 1000)
+  if (!(s > 0)) throw new UsageError(`--head-timeout must be a positive number of seconds, got ${String(args['head-timeout'])}`)
+  return s * 1000
+}
+
 /** Milliseconds between follow polls from `--follow-interval`. */
 export function followIntervalMsOf (args: Record<string, unknown>): number {
   const s = Number(args['follow-interval'])
@@ -79,7 +87,7 @@ export function parseSize (value: string, flag: string): number {
 }
 
 /** What every node command (gateway, mirror) passes to startDaemon from its flags: addresses, networking, following, logging. */
-export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes'> {
+export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes' | 'headTimeoutMs'> {
   const { host, port } = parseListen(args.listen)
   const positive = (flag: string): number => {
     const n = Number(args[flag])
@@ -91,6 +99,7 @@ export function nodeOptionsOf (args: Record<string, unknown> & { listen: string 
     port,
     maxConnections: positive('max-connections'),
     maxHeaderBytes: positive('max-header-bytes'),
+    headTimeoutMs: headTimeoutMsOf(args),
     network: networkOptionsOf(args, rawArgs),
     followIntervalMs: followIntervalMsOf(args),
     log: consola,

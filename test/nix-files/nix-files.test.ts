@@ -35,6 +35,8 @@ describe.runIf(nixAvailable)('Nix files', () => {
     expect(words(gw.ExecStart).slice(1)).toEqual(['gateway', '--repo', '/var/lib/nixipfs', '--listen', '127.0.0.1:8080', '--listen-p2p', '/ip4/0.0.0.0/tcp/4001', '--follow', 'b-1:x', '--trust', 'b-1:x', '--trust', 'b-2:y', '--threshold', '2', '--max-cache', '20G'])
     expect(gw).toMatchObject({ User: 'nixipfs', ProtectSystem: 'strict', NoNewPrivileges: true, StateDirectory: 'nixipfs' })
     expect(words(c.systemd.services['nixipfs-mirror'].serviceConfig.ExecStart).slice(1, 8)).toEqual(['mirror', '--repo', '/var/lib/nixipfs-mirror', '--listen', '0.0.0.0:8081', '--listen-p2p', '/ip4/0.0.0.0/tcp/4001'])
+    // Open files for the default --max-connections: the mirror listens on 0.0.0.0.
+    for (const service of ['nixipfs-gateway', 'nixipfs-mirror']) expect(c.systemd.services[service].serviceConfig.LimitNOFILE).toBe(65536)
     expect(c.users.users.nixipfs.isSystemUser).toBe(true)
   })
 
