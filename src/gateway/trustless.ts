@@ -103,11 +103,10 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
   if (answeredNotModified(ctx, headers)) return
   const resolved = await resolvePath(local, cid, names)
   if (resolved === undefined) throw new HttpError('ERR_NOT_FOUND', `${cid.toString()}/${names.join('/')} does not exist on this node`)
-  const target = resolved.cid
   let range: ByteRange | undefined
   if (entityBytes !== null) {
     // Only a file has bytes to take a range of; for anything else the parameter means dag-scope=entity.
-    const size = await fileSizeOf(local, target)
+    const size = await fileSizeOf(local, resolved.cid)
     if (size !== undefined) range = byteRangeOf(entityBytes, size)
   }
   res.writeHead(200, { ...headers, 'content-type': `${CAR}; version=1; order=dfs; dups=n` })
@@ -115,22 +114,23 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
   const abort = new AbortController()
   setMaxListeners(Infinity, abort.signal) // shared by the walk's read-ahead
   res.on('close', () => abort.abort())
-  const atEnd = scope === 'block'
-    ? (async function * () { yield { cid: target, bytes: await getVerified(local, target) } })()
-    : scope === 'entity'
-      ? walkEntity(local, target, { range, signal: abort.signal })
-      // Subtrees this node lacks are left out: the CAR is what it can vouch for, and the client fetches the rest elsewhere.
-      : walkDag(local, target, { signal: abort.signal, onMissing: () => {} })
-  await pipeline(Readable.from(carBytes([cid], pathThenTarget(resolved.via, atEnd))), res)
+  await pipeline(Readable.from(carBytes([cid], pathThenTarget(local, resolved, scope, range, abort.signal))), res)
 }
 
-/** The path blocks, then the target's, each block once (dups=n). */
-async function * pathThenTarget (via: CarBlock[], rest: AsyncIterable<CarBlock>): AsyncGenerator<CarBlock> {
+/** The blocks on the way through the path, then the target's as `scope` says, each block once (dups=n). */
+async function * pathThenTarget (local: RouteContext['local'], { cid, via }: { cid: CID, via: CarBlock[] }, scope: string, range: ByteRange | undefined, signal: AbortSignal): AsyncGenerator<CarBlock> {
   const sent = new Set<string>()
-  for await (const block of (async function * () { yield * via; yield * rest })()) {
-    const key = block.cid.toString()
-    if (sent.has(key)) continue
-    sent.add(key)
+  const visited = { has: (c: CID) => sent.has(c.toString()), add: (c: CID) => { sent.add(c.toString()) } }
+  for (const block of via) { visited.add(block.cid); yield block }
+  if (scope === 'all') {
+    // Subtrees this node lacks are left out: the CAR is what it can vouch for, and the client fetches the rest elsewhere.
+    yield * walkDag(local, cid, { signal, visited, onMissing: () => {} })
+    return
+  }
+  const blocks = scope === 'block' ? [{ cid, bytes: await getVerified(local, cid, { signal }) }] : walkEntity(local, cid, { range, signal })
+  for await (const block of blocks) {
+    if (visited.has(block.cid)) continue
+    visited.add(block.cid)
     yield block
   }
 }
