@@ -72,6 +72,8 @@ if (process.argv[2] === '--lookups') {
   process.exit(0)
 }
 
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+const LOAD_START = loadAverage()
 rmSync(WORK, { recursive: true, force: true })
 mkdirSync(join(WORK, 'repo', 'keys'), { recursive: true })
 const repo = join(WORK, 'repo')
@@ -203,7 +205,8 @@ for (const [label, g] of [['default heap', plain], ['--max-old-space-size=128', 
 const fmt = (n) => Number.isFinite(n) ? n.toLocaleString('en') : '?'
 const md = `# Index benchmark (bench/index.mjs)
 
-Run at ${new Date().toISOString()} with N = ${N.toLocaleString('en')} synthetic narinfos (~${narInfoText(0).length} bytes each; 1 in 1,000 really signed) on ${process.version}, ${spawnSync('nproc').stdout.toString().trim()} cores.
+Run at ${new Date().toISOString()} with N = ${N.toLocaleString('en')} synthetic narinfos (~${narInfoText(0).length} bytes each; 1 in 1,000 really signed) on ${process.version}, ${spawnSync('nproc').stdout.toString().trim()} cores;
+load average at start ${LOAD_START}, at the end ${loadAverage()} (other work on the machine inflates times and p99s).
 
 | what | value | target |
 | --- | ---: | --- |
