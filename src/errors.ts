@@ -75,6 +75,16 @@ export class IntegrityError extends NixipfsError {
   constructor (message: string) { super('ERR_INTEGRITY', message) }
 }
 
+/** A cache contradicts itself: two of its narinfos give one NAR different NarHashes, so the later one is refused. */
+export class InconsistentCacheError extends NixipfsError {
+  override name = 'InconsistentCacheError'
+  constructor (readonly nar: string, storePath: string, claimed: string, first: { storePath?: string, narHash: string, verified?: boolean }) {
+    super('ERR_INCONSISTENT_CACHE', `this cache is inconsistent here: the narinfo of ${storePath} gives NAR ${nar} the NarHash ${claimed}, ` +
+      `but ${first.storePath === undefined ? 'another narinfo' : `the narinfo of ${first.storePath}`} gave it ${first.narHash} first${first.verified === true ? ' (which its bytes match)' : ''}; ` +
+      'the narinfo is refused: its publisher must republish it with the NAR\'s true NarHash')
+  }
+}
+
 /** A block is not in the local repo (and this node may not fetch it). */
 export class BlockNotFoundError extends NixipfsError {
   override name = 'BlockNotFoundError'

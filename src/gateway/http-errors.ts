@@ -7,6 +7,8 @@ const STATUS_BY_CODE: Record<string, number> = {
   ERR_NOT_ACCEPTABLE: 406,
   ERR_RANGE: 416,
   ERR_INTEGRITY: 502,
+  // The cache contradicts itself here (what the union and quorum rules refuse too): nothing can be served for it now.
+  ERR_INCONSISTENT_CACHE: 503,
   ERR_NAR_FORMAT: 502,
   ERR_BLOCK_NOT_FOUND: 502,
   ERR_BLOCK_UNAVAILABLE: 502,

@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import type { ServedCaches } from '../cache/union.js'
 import { connectionCapWithin, limitConnections, openFileLimit, type ConnectionCounters } from './connections.js'
-import { NixipfsError } from '../errors.js'
+import { InconsistentCacheError, NixipfsError } from '../errors.js'
+import { Lru } from '../lru.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
 import { INDEX_FREE, ROUTES, type Handler, type RouteContext } from './routes.js'
@@ -41,6 +42,9 @@ export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 export const DEFAULT_HEAD_TIMEOUT_MS = 10_000
 /** A kept-alive connection that sends nothing for this long is closed (told to clients in `Keep-Alive: timeout=`, which they keep to). */
 const KEEP_ALIVE_MS = 60_000
+
+/** NARs whose inconsistent narinfos were already logged (a hostile cache could name millions). */
+const REPORTED_NARS = 10_000
 
 /** How long shutdown waits for responses in flight. */
 const CLOSE_GRACE_MS = 10_000
@@ -118,6 +122,15 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
     await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, disputes, upstream, stats, metrics, head: method === 'HEAD' })
   }
 
+  // A refused narinfo is logged once per NAR, not on every request Nix repeats.
+  const reported = new Lru<true>(REPORTED_NARS)
+  const worthLogging = (err: Error): boolean => {
+    if (!(err instanceof InconsistentCacheError)) return true
+    if (reported.get(err.nar) !== undefined) return false
+    reported.set(err.nar, true)
+    return true
+  }
+
   let active = 0
   let closing: (() => void) | undefined
   const server = createServer({ maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES }, (req, res) => {
@@ -140,7 +153,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
         const status = statusOf(err)
         error = err.message
         code = err instanceof NixipfsError ? err.code : undefined
-        if (status >= 500) logger?.warn(`${req.method} ${req.url}: ${err.message}`)
+        if (status >= 500 && worthLogging(err)) logger?.warn(`${req.method} ${req.url}: ${err.message}`)
         if (res.headersSent) { res.destroy(); return }
         res.writeHead(status, { 'content-type': 'text/plain' })
         res.end(req.method === 'HEAD' ? undefined : `${err.message}\n`)

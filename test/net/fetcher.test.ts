@@ -94,7 +94,7 @@ describe('trustless gateway routes and the network block source', () => {
     expect((await fetch(`${gw.url}/ipfs/${root.toString()}`)).status).toBe(406)
     expect((await fetch(`${gw.url}/ipfs/${cidOf(RAW_CODE, randomBytes(8)).toString()}?format=raw`)).status).toBe(404)
     expect((await fetch(`${gw.url}/ipfs/notacid?format=raw`)).status).toBe(400)
-    expect((await fetch(`${gw.url}/ipfs/${root.toString()}?format=car&dag-scope=entity`)).status).toBe(400)
+    expect((await fetch(`${gw.url}/ipfs/${root.toString()}?format=car&dag-scope=subtree`)).status).toBe(400)
   })
 
   it('fetches a DAG from a peer as one CAR stream, verifies and keeps it', async () => {
