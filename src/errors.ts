@@ -138,3 +138,9 @@ export class UpstreamError extends NixipfsError {
   override name = 'UpstreamError'
   constructor (code: string, message: string) { super(code, message) }
 }
+
+/** Something exists but cannot be served right now (a followed cache whose record expired, …): HTTP 503, which Nix does not remember as a miss. */
+export class UnavailableError extends NixipfsError {
+  override name = 'UnavailableError'
+  constructor (message: string) { super('ERR_UNAVAILABLE', message) }
+}
