@@ -35,6 +35,8 @@ export interface DaemonOptions {
   /** with pin 'index': store paths whose closures are pinned in full */
   closures: string[]
   followIntervalMs: number
+  /** the most bytes one followed cache's index may take (see FollowOptions) */
+  maxIndexBytes?: number
   /** serve only what a quorum of trusted builders signed (else: the first cache that has a path) */
   trust?: TrustPolicy
   /** HTTP binary caches asked for what the served caches miss, the keys their narinfos must be signed by, and the own key that signs what is imported from them */
@@ -93,6 +95,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     : startFollowing(repo, options.follow, network.records, network.blocks, {
       intervalMs: options.followIntervalMs,
       fetch: options.pin,
+      maxIndexBytes: options.maxIndexBytes,
       log,
       prefetch: async (root) => await network.blocks.prefetch(root),
       persist: async () => await local.sync(),
@@ -162,7 +165,9 @@ function startEvictor (repo: string, network: Network, options: DaemonOptions, m
     running = true
     evictToFit(repo, network.blocks, { maxBytes, own: options.own, follow: options.follow })
       .then(r => {
-        if (r !== undefined) options.log.info(`--max-cache: ${mib(r.bytes.before)} → ${mib(r.bytes.after)}; kept the ${r.nars.kept} most recently used NARs, dropped ${r.nars.dropped}`)
+        if (r === undefined) return
+        options.log.info(`--max-cache: ${mib(r.bytes.before)} → ${mib(r.bytes.after)}; kept the ${r.nars.kept} most recently used NARs, dropped ${r.nars.dropped}`)
+        if (r.bytes.after > maxBytes) options.log.warn(`--max-cache: the own cache, pins and followed indexes alone take ${mib(r.bytes.after)}, more than --max-cache ${mib(maxBytes)}; raise it, or lower --max-index`)
       }, (err: Error) => options.log.warn(`--max-cache: eviction failed: ${err.message}`))
       .finally(() => { running = false })
   }, EVICT_CHECK_MS)

@@ -144,3 +144,11 @@ export class UnavailableError extends NixipfsError {
   override name = 'UnavailableError'
   constructor (message: string) { super('ERR_UNAVAILABLE', message) }
 }
+
+/** A followed cache's index is larger than --max-index allows. */
+export class IndexBudgetError extends NixipfsError {
+  override name = 'IndexBudgetError'
+  constructor (cache: string, maxBytes: number) {
+    super('ERR_INDEX_BUDGET', `the index of /ipns/${cache} is larger than --max-index (${maxBytes} bytes); following it stops (raise --max-index if this cache really is that large, then restart)`)
+  }
+}

@@ -1,9 +1,14 @@
 import { setMaxListeners } from 'node:events'
 import type { CID } from 'multiformats/cid'
-import { NixipfsError } from '../errors.js'
+import { IndexBudgetError, IntegrityError, NixipfsError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
 import { walkDag } from '../ipfs/dag.js'
-import { NAR_SUFFIX } from './directory.js'
+import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
+import { DAG_PB_CODE } from '../ipfs/block.js'
+import { readSmallFile } from '../ipfs/file-dag.js'
+import { MAX_NARINFO_BYTES } from '../nix/narinfo.js'
+import { CacheLayout } from './layout.js'
 import { acceptRecord, loadRecord } from './records.js'
 
 /** Where candidate records for a name come from (peers; unverified). */
@@ -21,10 +26,22 @@ export interface FollowOptions {
   onRefused?: (code: string) => void
   /** makes every block fetched so far durable (called before a root counts as synced) */
   persist?: () => Promise<void>
+  /** with fetch 'index': the most bytes one cache's index may take; past it, following that cache stops with a warning */
+  maxIndexBytes?: number
   /** called when a newer record was stored */
   onRecord?: (name: string) => void
   /** called after a new root was fetched as far as `fetch` asks */
   onSynced?: (name: string, root: string) => void
+}
+
+/** The size a UnixFS file node says its file has (unbounded for a node that is no file). */
+function fileSizeOf (node: Uint8Array): number {
+  try {
+    const data = dagPb.decode(node).Data
+    return data === undefined ? Infinity : Number(UnixFS.unmarshal(data).fileSize())
+  } catch {
+    return Infinity
+  }
 }
 
 /** A running follower. */
@@ -45,6 +62,8 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
   setMaxListeners(Infinity, abort.signal) // shared by every fetch a sync runs in parallel
   const synced = new Map<string, string>()
   const syncing = new Map<string, Promise<void>>()
+  /** caches whose index passed --max-index: no longer followed */
+  const stopped = new Set<string>()
 
   async function sync (name: string, root: string): Promise<void> {
     const record = await loadRecord(repo, name)
@@ -56,10 +75,13 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     const started = Date.now()
     const rootCid = record.root
     if (options.fetch === 'all') await options.prefetch?.(rootCid)
+    // The index is what the cache layout names, but the NARs: the directories (nar/ included), nix-cache-info, narinfos,
+    // realisations and dispute statements, each small; whatever else a (hostile) root links is never fetched.
+    const layout = options.fetch === 'index' ? new CacheLayout(rootCid, false) : undefined
+    const oversized: string[] = []
     for await (const block of walkDag(blocks, rootCid, {
       signal: abort.signal,
-      // The index is everything but the NARs themselves: directories (nar/ included) and narinfos.
-      skipLink: options.fetch === 'index' ? (linkName) => linkName?.endsWith(NAR_SUFFIX) === true : undefined,
+      skipLink: layout?.skipLink,
       onMissing: (cid, err) => {
         if (missing++ === 0) firstMissing = `${cid.toString()}: ${err.message}`
         options.log.debug(`${cid.toString()}: ${err.message}`)
@@ -67,7 +89,24 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     })) {
       count++
       bytes += block.bytes.length
+      if (layout === undefined) continue
+      // A file of several blocks is read as one, bounded (its own blocks checked against the sizes its root gives).
+      if (block.cid.code === DAG_PB_CODE && layout.roleOf(block.cid) === 'file') {
+        layout.skipLinksOf(block.cid)
+        if (fileSizeOf(block.bytes) > MAX_NARINFO_BYTES) oversized.push(block.cid.toString())
+        else {
+          bytes += (await readSmallFile(blocks, block.cid, MAX_NARINFO_BYTES, 'index file').catch((err: Error) => {
+            if (err instanceof IntegrityError) oversized.push(block.cid.toString()) // larger than it says, or than allowed
+            else if (missing++ === 0) firstMissing = `${block.cid.toString()}: ${err.message}`
+            return new Uint8Array()
+          })).length
+        }
+      } else if (block.cid.code !== DAG_PB_CODE && block.bytes.length > MAX_NARINFO_BYTES) {
+        oversized.push(block.cid.toString())
+      }
+      if (bytes > (options.maxIndexBytes ?? Infinity)) throw new IndexBudgetError(name, options.maxIndexBytes!)
     }
+    if (oversized.length > 0) options.log.warn(`/ipns/${name}: root ${root} has ${oversized.length} index files larger than ${MAX_NARINFO_BYTES} bytes (first: ${oversized[0]!}); not fetched, and refused if asked for`)
     if (missing > 0) {
       options.log.warn(`/ipns/${name}: ${missing} blocks of root ${root} could not be fetched yet (first: ${firstMissing}); retrying at the next poll`)
       return
@@ -100,8 +139,9 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
       return
     }
     const root = record.root.toString()
-    if (synced.get(name) === root || syncing.has(name)) return
+    if (synced.get(name) === root || syncing.has(name) || stopped.has(name)) return
     const running = sync(name, root).catch(err => {
+      if (err instanceof IndexBudgetError) stopped.add(name)
       if (!abort.signal.aborted) options.log.warn(`/ipns/${name}: fetching root ${root} failed: ${(err as Error).message}`)
     }).finally(() => syncing.delete(name))
     syncing.set(name, running)
