@@ -9,7 +9,7 @@ import type { CommitOptions } from './cache/commit.js'
 import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
 import type { MetricFamily } from './gateway/metrics.js'
 import { unionOf } from './cache/union.js'
-import { quorumOf, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
+import { quorumOf, type Dispute, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
 import { allDisputes, recordDispute } from './trust/disputes.js'
 import { walkDag } from './ipfs/dag.js'
 import { PackStore } from './ipfs/pack-store.js'
@@ -37,8 +37,10 @@ export interface DaemonOptions {
   followIntervalMs: number
   /** the most bytes one followed cache's index may take (see FollowOptions) */
   maxIndexBytes?: number
-  /** serve only what a quorum of trusted builders signed (else: the first cache that has a path) */
+  /** serve only what a quorum of trusted builders signed (else: the first cache that has a path, preferring `prefer`'s signatures) */
   trust?: TrustPolicy
+  /** without `trust`: keys the local Nix trusts, whose narinfos a union serves first */
+  prefer?: PublicKey[]
   /** HTTP binary caches asked for what the served caches miss, the keys their narinfos must be signed by, and the own key that signs what is imported from them */
   upstream?: { urls: string[], keys: PublicKey[], key: SecretKey }
   /** called once per answered request (default: a debug log line) */
@@ -121,7 +123,9 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       onImported: () => { if (options.own !== undefined) sources.get(options.own)?.recheck() }
     })
   const gateway = await startGateway({
-    caches: options.trust === undefined ? async () => await unionOf(served) : quorumOf(served, quorum.hooks(repo, options.trust, log)),
+    caches: options.trust === undefined
+      ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder(repo, log, 'followed caches') })
+      : quorumOf(served, quorum.hooks(repo, options.trust, log)),
     disputes: async () => await allDisputes(repo, local, log.warn),
     upstream,
     stats: () => ({ blocks: network.blocks.counters, upstream: upstream?.counters }),
@@ -183,14 +187,19 @@ class QuorumLog {
   disputes = 0
   private readonly told = new Set<string>()
 
+  /** Records a dispute, saying so when it is new; `who` signed the different NARs. */
+  disputeRecorder (repo: string, log: DaemonOptions['log'], who: string): (dispute: Dispute) => void {
+    return (dispute) => {
+      recordDispute(repo, dispute).then(
+        isNew => { if (isNew) { this.disputes++; log.warn(`dispute: ${who} signed ${dispute.groups.length} different NARs for ${dispute.storePath} (nixipfs disputes, GET /disputes)`) } },
+        (err: Error) => log.warn(`recording the dispute over ${dispute.storePath} failed: ${err.message}`))
+    }
+  }
+
   hooks (repo: string, policy: TrustPolicy, log: DaemonOptions['log']): QuorumOptions {
     return {
       policy,
-      onDispute: (dispute) => {
-        recordDispute(repo, dispute).then(
-          isNew => { if (isNew) { this.disputes++; log.warn(`dispute: trusted builders signed ${dispute.groups.length} different NARs for ${dispute.storePath} (nixipfs disputes, GET /disputes)`) } },
-          (err: Error) => log.warn(`recording the dispute over ${dispute.storePath} failed: ${err.message}`))
-      },
+      onDispute: this.disputeRecorder(repo, log, 'trusted builders'),
       onRefused: (reason) => {
         this.refusals++
         if (this.told.has(reason)) return

@@ -67,7 +67,7 @@ describe('the cache index', () => {
     expect((await index.narInfo(honest))?.info.narHash).toBe(narHash)
     await expect(index.narInfo(liar)).rejects.toThrow(/gives NAR .* the NarHash sha256:1b8m.*, another narinfo of this cache gives it/)
     const source = (root: CID): IndexSource => ({ current: async () => await openIndex(blocks, root), recheck: () => {} })
-    const union = await unionOf([source(hostile), source(good)])
+    const union = await unionOf([source(hostile), source(good)])()
     await union!.narInfo(honest)
     expect((await union!.narInfo(liar))?.info.narHash).toBe(narHash)
   })
