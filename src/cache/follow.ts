@@ -3,8 +3,6 @@ import type { CID } from 'multiformats/cid'
 import { IndexBudgetError, IntegrityError, NixipfsError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
 import { walkDag } from '../ipfs/dag.js'
-import * as dagPb from '@ipld/dag-pb'
-import { UnixFS } from 'ipfs-unixfs'
 import { DAG_PB_CODE } from '../ipfs/block.js'
 import { readSmallFile } from '../ipfs/file-dag.js'
 import { MAX_NARINFO_BYTES } from '../nix/narinfo.js'
@@ -32,16 +30,6 @@ export interface FollowOptions {
   onRecord?: (name: string) => void
   /** called after a new root was fetched as far as `fetch` asks */
   onSynced?: (name: string, root: string) => void
-}
-
-/** The size a UnixFS file node says its file has (unbounded for a node that is no file). */
-function fileSizeOf (node: Uint8Array): number {
-  try {
-    const data = dagPb.decode(node).Data
-    return data === undefined ? Infinity : Number(UnixFS.unmarshal(data).fileSize())
-  } catch {
-    return Infinity
-  }
 }
 
 /** A running follower. */
@@ -93,14 +81,11 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
       // A file of several blocks is read as one, bounded (its own blocks checked against the sizes its root gives).
       if (block.cid.code === DAG_PB_CODE && layout.roleOf(block.cid) === 'file') {
         layout.skipLinksOf(block.cid)
-        if (fileSizeOf(block.bytes) > MAX_NARINFO_BYTES) oversized.push(block.cid.toString())
-        else {
-          bytes += (await readSmallFile(blocks, block.cid, MAX_NARINFO_BYTES, 'index file').catch((err: Error) => {
-            if (err instanceof IntegrityError) oversized.push(block.cid.toString()) // larger than it says, or than allowed
-            else if (missing++ === 0) firstMissing = `${block.cid.toString()}: ${err.message}`
-            return new Uint8Array()
-          })).length
-        }
+        bytes += (await readSmallFile(blocks, block.cid, MAX_NARINFO_BYTES, 'index file').catch((err: Error) => {
+          if (err instanceof IntegrityError) oversized.push(block.cid.toString()) // larger than allowed, or than it says
+          else if (missing++ === 0) firstMissing = `${block.cid.toString()}: ${err.message}`
+          return new Uint8Array()
+        })).length
       } else if (block.cid.code !== DAG_PB_CODE && block.bytes.length > MAX_NARINFO_BYTES) {
         oversized.push(block.cid.toString())
       }
