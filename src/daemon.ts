@@ -7,6 +7,7 @@ import { startRepublisher } from './cache/republish.js'
 import { repoIndexSource } from './cache/source.js'
 import type { CommitOptions } from './cache/commit.js'
 import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
+import { UnavailableError } from './errors.js'
 import type { MetricFamily } from './gateway/metrics.js'
 import { unionOf } from './cache/union.js'
 import { quorumOf, type Dispute, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
@@ -122,10 +123,18 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       log,
       onImported: () => { if (options.own !== undefined) sources.get(options.own)?.recheck() }
     })
+  const caches = options.trust === undefined
+    ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder(repo, log, 'followed caches') })
+    : quorumOf(served, quorum.hooks(repo, options.trust, log))
   const gateway = await startGateway({
-    caches: options.trust === undefined
-      ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder(repo, log, 'followed caches') })
-      : quorumOf(served, quorum.hooks(repo, options.trust, log)),
+    caches: async () => {
+      const current = await caches()
+      // Before any followed cache's record arrived nothing is known: not a miss Nix should remember (an upstream still answers).
+      if (current === undefined && upstream === undefined && options.follow.length > 0) {
+        throw new UnavailableError(`no record of ${options.follow.map(n => `/ipns/${n}`).join(', ')} has arrived yet; waiting for peers (check --peer / --http-gateway)`)
+      }
+      return current
+    },
     disputes: async () => await allDisputes(repo, local, log.warn),
     upstream,
     stats: () => ({ blocks: network.blocks.counters, upstream: upstream?.counters }),

@@ -65,4 +65,16 @@ describe.runIf(nixAvailable)('a followed cache whose record expired', () => {
     expect(after.stderr).not.toMatch(/error/)
     expect(after.status).toBe(0)
   })
+
+  it('answers 503, not 404, while no record of a followed cache has arrived yet', async () => {
+    const unknown = formatPublicKey(publicKeyOf(generateSecretKey('not-yet-1')))
+    const waiting = await startGatewayProcess(['--repo', tmp(), '--follow', unknown, '--http-gateway', peer.url])
+    try {
+      const r = await fetch(`${waiting.url}/${parseStorePath(path).hash}.narinfo`)
+      expect(r.status).toBe(503)
+      expect(await r.text()).toMatch(/no record .* yet/)
+    } finally {
+      await waiting.stop()
+    }
+  })
 })
