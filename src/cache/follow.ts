@@ -18,7 +18,7 @@ export interface FollowOptions {
   /** what to fetch when a new root arrives: the index (directories and narinfos), or everything (a mirror) */
   fetch: 'index' | 'all'
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
-  /** pulls a whole DAG in one go (with fetch 'all'), before it is walked block by block */
+  /** pulls a NAR's whole DAG in one go (with fetch 'all'), as the walk reaches it */
   prefetch?: (root: CID) => Promise<void>
   /** called with the code of each record refused (rollback, forgery, expiry…) */
   onRefused?: (code: string) => void
@@ -62,14 +62,21 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     let firstMissing = ''
     const started = Date.now()
     const rootCid = record.root
-    if (options.fetch === 'all') await options.prefetch?.(rootCid)
-    // The index is what the cache layout names, but the NARs: the directories (nar/ included), nix-cache-info, narinfos,
-    // realisations and dispute statements, each small; whatever else a (hostile) root links is never fetched.
-    const layout = options.fetch === 'index' ? new CacheLayout(rootCid, false) : undefined
+    // What the cache layout names is fetched, whatever else a (hostile) root links never: the index is the directories
+    // (nar/ included), nix-cache-info, narinfos, realisations and dispute statements, each small; a mirror adds the NARs.
+    const layout = new CacheLayout(rootCid, options.fetch === 'all')
+    // A mirror pulls each NAR as one stream from a peer, one after the other in the order the walk reaches them.
+    let pulling = Promise.resolve()
+    const skipLink = options.fetch === 'index' ? layout.skipLink : (name: string | undefined, parent: CID, cid: CID): boolean => {
+      const narRoot = layout.roleOf(parent) === 'nar'
+      if (layout.skipLink(name, parent, cid)) return true
+      if (narRoot) pulling = pulling.then(async () => await options.prefetch?.(cid)).catch(() => {})
+      return false
+    }
     const oversized: string[] = []
     for await (const block of walkDag(blocks, rootCid, {
       signal: abort.signal,
-      skipLink: layout?.skipLink,
+      skipLink,
       onMissing: (cid, err) => {
         if (missing++ === 0) firstMissing = `${cid.toString()}: ${err.message}`
         options.log.debug(`${cid.toString()}: ${err.message}`)
@@ -77,7 +84,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     })) {
       count++
       bytes += block.bytes.length
-      if (layout === undefined) continue
+      if (options.fetch === 'all') continue // a mirror takes every NAR: no index budget
       // A file of several blocks is read as one, bounded (its own blocks checked against the sizes its root gives).
       if (block.cid.code === DAG_PB_CODE && layout.roleOf(block.cid) === 'file') {
         layout.skipLinksOf(block.cid)

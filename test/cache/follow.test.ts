@@ -94,12 +94,12 @@ describe('following a hostile cache: only the cache layout, within --max-index',
   })
   afterAll(async () => { await peer.close(); await builder.close() })
 
-  /** Follows the hostile cache into a fresh repo with `maxIndexBytes`, polling `polls` times. */
-  async function follow (maxIndexBytes: number, polls = 1): Promise<{ repo: string, blocks: NetworkBlocks, warnings: string[], fetched: number }> {
+  /** Follows the hostile cache into a fresh repo with `maxIndexBytes`, polling `polls` times; a mirror with `fetch` 'all'. */
+  async function follow (maxIndexBytes: number, polls = 1, fetch: 'index' | 'all' = 'index'): Promise<{ repo: string, blocks: NetworkBlocks, warnings: string[], fetched: number }> {
     const repo = tmp()
     const blocks = new NetworkBlocks(await PackStore.openRepo(repo), { http: [new HttpPeer(peer.url)] })
     const warnings: string[] = []
-    const follower = startFollowing(repo, [name], async () => [{ from: peer.url, bytes: record }], blocks, { intervalMs: 3_600_000, fetch: 'index', maxIndexBytes, log: { info: () => {}, debug: () => {}, warn: (m: string) => warnings.push(m) } })
+    const follower = startFollowing(repo, [name], async () => [{ from: peer.url, bytes: record }], blocks, { intervalMs: 3_600_000, fetch, maxIndexBytes, prefetch: async (root) => await blocks.prefetch(root), log: { info: () => {}, debug: () => {}, warn: (m: string) => warnings.push(m) } })
     try {
       for (let i = 0; i < polls; i++) await follower.poll()
     } finally {
@@ -121,6 +121,18 @@ describe('following a hostile cache: only the cache layout, within --max-index',
       expect(blocks.local.has(narDir)).toBe(true)
       expect(blocks.local.has(nar)).toBe(false)
       expect((await openIndex(blocks.local, root)).cacheInfo).toMatch(/StoreDir/)
+    } finally {
+      await blocks.local.close()
+    }
+  })
+
+  it('a mirror takes the NARs too, and still nothing outside the layout', async () => {
+    const { repo, blocks } = await follow(64 * MiB, 1, 'all')
+    try {
+      expect(blocks.local.has(junk)).toBe(false)
+      expect(blocks.counters.car).toBeGreaterThan(0) // the NAR came as one stream
+      for await (const { cid } of walkDag(blocks.local, nar)) expect(blocks.local.has(cid)).toBe(true)
+      expect(await packBytes(repo)).toBeLessThan(10 * MiB) // the 4 MiB NAR and the 3 MiB narinfo
     } finally {
       await blocks.local.close()
     }
