@@ -67,9 +67,9 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     const layout = new CacheLayout(rootCid, options.fetch === 'all')
     // A mirror pulls each NAR as one stream from a peer, one after the other in the order the walk reaches them.
     let pulling = Promise.resolve()
-    const skipLink = options.fetch === 'index' ? layout.skipLink : (name: string | undefined, parent: CID, cid: CID): boolean => {
+    const skipLink = options.fetch === 'index' ? layout.skipLink : (link: string | undefined, parent: CID, cid: CID): boolean => {
       const narRoot = layout.roleOf(parent) === 'nar'
-      if (layout.skipLink(name, parent, cid)) return true
+      if (layout.skipLink(link, parent, cid)) return true
       if (narRoot) pulling = pulling.then(async () => await options.prefetch?.(cid)).catch(() => {})
       return false
     }
@@ -98,7 +98,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
       }
       if (bytes > (options.maxIndexBytes ?? Infinity)) throw new IndexBudgetError(name, options.maxIndexBytes!)
     }
-    if (oversized.length > 0) options.log.warn(`/ipns/${name}: root ${root} has ${oversized.length} index files larger than ${MAX_NARINFO_BYTES} bytes (first: ${oversized[0]!}); not fetched, and refused if asked for`)
+    if (oversized.length > 0) options.log.warn(`/ipns/${name}: root ${root} has ${oversized.length} index files larger than ${MAX_NARINFO_BYTES} bytes (first: ${oversized[0]!}); fetched no further than their first block, and refused if asked for`)
     if (missing > 0) {
       options.log.warn(`/ipns/${name}: ${missing} blocks of root ${root} could not be fetched yet (first: ${firstMissing}); retrying at the next poll`)
       return
