@@ -7,13 +7,18 @@
 //
 // Usage: node bench/chunk-overlap.mjs OLD_PATH NEW_PATH
 //   e.g. node bench/chunk-overlap.mjs $(bench/corpus.sh --pairs)
+//   BENCH_SMOKE=1 without paths: the pair of the tiny corpus (bench/lib/mode.mjs)
 //
 // For each chunker it prints: bytes of NEW found in chunks of OLD, and the
 // storage needed for both (sum of distinct chunks), relative to 2 NARs.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { ROOT, SMOKE } from './lib/mode.mjs';
 
-const [a, b] = process.argv.slice(2);
+const given = process.argv.slice(2);
+const pairs = () => spawnSync(join(ROOT, 'bench', 'corpus.sh'), ['--pairs'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).stdout.trim().split('\n');
+const [a, b] = given.length === 0 && SMOKE ? pairs() : given;
 if (!a || !b) {
   console.error('usage: node bench/chunk-overlap.mjs OLD_PATH NEW_PATH');
   process.exit(2);

@@ -48,6 +48,11 @@
 # the Debian archive drops a pinned version the download fails at once with
 # apt's error (update the pin, and expect new store paths).
 #
+# BENCH_SMOKE=1 (bench/lib/mode.mjs): a tiny corpus of the same shape made
+# here, no downloads: three small generated trees (the pair shares most of
+# its bytes at shifted offsets), under $BENCH_OUT/work (or a temporary
+# directory) instead of bench/work.
+#
 # Requirements: a machine like the dev machines (Debian bookworm, root, Nix
 # 2.8 single-user without daemon). Missing tools (nix-bin, npm/curl) are
 # installed with apt-get. Network: only Debian's apt mirrors and the npm
@@ -66,6 +71,10 @@ esac
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=$BENCH/corpus          # downloaded .deb / .tgz files
 WORK=$BENCH/work             # unpacked trees, remembered store paths
+if [[ ${BENCH_SMOKE:-} == 1 ]]; then
+  OUT=${BENCH_OUT:-$(mktemp -d -t nixipfs-bench-smoke-XXXXXX)}
+  WORK=$OUT/work/corpus CACHE=$OUT/work/corpus/downloads
+fi
 mkdir -p "$CACHE/debs" "$CACHE/npm" "$WORK/trees" "$WORK/paths"
 
 log() { printf '[corpus] %s\n' "$*" >&2; }
@@ -98,6 +107,16 @@ COMPONENTS=(
   "typescript-5.9.2|npm|typescript@5.9.2"
 )
 PAIR=("inkscape-1.2.2-2+b1" "inkscape-1.2.2-2+deb12u1")
+#   kind gen (smoke mode): sources are "SEED:KIB" files of deterministic
+#             pseudo-random bytes, each named after its seed
+if [[ ${BENCH_SMOKE:-} == 1 ]]; then
+  COMPONENTS=(
+    "smoke-pair-1|gen|changed-1:64 shared:512"
+    "smoke-pair-2|gen|changed-2:80 shared:512"
+    "smoke-other|gen|other:300 small:1"
+  )
+  PAIR=("smoke-pair-1" "smoke-pair-2")
+fi
 
 # ------------------------------------------------------------------- tools
 need_apt=()
@@ -174,6 +193,8 @@ for c in "${COMPONENTS[@]}"; do
         npm) sub="$tree.tmp/${s%@*}"; mkdir -p "$sub"
              tar -xzf "$(fetch_npm "$s")" -C "$sub" --strip-components=1 \
                --no-same-owner ;;
+        gen) python3 -c 'import random, sys; sys.stdout.buffer.write(random.Random(sys.argv[1]).randbytes(int(sys.argv[2]) * 1024))' \
+               "${s%%:*}" "${s##*:}" >"$tree.tmp/${s%%:*}" ;;
         *) echo "unknown kind $kind" >&2; exit 1 ;;
       esac
     done

@@ -11,19 +11,23 @@
 // half the blocks are dead) and reports block counts and gateway RSS before and after it: a
 // gateway running across the gc, and fresh gateways started after it.
 //
+// Every entry names the same tiny NAR with its one true NarHash and NarSize, as
+// a correct cache may (two store paths with identical contents).
+//
 // Usage: node bench/index.mjs [N=1000000]   (builds first; ~10 min for 1M here)
+//   BENCH_SMOKE=1: N = 2,000, 200 lookups, no build (see bench/lib/mode.mjs)
 // Scratch: bench/work/index (gitignored). Traffic: 127.0.0.1 only.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { ROOT, SMOKE, resultsFile, workDir } from './lib/mode.mjs'
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const WORK = join(ROOT, 'bench', 'work', 'index')
-const N = Number(process.argv[2] === '--lookups' ? process.argv[5] : process.argv[2] ?? 1_000_000)
-const LOOKUPS = 20_000
+const WORK = workDir('index')
+const N = Number(process.argv[2] === '--lookups' ? process.argv[5] : process.argv[2] ?? (SMOKE ? 2_000 : 1_000_000))
+const LOOKUPS = SMOKE ? 200 : 20_000
 
-if (process.argv[2] !== '--lookups') spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' })
+if (process.argv[2] !== '--lookups' && !SMOKE) spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' })
 await import(join(ROOT, 'dist/shim.js'))
 const { PackStore } = await import(join(ROOT, 'dist/ipfs/pack-store.js'))
 const { createCacheRoot, addEntries, narUrl } = await import(join(ROOT, 'dist/cache/directory.js'))
@@ -35,6 +39,8 @@ const { generateSecretKey, formatPublicKey, publicKeyOf, formatSecretKey, signFi
 const { formatNarInfo, fingerprint } = await import(join(ROOT, 'dist/nix/narinfo.js'))
 const { encodeNix32 } = await import(join(ROOT, 'dist/nix/base32.js'))
 const { cidOf, RAW_CODE } = await import(join(ROOT, 'dist/ipfs/block.js'))
+const { NarHasher } = await import(join(ROOT, 'dist/nix/hash.js'))
+const { narString } = await import(join(ROOT, 'dist/nix/nar/wire.js'))
 const { createHash } = await import('node:crypto')
 
 const hashOf = (i) => encodeNix32(createHash('sha256').update(`path ${i}`).digest().subarray(0, 20))
@@ -66,6 +72,8 @@ if (process.argv[2] === '--lookups') {
   process.exit(0)
 }
 
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+const LOAD_START = loadAverage()
 rmSync(WORK, { recursive: true, force: true })
 mkdirSync(join(WORK, 'repo', 'keys'), { recursive: true })
 const repo = join(WORK, 'repo')
@@ -73,12 +81,17 @@ const key = generateSecretKey('bench-index-1')
 writeFileSync(join(repo, 'keys', 'cache.secret'), formatSecretKey(key), { mode: 0o600 })
 writeFileSync(join(repo, 'keys', 'cache.public'), formatPublicKey(publicKeyOf(key)) + '\n')
 
-const nar = cidOf(RAW_CODE, new TextEncoder().encode('a NAR stand-in'))
+// The one NAR: a regular file, as `nix-store --dump` writes it.
+const narBytes = Buffer.concat(['nix-archive-1', '(', 'type', 'regular', 'contents', 'a NAR stand-in', ')'].map(narString))
+const nar = cidOf(RAW_CODE, narBytes)
+const narHasher = new NarHasher()
+narHasher.update(narBytes)
+const narHash = narHasher.digest()
 function narInfoText (i) {
   const h = hashOf(i)
   const info = {
     storePath: `/nix/store/${h}-synthetic-${i}`, url: narUrl(nar), compression: 'none',
-    narHash: `sha256:${encodeNix32(createHash('sha256').update(`nar ${i}`).digest())}`, narSize: 1000 + i,
+    narHash, narSize: narBytes.length,
     references: [`${hashOf(i + 1)}-synthetic-${i + 1}`], sigs: []
   }
   info.fileHash = info.narHash; info.fileSize = info.narSize
@@ -89,18 +102,17 @@ function narInfoText (i) {
 }
 
 const blocks = await PackStore.openRepo(repo)
-const enc = new TextEncoder()
-await blocks.put(nar, enc.encode('a NAR stand-in'))
+await blocks.put(nar, narBytes)
 const rss = () => Math.round(process.memoryUsage().rss / 2 ** 20)
 
 // 1. Build: the path `nixipfs publish` takes, in batches of BATCH paths (each batch writes each
 //    directory node on its way once).
-const BATCH = 20_000
+const BATCH = SMOKE ? 500 : 20_000
 let t0 = performance.now()
 let root = await createCacheRoot(blocks, 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\nX-CID-Recipe: cdc-v1\n')
 for (let b = 0; b < N; b += BATCH) {
   const entries = []
-  for (let i = b; i < Math.min(N, b + BATCH); i++) entries.push({ hash: hashOf(i), narInfo: narInfoText(i), nar, narTsize: 14 })
+  for (let i = b; i < Math.min(N, b + BATCH); i++) entries.push({ hash: hashOf(i), narInfo: narInfoText(i), nar, narTsize: narBytes.length })
   root = await addEntries(blocks, root, entries, new DirNodeCache())
 }
 await blocks.sync()
@@ -111,7 +123,7 @@ console.log(`built ${N} entries in ${(buildMs / 1000).toFixed(1)} s, ${blocks.si
 t0 = performance.now()
 let reads = 0
 const countingRw = { get: (cid, o) => { reads++; return blocks.get(cid, o) }, put: (cid, b) => blocks.put(cid, b) }
-const newRoot = await addEntries(countingRw, root, [{ hash: hashOf(N), narInfo: narInfoText(N), nar, narTsize: 14 }], new DirNodeCache())
+const newRoot = await addEntries(countingRw, root, [{ hash: hashOf(N), narInfo: narInfoText(N), nar, narTsize: narBytes.length }], new DirNodeCache())
 await blocks.sync()
 const addMs = performance.now() - t0
 const addReads = reads
@@ -193,7 +205,8 @@ for (const [label, g] of [['default heap', plain], ['--max-old-space-size=128', 
 const fmt = (n) => Number.isFinite(n) ? n.toLocaleString('en') : '?'
 const md = `# Index benchmark (bench/index.mjs)
 
-Run at ${new Date().toISOString()} with N = ${N.toLocaleString('en')} synthetic narinfos (~${narInfoText(0).length} bytes each; 1 in 1,000 really signed) on ${process.version}, ${spawnSync('nproc').stdout.toString().trim()} cores.
+Run at ${new Date().toISOString()} with N = ${N.toLocaleString('en')} synthetic narinfos (~${narInfoText(0).length} bytes each; 1 in 1,000 really signed) on ${process.version}, ${spawnSync('nproc').stdout.toString().trim()} cores;
+load average at start ${LOAD_START}, at the end ${loadAverage()} (other work on the machine inflates times and p99s).
 
 | what | value | target |
 | --- | ---: | --- |
@@ -221,6 +234,7 @@ The lookups and gateway rows above are measured after \`nixipfs gc\`:
 | the same gateway after the gc and ${LOOKUPS.toLocaleString('en')} more lookups: RSS (peak) | ${gwAfter.rss.toFixed(0)} MiB (${gwAfter.hwm.toFixed(0)} MiB) |
 | a gateway started after the gc: RSS (peak) after ${LOOKUPS.toLocaleString('en')} lookups | ${plain.rss.toFixed(0)} MiB (${plain.hwm.toFixed(0)} MiB) |
 `
-writeFileSync(join(ROOT, 'bench', 'index-results.md'), md)
+writeFileSync(resultsFile('index-results.md'), md)
+if (SMOKE) rmSync(WORK, { recursive: true, force: true })
 console.log(md)
 process.exit(0)

@@ -6,17 +6,17 @@
 // smaller paths into fresh stores. Reports requests, errors, p50/p99 and the
 // gateway's resident memory; writes bench/load-results.md.
 // Usage: node bench/load.mjs   (root, Nix single-user; wrk via apt-get if missing)
+//   BENCH_SMOKE=1: the tiny corpus, wrk 1 s, 2 copies (see bench/lib/mode.mjs)
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { ROOT, SMOKE, resultsFile, workDir } from './lib/mode.mjs'
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const WORK = join(ROOT, 'bench', 'work', 'load')
+const WORK = workDir('load')
 const CLI = join(ROOT, 'bin', 'nixipfs.mjs')
-const SECONDS = Number(process.env.BENCH_LOAD_SECONDS || 60)
-const PARALLEL = 25
+const SECONDS = Number(process.env.BENCH_LOAD_SECONDS || (SMOKE ? 1 : 60))
+const PARALLEL = SMOKE ? 2 : 25
 const NIXFLAGS = ['--extra-experimental-features', 'nix-command']
 const STORES = fs.existsSync('/dev/shm') ? '/dev/shm' : WORK
 const log = (...a) => console.error('[load]', ...a)
@@ -96,7 +96,7 @@ Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model}
 | ${PARALLEL} parallel \`nix copy --from\` of ${small.length} paths | ${copies.filter(c => c === 0).length} of ${PARALLEL} succeeded, ${copySeconds.toFixed(1)} s |
 | gateway RSS after the copies (peak) | ${afterCopies.rss.toFixed(0)} MiB (${afterCopies.hwm.toFixed(0)} MiB) |
 `
-  fs.writeFileSync(join(ROOT, 'bench', 'load-results.md'), md)
+  fs.writeFileSync(resultsFile('load-results.md'), md)
   console.log(md)
   fs.rmSync(WORK, { recursive: true, force: true })
   if (errors > 0 || copies.some(c => c !== 0)) process.exit(1)

@@ -15,17 +15,17 @@
 // Usage: node bench/p2p.mjs   (root; Nix single-user; nginx via apt-get if
 // missing). Knobs: BENCH_RUNS [3], BENCH_BITSWAP [1] (0 skips the bitswap
 // row), BENCH_KEEP=1 keeps bench/work/p2p. All traffic is to 127.0.0.1.
+// BENCH_SMOKE=1: the tiny corpus, one run per side (see bench/lib/mode.mjs).
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import { createServer } from 'node:net'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { ROOT, SMOKE, resultsFile, workDir } from './lib/mode.mjs'
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const WORK = join(ROOT, 'bench', 'work', 'p2p')
+const WORK = workDir('p2p')
 const CLI = join(ROOT, 'bin', 'nixipfs.mjs')
-const RUNS = Number(process.env.BENCH_RUNS || 3)
+const RUNS = Number(process.env.BENCH_RUNS || (SMOKE ? 1 : 3))
 const BITSWAP = process.env.BENCH_BITSWAP !== '0'
 const NIXFLAGS = ['--extra-experimental-features', 'nix-command']
 const STORES = fs.existsSync('/dev/shm') ? '/dev/shm' : WORK
@@ -185,7 +185,7 @@ ${row('bitswap', '—')}
 - CPU used during the copies (user + system, s): C ${cpu.http.map(x => x.c.toFixed(2)).join(', ')} and M ${cpu.http.map(x => x.m.toFixed(2)).join(', ')} over HTTP; C ${cpu.bitswap.map(x => x.c.toFixed(2)).join(', ') || '—'} and M ${cpu.bitswap.map(x => x.m.toFixed(2)).join(', ') || '—'} over bitswap. (Nix runs beside them; nginx needs almost none: sendfile.)
 - Raw times (s): nginx ${times.nginx.map(x => x.toFixed(2)).join(', ')}; C over HTTP ${times.http.map(x => x.toFixed(2)).join(', ')}; C over bitswap ${times.bitswap.map(x => x.toFixed(2)).join(', ') || '—'}.
 `
-  fs.writeFileSync(join(ROOT, 'bench', 'p2p-results.md'), md)
+  fs.writeFileSync(resultsFile('p2p-results.md'), md)
   console.log(md)
   if (process.env.BENCH_KEEP !== '1') rmrf(WORK)
 }

@@ -34,6 +34,9 @@
 //   BENCH_STORE_DIR [/dev/shm if it has 4 GiB free, else bench/work/run]
 //                           where the fresh stores of the substitution runs go
 //
+// BENCH_SMOKE=1 (bench/lib/mode.mjs): the tiny corpus of corpus.sh, one run
+// of everything (wrk 1 s), no build; results under BENCH_OUT.
+//
 // Scratch lives in bench/work/run/ (gitignored; large dirs are deleted at
 // the end unless BENCH_KEEP=1). All traffic is to 127.0.0.1. nginx, wrk and
 // curl are installed with apt-get if missing.
@@ -41,13 +44,12 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createServer } from 'node:net'
 import fs from 'node:fs'
 import os from 'node:os'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join, resolve } from 'node:path'
+import { ROOT, SMOKE, resultsFile, workDir } from './lib/mode.mjs'
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const BENCH = join(ROOT, 'bench')
-const WORK = join(BENCH, 'work', 'run')
-const RESULTS = join(BENCH, 'results.md')
+const WORK = workDir('run')
+const RESULTS = resultsFile('results.md')
 const CLI = process.env.BENCH_CLI ? resolve(process.env.BENCH_CLI) : join(ROOT, 'bin', 'nixipfs.mjs')
 
 const intEnv = (name, def) => {
@@ -57,17 +59,18 @@ const intEnv = (name, def) => {
   if (!Number.isInteger(n) || n < 1) { console.error(`${name} must be a positive integer, got ${v}`); process.exit(2) }
   return n
 }
-const RUNS = intEnv('BENCH_RUNS', 3)
-const WRK_SECONDS = intEnv('BENCH_WRK_SECONDS', 10)
-const WRK_ROUNDS = intEnv('BENCH_WRK_ROUNDS', 2)
-const NAR_FETCHES = intEnv('BENCH_NAR_FETCHES', 5)
+const RUNS = intEnv('BENCH_RUNS', SMOKE ? 1 : 3)
+const WRK_SECONDS = intEnv('BENCH_WRK_SECONDS', SMOKE ? 1 : 10)
+const WRK_WARMUP_SECONDS = SMOKE ? 1 : 2
+const WRK_ROUNDS = intEnv('BENCH_WRK_ROUNDS', SMOKE ? 1 : 2)
+const NAR_FETCHES = intEnv('BENCH_NAR_FETCHES', SMOKE ? 1 : 5)
 const NGINX_WORKERS = process.env.BENCH_NGINX_WORKERS || '1'
 const KEEP = process.env.BENCH_KEEP === '1'
 // Fresh stores for substitution go on tmpfs by default: on the dev VMs file
 // creation on ext4 (~0.5 ms per file, 8,000+ files) swings run to run from
 // 3 s to 11 s of kernel time whichever server is used, drowning the
 // difference between the servers. On tmpfs a run is ~2 s, stable.
-const STORE_BASE = process.env.BENCH_STORE_DIR || (fs.existsSync('/dev/shm') && fs.statfsSync('/dev/shm').bavail * fs.statfsSync('/dev/shm').bsize > 4 * 2 ** 30 ? '/dev/shm' : join(ROOT, 'bench', 'work', 'run'))
+const STORE_BASE = process.env.BENCH_STORE_DIR || (fs.existsSync('/dev/shm') && fs.statfsSync('/dev/shm').bavail * fs.statfsSync('/dev/shm').bsize > 4 * 2 ** 30 ? '/dev/shm' : WORK)
 const WRK_CONNS = 32
 const WRK_THREADS = 2
 const NIXFLAGS = ['--extra-experimental-features', 'nix-command']
@@ -252,7 +255,7 @@ async function main () {
     ctx.nginx = has('nginx') ? 'nginx' : '/usr/sbin/nginx'
   })
   ctx.machine = machineInfo()
-  ctx.built = await step('build (npm run build)', async () => {
+  ctx.built = SMOKE || await step('build (npm run build)', async () => {
     await run('npm', ['run', 'build'], { env: process.env, label: 'build', timeoutMs: 300_000 })
     return true
   })
@@ -491,7 +494,7 @@ end
         return v
       }
       const rps = { nginx: [], gateway: [] }
-      for (const s of [servers.nginx, servers.gateway]) await wrk(s, 2) // warm-up, not counted
+      for (const s of [servers.nginx, servers.gateway]) await wrk(s, WRK_WARMUP_SECONDS) // warm-up, not counted
       const rounds = []
       for (let i = 0; i < WRK_ROUNDS; i++) rounds.push(...(i % 2 === 0 ? [servers.nginx, servers.gateway] : [servers.gateway, servers.nginx]))
       for (const s of rounds) {
@@ -659,7 +662,7 @@ function report () {
     `- node ${m.node}; ${m.nix}; ${m.nginx}; ${m.wrk}; ${m.curl}`,
     `- nixipfs at commit ${m.commit}; commands run in ${ROOT}`,
     `- load average at start: ${ctx.loadStart}; at end: ${fs.readFileSync('/proc/loadavg', 'utf8').trim()} (other processes on the machine skew absolute numbers; the ratios are side by side)`,
-    `- settings: BENCH_RUNS=${RUNS} (publish and substitution: per side, alternating A B B A…, medians), wrk ${WRK_ROUNDS} × ${WRK_SECONDS} s per server after a 2 s warm-up each (alternating, median req/s), ${NAR_FETCHES} NAR downloads per server after 1 warm-up (median MB/s, MB = 10^6 bytes), nginx worker_processes ${NGINX_WORKERS}, sendfile on, keep-alive on; \`sync\` before each timed publish/substitution run; Nix narinfo disk cache TTLs set to 0 for substitution; fresh substitution stores under ${ctx.storeBase ?? STORE_BASE} (tmpfs unless BENCH_STORE_DIR says otherwise)`,
+    `- settings: BENCH_RUNS=${RUNS} (publish and substitution: per side, alternating A B B A…, medians), wrk ${WRK_ROUNDS} × ${WRK_SECONDS} s per server after a ${WRK_WARMUP_SECONDS} s warm-up each (alternating, median req/s), ${NAR_FETCHES} NAR downloads per server after 1 warm-up (median MB/s, MB = 10^6 bytes), nginx worker_processes ${NGINX_WORKERS}, sendfile on, keep-alive on; \`sync\` before each timed publish/substitution run; Nix narinfo disk cache TTLs set to 0 for substitution; fresh substitution stores under ${ctx.storeBase ?? STORE_BASE} (tmpfs unless BENCH_STORE_DIR says otherwise)`,
     '',
     '## Corpus',
     '',

@@ -7,16 +7,18 @@
 // with larger counts; the figures are what those tests print. Writes
 // bench/soak-results.md.
 // Usage: node bench/soak.mjs   (SOAK_ROUNDS [6], SOAK_FUZZ_RUNS [20000], SOAK_CRASH_RUNS [25])
+//   BENCH_SMOKE=1: one round of the parser fuzz alone at 50 cases, no build (`npm test` runs the
+//   crash and tamper files itself; see bench/lib/mode.mjs)
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { ROOT, SMOKE, resultsFile, workDir } from './lib/mode.mjs'
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const ROUNDS = Number(process.env.SOAK_ROUNDS || 6)
-const FUZZ_RUNS = Number(process.env.SOAK_FUZZ_RUNS || 20_000)
+const WORK = workDir('soak')
+const ROUNDS = Number(process.env.SOAK_ROUNDS || (SMOKE ? 1 : 6))
+const FUZZ_RUNS = Number(process.env.SOAK_FUZZ_RUNS || (SMOKE ? 50 : 20_000))
 const CRASH_RUNS = Number(process.env.SOAK_CRASH_RUNS || 25)
-const FILES = ['test/fuzz/parsers.test.ts', 'test/e2e/crash.test.ts', 'test/e2e/tamper.test.ts']
+const FILES = SMOKE ? ['test/fuzz/parsers.test.ts'] : ['test/fuzz/parsers.test.ts', 'test/e2e/crash.test.ts', 'test/e2e/tamper.test.ts']
 const log = (...a) => console.error('[soak]', ...a)
 
 /** Runs the test files once; resolves with their output and exit code. */
@@ -37,8 +39,8 @@ function round () {
 const sum = (outs, re) => outs.reduce((n, out) => n + [...out.matchAll(re)].reduce((m, x) => m + Number(x[1]), 0), 0)
 
 async function main () {
-  fs.mkdirSync(join(ROOT, 'bench', 'work'), { recursive: true })
-  await new Promise((res, rej) => spawn('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' }).on('close', c => c === 0 ? res() : rej(new Error('build failed'))))
+  fs.mkdirSync(WORK, { recursive: true })
+  if (!SMOKE) await new Promise((res, rej) => spawn('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' }).on('close', c => c === 0 ? res() : rej(new Error('build failed'))))
   const started = Date.now()
   const outs = []
   let failed = 0
@@ -47,7 +49,7 @@ async function main () {
     const { code, out } = await round()
     outs.push(out)
     if (code !== 0) failed++
-    fs.writeFileSync(join(ROOT, 'bench', 'work', `soak-round-${i}.log`), out)
+    fs.writeFileSync(join(WORK, `soak-round-${i}.log`), out)
     log(`round ${i}/${ROUNDS}: exit ${code} in ${((Date.now() - t) / 1000).toFixed(0)} s`)
   }
   const minutes = ((Date.now() - started) / 60_000).toFixed(1)
@@ -73,8 +75,8 @@ The tamper matrix of the last round:
 
 ${matrix}
 `
-  fs.writeFileSync(join(ROOT, 'bench', 'soak-results.md'), md)
-  log(`wrote bench/soak-results.md (${failed} failed rounds)`)
+  fs.writeFileSync(resultsFile('soak-results.md'), md)
+  log(`wrote ${resultsFile('soak-results.md')} (${failed} failed rounds)`)
   if (failed > 0) process.exitCode = 1
 }
 

@@ -29,11 +29,17 @@ let
     MemoryDenyWriteExecute = false; # V8's JIT writes code
     SystemCallArchitectures = "native";
     Restart = "on-failure";
+    # Room for --max-connections (8192 by default) besides pack files and peers: under systemd's
+    # default soft limit (1024) the gateway would serve at most 768 HTTP connections.
+    LimitNOFILE = 65536;
   };
+  # Nothing listens beyond loopback unless the firewall is opened for it.
+  bindHost = if cfg.openFirewall then "0.0.0.0" else "127.0.0.1";
+  mirrorListen = if cfg.mirror.listen != null then cfg.mirror.listen else "${bindHost}:8081";
   nodeArgs = repo: listen: [
     "--repo" repo
     "--listen" listen
-    "--listen-p2p" "/ip4/0.0.0.0/tcp/${toString cfg.p2pPort}"
+    "--listen-p2p" "/ip4/${bindHost}/tcp/${toString cfg.p2pPort}"
   ] ++ repeated "--peer" cfg.peers ++ repeated "--http-gateway" cfg.httpGateways;
   # A hardened, networked service running `nixipfs COMMAND ARGS…`.
   nodeService = description: command: args: extra: {
@@ -55,7 +61,7 @@ in
     };
 
     p2pPort = mkOption { type = types.port; default = 4001; description = "libp2p TCP port (bitswap, record exchange)."; };
-    openFirewall = mkOption { type = types.bool; default = false; description = "Open p2pPort (and a mirror's HTTP port) in the firewall."; };
+    openFirewall = mkOption { type = types.bool; default = false; description = "Listen for libp2p (and a mirror's HTTP, unless mirror.listen is set) on all interfaces and open those ports in the firewall; otherwise they listen on loopback only."; };
     peers = mkOption { type = types.listOf types.str; default = [ ]; description = "libp2p peers to keep connected (multiaddrs ending in /p2p/<id>)."; };
     httpGateways = mkOption { type = types.listOf types.str; default = [ ]; description = "Trustless HTTP gateways (other nixipfs nodes) to fetch from."; };
 
@@ -73,7 +79,7 @@ in
 
     mirror = {
       enable = mkEnableOption "a mirror that pins followed caches";
-      listen = mkOption { type = types.str; default = "0.0.0.0:8081"; description = "HTTP address peers fetch from."; };
+      listen = mkOption { type = types.nullOr types.str; default = null; example = "0.0.0.0:8081"; description = "HTTP address peers fetch from (default: port 8081, on all interfaces with openFirewall, else loopback)."; };
       follow = mkOption { type = types.listOf types.str; default = [ ]; description = "Caches to mirror."; };
       closures = mkOption { type = types.listOf types.str; default = [ ]; description = "Only these closures (empty: everything)."; };
     };
@@ -102,7 +108,7 @@ in
 
     (mkIf cfg.mirror.enable {
       systemd.services.nixipfs-mirror = nodeService "nixipfs mirror (pins followed caches)" "mirror"
-        (nodeArgs "/var/lib/nixipfs-mirror" cfg.mirror.listen
+        (nodeArgs "/var/lib/nixipfs-mirror" mirrorListen
           ++ repeated "--follow" cfg.mirror.follow
           ++ repeated "--closure" cfg.mirror.closures)
         { StateDirectory = "nixipfs-mirror"; };
@@ -111,14 +117,14 @@ in
     (mkIf cfg.publishHook.enable {
       nix.settings.post-build-hook = pkgs.writeShellScript "nixipfs-post-build-hook" ''
         export NIXIPFS_REPO=/var/lib/nixipfs
-        exec ${pkgs.util-linux}/bin/runuser -u nixipfs -- ${exe} publish ${lib.optionalString (cfg.publishHook.secretKeyFile != null) "--secret-key-file ${cfg.publishHook.secretKeyFile}"}
+        exec ${pkgs.util-linux}/bin/runuser -u nixipfs -- ${exe} publish --hook ${lib.optionalString (cfg.publishHook.secretKeyFile != null) "--secret-key-file ${cfg.publishHook.secretKeyFile}"}
       '';
     })
 
     {
       users.users.nixipfs = { isSystemUser = true; group = "nixipfs"; home = "/var/lib/nixipfs"; };
       users.groups.nixipfs = { };
-      networking.firewall.allowedTCPPorts = optionals cfg.openFirewall ([ cfg.p2pPort ] ++ optionals cfg.mirror.enable [ (lib.toInt (lib.last (lib.splitString ":" cfg.mirror.listen))) ]);
+      networking.firewall.allowedTCPPorts = optionals cfg.openFirewall ([ cfg.p2pPort ] ++ optionals cfg.mirror.enable [ (lib.toInt (lib.last (lib.splitString ":" mirrorListen))) ]);
     }
   ]);
 }

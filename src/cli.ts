@@ -25,7 +25,9 @@ export const cli = defineCommand({
     config: async () => (await import('./commands/config.js')).default,
     doctor: async () => (await import('./commands/doctor.js')).default,
     verify: async () => (await import('./commands/verify.js')).default,
-    import: async () => (await import('./commands/import.js')).default
+    import: async () => (await import('./commands/import.js')).default,
+    use: async () => (await import('./commands/use.js')).default,
+    watch: async () => (await import('./commands/watch.js')).default
   }
 })
 

@@ -26,8 +26,8 @@ export const DEFAULT_LISTEN = '127.0.0.1:8080'
 /** Priority announced in nix-cache-info (cache.nixos.org uses 40; lower wins). */
 export const DEFAULT_PRIORITY = 30
 
-/** libp2p listen address of a node unless told otherwise: every user seeds. */
-export const DEFAULT_LISTEN_P2P = '/ip4/0.0.0.0/tcp/4001'
+/** libp2p listen address of a node unless told otherwise: loopback only; listening beyond it (seeding to the network) is asked for with --listen-p2p. */
+export const DEFAULT_LISTEN_P2P = '/ip4/127.0.0.1/tcp/4001'
 
 /** Seconds between asking peers for newer records of followed caches. */
 export const DEFAULT_FOLLOW_INTERVAL_S = 60

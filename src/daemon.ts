@@ -4,6 +4,7 @@ import { cacheClosure } from './cache/closure.js'
 import { openIndex } from './cache/index.js'
 import { loadRecord, loadRecordBytes } from './cache/records.js'
 import { startRepublisher } from './cache/republish.js'
+import { startQueueRetry } from './cache/publish-request.js'
 import { repoIndexSource } from './cache/source.js'
 import type { CommitOptions } from './cache/commit.js'
 import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
@@ -29,6 +30,8 @@ export interface DaemonOptions {
   /** the own cache's key, to keep its record fresh */
   ownKey?: SecretKey
   republish?: CommitOptions
+  /** publish what failed publishes queued in the repo (at start and every 30 s), with these record options */
+  retryQueued?: CommitOptions
   /** IPNS names of followed caches */
   follow: string[]
   /** fetch every block of followed caches (a mirror) or only their index */
@@ -48,6 +51,7 @@ export interface DaemonOptions {
   onRequest?: (r: RequestLog) => void
   maxConnections?: number
   maxHeaderBytes?: number
+  headTimeoutMs?: number
   /** keep the repo's packs under this many bytes by evicting least recently used NARs of followed caches */
   maxCacheBytes?: number
   expiredGraceMs: number
@@ -147,17 +151,22 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     logger: log,
     onRequest: options.onRequest,
     maxConnections: options.maxConnections,
-    maxHeaderBytes: options.maxHeaderBytes
+    maxHeaderBytes: options.maxHeaderBytes,
+    headTimeoutMs: options.headTimeoutMs
   })
   const evictor = options.maxCacheBytes === undefined ? undefined : startEvictor(repo, network, options, options.maxCacheBytes)
   const republisher = options.ownKey === undefined || options.republish === undefined
     ? undefined
     : startRepublisher(repo, options.ownKey, options.republish, log)
+  const queue = options.retryQueued === undefined
+    ? undefined
+    : startQueueRetry(repo, local, { ...options.retryQueued, log }, () => { if (options.own !== undefined) sources.get(options.own)?.recheck() })
   return {
     gateway,
     network,
     stop: async () => {
       republisher?.stop()
+      await queue?.stop()
       if (evictor !== undefined) clearInterval(evictor)
       follower?.stop()
       await gateway.close()

@@ -1,10 +1,11 @@
+import { spawn } from 'node:child_process'
 import { readFile, stat } from 'node:fs/promises'
-import { request } from 'undici'
 import { loadRecord } from './cache/records.js'
 import { InsecureKeyFileError, NixipfsError } from './errors.js'
 import { ipnsNameOf } from './ipfs/ipns.js'
 import { PackStore } from './ipfs/pack-store.js'
-import { parsePublicKey } from './nix/signing.js'
+import { discard, HttpPool } from './net/http-get.js'
+import { parsePublicKey, type PublicKey } from './nix/signing.js'
 import { runNix } from './nix/store.js'
 import { readSecretKeyFile, repoKeyPaths } from './repo.js'
 
@@ -23,20 +24,25 @@ export interface DoctorOptions {
   gateway: string
   /** HTTP peers to check are reachable */
   httpGateways: string[]
+  /** keys the gateway follows or trusts (Nix format), checked for names shared with other keys */
+  keys?: string[]
 }
 
-async function nixSetting (name: string): Promise<unknown> {
-  const json = JSON.parse(await runNix('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'])) as Record<string, { value: unknown }>
-  return json[name]?.value
+/** Nix's settings (`nix show-config`), asked for once. */
+async function nixSettings (): Promise<Record<string, { value: unknown }>> {
+  return JSON.parse(await runNix('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'])) as Record<string, { value: unknown }>
 }
 
 async function reachable (url: string): Promise<string | undefined> {
+  const pool = new HttpPool({ connections: 1, idleMs: 3_000 })
   try {
-    const res = await request(`${url.replace(/\/+$/, '')}/nix-cache-info`, { headersTimeout: 3_000, bodyTimeout: 3_000 })
-    await res.body.dump()
-    return res.statusCode === 200 ? undefined : `answered HTTP ${res.statusCode}`
+    const res = await pool.get(`${url.replace(/\/+$/, '')}/nix-cache-info`)
+    discard(res)
+    return res.status === 200 ? undefined : `answered HTTP ${res.status}`
   } catch (err) {
     return (err as Error).message
+  } finally {
+    pool.close()
   }
 }
 
@@ -48,9 +54,11 @@ export async function diagnose (options: DoctorOptions): Promise<Finding[]> {
   // Nix
   let substituters: string[] = []
   let trusted: string[] = []
+  let settings: Record<string, { value: unknown }> = {}
   try {
-    substituters = (await nixSetting('substituters') as string[] | undefined) ?? []
-    trusted = (await nixSetting('trusted-public-keys') as string[] | undefined) ?? []
+    settings = await nixSettings()
+    substituters = (settings.substituters?.value as string[] | undefined) ?? []
+    trusted = (settings['trusted-public-keys']?.value as string[] | undefined) ?? []
     add('nix', true, 'nix is installed and answers')
   } catch (err) {
     add('nix', false, `cannot ask nix for its configuration (${(err as Error).message}); install Nix`)
@@ -103,8 +111,52 @@ export async function diagnose (options: DoctorOptions): Promise<Finding[]> {
     add('peer', why === undefined, why === undefined ? `${peer} answers` : `peer ${peer} does not answer (${why})`, false)
   }
 
-  // The post-build hook is advice: publishing by hand works too.
-  const hook = await nixSetting('post-build-hook').catch(() => '') as string
-  add('post-build-hook', hook !== '', hook !== '' ? `builds are published by ${hook}` : 'builds are not published automatically: set post-build-hook in nix.conf (see README)', false)
+  // Keys by name: Nix keeps one key per name, so paths signed by the other "lack a valid signature".
+  for (const clash of sharedNames([...trusted, ...(pub === undefined ? [] : [`${pub.name}:${Buffer.from(pub.key).toString('base64')}`]), ...(options.keys ?? [])])) {
+    add('key names', false, `${clash.keys.join(' and ')} share the name ${clash.name}: Nix looks keys up by name and keeps one, so paths signed by the others "lack a valid signature"; give all but one a new key with its own name (nixipfs keygen NAME)`, false)
+  }
+
+  // The post-build hook is advice (publishing by hand works too), but a hook that fails fails every build.
+  const hook = (settings['post-build-hook']?.value as string | undefined) ?? ''
+  if (hook === '') add('post-build-hook', true, 'builds are not published automatically: set post-build-hook in nix.conf (see README), or run nixipfs watch', false)
+  else found.push(await checkHook(hook))
   return found
+}
+
+/** Groups of distinct keys (Nix format) that share a name. */
+function sharedNames (keys: string[]): Array<{ name: string, keys: string[] }> {
+  const byName = new Map<string, Set<string>>()
+  for (const text of keys) {
+    let key: PublicKey
+    try { key = parsePublicKey(text) } catch { continue }
+    const b64 = Buffer.from(key.key).toString('base64')
+    byName.set(key.name, (byName.get(key.name) ?? new Set()).add(`${key.name}:${b64}`))
+  }
+  return [...byName].filter(([, set]) => set.size > 1).map(([name, set]) => ({ name, keys: [...set] }))
+}
+
+/** How long the hook's dry run may take. */
+const HOOK_DRY_RUN_MS = 60_000
+
+/** Runs the post-build hook as Nix would, but as a dry run (NIXIPFS_DRY_RUN=1): does it work, and is it nixipfs's? */
+async function checkHook (hook: string): Promise<Finding> {
+  const text = await readFile(hook, 'utf8').catch((err: Error) => err)
+  if (text instanceof Error) return { check: 'post-build-hook', ok: false, required: true, message: `${hook} cannot be read (${text.message}); Nix fails every build while post-build-hook names it` }
+  if (!text.includes('nixipfs')) return { check: 'post-build-hook', ok: true, required: false, message: `${hook} does not run nixipfs, so builds are not published (see README)` }
+  const run = await new Promise<{ code: number | null, out: string }>(resolve => {
+    const child = spawn(hook, [], { env: { ...process.env, NIXIPFS_DRY_RUN: '1', OUT_PATHS: '', DRV_PATH: '' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: HOOK_DRY_RUN_MS })
+    let out = ''
+    child.stdout.on('data', (b: Buffer) => { out += b.toString() })
+    child.stderr.on('data', (b: Buffer) => { out += b.toString() })
+    child.on('error', err => resolve({ code: -1, out: err.message }))
+    child.on('close', code => resolve({ code, out }))
+  })
+  const tail = run.out.trim().split('\n').slice(-3).join(' / ')
+  if (run.code !== 0 || !/dry run: publishing would work/.test(run.out)) {
+    return { check: 'post-build-hook', ok: false, required: true, message: `${hook} fails its dry run (exit ${run.code ?? 'by signal'}: ${tail}); Nix fails every build while it does` }
+  }
+  if (!/as a hook/.test(run.out)) {
+    return { check: 'post-build-hook', ok: false, required: false, message: `${hook} runs \`nixipfs publish\` without --hook: a failed publish fails the build; use \`publish --hook\` (README)` }
+  }
+  return { check: 'post-build-hook', ok: true, required: true, message: `builds are published by ${hook} (its dry run passed)` }
 }

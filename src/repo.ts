@@ -1,8 +1,10 @@
 import { chmod, mkdir, open, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
-import { homedir } from 'node:os'
+import { createHash } from 'node:crypto'
+import { homedir, hostname } from 'node:os'
 import { dirname, join } from 'node:path'
 import { InsecureKeyFileError, RepoError } from './errors.js'
-import { formatPublicKey, formatSecretKey, parseSecretKey, publicKeyOf, type SecretKey } from './nix/signing.js'
+import { encodeNix32 } from './nix/base32.js'
+import { formatPublicKey, formatSecretKey, generateSecretKey, parseSecretKey, publicKeyOf, type SecretKey } from './nix/signing.js'
 
 /** The repo directory: `--repo`, else `$NIXIPFS_REPO`, else `$XDG_DATA_HOME/nixipfs` (`~/.local/share/nixipfs`). */
 export function resolveRepo (flag?: string): string {
@@ -95,6 +97,34 @@ export async function writeKeyFiles (key: SecretKey, secretPath: string, publicP
   await writeFileAtomic(secretPath, formatSecretKey(key), 0o600)
   await chmod(secretPath, 0o600) // the umask may have narrowed, never widened, but be explicit
   await writeFileAtomic(publicPath, formatPublicKey(publicKeyOf(key)) + '\n', 0o644)
+}
+
+/**
+ * A new key pair for a repo, named `<host>-nixipfs-<tag>` with a tag taken
+ * from the public key: Nix looks trusted keys up by name, so two repos on one
+ * host must never share a key name (both could not be trusted at once).
+ */
+export function newRepoKey (): SecretKey {
+  const key = generateSecretKey('nixipfs')
+  const tag = encodeNix32(createHash('sha256').update(key.publicKey).digest()).slice(0, 8)
+  return { ...key, name: `${hostname().split('.')[0] || 'nixipfs'}-nixipfs-${tag}` }
+}
+
+/**
+ * The repo's signing key; with `create`, a repo without one gets a new one,
+ * announced through `onCreated`. Throws RepoError when there is none and `create` is false.
+ */
+export async function repoSigningKey (repo: string, create: boolean, onCreated?: (message: string) => void): Promise<SecretKey> {
+  const paths = repoKeyPaths(repo)
+  try {
+    return await readSecretKeyFile(paths.secret)
+  } catch (err) {
+    if (!create || !(err instanceof RepoError)) throw err
+  }
+  const key = newRepoKey()
+  await writeKeyFiles(key, paths.secret, paths.public)
+  onCreated?.(`Created signing key ${paths.secret}; its public key is ${formatPublicKey(publicKeyOf(key))}`)
+  return key
 }
 
 /** How often a waiting process checks whether the repo lock was released. */

@@ -1,19 +1,30 @@
-import { chmodSync, readFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { nixAvailable, nixBuild, shellDerivation } from './helpers/nix.js'
-import { runCli, startGatewayProcess, tmp, type GatewayProcess } from './helpers/cli.js'
+import { BIN, runCli, startGatewayProcess, tmp, type GatewayProcess } from './helpers/cli.js'
+
+/** A post-build hook script running `nixipfs publish ARGS` into `repo`, as the README's recipe does. */
+function hookScript (repo: string, args: string): string {
+  const file = join(tmp(), 'hook.sh')
+  writeFileSync(file, `#!/bin/sh\nset -eu\nexport NIXIPFS_REPO=${repo}\nexec ${BIN} publish ${args}\n`)
+  chmodSync(file, 0o755)
+  return file
+}
 
 // Each misconfiguration doctor claims to find, made for real (Nix reads NIX_CONFIG).
 describe.runIf(nixAvailable)('nixipfs doctor', () => {
   const repo = tmp()
   let pub: string
   let gw: GatewayProcess
+  let hook: string
   beforeAll(async () => {
     const [path] = nixBuild(shellDerivation(`doctor-${Date.now()}-${process.pid}`, 'mkdir $out; echo ok > $out/ok'))
     expect(runCli(['publish', '--repo', repo, path!]).status).toBe(0)
     pub = readFileSync(join(repo, 'keys', 'cache.public'), 'utf8').trim()
     gw = await startGatewayProcess(['--repo', repo])
+    hook = hookScript(repo, '--hook')
   })
   afterAll(async () => { await gw?.stop() })
 
@@ -21,12 +32,46 @@ describe.runIf(nixAvailable)('nixipfs doctor', () => {
     const res = runCli(['doctor', '--repo', r, '--gateway', gw.url, ...args], { NIX_CONFIG: nixConfig })
     return { status: res.status, out: res.stdout + res.stderr }
   }
-  const good = (): string => `substituters = ${gw.url}\ntrusted-public-keys = ${pub}\npost-build-hook = /bin/true`
+  const good = (postBuildHook = hook): string => `substituters = ${gw.url}\ntrusted-public-keys = ${pub}\npost-build-hook = ${postBuildHook}`
 
   it('finds nothing to fix in a good setup', () => {
     const r = doctor(good())
+    expect(r.out).toContain(`builds are published by ${hook} (its dry run passed)`)
     expect(r.out).toContain('nothing to fix')
+    expect(r.out).not.toContain('share the name')
     expect(r.status).toBe(0)
+  })
+
+  it('runs the post-build hook as a dry run: one that would fail every build is an error', () => {
+    const before = runCli(['ls', '--repo', repo]).stdout
+    const failing = hookScript(repo, '--hook --secret-key-file /nonexistent/cache.secret')
+    const r = doctor(good(failing))
+    expect(r.status).toBe(1)
+    expect(r.out).toMatch(new RegExp(`${failing} fails its dry run \\(exit 1: .*secret key file /nonexistent/cache.secret does not exist.*\\); Nix fails every build while it does`))
+    const packs = join(repo, 'packs')
+    execFileSync('mount', ['--bind', packs, packs])
+    try {
+      execFileSync('mount', ['-o', 'remount,ro,bind', packs])
+      expect(doctor(good()).out).toMatch(/fails its dry run \(exit 1: .*read-only file system/i)
+    } finally {
+      execFileSync('umount', [packs])
+    }
+    const missing = doctor(good('/nonexistent/hook.sh'))
+    expect(missing.status).toBe(1)
+    expect(missing.out).toMatch(/\/nonexistent\/hook\.sh cannot be read .*Nix fails every build/)
+    const noHookFlag = doctor(good(hookScript(repo, '')))
+    expect(noHookFlag.out).toMatch(/runs `nixipfs publish` without --hook: a failed publish fails the build/)
+    expect(doctor(good('/bin/true')).out).toMatch(/\/bin\/true does not run nixipfs, so builds are not published/)
+    expect(runCli(['ls', '--repo', repo]).stdout).toBe(before) // a dry run publishes nothing
+  })
+
+  it('warns when two keys it is given share a name (Nix would keep only one)', () => {
+    const [name] = pub.split(':')
+    const twin = `${name}:${Buffer.alloc(32, 7).toString('base64')}`
+    const r = doctor(`${good()}\ntrusted-public-keys = ${pub} ${twin}`)
+    expect(r.out).toContain(`share the name ${name}: Nix looks keys up by name and keeps one`)
+    const followed = doctor(good(), ['--follow', `b-1:${Buffer.alloc(32, 1).toString('base64')}`, '--trust', `b-1:${Buffer.alloc(32, 2).toString('base64')}`])
+    expect(followed.out).toContain('share the name b-1')
   })
 
   it('finds a gateway Nix does not use, a key it does not trust, and no post-build hook', () => {

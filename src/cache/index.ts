@@ -2,7 +2,7 @@ import { unixfs } from '@helia/unixfs'
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
-import { IntegrityError } from '../errors.js'
+import { InconsistentCacheError } from '../errors.js'
 import { DAG_PB_CODE, RAW_CODE, getVerified, type BlockGetter } from '../ipfs/block.js'
 import { readSmallFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry, preloadDirectory } from '../ipfs/hamt.js'
@@ -17,6 +17,8 @@ export interface NarEntry {
   narSize: number
   /** known once a narinfo naming this NAR was read; without it only blocks are checked */
   narHash?: string
+  /** the store path of the narinfo that gave `narHash` */
+  narHashFrom?: string
   /** set once a full read matched NarHash and the NAR format: the DAG is immutable, so later reads need only block checks */
   verified?: boolean
 }
@@ -99,10 +101,10 @@ export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheI
           // The first narinfo naming a NAR gives the NarHash its first full read is checked against (also when the NAR was asked for first);
           // a NAR's bytes have one hash, so a narinfo claiming another is refused.
           const known = nars.get(nar.toString())
-          if (known == null) nars.set(nar.toString(), { cid: nar, narSize: info.narSize, narHash: info.narHash })
-          else if (known.narHash === undefined) known.narHash = info.narHash
+          if (known == null) nars.set(nar.toString(), { cid: nar, narSize: info.narSize, narHash: info.narHash, narHashFrom: info.storePath })
+          else if (known.narHash === undefined) Object.assign(known, { narHash: info.narHash, narHashFrom: info.storePath })
           else if (known.narHash !== info.narHash) {
-            throw new IntegrityError(`${info.storePath}: its narinfo gives NAR ${nar.toString()} the NarHash ${info.narHash}, another narinfo of this cache gives it ${known.narHash}${known.verified === true ? ' (which its bytes match)' : ''}; refusing it`)
+            throw new InconsistentCacheError(nar.toString(), info.storePath, info.narHash, { storePath: known.narHashFrom, narHash: known.narHash, verified: known.verified })
           }
         }
       }

@@ -1,12 +1,12 @@
 import { readdir, readFile } from 'node:fs/promises'
-import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { consola } from 'consola'
 import { DEFAULT_RECORD_LIFETIME_MS, HOUR_MS } from '../constants.js'
-import { RepoError, UsageError } from '../errors.js'
+import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
-import { generateSecretKey, parsePublicKey, type SecretKey } from '../nix/signing.js'
-import { readSecretKeyFile, repoKeyPaths, resolveRepo, writeKeyFiles } from '../repo.js'
+import { repeatedArg } from '../config.js'
+import { parsePublicKey, type SecretKey } from '../nix/signing.js'
+import { readSecretKeyFile, repoKeyPaths, repoSigningKey, resolveRepo } from '../repo.js'
 
 /** The `--repo` flag every command that touches the repo takes. */
 export const repoArg = {
@@ -46,16 +46,17 @@ export function lifetimeMsOf (args: { 'lifetime-hours': string }): number {
  */
 export async function signingKey (repo: string, secretKeyFile: string | undefined, create: boolean): Promise<SecretKey> {
   if (secretKeyFile !== undefined) return await readSecretKeyFile(secretKeyFile)
-  const paths = repoKeyPaths(repo)
-  try {
-    return await readSecretKeyFile(paths.secret)
-  } catch (err) {
-    if (!create || !(err instanceof RepoError)) throw err
-  }
-  const key = generateSecretKey(`${hostname().split('.')[0] ?? 'nixipfs'}-nixipfs-1`)
-  await writeKeyFiles(key, paths.secret, paths.public)
-  consola.info(`Created signing key ${paths.secret}; its public key is ${(await readFile(paths.public, 'utf8')).trim()}`)
-  return key
+  return await repoSigningKey(repo, create, m => consola.info(m))
+}
+
+/**
+ * The keys (Nix format) Nix must trust for what a gateway serves: the repo's
+ * own key, if it has one, and the `--follow` and `--trust` values that are keys
+ * (a cache followed by IPNS name names no Nix key).
+ */
+export async function servedKeys (repo: string, rawArgs: string[]): Promise<string[]> {
+  const own = (await readFile(repoKeyPaths(repo).public, 'utf8').catch(() => '')).trim()
+  return [...(own === '' ? [] : [own]), ...repeatedArg(rawArgs, 'follow'), ...repeatedArg(rawArgs, 'trust')].filter(k => k.includes(':'))
 }
 
 /** The IPNS name of the repo's own key, if it has one. */
@@ -78,4 +79,4 @@ export async function cacheName (repo: string, flag: string | undefined): Promis
   throw new UsageError(`the repo holds records for several caches; choose one with --cache (${records.map(r => r.slice(0, -5)).join(', ')})`)
 }
 
-export { repeatedArg } from '../config.js'
+export { repeatedArg }

@@ -6,7 +6,8 @@ import { parsePublicKey } from '../nix/signing.js'
 import { nixTrustedKeys } from '../nix/store.js'
 import { startDaemon } from '../daemon.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
-import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, ownCacheName, repeatedArg, repoArg, repoOf, signingKey } from './common.js'
+import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, ownCacheName, repeatedArg, repoArg, repoOf, servedKeys, signingKey } from './common.js'
+import { nixConfLines } from '../nix/nix-conf.js'
 import { followedName, nodeArgs, nodeOptionsOf, parseSize } from './network-args.js'
 import { runUntilSignal } from './run.js'
 import { trustPolicyOf } from './trust-args.js'
@@ -62,6 +63,7 @@ export default defineCommand({
       own,
       ownKey: keepFresh ? ownKey : undefined,
       republish: { recordLifetimeMs, continueSequence: args['continue-sequence'] === true },
+      retryQueued: { recordLifetimeMs, continueSequence: args['continue-sequence'] === true },
       follow,
       pin: 'index',
       closures: [],
@@ -74,7 +76,9 @@ export default defineCommand({
     })
     for (const address of daemon.network.addresses) consola.info(`p2p: listening on ${address}`)
     consola.success(`serving ${[own, ...follow].filter(n => n !== undefined).map(n => `/ipns/${n}`).join(', ')} at ${daemon.gateway.url}`)
-    consola.info(`use it with: nix copy --from ${daemon.gateway.url} … or substituters = ${daemon.gateway.url}`)
+    // The exact nix.conf lines, key included: without a trusted key Nix refuses every built path.
+    const conf = nixConfLines(daemon.gateway.url, await servedKeys(repo, rawArgs))
+    consola.info(`use it from Nix: add to nix.conf (nixipfs use --write does), or NIX_CONFIG="$(nixipfs use)" for one command:\n${conf.map(l => `  ${l}`).join('\n')}`)
     await runUntilSignal(daemon.stop)
   }
 })

@@ -3,7 +3,7 @@ import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { parsePublicKey } from '../nix/signing.js'
 import { consola } from 'consola'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from '../gateway/server.js'
+import { DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from '../gateway/server.js'
 import type { DaemonOptions } from '../daemon.js'
 import type { NetworkOptions } from '../net/network.js'
 import { IPNS_NAME } from '../cache/records.js'
@@ -15,9 +15,10 @@ export const nodeArgs = {
   follow: { type: 'string', description: 'Follow a cache by its Nix public key (name:base64) or IPNS name (k51…); repeatable', valueHint: 'KEY|NAME' },
   peer: { type: 'string', description: 'libp2p peer to dial and keep connected, e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…; repeatable', valueHint: 'MULTIADDR' },
   'http-gateway': { type: 'string', description: 'Trustless HTTP gateway to fetch blocks and records from (another nixipfs node or any IPFS gateway); repeatable', valueHint: 'URL' },
-  'listen-p2p': { type: 'string', description: `libp2p listen address (TCP; default ${DEFAULT_LISTEN_P2P}, a free port if that is taken); repeatable`, valueHint: 'MULTIADDR' },
+  'listen-p2p': { type: 'string', description: `libp2p listen address (TCP; default ${DEFAULT_LISTEN_P2P}, loopback only, a free port if that is taken; e.g. /ip4/0.0.0.0/tcp/4001 to seed to other machines); repeatable`, valueHint: 'MULTIADDR' },
   offline: { type: 'boolean', description: 'No libp2p: use only the repo and --http-gateway peers' },
-  'max-connections': { type: 'string', default: String(DEFAULT_MAX_CONNECTIONS), description: 'Most HTTP connections at once; more are refused' },
+  'max-connections': { type: 'string', default: String(DEFAULT_MAX_CONNECTIONS), description: 'Most HTTP connections at once; beyond it the longest-idle one is closed (capped by the open-file limit)' },
+  'head-timeout': { type: 'string', default: String(DEFAULT_HEAD_TIMEOUT_MS / 1000), description: 'Seconds a new connection has to send a whole request head (a kept-alive one: 60 more); then it is closed' },
   'max-header-bytes': { type: 'string', default: String(DEFAULT_MAX_HEADER_BYTES), description: 'Largest HTTP request head accepted (bytes); larger gets 431' },
   'max-index': { type: 'string', default: DEFAULT_MAX_INDEX, description: 'Most bytes one followed cache\'s index (narinfos, directories) may take; past it, following that cache stops with a warning', valueHint: 'SIZE' },
   'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' },
@@ -65,6 +66,13 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
   }
 }
 
+/** Milliseconds a client has to send a request head, from `--head-timeout`. */
+function headTimeoutMsOf (args: Record<string, unknown>): number {
+  const s = Number(args['head-timeout'] ?? DEFAULT_HEAD_TIMEOUT_MS / 1000)
+  if (!(s > 0)) throw new UsageError(`--head-timeout must be a positive number of seconds, got ${String(args['head-timeout'])}`)
+  return s * 1000
+}
+
 /** Milliseconds between follow polls from `--follow-interval`. */
 export function followIntervalMsOf (args: Record<string, unknown>): number {
   const s = Number(args['follow-interval'])
@@ -80,7 +88,7 @@ export function parseSize (value: string, flag: string): number {
 }
 
 /** What every node command (gateway, mirror) passes to startDaemon from its flags: addresses, networking, following, logging. */
-export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'maxIndexBytes' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes'> {
+export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'maxIndexBytes' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes' | 'headTimeoutMs'> {
   const { host, port } = parseListen(args.listen)
   const positive = (flag: string): number => {
     const n = Number(args[flag])
@@ -92,6 +100,7 @@ export function nodeOptionsOf (args: Record<string, unknown> & { listen: string 
     port,
     maxConnections: positive('max-connections'),
     maxHeaderBytes: positive('max-header-bytes'),
+    headTimeoutMs: headTimeoutMsOf(args),
     network: networkOptionsOf(args, rawArgs),
     followIntervalMs: followIntervalMsOf(args),
     maxIndexBytes: parseSize(String(args['max-index'] ?? DEFAULT_MAX_INDEX), '--max-index'),

@@ -1,21 +1,25 @@
 import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { UsageError } from '../errors.js'
-import { publish } from '../cache/publish.js'
-import { PackStore } from '../ipfs/pack-store.js'
-import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf, signingKey } from './common.js'
+import type { PublishResult } from '../cache/publish.js'
+import { dryRun, publishOrQueue, publishRequest, retryQueue, type RequestOptions } from '../cache/publish-request.js'
+import type { PublishRequest } from '../cache/queue.js'
+import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf } from './common.js'
 import { recipeOf } from './recipes.js'
 
 export default defineCommand({
   meta: {
     name: 'publish',
     description: 'Publish store paths into the repo\'s IPFS cache and sign a new IPNS record.\n' +
-      'With no PATH, publishes $OUT_PATHS, so it works as a Nix post-build-hook.\n\n' +
-      'Example: nixipfs publish -r $(nix-build -A hello)'
+      'With no PATH, publishes $OUT_PATHS, else the outputs of $DRV_PATH (what Nix gives a post-build hook).\n' +
+      'Failed publishes queued in the repo are retried after each publish.\n\n' +
+      'Example: nixipfs publish -r $(nix-build -A hello)   As a post-build hook: nixipfs publish --hook'
   },
   args: {
-    path: { type: 'positional', required: false, description: 'Store paths to publish (default: $OUT_PATHS)' },
+    path: { type: 'positional', required: false, description: 'Store paths to publish (default: $OUT_PATHS, else the outputs of $DRV_PATH)' },
     recursive: { type: 'boolean', alias: 'r', description: 'Publish the whole closure of each path' },
+    hook: { type: 'boolean', description: 'Run as a Nix post-build-hook: never fail the build; a failed publish is logged and queued in the repo (retried by the next publish or a running gateway)' },
+    'dry-run': { type: 'boolean', description: 'Check that a publish could work (Nix, repo, key) and publish nothing' },
     ...repoArg,
     'secret-key-file': { type: 'string', description: 'Nix secret key that signs narinfos and the record (default: the repo key, created on first use)', valueHint: 'FILE' },
     store: { type: 'string', description: 'Publish from a chroot Nix store in DIR (as made by nix build --store DIR) instead of /nix/store', valueHint: 'DIR' },
@@ -23,41 +27,67 @@ export default defineCommand({
     ...lifetimeArgs
   },
   async run ({ args }) {
-    const paths = args._.length > 0 ? args._ : (process.env.OUT_PATHS ?? '').split(/\s+/).filter(p => p !== '')
-    if (paths.length === 0) throw new UsageError('no store paths given, and $OUT_PATHS is empty')
+    recipeOf(args.chunker) // an unknown chunker is refused before any work
     const recordLifetimeMs = lifetimeMsOf(args)
-    const recipe = recipeOf(args.chunker)
+    const outPaths = (process.env.OUT_PATHS ?? '').split(/\s+/).filter(p => p !== '')
+    const drv = process.env.DRV_PATH === undefined || process.env.DRV_PATH === '' ? undefined : process.env.DRV_PATH
+    const request: PublishRequest = {
+      paths: args._.length > 0 ? args._ : outPaths,
+      ...(args._.length === 0 && outPaths.length === 0 && drv !== undefined ? { drv } : {}),
+      recursive: args.recursive === true,
+      ...(args.store !== undefined ? { storeRoot: args.store } : {}),
+      ...(args['secret-key-file'] !== undefined ? { secretKeyFile: args['secret-key-file'] } : {}),
+      chunker: args.chunker
+    }
     const repo = repoOf(args)
-    const key = await signingKey(repo, args['secret-key-file'], true)
-    const blocks = await PackStore.openRepo(repo)
+    if (args['dry-run'] === true) {
+      for (const line of await dryRun(repo, request)) consola.log(line)
+      if (args.hook === true) consola.log('as a hook: a failed publish is queued and never fails the build')
+      consola.success('dry run: publishing would work')
+      return
+    }
+    if (request.paths.length === 0 && request.drv === undefined) {
+      if (args.hook === true) { consola.warn('nixipfs publish --hook: $OUT_PATHS and $DRV_PATH are empty; nothing to publish'); return }
+      throw new UsageError('no store paths given, and $OUT_PATHS and $DRV_PATH are empty')
+    }
     const started = Date.now()
     let bytes = 0
     let done = 0
     const rate = (): string => `${(bytes / 2 ** 20).toFixed(1)} MiB in ${((Date.now() - started) / 1000).toFixed(1)} s (${(bytes / 2 ** 20 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1)} MiB/s)`
     const progress = setInterval(() => consola.info(`${done} path(s), ${rate()}`), 5_000)
     progress.unref()
-    try {
-      const result = await publish({ repo, blocks }, {
-        paths,
-        recursive: args.recursive === true,
-        storeRoot: args.store,
-        key,
-        recipe,
-        recordLifetimeMs,
-        continueSequence: args['continue-sequence'] === true,
-        onPublished: (path, nar, narSize) => {
-          bytes += narSize
-          done++
-          consola.log(`${path} -> ${nar.toString()} (${(narSize / 2 ** 20).toFixed(1)} MiB)`)
-        },
-        onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
-      })
+    const options: RequestOptions = {
+      recordLifetimeMs,
+      continueSequence: args['continue-sequence'] === true,
+      log: consola,
+      onPublished: (path, nar, narSize) => {
+        bytes += narSize
+        done++
+        consola.log(`${path} -> ${nar.toString()} (${(narSize / 2 ** 20).toFixed(1)} MiB)`)
+      },
+      onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
+    }
+    const report = (result: PublishResult): void => {
       consola.success(`published ${result.published.length} path(s), ${result.skipped} already there; ${rate()} of NAR`)
       consola.log(`root:     /ipfs/${result.root.toString()}`)
       consola.log(`name:     /ipns/${result.name} (sequence ${result.sequence})`)
+    }
+    try {
+      if (args.hook === true) {
+        // A post-build hook that exits non-zero fails the build: publishing must never do that.
+        const outcome = await publishOrQueue(repo, request, options)
+        if ('error' in outcome) {
+          consola.error(`nixipfs publish --hook: ${outcome.error.message}`)
+          if (outcome.queued !== undefined) consola.warn(`queued in ${outcome.queued}; the next publish or a running gateway retries it`)
+          return
+        }
+        report(outcome.result)
+      } else {
+        report(await publishRequest(repo, request, options))
+      }
+      await retryQueue(repo, options).catch((err: Error) => consola.warn(`retrying queued publishes failed: ${err.message}`))
     } finally {
       clearInterval(progress)
-      await blocks.close()
     }
   }
 })

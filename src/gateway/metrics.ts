@@ -41,7 +41,7 @@ export class HttpMetrics {
     return [
       { name: 'nixipfs_http_requests_total', help: 'HTTP requests answered, by route and status.', type: 'counter', samples: [...this.requests.values()].map(r => ({ labels: { route: r.route, status: r.status }, value: r.count })) },
       { name: 'nixipfs_http_response_bytes_total', help: 'Response body bytes sent, by route.', type: 'counter', samples: [...this.bytes].map(([route, value]) => ({ labels: { route }, value })) },
-      { name: 'nixipfs_http_errors_total', help: 'Requests refused or cut short, by error code (ERR_INTEGRITY: bytes that do not match their hash; ERR_NAR_FORMAT: a malformed NAR).', type: 'counter', samples: [...this.errors].map(([code, value]) => ({ labels: { code }, value })) }
+      { name: 'nixipfs_http_errors_total', help: 'Requests refused or cut short, by error code (ERR_INTEGRITY: bytes that do not match their hash; ERR_NAR_FORMAT: a malformed NAR; ERR_INCONSISTENT_CACHE: a narinfo refused for contradicting another of its cache).', type: 'counter', samples: [...this.errors].map(([code, value]) => ({ labels: { code }, value })) }
     ]
   }
 }

@@ -47,7 +47,7 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/([0-9a-df-np-sv-z]{32})\.narinfo$/, serveNarInfo],
   [/^\/nar\/([a-z0-9]{1,128})\.nar$/, serveNar],
   [/^\/nar\/upstream\/([0-9a-df-np-sv-z]{32})\.nar$/, serveUpstreamNar],
-  [/^\/ipfs\/([a-zA-Z0-9]{1,128})\/?$/, serveIpfs],
+  [/^\/ipfs\/([a-zA-Z0-9]{1,128})(\/.*)?$/, serveIpfs],
   [/^\/ipns\/([a-z0-9]{1,128})\/?$/, serveIpns],
   [/^\/realisations\/([^/]{1,200})\.doi$/, serveRealisation],
   [/^\/disputes$/, serveDisputes],

@@ -1,7 +1,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { ServedCaches } from '../cache/union.js'
-import { NixipfsError } from '../errors.js'
+import { connectionCapWithin, limitConnections, openFileLimit, type ConnectionCounters } from './connections.js'
+import { InconsistentCacheError, NixipfsError } from '../errors.js'
+import { Lru } from '../lru.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
 import { INDEX_FREE, ROUTES, type Handler, type RouteContext } from './routes.js'
@@ -13,8 +15,10 @@ export interface GatewayOptions {
   disputes: RouteContext['disputes']
   upstream?: RouteContext['upstream']
   stats: RouteContext['stats']
-  /** most connections at once (further ones are refused), default 1024 */
+  /** most connections at once (beyond it the longest-idle one is closed), default 8192 */
   maxConnections?: number
+  /** a new connection must send a whole request head within this time, default 10 s */
+  headTimeoutMs?: number
   /** largest request head (request line and headers) accepted, default 16 KiB */
   maxHeaderBytes?: number
   /** called once per answered request (by default a debug log line) */
@@ -30,12 +34,17 @@ export interface GatewayOptions {
   logger?: { debug: (m: string) => void, warn: (m: string) => void }
 }
 
-/** Connections served at once unless told otherwise. */
-export const DEFAULT_MAX_CONNECTIONS = 1024
+/** Connections served at once unless told otherwise: sized for a public server (an idle connection costs a few KiB and a file descriptor). */
+export const DEFAULT_MAX_CONNECTIONS = 8192
 /** Largest request head accepted unless told otherwise (Node's own default). */
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024
-/** A client must send its whole request head within this time (slowloris). */
-const REQUEST_HEAD_TIMEOUT_MS = 30_000
+/** Time to send a whole request head unless told otherwise: a head is a few hundred bytes, so slow dripping (slowloris) or silence is cut off. */
+export const DEFAULT_HEAD_TIMEOUT_MS = 10_000
+/** A kept-alive connection that sends nothing for this long is closed (told to clients in `Keep-Alive: timeout=`, which they keep to). */
+const KEEP_ALIVE_MS = 60_000
+
+/** NARs whose inconsistent narinfos were already logged (a hostile cache could name millions). */
+const REPORTED_NARS = 10_000
 
 /** How long shutdown waits for responses in flight. */
 const CLOSE_GRACE_MS = 10_000
@@ -49,6 +58,14 @@ function countBodyBytes (res: ServerResponse): () => number {
   res.write = ((chunk: unknown, ...rest: unknown[]) => { bytes += size(chunk); return write(chunk, ...rest) }) as typeof res.write
   res.end = ((chunk?: unknown, ...rest: unknown[]) => { if (typeof chunk !== 'function') bytes += size(chunk); return end(chunk, ...rest) }) as typeof res.end
   return () => bytes
+}
+
+/** The connection limits' metrics: what is open, and what they closed (a flood shows here). */
+function connectionFamilies (c: ConnectionCounters): MetricFamily[] {
+  return [
+    { name: 'nixipfs_http_connections_open', help: 'HTTP connections open now.', type: 'gauge', samples: [{ value: c.open }] },
+    { name: 'nixipfs_http_connections_closed_total', help: 'HTTP connections closed by the limits: head_timeout (no whole request head in time), shed (idle longest, closed at --max-connections for a new one), refused (new, at --max-connections while all were answering).', type: 'counter', samples: [{ labels: { reason: 'head_timeout' }, value: c.headTimeouts }, { labels: { reason: 'shed' }, value: c.shed }, { labels: { reason: 'refused' }, value: c.refused }] }
+  ]
 }
 
 /** What is logged of one request. */
@@ -74,7 +91,6 @@ export interface Gateway {
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
   const { caches, blocks, local, record, disputes, upstream, stats, logger } = options
   const http = new HttpMetrics()
-  const metrics = async (): Promise<string> => formatMetrics([...http.families(), ...(await options.metrics?.() ?? [])])
 
   /** The route a path takes: its handler and the name metrics count it under. */
   function routeOf (path: string): { handler: Handler, params: string[], name: string } | undefined {
@@ -106,9 +122,18 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
     await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, disputes, upstream, stats, metrics, head: method === 'HEAD' })
   }
 
+  // A refused narinfo is logged once per NAR, not on every request Nix repeats.
+  const reported = new Lru<true>(REPORTED_NARS)
+  const worthLogging = (err: Error): boolean => {
+    if (!(err instanceof InconsistentCacheError)) return true
+    if (reported.get(err.nar) !== undefined) return false
+    reported.set(err.nar, true)
+    return true
+  }
+
   let active = 0
   let closing: (() => void) | undefined
-  const server = createServer({ maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES, requestTimeout: REQUEST_HEAD_TIMEOUT_MS, headersTimeout: REQUEST_HEAD_TIMEOUT_MS }, (req, res) => {
+  const server = createServer({ maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES }, (req, res) => {
     active++
     const started = performance.now()
     const route = routeOf((req.url ?? '/').split('?')[0]!)
@@ -128,14 +153,18 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
         const status = statusOf(err)
         error = err.message
         code = err instanceof NixipfsError ? err.code : undefined
-        if (status >= 500) logger?.warn(`${req.method} ${req.url}: ${err.message}`)
+        if (status >= 500 && worthLogging(err)) logger?.warn(`${req.method} ${req.url}: ${err.message}`)
         if (res.headersSent) { res.destroy(); return }
         res.writeHead(status, { 'content-type': 'text/plain' })
         res.end(req.method === 'HEAD' ? undefined : `${err.message}\n`)
       })
   })
-  server.keepAliveTimeout = 60_000
-  server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  const wanted = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  const fileLimit = openFileLimit()
+  const maxConnections = connectionCapWithin(wanted, fileLimit)
+  if (maxConnections < wanted) logger?.warn(`serving at most ${maxConnections} HTTP connections at once, not ${wanted}: the open-file limit is ${fileLimit}; raise it (ulimit -n, or LimitNOFILE= for a service) to allow more`)
+  const connections = limitConnections(server, { maxConnections, headTimeoutMs: options.headTimeoutMs ?? DEFAULT_HEAD_TIMEOUT_MS, keepAliveMs: KEEP_ALIVE_MS })
+  const metrics = async (): Promise<string> => formatMetrics([...http.families(), ...connectionFamilies(connections), ...(await options.metrics?.() ?? [])])
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port, options.host, () => { server.off('error', reject); resolve() })

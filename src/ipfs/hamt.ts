@@ -121,3 +121,32 @@ export async function preloadDirectory (blocks: BlockGetter, dir: CID, cache: Di
   const shards = [...root.links].filter(([name]) => name.length === width).map(([, bytes]) => CID.decode(bytes))
   await Promise.all(shards.map(async shard => await dirNode(blocks, shard, cache, PINNED_DEPTH).catch(() => undefined)))
 }
+
+/**
+ * Follows `names` down from directory `root` (flat or HAMT-sharded): the CID
+ * they lead to and every block read on the way, in order (what a trustless
+ * CAR of a path carries before its target). Undefined when a name is absent
+ * or a step is not a directory.
+ */
+export async function resolvePath (blocks: BlockGetter, root: CID, names: string[]): Promise<{ cid: CID, via: Array<{ cid: CID, bytes: Uint8Array }> } | undefined> {
+  const via = new Map<string, { cid: CID, bytes: Uint8Array }>()
+  const recording: BlockGetter = {
+    get: (cid, options) => blocks.get(cid, options),
+    getChecked: async (cid, options) => {
+      const bytes = await getVerified(blocks, cid, options)
+      via.set(cid.toString(), { cid, bytes })
+      return bytes
+    }
+  }
+  let cid = root
+  for (const name of names) {
+    if (cid.code !== DAG_PB_CODE) return undefined
+    const type = dagPb.decode(await getVerified(recording, cid)).Data
+    const kind = type === undefined ? undefined : UnixFS.unmarshal(type).type
+    if (kind !== 'directory' && kind !== 'hamt-sharded-directory') return undefined
+    const next = await lookupEntry(recording, cid, name, new DirNodeCache())
+    if (next === undefined) return undefined
+    cid = next
+  }
+  return { cid, via: [...via.values()] }
+}

@@ -65,3 +65,12 @@ export async function openRecord (name: string, bytes: Uint8Array, options: { al
   if (root === undefined) throw new RecordError('ERR_RECORD_VALUE', `IPNS record for ${name} points to ${JSON.stringify(record.value.slice(0, 100))}, not to /ipfs/<cid>`)
   return { name, root, sequence: record.sequence, validity: record.validity, bytes }
 }
+
+/** How long a copy of a marshalled record may be cached, in seconds: its TTL, never past its validity (0 for an unreadable one). */
+export function recordCacheSeconds (bytes: Uint8Array, now = Date.now()): number {
+  let record: IPNSRecord
+  try { record = unmarshalIPNSRecord(bytes) } catch { return 0 }
+  const ttl = Number(record.ttl ?? 0n) / 1e9
+  const left = (Date.parse(record.validity) - now) / 1000
+  return Math.max(0, Math.floor(Math.min(ttl, Number.isNaN(left) ? 0 : left)))
+}

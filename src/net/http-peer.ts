@@ -1,34 +1,33 @@
-import { Agent, request, type Dispatcher } from 'undici'
+import type { Readable } from 'node:stream'
 import type { CID } from 'multiformats/cid'
 import { collectAtMost } from '../bytes.js'
 import { PeerError } from '../errors.js'
+import { discard, HttpPool, type HttpResponse } from './http-get.js'
 
 /** Limits per peer: a peer that stalls is dropped, never waited on for ever; a peer gets a bounded number of connections. */
 export interface HttpPeerLimits {
-  /** until the response headers arrive */
-  headersMs: number
-  /** between two pieces of the body */
-  bodyMs: number
+  /** the peer may send nothing (no answer, no next piece of a body) this long */
+  idleMs: number
   /** connections (so requests) to one peer at once */
   connections: number
 }
 
-const DEFAULT_LIMITS: HttpPeerLimits = { headersMs: 10_000, bodyMs: 10_000, connections: 16 }
+const DEFAULT_LIMITS: HttpPeerLimits = { idleMs: 10_000, connections: 16 }
 
 /** Largest block or record a peer may send in answer to a single-block request. */
 const MAX_BLOCK_BYTES = 4 * 1024 * 1024
 const MAX_RECORD_BYTES = 10 * 1024
 
 /** Keep-alive connection pools (one per origin inside), shared by the HTTP peers with the same limits. */
-const agents = new Map<string, Agent>()
-function agent (limits: HttpPeerLimits): Dispatcher {
-  const key = `${limits.headersMs}/${limits.bodyMs}/${limits.connections}`
-  let a = agents.get(key)
-  if (a === undefined) {
-    a = new Agent({ connections: limits.connections, pipelining: 1, headersTimeout: limits.headersMs, bodyTimeout: limits.bodyMs, keepAliveTimeout: 30_000 })
-    agents.set(key, a)
+const pools = new Map<string, HttpPool>()
+function pool (limits: HttpPeerLimits): HttpPool {
+  const key = `${limits.idleMs}/${limits.connections}`
+  let p = pools.get(key)
+  if (p === undefined) {
+    p = new HttpPool(limits)
+    pools.set(key, p)
   }
-  return a
+  return p
 }
 
 /**
@@ -59,25 +58,25 @@ export class HttpPeer {
     return chunksOf(res.body)
   }
 
-  private async send (path: string, accept: string, signal?: AbortSignal): Promise<Dispatcher.ResponseData | undefined> {
-    let res: Dispatcher.ResponseData
+  private async send (path: string, accept: string, signal?: AbortSignal): Promise<HttpResponse | undefined> {
+    let res: HttpResponse
     try {
-      res = await request(this.url + path, { dispatcher: agent(this.limits), headers: { accept }, signal })
+      res = await pool(this.limits).get(this.url + path, { headers: { accept }, signal })
     } catch (err) {
       if (signal?.aborted === true) throw err
       throw new PeerError(this.url, `cannot reach ${this.url}: ${(err as Error).message}`)
     }
-    if (res.statusCode === 404) { res.body.dump().catch(() => {}); return undefined }
-    if (res.statusCode !== 200) {
-      res.body.dump().catch(() => {})
-      throw new PeerError(this.url, `${this.url}${path} answered HTTP ${res.statusCode}`)
+    if (res.status === 404) { discard(res); return undefined }
+    if (res.status !== 200) {
+      discard(res)
+      throw new PeerError(this.url, `${this.url}${path} answered HTTP ${res.status}`)
     }
     return res
   }
 
   private async small (path: string, accept: string, max: number, given?: AbortSignal): Promise<Uint8Array | undefined> {
     // A small answer that trickles in is cut off: it gets a few stall periods in all.
-    const ms = 3 * (this.limits.headersMs + this.limits.bodyMs)
+    const ms = 6 * this.limits.idleMs
     const deadline = AbortSignal.timeout(ms)
     const signal = given === undefined ? deadline : AbortSignal.any([given, deadline])
     try {
@@ -101,11 +100,11 @@ export class HttpPeer {
 const QUEUE_HIGH_WATER = 8 * 1024 * 1024
 
 /**
- * The body's chunks, read with `data` events: `for await` over an undici body
+ * The body's chunks, read with `data` events: `for await` over a stream
  * costs about as much per chunk as the bytes themselves (a CAR read at half
  * the speed of `data` events on loopback).
  */
-async function * chunksOf (body: Dispatcher.ResponseData['body']): AsyncGenerator<Uint8Array> {
+async function * chunksOf (body: Readable): AsyncGenerator<Uint8Array> {
   const queue: Buffer[] = []
   let queued = 0
   let ended = false

@@ -58,7 +58,7 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
  * source over all of them that keeps what it fetches in `local`.
  */
 export async function startNetwork (repo: string, local: PackStore, options: NetworkOptions): Promise<Network> {
-  const http = options.httpGateways.map(url => new HttpPeer(url, { headersMs: options.peerTimeoutMs, bodyMs: options.peerTimeoutMs, connections: options.peerConnections }))
+  const http = options.httpGateways.map(url => new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
   let p2p: P2pNode | undefined
   let redial: NodeJS.Timeout | undefined
   if (!options.offline) {

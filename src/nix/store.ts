@@ -122,3 +122,19 @@ export async function nixTrustedKeys (): Promise<PublicKey[]> {
   const line = /^trusted-public-keys = (.*)$/m.exec(config)?.[1] ?? ''
   return line.split(/\s+/).filter(k => k !== '').flatMap(k => { try { return [parsePublicKey(k)] } catch { return [] } })
 }
+
+/**
+ * The output paths of a derivation (`nix-store --query --outputs`): what a
+ * post-build hook publishes when Nix leaves `$OUT_PATHS` empty (Nix 2.8, NixOS/nix#6446).
+ */
+export async function derivationOutputs (drv: string): Promise<string[]> {
+  const out = await runNix('nix-store', ['--query', '--outputs', drv])
+  return out.split('\n').filter(p => p !== '')
+}
+
+/** Which of `paths` are valid in the local Nix store (`nix-store --check-validity --print-invalid`). */
+export async function validPaths (paths: string[]): Promise<string[]> {
+  if (paths.length === 0) return []
+  const invalid = new Set((await runNix('nix-store', ['--check-validity', '--print-invalid', ...paths])).split('\n'))
+  return paths.filter(p => !invalid.has(p))
+}

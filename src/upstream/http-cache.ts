@@ -1,10 +1,11 @@
-import { Agent, request, type Dispatcher } from 'undici'
+import type { Readable } from 'node:stream'
 import { collectAtMost } from '../bytes.js'
 import { UpstreamError } from '../errors.js'
+import { discard, HttpPool, type HttpResponse } from '../net/http-get.js'
 import { MAX_NARINFO_BYTES } from '../nix/narinfo.js'
 
 export interface UpstreamOptions {
-  /** until response headers, and between two pieces of a body */
+  /** the upstream may send nothing (no answer, no next piece of a body) this long */
   timeoutMs?: number
   /** tries of a request that failed for a reason worth retrying (network, 5xx, 429) */
   attempts?: number
@@ -18,13 +19,12 @@ const DEFAULT_ATTEMPTS = 3
 /** An HTTP(S) Nix binary cache (cache.nixos.org, Cachix, Attic, Harmonia, a `file://` cache behind a web server). */
 export class HttpBinaryCache {
   readonly url: string
-  private readonly agent: Agent
+  private readonly pool: HttpPool
   private readonly attempts: number
 
   constructor (url: string, options: UpstreamOptions = {}) {
     this.url = url.replace(/\/+$/, '')
-    const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-    this.agent = new Agent({ connections: options.connections ?? 8, headersTimeout: timeout, bodyTimeout: timeout, keepAliveTimeout: 30_000 })
+    this.pool = new HttpPool({ connections: options.connections ?? 8, idleMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS })
     this.attempts = options.attempts ?? DEFAULT_ATTEMPTS
   }
 
@@ -32,7 +32,7 @@ export class HttpBinaryCache {
   async narInfo (hash: string): Promise<string | undefined> {
     const res = await this.get(`/${hash}.narinfo`)
     if (res === undefined) return undefined
-    const text = await collectAtMost(this.guarded(res, `/${hash}.narinfo`), MAX_NARINFO_BYTES,
+    const text = await collectAtMost(this.guarded(res.body, `/${hash}.narinfo`), MAX_NARINFO_BYTES,
       () => new UpstreamError('ERR_UPSTREAM_DATA', `${this.url}/${hash}.narinfo is larger than ${MAX_NARINFO_BYTES} bytes`))
     return text.toString('utf8')
   }
@@ -42,39 +42,39 @@ export class HttpBinaryCache {
     if (path.includes('..') || path.startsWith('/')) throw new UpstreamError('ERR_UPSTREAM_DATA', `narinfo URL ${JSON.stringify(path)} points outside the cache`)
     const res = await this.get(`/${path}`)
     if (res === undefined) throw new UpstreamError('ERR_UPSTREAM_MISSING', `${this.url}/${path} is missing (404) although its narinfo names it`)
-    return this.guarded(res, `/${path}`)
+    return this.guarded(res.body, `/${path}`)
   }
 
   async close (): Promise<void> {
-    await this.agent.close()
+    this.pool.close()
   }
 
   /** A body whose network errors (reset, timeout) become UpstreamErrors that name the URL. */
-  private async * guarded (res: Dispatcher.ResponseData, path: string): AsyncGenerator<Uint8Array> {
+  private async * guarded (body: Readable, path: string): AsyncGenerator<Uint8Array> {
     try {
-      for await (const part of res.body) yield part as Buffer
+      for await (const part of body) yield part as Buffer
     } catch (err) {
       throw new UpstreamError('ERR_UPSTREAM_NETWORK', `${this.url}${path}: the download broke off (${(err as Error).message})`)
     }
   }
 
   /** GET with retries and backoff; undefined on 404/410. */
-  private async get (path: string): Promise<Dispatcher.ResponseData | undefined> {
+  private async get (path: string): Promise<HttpResponse | undefined> {
     let last: Error | undefined
     for (let attempt = 1; attempt <= this.attempts; attempt++) {
       if (attempt > 1) await new Promise(resolve => setTimeout(resolve, 200 * 2 ** (attempt - 2)))
-      let res: Dispatcher.ResponseData
+      let res: HttpResponse
       try {
-        res = await request(this.url + path, { dispatcher: this.agent, headers: { 'user-agent': 'nixipfs' } })
+        res = await this.pool.get(this.url + path, { headers: { 'user-agent': 'nixipfs' } })
       } catch (err) {
         last = new UpstreamError('ERR_UPSTREAM_NETWORK', `${this.url}${path}: ${(err as Error).message}`)
         continue
       }
-      if (res.statusCode === 200) return res
-      res.body.dump().catch(() => {})
-      if (res.statusCode === 404 || res.statusCode === 410) return undefined
-      last = new UpstreamError('ERR_UPSTREAM_HTTP', `${this.url}${path} answered HTTP ${res.statusCode}`)
-      if (res.statusCode < 500 && res.statusCode !== 429) break
+      if (res.status === 200) return res
+      discard(res)
+      if (res.status === 404 || res.status === 410) return undefined
+      last = new UpstreamError('ERR_UPSTREAM_HTTP', `${this.url}${path} answered HTTP ${res.status}`)
+      if (res.status < 500 && res.status !== 429) break
     }
     throw last!
   }

@@ -8,6 +8,7 @@ import type { IndexSource } from '../../src/cache/source.js'
 import { unionOf } from '../../src/cache/union.js'
 import { importFile } from '../../src/ipfs/file-dag.js'
 import { PackStore } from '../../src/ipfs/pack-store.js'
+import { startGateway } from '../../src/gateway/server.js'
 import { NarHasher } from '../../src/nix/hash.js'
 import { formatNarInfo } from '../../src/nix/narinfo.js'
 import { generateSecretKey } from '../../src/nix/signing.js'
@@ -65,10 +66,33 @@ describe('the cache index', () => {
     const good = await cache('g-1', [entry(liar, narHash)])
     const index = await openIndex(blocks, hostile)
     expect((await index.narInfo(honest))?.info.narHash).toBe(narHash)
-    await expect(index.narInfo(liar)).rejects.toThrow(/gives NAR .* the NarHash sha256:1b8m.*, another narinfo of this cache gives it/)
+    await expect(index.narInfo(liar)).rejects.toThrow(/the narinfo of \S+-p gives NAR .* the NarHash sha256:1b8m.*, but the narinfo of \S+-p gave it sha256:.* first/)
     const source = (root: CID): IndexSource => ({ current: async () => await openIndex(blocks, root), recheck: () => {} })
     const union = await unionOf([source(hostile), source(good)])()
     await union!.narInfo(honest)
     expect((await union!.narInfo(liar))?.info.narHash).toBe(narHash)
+  })
+
+  it('a gateway answers a refused narinfo 503 ERR_INCONSISTENT_CACHE, logs it once per NAR naming both narinfos and NarHashes, and counts it', async () => {
+    const [honest, liar] = ['4123456789abcdfghijklmnpqrsvwxyz', '5123456789abcdfghijklmnpqrsvwxyz'] as const
+    const index = await openIndex(blocks, await cache('h-1', [entry(honest, narHash), entry(liar, wrong)]))
+    const warnings: string[] = []
+    const gw = await startGateway({ caches: async () => index, disputes: async () => [], stats: () => ({}), blocks, local: blocks, record: async () => undefined, host: '127.0.0.1', port: 0, logger: { debug: () => {}, warn: m => warnings.push(m) } })
+    try {
+      expect((await fetch(`${gw.url}/${honest}.narinfo`)).status).toBe(200)
+      for (let i = 0; i < 3; i++) {
+        const r = await fetch(`${gw.url}/${liar}.narinfo`)
+        expect(r.status).toBe(503)
+        expect(await r.text()).toMatch(/inconsistent/)
+      }
+      expect(warnings).toHaveLength(1)
+      expect(warnings[0]).toContain(`/nix/store/${liar}-p`)
+      expect(warnings[0]).toContain(wrong)
+      expect(warnings[0]).toContain(`/nix/store/${honest}-p`)
+      expect(warnings[0]).toContain(narHash)
+      expect(await (await fetch(`${gw.url}/metrics`)).text()).toMatch(/nixipfs_http_errors_total\{code="ERR_INCONSISTENT_CACHE"\} 3/)
+    } finally {
+      await gw.close()
+    }
   })
 })

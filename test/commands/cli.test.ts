@@ -44,7 +44,7 @@ describe('nixipfs CLI', () => {
   it('says what to do when there is nothing to publish or the arguments are wrong', () => {
     const r = runCli(['publish', '--repo', tmp()], { OUT_PATHS: '' })
     expect(r.status).toBe(1)
-    expect(r.stderr + r.stdout).toMatch(/no store paths given, and \$OUT_PATHS is empty \[ERR_USAGE\]/)
+    expect(r.stderr + r.stdout).toMatch(/no store paths given, and \$OUT_PATHS and \$DRV_PATH are empty \[ERR_USAGE\]/)
     const g = runCli(['gateway', '--repo', tmp(), '--listen', 'nonsense'])
     expect(g.status).toBe(1)
     expect(g.stderr + g.stdout).toMatch(/--listen must be HOST:PORT/)

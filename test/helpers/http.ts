@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { createReadStream, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -6,9 +7,10 @@ import { join } from 'node:path'
 /** How the test server misbehaves for one URL path. */
 export type Fault = 'hang' | 'truncate'
 
-/** A static file server over `root`; `faults` maps a URL path to a misbehaviour. */
-export async function serveFiles (root: string, faults: Map<string, Fault>): Promise<{ url: string, server: Server }> {
+/** A static file server over `root`; `faults` maps a URL path to a misbehaviour; `close` answers `Connection: close` (one request per connection). */
+export async function serveFiles (root: string, faults: Map<string, Fault>, options: { close?: boolean } = {}): Promise<{ url: string, server: Server }> {
   const server = createServer((req, res) => {
+    if (options.close === true) res.setHeader('connection', 'close')
     const path = decodeURIComponent((req.url ?? '/').split('?')[0]!)
     const file = join(root, path)
     let size: number
@@ -24,6 +26,25 @@ export async function serveFiles (root: string, faults: Map<string, Fault>): Pro
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+}
+
+/** `python3 -m http.server` over `root`: HTTP/1.0, one request per connection, closed after each answer. */
+export async function pythonHttpServer (root: string): Promise<{ url: string, close: () => Promise<void> }> {
+  const child = spawn('python3', ['-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--directory', root], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise(resolve => child.once('exit', resolve))
+  const close = async (): Promise<void> => { if (child.exitCode === null && child.signalCode === null) { child.kill(); await exited } }
+  let out = ''
+  const port = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`python3 -m http.server did not start: ${out}`)), 10_000)
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString()
+      const m = /port (\d+)/.exec(out)
+      if (m !== null) { clearTimeout(timer); resolve(m[1]!) }
+    })
+    child.stderr.resume()
+    child.once('exit', code => { clearTimeout(timer); reject(new Error(`python3 -m http.server exited with ${code}: ${out}`)) })
+  }).catch(async (err: Error) => { await close(); throw err })
+  return { url: `http://127.0.0.1:${port}`, close }
 }
 
 /** What a hostile peer does with one request: answer honestly, send other bytes, or stall. */

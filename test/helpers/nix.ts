@@ -26,8 +26,8 @@ export function shellDerivation (name: string, script: string, extra = ''): stri
 }
 
 /** Runs `nix` with the new CLI enabled; throws with stderr on failure. */
-export function nix (args: string[], options: { allowFail?: boolean } = {}): { status: number, stdout: string, stderr: string } {
-  const r = spawnSync('nix', ['--extra-experimental-features', 'nix-command', ...args], { encoding: 'utf8' })
+export function nix (args: string[], options: { allowFail?: boolean, env?: Record<string, string> } = {}): { status: number, stdout: string, stderr: string } {
+  const r = spawnSync('nix', ['--extra-experimental-features', 'nix-command', ...args], { encoding: 'utf8', env: { ...process.env, ...options.env } })
   if (r.status !== 0 && options.allowFail !== true) throw new Error(`nix ${args.join(' ')} failed: ${r.stderr}`)
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }
 }

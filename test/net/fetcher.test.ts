@@ -94,7 +94,7 @@ describe('trustless gateway routes and the network block source', () => {
     expect((await fetch(`${gw.url}/ipfs/${root.toString()}`)).status).toBe(406)
     expect((await fetch(`${gw.url}/ipfs/${cidOf(RAW_CODE, randomBytes(8)).toString()}?format=raw`)).status).toBe(404)
     expect((await fetch(`${gw.url}/ipfs/notacid?format=raw`)).status).toBe(400)
-    expect((await fetch(`${gw.url}/ipfs/${root.toString()}?format=car&dag-scope=entity`)).status).toBe(400)
+    expect((await fetch(`${gw.url}/ipfs/${root.toString()}?format=car&dag-scope=subtree`)).status).toBe(400)
   })
 
   it('fetches a DAG from a peer as one CAR stream, verifies and keeps it', async () => {
@@ -150,7 +150,7 @@ describe('trustless gateway routes and the network block source', () => {
     })
     await new Promise<void>(resolve => slow.listen(0, '127.0.0.1', resolve))
     try {
-      const peer = new HttpPeer(`http://127.0.0.1:${(slow.address() as AddressInfo).port}`, { headersMs: 5_000, bodyMs: 5_000, connections: 3 })
+      const peer = new HttpPeer(`http://127.0.0.1:${(slow.address() as AddressInfo).port}`, { idleMs: 5_000, connections: 3 })
       const cids = Array.from({ length: 20 }, () => cidOf(RAW_CODE, randomBytes(16)))
       expect(await Promise.all(cids.map(async cid => await peer.block(cid)))).toEqual(cids.map(() => undefined))
       expect(most).toBe(3)

@@ -29,13 +29,25 @@ describe.runIf(nixAvailable)('Nix files', () => {
     const c = evalModule('{ enable = true; gateway.follow = [ "b-1:x" ]; gateway.trust = [ "b-1:x" "b-2:y" ]; gateway.threshold = 2; gateway.maxCache = "20G"; publishHook.enable = true; openFirewall = true; mirror.enable = true; mirror.follow = [ "b-1:x" ]; }')
     expect(c.nix.settings.substituters).toEqual(['http://127.0.0.1:8080'])
     expect(c.nix.settings['trusted-public-keys']).toEqual(['b-1:x', 'b-2:y'])
-    expect(c.nix.settings['post-build-hook'].text).toMatch(/runuser -u nixipfs -- \S+\/bin\/nixipfs publish/)
+    expect(c.nix.settings['post-build-hook'].text).toMatch(/runuser -u nixipfs -- \S+\/bin\/nixipfs publish --hook/)
     expect(c.networking.firewall.allowedTCPPorts).toEqual([4001, 8081])
     const gw = c.systemd.services['nixipfs-gateway'].serviceConfig
     expect(words(gw.ExecStart).slice(1)).toEqual(['gateway', '--repo', '/var/lib/nixipfs', '--listen', '127.0.0.1:8080', '--listen-p2p', '/ip4/0.0.0.0/tcp/4001', '--follow', 'b-1:x', '--trust', 'b-1:x', '--trust', 'b-2:y', '--threshold', '2', '--max-cache', '20G'])
     expect(gw).toMatchObject({ User: 'nixipfs', ProtectSystem: 'strict', NoNewPrivileges: true, StateDirectory: 'nixipfs' })
-    expect(words(c.systemd.services['nixipfs-mirror'].serviceConfig.ExecStart).slice(1, 4)).toEqual(['mirror', '--repo', '/var/lib/nixipfs-mirror'])
+    expect(words(c.systemd.services['nixipfs-mirror'].serviceConfig.ExecStart).slice(1, 8)).toEqual(['mirror', '--repo', '/var/lib/nixipfs-mirror', '--listen', '0.0.0.0:8081', '--listen-p2p', '/ip4/0.0.0.0/tcp/4001'])
+    // Open files for the default --max-connections: the mirror listens on 0.0.0.0.
+    for (const service of ['nixipfs-gateway', 'nixipfs-mirror']) expect(c.systemd.services[service].serviceConfig.LimitNOFILE).toBe(65536)
     expect(c.users.users.nixipfs.isSystemUser).toBe(true)
+  })
+
+  it('the NixOS module listens on loopback only unless the firewall is opened', () => {
+    const c = evalModule('{ enable = true; mirror.enable = true; mirror.follow = [ "b-1:x" ]; }')
+    const gw = words(c.systemd.services['nixipfs-gateway'].serviceConfig.ExecStart)
+    expect(gw[gw.indexOf('--listen-p2p') + 1]).toBe('/ip4/127.0.0.1/tcp/4001')
+    const mirror = words(c.systemd.services['nixipfs-mirror'].serviceConfig.ExecStart)
+    expect(mirror[mirror.indexOf('--listen') + 1]).toBe('127.0.0.1:8081')
+    expect(mirror[mirror.indexOf('--listen-p2p') + 1]).toBe('/ip4/127.0.0.1/tcp/4001')
+    expect(c.networking.firewall.allowedTCPPorts).toEqual([])
   })
 
   it('the gateway command line the module writes is one nixipfs accepts', async () => {

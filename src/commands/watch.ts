@@ -1,0 +1,60 @@
+import { defineCommand } from 'citty'
+import { consola } from 'consola'
+import { STORE_DIR } from '../constants.js'
+import { UsageError } from '../errors.js'
+import { publishOrQueue, retryQueue, type RequestOptions } from '../cache/publish-request.js'
+import { watchStore } from '../watch.js'
+import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf } from './common.js'
+import { recipeOf } from './recipes.js'
+import { runUntilSignal } from './run.js'
+
+export default defineCommand({
+  meta: {
+    name: 'watch',
+    description: 'Publish new store paths as Nix adds them (as cachix watch-store): runs beside Nix, so it never holds up a build.\n' +
+      'A failed publish is queued in the repo and retried.\n\n' +
+      'Example: nixipfs watch -r'
+  },
+  args: {
+    recursive: { type: 'boolean', alias: 'r', description: 'Publish the whole closure of each new path' },
+    ...repoArg,
+    'secret-key-file': { type: 'string', description: 'Nix secret key that signs (default: the repo key, created on first use)', valueHint: 'FILE' },
+    chunker: { type: 'string', default: 'cdc', description: 'CID recipe for new NARs: cdc or fixed' },
+    interval: { type: 'string', default: '1', description: 'Seconds between checks of paths that appeared but are not valid yet (being built)' },
+    ...lifetimeArgs
+  },
+  async run ({ args }) {
+    recipeOf(args.chunker) // an unknown chunker is refused before any work
+    const interval = Number(args.interval)
+    if (!(interval > 0)) throw new UsageError(`--interval must be a positive number of seconds, got ${args.interval}`)
+    const repo = repoOf(args)
+    const options: RequestOptions = {
+      recordLifetimeMs: lifetimeMsOf(args),
+      continueSequence: args['continue-sequence'] === true,
+      log: consola,
+      onPublished: (path, nar, narSize) => consola.log(`${path} -> ${nar.toString()} (${(narSize / 2 ** 20).toFixed(1)} MiB)`),
+      onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
+    }
+    const watcher = await watchStore({
+      intervalMs: interval * 1000,
+      log: consola,
+      publish: async paths => {
+        const outcome = await publishOrQueue(repo, {
+          paths,
+          recursive: args.recursive === true,
+          chunker: args.chunker,
+          ...(args['secret-key-file'] !== undefined ? { secretKeyFile: args['secret-key-file'] } : {})
+        }, options)
+        if ('error' in outcome) {
+          consola.error(`publishing ${paths.length} new path(s) failed: ${outcome.error.message}`)
+          if (outcome.queued !== undefined) consola.warn(`queued in ${outcome.queued}; retried after the next publish`)
+          return
+        }
+        consola.success(`published ${outcome.result.published.length} new path(s), ${outcome.result.skipped} already there (sequence ${outcome.result.sequence})`)
+        await retryQueue(repo, options)
+      }
+    })
+    consola.success(`watching ${STORE_DIR}: publishing new valid paths into ${repo}`)
+    await runUntilSignal(watcher.stop)
+  }
+})

@@ -1,0 +1,88 @@
+import { watch as watchDir, type FSWatcher } from 'node:fs'
+import { readdir } from 'node:fs/promises'
+import { STORE_DIR } from './constants.js'
+import { validPaths } from './nix/store.js'
+import { parseStoreBaseName } from './nix/store-path.js'
+
+export interface StoreWatchOptions {
+  /** how often paths seen but not yet valid are checked again */
+  intervalMs: number
+  /** publishes a batch of newly valid paths; a failure is the callee's to handle */
+  publish: (paths: string[]) => Promise<void>
+  log: { info: (m: string) => void, warn: (m: string) => void }
+}
+
+/** How often the store directory is listed again, for events the watcher may have missed. */
+const RESCAN_MS = 60_000
+
+/** A store entry that may become a valid path worth publishing: not a lock, a derivation or a check build. */
+function candidate (entry: string): boolean {
+  if (/\.(lock|drv|chroot|check)$/.test(entry)) return false
+  try { parseStoreBaseName(entry); return true } catch { return false }
+}
+
+/**
+ * Watches /nix/store and calls `publish` with each batch of store paths that
+ * appeared after it started (or were being built then) once Nix registered
+ * them as valid. Runs beside Nix, so it never holds up a build; one batch is
+ * published at a time, and what appears meanwhile makes the next batch.
+ */
+export async function watchStore (options: StoreWatchOptions): Promise<{ stop: () => Promise<void> }> {
+  const known = new Set<string>()
+  /** entries seen that are not valid yet: being built, or left by a failed build */
+  const pending = new Set<string>()
+  const locked: string[] = []
+  for (const entry of await readdir(STORE_DIR)) {
+    known.add(entry)
+    if (entry.endsWith('.lock') && candidate(entry.slice(0, -'.lock'.length))) locked.push(`${STORE_DIR}/${entry.slice(0, -'.lock'.length)}`)
+  }
+  // A path with a lock file that is not valid yet is being built right now: publish it once it is done
+  // (Nix leaves some lock files behind after a build, so a lock alone does not mean that).
+  const built = new Set(await validPaths(locked))
+  for (const path of locked) if (!built.has(path)) pending.add(path.slice(STORE_DIR.length + 1))
+  const see = (entry: string): void => {
+    if (!known.has(entry) && candidate(entry)) pending.add(entry)
+  }
+
+  let running: Promise<void> | undefined
+  let again = false
+  const tick = (): void => {
+    if (running !== undefined) { again = true; return }
+    running = check().catch((err: Error) => options.log.warn(`watch: ${err.message}`)).finally(() => {
+      running = undefined
+      if (again) { again = false; tick() }
+    })
+  }
+  const check = async (): Promise<void> => {
+    if (pending.size === 0) return
+    const present = new Set(await readdir(STORE_DIR))
+    for (const entry of pending) if (!present.has(entry)) pending.delete(entry) // a failed build, cleaned up
+    const valid = await validPaths([...pending].map(e => `${STORE_DIR}/${e}`))
+    if (valid.length === 0) return
+    for (const path of valid) {
+      const entry = path.slice(STORE_DIR.length + 1)
+      pending.delete(entry)
+      known.add(entry)
+    }
+    await options.publish(valid)
+  }
+
+  const watcher: FSWatcher = watchDir(STORE_DIR, (_event, entry) => {
+    if (entry === null) return
+    see(entry)
+    tick()
+  })
+  watcher.on('error', (err: Error) => options.log.warn(`watch: watching ${STORE_DIR} failed (${err.message}); listing it every ${RESCAN_MS / 1000} s instead`))
+  const poll = setInterval(tick, options.intervalMs)
+  const rescan = setInterval(() => {
+    readdir(STORE_DIR).then(entries => { entries.forEach(see); tick() }, (err: Error) => options.log.warn(`watch: cannot list ${STORE_DIR}: ${err.message}`))
+  }, RESCAN_MS)
+  return {
+    stop: async () => {
+      watcher.close()
+      clearInterval(poll)
+      clearInterval(rescan)
+      await running
+    }
+  }
+}
