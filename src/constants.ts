@@ -35,5 +35,8 @@ export const DEFAULT_FOLLOW_INTERVAL_S = 60
 /** Seconds a peer may stall before it is given up for a block (--peer-timeout). */
 export const DEFAULT_PEER_TIMEOUT_S = 10
 
+/** The most one followed cache's index may take (--max-index): about a million narinfos. */
+export const DEFAULT_MAX_INDEX = '1G'
+
 /** HTTP connections to one peer at once (--peer-connections). */
 export const DEFAULT_PEER_CONNECTIONS = 16

@@ -8,9 +8,10 @@ import { startQueueRetry } from './cache/publish-request.js'
 import { repoIndexSource } from './cache/source.js'
 import type { CommitOptions } from './cache/commit.js'
 import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
+import { UnavailableError } from './errors.js'
 import type { MetricFamily } from './gateway/metrics.js'
 import { unionOf } from './cache/union.js'
-import { quorumOf, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
+import { quorumOf, type Dispute, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
 import { allDisputes, recordDispute } from './trust/disputes.js'
 import { walkDag } from './ipfs/dag.js'
 import { PackStore } from './ipfs/pack-store.js'
@@ -38,8 +39,12 @@ export interface DaemonOptions {
   /** with pin 'index': store paths whose closures are pinned in full */
   closures: string[]
   followIntervalMs: number
-  /** serve only what a quorum of trusted builders signed (else: the first cache that has a path) */
+  /** the most bytes one followed cache's index may take (see FollowOptions) */
+  maxIndexBytes?: number
+  /** serve only what a quorum of trusted builders signed (else: the first cache that has a path, preferring `prefer`'s signatures) */
   trust?: TrustPolicy
+  /** without `trust`: keys the local Nix trusts, whose narinfos a union serves first */
+  prefer?: PublicKey[]
   /** HTTP binary caches asked for what the served caches miss, the keys their narinfos must be signed by, and the own key that signs what is imported from them */
   upstream?: { urls: string[], keys: PublicKey[], key: SecretKey }
   /** called once per answered request (default: a debug log line) */
@@ -97,6 +102,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     : startFollowing(repo, options.follow, network.records, network.blocks, {
       intervalMs: options.followIntervalMs,
       fetch: options.pin,
+      maxIndexBytes: options.maxIndexBytes,
       log,
       prefetch: async (root) => await network.blocks.prefetch(root),
       persist: async () => await local.sync(),
@@ -121,8 +127,18 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       log,
       onImported: () => { if (options.own !== undefined) sources.get(options.own)?.recheck() }
     })
+  const caches = options.trust === undefined
+    ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder(repo, log, 'followed caches') })
+    : quorumOf(served, quorum.hooks(repo, options.trust, log))
   const gateway = await startGateway({
-    caches: options.trust === undefined ? async () => await unionOf(served) : quorumOf(served, quorum.hooks(repo, options.trust, log)),
+    caches: async () => {
+      const current = await caches()
+      // Before any followed cache's record arrived nothing is known: not a miss Nix should remember (an upstream still answers).
+      if (current === undefined && upstream === undefined && options.follow.length > 0) {
+        throw new UnavailableError(`no record of ${options.follow.map(n => `/ipns/${n}`).join(', ')} has arrived yet; waiting for peers (check --peer / --http-gateway)`)
+      }
+      return current
+    },
     disputes: async () => await allDisputes(repo, local, log.warn),
     upstream,
     stats: () => ({ blocks: network.blocks.counters, upstream: upstream?.counters }),
@@ -171,7 +187,9 @@ function startEvictor (repo: string, network: Network, options: DaemonOptions, m
     running = true
     evictToFit(repo, network.blocks, { maxBytes, own: options.own, follow: options.follow })
       .then(r => {
-        if (r !== undefined) options.log.info(`--max-cache: ${mib(r.bytes.before)} → ${mib(r.bytes.after)}; kept the ${r.nars.kept} most recently used NARs, dropped ${r.nars.dropped}`)
+        if (r === undefined) return
+        options.log.info(`--max-cache: ${mib(r.bytes.before)} → ${mib(r.bytes.after)}; kept the ${r.nars.kept} most recently used NARs, dropped ${r.nars.dropped}`)
+        if (r.bytes.after > maxBytes) options.log.warn(`--max-cache: the own cache, pins and followed indexes alone take ${mib(r.bytes.after)}, more than --max-cache ${mib(maxBytes)}; raise it, or lower --max-index`)
       }, (err: Error) => options.log.warn(`--max-cache: eviction failed: ${err.message}`))
       .finally(() => { running = false })
   }, EVICT_CHECK_MS)
@@ -187,14 +205,19 @@ class QuorumLog {
   disputes = 0
   private readonly told = new Set<string>()
 
+  /** Records a dispute, saying so when it is new; `who` signed the different NARs. */
+  disputeRecorder (repo: string, log: DaemonOptions['log'], who: string): (dispute: Dispute) => void {
+    return (dispute) => {
+      recordDispute(repo, dispute).then(
+        isNew => { if (isNew) { this.disputes++; log.warn(`dispute: ${who} signed ${dispute.groups.length} different NARs for ${dispute.storePath} (nixipfs disputes, GET /disputes)`) } },
+        (err: Error) => log.warn(`recording the dispute over ${dispute.storePath} failed: ${err.message}`))
+    }
+  }
+
   hooks (repo: string, policy: TrustPolicy, log: DaemonOptions['log']): QuorumOptions {
     return {
       policy,
-      onDispute: (dispute) => {
-        recordDispute(repo, dispute).then(
-          isNew => { if (isNew) { this.disputes++; log.warn(`dispute: trusted builders signed ${dispute.groups.length} different NARs for ${dispute.storePath} (nixipfs disputes, GET /disputes)`) } },
-          (err: Error) => log.warn(`recording the dispute over ${dispute.storePath} failed: ${err.message}`))
-      },
+      onDispute: this.disputeRecorder(repo, log, 'trusted builders'),
       onRefused: (reason) => {
         this.refusals++
         if (this.told.has(reason)) return

@@ -75,13 +75,19 @@ export class IntegrityError extends NixipfsError {
   constructor (message: string) { super('ERR_INTEGRITY', message) }
 }
 
+/** Something exists but cannot be served right now (a followed cache whose record expired, an inconsistent cache…): HTTP 503, which Nix does not remember as a miss. */
+export class UnavailableError extends NixipfsError {
+  override name = 'UnavailableError'
+  constructor (message: string, code = 'ERR_UNAVAILABLE') { super(code, message) }
+}
+
 /** A cache contradicts itself: two of its narinfos give one NAR different NarHashes, so the later one is refused. */
-export class InconsistentCacheError extends NixipfsError {
+export class InconsistentCacheError extends UnavailableError {
   override name = 'InconsistentCacheError'
   constructor (readonly nar: string, storePath: string, claimed: string, first: { storePath?: string, narHash: string, verified?: boolean }) {
-    super('ERR_INCONSISTENT_CACHE', `this cache is inconsistent here: the narinfo of ${storePath} gives NAR ${nar} the NarHash ${claimed}, ` +
+    super(`this cache is inconsistent here: the narinfo of ${storePath} gives NAR ${nar} the NarHash ${claimed}, ` +
       `but ${first.storePath === undefined ? 'another narinfo' : `the narinfo of ${first.storePath}`} gave it ${first.narHash} first${first.verified === true ? ' (which its bytes match)' : ''}; ` +
-      'the narinfo is refused: its publisher must republish it with the NAR\'s true NarHash')
+      'the narinfo is refused: its publisher must republish it with the NAR\'s true NarHash', 'ERR_INCONSISTENT_CACHE')
   }
 }
 
@@ -147,4 +153,12 @@ export class PinsError extends NixipfsError {
 export class UpstreamError extends NixipfsError {
   override name = 'UpstreamError'
   constructor (code: string, message: string) { super(code, message) }
+}
+
+/** A followed cache's index is larger than --max-index allows. */
+export class IndexBudgetError extends NixipfsError {
+  override name = 'IndexBudgetError'
+  constructor (cache: string, maxBytes: number) {
+    super('ERR_INDEX_BUDGET', `the index of /ipns/${cache} is larger than --max-index (${maxBytes} bytes); following it stops (raise --max-index if this cache really is that large, then restart)`)
+  }
 }

@@ -34,7 +34,8 @@ export async function packBytes (repo: string): Promise<number> {
  * Keeps a gateway's repo under `maxBytes`: when its packs are larger, drops
  * the NARs of followed caches that were asked for least recently (and those
  * never asked for since the start), keeping the own cache, the pins and every
- * followed cache's index whole, then compacts. Fetched blocks are served but
+ * followed cache's index (as far as the cache layout goes: anything else a
+ * root links is dropped), then compacts. Fetched blocks are served but
  * not kept while it runs.
  */
 export async function evictToFit (repo: string, blocks: NetworkBlocks, options: EvictOptions): Promise<EvictResult | undefined> {
@@ -46,14 +47,16 @@ export async function evictToFit (repo: string, blocks: NetworkBlocks, options: 
       const local = blocks.local
       await local.refresh()
       const ignore = (): void => {}
-      const whole: CID[] = await readPins(repo)
+      const own: CID[] = []
       const indexes: CID[] = []
       for (const name of [...(options.own === undefined ? [] : [options.own]), ...options.follow]) {
         const root = (await loadRecord(repo, name))?.root
-        if (root !== undefined) (name === options.own ? whole : indexes).push(root)
+        if (root !== undefined) (name === options.own ? own : indexes).push(root)
       }
-      const marks = await markReachable(local, whole, ignore)
-      await markReachable(local, indexes, ignore, { marks, skipNars: true })
+      const marks = await markReachable(local, await readPins(repo), ignore)
+      await markReachable(local, own, ignore, { marks, layout: 'cache' })
+      await markReachable(local, indexes, ignore, { marks, layout: 'index' })
+      // The indexes count: the NARs share what they leave of the limit.
       let kept = (await local.compact(marks, { dryRun: true })).kept.bytes
       const recent = blocks.recentlyUsed()
       let keptNars = 0

@@ -1,9 +1,12 @@
 import { setMaxListeners } from 'node:events'
 import type { CID } from 'multiformats/cid'
-import { NixipfsError } from '../errors.js'
+import { IndexBudgetError, IntegrityError, NixipfsError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
 import { walkDag } from '../ipfs/dag.js'
-import { NAR_SUFFIX } from './directory.js'
+import { DAG_PB_CODE } from '../ipfs/block.js'
+import { readSmallFile } from '../ipfs/file-dag.js'
+import { MAX_NARINFO_BYTES } from '../nix/narinfo.js'
+import { CacheLayout } from './layout.js'
 import { acceptRecord, loadRecord } from './records.js'
 
 /** Where candidate records for a name come from (peers; unverified). */
@@ -15,12 +18,14 @@ export interface FollowOptions {
   /** what to fetch when a new root arrives: the index (directories and narinfos), or everything (a mirror) */
   fetch: 'index' | 'all'
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
-  /** pulls a whole DAG in one go (with fetch 'all'), before it is walked block by block */
+  /** pulls a NAR's whole DAG in one go (with fetch 'all'), as the walk reaches it */
   prefetch?: (root: CID) => Promise<void>
   /** called with the code of each record refused (rollback, forgery, expiry…) */
   onRefused?: (code: string) => void
   /** makes every block fetched so far durable (called before a root counts as synced) */
   persist?: () => Promise<void>
+  /** with fetch 'index': the most bytes one cache's index may take; past it, following that cache stops with a warning */
+  maxIndexBytes?: number
   /** called when a newer record was stored */
   onRecord?: (name: string) => void
   /** called after a new root was fetched as far as `fetch` asks */
@@ -45,6 +50,8 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
   setMaxListeners(Infinity, abort.signal) // shared by every fetch a sync runs in parallel
   const synced = new Map<string, string>()
   const syncing = new Map<string, Promise<void>>()
+  /** caches whose index passed --max-index: no longer followed */
+  const stopped = new Set<string>()
 
   async function sync (name: string, root: string): Promise<void> {
     const record = await loadRecord(repo, name)
@@ -55,11 +62,21 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     let firstMissing = ''
     const started = Date.now()
     const rootCid = record.root
-    if (options.fetch === 'all') await options.prefetch?.(rootCid)
+    // What the cache layout names is fetched, whatever else a (hostile) root links never: the index is the directories
+    // (nar/ included), nix-cache-info, narinfos, realisations and dispute statements, each small; a mirror adds the NARs.
+    const layout = new CacheLayout(rootCid, options.fetch === 'all')
+    // A mirror pulls each NAR as one stream from a peer, one after the other in the order the walk reaches them.
+    let pulling = Promise.resolve()
+    const skipLink = options.fetch === 'index' ? layout.skipLink : (link: string | undefined, parent: CID, cid: CID): boolean => {
+      const narRoot = layout.roleOf(parent) === 'nar'
+      if (layout.skipLink(link, parent, cid)) return true
+      if (narRoot) pulling = pulling.then(async () => await options.prefetch?.(cid)).catch(() => {})
+      return false
+    }
+    const oversized: string[] = []
     for await (const block of walkDag(blocks, rootCid, {
       signal: abort.signal,
-      // The index is everything but the NARs themselves: directories (nar/ included) and narinfos.
-      skipLink: options.fetch === 'index' ? (linkName) => linkName?.endsWith(NAR_SUFFIX) === true : undefined,
+      skipLink,
       onMissing: (cid, err) => {
         if (missing++ === 0) firstMissing = `${cid.toString()}: ${err.message}`
         options.log.debug(`${cid.toString()}: ${err.message}`)
@@ -67,7 +84,21 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     })) {
       count++
       bytes += block.bytes.length
+      if (options.fetch === 'all') continue // a mirror takes every NAR: no index budget
+      // A file of several blocks is read as one, bounded (its own blocks checked against the sizes its root gives).
+      if (block.cid.code === DAG_PB_CODE && layout.roleOf(block.cid) === 'file') {
+        layout.skipLinksOf(block.cid)
+        bytes += (await readSmallFile(blocks, block.cid, MAX_NARINFO_BYTES, 'index file').catch((err: Error) => {
+          if (err instanceof IntegrityError) oversized.push(block.cid.toString()) // larger than allowed, or than it says
+          else if (missing++ === 0) firstMissing = `${block.cid.toString()}: ${err.message}`
+          return new Uint8Array()
+        })).length
+      } else if (block.cid.code !== DAG_PB_CODE && block.bytes.length > MAX_NARINFO_BYTES) {
+        oversized.push(block.cid.toString())
+      }
+      if (bytes > (options.maxIndexBytes ?? Infinity)) throw new IndexBudgetError(name, options.maxIndexBytes!)
     }
+    if (oversized.length > 0) options.log.warn(`/ipns/${name}: root ${root} has ${oversized.length} index files larger than ${MAX_NARINFO_BYTES} bytes (first: ${oversized[0]!}); fetched no further than their first block, and refused if asked for`)
     if (missing > 0) {
       options.log.warn(`/ipns/${name}: ${missing} blocks of root ${root} could not be fetched yet (first: ${firstMissing}); retrying at the next poll`)
       return
@@ -100,8 +131,9 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
       return
     }
     const root = record.root.toString()
-    if (synced.get(name) === root || syncing.has(name)) return
+    if (synced.get(name) === root || syncing.has(name) || stopped.has(name)) return
     const running = sync(name, root).catch(err => {
+      if (err instanceof IndexBudgetError) stopped.add(name)
       if (!abort.signal.aborted) options.log.warn(`/ipns/${name}: fetching root ${root} failed: ${(err as Error).message}`)
     }).finally(() => syncing.delete(name))
     syncing.set(name, running)

@@ -8,7 +8,7 @@ import type { CompactResult } from '../ipfs/pack-compact.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { RepoError } from '../errors.js'
 import { runningFetcher, withRepoLock } from '../repo.js'
-import { NAR_SUFFIX } from './directory.js'
+import { CacheLayout } from './layout.js'
 import { readPins } from './pins.js'
 import { loadRecord } from './records.js'
 
@@ -46,10 +46,11 @@ async function gcRoots (repo: string): Promise<{ records: CID[], pins: CID[] }> 
 
 /**
  * Marks every block reachable from `roots` that `blocks` holds (into `marks`,
- * or a new mark set); missing blocks leave their subtree out. With
- * `skipNars`, the NARs under a cache root's `nar/` are left out (an index only).
+ * or a new mark set); missing blocks leave their subtree out. With `layout`,
+ * each root is a cache root and only what the cache layout names is marked
+ * (anything else it links is dropped): `cache` with its NARs, `index` without.
  */
-export async function markReachable (blocks: PackStore, roots: CID[], onMissing: (cid: CID, err: Error) => void, options: { marks?: BlockMarks, skipNars?: boolean } = {}): Promise<BlockMarks> {
+export async function markReachable (blocks: PackStore, roots: CID[], onMissing: (cid: CID, err: Error) => void, options: { marks?: BlockMarks, layout?: 'cache' | 'index' } = {}): Promise<BlockMarks> {
   const marks = options.marks ?? blocks.marks()
   // Blocks reached but not held have no slot to mark; they are few, and each is tried once.
   const absent = new Set<string>()
@@ -57,10 +58,11 @@ export async function markReachable (blocks: PackStore, roots: CID[], onMissing:
     has: (cid: CID) => marks.has(cid) || (absent.size > 0 && absent.has(cid.toString())),
     add: (cid: CID) => { if (!marks.add(cid)) absent.add(cid.toString()) }
   }
-  // A raw leaf has no links: marking it is enough, so NAR data is never read.
-  const skipLink = (name: string | undefined, _parent: CID, cid: CID): boolean =>
-    (options.skipNars === true && name?.endsWith(NAR_SUFFIX) === true) || (cid.code === RAW_CODE && marks.add(cid))
   for (const root of roots) {
+    const layout = options.layout === undefined ? undefined : new CacheLayout(root, options.layout === 'cache')
+    // A raw leaf has no links: marking it is enough, so NAR data is never read.
+    const skipLink = (name: string | undefined, parent: CID, cid: CID): boolean =>
+      layout?.skipLink(name, parent, cid) === true || (cid.code === RAW_CODE && marks.add(cid))
     for await (const _ of walkDag(blocks, root, { visited, skipLink, onMissing })) { /* marked by `visited` */ }
   }
   return marks
@@ -68,7 +70,8 @@ export async function markReachable (blocks: PackStore, roots: CID[], onMissing:
 
 /**
  * Drops every block that no root reaches — the roots of all records in the
- * repo (its own cache and the caches it follows) and the pinned CIDs — and
+ * repo (its own cache and the caches it follows, as far as the cache layout
+ * goes) and the pinned CIDs — and
  * compacts the block store, under the repo lock so that it never races a
  * publish. Blocks missing from a partly stored DAG are tolerated.
  */
@@ -82,7 +85,10 @@ export async function collectGarbage (repo: string, blocks: PackStore, options: 
     const tableBefore = blocks.indexBytes
     const { records, pins } = await gcRoots(repo)
     let missing = 0
-    const marks = await markReachable(blocks, [...records, ...pins], (cid, err) => { missing++; options.onMissing?.(cid, err) })
+    const onMissing = (cid: CID, err: Error): void => { missing++; options.onMissing?.(cid, err) }
+    // Of a cache, what its layout names: whatever else a (hostile) root links is not kept.
+    const marks = await markReachable(blocks, records, onMissing, { layout: 'cache' })
+    await markReachable(blocks, pins, onMissing, { marks })
     const result = await blocks.compact(marks, { dryRun: options.dryRun })
     return {
       ...result,

@@ -1,12 +1,13 @@
 import { stat } from 'node:fs/promises'
 import { DEFAULT_EXPIRED_GRACE_MS } from '../constants.js'
+import { UnavailableError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
 import { openIndex, type CacheIndex } from './index.js'
 import { loadRecord, recordPath } from './records.js'
 
 /** Supplies the gateway with the index of the cache it serves, kept in step with the record. */
 export interface IndexSource {
-  /** the current index, or undefined while nothing is (or may any longer be) served */
+  /** the current index (one that refuses its paths while they may not be served), or undefined while there is none */
   current: () => Promise<CacheIndex | undefined>
   /** look at the stored record again on the next request (a newer one was just stored) */
   recheck: () => void
@@ -25,7 +26,7 @@ const RECHECK_MS = 500
  * Serves the cache that the repo holds a record for under IPNS name `name`,
  * reloading the index whenever a newer record is stored. An expired record is
  * served for `expiredGraceMs` with a warning, then no longer (a frozen cache
- * must not be served for ever).
+ * must not be served for ever): its paths then answer UnavailableError.
  */
 export function repoIndexSource (repo: string, blocks: BlockGetter, name: string, options: SourceOptions = {}): IndexSource {
   const grace = options.expiredGraceMs ?? DEFAULT_EXPIRED_GRACE_MS
@@ -62,13 +63,14 @@ export function repoIndexSource (repo: string, blocks: BlockGetter, name: string
     const now = Date.now()
     if (now <= validUntil || index === undefined) return index
     const state = now <= validUntil + grace ? 'grace' : 'stopped'
+    const expired = `the record for /ipns/${name} expired at ${new Date(validUntil).toISOString()}`
     if (warned !== state) {
       warned = state
       options.warn?.(state === 'grace'
-        ? `the record for /ipns/${name} expired at ${new Date(validUntil).toISOString()}; serving it until ${new Date(validUntil + grace).toISOString()} — the publisher must run \`nixipfs republish\``
-        : `the record for /ipns/${name} expired at ${new Date(validUntil).toISOString()} and its grace period is over; serving nothing from it until a fresh record arrives`)
+        ? `${expired}; serving it until ${new Date(validUntil + grace).toISOString()} — the publisher must run \`nixipfs republish\``
+        : `${expired} and its grace period is over; serving nothing from it until a fresh record arrives`)
     }
-    return state === 'grace' ? index : undefined
+    return state === 'grace' ? index : withheld(index, `${expired} and its grace period is over; it is served again once its publisher runs \`nixipfs republish\` and a fresh record arrives`)
   }
 
   return {
@@ -86,6 +88,25 @@ export function repoIndexSource (repo: string, blocks: BlockGetter, name: string
       return servable()
     },
     recheck: () => { checkedAt = 0 }
+  }
+}
+
+/**
+ * A cache that may not be served right now: what it holds is refused with
+ * `reason` (UnavailableError, a 503 that Nix does not remember), what it does
+ * not hold is a miss (a 404), as its last index says.
+ */
+function withheld (index: CacheIndex, reason: string): CacheIndex {
+  const refuse = async <T>(hit: Promise<T | undefined>): Promise<T | undefined> => {
+    if (await hit === undefined) return undefined
+    throw new UnavailableError(reason)
+  }
+  return {
+    root: index.root,
+    cacheInfo: index.cacheInfo,
+    narInfo: async hash => await refuse(index.narInfo(hash)),
+    nar: async cid => await refuse(index.nar(cid)),
+    realisation: async id => await refuse(index.realisation(id))
   }
 }
 

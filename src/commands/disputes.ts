@@ -7,7 +7,7 @@ import { repoArg, repoOf } from './common.js'
 export default defineCommand({
   meta: {
     name: 'disputes',
-    description: 'List the store paths builders disagree on: recorded by this node\'s quorum checks (a gateway with --trust),\n' +
+    description: 'List the store paths builders disagree on: recorded by this node\'s quorum checks (a gateway with --trust) or unions (caches giving one path different NARs),\n' +
       'and signed dispute statements that followed builders published (nixipfs verify).\n\n' +
       'Example: nixipfs disputes, or nixipfs disputes --json | jq .'
   },
@@ -23,7 +23,7 @@ export default defineCommand({
     if (disputes.length === 0) { consola.info('no disputes recorded'); return }
     for (const d of disputes) {
       if (d.kind === 'quorum') {
-        console.log(`${d.storePath}  (trusted builders disagree; first seen ${d.firstSeen}, last ${d.lastSeen})`)
+        console.log(`${d.storePath}  (signers disagree; first seen ${d.firstSeen}, last ${d.lastSeen})`)
         for (const g of d.groups) console.log(`  ${g.narHash}  ${g.narSize} bytes  signed by ${g.keys.map(k => k.split(':')[0]).join(', ')}`)
       } else {
         console.log(`${d.storePath}  (rebuilt by ${d.by.split(':')[0]} on ${d.date}, published in /ipns/${d.cache})`)

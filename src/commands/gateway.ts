@@ -3,6 +3,7 @@ import { consola } from 'consola'
 import { DEFAULT_EXPIRED_GRACE_MS, HOUR_MS } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { parsePublicKey } from '../nix/signing.js'
+import { nixTrustedKeys } from '../nix/store.js'
 import { startDaemon } from '../daemon.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, ownCacheName, repeatedArg, repoArg, repoOf, servedKeys, signingKey } from './common.js'
@@ -26,10 +27,11 @@ export default defineCommand({
     trust: { type: 'string', description: 'Trust this builder key (name:base64); repeatable. With trusted keys, a path is served only when --threshold of them signed the same NAR', valueHint: 'KEY' },
     'trust-file': { type: 'string', description: 'File of trusted keys, one per line (# comments)', valueHint: 'FILE' },
     threshold: { type: 'string', description: 'How many distinct trusted keys must have signed the same NarHash, NarSize and References (default 1)', valueHint: 'K' },
+    prefer: { type: 'string', description: 'Without --trust: when followed caches give one path different narinfos, serve the one this key signed (besides the keys in the local Nix\'s trusted-public-keys); repeatable', valueHint: 'KEY' },
     'non-reproducible': { type: 'string', description: 'Store path names (glob, e.g. "*-doc") known not to build reproducibly: builders disagreeing on them is not recorded as a dispute; repeatable', valueHint: 'GLOB' },
     upstream: { type: 'string', description: 'HTTP binary cache to fall back to for what the served caches miss; what Nix fetches through it is imported into the own cache (write-through); repeatable', valueHint: 'URL' },
     'upstream-key': { type: 'string', description: 'Key an upstream narinfo must be signed by (repeatable; default: the --trust keys)', valueHint: 'KEY' },
-    'max-cache': { type: 'string', description: 'Keep the repo under this size (e.g. 20G): NARs of followed caches asked for least recently are dropped first; the own cache and indexes are kept', valueHint: 'SIZE' },
+    'max-cache': { type: 'string', description: 'Keep the repo, indexes included, under this size (e.g. 20G): NARs of followed caches asked for least recently are dropped first; the own cache and indexes are kept', valueHint: 'SIZE' },
     'expired-grace-hours': { type: 'string', default: String(DEFAULT_EXPIRED_GRACE_MS / HOUR_MS), description: 'Keep serving a cache this many hours after its record expired (with a warning), then stop' },
     ...lifetimeArgs
   },
@@ -39,6 +41,8 @@ export default defineCommand({
     const follow = repeatedArg(rawArgs, 'follow').map(followedName)
     const upstreamUrls = repeatedArg(rawArgs, 'upstream')
     const trust = await trustPolicyOf(args, rawArgs)
+    // A union must not hide the narinfo the local Nix would accept behind another cache's (Nix itself would try the next substituter).
+    const prefer = [...repeatedArg(rawArgs, 'prefer').map(parsePublicKey), ...(trust === undefined ? await nixTrustedKeys().catch((err: Error) => { consola.warn(`reading the local Nix's trusted-public-keys failed (${err.message}); preferring only --prefer keys`); return [] }) : [])]
     const upstreamKeys = [...repeatedArg(rawArgs, 'upstream-key').map(parsePublicKey), ...(trust?.keys ?? [])]
     if (upstreamUrls.length > 0 && upstreamKeys.length === 0) throw new UsageError('--upstream needs the keys its narinfos must be signed by: --upstream-key KEY (or --trust KEY)')
     // What comes through an upstream is written into the own cache, so it needs an own key.
@@ -64,6 +68,7 @@ export default defineCommand({
       pin: 'index',
       closures: [],
       trust,
+      prefer,
       upstream: upstreamKey === undefined ? undefined : { urls: upstreamUrls, keys: upstreamKeys, key: upstreamKey },
       maxCacheBytes: args['max-cache'] === undefined ? undefined : parseSize(args['max-cache'], '--max-cache'),
       expiredGraceMs: graceHours * HOUR_MS,

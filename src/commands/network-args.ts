@@ -1,4 +1,4 @@
-import { DEFAULT_LISTEN, DEFAULT_LISTEN_P2P, DEFAULT_FOLLOW_INTERVAL_S, DEFAULT_PEER_CONNECTIONS, DEFAULT_PEER_TIMEOUT_S } from '../constants.js'
+import { DEFAULT_LISTEN, DEFAULT_LISTEN_P2P, DEFAULT_FOLLOW_INTERVAL_S, DEFAULT_MAX_INDEX, DEFAULT_PEER_CONNECTIONS, DEFAULT_PEER_TIMEOUT_S } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { parsePublicKey } from '../nix/signing.js'
@@ -20,6 +20,7 @@ export const nodeArgs = {
   'max-connections': { type: 'string', default: String(DEFAULT_MAX_CONNECTIONS), description: 'Most HTTP connections at once; beyond it the longest-idle one is closed (capped by the open-file limit)' },
   'head-timeout': { type: 'string', default: String(DEFAULT_HEAD_TIMEOUT_MS / 1000), description: 'Seconds a new connection has to send a whole request head (a kept-alive one: 60 more); then it is closed' },
   'max-header-bytes': { type: 'string', default: String(DEFAULT_MAX_HEADER_BYTES), description: 'Largest HTTP request head accepted (bytes); larger gets 431' },
+  'max-index': { type: 'string', default: DEFAULT_MAX_INDEX, description: 'Most bytes one followed cache\'s index (narinfos, directories) may take; past it, following that cache stops with a warning', valueHint: 'SIZE' },
   'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' },
   'peer-timeout': { type: 'string', default: String(DEFAULT_PEER_TIMEOUT_S), description: 'Seconds a peer or --upstream may stall (no answer, no next block) before it is given up and others are asked' },
   'peer-connections': { type: 'string', default: String(DEFAULT_PEER_CONNECTIONS), description: 'HTTP connections (requests in flight) to one --http-gateway peer at once' }
@@ -87,7 +88,7 @@ export function parseSize (value: string, flag: string): number {
 }
 
 /** What every node command (gateway, mirror) passes to startDaemon from its flags: addresses, networking, following, logging. */
-export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes' | 'headTimeoutMs'> {
+export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'maxIndexBytes' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes' | 'headTimeoutMs'> {
   const { host, port } = parseListen(args.listen)
   const positive = (flag: string): number => {
     const n = Number(args[flag])
@@ -102,6 +103,7 @@ export function nodeOptionsOf (args: Record<string, unknown> & { listen: string 
     headTimeoutMs: headTimeoutMsOf(args),
     network: networkOptionsOf(args, rawArgs),
     followIntervalMs: followIntervalMsOf(args),
+    maxIndexBytes: parseSize(String(args['max-index'] ?? DEFAULT_MAX_INDEX), '--max-index'),
     log: consola,
     // With --log-json every request is a structured line.
     onRequest: process.env.NIXIPFS_LOG_JSON === '1' ? r => consola.info({ message: 'request', ...r }) : undefined

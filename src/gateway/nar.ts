@@ -24,8 +24,8 @@ export function parseRange (header: string | undefined, size: number): { start: 
 
 /**
  * `GET|HEAD /nar/<cid>.nar`: streams a NAR the index knows, verifying every
- * block against its CID and (on its first full read) the whole NAR against
- * its narinfo (structure, NarHash). A failure after
+ * block against its CID and (on its first full read, or before its first
+ * range) the whole NAR against its narinfo (structure, NarHash). A failure after
  * the headers went out aborts the connection, so Nix sees a short read, never
  * wrong bytes.
  */
@@ -50,12 +50,18 @@ export async function serveNar ({ req, res, params, index, blocks, head }: Route
   const abort = new AbortController()
   setMaxListeners(Infinity, abort.signal) // shared by the read-ahead and the prefetch
   res.on('close', () => abort.abort())
-  // A NAR not held locally is pulled as one stream from a peer while it is read (whole reads only).
-  if (range === undefined) blocks.prefetch?.(entry.cid, abort.signal).catch(() => {})
+  const what = `NAR ${entry.cid.toString()}`
+  // A NAR not held locally is pulled as one stream from a peer while it is read (whole reads, and the check before a range).
+  if (range === undefined || entry.verified !== true) blocks.prefetch?.(entry.cid, abort.signal).catch(() => {})
+  // A range is never a NAR's first, unchecked read (Nix resumes cut downloads with one): the whole NAR is checked first.
+  if (range !== undefined && entry.verified !== true) {
+    for await (const _ of checkedNar(readFile(blocks, entry.cid, { signal: abort.signal }), entry, what)) { /* checked, not sent */ }
+    if (entry.narHash !== undefined) entry.verified = true
+  }
   const source = readFile(blocks, entry.cid, { offset: start, length, signal: abort.signal })
   // A NAR's first full read is checked against its narinfo: structure, size, NarHash (once a narinfo named it).
   const verify = range === undefined && entry.verified !== true
-  const chunks = (verify ? checkedNar(source, entry, `NAR ${entry.cid.toString()}`) : source)[Symbol.asyncIterator]()
+  const chunks = (verify ? checkedNar(source, entry, what) : source)[Symbol.asyncIterator]()
   // Read the first block before committing to a status, so early failures get a proper error response.
   let next = await chunks.next()
   res.writeHead(range === undefined ? 200 : 206, headers)

@@ -153,7 +153,20 @@ async function * readRange (blocks: BlockGetter, cid: CID, start: number, end: n
   }
 }
 
+/** The size a dag-pb UnixFS node says its file has (0 for a node that says nothing: reading it fails then). */
+function declaredSize (node: Uint8Array): number {
+  try {
+    const data = dagPb.decode(node).Data
+    return data === undefined ? 0 : Number(UnixFS.unmarshal(data).fileSize())
+  } catch {
+    return 0
+  }
+}
+
 /** The whole of a small file; one larger than `max` bytes is refused (IntegrityError) before it is held in memory. */
 export async function readSmallFile (blocks: BlockGetter, cid: CID, max: number, what = 'file'): Promise<Uint8Array> {
-  return await collectAtMost(readFile(blocks, cid), max, () => new IntegrityError(`${what} ${cid.toString()} is larger than ${max} bytes; refusing it`))
+  const tooLarge = (): IntegrityError => new IntegrityError(`${what} ${cid.toString()} is larger than ${max} bytes; refusing it`)
+  // One that says so is refused before any more of its blocks is fetched.
+  if (cid.code === DAG_PB_CODE && declaredSize(await getVerified(blocks, cid)) > max) throw tooLarge()
+  return await collectAtMost(readFile(blocks, cid), max, tooLarge)
 }

@@ -3,6 +3,7 @@ import { NixCommandError } from '../errors.js'
 import { parseSha256, formatSha256 } from './hash.js'
 import { parseRealisation, type Realisation } from './realisation.js'
 import { parseStorePath } from './store-path.js'
+import { parsePublicKey, type PublicKey } from './signing.js'
 
 /** What the local Nix database knows about a valid store path. */
 export interface PathInfo {
@@ -113,6 +114,13 @@ export async function queryRealisations (drv: string, storeRoot?: string): Promi
     .catch(() => '[]') // a Nix without ca-derivations, or a .drv no longer in the store: nothing to publish
   const parsed = JSON.parse(json) as unknown[]
   return parsed.map(r => parseRealisation(JSON.stringify(r)))
+}
+
+/** The public keys the local Nix trusts (`trusted-public-keys` of `nix show-config`); malformed ones are left out. */
+export async function nixTrustedKeys (): Promise<PublicKey[]> {
+  const config = await runNix('nix', [...NIX_FLAGS, 'show-config'])
+  const line = /^trusted-public-keys = (.*)$/m.exec(config)?.[1] ?? ''
+  return line.split(/\s+/).filter(k => k !== '').flatMap(k => { try { return [parsePublicKey(k)] } catch { return [] } })
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { NarEntry, NarInfoEntry } from '../cache/index.js'
 import { currentIndexes, type IndexSource } from '../cache/source.js'
 import type { ServedCaches } from '../cache/union.js'
+import { UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
 import { fingerprint, formatNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
@@ -136,6 +137,9 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
         const selfCertified = verdict.served ?? entries.find(e => e.info.ca !== undefined && !e.info.ca.startsWith('text:'))
         if (selfCertified === undefined) {
           if (verdict.served === undefined) options.onRefused?.(verdict.reason)
+          // A cache that may not be served right now might have tipped the quorum: not a miss Nix should remember.
+          const unavailable = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && r.reason instanceof UnavailableError)
+          if (unavailable !== undefined) throw unavailable.reason
           return undefined
         }
         if (verdict.served === undefined) return approve(selfCertified)
@@ -145,13 +149,16 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
         const signedFor = approved.get(cid)
         if (signedFor === undefined) return undefined
         if (signedFor.entry !== undefined) return signedFor.entry // keeps its `verified` mark across requests
+        let failure: unknown
         for (const index of indexes) {
-          const entry = await index.nar(cid)
+          // One cache that cannot answer (not servable now, a corrupt block) does not hide the next one's copy.
+          const entry = await index.nar(cid).catch(err => { failure ??= err })
           if (entry !== undefined) {
             signedFor.entry = { cid: entry.cid, narHash: signedFor.narHash, narSize: signedFor.narSize }
             return signedFor.entry
           }
         }
+        if (failure !== undefined) throw failure
         return undefined
       },
       realisation: async (id) => {

@@ -68,7 +68,7 @@ describe('the cache index', () => {
     expect((await index.narInfo(honest))?.info.narHash).toBe(narHash)
     await expect(index.narInfo(liar)).rejects.toThrow(/the narinfo of \S+-p gives NAR .* the NarHash sha256:1b8m.*, but the narinfo of \S+-p gave it sha256:.* first/)
     const source = (root: CID): IndexSource => ({ current: async () => await openIndex(blocks, root), recheck: () => {} })
-    const union = await unionOf([source(hostile), source(good)])
+    const union = await unionOf([source(hostile), source(good)])()
     await union!.narInfo(honest)
     expect((await union!.narInfo(liar))?.info.narHash).toBe(narHash)
   })

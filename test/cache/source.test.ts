@@ -38,8 +38,11 @@ describe('the index source behind the gateway', () => {
     expect((await inGrace.current())?.root.toString()).toBe(root2.toString())
     expect(warnings.at(-1)).toMatch(/expired at .*; serving it until .*nixipfs republish/)
     const over = repoIndexSource(repo2, blocks2, name, { expiredGraceMs: 0, warn: m => warnings.push(m) })
-    expect(await over.current()).toBeUndefined()
+    // Past the grace period what the cache holds is refused (503), what it does not hold is a miss.
+    const stopped = await over.current()
     expect(warnings.at(-1)).toMatch(/grace period is over; serving nothing/)
+    expect(await stopped?.narInfo('0'.repeat(32))).toBeUndefined()
+    expect(stopped?.cacheInfo).toMatch(/StoreDir/)
   })
 
   it('answers requests that arrive while it loads with the loaded index, and sees a new record once told', async () => {
