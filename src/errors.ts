@@ -151,3 +151,9 @@ export class DiskError extends NixipfsError {
       : `writing to ${where} failed with ${errno} (the disk reported an error)${space}. Nothing a record reaches was changed; check the disk, then run \`nixipfs fsck\` and the command again`, options)
   }
 }
+
+/** `nixipfs fsck` found damage in the repo (that a repair could not mend). */
+export class RepoDamagedError extends NixipfsError {
+  override name = 'RepoDamagedError'
+  constructor (message: string) { super('ERR_REPO_DAMAGED', message) }
+}

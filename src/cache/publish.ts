@@ -1,5 +1,6 @@
 import type { CID } from 'multiformats/cid'
 import { DEFAULT_PRIORITY, STORE_DIR } from '../constants.js'
+import { asDiskError } from '../disk.js'
 import { IntegrityError } from '../errors.js'
 import { formatCacheInfo } from '../nix/cache-info.js'
 import { NarHasher } from '../nix/hash.js'
@@ -162,12 +163,24 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   const root = current?.root ?? await newCacheRoot(blocks, options.recipe.name)
 
   const infos = await queryPathInfos(options.paths, options.recursive, options.storeRoot)
+  const missing: PathInfo[] = []
+  for (const info of infos) if (!await hasNarInfo(blocks, root, parseStorePath(info.path).hash, dirs)) missing.push(info)
+  try {
+    return await publishMissing({ repo, blocks }, options, { name, current, root, dirs, infos, missing })
+  } catch (err) {
+    // A full disk names the repo and what the paths needed: the NARs, plus a little for directories and narinfos.
+    throw await asDiskError(err, repo, missing.reduce((sum, i) => sum + i.narSize, 0))
+  }
+}
+
+interface PublishState { name: string, current: CacheRecord | undefined, root: CID, dirs: DirNodeCache, infos: PathInfo[], missing: PathInfo[] }
+
+async function publishMissing ({ repo, blocks }: PublishComponents, options: PublishOptions, { name, current, root, dirs, infos, missing }: PublishState): Promise<PublishResult> {
   const entries: CacheEntry[] = []
   const published: PublishResult['published'] = []
-  let skipped = 0
-  for (const info of infos) {
+  const skipped = infos.length - missing.length
+  for (const info of missing) {
     const { hash } = parseStorePath(info.path)
-    if (await hasNarInfo(blocks, root, hash, dirs)) { skipped++; continue }
     const { cid: nar, tsize } = await importStorePath(blocks, info, options.recipe, options.storeRoot)
     entries.push({ hash, nar, narTsize: tsize, narInfo: formatNarInfo(makeNarInfo(info, nar, options.key)) })
     published.push({ path: info.path, nar, narSize: info.narSize })

@@ -1,0 +1,72 @@
+import { defineCommand } from 'citty'
+import { consola } from 'consola'
+import { fsck, type FsckResult } from '../cache/fsck.js'
+import { RepoDamagedError, RepoError } from '../errors.js'
+import { PackStore } from '../ipfs/pack-store.js'
+import { startNetwork } from '../net/network.js'
+import { runningFetcher, withRepoLock } from '../repo.js'
+import { ownCacheName, repoArg, repoOf } from './common.js'
+import { networkOptionsOf, nodeArgs } from './network-args.js'
+
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+
+function summary (r: FsckResult): string {
+  return `checked ${r.blocks.checked} blocks (${mib(r.blocks.bytes)}), ${r.nars.checked} NARs` +
+    (r.nars.notHeld > 0 ? ` (${r.nars.notHeld} NARs of followed caches not held, fetched when asked for)` : '')
+}
+
+export default defineCommand({
+  meta: {
+    name: 'fsck',
+    description: 'Check the repo: every block against its pack bytes and its CID, every NAR the records reach against its NarHash.\n' +
+      'With --repair, drops the records of damaged blocks and fetches them again from --http-gateway / --peer peers. Exit 1 while damage remains.\n\n' +
+      'Example: nixipfs fsck, then nixipfs fsck --repair --http-gateway http://mirror.example:8080'
+  },
+  args: {
+    ...repoArg,
+    repair: { type: 'boolean', description: 'Drop the records of damaged blocks and fetch those blocks again from peers' },
+    'http-gateway': nodeArgs['http-gateway'],
+    peer: nodeArgs.peer,
+    'peer-timeout': nodeArgs['peer-timeout'],
+    'peer-connections': nodeArgs['peer-connections']
+  },
+  async run ({ args, rawArgs }) {
+    const repo = repoOf(args)
+    const repair = args.repair === true
+    const blocks = await PackStore.openRepo(repo)
+    try {
+      const check = async (): Promise<FsckResult> => {
+        // libp2p only when a --peer is named: a check should not listen on ports.
+        const options = networkOptionsOf({ ...args, offline: !rawArgs.includes('--peer') }, rawArgs)
+        const network = repair && (options.httpGateways.length > 0 || options.peers.length > 0)
+          ? await startNetwork(repo, blocks, { ...options, listen: options.listen.map(a => a.replace(/\/tcp\/\d+/, '/tcp/0')), log: consola })
+          : undefined
+        try {
+          return await fsck(repo, blocks, {
+            own: await ownCacheName(repo),
+            repair,
+            fetch: network?.blocks,
+            onDamage: d => consola.log(`damaged ${d.kind} ${d.what}: ${d.reason}`)
+          })
+        } finally {
+          await network?.stop()
+        }
+      }
+      const r = repair
+        ? await withRepoLock(repo, async () => {
+          const fetcher = await runningFetcher(repo)
+          if (fetcher !== undefined) throw new RepoError(`a gateway or mirror (pid ${fetcher}) writes into ${repo}; stop it, run fsck --repair, start it again`)
+          return await check()
+        }, pid => consola.info(`waiting for another process (pid ${pid}) to release the repo lock`))
+        : await check()
+      consola.log(summary(r))
+      if (repair && r.repaired.dropped > 0) consola.log(`repaired: dropped ${r.repaired.dropped} damaged block record(s); fetched ${r.repaired.refetched} of them again from peers`)
+      if (r.damage.length > 0) {
+        throw new RepoDamagedError(`${r.damage.length} damaged ${r.damage.length === 1 ? 'item' : 'items'} in ${repo}${repair ? ' remain after the repair (no peer had the blocks: add --http-gateway or --peer)' : '; run `nixipfs fsck --repair --http-gateway URL` to drop them and fetch them again'}`)
+      }
+      consola.log(repair && r.repaired.dropped > 0 ? 'no damage left' : 'no damage found')
+    } finally {
+      await blocks.close()
+    }
+  }
+})

@@ -1,0 +1,78 @@
+import { execFileSync, spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
+import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
+
+/** Mounting needs root (tests run as root); elsewhere this file is skipped unless under CI. */
+const canMount = process.getuid?.() === 0 || process.env.CI === 'true'
+
+/** A tmpfs of `size` mounted on a fresh directory; unmounted by `unmount`. */
+function mountTmpfs (size: string): string {
+  const dir = tmp('nixipfs-tmpfs-')
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir])
+  return dir
+}
+
+function unmount (dir: string | undefined): void {
+  if (dir === undefined) return
+  // Lazy: a process the test failed to stop must not keep the mount forever.
+  if (spawnSync('umount', [dir]).status !== 0) spawnSync('umount', ['-l', dir])
+}
+
+describe.runIf(nixAvailable && canMount)('a full disk during publish', () => {
+  let mnt: string | undefined
+  let gw: GatewayProcess | undefined
+  let paths: { tiny: string, small1: string, big: string, small2: string }
+  let repo: string
+
+  beforeAll(() => {
+    const salt = `${Date.now()}-${process.pid}`
+    const out = nixBuild(`[
+      (${shellDerivation(`disk-tiny-${salt}`, 'echo tiny > $out')})
+      (${shellDerivation(`disk-small1-${salt}`, 'head -c 2000000 /dev/urandom > $out')})
+      (${shellDerivation(`disk-big-${salt}`, 'head -c 25000000 /dev/urandom > $out')})
+      (${shellDerivation(`disk-small2-${salt}`, 'head -c 2000000 /dev/urandom > $out')})
+    ]`)
+    const [tiny, small1, big, small2] = out as [string, string, string, string]
+    paths = { tiny, small1, big, small2 }
+    mnt = mountTmpfs('20m')
+    repo = join(mnt, 'repo')
+  })
+  afterAll(async () => {
+    await gw?.stop()
+    unmount(mnt)
+  })
+
+  it('fails with ERR_DISK_FULL, changes nothing a record reaches, and the next publish after space is freed serves byte for byte', async () => {
+    const first = runCli(['publish', '--repo', repo, paths.tiny, paths.small1])
+    expect(first.status, first.stderr).toBe(0)
+
+    const full = runCli(['publish', '--repo', repo, paths.big])
+    expect(full.status).toBe(1)
+    expect(full.stderr).toMatch(/\[ERR_DISK_FULL\]/)
+    expect(full.stderr).toContain(repo)
+    expect(full.stderr).toMatch(/needed about \d+(\.\d+)? MiB/)
+    expect(full.stderr).not.toMatch(/^\s+at /m) // no stack trace
+
+    execFileSync('mount', ['-o', 'remount,size=150m', mnt!])
+    const second = runCli(['publish', '--repo', repo, paths.big, paths.small2])
+    expect(second.status, second.stderr).toBe(0)
+    expect(second.stdout + second.stderr).toMatch(/sequence 2\)/)
+
+    gw = await startGatewayProcess(['--repo', repo])
+    const store = tmp()
+    const pub = readFileSync(join(repo, 'keys', 'cache.public'), 'utf8').trim()
+    const all = Object.values(paths)
+    const copy = nix(['copy', '--from', gw.url, '--to', store, ...all, '--option', 'trusted-public-keys', pub], { allowFail: true })
+    expect(copy.status, `${copy.stderr}\n${gw.output()}`).toBe(0)
+    for (const p of all) expect(Buffer.compare(nixDump(join(store, p)), nixDump(p))).toBe(0)
+    await gw.stop()
+    gw = undefined
+
+    const fsck = runCli(['fsck', '--repo', repo])
+    expect(fsck.status, fsck.stderr).toBe(0)
+    expect(fsck.stdout + fsck.stderr).toMatch(/no damage found/)
+  })
+})
