@@ -35,8 +35,8 @@ export interface FsckOptions {
 export interface FsckResult {
   blocks: { checked: number, bytes: number, damaged: number }
   nars: { checked: number, damaged: number, notHeld: number }
-  /** records dropped, and of their blocks those fetched again (with repair); the others no peer had */
-  repaired: { dropped: number, refetched: number }
+  /** records of damaged blocks dropped (with repair) */
+  repaired: { dropped: number }
   /** what is still damaged: after a repair, what it could not mend */
   damage: Damage[]
 }
@@ -119,7 +119,7 @@ async function checkNars (repo: string, blocks: PackStore, options: FsckOptions,
  * repo lock when repairing.
  */
 export async function fsck (repo: string, blocks: PackStore, options: FsckOptions = {}): Promise<FsckResult> {
-  const result: FsckResult = { blocks: { checked: 0, bytes: 0, damaged: 0 }, nars: { checked: 0, damaged: 0, notHeld: 0 }, repaired: { dropped: 0, refetched: 0 }, damage: [] }
+  const result: FsckResult = { blocks: { checked: 0, bytes: 0, damaged: 0 }, nars: { checked: 0, damaged: 0, notHeld: 0 }, repaired: { dropped: 0 }, damage: [] }
   const found = (d: Damage): void => { result.damage.push(d); options.onDamage?.(d) }
   await blocks.refresh()
   const bad = await checkBlocks(blocks, result, found)
@@ -129,10 +129,7 @@ export async function fsck (repo: string, blocks: PackStore, options: FsckOption
     for (const cid of bad) await blocks.delete(cid)
     result.repaired.dropped = bad.length
     for (const cid of options.fetch === undefined ? [] : bad) {
-      try {
-        await getVerified(options.fetch!, cid)
-        result.repaired.refetched++
-      } catch { /* no peer has it: if a cache needs it, its NAR or index is reported below */ }
+      await getVerified(options.fetch!, cid).catch(() => { /* no peer has it: if a cache needs it, its NAR or index is reported below */ })
     }
     await blocks.sync()
   }

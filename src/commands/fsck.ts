@@ -35,6 +35,7 @@ export default defineCommand({
     const repair = args.repair === true
     const blocks = await PackStore.openRepo(repo)
     try {
+      let fetched = 0
       const check = async (): Promise<FsckResult> => {
         // libp2p only when a --peer is named: a check should not listen on ports.
         const options = networkOptionsOf({ ...args, offline: !rawArgs.includes('--peer') }, rawArgs)
@@ -49,6 +50,8 @@ export default defineCommand({
             onDamage: d => consola.log(`damaged ${d.kind} ${d.what}: ${d.reason}`)
           })
         } finally {
+          const c = network?.blocks.counters
+          fetched = c === undefined ? 0 : c.http + c.car + c.bitswap
           await network?.stop()
         }
       }
@@ -60,11 +63,15 @@ export default defineCommand({
         }, pid => consola.info(`waiting for another process (pid ${pid}) to release the repo lock`))
         : await check()
       consola.log(summary(r))
-      if (repair && r.repaired.dropped > 0) consola.log(`repaired: dropped ${r.repaired.dropped} damaged block record(s); fetched ${r.repaired.refetched} of them again from peers`)
+      const repaired = repair && (r.repaired.dropped > 0 || fetched > 0)
+      if (repaired) consola.log(`repaired: dropped ${r.repaired.dropped} damaged block record(s); fetched ${fetched} block(s) again from peers`)
       if (r.damage.length > 0) {
-        throw new RepoDamagedError(`${r.damage.length} damaged ${r.damage.length === 1 ? 'item' : 'items'} in ${repo}${repair ? ' remain after the repair (no peer had the blocks: add --http-gateway or --peer)' : '; run `nixipfs fsck --repair --http-gateway URL` to drop them and fetch them again'}`)
+        const items = r.damage.length === 1 ? '1 damaged item' : `${r.damage.length} damaged items`
+        throw new RepoDamagedError(repair
+          ? `${items} in ${repo} ${r.damage.length === 1 ? 'remains' : 'remain'} after the repair: no peer had the blocks (add --http-gateway or --peer)`
+          : `${items} in ${repo}; run \`nixipfs fsck --repair --http-gateway URL\` to drop them and fetch them again`)
       }
-      consola.log(repair && r.repaired.dropped > 0 ? 'no damage left' : 'no damage found')
+      consola.log(repaired ? 'no damage left' : 'no damage found')
     } finally {
       await blocks.close()
     }
