@@ -19,8 +19,10 @@ export interface FollowOptions {
   prefetch?: (root: CID) => Promise<void>
   /** called with the code of each record refused (rollback, forgery, expiry…) */
   onRefused?: (code: string) => void
-  /** makes every block fetched so far durable (called before a root counts as synced) */
-  persist?: () => Promise<void>
+  /** a count of failed writes, read before a root is fetched and given to `persist` */
+  writeEpoch?: () => number
+  /** makes every block fetched so far durable, or throws if a write failed since the epoch (called before a root counts as synced) */
+  persist?: (since?: number) => Promise<void>
   /** called when a newer record was stored */
   onRecord?: (name: string) => void
   /** called after a new root was fetched as far as `fetch` asks */
@@ -55,6 +57,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     let firstMissing = ''
     const started = Date.now()
     const rootCid = record.root
+    const epoch = options.writeEpoch?.()
     if (options.fetch === 'all') await options.prefetch?.(rootCid)
     for await (const block of walkDag(blocks, rootCid, {
       signal: abort.signal,
@@ -73,7 +76,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
       return
     }
     // "Pinned" must survive a crash: the store buffers writes.
-    await options.persist?.()
+    await options.persist?.(epoch)
     synced.set(name, root)
     const s = (Date.now() - started) / 1000
     options.log.info(`/ipns/${name}: ${options.fetch === 'all' ? 'pinned' : 'indexed'} root ${root} (${count} blocks, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${s.toFixed(1)} s, ${(bytes / 2 ** 20 / Math.max(s, 0.001)).toFixed(1)} MiB/s)`)

@@ -135,6 +135,7 @@ function noting (suffix: string): (err: unknown) => never {
 export async function importFromUpstream ({ repo, blocks }: PublishComponents, options: ImportOptions): Promise<ImportResult> {
   return await withRepoLock(repo, async () => {
     await blocks.refresh()
+    const epoch = blocks.writeEpoch // a block lost to a failed write since then must stop the record
     const dirs = new DirNodeCache()
     const name = ipnsNameOf(options.key.publicKey)
     let current = await loadRecord(repo, name)
@@ -149,7 +150,7 @@ export async function importFromUpstream ({ repo, blocks }: PublishComponents, o
     const commit = async (): Promise<void> => {
       if (pending.length === 0) return
       root = await addEntries(blocks, root, pending, dirs)
-      await blocks.sync() // every block the new root reaches is durable before the record moves
+      await blocks.sync(epoch) // every block the new root reaches is durable before the record moves
       current = await commitRoot(repo, options.key, root, current, { recordLifetimeMs: options.recordLifetimeMs })
       imported += pending.length
       pending = []

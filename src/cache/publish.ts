@@ -117,14 +117,14 @@ export async function newCacheRoot (blocks: PackStore, recipe: string): Promise<
 }
 
 /** Adds entries (NARs already stored) to the key's cache and signs a new record, under the repo lock. */
-export async function appendEntries (components: PublishComponents, key: SecretKey, entries: CacheEntry[], options: { recordLifetimeMs: number, recipe: CidRecipe }): Promise<CacheRecord> {
+export async function appendEntries (components: PublishComponents, key: SecretKey, entries: CacheEntry[], options: { recordLifetimeMs: number, recipe: CidRecipe, writeEpoch?: number }): Promise<CacheRecord> {
   const { repo, blocks } = components
   return await withRepoLock(repo, async () => {
     await blocks.refresh()
     const current = await loadRecord(repo, ipnsNameOf(key.publicKey))
     const root = current?.root ?? await newCacheRoot(blocks, options.recipe.name)
     const newRoot = await addEntries(blocks, root, entries, new DirNodeCache())
-    await blocks.sync()
+    await blocks.sync(options.writeEpoch) // the entries' NARs too, when they were written since writeEpoch
     return await commitRoot(repo, key, newRoot, current, options)
   })
 }
@@ -134,11 +134,12 @@ export async function publishDisputes (components: PublishComponents, options: P
   const { repo, blocks } = components
   return await withRepoLock(repo, async () => {
     await blocks.refresh()
+    const epoch = blocks.writeEpoch
     const current = await loadRecord(repo, ipnsNameOf(options.key.publicKey))
     await nextSequence(options.key, current, options.continueSequence)
     const root = current?.root ?? await newCacheRoot(blocks, options.recipe)
     const newRoot = await addFiles(blocks, root, DISPUTES_DIR, options.statements.map(f => ({ name: `${f.hash}.json`, text: f.text })), new DirNodeCache())
-    await blocks.sync()
+    await blocks.sync(epoch)
     return await commitRoot(repo, options.key, newRoot, current, options)
   }, options.onWait)
 }
@@ -156,6 +157,7 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   // The store may have been compacted (gc) while this process waited for the lock: what it holds
   // must be known afresh, or a block gc dropped would pass for present and be left out.
   await blocks.refresh()
+  const epoch = blocks.writeEpoch // a block lost to a failed write since then must stop the record
   const dirs = new DirNodeCache()
   const name = ipnsNameOf(options.key.publicKey)
   const current = await loadRecord(repo, name)
@@ -166,16 +168,16 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   const missing: PathInfo[] = []
   for (const info of infos) if (!await hasNarInfo(blocks, root, parseStorePath(info.path).hash, dirs)) missing.push(info)
   try {
-    return await publishMissing({ repo, blocks }, options, { name, current, root, dirs, infos, missing })
+    return await publishMissing({ repo, blocks }, options, { epoch, name, current, root, dirs, infos, missing })
   } catch (err) {
     // A full disk names the repo and what the paths needed: the NARs, plus a little for directories and narinfos.
     throw await asDiskError(err, repo, missing.reduce((sum, i) => sum + i.narSize, 0))
   }
 }
 
-interface PublishState { name: string, current: CacheRecord | undefined, root: CID, dirs: DirNodeCache, infos: PathInfo[], missing: PathInfo[] }
+interface PublishState { epoch: number, name: string, current: CacheRecord | undefined, root: CID, dirs: DirNodeCache, infos: PathInfo[], missing: PathInfo[] }
 
-async function publishMissing ({ repo, blocks }: PublishComponents, options: PublishOptions, { name, current, root, dirs, infos, missing }: PublishState): Promise<PublishResult> {
+async function publishMissing ({ repo, blocks }: PublishComponents, options: PublishOptions, { epoch, name, current, root, dirs, infos, missing }: PublishState): Promise<PublishResult> {
   const entries: CacheEntry[] = []
   const published: PublishResult['published'] = []
   const skipped = infos.length - missing.length
@@ -192,7 +194,7 @@ async function publishMissing ({ repo, blocks }: PublishComponents, options: Pub
   const withEntries = await addEntries(blocks, root, entries, dirs)
   const realisations = await realisationsOf(infos.filter(i => published.some(p => p.path === i.path)), options.key, options.storeRoot)
   const newRoot = await addFiles(blocks, withEntries, REALISATIONS_DIR, realisations, dirs)
-  await blocks.sync() // every block the new root reaches is durable before the record moves
+  await blocks.sync(epoch) // every block the new root reaches is durable before the record moves
   const record = await commitRoot(repo, options.key, newRoot, current, options)
   return { name, root: newRoot, sequence: record.sequence, published, skipped }
 }

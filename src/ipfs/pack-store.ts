@@ -345,14 +345,28 @@ export class PackStore extends BaseBlockstore {
     if (this.failure !== undefined) throw this.failure
   }
 
-  /** Flushes and makes every block written so far durable; throws (once) a write that failed since the last sync. */
-  async sync (): Promise<void> {
+  /**
+   * Counts failed writes: a caller that reads it before its puts and passes
+   * it to `sync` learns whether any of its blocks were lost, whatever other
+   * writers in the process did meanwhile.
+   */
+  get writeEpoch (): number {
+    return this.generation
+  }
+
+  /**
+   * Flushes and makes every block written so far durable. Throws if a write
+   * failed since `since` (a writeEpoch), or without it, a write that failed
+   * since the last such sync (reported once).
+   */
+  async sync (since?: number): Promise<void> {
     try {
-      await this.flush()
+      await this.drain()
+      if (since === undefined ? this.failure !== undefined : this.generation !== since) throw this.lastFailure
       await this.writer?.fh.sync()
       await this.indexFile?.sync()
     } catch (err) {
-      this.failure = undefined
+      if (since === undefined) this.failure = undefined
       throw await asDiskError(err, this.dir)
     }
   }

@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
+import { runCli, startGatewayProcess, startNodeProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
 /** Mounting needs root (tests run as root); elsewhere this file is skipped unless under CI. */
@@ -21,9 +21,11 @@ function unmount (dir: string | undefined): void {
   if (spawnSync('umount', [dir]).status !== 0) spawnSync('umount', ['-l', dir])
 }
 
-describe.runIf(nixAvailable && canMount)('a full disk during publish', () => {
+describe.runIf(nixAvailable && canMount)('a full disk', () => {
   let mnt: string | undefined
   let gw: GatewayProcess | undefined
+  const mounts: string[] = []
+  const nodes: GatewayProcess[] = []
   let paths: { tiny: string, small1: string, big: string, small2: string }
   let repo: string
 
@@ -38,11 +40,13 @@ describe.runIf(nixAvailable && canMount)('a full disk during publish', () => {
     const [tiny, small1, big, small2] = out as [string, string, string, string]
     paths = { tiny, small1, big, small2 }
     mnt = mountTmpfs('20m')
+    mounts.push(mnt)
     repo = join(mnt, 'repo')
   })
   afterAll(async () => {
     await gw?.stop()
-    unmount(mnt)
+    for (const n of nodes) await n.stop()
+    for (const m of mounts) unmount(m)
   })
 
   it('fails with ERR_DISK_FULL, changes nothing a record reaches, and the next publish after space is freed serves byte for byte', async () => {
@@ -74,5 +78,33 @@ describe.runIf(nixAvailable && canMount)('a full disk during publish', () => {
     const fsck = runCli(['fsck', '--repo', repo])
     expect(fsck.status, fsck.stderr).toBe(0)
     expect(fsck.stdout + fsck.stderr).toMatch(/no damage found/)
+  })
+
+  it('a mirror that runs out of space keeps running, says why, and pins everything once there is space', async () => {
+    const builder = tmp()
+    expect(runCli(['publish', '--repo', builder, paths.tiny, paths.small1, paths.big]).status).toBe(0)
+    const pub = readFileSync(join(builder, 'keys', 'cache.public'), 'utf8').trim()
+    const source = await startGatewayProcess(['--repo', builder])
+    nodes.push(source)
+    const small = mountTmpfs('20m')
+    mounts.push(small)
+    const mirror = await startNodeProcess('mirror', ['--repo', join(small, 'repo'), '--follow', pub, '--http-gateway', source.url, '--follow-interval', '1'])
+    nodes.push(mirror)
+    expect(await mirror.waitForLog(/fetching root \S+ failed: the disk holding .* is full/, 30_000)).toMatch(/is full \(ENOSPC\)/)
+    expect(mirror.child.exitCode).toBeNull()
+    expect(mirror.output()).not.toMatch(/pinned root/)
+    expect(mirror.output()).not.toMatch(/^\s+at /m) // no stack trace
+
+    execFileSync('mount', ['-o', 'remount,size=150m', small])
+    expect(await mirror.waitForLog(/pinned root/, 30_000)).toMatch(/pinned root/)
+    const store = tmp()
+    const wanted = [paths.tiny, paths.small1, paths.big]
+    const copy = nix(['copy', '--from', mirror.url, '--to', store, ...wanted, '--option', 'trusted-public-keys', pub], { allowFail: true })
+    expect(copy.status, copy.stderr).toBe(0)
+    for (const p of wanted) expect(Buffer.compare(nixDump(join(store, p)), nixDump(p))).toBe(0)
+    await mirror.stop()
+    const fsck = runCli(['fsck', '--repo', join(small, 'repo')])
+    expect(fsck.status, fsck.stdout + fsck.stderr).toBe(0)
+    expect(fsck.stdout).toMatch(/no damage found/)
   })
 })
