@@ -105,7 +105,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     const root = record.root.toString()
     if (synced.get(name) === root || syncing.has(name)) return
     const running = sync(name, root).catch(err => {
-      if (!abort.signal.aborted) options.log.warn(`/ipns/${name}: fetching root ${root} failed: ${(err as Error).message}`)
+      if (!abort.signal.aborted) options.log.warn(`/ipns/${name}: fetching root ${root} failed: ${(err as Error).message}; retrying at the next poll`)
     }).finally(() => syncing.delete(name))
     syncing.set(name, running)
     await running
