@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { asDiskError } from '../disk.js'
 import { IntegrityError } from '../errors.js'
 import { BlockMarks } from './block-marks.js'
 import type { DigestIndex, Location } from './digest-index.js'
@@ -151,7 +152,7 @@ export async function compactPacks (dir: string, index: DigestIndex, keep: Keep,
     // The store is still the old one; the unreferenced new files would only hold the space a full disk lacks.
     await rm(join(dir, NEW_INDEX_FILE), { force: true })
     for (const p of await packFiles(dir)) if (p.pack > newest) await rm(join(dir, packName(p.pack)), { force: true })
-    throw err
+    throw await asDiskError(err, dir)
   }
   await options.onStep?.('index-written')
   await rename(join(dir, NEW_INDEX_FILE), join(dir, INDEX_FILE))

@@ -417,6 +417,38 @@ describe.runIf(canMount)('PackStore on a full disk', () => {
   })
 })
 
+describe.runIf(canMount)('PackStore compaction on a full disk', () => {
+  it('fails with ERR_DISK_FULL, leaves the old store whole and no new files, and succeeds once there is space', async () => {
+    const dir = tmp()
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir])
+    try {
+      const packs = join(dir, 'packs')
+      const store = new PackStore(packs)
+      await store.open()
+      const blocks = Array.from({ length: 40 }, () => { const bytes = randomBytes(10_000); return { cid: cidOf(RAW_CODE, bytes), bytes } })
+      for (const b of blocks) await store.put(b.cid, b.bytes)
+      await store.sync()
+      const filler = join(dir, 'filler')
+      try { for (;;) appendFileSync(filler, Buffer.alloc(4096, 1)) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err }
+      await expect(store.compact(evenDigest)).rejects.toMatchObject({ code: 'ERR_DISK_FULL' })
+      expect(readdirSync(packs).sort()).toEqual(['000001.pack', 'index.log'])
+      expect(store.size).toBe(40)
+      for (const b of blocks) expect(Buffer.compare(await getVerified(store, b.cid), b.bytes)).toBe(0)
+      rmSync(filler)
+      await store.compact(evenDigest)
+      await store.close()
+      const again = new PackStore(packs)
+      await again.open()
+      const kept = blocks.filter(b => evenDigest(b.cid))
+      expect(again.size).toBe(kept.length)
+      for (const b of kept) expect(Buffer.compare(await getVerified(again, b.cid), b.bytes)).toBe(0)
+      await again.close()
+    } finally {
+      if (spawnSync('umount', [dir]).status !== 0) spawnSync('umount', ['-l', dir])
+    }
+  })
+})
+
 describe('PackStore records past the end of a pack', () => {
   it('are dropped on open and stay dropped when the pack grows over them', async () => {
     const dir = tmp()
