@@ -5,6 +5,7 @@ import type { CID } from 'multiformats/cid'
 import { getVerified, type BlockGetter } from '../ipfs/block.js'
 import { walkDag } from '../ipfs/dag.js'
 import { readFile as readDagFile } from '../ipfs/file-dag.js'
+import type { Location } from '../ipfs/digest-index.js'
 import type { CacheRecord } from '../ipfs/ipns.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { packName } from '../ipfs/pack-format.js'
@@ -52,16 +53,26 @@ async function storedRecords (repo: string): Promise<CacheRecord[]> {
   return out
 }
 
+/** What is wrong with the block `cid` recorded at `loc`, if anything. */
+async function blockProblem (blocks: PackStore, cid: CID, loc: Location): Promise<string | undefined> {
+  let bytes: Uint8Array
+  try {
+    bytes = await blocks.readLocation(loc)
+  } catch (err) {
+    return `${packName(loc.pack)} cannot be read: ${(err as Error).message}`
+  }
+  if (bytes.length < loc.length) return `its record points past the end of ${packName(loc.pack)} (bytes ${loc.offset}–${loc.offset + loc.length}, the pack holds ${loc.offset + bytes.length})`
+  if (Buffer.compare(createHash('sha256').update(bytes).digest(), cid.multihash.digest) !== 0) return `its bytes in ${packName(loc.pack)} at ${loc.offset} do not hash to its CID`
+  return undefined
+}
+
 /** Checks every index record's bytes against its pack and its CID; returns the damaged blocks. */
 async function checkBlocks (blocks: PackStore, result: FsckResult, found: (d: Damage) => void): Promise<CID[]> {
   const bad: CID[] = []
   for await (const { cid, loc } of blocks.records()) {
     result.blocks.checked++
     result.blocks.bytes += loc.length
-    const bytes = await blocks.readLocation(loc)
-    let reason: string | undefined
-    if (bytes.length < loc.length) reason = `its record points past the end of ${packName(loc.pack)} (bytes ${loc.offset}–${loc.offset + loc.length}, the pack holds ${loc.offset + bytes.length})`
-    else if (Buffer.compare(createHash('sha256').update(bytes).digest(), cid.multihash.digest) !== 0) reason = `its bytes in ${packName(loc.pack)} at ${loc.offset} do not hash to its CID`
+    const reason = await blockProblem(blocks, cid, loc)
     if (reason === undefined) continue
     result.blocks.damaged++
     bad.push(cid)
