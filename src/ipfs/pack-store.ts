@@ -357,7 +357,7 @@ export class PackStore extends BaseBlockstore {
   /**
    * Flushes and makes every block written so far durable. Throws if a write
    * failed since `since` (a writeEpoch), or without it, a write that failed
-   * since the last such sync (reported once).
+   * and was not yet reported by a sync.
    */
   async sync (since?: number): Promise<void> {
     try {
@@ -366,7 +366,7 @@ export class PackStore extends BaseBlockstore {
       await this.writer?.fh.sync()
       await this.indexFile?.sync()
     } catch (err) {
-      if (since === undefined) this.failure = undefined
+      this.failure = undefined // reported now
       throw await asDiskError(err, this.dir)
     }
   }

@@ -1,8 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCli, startGatewayProcess, startNodeProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
+import { runCli, runCliAsync, startGatewayProcess, startNodeProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
+import { serveFiles } from '../helpers/http.js'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
 /** Mounting needs root (tests run as root); elsewhere this file is skipped unless under CI. */
@@ -56,8 +57,7 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
     const full = runCli(['publish', '--repo', repo, paths.big])
     expect(full.status).toBe(1)
     expect(full.stderr).toMatch(/\[ERR_DISK_FULL\]/)
-    expect(full.stderr).toContain(repo)
-    expect(full.stderr).toMatch(/needed about \d+(\.\d+)? MiB/)
+    expect(full.stderr).toContain(`the disk holding ${repo} is full (ENOSPC): it needed about 23.8 MiB`) // the NAR of the 25 MB path
     expect(full.stderr).not.toMatch(/^\s+at /m) // no stack trace
 
     execFileSync('mount', ['-o', 'remount,size=150m', mnt!])
@@ -82,11 +82,11 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
 
   it('a mirror that runs out of space keeps running, says why, and pins everything once there is space', async () => {
     const builder = tmp()
-    expect(runCli(['publish', '--repo', builder, paths.tiny, paths.small1, paths.big]).status).toBe(0)
+    expect(runCli(['publish', '--repo', builder, paths.tiny, paths.small1, paths.small2]).status).toBe(0)
     const pub = readFileSync(join(builder, 'keys', 'cache.public'), 'utf8').trim()
     const source = await startGatewayProcess(['--repo', builder])
     nodes.push(source)
-    const small = mountTmpfs('20m')
+    const small = mountTmpfs('3m') // less than the 4 MB the mirror must keep
     mounts.push(small)
     const mirror = await startNodeProcess('mirror', ['--repo', join(small, 'repo'), '--follow', pub, '--http-gateway', source.url, '--follow-interval', '1'])
     nodes.push(mirror)
@@ -98,7 +98,7 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
     execFileSync('mount', ['-o', 'remount,size=150m', small])
     expect(await mirror.waitForLog(/pinned root/, 30_000)).toMatch(/pinned root/)
     const store = tmp()
-    const wanted = [paths.tiny, paths.small1, paths.big]
+    const wanted = [paths.tiny, paths.small1, paths.small2]
     const copy = nix(['copy', '--from', mirror.url, '--to', store, ...wanted, '--option', 'trusted-public-keys', pub], { allowFail: true })
     expect(copy.status, copy.stderr).toBe(0)
     for (const p of wanted) expect(Buffer.compare(nixDump(join(store, p)), nixDump(p))).toBe(0)
@@ -106,5 +106,38 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
     const fsck = runCli(['fsck', '--repo', join(small, 'repo')])
     expect(fsck.status, fsck.stdout + fsck.stderr).toBe(0)
     expect(fsck.stdout).toMatch(/no damage found/)
+  })
+
+  it('an import that runs out of space fails with ERR_DISK_FULL, records nothing, and completes once there is space', async () => {
+    const dir = tmp()
+    const secret = join(dir, 'upstream.secret')
+    execFileSync('nix-store', ['--generate-binary-cache-key', 'upstream-1', secret, join(dir, 'upstream.public')])
+    const upstreamKey = readFileSync(join(dir, 'upstream.public'), 'utf8').trim()
+    const cache = join(dir, 'cache')
+    nix(['copy', '--to', `file://${cache}?compression=none&secret-key=${secret}`, paths.small1, paths.small2])
+    const upstream = await serveFiles(cache, new Map())
+    try {
+      const small = mountTmpfs('3m') // less than the 4 MB of the two NARs
+      mounts.push(small)
+      const repo = join(small, 'repo')
+      const full = await runCliAsync(['import', '--repo', repo, '--from', upstream.url, '--trust', upstreamKey, paths.small1, paths.small2])
+      expect(full.status).toBe(1)
+      expect(full.stderr).toMatch(new RegExp(`the disk holding ${repo} is full \\(ENOSPC\\): it needed about 3\\.8 MiB.*\\[ERR_DISK_FULL\\]`))
+      expect(full.stderr).not.toMatch(/^\s+at /m)
+      expect(existsSync(join(repo, 'records'))).toBe(false) // no record was signed
+      execFileSync('mount', ['-o', 'remount,size=150m', small])
+      const again = await runCliAsync(['import', '--repo', repo, '--from', upstream.url, '--trust', upstreamKey, paths.small1, paths.small2])
+      expect(again.status, again.stderr).toBe(0)
+      const node = await startGatewayProcess(['--repo', repo])
+      nodes.push(node)
+      const store = tmp()
+      const copy = nix(['copy', '--from', node.url, '--to', store, paths.small1, paths.small2, '--option', 'trusted-public-keys', upstreamKey], { allowFail: true })
+      expect(copy.status, copy.stderr).toBe(0)
+      for (const p of [paths.small1, paths.small2]) expect(Buffer.compare(nixDump(join(store, p)), nixDump(p))).toBe(0)
+      await node.stop()
+      expect(runCli(['fsck', '--repo', repo]).stdout).toMatch(/no damage found/)
+    } finally {
+      upstream.server.close()
+    }
   })
 })
