@@ -27,8 +27,9 @@ const key = (digest: Uint8Array): string => Buffer.from(digest.buffer, digest.by
 /**
  * Reads the index records of `fh` from byte `from` on into `index`, a few MB
  * at a time; returns where it stopped (a record boundary). A record pointing
- * past the end of its pack (left by a write that failed before records were
- * written only after their data) is dropped, its digest added to `stale`.
+ * past the end of its pack is dropped and its digest added to `stale`: older
+ * versions indexed blocks before their bytes were durable, and a disk that
+ * filled up then left such records behind.
  */
 async function loadRecords (dir: string, fh: FileHandle, from: number, index: DigestIndex, stale: Set<string>): Promise<number> {
   const { size } = await fh.stat()
