@@ -10,7 +10,14 @@ import type { CacheRecord } from '../ipfs/ipns.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { packName } from '../ipfs/pack-format.js'
 import { NarHasher } from '../nix/hash.js'
-import { listNarInfos, openIndex } from './index.js'
+import { parseCacheInfo } from '../nix/cache-info.js'
+import { parseNarInfo } from '../nix/narinfo.js'
+import { parseStorePath } from '../nix/store-path.js'
+import type { HttpBinaryCache } from '../upstream/http-cache.js'
+import { importUpstreamNar } from './import.js'
+import { listNarInfos, openIndex, type NarInfoEntry } from './index.js'
+import type { CidRecipe } from './publish.js'
+import { RECIPES } from './recipes.js'
 import { NAR_SUFFIX } from './directory.js'
 import { loadRecord } from './records.js'
 
@@ -29,13 +36,16 @@ export interface FsckOptions {
   repair?: boolean
   /** where blocks the repair dropped, or a NAR lacks, are fetched from (peers); none: they are only dropped */
   fetch?: BlockGetter
+  /** HTTP binary caches a NAR still damaged after that is imported again from (checked against the cache's own NarHash, so their keys need no trust) */
+  upstreams?: HttpBinaryCache[]
   /** called for each damage as it is found */
   onDamage?: (d: Damage) => void
 }
 
 export interface FsckResult {
   blocks: { checked: number, bytes: number, damaged: number }
-  nars: { checked: number, damaged: number, notHeld: number }
+  /** `fromUpstream`: damaged NARs the repair imported again from an upstream */
+  nars: { checked: number, damaged: number, notHeld: number, fromUpstream: number }
   /** records of damaged blocks dropped (with repair) */
   repaired: { dropped: number }
   /** what is still damaged: after a repair, what it could not mend */
@@ -113,6 +123,10 @@ async function checkNars (repo: string, blocks: PackStore, options: FsckOptions,
         result.nars.checked++
         const problem = await narProblem(getter, entry.nar, entry.info.narHash, entry.info.narSize)
         if (problem === undefined) continue
+        if (options.repair === true && await fromUpstream(blocks, entry, recipeNames(index.cacheInfo), options.upstreams ?? [])) {
+          result.nars.fromUpstream++
+          continue
+        }
         result.nars.damaged++
         found({ kind: 'nar', what: entry.info.storePath, reason: `NAR ${entry.nar.toString()} of /ipns/${record.name}: ${problem}` })
       }
@@ -122,15 +136,45 @@ async function checkNars (repo: string, blocks: PackStore, options: FsckOptions,
   }
 }
 
+/** The CID recipes to rebuild a NAR's DAG with: the cache's own first (its nix-cache-info says which), then the others. */
+function recipeNames (cacheInfo: string): CidRecipe[] {
+  const own = parseCacheInfo(cacheInfo).extra['X-CID-Recipe']
+  const all = Object.values(RECIPES)
+  return [...all.filter(r => r.name === own), ...all.filter(r => r.name !== own)]
+}
+
+/**
+ * Imports the NAR of `entry` again from the first upstream that has a NAR
+ * with the same NarHash, chunked as the cache did: true once its DAG has the
+ * CID the narinfo names and reads back whole.
+ */
+async function fromUpstream (blocks: PackStore, entry: NarInfoEntry, recipes: CidRecipe[], upstreams: HttpBinaryCache[]): Promise<boolean> {
+  const { info } = entry
+  for (const upstream of upstreams) {
+    try {
+      const text = await upstream.narInfo(parseStorePath(info.storePath).hash)
+      const theirs = text === undefined ? undefined : parseNarInfo(text)
+      if (theirs?.narHash !== info.narHash) continue
+      for (const recipe of recipes) {
+        // The NAR is checked against the cache's own narinfo as it comes in.
+        const { cid } = await importUpstreamNar(blocks, { ...theirs, narSize: info.narSize }, upstream, recipe.chunker)
+        if (cid.equals(entry.nar)) return await narProblem(blocks, entry.nar, info.narHash, info.narSize) === undefined
+      }
+    } catch { /* this upstream could not help; the next may */ }
+  }
+  return false
+}
+
 /**
  * Checks the repo: every index record against its pack bytes and its CID,
  * then every NAR the stored records reach against its NarHash. With
  * `repair`, the records of damaged blocks are dropped and the blocks fetched
- * again (from `fetch`), before the NARs are checked. The caller holds the
- * repo lock when repairing.
+ * again (from `fetch`), before the NARs are checked; a NAR still damaged is
+ * imported again from `upstreams`. The caller holds the repo lock when
+ * repairing.
  */
 export async function fsck (repo: string, blocks: PackStore, options: FsckOptions = {}): Promise<FsckResult> {
-  const result: FsckResult = { blocks: { checked: 0, bytes: 0, damaged: 0 }, nars: { checked: 0, damaged: 0, notHeld: 0 }, repaired: { dropped: 0 }, damage: [] }
+  const result: FsckResult = { blocks: { checked: 0, bytes: 0, damaged: 0 }, nars: { checked: 0, damaged: 0, notHeld: 0, fromUpstream: 0 }, repaired: { dropped: 0 }, damage: [] }
   const found = (d: Damage): void => { result.damage.push(d); options.onDamage?.(d) }
   await blocks.refresh()
   const bad = await checkBlocks(blocks, result, found)

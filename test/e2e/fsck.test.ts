@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { appendFileSync, cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -5,7 +6,8 @@ import { RAW_CODE } from '../../src/ipfs/block.js'
 import type { Location } from '../../src/ipfs/digest-index.js'
 import { encodeRecord, packName } from '../../src/ipfs/pack-format.js'
 import { PackStore } from '../../src/ipfs/pack-store.js'
-import { runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
+import { runCli, runCliAsync, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
+import { serveFiles } from '../helpers/http.js'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
 describe.runIf(nixAvailable)('nixipfs fsck', () => {
@@ -84,5 +86,22 @@ describe.runIf(nixAvailable)('nixipfs fsck', () => {
     const copy = nix(['copy', '--from', gw.url, '--to', store, path, '--option', 'trusted-public-keys', pub], { allowFail: true })
     expect(copy.status, copy.stderr).toBe(0)
     expect(Buffer.compare(nixDump(join(store, path)), nixDump(path))).toBe(0)
+  })
+
+  it('--repair --upstream imports a damaged NAR again from an HTTP binary cache, checked against the own NarHash', async () => {
+    const dir = tmp()
+    const secret = join(dir, 'upstream.secret')
+    execFileSync('nix-store', ['--generate-binary-cache-key', 'upstream-1', secret, join(dir, 'upstream.public')])
+    nix(['copy', '--to', `file://${join(dir, 'cache')}?compression=xz&secret-key=${secret}`, path])
+    const upstream = await serveFiles(join(dir, 'cache'), new Map())
+    try {
+      const { repo } = damagedCopy()
+      const repair = await runCliAsync(['fsck', '--repo', repo, '--repair', '--upstream', upstream.url])
+      expect(repair.status, repair.stdout + repair.stderr).toBe(0)
+      expect(repair.stdout).toMatch(/repaired: dropped 2 damaged block record\(s\); fetched 0 block\(s\) again from peers; imported 1 NAR\(s\) again from upstreams/)
+      expect(runCli(['fsck', '--repo', repo]).stdout).toMatch(/no damage found/)
+    } finally {
+      upstream.server.close()
+    }
   })
 })
