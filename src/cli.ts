@@ -1,6 +1,7 @@
 import './shim.js'
 import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty'
 import { consola } from 'consola'
+import { asDiskError } from './disk.js'
 import { NixipfsError, UsageError } from './errors.js'
 import { configPath, layerArgs, loadConfig } from './config.js'
 
@@ -21,6 +22,7 @@ export const cli = defineCommand({
     republish: async () => (await import('./commands/republish.js')).default,
     mirror: async () => (await import('./commands/mirror.js')).default,
     gc: async () => (await import('./commands/gc.js')).default,
+    fsck: async () => (await import('./commands/fsck.js')).default,
     disputes: async () => (await import('./commands/disputes.js')).default,
     config: async () => (await import('./commands/config.js')).default,
     doctor: async () => (await import('./commands/doctor.js')).default,
@@ -91,7 +93,9 @@ export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
       return
     }
     await runCommand(cli, { rawArgs: await withConfig(rawArgs) })
-  } catch (err) {
+  } catch (caught) {
+    // A disk that failed under any command is reported like the rest, not as a stack trace.
+    const err = caught instanceof NixipfsError ? caught : await asDiskError(caught, (caught as { path?: string }).path ?? 'the repo')
     const e = err as Error & { code?: string }
     if (err instanceof UsageError || e.name === 'CLIError') {
       await showUsage(...await subCommandOf(rawArgs))

@@ -86,6 +86,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const pinClosures = async (name: string): Promise<void> => {
     const record = await loadRecord(repo, name)
     if (record === undefined || options.closures.length === 0) return
+    const epoch = local.writeEpoch
     const index = await openIndex(network.blocks, record.root)
     let paths = 0
     for (const { nar } of await cacheClosure(index, options.closures)) {
@@ -93,7 +94,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       for await (const _ of walkDag(network.blocks, nar)) { /* fetches and keeps every block */ }
       paths++
     }
-    await local.sync()
+    await local.sync(epoch)
     log.info(`/ipns/${name}: pinned the closure (${paths} paths)`)
   }
   const refusedRecords = new Map<string, number>()
@@ -105,7 +106,8 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       maxIndexBytes: options.maxIndexBytes,
       log,
       prefetch: async (root) => await network.blocks.prefetch(root),
-      persist: async () => await local.sync(),
+      writeEpoch: () => local.writeEpoch,
+      persist: async (since) => await local.sync(since),
       onRecord: (name) => sources.get(name)?.recheck(),
       onRefused: (code) => refusedRecords.set(code, (refusedRecords.get(code) ?? 0) + 1),
       onSynced: (name) => { pinClosures(name).catch((err: Error) => log.warn(`/ipns/${name}: pinning the closure failed: ${err.message}`)) }

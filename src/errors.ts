@@ -162,3 +162,22 @@ export class IndexBudgetError extends NixipfsError {
     super('ERR_INDEX_BUDGET', `the index of /ipns/${cache} is larger than --max-index (${maxBytes} bytes); following it stops (raise --max-index if this cache really is that large, then restart)`)
   }
 }
+
+/** Writing to disk failed (full, over quota, or an I/O error); whatever failed to be written is not indexed, so nothing a record reaches changed. */
+export class DiskError extends NixipfsError {
+  override name = 'DiskError'
+  constructor (readonly where: string, readonly errno: string, readonly neededBytes: number | undefined, readonly freeBytes: number | undefined, options?: { cause?: unknown }) {
+    const full = errno === 'ENOSPC' || errno === 'EDQUOT'
+    const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`
+    const space = neededBytes === undefined ? '' : `: it needed about ${mib(neededBytes)}${freeBytes === undefined ? '' : `, ${mib(freeBytes)} ${freeBytes === 1 ? 'was' : 'were'} free`}`
+    super(full ? 'ERR_DISK_FULL' : 'ERR_DISK_IO', full
+      ? `the disk holding ${where} is full (${errno})${space}. Nothing a record reaches was changed; free space (nixipfs gc, or a larger disk) and run the command again`
+      : `writing to ${where} failed with ${errno} (the disk reported an error)${space}. Nothing a record reaches was changed; check the disk, then run \`nixipfs fsck\` and the command again`, options)
+  }
+}
+
+/** `nixipfs fsck` found damage in the repo (that a repair could not mend). */
+export class RepoDamagedError extends NixipfsError {
+  override name = 'RepoDamagedError'
+  constructor (message: string) { super('ERR_REPO_DAMAGED', message) }
+}

@@ -22,8 +22,10 @@ export interface FollowOptions {
   prefetch?: (root: CID) => Promise<void>
   /** called with the code of each record refused (rollback, forgery, expiry…) */
   onRefused?: (code: string) => void
-  /** makes every block fetched so far durable (called before a root counts as synced) */
-  persist?: () => Promise<void>
+  /** a count of failed writes, read before a root is fetched and given to `persist` */
+  writeEpoch?: () => number
+  /** makes every block fetched so far durable, or throws if a write failed since the epoch (called before a root counts as synced) */
+  persist?: (since?: number) => Promise<void>
   /** with fetch 'index': the most bytes one cache's index may take; past it, following that cache stops with a warning */
   maxIndexBytes?: number
   /** called when a newer record was stored */
@@ -74,6 +76,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
       return false
     }
     const oversized: string[] = []
+    const epoch = options.writeEpoch?.()
     for await (const block of walkDag(blocks, rootCid, {
       signal: abort.signal,
       skipLink,
@@ -104,7 +107,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
       return
     }
     // "Pinned" must survive a crash: the store buffers writes.
-    await options.persist?.()
+    await options.persist?.(epoch)
     synced.set(name, root)
     const s = (Date.now() - started) / 1000
     options.log.info(`/ipns/${name}: ${options.fetch === 'all' ? 'pinned' : 'indexed'} root ${root} (${count} blocks, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${s.toFixed(1)} s, ${(bytes / 2 ** 20 / Math.max(s, 0.001)).toFixed(1)} MiB/s)`)
@@ -134,7 +137,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     if (synced.get(name) === root || syncing.has(name) || stopped.has(name)) return
     const running = sync(name, root).catch(err => {
       if (err instanceof IndexBudgetError) stopped.add(name)
-      if (!abort.signal.aborted) options.log.warn(`/ipns/${name}: fetching root ${root} failed: ${(err as Error).message}`)
+      if (!abort.signal.aborted) options.log.warn(`/ipns/${name}: fetching root ${root} failed: ${(err as Error).message}${stopped.has(name) ? '' : '; retrying at the next poll'}`)
     }).finally(() => syncing.delete(name))
     syncing.set(name, running)
     await running

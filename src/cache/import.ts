@@ -1,4 +1,5 @@
 import type { CID } from 'multiformats/cid'
+import { asDiskError } from '../disk.js'
 import { IntegrityError, NixipfsError, UpstreamError } from '../errors.js'
 import { importFile } from '../ipfs/file-dag.js'
 import { DirNodeCache } from '../ipfs/hamt.js'
@@ -133,8 +134,19 @@ function noting (suffix: string): (err: unknown) => never {
  * leaves only whole, verified paths and a second run resumes.
  */
 export async function importFromUpstream ({ repo, blocks }: PublishComponents, options: ImportOptions): Promise<ImportResult> {
+  let needed: number | undefined
+  try {
+    return await importLocked({ repo, blocks }, options, bytes => { needed = bytes })
+  } catch (err) {
+    // A full disk names the repo and what the paths needed (their NARs).
+    throw await asDiskError(err, repo, needed)
+  }
+}
+
+async function importLocked ({ repo, blocks }: PublishComponents, options: ImportOptions, onNeeded: (bytes: number) => void): Promise<ImportResult> {
   return await withRepoLock(repo, async () => {
     await blocks.refresh()
+    const epoch = blocks.writeEpoch // a block lost to a failed write since then must stop the record
     const dirs = new DirNodeCache()
     const name = ipnsNameOf(options.key.publicKey)
     let current = await loadRecord(repo, name)
@@ -143,13 +155,14 @@ export async function importFromUpstream ({ repo, blocks }: PublishComponents, o
     const wanted = referencesFirst(await upstreamNarInfos(options))
     const todo: NarInfo[] = []
     for (const info of wanted) if (!await hasNarInfo(blocks, root, parseStorePath(info.storePath).hash, dirs)) todo.push(info)
+    onNeeded(todo.reduce((sum, i) => sum + i.narSize, 0))
 
     let pending: CacheEntry[] = []
     let imported = 0
     const commit = async (): Promise<void> => {
       if (pending.length === 0) return
       root = await addEntries(blocks, root, pending, dirs)
-      await blocks.sync() // every block the new root reaches is durable before the record moves
+      await blocks.sync(epoch) // every block the new root reaches is durable before the record moves
       current = await commitRoot(repo, options.key, root, current, { recordLifetimeMs: options.recordLifetimeMs })
       imported += pending.length
       pending = []

@@ -1,5 +1,6 @@
 import type { CID } from 'multiformats/cid'
 import { DEFAULT_PRIORITY, STORE_DIR } from '../constants.js'
+import { asDiskError } from '../disk.js'
 import { IntegrityError } from '../errors.js'
 import { formatCacheInfo } from '../nix/cache-info.js'
 import { NarHasher } from '../nix/hash.js'
@@ -116,14 +117,14 @@ export async function newCacheRoot (blocks: PackStore, recipe: string): Promise<
 }
 
 /** Adds entries (NARs already stored) to the key's cache and signs a new record, under the repo lock. */
-export async function appendEntries (components: PublishComponents, key: SecretKey, entries: CacheEntry[], options: { recordLifetimeMs: number, recipe: CidRecipe }): Promise<CacheRecord> {
+export async function appendEntries (components: PublishComponents, key: SecretKey, entries: CacheEntry[], options: { recordLifetimeMs: number, recipe: CidRecipe, writeEpoch?: number }): Promise<CacheRecord> {
   const { repo, blocks } = components
   return await withRepoLock(repo, async () => {
     await blocks.refresh()
     const current = await loadRecord(repo, ipnsNameOf(key.publicKey))
     const root = current?.root ?? await newCacheRoot(blocks, options.recipe.name)
     const newRoot = await addEntries(blocks, root, entries, new DirNodeCache())
-    await blocks.sync()
+    await blocks.sync(options.writeEpoch) // the entries' NARs too, when they were written since writeEpoch
     return await commitRoot(repo, key, newRoot, current, options)
   })
 }
@@ -133,11 +134,12 @@ export async function publishDisputes (components: PublishComponents, options: P
   const { repo, blocks } = components
   return await withRepoLock(repo, async () => {
     await blocks.refresh()
+    const epoch = blocks.writeEpoch
     const current = await loadRecord(repo, ipnsNameOf(options.key.publicKey))
     await nextSequence(options.key, current, options.continueSequence)
     const root = current?.root ?? await newCacheRoot(blocks, options.recipe)
     const newRoot = await addFiles(blocks, root, DISPUTES_DIR, options.statements.map(f => ({ name: `${f.hash}.json`, text: f.text })), new DirNodeCache())
-    await blocks.sync()
+    await blocks.sync(epoch)
     return await commitRoot(repo, options.key, newRoot, current, options)
   }, options.onWait)
 }
@@ -155,6 +157,7 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   // The store may have been compacted (gc) while this process waited for the lock: what it holds
   // must be known afresh, or a block gc dropped would pass for present and be left out.
   await blocks.refresh()
+  const epoch = blocks.writeEpoch // a block lost to a failed write since then must stop the record
   const dirs = new DirNodeCache()
   const name = ipnsNameOf(options.key.publicKey)
   const current = await loadRecord(repo, name)
@@ -162,12 +165,24 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   const root = current?.root ?? await newCacheRoot(blocks, options.recipe.name)
 
   const infos = await queryPathInfos(options.paths, options.recursive, options.storeRoot)
+  const missing: PathInfo[] = []
+  for (const info of infos) if (!await hasNarInfo(blocks, root, parseStorePath(info.path).hash, dirs)) missing.push(info)
+  try {
+    return await publishMissing({ repo, blocks }, options, { epoch, name, current, root, dirs, infos, missing })
+  } catch (err) {
+    // A full disk names the repo and what the paths needed: the NARs, plus a little for directories and narinfos.
+    throw await asDiskError(err, repo, missing.reduce((sum, i) => sum + i.narSize, 0))
+  }
+}
+
+interface PublishState { epoch: number, name: string, current: CacheRecord | undefined, root: CID, dirs: DirNodeCache, infos: PathInfo[], missing: PathInfo[] }
+
+async function publishMissing ({ repo, blocks }: PublishComponents, options: PublishOptions, { epoch, name, current, root, dirs, infos, missing }: PublishState): Promise<PublishResult> {
   const entries: CacheEntry[] = []
   const published: PublishResult['published'] = []
-  let skipped = 0
-  for (const info of infos) {
+  const skipped = infos.length - missing.length
+  for (const info of missing) {
     const { hash } = parseStorePath(info.path)
-    if (await hasNarInfo(blocks, root, hash, dirs)) { skipped++; continue }
     const { cid: nar, tsize } = await importStorePath(blocks, info, options.recipe, options.storeRoot)
     entries.push({ hash, nar, narTsize: tsize, narInfo: formatNarInfo(makeNarInfo(info, nar, options.key)) })
     published.push({ path: info.path, nar, narSize: info.narSize })
@@ -179,7 +194,7 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   const withEntries = await addEntries(blocks, root, entries, dirs)
   const realisations = await realisationsOf(infos.filter(i => published.some(p => p.path === i.path)), options.key, options.storeRoot)
   const newRoot = await addFiles(blocks, withEntries, REALISATIONS_DIR, realisations, dirs)
-  await blocks.sync() // every block the new root reaches is durable before the record moves
+  await blocks.sync(epoch) // every block the new root reaches is durable before the record moves
   const record = await commitRoot(repo, options.key, newRoot, current, options)
   return { name, root: newRoot, sequence: record.sequence, published, skipped }
 }

@@ -3,10 +3,11 @@ import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { asDiskError } from '../disk.js'
 import { IntegrityError } from '../errors.js'
 import { BlockMarks } from './block-marks.js'
 import type { DigestIndex, Location } from './digest-index.js'
-import { INDEX_FILE, PACK_LIMIT_BYTES, RECORD_BYTES, decodeRecord, encodeRecord, packName, packNumber } from './pack-format.js'
+import { INDEX_FILE, PACK_LIMIT_BYTES, RECORD_BYTES, decodeRecord, encodeRecord, packName, packNumber, writeAll } from './pack-format.js'
 
 /** The new index while it is written; it becomes `index.log` by one rename. */
 export const NEW_INDEX_FILE = `${INDEX_FILE}.new`
@@ -144,7 +145,15 @@ export async function compactPacks (dir: string, index: DigestIndex, keep: Keep,
     return { before, kept, dropped, packBytes: { before: diskBefore, after }, rewritten: false }
   }
 
-  const after = await copyLive(dir, index, keeps, newest + 1, options)
+  let after: number
+  try {
+    after = await copyLive(dir, index, keeps, newest + 1, options)
+  } catch (err) {
+    // The store is still the old one; the unreferenced new files would only hold the space a full disk lacks.
+    await rm(join(dir, NEW_INDEX_FILE), { force: true })
+    for (const p of await packFiles(dir)) if (p.pack > newest) await rm(join(dir, packName(p.pack)), { force: true })
+    throw await asDiskError(err, dir)
+  }
   await options.onStep?.('index-written')
   await rename(join(dir, NEW_INDEX_FILE), join(dir, INDEX_FILE))
   await syncDir(dir)
@@ -182,13 +191,13 @@ async function copyLive (dir: string, index: DigestIndex, keeps: (r: LiveRecord)
     const buf = length <= runBuf.length ? runBuf : Buffer.allocUnsafe(length)
     const { bytesRead } = await src.read(buf, 0, length, offset)
     if (bytesRead !== length) throw new IntegrityError(`pack ${packName(pack)} is shorter than its index says (${offset + bytesRead} of ${offset + length} bytes); the store is damaged`)
-    await out.write(buf, 0, length, to)
+    await writeAll(out, [buf.subarray(0, length)], to)
     written += length
   }
   const flushRecords = async (): Promise<void> => {
     const bytes = Buffer.concat(records)
     records = []
-    await log.write(bytes, 0, bytes.length, logBytes)
+    await writeAll(log, [bytes], logBytes)
     logBytes += bytes.length
   }
   const closeOut = async (): Promise<void> => {

@@ -1,4 +1,5 @@
 import { crc32 } from 'node:zlib'
+import type { FileHandle } from 'node:fs/promises'
 import type { Location } from './digest-index.js'
 
 /** The index file of a pack store directory. */
@@ -43,4 +44,21 @@ export function decodeRecord (rec: Buffer): { digest: Buffer, loc?: Location } |
   const length = rec.readUInt32LE(48)
   if (length === TOMBSTONE) return { digest }
   return { digest, loc: { codec: rec.readUInt32LE(32), pack: rec.readUInt32LE(36), offset: Number(rec.readBigUInt64LE(40)), length } }
+}
+
+/**
+ * Writes every byte of `parts` (appended, or at `position`): a short write,
+ * as a filling disk gives, is continued until it completes or fails.
+ */
+export async function writeAll (fh: FileHandle, parts: Uint8Array[], position?: number): Promise<void> {
+  let rest = parts.filter(p => p.length > 0)
+  let at = position
+  while (rest.length > 0) {
+    const { bytesWritten } = await fh.writev(rest, at)
+    if (bytesWritten === 0) throw Object.assign(new Error(`write to ${String(fh.fd)} made no progress`), { code: 'EIO' })
+    if (at !== undefined) at += bytesWritten
+    let skip = bytesWritten
+    while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length
+    if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)]
+  }
 }

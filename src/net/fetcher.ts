@@ -1,4 +1,5 @@
 import type { CID } from 'multiformats/cid'
+import { isDiskFailure } from '../disk.js'
 import { BlockUnavailableError, IntegrityError, PeerError } from '../errors.js'
 import { checkBlock, type BlockGetter } from '../ipfs/block.js'
 import { readCar } from '../ipfs/car.js'
@@ -186,6 +187,11 @@ export class NetworkBlocks implements BlockGetter {
     this.puts.add(put)
     try {
       await put
+    } catch (err) {
+      if (!isDiskFailure(err)) throw err
+      // The block is verified, so it is served all the same. What a failed write lost is not taken
+      // for stored: it is fetched again when asked for, and a follower's sync since then fails and retries.
+      this.options.log?.warn(`cannot keep fetched blocks: ${(err as Error).message}`)
     } finally {
       this.puts.delete(put)
     }

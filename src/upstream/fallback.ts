@@ -114,11 +114,12 @@ export class UpstreamFallback {
   private async streamAndImport (info: NarInfo, upstream: HttpBinaryCache, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
     // The last chunk is held back until the NAR matched its narinfo: a complete response is a correct one.
     let held: Uint8Array | undefined
+    const writeEpoch = this.options.blocks.writeEpoch
     const { cid, tsize } = await importUpstreamNar(this.options.blocks, info, upstream, this.options.recipe.chunker, async chunk => {
       if (held !== undefined) await write(held)
       held = chunk
     })
     if (held !== undefined) await write(held)
-    await appendEntries({ repo: this.options.repo, blocks: this.options.blocks }, this.options.key, [{ hash: parseStorePath(info.storePath).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(ownNarInfo(info, cid)) }], this.options)
+    await appendEntries({ repo: this.options.repo, blocks: this.options.blocks }, this.options.key, [{ hash: parseStorePath(info.storePath).hash, nar: cid, narTsize: tsize, narInfo: formatNarInfo(ownNarInfo(info, cid)) }], { ...this.options, writeEpoch })
   }
 }
