@@ -117,6 +117,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       log,
       onImported: () => { if (options.own !== undefined) sources.get(options.own)?.recheck() }
     })
+  // A gateway that cannot listen (a busy --listen) must not leave the node running without it.
   const gateway = await startGateway({
     caches: options.trust === undefined ? async () => await unionOf(served) : quorumOf(served, quorum.hooks(repo, options.trust, log)),
     disputes: async () => await allDisputes(repo, local, log.warn),
@@ -132,6 +133,12 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     onRequest: options.onRequest,
     maxConnections: options.maxConnections,
     maxHeaderBytes: options.maxHeaderBytes
+  }).catch(async (err: Error) => {
+    follower?.stop()
+    await network.stop()
+    await local.close()
+    await unregister?.()
+    throw err
   })
   const evictor = options.maxCacheBytes === undefined ? undefined : startEvictor(repo, network, options, options.maxCacheBytes)
   const republisher = options.ownKey === undefined || options.republish === undefined

@@ -6,6 +6,13 @@ import { PackStore } from '../ipfs/pack-store.js'
 import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf, signingKey } from './common.js'
 import { recipeOf } from './recipes.js'
 
+/** The directory of a chroot store given as DIR or as Nix's `local?root=DIR`: its files are read from there. */
+function storeRootOf (store: string): string {
+  const root = store.startsWith('/') ? store : /^local\?(?:.*&)?root=([^&]+)/.exec(store)?.[1]
+  if (root === undefined) throw new UsageError(`--store takes a chroot store directory (DIR or local?root=DIR), got ${JSON.stringify(store)}`)
+  return decodeURIComponent(root)
+}
+
 export default defineCommand({
   meta: {
     name: 'publish',
@@ -18,7 +25,7 @@ export default defineCommand({
     recursive: { type: 'boolean', alias: 'r', description: 'Publish the whole closure of each path' },
     ...repoArg,
     'secret-key-file': { type: 'string', description: 'Nix secret key that signs narinfos and the record (default: the repo key, created on first use)', valueHint: 'FILE' },
-    store: { type: 'string', description: 'Publish from a chroot Nix store in DIR (as made by nix build --store DIR) instead of /nix/store', valueHint: 'DIR' },
+    store: { type: 'string', description: 'Publish from a chroot Nix store in DIR (as made by nix build --store DIR; local?root=DIR too) instead of /nix/store', valueHint: 'DIR' },
     chunker: { type: 'string', default: 'cdc', description: 'CID recipe for new NARs: cdc (content-defined, recipe cdc-v1) or fixed (256 KiB chunks, like ipfs add)' },
     ...lifetimeArgs
   },
@@ -27,6 +34,7 @@ export default defineCommand({
     if (paths.length === 0) throw new UsageError('no store paths given, and $OUT_PATHS is empty')
     const recordLifetimeMs = lifetimeMsOf(args)
     const recipe = recipeOf(args.chunker)
+    const storeRoot = args.store === undefined ? undefined : storeRootOf(args.store)
     const repo = repoOf(args)
     const key = await signingKey(repo, args['secret-key-file'], true)
     const blocks = await PackStore.openRepo(repo)
@@ -40,7 +48,7 @@ export default defineCommand({
       const result = await publish({ repo, blocks }, {
         paths,
         recursive: args.recursive === true,
-        storeRoot: args.store,
+        storeRoot,
         key,
         recipe,
         recordLifetimeMs,
