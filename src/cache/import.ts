@@ -36,6 +36,8 @@ export interface ImportOptions {
   /** paths committed per record update, so that an interrupted import resumes from there */
   batch?: number
   onImported?: (path: string, narSize: number) => void
+  /** called once, with the NarSize of the paths not yet in the cache, before they are downloaded */
+  onTotal?: (bytes: number) => void
   /** NAR bytes (decompressed) taken in so far */
   onBytes?: (bytes: number) => void
 }
@@ -143,6 +145,7 @@ export async function importFromUpstream ({ repo, blocks }: PublishComponents, o
     const wanted = referencesFirst(await upstreamNarInfos(options))
     const todo: NarInfo[] = []
     for (const info of wanted) if (!await hasNarInfo(blocks, root, parseStorePath(info.storePath).hash, dirs)) todo.push(info)
+    options.onTotal?.(todo.reduce((bytes, info) => bytes + info.narSize, 0))
 
     let pending: CacheEntry[] = []
     let imported = 0

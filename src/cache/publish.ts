@@ -38,6 +38,10 @@ export interface PublishOptions {
   recordLifetimeMs: number
   /** publish on top of a repo restored from an old backup (see `nextSequence`) */
   continueSequence?: boolean
+  /** called once, with the NAR bytes of the paths not yet in the cache, before they are published */
+  onTotal?: (bytes: number) => void
+  /** NAR bytes of the paths being published, as they are read */
+  onBytes?: (bytes: number) => void
   /** called once per store path as it is published */
   onPublished?: (path: string, nar: CID, narSize: number) => void
   /** called when another process holds the repo lock and publish waits for it */
@@ -59,11 +63,12 @@ export interface PublishComponents {
 }
 
 /** Serializes a store path to NAR, stores its blocks, and checks the hash against Nix's database. */
-async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe, storeRoot = ''): Promise<{ cid: CID, tsize: number }> {
+async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe, storeRoot = '', onBytes?: (bytes: number) => void): Promise<{ cid: CID, tsize: number }> {
   const hasher = new NarHasher()
   async function * hashed (): AsyncGenerator<Uint8Array> {
     for await (const chunk of encodeNar(walkPath(storeRoot + info.path))) {
       hasher.update(chunk)
+      onBytes?.(chunk.length)
       yield chunk
     }
   }
@@ -164,11 +169,13 @@ async function publishLocked ({ repo, blocks }: PublishComponents, options: Publ
   const infos = await queryPathInfos(options.paths, options.recursive, options.storeRoot)
   const entries: CacheEntry[] = []
   const published: PublishResult['published'] = []
-  let skipped = 0
-  for (const info of infos) {
+  const todo: PathInfo[] = []
+  for (const info of infos) if (!await hasNarInfo(blocks, root, parseStorePath(info.path).hash, dirs)) todo.push(info)
+  const skipped = infos.length - todo.length
+  options.onTotal?.(todo.reduce((bytes, info) => bytes + info.narSize, 0))
+  for (const info of todo) {
     const { hash } = parseStorePath(info.path)
-    if (await hasNarInfo(blocks, root, hash, dirs)) { skipped++; continue }
-    const { cid: nar, tsize } = await importStorePath(blocks, info, options.recipe, options.storeRoot)
+    const { cid: nar, tsize } = await importStorePath(blocks, info, options.recipe, options.storeRoot, options.onBytes)
     entries.push({ hash, nar, narTsize: tsize, narInfo: formatNarInfo(makeNarInfo(info, nar, options.key)) })
     published.push({ path: info.path, nar, narSize: info.narSize })
     options.onPublished?.(info.path, nar, info.narSize)

@@ -3,6 +3,7 @@ import { consola } from 'consola'
 import { UsageError } from '../errors.js'
 import { publish } from '../cache/publish.js'
 import { PackStore } from '../ipfs/pack-store.js'
+import { formatBytes, Progress } from '../progress.js'
 import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf, signingKey } from './common.js'
 import { recipeOf } from './recipes.js'
 
@@ -38,12 +39,7 @@ export default defineCommand({
     const repo = repoOf(args)
     const key = await signingKey(repo, args['secret-key-file'], true)
     const blocks = await PackStore.openRepo(repo)
-    const started = Date.now()
-    let bytes = 0
-    let done = 0
-    const rate = (): string => `${(bytes / 2 ** 20).toFixed(1)} MiB in ${((Date.now() - started) / 1000).toFixed(1)} s (${(bytes / 2 ** 20 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1)} MiB/s)`
-    const progress = setInterval(() => consola.info(`${done} path(s), ${rate()}`), 5_000)
-    progress.unref()
+    const progress = new Progress('publishing')
     try {
       const result = await publish({ repo, blocks }, {
         paths,
@@ -53,18 +49,20 @@ export default defineCommand({
         recipe,
         recordLifetimeMs,
         continueSequence: args['continue-sequence'] === true,
+        onTotal: bytes => progress.setTotal(bytes),
+        onBytes: bytes => progress.add(bytes),
         onPublished: (path, nar, narSize) => {
-          bytes += narSize
-          done++
-          consola.log(`${path} -> ${nar.toString()} (${(narSize / 2 ** 20).toFixed(1)} MiB)`)
+          progress.clear()
+          consola.log(`${path} -> ${nar.toString()} (${formatBytes(narSize)})`)
         },
         onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
       })
-      consola.success(`published ${result.published.length} path(s), ${result.skipped} already there; ${rate()} of NAR`)
+      progress.stop()
+      consola.success(`published ${result.published.length} path(s), ${result.skipped} already there; NAR ${progress.status()}`)
       consola.log(`root:     /ipfs/${result.root.toString()}`)
       consola.log(`name:     /ipns/${result.name} (sequence ${result.sequence})`)
     } finally {
-      clearInterval(progress)
+      progress.stop()
       await blocks.close()
     }
   }

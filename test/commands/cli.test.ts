@@ -1,4 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
@@ -201,6 +202,24 @@ describe('first contact: typos, usage errors, help', () => {
     const other = runCli(['publish', '--repo', tmp(), '--store', 'daemon', path])
     expect(other.status).toBe(1)
     expect(other.stderr + other.stdout).toMatch(/--store takes .*\[ERR_USAGE\]/)
+  })
+
+  it.runIf(nixAvailable)('shows publish progress (done of total, rate, time left) redrawn in place on a terminal, and no control codes in a pipe', () => {
+    const dir = tmp()
+    const file = join(dir, 'big')
+    writeFileSync(file, randomBytes(64 * 2 ** 20))
+    const path = execFileSync('nix-store', ['--add', file], { encoding: 'utf8' }).trim()
+    try {
+      // script(1) runs the CLI on a pseudo-terminal.
+      const onTty = execFileSync('script', ['-qfec', `${process.execPath} ${BIN} publish --repo ${join(dir, 'repo')} ${path}`, '/dev/null'], { encoding: 'utf8' })
+      expect(onTty).toMatch(/\r\x1b\[Kpublishing: [\d.]+ (B|KiB|MiB) of 64\.0 MiB \(\d+%\), [\d.]+ (B|KiB|MiB)\/s, \d+s left/)
+      expect(onTty).toMatch(/published 1 path\(s\), 0 already there; NAR 64\.0 MiB of 64\.0 MiB \(100%\)/)
+      const piped = runCli(['publish', '--repo', join(dir, 'repo2'), path])
+      expect(piped.status).toBe(0)
+      expect(piped.stdout + piped.stderr).not.toMatch(/\r|\x1b/)
+    } finally {
+      execFileSync('nix-store', ['--delete', path], { stdio: 'ignore' })
+    }
   })
 
   it('ends quietly when the reader of its output goes away (nixipfs info | head -1)', async () => {
