@@ -60,12 +60,15 @@ describe('configuration: flags > environment > file > defaults', () => {
     for (const [config, env, message] of cases) {
       const cfg = join(dir, 'config.json')
       writeFileSync(cfg, JSON.stringify(config))
-      // `gateway` would serve with the typo dropped; it must not start.
-      const r = runCli(['gateway', '--offline', '--listen', '127.0.0.1:0', '--repo', tmp(), '--upstream', 'http://127.0.0.1:9', '--upstream-key', 'u-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', '--config', cfg], env)
+      // `config gateway` checks what `gateway` would (and, unlike a gateway that ignored the typo, ends).
+      const r = runCli(['config', 'gateway', '--config', cfg], env)
       expect(r.status, JSON.stringify(config)).toBe(1)
       expect(r.stderr + r.stdout).toMatch(message)
       expect(r.stderr + r.stdout).toMatch(/\[ERR_USAGE\]/)
     }
+    // Every command checks them, not only the one the section is for.
+    writeFileSync(join(dir, 'typo.json'), JSON.stringify({ '*': { lissten: '127.0.0.1:1' } }))
+    expect(runCli(['info', '--repo', tmp(), '--config', join(dir, 'typo.json')]).stderr).toMatch(/"lissten".*\[ERR_USAGE\]/)
     // A key for every command ("*") that only some commands take, and a variable of another command's flag, are fine.
     writeFileSync(join(dir, 'ok.json'), JSON.stringify({ '*': { listen: '127.0.0.1:1', repo: tmp() } }))
     expect(runCli(['info', '--config', join(dir, 'ok.json')], { NIXIPFS_THRESHOLD: '1' }).status).toBe(0)
