@@ -106,7 +106,8 @@ export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
     const command = await commandOf(rawArgs)
     name = command?.name
     if (rawArgs.includes('--help') || rawArgs.includes('-h') || command === undefined) {
-      if (command === undefined && rawArgs.some(a => a !== '--help' && a !== '-h')) throw new UsageError('name a command')
+      const stray = rawArgs.find(a => a !== '--help' && a !== '-h')
+      if (command === undefined && stray !== undefined) throw new UsageError(`${stray} is no option of nixipfs itself; name a command first (nixipfs COMMAND ${stray})`)
       console.log(command === undefined ? await commandsHelp(meta, commands) : commandHelp(command.name, command.cmd))
       return
     }

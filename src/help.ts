@@ -95,7 +95,8 @@ export async function commandsHelp (meta: { version: string, description: string
   return [
     ...wrap(`nixipfs ${meta.version}: ${meta.description}`, columns),
     '',
-    'Usage: nixipfs COMMAND [options]   (nixipfs COMMAND --help for its options and an example)',
+    'Usage: nixipfs COMMAND [options]',
+    'nixipfs COMMAND --help shows its options and an example.',
     '',
     'Commands:',
     ...table(rows, columns),
