@@ -1,17 +1,21 @@
 import './shim.js'
-import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty'
+import { defineCommand, runCommand, type CommandDef } from 'citty'
 import { consola } from 'consola'
 import { asDiskError } from './disk.js'
 import { NixipfsError, UsageError } from './errors.js'
-import { configPath, layerArgs, loadConfig } from './config.js'
+import { checkSettings, configPath, layerArgs, loadConfig } from './config.js'
+import { checkFlags, didYouMean, type FlagDefs } from './flags.js'
+import { commandHelp, commandsHelp } from './help.js'
+
+const meta = {
+  name: 'nixipfs',
+  version: '0.1.0',
+  description: 'Publish Nix build outputs to IPFS and serve them back to Nix as a binary cache'
+}
 
 /** The `nixipfs` command and its lazily loaded subcommands. */
 export const cli = defineCommand({
-  meta: {
-    name: 'nixipfs',
-    version: '0.1.0',
-    description: 'Publish Nix build outputs to IPFS and serve them back to Nix as a binary cache'
-  },
+  meta,
   subCommands: {
     keygen: async () => (await import('./commands/keygen.js')).default,
     publish: async () => (await import('./commands/publish.js')).default,
@@ -33,31 +37,36 @@ export const cli = defineCommand({
   }
 })
 
-export async function subCommandOf (rawArgs: string[]): Promise<[CommandDef<any>, CommandDef<any>?]> {
-  const subs = cli.subCommands as Record<string, () => Promise<CommandDef<any>>>
-  const name = rawArgs.find(a => !a.startsWith('-'))
-  const loader = name === undefined ? undefined : subs[name]
-  return loader === undefined ? [cli] : [await loader(), cli]
+/** The loaders of the subcommands, by name. */
+const commands = cli.subCommands as Record<string, () => Promise<CommandDef<any>>>
+
+/** The flags a command declares. */
+const flagsOf = async (name: string): Promise<FlagDefs> => ((await commands[name]!()).args ?? {}) as FlagDefs
+
+/** The subcommand `rawArgs` names (the first word), if any; a word that is no command is a usage error. */
+async function commandOf (rawArgs: string[]): Promise<{ name: string, cmd: CommandDef<any>, rest: string[] } | undefined> {
+  const i = rawArgs.findIndex(a => !a.startsWith('-'))
+  if (i < 0) return undefined
+  const name = rawArgs[i]!
+  if (commands[name] === undefined) throw new UsageError(`no command ${JSON.stringify(name)}${didYouMean(name, Object.keys(commands))}`)
+  return { name, cmd: await commands[name](), rest: rawArgs.slice(i + 1) }
 }
 
-/** `rawArgs` with what the environment and the config file set for the command's flags (see layerArgs). */
-export async function withConfig (rawArgs: string[]): Promise<string[]> {
-  const [cmd, parent] = await subCommandOf(rawArgs)
-  if (parent === undefined) return rawArgs
-  const name = (cmd.meta as { name?: string } | undefined)?.name ?? ''
-  const file = await loadConfig(configPath(rawArgs))
-  return layerArgs(name, rawArgs, (cmd.args ?? {}) as Record<string, { type?: string }>, file).rawArgs
-}
-
-/** The top-level help: one line per command (each command's --help has the rest and an example). */
-async function printCommands (): Promise<void> {
-  const subs = cli.subCommands as Record<string, () => Promise<CommandDef<any>>>
-  const lines = ['nixipfs — publish Nix build outputs to IPFS and serve them back to Nix as a binary cache', '', 'Usage: nixipfs <command> [options]   (nixipfs <command> --help for details)', '']
-  for (const [name, load] of Object.entries(subs)) {
-    const meta = (await load()).meta as { description?: string } | undefined
-    lines.push(`  ${name.padEnd(10)} ${(meta?.description ?? '').split('\n')[0]}`)
-  }
-  console.log(lines.join('\n'))
+/**
+ * Checks the command line, config file and environment against the flags
+ * `name` declares (`config COMMAND` takes COMMAND's too, to show what they
+ * would give), then returns `rawArgs` with what the environment and the
+ * config file set for them (see layerArgs).
+ */
+async function withConfig (name: string, cmd: CommandDef<any>, rest: string[], rawArgs: string[]): Promise<string[]> {
+  const target = name === 'config' ? rest.find(a => !a.startsWith('-') && commands[a] !== undefined) : undefined
+  const flags = { ...(target === undefined ? {} : await flagsOf(target)), ...cmd.args as FlagDefs }
+  checkFlags(name, flags, rest)
+  const path = configPath(rawArgs)
+  const file = await loadConfig(path)
+  const sections = name === 'config' ? (target === undefined ? Object.keys(commands) : [target]) : [name]
+  await checkSettings(path, file, process.env, sections, Object.keys(commands), flagsOf)
+  return layerArgs(name, rawArgs, cmd.args as FlagDefs, file).rawArgs
 }
 
 /** Logs one JSON object a line on stderr: time, level, message, and the fields logged with it. */
@@ -71,8 +80,19 @@ const jsonReporter = {
   }
 }
 
-/** Runs the CLI: typed errors print their message and code; usage errors also print usage. */
+/** Ends the process quietly when the reader of its output has gone (`nixipfs ls | head`), as a Unix tool killed by SIGPIPE does. */
+function exitOnClosedPipe (): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err
+      process.exit(process.exitCode ?? 0)
+    })
+  }
+}
+
+/** Runs the CLI: typed errors print their message and code; usage errors also where to find the usage. */
 export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
+  exitOnClosedPipe()
   // consola goes quiet when it thinks it runs under a test runner; a CLI always reports.
   const level = Number(process.env.NIXIPFS_LOG_LEVEL)
   consola.level = Number.isInteger(level) ? level : 3
@@ -81,27 +101,30 @@ export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
     process.env.NIXIPFS_LOG_JSON = '1'
   }
   if (process.env.NIXIPFS_LOG_JSON === '1') consola.setReporters([jsonReporter])
+  let name: string | undefined
   try {
-    if (rawArgs.includes('--help') || rawArgs.includes('-h') || rawArgs.length === 0) {
-      const [cmd, parent] = await subCommandOf(rawArgs)
-      if (parent === undefined) await printCommands()
-      else await showUsage(cmd, parent)
-      return
-    }
     if (rawArgs.length === 1 && (rawArgs[0] === '--version' || rawArgs[0] === '-v')) {
-      console.log('0.1.0')
+      console.log(meta.version)
       return
     }
-    await runCommand(cli, { rawArgs: await withConfig(rawArgs) })
+    const command = await commandOf(rawArgs)
+    name = command?.name
+    if (rawArgs.includes('--help') || rawArgs.includes('-h') || command === undefined) {
+      const stray = rawArgs.find(a => a !== '--help' && a !== '-h')
+      if (command === undefined && stray !== undefined) throw new UsageError(`${stray} is no option of nixipfs itself; name a command first (nixipfs COMMAND ${stray})`)
+      console.log(command === undefined ? await commandsHelp(meta, commands) : commandHelp(command.name, command.cmd))
+      return
+    }
+    await runCommand(cli, { rawArgs: await withConfig(command.name, command.cmd, command.rest, rawArgs) })
   } catch (caught) {
     // A disk that failed under any command is reported like the rest, not as a stack trace.
     const err = caught instanceof NixipfsError ? caught : await asDiskError(caught, (caught as { path?: string }).path ?? 'the repo')
     const e = err as Error & { code?: string }
-    if (err instanceof UsageError || e.name === 'CLIError') {
-      await showUsage(...await subCommandOf(rawArgs))
-    }
-    if (err instanceof NixipfsError || e.name === 'CLIError') consola.error(`${e.message} [${e.code ?? 'ERR'}]`)
+    // citty's own argument errors (a missing positional) are usage errors too.
+    const usage = err instanceof UsageError || e.name === 'CLIError'
+    if (err instanceof NixipfsError || usage) consola.error(`${e.message} [${usage ? 'ERR_USAGE' : e.code ?? 'ERR'}]`)
     else consola.error(err)
+    if (usage) consola.info(`see: nixipfs ${name === undefined ? '' : `${name} `}--help`)
     process.exitCode = 1
   }
 }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { UsageError } from './errors.js'
+import { didYouMean, type FlagDefs } from './flags.js'
 
 /** A config file: flag values per command (`"gateway": { "listen": "…", "follow": ["…"] }`) and for all commands (`"*"`). */
 export type ConfigFile = Record<string, Record<string, string | number | boolean | string[]>>
@@ -48,6 +49,43 @@ export function repeatedArg (rawArgs: string[], flag: string): string[] {
     } else if (a.startsWith(`--${flag}=`)) values.push(a.slice(flag.length + 3))
   }
   return values
+}
+
+/** Variables nixipfs reads besides `NIXIPFS_<FLAG>` (and the test suite's and benchmarks' knobs, which the CLIs they start inherit). */
+const OTHER_VARIABLES = ['CONFIG', 'LOG_LEVEL', 'LOG_JSON', 'STATE', 'CRASH_RUNS', 'FUZZ_RUNS'].map(v => `NIXIPFS_${v}`)
+
+/** The flags a config file or `NIXIPFS_<FLAG>` may set: not positionals, not `--config` itself. */
+const settable = (flags: FlagDefs): string[] => Object.keys(flags).filter(f => flags[f]!.type !== 'positional' && f !== 'config')
+
+/**
+ * Refuses a config file section that names no command, a key in the
+ * sections of `commands` that is no flag of its command, and a `"*"` key or
+ * `NIXIPFS_*` variable that is no flag of any command: a misspelled setting
+ * is an error, not silently dropped. Every command's flags are loaded only
+ * when something is not a flag of `commands` (loading them all is slow).
+ */
+export async function checkSettings (path: string, file: ConfigFile, env: NodeJS.ProcessEnv, commands: string[], allCommands: string[], flagsOf: (command: string) => Promise<FlagDefs>): Promise<void> {
+  for (const section of Object.keys(file)) {
+    if (section !== '*' && !allCommands.includes(section)) throw new UsageError(`the config file ${path} has a section "${section}", which is no command${didYouMean(section, [...allCommands, '*'], c => `"${c}"`)}`)
+  }
+  const known = new Set<string>()
+  for (const command of commands) {
+    const flags = settable(await flagsOf(command))
+    for (const key of Object.keys(file[command] ?? {})) {
+      if (!flags.includes(key)) throw new UsageError(`the config file ${path} sets "${key}" for ${command}, which is no flag of nixipfs ${command}${didYouMean(key, flags, f => `"${f}"`)}`)
+    }
+    for (const f of flags) known.add(f)
+  }
+  const variables = Object.keys(env).filter(v => v.startsWith('NIXIPFS_') && !OTHER_VARIABLES.includes(v))
+  const unknown = (): { keys: string[], vars: string[] } => ({
+    keys: Object.keys(file['*'] ?? {}).filter(k => !known.has(k)),
+    vars: variables.filter(v => ![...known].some(f => envName(f) === v))
+  })
+  if (unknown().keys.length + unknown().vars.length === 0) return
+  for (const command of allCommands) for (const f of settable(await flagsOf(command))) known.add(f)
+  const { keys, vars } = unknown()
+  if (keys.length > 0) throw new UsageError(`the config file ${path} sets "${keys[0]}" for every command ("*"), which is no flag of any command${didYouMean(keys[0]!, known, f => `"${f}"`)}`)
+  if (vars.length > 0) throw new UsageError(`unknown environment variable ${vars[0]}: it sets no flag of any nixipfs command${didYouMean(vars[0]!, [...[...known].map(envName), ...OTHER_VARIABLES])}`)
 }
 
 /** Where a flag's value came from. */

@@ -132,6 +132,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const caches = options.trust === undefined
     ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder(repo, log, 'followed caches') })
     : quorumOf(served, quorum.hooks(repo, options.trust, log))
+  // A gateway that cannot listen (a busy --listen) must not leave the node running without it.
   const gateway = await startGateway({
     caches: async () => {
       const current = await caches()
@@ -155,6 +156,12 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     maxConnections: options.maxConnections,
     maxHeaderBytes: options.maxHeaderBytes,
     headTimeoutMs: options.headTimeoutMs
+  }).catch(async (err: Error) => {
+    follower?.stop()
+    await network.stop()
+    await local.close()
+    await unregister?.()
+    throw err
   })
   const evictor = options.maxCacheBytes === undefined ? undefined : startEvictor(repo, network, options, options.maxCacheBytes)
   const republisher = options.ownKey === undefined || options.republish === undefined

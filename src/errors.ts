@@ -121,6 +121,12 @@ export class UsageError extends NixipfsError {
   constructor (message: string) { super('ERR_USAGE', message) }
 }
 
+/** The HTTP server cannot listen where it was asked to (address in use, not this machine's, privileged port). */
+export class ListenError extends NixipfsError {
+  override name = 'ListenError'
+  constructor (message: string) { super('ERR_LISTEN', message) }
+}
+
 /** A peer (HTTP gateway or libp2p node) failed, stalled or sent something unusable. */
 export class PeerError extends NixipfsError {
   override name = 'PeerError'

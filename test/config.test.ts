@@ -48,4 +48,42 @@ describe('configuration: flags > environment > file > defaults', () => {
     const info = runCli(['info', '--config', cfg])
     expect(info.stderr + info.stdout).toContain(repo)
   })
+
+  it('refuses unknown keys in the config file and unknown NIXIPFS_ variables, naming the nearest', () => {
+    const dir = tmp()
+    const cases: Array<[object, Record<string, string>, RegExp]> = [
+      [{ gateway: { treshold: 2 } }, {}, /sets "treshold" for gateway, which is no flag of nixipfs gateway; did you mean "threshold"\?/],
+      [{ gatewy: { listen: '127.0.0.1:1' } }, {}, /has a section "gatewy", which is no command; did you mean "gateway"\?/],
+      [{ '*': { lissten: '127.0.0.1:1' } }, {}, /sets "lissten" for every command \("\*"\), which is no flag of any command; did you mean "listen"\?/],
+      [{}, { NIXIPFS_TRESHOLD: '2' }, /unknown environment variable NIXIPFS_TRESHOLD.*did you mean NIXIPFS_THRESHOLD\?/]
+    ]
+    for (const [config, env, message] of cases) {
+      const cfg = join(dir, 'config.json')
+      writeFileSync(cfg, JSON.stringify(config))
+      // `config gateway` checks what `gateway` would (and, unlike a gateway that ignored the typo, ends).
+      const r = runCli(['config', 'gateway', '--config', cfg], env)
+      expect(r.status, JSON.stringify(config)).toBe(1)
+      expect(r.stderr + r.stdout).toMatch(message)
+      expect(r.stderr + r.stdout).toMatch(/\[ERR_USAGE\]/)
+    }
+    // Every command checks them, not only the one the section is for.
+    writeFileSync(join(dir, 'typo.json'), JSON.stringify({ '*': { lissten: '127.0.0.1:1' } }))
+    expect(runCli(['info', '--repo', tmp(), '--config', join(dir, 'typo.json')]).stderr).toMatch(/"lissten".*\[ERR_USAGE\]/)
+    // A key for every command ("*") that only some commands take, and a variable of another command's flag, are fine.
+    writeFileSync(join(dir, 'ok.json'), JSON.stringify({ '*': { listen: '127.0.0.1:1', repo: tmp() } }))
+    expect(runCli(['info', '--config', join(dir, 'ok.json')], { NIXIPFS_THRESHOLD: '1' }).status).toBe(0)
+  })
+
+  it('nixipfs config COMMAND shows what COMMAND would use with the flags given, defaults resolved', () => {
+    const repo = tmp()
+    const shown = JSON.parse(runCli(['config', 'gateway', '--listen', '127.0.0.1:5', '--follow', 'a-1:x', '--follow', 'b-1:y', '--config', join(tmp(), 'none.json')], { NIXIPFS_REPO: repo }).stdout)
+    expect(shown.commands.gateway.listen).toEqual({ value: '127.0.0.1:5', from: 'command line' })
+    expect(shown.commands.gateway.follow).toEqual({ value: ['a-1:x', 'b-1:y'], from: 'command line' })
+    expect(shown.commands.gateway.repo).toEqual({ value: repo, from: 'NIXIPFS_REPO' })
+    expect(shown.commands.gateway['listen-p2p'].value).toMatch(/^\/ip[46]\//)
+    expect(shown.commands.gateway.offline).toEqual({ value: false, from: 'default' })
+    const xdg = tmp()
+    const resolved = JSON.parse(runCli(['config', 'publish', '--config', join(tmp(), 'none.json')], { XDG_DATA_HOME: xdg, NIXIPFS_REPO: '' }).stdout)
+    expect(resolved.commands.publish.repo).toEqual({ value: join(xdg, 'nixipfs'), from: 'default' })
+  })
 })

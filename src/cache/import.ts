@@ -37,6 +37,8 @@ export interface ImportOptions {
   /** paths committed per record update, so that an interrupted import resumes from there */
   batch?: number
   onImported?: (path: string, narSize: number) => void
+  /** called once, with the NarSize of the paths not yet in the cache, before they are downloaded */
+  onTotal?: (bytes: number) => void
   /** NAR bytes (decompressed) taken in so far */
   onBytes?: (bytes: number) => void
 }
@@ -155,7 +157,9 @@ async function importLocked ({ repo, blocks }: PublishComponents, options: Impor
     const wanted = referencesFirst(await upstreamNarInfos(options))
     const todo: NarInfo[] = []
     for (const info of wanted) if (!await hasNarInfo(blocks, root, parseStorePath(info.storePath).hash, dirs)) todo.push(info)
-    onNeeded(todo.reduce((sum, i) => sum + i.narSize, 0))
+    const needed = todo.reduce((sum, info) => sum + info.narSize, 0)
+    onNeeded(needed)
+    options.onTotal?.(needed)
 
     let pending: CacheEntry[] = []
     let imported = 0

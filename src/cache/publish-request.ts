@@ -12,7 +12,7 @@ import { RECIPES } from './recipes.js'
 /** How often a running gateway publishes the requests a failed publish queued. */
 export const QUEUE_RETRY_MS = 30_000
 
-export interface RequestOptions extends Pick<PublishOptions, 'recordLifetimeMs' | 'continueSequence' | 'onPublished' | 'onWait'> {
+export interface RequestOptions extends Pick<PublishOptions, 'recordLifetimeMs' | 'continueSequence' | 'onTotal' | 'onBytes' | 'onPublished' | 'onWait'> {
   log: { info: (m: string) => void, warn: (m: string) => void }
 }
 

@@ -39,6 +39,10 @@ export interface PublishOptions {
   recordLifetimeMs: number
   /** publish on top of a repo restored from an old backup (see `nextSequence`) */
   continueSequence?: boolean
+  /** called once, with the NAR bytes of the paths not yet in the cache, before they are published */
+  onTotal?: (bytes: number) => void
+  /** NAR bytes of the paths being published, as they are read */
+  onBytes?: (bytes: number) => void
   /** called once per store path as it is published */
   onPublished?: (path: string, nar: CID, narSize: number) => void
   /** called when another process holds the repo lock and publish waits for it */
@@ -60,11 +64,12 @@ export interface PublishComponents {
 }
 
 /** Serializes a store path to NAR, stores its blocks, and checks the hash against Nix's database. */
-async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe, storeRoot = ''): Promise<{ cid: CID, tsize: number }> {
+async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe, storeRoot = '', onBytes?: (bytes: number) => void): Promise<{ cid: CID, tsize: number }> {
   const hasher = new NarHasher()
   async function * hashed (): AsyncGenerator<Uint8Array> {
     for await (const chunk of encodeNar(walkPath(storeRoot + info.path))) {
       hasher.update(chunk)
+      onBytes?.(chunk.length)
       yield chunk
     }
   }
@@ -181,9 +186,10 @@ async function publishMissing ({ repo, blocks }: PublishComponents, options: Pub
   const entries: CacheEntry[] = []
   const published: PublishResult['published'] = []
   const skipped = infos.length - missing.length
+  options.onTotal?.(missing.reduce((bytes, info) => bytes + info.narSize, 0))
   for (const info of missing) {
     const { hash } = parseStorePath(info.path)
-    const { cid: nar, tsize } = await importStorePath(blocks, info, options.recipe, options.storeRoot)
+    const { cid: nar, tsize } = await importStorePath(blocks, info, options.recipe, options.storeRoot, options.onBytes)
     entries.push({ hash, nar, narTsize: tsize, narInfo: formatNarInfo(makeNarInfo(info, nar, options.key)) })
     published.push({ path: info.path, nar, narSize: info.narSize })
     options.onPublished?.(info.path, nar, info.narSize)

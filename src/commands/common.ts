@@ -12,7 +12,9 @@ import { readSecretKeyFile, repoKeyPaths, repoSigningKey, resolveRepo } from '..
 export const repoArg = {
   repo: {
     type: 'string',
-    description: 'Repo directory (default: $NIXIPFS_REPO, else $XDG_DATA_HOME/nixipfs)',
+    // Resolved here, so help and `nixipfs config` show the directory a command would use.
+    default: resolveRepo(),
+    description: 'Repo directory: $NIXIPFS_REPO, else $XDG_DATA_HOME/nixipfs',
     valueHint: 'DIR'
   }
 } as const

@@ -15,6 +15,7 @@ export default defineCommand({
     command: { type: 'positional', required: false, description: 'The command whose configuration to show (default: every command)' },
     config: { type: 'string', description: 'Config file to read', valueHint: 'FILE' }
   },
+  // `config COMMAND --flag V` shows what COMMAND would run with given --flag V (the CLI checks them against COMMAND's flags).
   async run ({ args, rawArgs }) {
     const { cli } = await import('../cli.js')
     const path = configPath(rawArgs)
@@ -26,12 +27,14 @@ export default defineCommand({
     for (const name of names) {
       const def = await subs[name]!()
       const flags = (def.args ?? {}) as Record<string, { type?: string, default?: unknown }>
-      const { origins } = layerArgs(name, [], flags, file)
+      const { origins } = layerArgs(name, name === args.command ? rawArgs : [], flags, file)
       out[name] = {}
       for (const [flag, d] of Object.entries(flags)) {
         if (d.type === 'positional') continue
         const o = origins[flag]
-        out[name][flag] = o !== undefined ? { value: o.value, from: o.origin === 'environment' ? envName(flag) : o.origin === 'file' ? path : 'command line' } : { value: d.default ?? null, from: 'default' }
+        out[name][flag] = o !== undefined
+          ? { value: o.value, from: o.origin === 'environment' ? envName(flag) : o.origin === 'file' ? path : 'command line' }
+          : d.default !== undefined || d.type === 'boolean' ? { value: d.default ?? false, from: 'default' } : { value: null, from: 'not set' }
       }
     }
     console.log(JSON.stringify({ file: path, commands: out }, null, 2))

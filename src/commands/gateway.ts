@@ -2,7 +2,7 @@ import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { DEFAULT_EXPIRED_GRACE_MS, HOUR_MS } from '../constants.js'
 import { UsageError } from '../errors.js'
-import { parsePublicKey } from '../nix/signing.js'
+import { formatPublicKey, parsePublicKey } from '../nix/signing.js'
 import { nixTrustedKeys } from '../nix/store.js'
 import { startDaemon } from '../daemon.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
@@ -74,6 +74,10 @@ export default defineCommand({
       expiredGraceMs: graceHours * HOUR_MS,
       ...node
     })
+    consola.info(trust === undefined
+      ? 'trust: no --trust keys; a path is served from the first cache that has it (Nix checks its signature)'
+      : `trust: a path is served only when ${trust.threshold} of these ${trust.keys.length} keys signed the same NAR: ${trust.keys.map(formatPublicKey).join(', ')}`)
+    if (node.network.offline) consola.info('p2p: off (--offline)')
     for (const address of daemon.network.addresses) consola.info(`p2p: listening on ${address}`)
     consola.success(`serving ${[own, ...follow].filter(n => n !== undefined).map(n => `/ipns/${n}`).join(', ')} at ${daemon.gateway.url}`)
     // The exact nix.conf lines, key included: without a trusted key Nix refuses every built path.

@@ -3,6 +3,7 @@ import { consola } from 'consola'
 import { UsageError } from '../errors.js'
 import { importFromUpstream } from '../cache/import.js'
 import { PackStore } from '../ipfs/pack-store.js'
+import { formatBytes, Progress } from '../progress.js'
 import { parsePublicKey } from '../nix/signing.js'
 import { HttpBinaryCache } from '../upstream/http-cache.js'
 import { lifetimeArgs, lifetimeMsOf, repeatedArg, repoArg, repoOf, signingKey } from './common.js'
@@ -38,13 +39,7 @@ export default defineCommand({
     const key = await signingKey(repo, args['secret-key-file'], true)
     const upstream = new HttpBinaryCache(args.from, { timeoutMs: timeout * 1000, connections: concurrency })
     const blocks = await PackStore.openRepo(repo)
-    let bytes = 0
-    const started = Date.now()
-    const progress = setInterval(() => {
-      const s = (Date.now() - started) / 1000
-      consola.info(`${(bytes / 2 ** 20).toFixed(1)} MiB of NAR in ${s.toFixed(0)} s (${(bytes / 2 ** 20 / s).toFixed(1)} MiB/s)`)
-    }, 5_000)
-    progress.unref()
+    const progress = new Progress('importing')
     try {
       const r = await importFromUpstream({ repo, blocks }, {
         upstream,
@@ -56,12 +51,17 @@ export default defineCommand({
         recipe: recipeOf('cdc'),
         recordLifetimeMs: lifetimeMsOf(args),
         concurrency,
-        onBytes: n => { bytes += n },
-        onImported: (path, narSize) => consola.log(`${path} (${(narSize / 2 ** 20).toFixed(1)} MiB)`)
+        onTotal: bytes => progress.setTotal(bytes),
+        onBytes: bytes => progress.add(bytes),
+        onImported: (path, narSize) => {
+          progress.clear()
+          consola.log(`${path} (${formatBytes(narSize)})`)
+        }
       })
-      consola.success(`imported ${r.imported} path(s), ${r.skipped} already there; ${(bytes / 2 ** 20).toFixed(1)} MiB of NAR in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+      progress.stop()
+      consola.success(`imported ${r.imported} path(s), ${r.skipped} already there; NAR ${progress.status()}`)
     } finally {
-      clearInterval(progress)
+      progress.stop()
       await blocks.close()
       await upstream.close()
     }

@@ -4,8 +4,16 @@ import { UsageError } from '../errors.js'
 import type { PublishResult } from '../cache/publish.js'
 import { dryRun, publishOrQueue, publishRequest, retryQueue, type RequestOptions } from '../cache/publish-request.js'
 import type { PublishRequest } from '../cache/queue.js'
+import { formatBytes, Progress } from '../progress.js'
 import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf } from './common.js'
 import { recipeOf } from './recipes.js'
+
+/** The directory of a chroot store given as DIR or as Nix's `local?root=DIR`: its files are read from there. */
+function storeRootOf (store: string): string {
+  const root = store.startsWith('/') ? store : /^local\?(?:.*&)?root=([^&]+)/.exec(store)?.[1]
+  if (root === undefined) throw new UsageError(`--store takes a chroot store directory (DIR or local?root=DIR), got ${JSON.stringify(store)}`)
+  return decodeURIComponent(root)
+}
 
 export default defineCommand({
   meta: {
@@ -22,7 +30,7 @@ export default defineCommand({
     'dry-run': { type: 'boolean', description: 'Check that a publish could work (Nix, repo, key) and publish nothing' },
     ...repoArg,
     'secret-key-file': { type: 'string', description: 'Nix secret key that signs narinfos and the record (default: the repo key, created on first use)', valueHint: 'FILE' },
-    store: { type: 'string', description: 'Publish from a chroot Nix store in DIR (as made by nix build --store DIR) instead of /nix/store', valueHint: 'DIR' },
+    store: { type: 'string', description: 'Publish from a chroot Nix store in DIR (as made by nix build --store DIR; local?root=DIR too) instead of /nix/store', valueHint: 'DIR' },
     chunker: { type: 'string', default: 'cdc', description: 'CID recipe for new NARs: cdc (content-defined, recipe cdc-v1) or fixed (256 KiB chunks, like ipfs add)' },
     ...lifetimeArgs
   },
@@ -35,7 +43,7 @@ export default defineCommand({
       paths: args._.length > 0 ? args._ : outPaths,
       ...(args._.length === 0 && outPaths.length === 0 && drv !== undefined ? { drv } : {}),
       recursive: args.recursive === true,
-      ...(args.store !== undefined ? { storeRoot: args.store } : {}),
+      ...(args.store !== undefined ? { storeRoot: storeRootOf(args.store) } : {}),
       ...(args['secret-key-file'] !== undefined ? { secretKeyFile: args['secret-key-file'] } : {}),
       chunker: args.chunker
     }
@@ -50,25 +58,22 @@ export default defineCommand({
       if (args.hook === true) { consola.warn('nixipfs publish --hook: $OUT_PATHS and $DRV_PATH are empty; nothing to publish'); return }
       throw new UsageError('no store paths given, and $OUT_PATHS and $DRV_PATH are empty')
     }
-    const started = Date.now()
-    let bytes = 0
-    let done = 0
-    const rate = (): string => `${(bytes / 2 ** 20).toFixed(1)} MiB in ${((Date.now() - started) / 1000).toFixed(1)} s (${(bytes / 2 ** 20 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1)} MiB/s)`
-    const progress = setInterval(() => consola.info(`${done} path(s), ${rate()}`), 5_000)
-    progress.unref()
+    const progress = new Progress('publishing')
     const options: RequestOptions = {
       recordLifetimeMs,
       continueSequence: args['continue-sequence'] === true,
       log: consola,
+      onTotal: bytes => progress.setTotal(bytes),
+      onBytes: bytes => progress.add(bytes),
       onPublished: (path, nar, narSize) => {
-        bytes += narSize
-        done++
-        consola.log(`${path} -> ${nar.toString()} (${(narSize / 2 ** 20).toFixed(1)} MiB)`)
+        progress.clear()
+        consola.log(`${path} -> ${nar.toString()} (${formatBytes(narSize)})`)
       },
       onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
     }
     const report = (result: PublishResult): void => {
-      consola.success(`published ${result.published.length} path(s), ${result.skipped} already there; ${rate()} of NAR`)
+      progress.stop()
+      consola.success(`published ${result.published.length} path(s), ${result.skipped} already there; NAR ${progress.status()}`)
       consola.log(`root:     /ipfs/${result.root.toString()}`)
       consola.log(`name:     /ipns/${result.name} (sequence ${result.sequence})`)
     }
@@ -85,9 +90,10 @@ export default defineCommand({
       } else {
         report(await publishRequest(repo, request, options))
       }
-      await retryQueue(repo, options).catch((err: Error) => consola.warn(`retrying queued publishes failed: ${err.message}`))
+      // Queued requests report their own paths, not this run's progress.
+      await retryQueue(repo, { ...options, onTotal: undefined, onBytes: undefined }).catch((err: Error) => consola.warn(`retrying queued publishes failed: ${err.message}`))
     } finally {
-      clearInterval(progress)
+      progress.stop()
     }
   }
 })

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import type { ServedCaches } from '../cache/union.js'
 import { connectionCapWithin, limitConnections, openFileLimit, type ConnectionCounters } from './connections.js'
-import { InconsistentCacheError, NixipfsError } from '../errors.js'
+import { InconsistentCacheError, ListenError, NixipfsError } from '../errors.js'
 import { Lru } from '../lru.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
@@ -166,8 +166,9 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
   const connections = limitConnections(server, { maxConnections, headTimeoutMs: options.headTimeoutMs ?? DEFAULT_HEAD_TIMEOUT_MS, keepAliveMs: KEEP_ALIVE_MS })
   const metrics = async (): Promise<string> => formatMetrics([...http.families(), ...connectionFamilies(connections), ...(await options.metrics?.() ?? [])])
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options.port, options.host, () => { server.off('error', reject); resolve() })
+    const failed = (err: Error): void => reject(listenError(err, options.host, options.port))
+    server.once('error', failed)
+    server.listen(options.port, options.host, () => { server.off('error', failed); resolve() })
   })
   const { address, port } = server.address() as AddressInfo
   const host = address.includes(':') ? `[${address}]` : address
@@ -185,5 +186,16 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       server.closeAllConnections()
       await closed
     }
+  }
+}
+
+/** What to do when the server cannot listen on HOST:PORT, as a ListenError (other errors as they are). */
+function listenError (err: NodeJS.ErrnoException, host: string, port: number): Error {
+  const at = `${host.includes(':') ? `[${host}]` : host}:${port}`
+  switch (err.code) {
+    case 'EADDRINUSE': return new ListenError(`${at} is in use (another gateway or mirror?); stop it, or listen elsewhere with --listen HOST:PORT (port 0 picks a free one)`)
+    case 'EADDRNOTAVAIL': return new ListenError(`${host} is no address of this machine, so nothing can listen on ${at}; use one of its addresses with --listen (127.0.0.1:PORT for this machine only)`)
+    case 'EACCES': return new ListenError(`listening on ${at} needs privileges (ports below 1024); use a port from 1024 up with --listen`)
+    default: return err
   }
 }

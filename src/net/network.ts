@@ -79,7 +79,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     } catch (err) {
       // A busy port (a second node on this machine) must not stop the node: any free port seeds as well.
       const fallback = options.listen.map(a => a.replace(/\/tcp\/\d+/, '/tcp/0'))
-      options.log.warn(`cannot listen on ${options.listen.join(', ')} (${(err as Error).message}); listening on a free port instead`)
+      options.log.warn(`cannot listen on ${options.listen.join(', ')} (${listenFailure(err as Error)}); listening on a free port instead`)
       p2p = await startP2p({ ...p2pOptions, listen: fallback })
     }
     const node = p2p
@@ -134,4 +134,9 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       await p2p?.stop()
     }
   }
+}
+
+/** Why libp2p could not listen, in a line: the system error (`EADDRINUSE: address already in use …`) its message wraps with advice and stack traces. */
+function listenFailure (err: Error): string {
+  return /\b(E[A-Z]+: [^\n]+)/.exec(err.message)?.[1] ?? err.message.split('\n')[0]!
 }

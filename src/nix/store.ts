@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process'
-import { NixCommandError } from '../errors.js'
+import { realpath } from 'node:fs/promises'
+import { STORE_DIR } from '../constants.js'
+import { InvalidStorePathError, NixCommandError } from '../errors.js'
 import { parseSha256, formatSha256 } from './hash.js'
 import { parseRealisation, type Realisation } from './realisation.js'
 import { parseStorePath } from './store-path.js'
@@ -58,6 +60,13 @@ const base = (p: string): string => parseStorePath(p).baseName
 /** Path infos of `paths` (with `recursive`, of their whole closure), from the local Nix database (or the chroot store at `storeRoot`). */
 export async function queryPathInfos (paths: string[], recursive = false, storeRoot?: string): Promise<PathInfo[]> {
   if (paths.length === 0) return []
+  for (const path of paths) {
+    // Nix takes a path outside the store for a flake and says so: the user meant a file to publish.
+    const inStore = (p: string): boolean => p.startsWith(`${STORE_DIR}/`)
+    if (!inStore(path) && (storeRoot !== undefined || !inStore(await realpath(path).catch(() => path)))) {
+      throw new InvalidStorePathError(`${path} is not a store path; add it with nix-store${storeRoot === undefined ? '' : ` --store ${storeRoot}`} --add ${path}, then publish the path that prints`)
+    }
+  }
   // No substituters: a query of the local store must never wait on the network.
   const json = await runNix('nix', [...NIX_FLAGS, '--option', 'substituters', '', ...(storeRoot === undefined ? [] : ['--store', storeRoot]), 'path-info', '--json', ...(recursive ? ['--recursive'] : []), '--', ...paths])
     .catch((err: Error) => {

@@ -1,8 +1,11 @@
-import { chmodSync, readFileSync, statSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { nixAvailable, nixBuild, shellDerivation } from '../helpers/nix.js'
-import { runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
+import { BIN, runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
 
 describe('nixipfs CLI', () => {
   it('explains every command with --help, including an example', () => {
@@ -90,6 +93,143 @@ describe('nixipfs CLI', () => {
     expect(info.stdout).toMatch(/sequence: 3\n/)
     const expires = Date.parse(/expires: +(\S+)/.exec(info.stdout)![1]!)
     expect(expires - Date.now()).toBeGreaterThan(47 * 3600_000)
+  })
+})
+
+describe('first contact: typos, usage errors, help', () => {
+  it('refuses an unknown or misspelled flag on every command, naming the nearest known one, in a line or two', () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['gateway', '--trust', 'a-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', '--treshold', '2'], /unknown flag --treshold .*did you mean --threshold\?/],
+      [['gateway', '--lissten', '127.0.0.1:0'], /unknown flag --lissten .*did you mean --listen\?/],
+      [['mirror', '--folow', 'k51x'], /unknown flag --folow .*did you mean --follow\?/],
+      [['publish', '--bogus-flag', '/nix/store/00000000000000000000000000000000-x'], /unknown flag --bogus-flag/],
+      [['info', '--lifetimeHours', '1'], /unknown flag --lifetimeHours/],
+      [['ls', '-x'], /unknown flag -x/],
+      [['config', 'gateway', '--treshold', '2'], /unknown flag --treshold .*did you mean --threshold\?/],
+      [['publsh', '/nix/store/x'], /no command "publsh".*did you mean publish\?/]
+    ]
+    for (const [args, message] of cases) {
+      const r = runCli([...args, '--repo', tmp()])
+      const out = r.stdout + r.stderr
+      expect(r.status, args.join(' ')).toBe(1)
+      expect(out).toMatch(message)
+      expect(out).toMatch(/\[ERR_USAGE\]/)
+      expect(out).toMatch(/--help/)
+      expect(out.trim().split('\n').filter(l => l.trim() !== '').length, out).toBeLessThanOrEqual(3)
+    }
+    // Declared flags, their aliases, --no-FLAG and the global ones pass.
+    expect(runCli(['info', '--repo', tmp(), '--log-json', '--config', join(tmp(), 'none.json')]).status).toBe(0)
+  })
+
+  it('--help in a pipe is plain text of at most 100 columns, and names the options of every command', () => {
+    const top = runCli(['--help'])
+    expect(top.status).toBe(0)
+    expect(top.stdout).toMatch(/^ {2}disputes +List the store paths builders disagree on: [^]*\(nixipfs verify\)\.$/m)
+    for (const args of [['--help'], ...['keygen', 'publish', 'gateway', 'mirror', 'import', 'config', 'doctor'].map(c => [c, '--help'])]) {
+      const r = runCli(args)
+      expect(r.status).toBe(0)
+      // eslint-disable-next-line no-control-regex
+      expect(r.stdout + r.stderr, args.join(' ')).not.toMatch(/\x1b\[/)
+      for (const line of r.stdout.split('\n')) expect(line.length, line).toBeLessThanOrEqual(100)
+      expect(r.stdout).toMatch(/--config FILE/)
+      expect(r.stdout).toMatch(/--log-json/)
+      expect(r.stdout).not.toMatch(/\S.*v0\.1\.0/) // the version is not glued to the example
+    }
+  })
+
+  it('turns a busy or foreign --listen address into ERR_LISTEN saying what to do', async () => {
+    const busy = createServer()
+    await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (busy.address() as { port: number }).port
+      const r = runCli(['gateway', '--offline', '--upstream', 'http://127.0.0.1:9', '--upstream-key', 'u-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', '--repo', tmp(), '--listen', `127.0.0.1:${port}`])
+      expect(r.status).toBe(1)
+      expect(r.stderr + r.stdout).toMatch(new RegExp(`127\\.0\\.0\\.1:${port} is in use.*--listen.*\\[ERR_LISTEN\\]`))
+      expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /) // no stack trace
+      const foreign = runCli(['gateway', '--offline', '--upstream', 'http://127.0.0.1:9', '--upstream-key', 'u-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', '--repo', tmp(), '--listen', '192.0.2.1:8080'])
+      expect(foreign.status).toBe(1)
+      expect(foreign.stderr + foreign.stdout).toMatch(/192\.0\.2\.1 is no address of this machine.*\[ERR_LISTEN\]/)
+    } finally {
+      await new Promise(resolve => busy.close(resolve))
+    }
+  })
+
+  it('falls back to a free libp2p port with a one-line warning, no stack trace', async () => {
+    const busy = createServer()
+    await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
+    const port = (busy.address() as { port: number }).port
+    const gw = await startGatewayProcess(['--repo', tmp(), '--upstream', 'http://127.0.0.1:9', '--upstream-key', 'u-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', '--listen-p2p', `/ip4/127.0.0.1/tcp/${port}`])
+    try {
+      expect(gw.output()).toMatch(new RegExp(`cannot listen on /ip4/127\\.0\\.0\\.1/tcp/${port} \\(EADDRINUSE: address already in use [^\\n]*\\); listening on a free port instead`))
+      expect(gw.output()).not.toMatch(/\n\s+at /)
+      expect(gw.p2p()).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+/)
+    } finally {
+      await gw.stop()
+      await new Promise(resolve => busy.close(resolve))
+    }
+  })
+
+  it('logs the effective trust policy and what it listens on at start', async () => {
+    const gw = await startGatewayProcess(['--repo', tmp(), '--upstream', 'http://127.0.0.1:9', '--trust', 'a-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', '--trust', 'b-1:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA=', '--threshold', '2'])
+    try {
+      expect(gw.output()).toMatch(/trust: .*2 of these 2 keys.*a-1:A+=, b-1:B+A=/)
+      expect(gw.output()).toMatch(/p2p: off/)
+      expect(gw.output()).toContain(gw.url)
+    } finally {
+      await gw.stop()
+    }
+  })
+
+  it('says a file outside the store is not a store path, and how to add it', () => {
+    const file = join(tmp(), 'hostname')
+    writeFileSync(file, 'x\n')
+    const r = runCli(['publish', '--repo', tmp(), file])
+    expect(r.status).toBe(1)
+    expect(r.stderr + r.stdout).toMatch(new RegExp(`${file} is not a store path; add it with nix-store --add ${file}.*\\[ERR_INVALID_STORE_PATH\\]`))
+    expect(r.stderr + r.stdout).not.toMatch(/flake/)
+  })
+
+  it.runIf(nixAvailable)('publishes from a chroot store given as DIR or as local?root=DIR', () => {
+    const store = tmp()
+    const file = join(tmp(), 'chroot-file.txt')
+    writeFileSync(file, `chroot ${Date.now()}\n`)
+    const path = execFileSync('nix-store', ['--store', store, '--add', file], { encoding: 'utf8' }).trim()
+    for (const flag of [`local?root=${store}`, store]) {
+      const r = runCli(['publish', '--repo', tmp(), '--store', flag, path])
+      expect(r.stderr + r.stdout, flag).toContain(`${path} -> bafk`)
+      expect(r.status).toBe(0)
+    }
+    const other = runCli(['publish', '--repo', tmp(), '--store', 'daemon', path])
+    expect(other.status).toBe(1)
+    expect(other.stderr + other.stdout).toMatch(/--store takes .*\[ERR_USAGE\]/)
+  })
+
+  it.runIf(nixAvailable)('shows publish progress (done of total, rate, time left) redrawn in place on a terminal, and no control codes in a pipe', () => {
+    const dir = tmp()
+    const file = join(dir, 'big')
+    writeFileSync(file, randomBytes(64 * 2 ** 20))
+    const path = execFileSync('nix-store', ['--add', file], { encoding: 'utf8' }).trim()
+    try {
+      // script(1) runs the CLI on a pseudo-terminal.
+      const onTty = execFileSync('script', ['-qfec', `${process.execPath} ${BIN} publish --repo ${join(dir, 'repo')} ${path}`, '/dev/null'], { encoding: 'utf8' })
+      expect(onTty).toMatch(/\r\x1b\[Kpublishing: [\d.]+ (B|KiB|MiB) of 64\.0 MiB \(\d+%\), [\d.]+ (B|KiB|MiB)\/s, \d+s left/)
+      expect(onTty).toMatch(/published 1 path\(s\), 0 already there; NAR 64\.0 MiB of 64\.0 MiB \(100%\)/)
+      const piped = runCli(['publish', '--repo', join(dir, 'repo2'), path])
+      expect(piped.status).toBe(0)
+      expect(piped.stdout + piped.stderr).not.toMatch(/\r|\x1b/)
+    } finally {
+      execFileSync('nix-store', ['--delete', path], { stdio: 'ignore' })
+    }
+  })
+
+  it('ends quietly when the reader of its output goes away (nixipfs info | head -1)', async () => {
+    const child = spawn(process.execPath, [BIN, 'info', '--repo', tmp()], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout.destroy() // the reader is gone before the first line is written
+    let stderr = ''
+    child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
+    const status = await new Promise<number | null>(resolve => child.on('close', resolve))
+    expect(stderr).not.toMatch(/EPIPE|Error/)
+    expect(status).toBe(0)
   })
 })
 

@@ -8,7 +8,7 @@ import { walkPath } from '../../src/nix/nar/walk.js'
 import { encodeNar } from '../../src/nix/nar/encode.js'
 import { NarHasher } from '../../src/nix/hash.js'
 import { parseStorePath } from '../../src/nix/store-path.js'
-import { NixCommandError } from '../../src/errors.js'
+import { InvalidStorePathError, NixCommandError } from '../../src/errors.js'
 import { nixAvailable, nixBuild, shellDerivation } from '../helpers/nix.js'
 
 const base = (path: string): string => parseStorePath(path).baseName
@@ -97,8 +97,9 @@ describe.runIf(nixAvailable)('queryPathInfos with the live Nix', () => {
     expect(infos.map(i => i.path)).toContain(dotted)
   })
 
-  it('fails on a path outside the store', async () => {
-    await expect(queryPathInfos([tmpdir()])).rejects.toThrow(NixCommandError)
+  it('fails on a path outside the store, saying how to add it (not with Nix\'s flake error)', async () => {
+    await expect(queryPathInfos([tmpdir()])).rejects.toThrow(InvalidStorePathError)
+    await expect(queryPathInfos([tmpdir()])).rejects.toThrow(`${tmpdir()} is not a store path; add it with nix-store --add ${tmpdir()}`)
   })
 
   it('fails on a store path that is not valid', async () => {
