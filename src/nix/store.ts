@@ -40,6 +40,9 @@ export async function runNix (cmd: string, args: string[], input?: string): Prom
       if (code === 0) resolve(Buffer.concat(out).toString())
       else reject(new NixCommandError(`${cmd} ${args.join(' ')} exited with ${code}: ${Buffer.concat(err).toString().trim().slice(-2000)}`))
     })
+    // A command that exits without reading its input (nix show-config, a failing nix-store) makes the write fail
+    // with EPIPE; its exit status, seen on 'close', is the outcome, and the error must not end the process.
+    child.stdin.on('error', () => {})
     child.stdin.end(input ?? '')
   })
 }

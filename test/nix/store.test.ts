@@ -113,3 +113,12 @@ function mkdirTree (root: string): void {
   execFileSync('mkdir', ['-p', join(root, 'sub')])
   writeFileSync(join(root, 'sub', 'file'), 'content addressed\n')
 }
+
+describe('runNix', () => {
+  it('gives the exit status of a command that exits without reading its input, and does not crash on EPIPE', async () => {
+    // 8 MiB cannot fit in a pipe's buffer, so the write fails once the command is gone.
+    const input = 'x'.repeat(8 * 1024 * 1024)
+    await expect(runNix('sh', ['-c', 'exit 3'], input)).rejects.toThrow(/exited with 3/)
+    expect(await runNix('sh', ['-c', 'echo done'], input)).toBe('done\n')
+  })
+})
