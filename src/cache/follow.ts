@@ -8,9 +8,13 @@ import { readSmallFile } from '../ipfs/file-dag.js'
 import { MAX_NARINFO_BYTES } from '../nix/narinfo.js'
 import { CacheLayout } from './layout.js'
 import { acceptRecord, loadRecord } from './records.js'
+import { formatBytes } from '../progress.js'
 
 /** Where candidate records for a name come from (peers; unverified). */
 export type RecordFinder = (name: string, signal?: AbortSignal) => Promise<Array<{ from: string, bytes: Uint8Array }>>
+
+/** Progress of a root being fetched is logged this often by default. */
+const PROGRESS_MS = 5_000
 
 export interface FollowOptions {
   /** how often peers are asked for newer records */
@@ -28,6 +32,8 @@ export interface FollowOptions {
   persist?: (since?: number) => Promise<void>
   /** with fetch 'index': the most bytes one cache's index may take; past it, following that cache stops with a warning */
   maxIndexBytes?: number
+  /** how often progress (blocks and bytes so far, rate) is logged while a root is fetched; default 5 s */
+  progressMs?: number
   /** called when a newer record was stored */
   onRecord?: (name: string) => void
   /** called after a new root was fetched as far as `fetch` asks */
@@ -76,30 +82,43 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
       return false
     }
     const oversized: string[] = []
+    async function walkRoot (): Promise<void> {
+      for await (const block of walkDag(blocks, rootCid, {
+        signal: abort.signal,
+        skipLink,
+        onMissing: (cid, err) => {
+          if (missing++ === 0) firstMissing = `${cid.toString()}: ${err.message}`
+          options.log.debug(`${cid.toString()}: ${err.message}`)
+        }
+      })) {
+        count++
+        bytes += block.bytes.length
+        if (options.fetch === 'all') continue // a mirror takes every NAR: no index budget
+        // A file of several blocks is read as one, bounded (its own blocks checked against the sizes its root gives).
+        if (block.cid.code === DAG_PB_CODE && layout.roleOf(block.cid) === 'file') {
+          layout.skipLinksOf(block.cid)
+          bytes += (await readSmallFile(blocks, block.cid, MAX_NARINFO_BYTES, 'index file').catch((err: Error) => {
+            if (err instanceof IntegrityError) oversized.push(block.cid.toString()) // larger than allowed, or than it says
+            else if (missing++ === 0) firstMissing = `${block.cid.toString()}: ${err.message}`
+            return new Uint8Array()
+          })).length
+        } else if (block.cid.code !== DAG_PB_CODE && block.bytes.length > MAX_NARINFO_BYTES) {
+          oversized.push(block.cid.toString())
+        }
+        if (bytes > (options.maxIndexBytes ?? Infinity)) throw new IndexBudgetError(name, options.maxIndexBytes!)
+      }
+    }
     const epoch = options.writeEpoch?.()
-    for await (const block of walkDag(blocks, rootCid, {
-      signal: abort.signal,
-      skipLink,
-      onMissing: (cid, err) => {
-        if (missing++ === 0) firstMissing = `${cid.toString()}: ${err.message}`
-        options.log.debug(`${cid.toString()}: ${err.message}`)
-      }
-    })) {
-      count++
-      bytes += block.bytes.length
-      if (options.fetch === 'all') continue // a mirror takes every NAR: no index budget
-      // A file of several blocks is read as one, bounded (its own blocks checked against the sizes its root gives).
-      if (block.cid.code === DAG_PB_CODE && layout.roleOf(block.cid) === 'file') {
-        layout.skipLinksOf(block.cid)
-        bytes += (await readSmallFile(blocks, block.cid, MAX_NARINFO_BYTES, 'index file').catch((err: Error) => {
-          if (err instanceof IntegrityError) oversized.push(block.cid.toString()) // larger than allowed, or than it says
-          else if (missing++ === 0) firstMissing = `${block.cid.toString()}: ${err.message}`
-          return new Uint8Array()
-        })).length
-      } else if (block.cid.code !== DAG_PB_CODE && block.bytes.length > MAX_NARINFO_BYTES) {
-        oversized.push(block.cid.toString())
-      }
-      if (bytes > (options.maxIndexBytes ?? Infinity)) throw new IndexBudgetError(name, options.maxIndexBytes!)
+    // A mirror of a large cache takes minutes to hours: never silent until it is done.
+    const progress = setInterval(() => {
+      const s = Math.max((Date.now() - started) / 1000, 0.001)
+      options.log.info(`/ipns/${name}: ${options.fetch === 'all' ? 'pinning' : 'indexing'} root ${root}: ${count} blocks, ${formatBytes(bytes)} so far, ${formatBytes(Math.round(bytes / s))}/s`)
+    }, options.progressMs ?? PROGRESS_MS)
+    progress.unref()
+    try {
+      await walkRoot()
+    } finally {
+      clearInterval(progress)
     }
     if (oversized.length > 0) options.log.warn(`/ipns/${name}: root ${root} has ${oversized.length} index files larger than ${MAX_NARINFO_BYTES} bytes (first: ${oversized[0]!}); fetched no further than their first block, and refused if asked for`)
     if (missing > 0) {

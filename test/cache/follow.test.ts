@@ -95,18 +95,19 @@ describe('following a hostile cache: only the cache layout, within --max-index',
   afterAll(async () => { await peer.close(); await builder.close() })
 
   /** Follows the hostile cache into a fresh repo with `maxIndexBytes`, polling `polls` times; a mirror with `fetch` 'all'. */
-  async function follow (maxIndexBytes: number, polls = 1, fetch: 'index' | 'all' = 'index'): Promise<{ repo: string, blocks: NetworkBlocks, warnings: string[], fetched: number }> {
+  async function follow (maxIndexBytes: number, polls = 1, fetch: 'index' | 'all' = 'index'): Promise<{ repo: string, blocks: NetworkBlocks, warnings: string[], infos: string[], fetched: number }> {
     const repo = tmp()
     const blocks = new NetworkBlocks(await PackStore.openRepo(repo), { http: [new HttpPeer(peer.url)] })
     const warnings: string[] = []
-    const follower = startFollowing(repo, [name], async () => [{ from: peer.url, bytes: record }], blocks, { intervalMs: 3_600_000, fetch, maxIndexBytes, prefetch: async (root) => await blocks.prefetch(root), log: { info: () => {}, debug: () => {}, warn: (m: string) => warnings.push(m) } })
+    const infos: string[] = []
+    const follower = startFollowing(repo, [name], async () => [{ from: peer.url, bytes: record }], blocks, { intervalMs: 3_600_000, fetch, maxIndexBytes, progressMs: 1, prefetch: async (root) => await blocks.prefetch(root), log: { info: (m: string) => infos.push(m), debug: () => {}, warn: (m: string) => warnings.push(m) } })
     try {
       for (let i = 0; i < polls; i++) await follower.poll()
     } finally {
       follower.stop()
     }
     await blocks.local.sync()
-    return { repo, blocks, warnings, fetched: blocks.counters.http + blocks.counters.car }
+    return { repo, blocks, warnings, infos, fetched: blocks.counters.http + blocks.counters.car }
   }
 
   it('fetches only what the layout names, each item bounded, and warns of the oversized one', async () => {
@@ -126,9 +127,10 @@ describe('following a hostile cache: only the cache layout, within --max-index',
     }
   })
 
-  it('a mirror takes the NARs too, and still nothing outside the layout', async () => {
-    const { repo, blocks } = await follow(64 * MiB, 1, 'all')
+  it('a mirror takes the NARs too, and still nothing outside the layout; it logs its progress meanwhile', async () => {
+    const { repo, blocks, infos } = await follow(64 * MiB, 1, 'all')
     try {
+      expect(infos.join('\n')).toMatch(new RegExp(`/ipns/${name}: pinning root ${root.toString()}: \\d+ blocks, [\\d.]+ (B|KiB|MiB) so far, [\\d.]+ (B|KiB|MiB)/s`))
       expect(blocks.local.has(junk)).toBe(false)
       expect(blocks.counters.car).toBeGreaterThan(0) // the NAR came as one stream
       for await (const { cid } of walkDag(blocks.local, nar)) expect(blocks.local.has(cid)).toBe(true)
