@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { PinsError } from '../errors.js'
-import { writeFileAtomic } from '../repo.js'
+import { writeFileAtomic } from '../atomic.js'
 
 /** The file listing CIDs that gc keeps besides the roots of records: one CID per line, `#` comments. */
 export function pinsPath (repo: string): string {

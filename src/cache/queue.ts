@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../repo.js'
+import { writeFileAtomic } from '../atomic.js'
 
 /** What a publish was asked to do, kept so that it can be done again later. */
 export interface PublishRequest {

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RecordError } from '../errors.js'
 import { openRecord, type CacheRecord } from '../ipfs/ipns.js'
-import { writeFileAtomic } from '../repo.js'
+import { writeFileAtomic } from '../atomic.js'
 
 /** What an IPNS name (base36 CIDv1 of a libp2p key) looks like: also keeps names from peers out of path tricks. */
 export const IPNS_NAME = /^k[0-9a-z]{40,100}$/

@@ -6,7 +6,7 @@ import { loadRecord } from '../cache/records.js'
 import { readSmallFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry } from '../ipfs/hamt.js'
 import type { PackStore } from '../ipfs/pack-store.js'
-import { writeFileAtomic } from '../repo.js'
+import { writeFileAtomic } from '../atomic.js'
 import type { Dispute } from './quorum.js'
 import { openStatement, type DisputeStatement } from './statement.js'
 
