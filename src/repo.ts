@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { homedir, hostname } from 'node:os'
 import { dirname, join } from 'node:path'
 import { writeFileAtomic } from './atomic.js'
+import { fetcherPidPath, keysDir, lockPath } from './repo-layout.js'
 import { InsecureKeyFileError, RepoError } from './errors.js'
 import { encodeNix32 } from './nix/base32.js'
 import { formatPublicKey, formatSecretKey, generateSecretKey, parseSecretKey, publicKeyOf, type SecretKey } from './nix/signing.js'
@@ -18,7 +19,7 @@ export function resolveRepo (flag?: string): string {
 
 /** Where the repo keeps its publishing key pair. */
 export function repoKeyPaths (repo: string): { secret: string, public: string } {
-  return { secret: join(repo, 'keys', 'cache.secret'), public: join(repo, 'keys', 'cache.public') }
+  return { secret: join(keysDir(repo), 'cache.secret'), public: join(keysDir(repo), 'cache.public') }
 }
 
 /** Reads a Nix secret key file, refusing files that other users can read. */
@@ -91,7 +92,7 @@ function alive (pid: number): boolean {
  * for the next record sequence. A lock left by a dead process is taken over.
  */
 export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWait?: (pid: number) => void): Promise<T> {
-  const path = join(repo, 'lock')
+  const path = lockPath(repo)
   await mkdir(repo, { recursive: true })
   let warned = false
   for (;;) {
@@ -122,17 +123,14 @@ export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWai
   }
 }
 
-/** File naming the process (gateway or mirror) that writes fetched blocks into the repo while it runs. */
-const fetcherPath = (repo: string): string => join(repo, 'fetcher.pid')
-
 /** Records that this process writes fetched blocks into `repo` until the returned function is called. */
 export async function registerFetcher (repo: string): Promise<() => Promise<void>> {
-  await writeFileAtomic(fetcherPath(repo), String(process.pid))
-  return async () => { await unlink(fetcherPath(repo)).catch(() => {}) }
+  await writeFileAtomic(fetcherPidPath(repo), String(process.pid))
+  return async () => { await unlink(fetcherPidPath(repo)).catch(() => {}) }
 }
 
 /** The pid of a live process that writes fetched blocks into `repo`, if any. */
 export async function runningFetcher (repo: string): Promise<number | undefined> {
-  const pid = Number(await readFile(fetcherPath(repo), 'utf8').catch(() => ''))
+  const pid = Number(await readFile(fetcherPidPath(repo), 'utf8').catch(() => ''))
   return Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid) ? pid : undefined
 }

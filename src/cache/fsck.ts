@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto'
-import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
+
 import type { CID } from 'multiformats/cid'
 import { getVerified, type BlockGetter } from '../ipfs/block.js'
 import { walkDag } from '../ipfs/dag.js'
@@ -20,6 +19,7 @@ import type { CidRecipe } from './publish.js'
 import { RECIPES } from './recipes.js'
 import { NAR_SUFFIX } from './directory.js'
 import { loadRecord } from './records.js'
+import { recordNames } from '../repo-layout.js'
 
 /** One thing found damaged. */
 export interface Damage {
@@ -54,10 +54,9 @@ export interface FsckResult {
 
 /** The records stored in the repo (own and followed caches), by IPNS name. */
 async function storedRecords (repo: string): Promise<CacheRecord[]> {
-  const files = (await readdir(join(repo, 'records')).catch(() => [] as string[])).filter(f => f.endsWith('.ipns')).sort()
   const out: CacheRecord[] = []
-  for (const f of files) {
-    const record = await loadRecord(repo, f.slice(0, -'.ipns'.length))
+  for (const name of await recordNames(repo)) {
+    const record = await loadRecord(repo, name)
     if (record !== undefined) out.push(record)
   }
   return out
