@@ -8,7 +8,7 @@ import { DirNodeCache, lookupEntry } from '../ipfs/hamt.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { writeFileAtomic } from '../atomic.js'
 import { disputesDir, recordNames } from '../repo-layout.js'
-import type { Dispute } from './quorum.js'
+import type { Dispute } from '../cache/union.js'
 import { openStatement, type DisputeStatement } from './statement.js'
 
 /** A dispute as recorded: what was signed, and when this node first and last saw it. */
