@@ -31,10 +31,11 @@ const RANK: Record<string, number> = {
   // serving and trusting
   gateway: 6,
   trust: 6,
-  // wiring of the long-running processes, and the checks and config the commands use
+  // wiring of the long-running processes, and the checks (doctor, fsck: cache, peers and upstream together) and config the commands use
   daemon: 7,
   doctor: 7,
   watch: 7,
+  fsck: 7,
   config: 7,
   // argument parsing
   commands: 8,
