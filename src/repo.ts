@@ -1,7 +1,9 @@
-import { chmod, mkdir, open, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
+import { chmod, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { homedir, hostname } from 'node:os'
 import { dirname, join } from 'node:path'
+import { writeFileAtomic } from './atomic.js'
+import { fetcherPidPath, keysDir, lockPath } from './repo-layout.js'
 import { InsecureKeyFileError, RepoError } from './errors.js'
 import { encodeNix32 } from './nix/base32.js'
 import { formatPublicKey, formatSecretKey, generateSecretKey, parseSecretKey, publicKeyOf, type SecretKey } from './nix/signing.js'
@@ -17,63 +19,7 @@ export function resolveRepo (flag?: string): string {
 
 /** Where the repo keeps its publishing key pair. */
 export function repoKeyPaths (repo: string): { secret: string, public: string } {
-  return { secret: join(repo, 'keys', 'cache.secret'), public: join(repo, 'keys', 'cache.public') }
-}
-
-/**
- * Writes a temp file beside `path` with `write`, syncs it and renames it into
- * place: readers see the old file or the complete new one, never a torn one,
- * and a failed write leaves no temp file behind.
- */
-async function replaceAtomically (path: string, write: (fh: FileHandle) => Promise<void>, mode: number): Promise<void> {
-  await mkdir(dirname(path), { recursive: true })
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`
-  const fh = await open(tmp, 'wx', mode)
-  try {
-    await write(fh)
-    await fh.sync()
-    await fh.close()
-    await rename(tmp, path)
-  } catch (err) {
-    await fh.close().catch(() => {})
-    await unlink(tmp).catch(() => {})
-    throw err
-  }
-  // Make the rename itself durable.
-  const dir = await open(dirname(path), 'r')
-  try { await dir.sync() } finally { await dir.close() }
-}
-
-/** Writes `data` to `path` so that readers see either the old or the new file, never a torn one. */
-export async function writeFileAtomic (path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  await replaceAtomically(path, async fh => await fh.writeFile(data), mode)
-}
-
-/** Bytes gathered before one write, so that many small chunks do not each cost a system call. */
-const WRITE_BATCH_BYTES = 1024 * 1024
-
-async function * batched (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  let parts: Uint8Array[] = []
-  let size = 0
-  for await (const chunk of source) {
-    parts.push(chunk)
-    size += chunk.length
-    if (size >= WRITE_BATCH_BYTES) {
-      yield parts.length === 1 ? chunk : Buffer.concat(parts, size)
-      parts = []
-      size = 0
-    }
-  }
-  if (size > 0) yield Buffer.concat(parts, size)
-}
-
-/**
- * Streams `source` into `path` so that `path` is either absent (or its old
- * contents) or complete: the file is renamed into place only once the source
- * has ended without error.
- */
-export async function writeStreamAtomic (path: string, source: AsyncIterable<Uint8Array>, mode = 0o644): Promise<void> {
-  await replaceAtomically(path, async fh => await writeFile(fh, batched(source)), mode)
+  return { secret: join(keysDir(repo), 'cache.secret'), public: join(keysDir(repo), 'cache.public') }
 }
 
 /** Reads a Nix secret key file, refusing files that other users can read. */
@@ -146,7 +92,7 @@ function alive (pid: number): boolean {
  * for the next record sequence. A lock left by a dead process is taken over.
  */
 export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWait?: (pid: number) => void): Promise<T> {
-  const path = join(repo, 'lock')
+  const path = lockPath(repo)
   await mkdir(repo, { recursive: true })
   let warned = false
   for (;;) {
@@ -177,17 +123,14 @@ export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWai
   }
 }
 
-/** File naming the process (gateway or mirror) that writes fetched blocks into the repo while it runs. */
-const fetcherPath = (repo: string): string => join(repo, 'fetcher.pid')
-
 /** Records that this process writes fetched blocks into `repo` until the returned function is called. */
 export async function registerFetcher (repo: string): Promise<() => Promise<void>> {
-  await writeFileAtomic(fetcherPath(repo), String(process.pid))
-  return async () => { await unlink(fetcherPath(repo)).catch(() => {}) }
+  await writeFileAtomic(fetcherPidPath(repo), String(process.pid))
+  return async () => { await unlink(fetcherPidPath(repo)).catch(() => {}) }
 }
 
 /** The pid of a live process that writes fetched blocks into `repo`, if any. */
 export async function runningFetcher (repo: string): Promise<number | undefined> {
-  const pid = Number(await readFile(fetcherPath(repo), 'utf8').catch(() => ''))
+  const pid = Number(await readFile(fetcherPidPath(repo), 'utf8').catch(() => ''))
   return Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid) ? pid : undefined
 }

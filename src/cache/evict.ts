@@ -1,4 +1,3 @@
-import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
 import { packFiles } from '../ipfs/pack-compact.js'
 import type { NetworkBlocks } from '../net/fetcher.js'
@@ -6,6 +5,7 @@ import { withRepoLock } from '../repo.js'
 import { markReachable } from './gc.js'
 import { readPins } from './pins.js'
 import { loadRecord } from './records.js'
+import { packsDir } from '../repo-layout.js'
 
 export interface EvictOptions {
   /** what the repo's pack files may take on disk */
@@ -26,7 +26,7 @@ const FILL_AFTER_EVICTION = 0.8
 
 /** Bytes of the repo's pack files on disk. */
 export async function packBytes (repo: string): Promise<number> {
-  const packs = await packFiles(join(repo, 'packs')).catch(() => [])
+  const packs = await packFiles(packsDir(repo)).catch(() => [])
   return packs.reduce((sum, p) => sum + p.bytes, 0)
 }
 

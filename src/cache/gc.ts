@@ -1,5 +1,3 @@
-import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
 import { RAW_CODE } from '../ipfs/block.js'
 import type { BlockMarks } from '../ipfs/block-marks.js'
@@ -8,6 +6,7 @@ import type { CompactResult } from '../ipfs/pack-compact.js'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { RepoError } from '../errors.js'
 import { runningFetcher, withRepoLock } from '../repo.js'
+import { recordNames } from '../repo-layout.js'
 import { CacheLayout } from './layout.js'
 import { readPins } from './pins.js'
 import { loadRecord } from './records.js'
@@ -34,11 +33,10 @@ export interface GcResult extends CompactResult {
 
 /** Every root gc keeps: the root of each stored record (own and followed caches) and each pin. */
 async function gcRoots (repo: string): Promise<{ records: CID[], pins: CID[] }> {
-  const files = await readdir(join(repo, 'records')).catch(() => [] as string[])
   const records: CID[] = []
-  for (const f of files.filter(f => f.endsWith('.ipns')).sort()) {
+  for (const name of await recordNames(repo)) {
     // An unreadable record throws: its blocks must not be collected for want of knowing its root.
-    const record = await loadRecord(repo, f.slice(0, -'.ipns'.length))
+    const record = await loadRecord(repo, name)
     if (record !== undefined) records.push(record.root)
   }
   return { records, pins: await readPins(repo) }

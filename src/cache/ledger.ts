@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../repo.js'
+import { writeFileAtomic } from '../atomic.js'
 
 /**
  * The publisher's sequence ledger: the highest record sequence ever signed

@@ -2,12 +2,8 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { PinsError } from '../errors.js'
-import { writeFileAtomic } from '../repo.js'
-
-/** The file listing CIDs that gc keeps besides the roots of records: one CID per line, `#` comments. */
-export function pinsPath (repo: string): string {
-  return join(repo, 'pins')
-}
+import { writeFileAtomic } from '../atomic.js'
+import { pinsPath } from '../repo-layout.js'
 
 /** The repo's pinned CIDs, in file order (none without a pins file). */
 export async function readPins (repo: string): Promise<CID[]> {

@@ -8,6 +8,7 @@ import { readSecretKeyFile, repoSigningKey } from '../repo.js'
 import { publish, type PublishOptions, type PublishResult } from './publish.js'
 import { dequeue, enqueue, queuedRequests, type PublishRequest } from './queue.js'
 import { RECIPES } from './recipes.js'
+import { packsDir } from '../repo-layout.js'
 
 /** How often a running gateway publishes the requests a failed publish queued. */
 export const QUEUE_RETRY_MS = 30_000
@@ -135,10 +136,10 @@ export async function dryRun (repo: string, request: PublishRequest): Promise<st
   let dir = resolve(repo)
   while (!await stat(dir).then(() => true, () => false) && dirname(dir) !== dir) dir = dirname(dir)
   await access(dir, fsConstants.W_OK).catch((err: Error) => { throw new RepoError(`the repo ${repo} is not writable: ${err.message}`) })
-  if (await stat(join(repo, 'packs')).then(() => true, () => false)) {
+  if (await stat(packsDir(repo)).then(() => true, () => false)) {
     // Opening the store opens its index for appending: a read-only or unwritable store fails here.
     const blocks = await PackStore.openRepo(repo).catch((err: Error) => {
-      throw new RepoError(`the repo's block store ${join(repo, 'packs')} cannot be opened for writing (${err.message}); make it writable, or free space`)
+      throw new RepoError(`the repo's block store ${packsDir(repo)} cannot be opened for writing (${err.message}); make it writable, or free space`)
     })
     lines.push(`the repo ${repo} opens for writing: ${blocks.size} blocks`)
     await blocks.close()

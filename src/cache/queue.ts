@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../repo.js'
+import { writeFileAtomic } from '../atomic.js'
+import { queueDir } from '../repo-layout.js'
 
 /** What a publish was asked to do, kept so that it can be done again later. */
 export interface PublishRequest {
@@ -24,8 +25,6 @@ export interface QueuedRequest {
   reason: string
   queuedAt: string
 }
-
-const queueDir = (repo: string): string => join(repo, 'queue')
 
 /** Keeps a failed publish request in `<repo>/queue/` (one file each); returns its file. */
 export async function enqueue (repo: string, request: PublishRequest, reason: string): Promise<string> {

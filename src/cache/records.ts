@@ -1,27 +1,7 @@
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { RecordError } from '../errors.js'
 import { openRecord, type CacheRecord } from '../ipfs/ipns.js'
-import { writeFileAtomic } from '../repo.js'
-
-/** What an IPNS name (base36 CIDv1 of a libp2p key) looks like: also keeps names from peers out of path tricks. */
-export const IPNS_NAME = /^k[0-9a-z]{40,100}$/
-
-/** File holding the newest record the repo has for an IPNS name. */
-export function recordPath (repo: string, name: string): string {
-  return join(repo, 'records', `${name}.ipns`)
-}
-
-/** The stored record bytes for `name` exactly as signed, or undefined (also for names that are not IPNS names). */
-export async function loadRecordBytes (repo: string, name: string): Promise<Uint8Array | undefined> {
-  if (!IPNS_NAME.test(name)) return undefined
-  try {
-    return await readFile(recordPath(repo, name))
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw err
-  }
-}
+import { writeFileAtomic } from '../atomic.js'
+import { loadRecordBytes, recordPath } from '../repo-layout.js'
 
 /** The newest stored record for `name`, validated (expired records are returned: the caller decides), or undefined. */
 export async function loadRecord (repo: string, name: string): Promise<CacheRecord | undefined> {

@@ -3,7 +3,8 @@ import { DEFAULT_EXPIRED_GRACE_MS } from '../constants.js'
 import { UnavailableError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
 import { openIndex, type CacheIndex } from './index.js'
-import { loadRecord, recordPath } from './records.js'
+import { recordPath } from '../repo-layout.js'
+import { loadRecord } from './records.js'
 
 /** Supplies the gateway with the index of the cache it serves, kept in step with the record. */
 export interface IndexSource {

@@ -1,12 +1,17 @@
 import { Lru } from '../lru.js'
 import { fingerprint } from '../nix/narinfo.js'
 import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
-import type { Dispute } from '../trust/quorum.js'
 import type { CacheIndex, NarEntry, NarInfoEntry } from './index.js'
 import { currentIndexes, type IndexSource } from './source.js'
 
 /** What the gateway serves: one or more caches answering as one. */
 export type ServedCaches = Omit<CacheIndex, 'root'>
+
+/** What builders signed for one store path when trusted keys disagree. */
+export interface Dispute {
+  storePath: string
+  groups: Array<{ narHash: string, narSize: number, references: string[], keys: string[] }>
+}
 
 export interface UnionOptions {
   /** keys the Nix this node serves trusts (its trusted-public-keys, --prefer): a narinfo one of them signed wins over the others */

@@ -8,7 +8,7 @@ import { loadRecord } from '../cache/records.js'
 import { RepoError, UsageError } from '../errors.js'
 import { carBytes } from '../ipfs/car.js'
 import { PackStore } from '../ipfs/pack-store.js'
-import { writeStreamAtomic } from '../repo.js'
+import { writeStreamAtomic } from '../atomic.js'
 import { cacheArg, cacheName, repeatedArg, repoArg, repoOf } from './common.js'
 
 /** Passes `source` through, adding each item and its size to `tally`. */

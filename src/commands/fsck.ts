@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty'
 import { consola } from 'consola'
-import { fsck, type FsckResult } from '../cache/fsck.js'
+import { fsck, type FsckResult } from '../fsck.js'
 import { RepoDamagedError, RepoError } from '../errors.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import { startNetwork } from '../net/network.js'

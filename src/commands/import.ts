@@ -1,7 +1,7 @@
 import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { UsageError } from '../errors.js'
-import { importFromUpstream } from '../cache/import.js'
+import { importFromUpstream } from '../upstream/import.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import { formatBytes, Progress } from '../progress.js'
 import { parsePublicKey } from '../nix/signing.js'

@@ -6,7 +6,7 @@ import { consola } from 'consola'
 import { DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from '../gateway/server.js'
 import type { DaemonOptions } from '../daemon.js'
 import type { NetworkOptions } from '../net/network.js'
-import { IPNS_NAME } from '../cache/records.js'
+import { IPNS_NAME } from '../repo-layout.js'
 import { repeatedArg } from './common.js'
 
 /** Flags of every command that runs a node: HTTP listen address, peers, following. */

@@ -12,6 +12,7 @@ import { DigestIndex, type Location } from './digest-index.js'
 import { compactPacks, packFiles, type CompactOptions, type CompactResult, type Keep } from './pack-compact.js'
 import { INDEX_FILE, PACK_LIMIT_BYTES, RECORD_BYTES, decodeRecord, encodeRecord, encodeTombstone, packName, packNumber, writeAll } from './pack-format.js'
 import { PackHandles } from './pack-handles.js'
+import { packsDir } from '../repo-layout.js'
 
 /** Block bytes gathered in memory before one write to the pack. */
 const WRITE_BUFFER_BYTES = 8 * 1024 * 1024
@@ -463,7 +464,7 @@ export class PackStore extends BaseBlockstore {
 
   /** Opens the pack store of a repo (`<repo>/packs`). */
   static async openRepo (repo: string, options: PackStoreOptions = {}): Promise<PackStore> {
-    const store = new PackStore(join(repo, 'packs'), options)
+    const store = new PackStore(packsDir(repo), options)
     await store.open()
     return store
   }

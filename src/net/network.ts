@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
-import { loadRecordBytes } from '../cache/records.js'
 import type { PackStore } from '../ipfs/pack-store.js'
-import { writeFileAtomic } from '../repo.js'
+import { writeFileAtomic } from '../atomic.js'
+import { datastoreDir, keysDir, loadRecordBytes } from '../repo-layout.js'
 import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer } from './http-peer.js'
 import { RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
@@ -43,10 +43,10 @@ const RECORD_TIMEOUT_MS = 5_000
 
 /** The libp2p identity of this repo's node, created on first use (it is not the cache's signing key). */
 async function peerSeed (repo: string): Promise<Uint8Array> {
-  const path = join(repo, 'keys', 'peer.secret')
+  const path = join(keysDir(repo), 'peer.secret')
   const existing = await readFile(path).catch(() => undefined)
   if (existing?.length === 32) return existing
-  await mkdir(join(repo, 'keys'), { recursive: true, mode: 0o700 })
+  await mkdir(keysDir(repo), { recursive: true, mode: 0o700 })
   const seed = randomBytes(32)
   await writeFileAtomic(path, seed, 0o600)
   return seed
@@ -65,7 +65,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     // Loaded only when networking is on: libp2p costs seconds of start-up and tens of MB.
     const { startP2p, dialPeer } = await import('./p2p.js')
     const { FsDatastore } = await import('datastore-fs')
-    const datastore = new FsDatastore(join(repo, 'datastore'))
+    const datastore = new FsDatastore(datastoreDir(repo))
     await datastore.open()
     const p2pOptions = {
       blocks: local,

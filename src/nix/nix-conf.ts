@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../repo.js'
+import { writeFileAtomic } from '../atomic.js'
 import { formatPublicKey, parsePublicKey } from './signing.js'
 
 /** The nix.conf lines that make Nix use `substituter` and trust `keys` (Nix format), besides what it uses already. */

@@ -6,8 +6,9 @@ import { loadRecord } from '../cache/records.js'
 import { readSmallFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry } from '../ipfs/hamt.js'
 import type { PackStore } from '../ipfs/pack-store.js'
-import { writeFileAtomic } from '../repo.js'
-import type { Dispute } from './quorum.js'
+import { writeFileAtomic } from '../atomic.js'
+import { disputesDir, recordNames } from '../repo-layout.js'
+import type { Dispute } from '../cache/union.js'
 import { openStatement, type DisputeStatement } from './statement.js'
 
 /** A dispute as recorded: what was signed, and when this node first and last saw it. */
@@ -16,7 +17,7 @@ export interface RecordedDispute extends Dispute {
   lastSeen: string
 }
 
-const dir = (repo: string): string => join(repo, 'disputes')
+const dir = disputesDir
 const fileOf = (repo: string, storePath: string): string => join(dir(repo), `${storePath.slice(storePath.lastIndexOf('/') + 1, storePath.lastIndexOf('/') + 33)}.json`)
 
 const sameGroups = (a: Dispute, b: Dispute): boolean => JSON.stringify(a.groups) === JSON.stringify(b.groups)
@@ -55,7 +56,7 @@ export interface PublishedDispute extends DisputeStatement {
  * statements that do not check out are reported through `warn` and left out.
  */
 export async function listPublishedDisputes (repo: string, blocks: PackStore, warn: (m: string) => void = () => {}): Promise<PublishedDispute[]> {
-  const names = (await readdir(join(repo, 'records')).catch(() => [] as string[])).filter(f => f.endsWith('.ipns')).map(f => f.slice(0, -'.ipns'.length))
+  const names = await recordNames(repo)
   const found: PublishedDispute[] = []
   for (const name of names) {
     try {

@@ -1,6 +1,6 @@
 import type { NarEntry, NarInfoEntry } from '../cache/index.js'
 import { currentIndexes, type IndexSource } from '../cache/source.js'
-import type { ServedCaches } from '../cache/union.js'
+import type { Dispute, ServedCaches } from '../cache/union.js'
 import { UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
 import { fingerprint, formatNarInfo, type NarInfo } from '../nix/narinfo.js'
@@ -14,12 +14,6 @@ export interface TrustPolicy {
   threshold: number
   /** store path names (globs over the part after the hash) known not to build reproducibly: disagreement on them is no dispute */
   nonReproducible?: string[]
-}
-
-/** What builders signed for one store path when trusted keys disagree. */
-export interface Dispute {
-  storePath: string
-  groups: Array<{ narHash: string, narSize: number, references: string[], keys: string[] }>
 }
 
 /** The outcome for one store path. */

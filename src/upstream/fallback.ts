@@ -1,4 +1,4 @@
-import { importUpstreamNar, ownNarInfo, trustedNarInfo } from '../cache/import.js'
+import { importUpstreamNar, ownNarInfo, trustedNarInfo } from './import.js'
 import { appendEntries, type CidRecipe } from '../cache/publish.js'
 import { Lru } from '../lru.js'
 import type { PackStore } from '../ipfs/pack-store.js'

@@ -1,25 +1,25 @@
 import { createHash } from 'node:crypto'
-import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
+
 import type { CID } from 'multiformats/cid'
-import { getVerified, type BlockGetter } from '../ipfs/block.js'
-import { walkDag } from '../ipfs/dag.js'
-import { readFile as readDagFile } from '../ipfs/file-dag.js'
-import type { Location } from '../ipfs/digest-index.js'
-import type { CacheRecord } from '../ipfs/ipns.js'
-import type { PackStore } from '../ipfs/pack-store.js'
-import { packName } from '../ipfs/pack-format.js'
-import { NarHasher } from '../nix/hash.js'
-import { parseCacheInfo } from '../nix/cache-info.js'
-import { parseNarInfo } from '../nix/narinfo.js'
-import { parseStorePath } from '../nix/store-path.js'
-import type { HttpBinaryCache } from '../upstream/http-cache.js'
-import { importUpstreamNar } from './import.js'
-import { listNarInfos, openIndex, type NarInfoEntry } from './index.js'
-import type { CidRecipe } from './publish.js'
-import { RECIPES } from './recipes.js'
-import { NAR_SUFFIX } from './directory.js'
-import { loadRecord } from './records.js'
+import { NAR_SUFFIX } from './cache/directory.js'
+import { listNarInfos, openIndex, type NarInfoEntry } from './cache/index.js'
+import type { CidRecipe } from './cache/publish.js'
+import { RECIPES } from './cache/recipes.js'
+import { loadRecord } from './cache/records.js'
+import { getVerified, type BlockGetter } from './ipfs/block.js'
+import { walkDag } from './ipfs/dag.js'
+import type { Location } from './ipfs/digest-index.js'
+import { readFile as readDagFile } from './ipfs/file-dag.js'
+import type { CacheRecord } from './ipfs/ipns.js'
+import { packName } from './ipfs/pack-format.js'
+import type { PackStore } from './ipfs/pack-store.js'
+import { parseCacheInfo } from './nix/cache-info.js'
+import { NarHasher } from './nix/hash.js'
+import { parseNarInfo } from './nix/narinfo.js'
+import { parseStorePath } from './nix/store-path.js'
+import { recordNames } from './repo-layout.js'
+import type { HttpBinaryCache } from './upstream/http-cache.js'
+import { importUpstreamNar } from './upstream/import.js'
 
 /** One thing found damaged. */
 export interface Damage {
@@ -54,10 +54,9 @@ export interface FsckResult {
 
 /** The records stored in the repo (own and followed caches), by IPNS name. */
 async function storedRecords (repo: string): Promise<CacheRecord[]> {
-  const files = (await readdir(join(repo, 'records')).catch(() => [] as string[])).filter(f => f.endsWith('.ipns')).sort()
   const out: CacheRecord[] = []
-  for (const f of files) {
-    const record = await loadRecord(repo, f.slice(0, -'.ipns'.length))
+  for (const name of await recordNames(repo)) {
+    const record = await loadRecord(repo, name)
     if (record !== undefined) out.push(record)
   }
   return out
