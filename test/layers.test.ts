@@ -17,6 +17,9 @@ const RANK: Record<string, number> = {
   atomic: 0,
   'repo-layout': 0,
   types: 0,
+  // progress lines and flag checking (no project imports beyond errors)
+  progress: 0,
+  flags: 0,
   // formats: Nix's (knows nothing of IPFS) and IPFS's (knows nothing of Nix or HTTP)
   nix: 1,
   ipfs: 1,
@@ -37,6 +40,7 @@ const RANK: Record<string, number> = {
   watch: 7,
   fsck: 7,
   config: 7,
+  help: 7,
   // argument parsing
   commands: 8,
   cli: 9
@@ -46,7 +50,7 @@ const SRC = resolve(__dirname, '../src')
 
 /** Imports that break the rules and are allowed for now, "file:line imports target" to a one-line reason. */
 const EXCEPTIONS: Record<string, string> = {
-  'commands/config.ts:19 imports cli.ts': 'the config command lists the subcommands cli.ts defines; moving that table out of cli.ts is left to the lead (cli.ts is being changed elsewhere)'
+  'commands/config.ts:20 imports cli.ts': 'the config command lists the subcommands cli.ts defines; moving that table out of cli.ts is left to the lead (cli.ts is being changed elsewhere)'
 }
 
 interface Edge { file: string, line: number, target: string, from: string, to: string }
