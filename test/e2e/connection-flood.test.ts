@@ -106,7 +106,9 @@ describe.runIf(nixAvailable)('a gateway under a connection flood', () => {
 
   it(`serves a new client within 2 s and real Nix while ${IDLE} idle and ${DRIP} slowloris connections are held; the head timeout closes them`, async () => {
     const { closedByServer } = await underFlood([])
-    // The head timeout (10 s by default) really closed the first wave, idle and dripping alike.
+    // The head timeout (10 s by default) really closed the first wave, idle and dripping alike. On a loaded machine the
+    // last of the 1,300 connects land late, so their closes may still be on the way: wait for them, bounded.
+    for (let waited = 0; closedByServer.length < IDLE + DRIP && waited < 10_000; waited += 250) await new Promise(resolve => setTimeout(resolve, 250))
     expect(closedByServer.length).toBeGreaterThanOrEqual(IDLE + DRIP)
     expect(Math.max(...closedByServer)).toBeLessThan(12_000)
   })
