@@ -311,7 +311,7 @@ describe.runIf(nixAvailable)('import killed with SIGKILL at random points', () =
         let imported = 0
         cli.onOutput(out => {
           const before = imported
-          imported = (out.match(/\/nix\/store\/\S+ \(\d+\.\d MiB\)$/gm) ?? []).length
+          imported = (out.match(/\/nix\/store\/\S+ \(\d+(?:\.\d)? (?:B|KiB|MiB|GiB)\)$/gm) ?? []).length
           if (mode === 2 && before < n && imported >= n) cli.kill(random(50))
         })
         const code = await cli.exited
