@@ -3,9 +3,11 @@ import { join } from 'node:path'
 import { consola } from 'consola'
 import { DEFAULT_RECORD_LIFETIME_MS, HOUR_MS } from '../constants.js'
 import { UsageError } from '../errors.js'
+import type { RequestOptions } from '../cache/publish-request.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { repeatedArg } from '../config.js'
 import { parsePublicKey, type SecretKey } from '../nix/signing.js'
+import { formatBytes } from '../progress.js'
 import { readSecretKeyFile, repoKeyPaths, repoSigningKey, resolveRepo } from '../repo.js'
 
 /** The `--repo` flag every command that touches the repo takes. */
@@ -40,6 +42,20 @@ export function lifetimeMsOf (args: { 'lifetime-hours': string }): number {
   const hours = Number(args['lifetime-hours'])
   if (!(hours > 0)) throw new UsageError(`--lifetime-hours must be a positive number, got ${args['lifetime-hours']}`)
   return hours * HOUR_MS
+}
+
+/** Options of a publish from `lifetimeArgs`: a line per published path (after `beforeLine`, which clears a progress line) and one while waiting for the lock. */
+export function publishOptionsOf (args: { 'lifetime-hours': string, 'continue-sequence'?: boolean }, beforeLine = (): void => {}): RequestOptions {
+  return {
+    recordLifetimeMs: lifetimeMsOf(args),
+    continueSequence: args['continue-sequence'] === true,
+    log: consola,
+    onPublished: (path, nar, narSize) => {
+      beforeLine()
+      consola.log(`${path} -> ${nar.toString()} (${formatBytes(narSize)})`)
+    },
+    onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
+  }
 }
 
 /**

@@ -4,8 +4,8 @@ import { UsageError } from '../errors.js'
 import type { PublishResult } from '../cache/publish.js'
 import { dryRun, publishOrQueue, publishRequest, retryQueue, type RequestOptions } from '../cache/publish-request.js'
 import type { PublishRequest } from '../cache/queue.js'
-import { formatBytes, Progress } from '../progress.js'
-import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf } from './common.js'
+import { Progress } from '../progress.js'
+import { lifetimeArgs, lifetimeMsOf, publishOptionsOf, repoArg, repoOf } from './common.js'
 import { recipeOf } from './recipes.js'
 
 /** The directory of a chroot store given as DIR or as Nix's `local?root=DIR`: its files are read from there. */
@@ -36,7 +36,7 @@ export default defineCommand({
   },
   async run ({ args }) {
     recipeOf(args.chunker) // an unknown chunker is refused before any work
-    const recordLifetimeMs = lifetimeMsOf(args)
+    lifetimeMsOf(args) // a bad --lifetime-hours is refused before any work, a dry run included
     const outPaths = (process.env.OUT_PATHS ?? '').split(/\s+/).filter(p => p !== '')
     const drv = process.env.DRV_PATH === undefined || process.env.DRV_PATH === '' ? undefined : process.env.DRV_PATH
     const request: PublishRequest = {
@@ -60,16 +60,9 @@ export default defineCommand({
     }
     const progress = new Progress('publishing')
     const options: RequestOptions = {
-      recordLifetimeMs,
-      continueSequence: args['continue-sequence'] === true,
-      log: consola,
+      ...publishOptionsOf(args, () => progress.clear()),
       onTotal: bytes => progress.setTotal(bytes),
-      onBytes: bytes => progress.add(bytes),
-      onPublished: (path, nar, narSize) => {
-        progress.clear()
-        consola.log(`${path} -> ${nar.toString()} (${formatBytes(narSize)})`)
-      },
-      onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
+      onBytes: bytes => progress.add(bytes)
     }
     const report = (result: PublishResult): void => {
       progress.stop()

@@ -2,9 +2,9 @@ import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { STORE_DIR } from '../constants.js'
 import { UsageError } from '../errors.js'
-import { publishOrQueue, retryQueue, type RequestOptions } from '../cache/publish-request.js'
+import { publishOrQueue, retryQueue } from '../cache/publish-request.js'
 import { watchStore } from '../watch.js'
-import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf } from './common.js'
+import { lifetimeArgs, publishOptionsOf, repoArg, repoOf } from './common.js'
 import { recipeOf } from './recipes.js'
 import { runUntilSignal } from './run.js'
 
@@ -28,13 +28,7 @@ export default defineCommand({
     const interval = Number(args.interval)
     if (!(interval > 0)) throw new UsageError(`--interval must be a positive number of seconds, got ${args.interval}`)
     const repo = repoOf(args)
-    const options: RequestOptions = {
-      recordLifetimeMs: lifetimeMsOf(args),
-      continueSequence: args['continue-sequence'] === true,
-      log: consola,
-      onPublished: (path, nar, narSize) => consola.log(`${path} -> ${nar.toString()} (${(narSize / 2 ** 20).toFixed(1)} MiB)`),
-      onWait: pid => consola.info(`waiting for another publish (pid ${pid}) to finish`)
-    }
+    const options = publishOptionsOf(args)
     const watcher = await watchStore({
       intervalMs: interval * 1000,
       log: consola,
