@@ -2,6 +2,7 @@ import { withBitswap } from '@helia/bitswap'
 import { withLibp2pLight, type HeliaWithLibp2p } from '@helia/libp2p'
 import { privateKeyFromRaw } from '@libp2p/crypto/keys'
 import { fetch as fetchService, type Fetch } from '@libp2p/fetch'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { noise } from '@libp2p/noise'
 import { tcp } from '@libp2p/tcp'
@@ -25,7 +26,7 @@ export interface P2pOptions {
   lookupRecord: (name: string) => Promise<Uint8Array | undefined>
 }
 
-export type P2pNode = HeliaWithLibp2p<{ identify: unknown, fetch: Fetch }>
+export type P2pNode = HeliaWithLibp2p<{ identify: unknown, fetch: Fetch, pubsub: GossipSub }>
 
 /**
  * Starts a Helia node speaking TCP + noise + yamux + bitswap on `listen`, with
@@ -41,7 +42,12 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: [],
-    services: { identify: identify(), fetch: fetchService() }
+    services: {
+      identify: identify(),
+      fetch: fetchService(),
+      // Announcements (src/net/pubsub.ts). Peers sharing an IP are penalised until the mesh empties; loopback is one machine's own nodes.
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, scoreParams: { IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']) } })
+    }
   }), {
     // The default (10) drops block sends when a peer reads ahead on several NARs at once; its wants then go unanswered.
     sendBlocksMaxQueueLength: 1024

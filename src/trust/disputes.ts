@@ -9,6 +9,8 @@ import type { PackStore } from '../ipfs/pack-store.js'
 import { writeFileAtomic } from '../atomic.js'
 import { disputesDir, recordNames } from '../repo-layout.js'
 import type { Dispute } from '../cache/union.js'
+import type { CID } from 'multiformats/cid'
+import { listHeard } from './heard.js'
 import { openStatement, type DisputeStatement } from './statement.js'
 
 /** A dispute as recorded: what was signed, and when this node first and last saw it. */
@@ -50,6 +52,17 @@ export interface PublishedDispute extends DisputeStatement {
   cache: string
 }
 
+/** The texts of the dispute statements under `disputes/` of the cache at `root`, as far as its blocks are local (none when it has none). */
+export async function cacheStatements (blocks: PackStore, root: CID): Promise<string[]> {
+  const dir = await lookupEntry(blocks, root, DISPUTES_DIR, new DirNodeCache())
+  if (dir === undefined) return []
+  const texts: string[] = []
+  for await (const entry of unixfs({ blockstore: blocks }).ls(dir)) {
+    texts.push(Buffer.from(await readSmallFile(blocks, entry.cid, MAX_STATEMENT_BYTES, 'dispute statement')).toString('utf8'))
+  }
+  return texts
+}
+
 /**
  * Every signed dispute statement under `disputes/` of every cache the repo
  * holds a record for (own and followed), as far as their blocks are local;
@@ -62,12 +75,7 @@ export async function listPublishedDisputes (repo: string, blocks: PackStore, wa
     try {
       const record = await loadRecord(repo, name)
       if (record === undefined) continue
-      const dir = await lookupEntry(blocks, record.root, DISPUTES_DIR, new DirNodeCache())
-      if (dir === undefined) continue
-      for await (const entry of unixfs({ blockstore: blocks }).ls(dir)) {
-        const text = Buffer.from(await readSmallFile(blocks, entry.cid, MAX_STATEMENT_BYTES, 'dispute statement')).toString('utf8')
-        found.push({ cache: name, ...openStatement(text, name) })
-      }
+      for (const text of await cacheStatements(blocks, record.root)) found.push({ cache: name, ...openStatement(text, name) })
     } catch (err) {
       // One cache's bad or missing statements must not hide the others'.
       warn(`/ipns/${name}: ${(err as Error).message}`)
@@ -76,13 +84,17 @@ export async function listPublishedDisputes (repo: string, blocks: PackStore, wa
   return found
 }
 
-/** Disputes as `nixipfs disputes` and `GET /disputes` show them: recorded by this node's quorum checks, and published by builders' rebuilds. */
+/** Disputes as `nixipfs disputes` and `GET /disputes` show them: recorded by this node's quorum checks, and rebuilds that builders published or announced. */
 export type AnyDispute = ({ kind: 'quorum' } & RecordedDispute) | ({ kind: 'rebuild' } & PublishedDispute)
 
-/** Every dispute this repo knows of. */
+/** Every dispute this repo knows of: a statement both published in a cache and heard on the network is listed once. */
 export async function allDisputes (repo: string, blocks: PackStore, warn?: (m: string) => void): Promise<AnyDispute[]> {
+  const published = await listPublishedDisputes(repo, blocks, warn)
+  const idOf = (d: DisputeStatement): string => `${d.by} ${d.storePath} ${d.date}`
+  const seen = new Set(published.map(idOf))
+  const heard = (await listHeard(repo)).reverse().filter(h => !seen.has(idOf(h.statement))).map(h => ({ cache: h.name, ...h.statement }))
   return [
     ...(await listDisputes(repo)).map(d => ({ kind: 'quorum' as const, ...d })),
-    ...(await listPublishedDisputes(repo, blocks, warn)).map(d => ({ kind: 'rebuild' as const, ...d }))
+    ...[...published, ...heard].map(d => ({ kind: 'rebuild' as const, ...d }))
   ]
 }
