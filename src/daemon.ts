@@ -13,6 +13,9 @@ import type { MetricFamily } from './gateway/metrics.js'
 import { unionOf, type Dispute } from './cache/union.js'
 import { quorumOf, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
 import { allDisputes, recordDispute } from './trust/disputes.js'
+import { HeardStatements } from './trust/heard.js'
+import { startGossip } from './gossip.js'
+import { ipnsNameOf } from './ipfs/ipns.js'
 import { walkDag } from './ipfs/dag.js'
 import { PackStore } from './ipfs/pack-store.js'
 import { RECIPES } from './cache/recipes.js'
@@ -76,6 +79,9 @@ export interface Daemon {
  */
 export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const { repo, log } = options
+  // Statements by the keys this node serves or trusts are all kept; others only in a bounded number.
+  const keptNames = new Set([options.own, ...options.follow, ...(options.trust?.keys.map(k => ipnsNameOf(k.key)) ?? [])])
+  const heard = await HeardStatements.open(repo, name => keptNames.has(name))
   const local = await PackStore.openRepo(repo)
   // Following means writing fetched blocks; gc must not compact under it.
   const unregister = options.follow.length > 0 ? await registerFetcher(repo) : undefined
@@ -114,6 +120,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       onSynced: (name) => { pinClosures(name).catch((err: Error) => log.warn(`/ipns/${name}: pinning the closure failed: ${err.message}`)) }
     })
   follower?.poll().catch(() => {})
+  const gossip = network.p2p === undefined ? undefined : startGossip(network.p2p, { repo, own: options.own, follow: options.follow, follower, heard, local, log })
 
   const served = [...sources.values()]
   const quorum = new QuorumLog()
@@ -132,7 +139,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     })
   const caches = options.trust === undefined
     ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder(repo, log, 'followed caches') })
-    : quorumOf(served, quorum.hooks(repo, options.trust, log))
+    : quorumOf(served, { ...quorum.hooks(repo, options.trust, log), votes: hash => heard.votes(hash) })
   // A gateway that cannot listen (a busy --listen) must not leave the node running without it.
   const gateway = await startGateway({
     caches: async () => {
@@ -158,6 +165,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     maxHeaderBytes: options.maxHeaderBytes,
     headTimeoutMs: options.headTimeoutMs
   }).catch(async (err: Error) => {
+    gossip?.stop()
     follower?.stop()
     await network.stop()
     await local.close()
@@ -178,6 +186,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       republisher?.stop()
       await queue?.stop()
       if (evictor !== undefined) clearInterval(evictor)
+      gossip?.stop()
       follower?.stop()
       await gateway.close()
       await network.stop()

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { writeFileAtomic } from '../atomic.js'
 import { parseStorePath } from '../nix/store-path.js'
 import { heardDir } from '../repo-layout.js'
+import type { RebuildVote } from './quorum.js'
 import { openAnnounced, type DisputeStatement } from './statement.js'
 
 /** A statement heard from the network, checked against the key it names. */
@@ -80,9 +81,9 @@ export class HeardStatements {
     return await run
   }
 
-  /** The statements kept about one store path (by its hash). */
-  about (hash: string): DisputeStatement[] {
-    return [...this.kept.entries()].filter(([id]) => id.startsWith(`${hash}-`)).map(([, h]) => h.statement)
+  /** The rebuild results kept for one store path (by its hash), as votes (see judge). */
+  votes (hash: string): RebuildVote[] {
+    return [...this.kept.entries()].filter(([id]) => id.startsWith(`${hash}-`)).map(([, { statement: s }]) => ({ key: s.by, storePath: s.storePath, ...s.rebuilt }))
   }
 
   /** Every statement kept, as signed: those by kept keys first, then the others, most recently heard first. */
