@@ -183,3 +183,31 @@ describe.runIf(nixAvailable)('flagging over gossipsub: disputes and IPNS records
     expect(await served()).toBe(200)
   })
 })
+
+describe('gossipsub on loopback', () => {
+  it('a node with more than 10 peers on 127.0.0.1 still relays to them (no IP colocation penalty on loopback)', async () => {
+    const made: Array<{ node: P2pNode, blocks: PackStore }> = []
+    try {
+      for (let i = 0; i < 14; i++) {
+        const blocks = await PackStore.openRepo(tmp())
+        made.push({ blocks, node: await startP2p({ blocks, datastore: new MemoryDatastore(), listen: ['/ip4/127.0.0.1/tcp/0'], peerSeed: crypto.getRandomValues(new Uint8Array(32)), lookupRecord: async () => undefined }) })
+      }
+      const [hub, ...leaves] = made.map(m => m.node) as [P2pNode, ...P2pNode[]]
+      const got = new Set<number>()
+      for (const [i, leaf] of leaves.entries()) {
+        leaf.libp2p.services.pubsub.addEventListener('message', () => got.add(i))
+        leaf.libp2p.services.pubsub.subscribe(DISPUTES_TOPIC)
+      }
+      hub.libp2p.services.pubsub.subscribe(DISPUTES_TOPIC)
+      // The hub dials out: libp2p takes only 5 inbound connections a second from one host.
+      for (const leaf of leaves) await hub.libp2p.dial(leaf.libp2p.getMultiaddrs()[0]!)
+      for (let i = 0; i < 100 && hub.libp2p.services.pubsub.getSubscribers(DISPUTES_TOPIC).length < leaves.length; i++) await new Promise(resolve => setTimeout(resolve, 100))
+      await new Promise(resolve => setTimeout(resolve, 2_500)) // heartbeats: mesh and scores
+      await leaves[0]!.libp2p.services.pubsub.publish(DISPUTES_TOPIC, new TextEncoder().encode('hello'))
+      for (let i = 0; i < 50 && got.size < leaves.length - 1; i++) await new Promise(resolve => setTimeout(resolve, 100))
+      expect(got.size).toBe(leaves.length - 1)
+    } finally {
+      for (const { node, blocks } of made) { await node.stop(); await blocks.close() }
+    }
+  }, 30_000)
+})
