@@ -1,13 +1,13 @@
 import { stat } from 'node:fs/promises'
-import type { Follower } from './cache/follow.js'
-import { loadRecord } from './cache/records.js'
-import { NixipfsError } from './errors.js'
-import type { PackStore } from './ipfs/pack-store.js'
-import { Announcements, DISPUTES_TOPIC, recordTopic, type Hearing } from './net/pubsub.js'
-import type { P2pNode } from './net/p2p.js'
-import { loadRecordBytes, recordPath } from './repo-layout.js'
-import { cacheStatements } from './trust/disputes.js'
-import type { HeardStatements } from './trust/heard.js'
+import type { Follower } from '../cache/follow.js'
+import { loadRecord } from '../cache/records.js'
+import { NixipfsError } from '../errors.js'
+import type { PackStore } from '../ipfs/pack-store.js'
+import { Announcements, DISPUTES_TOPIC, recordTopic, type Hearing } from '../net/pubsub.js'
+import type { P2pNode } from '../net/p2p.js'
+import { loadRecordBytes, recordPath } from '../repo-layout.js'
+import { cacheStatements } from './disputes.js'
+import type { HeardStatements } from './heard.js'
 
 export interface GossipOptions {
   repo: string
