@@ -8,7 +8,7 @@ export default defineCommand({
   meta: {
     name: 'disputes',
     description: 'List the store paths builders disagree on: recorded by this node\'s quorum checks (a gateway with --trust) or unions (caches giving one path different NARs),\n' +
-      'and signed dispute statements that followed builders published (nixipfs verify).\n\n' +
+      'and signed dispute statements (nixipfs verify) that followed builders published or that were announced on the network.\n\n' +
       'Example: nixipfs disputes, or nixipfs disputes --json | jq .'
   },
   args: {

@@ -99,7 +99,8 @@ export async function verifyAndPublish (options: VerifyOptions): Promise<Verific
         text: signStatement(options.key, { storePath: r.storePath, deriver: r.deriver, rebuilt: r.rebuilt, signed: r.signed.map(s => ({ key: s.key, narHash: s.narHash, narSize: s.narSize })), date: new Date().toISOString() })
       }))
       await publishDisputes({ repo, blocks: local }, { key: options.key, recordLifetimeMs: options.recordLifetimeMs, recipe: RECIPES.cdc.name, statements })
-      if (network.p2p !== undefined && options.network.peers.length > 0) {
+      // Only a node that reached peers (--peer, or whatever else joined it to a network) has anyone to tell.
+      if (network.p2p !== undefined && network.p2p.libp2p.getConnections().length > 0) {
         const announcements = new Announcements(network.p2p, log)
         const sent: number[] = []
         for (const { text } of statements) sent.push(await announcements.announce(DISPUTES_TOPIC, new TextEncoder().encode(text), ANNOUNCE_WAIT_MS))
