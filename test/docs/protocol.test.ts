@@ -255,4 +255,13 @@ describe('links of the documentation', () => {
     }
     expect(bad).toEqual([])
   })
+
+  it('leave no reference to the design document outside the repository', () => {
+    // Built from parts, so this file does not name it itself.
+    const outside = new RegExp(['shared', 'design'].join('/') + '|\\.\\./' + 'shared')
+    const walk = (dir: string): string[] => readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap(e =>
+      e.name === 'node_modules' || e.name === 'work' ? [] : e.isDirectory() ? walk(`${dir}/${e.name}`) : [`${dir}/${e.name}`])
+    const files = [...['src', 'test', 'bench', 'nix', 'docs', 'examples'].flatMap(walk), 'README.md', 'flake.nix', 'package.json']
+    expect(files.filter(f => outside.test(readFileSync(join(ROOT, f), 'utf8')))).toEqual([])
+  })
 })
