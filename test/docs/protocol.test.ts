@@ -14,7 +14,7 @@ import * as identity from 'multiformats/hashes/identity'
 import { describe, expect, it } from 'vitest'
 import { CID_RECIPE_CDC, CID_RECIPE_FIXED, DAG_WIDTH, DEFAULT_EXPIRED_GRACE_MS, DEFAULT_PRIORITY, DEFAULT_RECORD_LIFETIME_MS, FIXED_CHUNK_BYTES, HOUR_MS } from '../../src/constants.js'
 import { narCidOfUrl } from '../../src/cache/index.js'
-import { newCacheRoot } from '../../src/cache/publish.js'
+import { loadRecord } from '../../src/cache/records.js'
 import { RECIPES } from '../../src/cache/recipes.js'
 import { getVerified } from '../../src/ipfs/block.js'
 import { CDC_V1, cdcChunker, gearTable } from '../../src/ipfs/cdc.js'
@@ -23,11 +23,13 @@ import { SHARD_SPLIT_THRESHOLD_BYTES } from '../../src/ipfs/dir-update.js'
 import { importFile } from '../../src/ipfs/file-dag.js'
 import { DirNodeCache, hamtHash, lookupEntry } from '../../src/ipfs/hamt.js'
 import { ipnsNameOf, signRecord } from '../../src/ipfs/ipns.js'
-import type { PackStore } from '../../src/ipfs/pack-store.js'
+import { PackStore } from '../../src/ipfs/pack-store.js'
 import { NarHasher } from '../../src/nix/hash.js'
 import { fingerprint, formatNarInfo, MAX_NARINFO_BYTES, parseNarInfo } from '../../src/nix/narinfo.js'
 import { parsePublicKey, parseSecretKey, signFingerprint } from '../../src/nix/signing.js'
 import { openStatement, signStatement, type DisputeStatement } from '../../src/trust/statement.js'
+import { signedCache } from '../helpers/cache.js'
+import { tmp } from '../helpers/cli.js'
 
 // docs/protocol.md promises that its worked examples are what the code does:
 // each example is read out of the document here and recomputed from the code.
@@ -90,12 +92,20 @@ describe('docs/protocol.md worked examples', () => {
     expect([...hash.subarray(0, 2)].map(b => b.toString(16).toUpperCase().padStart(2, '0')).join(' ')).toBe(field(f, 'slots'))
   })
 
-  it('writes the nix-cache-info of section 2.2 into a new cache root', async () => {
-    const blocks = new MemoryBlockstore()
-    const root = await newCacheRoot(blocks as unknown as PackStore, RECIPES.cdc.name)
-    const cid = await lookupEntry(blocks, root, 'nix-cache-info', new DirNodeCache())
-    expect(cid?.code).toBe(raw.code) // a small file is one raw block
-    expect(Buffer.from(await getVerified(blocks, cid!)).toString('utf8')).toBe(example('nix-cache-info'))
+  it('writes the nix-cache-info of section 2.2 into a new cache', async () => {
+    const repo = tmp()
+    const nar = fixture('binary-cache/nar/1nidbnkxgsmr1raahqxrz50k8yc08h64kk5amz6vaa09zkm823wl.nar')
+    await signedCache(repo, secretKey, [{ path: '/nix/store/7zir8n82a5piyqv7a4h7czjpxd4ih19c-nixipfs-fixture-top', nar }])
+    const blocks = await PackStore.openRepo(repo)
+    try {
+      const record = await loadRecord(repo, ipnsNameOf(secretKey.publicKey))
+      const cid = await lookupEntry(blocks, record!.root, 'nix-cache-info', new DirNodeCache())
+      expect(cid?.code).toBe(raw.code) // a small file is one raw block
+      expect(Buffer.from(await getVerified(blocks, cid!)).toString('utf8')).toBe(example('nix-cache-info'))
+      expect(record!.sequence).toBe(1n) // the first record of a key (section 4.1)
+    } finally {
+      await blocks.close()
+    }
   })
 
   it('gives the narinfo, fingerprint and signature of section 2.3', async () => {
