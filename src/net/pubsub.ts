@@ -1,6 +1,7 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { Lru } from '../lru.js'
 import type { P2pNode } from './p2p.js'
 
 /** The gossipsub topic on which signed dispute statements (rebuild results of `nixipfs verify`) are announced. */
@@ -28,6 +29,8 @@ export const MAX_ANNOUNCEMENT_BYTES = 64 * 1024
 const MAX_BACKLOG_BYTES = 4 * 1024 * 1024
 /** How long a peer may take to hand over its backlog. */
 const BACKLOG_TIMEOUT_MS = 10_000
+/** A peer's backlog of a topic is asked for at most this often (a peer that subscribes again and again gets no more of this node's work). */
+const BACKLOG_EVERY_MS = 60_000
 
 const RESULT = { accept: TopicValidatorResult.Accept, ignore: TopicValidatorResult.Ignore, reject: TopicValidatorResult.Reject } as const
 
@@ -39,6 +42,8 @@ const RESULT = { accept: TopicValidatorResult.Accept, ignore: TopicValidatorResu
  */
 export class Announcements {
   private readonly listeners = new Map<string, Listener>()
+  /** when each peer's backlog of each topic was last asked for (`<peer> <topic>`) */
+  private readonly asked = new Lru<number>(10_000)
 
   constructor (private readonly node: P2pNode, private readonly log: { debug: (m: string) => void }) {
     node.libp2p.services.pubsub.addEventListener('subscription-change', (event) => {
@@ -98,6 +103,9 @@ export class Announcements {
   /** Asks `peer` for its backlog of `topic` and hears each item as if gossiped (it is not relayed: every peer asks for itself). */
   private catchUp (topic: string, peer: PeerId): void {
     if (!this.listeners.has(topic)) return
+    const key = `${peer.toString()} ${topic}`
+    if (Date.now() - (this.asked.get(key) ?? -Infinity) < BACKLOG_EVERY_MS) return
+    this.asked.set(key, Date.now())
     void (async () => {
       const bytes = await this.node.libp2p.services.fetch.fetch(peer, topic, { signal: AbortSignal.timeout(BACKLOG_TIMEOUT_MS) })
       if (bytes === undefined || bytes.length > MAX_BACKLOG_BYTES) return

@@ -58,7 +58,7 @@ export function startGossip (node: P2pNode, options: GossipOptions): { stop: () 
     const bytes = await loadRecordBytes(repo, name)
     return bytes === undefined ? [] : [bytes]
   }
-  for (const name of options.follow) {
+  for (const name of options.follow.filter(n => n !== options.own)) {
     announcements.hear(recordTopic(name), async (data, from): Promise<Hearing> => {
       if (options.follower === undefined) return 'ignore'
       try {
@@ -84,7 +84,7 @@ export function startGossip (node: P2pNode, options: GossipOptions): { stop: () 
   const seen = new Map<string, number>()
   let busy = false
   const watch = async (): Promise<void> => {
-    for (const name of [...(options.own === undefined ? [] : [options.own]), ...options.follow]) {
+    for (const name of new Set([...(options.own === undefined ? [] : [options.own]), ...options.follow])) {
       const mtimeMs = await stat(recordPath(repo, name)).then(s => s.mtimeMs, () => 0)
       if (mtimeMs === 0 || seen.get(name) === mtimeMs) continue
       seen.set(name, mtimeMs)
