@@ -85,16 +85,18 @@ export async function listPublishedDisputes (repo: string, blocks: PackStore, wa
 }
 
 /** Disputes as `nixipfs disputes` and `GET /disputes` show them: recorded by this node's quorum checks, and rebuilds that builders published or announced. */
-export type AnyDispute = ({ kind: 'quorum' } & RecordedDispute) | ({ kind: 'rebuild' } & PublishedDispute)
+export type AnyDispute = ({ kind: 'quorum' } & RecordedDispute) | ({ kind: 'rebuild', via?: 'network' } & PublishedDispute)
 
 /** Every dispute this repo knows of: a statement both published in a cache and heard on the network is listed once. */
 export async function allDisputes (repo: string, blocks: PackStore, warn?: (m: string) => void): Promise<AnyDispute[]> {
   const published = await listPublishedDisputes(repo, blocks, warn)
   const idOf = (d: DisputeStatement): string => `${d.by} ${d.storePath} ${d.date}`
   const seen = new Set(published.map(idOf))
-  const heard = (await listHeard(repo)).reverse().filter(h => !seen.has(idOf(h.statement))).map(h => ({ cache: h.name, ...h.statement }))
+  // Heard only: signed by that key, but not (yet) seen in its cache.
+  const heard = (await listHeard(repo)).reverse().filter(h => !seen.has(idOf(h.statement))).map(h => ({ cache: h.name, ...h.statement, via: 'network' as const }))
   return [
     ...(await listDisputes(repo)).map(d => ({ kind: 'quorum' as const, ...d })),
-    ...[...published, ...heard].map(d => ({ kind: 'rebuild' as const, ...d }))
+    ...published.map(d => ({ kind: 'rebuild' as const, ...d })),
+    ...heard.map(d => ({ kind: 'rebuild' as const, ...d }))
   ]
 }

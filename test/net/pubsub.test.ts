@@ -23,7 +23,7 @@ import { runCli, runCliAsync, startGatewayProcess, tmp, type GatewayProcess } fr
 const salt = `${Date.now()}-${process.pid}`
 const P2P = ['--listen-p2p', '/ip4/127.0.0.1/tcp/0', '--follow-interval', '3600']
 
-interface Listed { kind: string, storePath: string, by?: string, date?: string, rebuilt?: { narHash: string } }
+interface Listed { kind: string, storePath: string, by?: string, date?: string, via?: string, rebuilt?: { narHash: string } }
 
 describe.runIf(nixAvailable)('flagging over gossipsub: disputes and IPNS records', () => {
   let path: string
@@ -122,7 +122,7 @@ describe.runIf(nixAvailable)('flagging over gossipsub: disputes and IPNS records
       expect(r!.found.rebuilt!.narHash).not.toBe(tamperedHash)
     }
     // The CLI lists what the node kept, also with no gateway asked.
-    expect(runCli(['disputes', '--repo', repos.t]).stdout).toMatch(/rebuilt by verifier on/)
+    expect(runCli(['disputes', '--repo', repos.t]).stdout).toMatch(/rebuilt by verifier on \S+, announced on the network\)/)
 
     // K1 and V now back the honest NAR as KT and KT2 back the tampered one: 2 against 2, so nothing is served.
     const after = await narinfo()
@@ -152,7 +152,7 @@ describe.runIf(nixAvailable)('flagging over gossipsub: disputes and IPNS records
     for (const node of [nodes[0]!, trusting]) {
       for (let i = 0; i < 100 && !(await disputesAt(node)).some(d => d.by?.startsWith('nobody:') === true); i++) await new Promise(resolve => setTimeout(resolve, 100))
       const byNobody = (await disputesAt(node)).filter(d => d.by?.startsWith('nobody:') === true)
-      expect(byNobody.map(d => d.rebuilt!.narHash)).toEqual(['sha256:1jq0bgmfbk0ix2ip00cmpp70wq2qz3z76lrk6xkyb29c5qm7ik14'])
+      expect(byNobody.map(d => [d.rebuilt!.narHash, d.via])).toEqual([['sha256:1jq0bgmfbk0ix2ip00cmpp70wq2qz3z76lrk6xkyb29c5qm7ik14', 'network']])
     }
   })
 
