@@ -162,6 +162,21 @@ describe.runIf(nixAvailable)('flagging over gossipsub: disputes and IPNS records
     expect((await disputesAt(late)).filter(d => d.kind === 'rebuild' && d.by === keys.v.pub)).toHaveLength(1)
   })
 
+  it('a gateway announces the statements that `verify --offline` publishes into its repo', async () => {
+    const repo = tmp()
+    expect(runCli(['publish', '--repo', repo, later]).status).toBe(0) // an own cache for the gateway to serve
+    const gateway = await start(['--repo', repo, ...follows('k1')])
+    const v = runCli(['verify', path, '--repo', repo, ...follows('k1', 't'), '--offline', '--http-gateway', nodes[3]!.url])
+    expect(v.status, v.stdout + v.stderr).toBe(1)
+    const by = readFileSync(join(repo, 'keys', 'cache.public'), 'utf8').trim()
+    const ended = Date.now()
+    for (const node of [nodes[0]!, gateway]) {
+      for (let i = 0; i < 100 && !(await disputesAt(node)).some(d => d.by === by); i++) await new Promise(resolve => setTimeout(resolve, 100))
+      expect((await disputesAt(node)).filter(d => d.by === by).map(d => d.storePath)).toEqual([path])
+    }
+    console.log(`statement of verify --offline listed at the far end ${Date.now() - ended} ms after verify exited`)
+  })
+
   it('a new record of K1 reaches every follower by IPNS over pubsub, with polls an hour apart', async () => {
     const r = runCli(['publish', '--repo', repos.k1, later])
     expect(r.status, r.stderr).toBe(0)
