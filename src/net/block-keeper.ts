@@ -1,18 +1,18 @@
 import type { CID } from 'multiformats/cid'
 import { isDiskFailure } from '../disk.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { BlockPutter } from '../ipfs/block.js'
 
 /** Stores fetched (verified) blocks in the repo, so this node seeds them on; can be paused. */
 export class BlockKeeper {
   private caching = true
   private readonly puts = new Set<Promise<unknown>>()
 
-  constructor (private readonly local: PackStore, private readonly log?: { warn: (m: string) => void }) {}
+  constructor (private readonly local: BlockPutter, private readonly log?: { warn: (m: string) => void }) {}
 
   /** Stores `bytes` unless paused; a full or failing disk is logged, not thrown (the block is served all the same). Returns `bytes`. */
   async keep (cid: CID, bytes: Uint8Array): Promise<Uint8Array> {
     if (!this.caching) return bytes
-    const put = this.local.put(cid, bytes)
+    const put = Promise.resolve(this.local.put(cid, bytes))
     this.puts.add(put)
     try {
       await put

@@ -1,7 +1,7 @@
 import type { CID } from 'multiformats/cid'
 import { BlockUnavailableError } from '../errors.js'
 import { checkBlock, type BlockGetter } from '../ipfs/block.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { LocalBlocks } from '../ipfs/blocks.js'
 import { BlockKeeper } from './block-keeper.js'
 import type { HttpPeer } from './http-peer.js'
 import { PeerBans } from './peer-bans.js'
@@ -108,7 +108,7 @@ export class NetworkBlocks implements BlockGetter {
   /** Helia's bitswap loses wants when many are in flight at once (seen with a few NARs read ahead in parallel) */
   private readonly bitswapSlots = new Slots(8)
 
-  constructor (readonly local: PackStore, private readonly options: NetworkBlocksOptions) {
+  constructor (readonly local: LocalBlocks, private readonly options: NetworkBlocksOptions) {
     this.bans = new PeerBans(options.http, options.banMs)
     this.keeper = new BlockKeeper(local, options.log)
     this.car = new CarPrefetch({
