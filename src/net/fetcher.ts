@@ -2,16 +2,12 @@ import type { CID } from 'multiformats/cid'
 import { BlockUnavailableError } from '../errors.js'
 import { checkBlock, type BlockGetter } from '../ipfs/block.js'
 import type { LocalBlocks } from '../ipfs/blocks.js'
+import { BITSWAP_ATTEMPTS, BitswapWants, type BitswapSource } from './bitswap-wants.js'
 import { BlockKeeper } from './block-keeper.js'
 import type { HttpPeer } from './http-peer.js'
 import { PeerBans } from './peer-bans.js'
 import { CarPrefetch } from './prefetch.js'
 import { RecentNars } from './recent-nars.js'
-
-/** Fetches single blocks over bitswap (Helia's networked blockstore fits). */
-export interface BitswapSource {
-  get: (cid: CID, options: { signal: AbortSignal }) => Iterable<Uint8Array> | AsyncIterable<Uint8Array>
-}
 
 /** Where the blocks served so far came from, and what went wrong. */
 export interface FetchCounters {
@@ -41,46 +37,6 @@ const LOCAL_RECHECK_MS = 200
 /** How long a peer may stall unless told otherwise. */
 const DEFAULT_STALL_MS = 10_000
 
-/** Times a block is wanted over bitswap before it counts as unavailable. */
-const BITSWAP_ATTEMPTS = 3
-
-/** At most `size` tasks at a time; the rest wait their turn. */
-class Slots {
-  private free: number
-  private readonly waiting: Array<() => void> = []
-  constructor (size: number) { this.free = size }
-
-  async run<T> (task: () => Promise<T>): Promise<T> {
-    if (this.free > 0) this.free--
-    else await new Promise<void>(resolve => this.waiting.push(resolve))
-    try {
-      return await task()
-    } finally {
-      const next = this.waiting.shift()
-      if (next !== undefined) next()
-      else this.free++
-    }
-  }
-}
-
-async function collectBytes (parts: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<Uint8Array> {
-  const all: Uint8Array[] = []
-  for await (const part of parts) all.push(part)
-  return all.length === 1 ? all[0]! : Buffer.concat(all)
-}
-
-/** `promise`, or a rejection after `ms`, whichever comes first. */
-async function withDeadline<T> (promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(message)), ms) })
-  try {
-    return await Promise.race([promise, deadline])
-  } finally {
-    clearTimeout(timer)
-    promise.catch(() => {}) // a late failure of the abandoned attempt is of no interest
-  }
-}
-
 function hashesTo (cid: CID, bytes: Uint8Array): boolean {
   try {
     checkBlock(cid, bytes)
@@ -105,12 +61,13 @@ export class NetworkBlocks implements BlockGetter {
   private readonly keeper: BlockKeeper
   private readonly recent = new RecentNars()
   private readonly car: CarPrefetch
-  /** Helia's bitswap loses wants when many are in flight at once (seen with a few NARs read ahead in parallel) */
-  private readonly bitswapSlots = new Slots(8)
+  private readonly bitswap?: BitswapWants
 
   constructor (readonly local: LocalBlocks, private readonly options: NetworkBlocksOptions) {
     this.bans = new PeerBans(options.http, options.banMs)
+    const stallMs = options.stallMs ?? DEFAULT_STALL_MS
     this.keeper = new BlockKeeper(local, options.log)
+    if (options.bitswap !== undefined) this.bitswap = new BitswapWants(options.bitswap, stallMs, options.log)
     this.car = new CarPrefetch({
       stored: cid => local.has(cid),
       fetching: cid => this.inflight.has(cid.toString()),
@@ -119,7 +76,7 @@ export class NetworkBlocks implements BlockGetter {
       delivered: () => { this.counters.car++ },
       corrupt: (peer, cid) => this.corrupt(peer, cid),
       fetch: async cid => await this.block(cid),
-      stallMs: options.stallMs ?? DEFAULT_STALL_MS,
+      stallMs,
       log: options.log
     })
   }
@@ -218,25 +175,15 @@ export class NetworkBlocks implements BlockGetter {
       this.counters.http++
       return await this.keeper.keep(cid, bytes)
     }
-    const bitswap = this.options.bitswap
-    // A want can go unanswered under load (seen with many in flight): ask again, a few times, before giving up.
-    for (let attempt = 0; bitswap !== undefined && attempt < BITSWAP_ATTEMPTS; attempt++) {
-      const ms = this.options.stallMs ?? DEFAULT_STALL_MS
-      const timeout = AbortSignal.timeout(ms)
-      try {
-        // The deadline is enforced here too: a want stuck inside bitswap must not hang the request.
-        const bytes = await this.bitswapSlots.run(async () => await withDeadline(collectBytes(bitswap.get(cid, { signal: timeout })), ms + 1_000, `bitswap gave no answer for ${cid.toString()} within ${ms} ms`))
-        if (hashesTo(cid, bytes)) {
-          this.counters.bitswap++
-          return await this.keeper.keep(cid, bytes)
-        }
+    if (this.bitswap !== undefined) {
+      const bytes = await this.bitswap.want(cid)
+      if (bytes === undefined) asked.push(`bitswap: no answer in ${BITSWAP_ATTEMPTS} tries`)
+      else if (hashesTo(cid, bytes)) {
+        this.counters.bitswap++
+        return await this.keeper.keep(cid, bytes)
+      } else {
         this.corrupt('bitswap', cid)
         asked.push('bitswap: sent a corrupt block')
-        break
-      } catch (err) {
-        if (attempt === BITSWAP_ATTEMPTS - 1) asked.push(`bitswap: no answer in ${BITSWAP_ATTEMPTS} tries`)
-        const causes = (err as { errors?: Error[] }).errors?.map(e => e.message).join('; ')
-        this.options.log?.debug(`bitswap (attempt ${attempt + 1}): ${(err as Error).message}${causes === undefined ? '' : ` (${causes})`}`)
       }
     }
     this.counters.unavailable++
