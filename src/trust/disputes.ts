@@ -5,7 +5,8 @@ import { DISPUTES_DIR } from '../cache/directory.js'
 import { loadRecord } from '../cache/records.js'
 import { readSmallFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry } from '../ipfs/hamt.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { BlockGetter } from '../ipfs/block.js'
+import type { UnixfsBlocks } from '../ipfs/blocks.js'
 import { writeFileAtomic } from '../atomic.js'
 import { disputesDir, recordNames } from '../repo-layout.js'
 import type { Dispute } from '../cache/union.js'
@@ -53,7 +54,7 @@ export interface PublishedDispute extends DisputeStatement {
 }
 
 /** The texts of the dispute statements under `disputes/` of the cache at `root`, as far as its blocks are local (none when it has none). */
-export async function cacheStatements (blocks: PackStore, root: CID): Promise<string[]> {
+export async function cacheStatements (blocks: UnixfsBlocks & BlockGetter, root: CID): Promise<string[]> {
   const dir = await lookupEntry(blocks, root, DISPUTES_DIR, new DirNodeCache())
   if (dir === undefined) return []
   const texts: string[] = []
@@ -68,7 +69,7 @@ export async function cacheStatements (blocks: PackStore, root: CID): Promise<st
  * holds a record for (own and followed), as far as their blocks are local;
  * statements that do not check out are reported through `warn` and left out.
  */
-export async function listPublishedDisputes (repo: string, blocks: PackStore, warn: (m: string) => void = () => {}): Promise<PublishedDispute[]> {
+export async function listPublishedDisputes (repo: string, blocks: UnixfsBlocks & BlockGetter, warn: (m: string) => void = () => {}): Promise<PublishedDispute[]> {
   const names = await recordNames(repo)
   const found: PublishedDispute[] = []
   for (const name of names) {
@@ -88,7 +89,7 @@ export async function listPublishedDisputes (repo: string, blocks: PackStore, wa
 export type AnyDispute = ({ kind: 'quorum' } & RecordedDispute) | ({ kind: 'rebuild', via?: 'network' } & PublishedDispute)
 
 /** Every dispute this repo knows of: a statement both published in a cache and heard on the network is listed once. */
-export async function allDisputes (repo: string, blocks: PackStore, warn?: (m: string) => void): Promise<AnyDispute[]> {
+export async function allDisputes (repo: string, blocks: UnixfsBlocks & BlockGetter, warn?: (m: string) => void): Promise<AnyDispute[]> {
   const published = await listPublishedDisputes(repo, blocks, warn)
   const idOf = (d: DisputeStatement): string => `${d.by} ${d.storePath} ${d.date}`
   const seen = new Set(published.map(idOf))

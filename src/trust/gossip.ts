@@ -2,7 +2,8 @@ import { stat } from 'node:fs/promises'
 import type { Follower } from '../cache/follow.js'
 import { loadRecord } from '../cache/records.js'
 import { NixipfsError } from '../errors.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { BlockGetter } from '../ipfs/block.js'
+import type { UnixfsBlocks } from '../ipfs/blocks.js'
 import { Announcements, DISPUTES_TOPIC, recordTopic, type Hearing } from '../net/pubsub.js'
 import type { P2pNode } from '../net/p2p.js'
 import { loadRecordBytes, recordPath } from '../repo-layout.js'
@@ -19,7 +20,7 @@ export interface GossipOptions {
   /** where statements heard are kept */
   heard: HeardStatements
   /** the repo's blocks (the own cache's statements are read from them) */
-  local: PackStore
+  local: UnixfsBlocks & BlockGetter
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
 
