@@ -45,7 +45,7 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
     services: {
       identify: identify(),
       fetch: fetchService(),
-      // Announcements (src/net/pubsub.ts). Peers sharing an IP are penalised until the mesh empties; loopback is one machine's own nodes.
+      // Announcements (net/pubsub.ts). Past 10 peers on one IP, gossipsub scores them all below zero and a busy loopback node's mesh empties; loopback peers are this machine's own nodes.
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, scoreParams: { IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']) } })
     }
   }), {
