@@ -1,10 +1,20 @@
 import { PassThrough, Readable, pipeline } from 'node:stream'
 import bunzip2 from 'unbzip2-stream'
+import { IntegrityError, NixipfsError } from './errors.js'
 
-/** Decompresses a bzip2 stream as it arrives; corrupt or cut input throws, and a reader that stops early stops the reading. */
-export async function * bunzip2Chunks (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+/**
+ * Decompresses a bzip2 stream as it arrives. Input that does not decompress
+ * (corrupt, cut short) throws IntegrityError naming `what`; the source's own
+ * errors pass through; a reader that stops early stops the reading.
+ */
+export async function * bunzip2Chunks (source: AsyncIterable<Uint8Array>, what = 'bzip2 stream'): AsyncGenerator<Uint8Array> {
   const out = new PassThrough()
   // pipeline, not pipe: the decoder's error reaches the reader instead of going unhandled (which would end the process).
   pipeline(Readable.from(source), bunzip2(), out, () => {})
-  yield * out
+  try {
+    yield * out
+  } catch (err) {
+    if (err instanceof NixipfsError) throw err
+    throw new IntegrityError(`${what} does not decompress (bzip2): ${(err as Error).message}`)
+  }
 }
