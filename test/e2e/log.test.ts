@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
-import { basename, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DEFAULT_NIX_LOG_DIR, buildLogFile } from '../../src/nix/build-log.js'
+import { buildLogFile, nixLogDir } from '../../src/nix/build-log.js'
 import { repoKeyPaths } from '../../src/repo.js'
 import { runAsync, runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
 import { NIX_OFFLINE, nixAvailable, shellDerivation } from '../helpers/nix.js'
@@ -24,7 +24,7 @@ function build (name: string, script: string): Built {
   // Its output on stderr would overflow a pipe: it is read back from the log.
   const out = execFileSync('nix-build', [expr, '--no-out-link', ...NIX_OFFLINE], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
   const drv = execFileSync('nix-store', ['--query', '--deriver', out], { encoding: 'utf8' }).trim()
-  const file = buildLogFile(DEFAULT_NIX_LOG_DIR, basename(drv))
+  const file = buildLogFile(nixLogDir(), basename(drv))
   const text = execFileSync('nix', ['--extra-experimental-features', 'nix-command', 'log', out, ...NIX_OFFLINE], { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'ignore'] })
   return { out, drv, file, text, bz2: readFileSync(file) }
 }
@@ -122,6 +122,27 @@ describe.runIf(nixAvailable)('build logs', () => {
     const r = await nix(['log', '--store', gw.url, none.out, '--option', 'substituters', ''])
     expect(r.status).not.toBe(0)
     expect(r.stderr).toMatch(`build log of '${none.out}' is not available`)
+  })
+
+  it('publish --store DIR takes the log from that chroot store\'s own log directory, where Nix looks for it', async () => {
+    // A chroot store cannot run /bin/sh builders here: the path is copied in, and its log put where this code says Nix keeps it.
+    const store = tmp()
+    execFileSync('nix', ['--extra-experimental-features', 'nix-command', 'copy', '--no-check-sigs', '--to', store, none.out, ...NIX_OFFLINE])
+    const file = buildLogFile(nixLogDir(store), basename(none.drv))
+    expect(file.startsWith(`${store}/nix/var/log/nix/drvs/`)).toBe(true)
+    mkdirSync(dirname(file), { recursive: true })
+    writeFileSync(file, execFileSync('bzip2', ['-c'], { input: `kept in a chroot store ${salt}\n` }))
+    // Real Nix finds it there.
+    const local = await nix(['log', '--store', store, none.out, '--option', 'substituters', ''])
+    expect(local.stdout).toBe(`kept in a chroot store ${salt}\n`)
+    const other = tmp()
+    const published = runCli(['publish', '--repo', other, '--store', store, none.out])
+    expect(published.status, published.stderr).toBe(0)
+    const g = await startGatewayProcess(['--repo', other])
+    gateways.push(g)
+    const r = await nix(['log', '--store', g.url, none.out, '--option', 'substituters', ''])
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout).toBe(`kept in a chroot store ${salt}\n`)
   })
 
   it.each([
