@@ -7,7 +7,7 @@ import { IntegrityError, NixipfsError } from './errors.js'
  * (corrupt, cut short) throws IntegrityError naming `what`; the source's own
  * errors pass through; a reader that stops early stops the reading.
  */
-export async function * bunzip2Chunks (source: AsyncIterable<Uint8Array>, what = 'bzip2 stream'): AsyncGenerator<Uint8Array> {
+export async function * bunzip2Chunks (source: AsyncIterable<Uint8Array>, what = 'the bzip2 stream'): AsyncGenerator<Uint8Array> {
   const out = new PassThrough()
   // pipeline, not pipe: the decoder's error reaches the reader instead of going unhandled (which would end the process).
   pipeline(Readable.from(source), bunzip2(), out, () => {})
@@ -15,6 +15,6 @@ export async function * bunzip2Chunks (source: AsyncIterable<Uint8Array>, what =
     yield * out
   } catch (err) {
     if (err instanceof NixipfsError) throw err
-    throw new IntegrityError(`${what} does not decompress (bzip2): ${(err as Error).message}`)
+    throw new IntegrityError(`${what} does not decompress: ${(err as Error).message}`)
   }
 }

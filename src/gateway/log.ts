@@ -52,7 +52,7 @@ export async function serveLog ({ req, res, params, index, blocks, head }: Route
   // A log not held locally (a follower's index leaves logs out) is pulled as one stream from a peer while it is read.
   blocks.prefetch?.(entry.cid, abort.signal).catch(() => {})
   const source = readFile(blocks, entry.cid, { signal: abort.signal })
-  const chunks = (compressed ? source : bunzip2Chunks(source, `the build log of ${drv}`))[Symbol.asyncIterator]()
+  const chunks = (compressed ? source : bunzip2Chunks(source, `the bzip2 build log of ${drv}`))[Symbol.asyncIterator]()
   // Read the first chunk before committing to a status, so early failures get a proper error response.
   let next = await chunks.next()
   res.writeHead(200, headers)
