@@ -2,7 +2,7 @@ import { evictToFit } from './cache/evict.js'
 import { startFollowing } from './cache/follow.js'
 import { cacheClosure } from './cache/closure.js'
 import { openIndex } from './cache/index.js'
-import { loadRecord } from './cache/records.js'
+import { acceptRecord, loadRecord } from './cache/records.js'
 import { startRepublisher } from './cache/republish.js'
 import { startQueueRetry } from './cache/publish-request.js'
 import { repoIndexSource } from './cache/source.js'
@@ -23,6 +23,8 @@ import { registerFetcher } from './repo.js'
 import { loadRecordBytes } from './repo-layout.js'
 import type { PublicKey, SecretKey } from './nix/signing.js'
 import { startNetwork, type Network, type NetworkOptions } from './net/network.js'
+import { httpMultiaddrsOf, nodeRouting, routingViewOf, withoutPeerId, type PeerInfo, type RoutingSource } from './net/routing-view.js'
+import { startRecordPush } from './net/record-push.js'
 
 export interface DaemonOptions {
   repo: string
@@ -46,6 +48,8 @@ export interface DaemonOptions {
   trust?: TrustPolicy
   /** without `trust`: keys the local Nix trusts, whose narinfos a union serves first */
   prefer?: PublicKey[]
+  /** more routing knowledge than the node's own for /routing/v1 (the DHT) */
+  routingSources?: RoutingSource[]
   /** HTTP binary caches asked for what the served caches miss, the keys their narinfos must be signed by, and the own key that signs what is imported from them */
   upstream?: { urls: string[], keys: PublicKey[], key: SecretKey }
   /** called once per answered request (default: a debug log line) */
@@ -130,6 +134,21 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       log,
       onImported: () => { if (options.own !== undefined) sources.get(options.own)?.recheck() }
     })
+  let gatewayUrl: string | undefined
+  // This node as routing names it: its libp2p addresses (bitswap) and its trustless gateway over HTTP.
+  const self = (): PeerInfo => ({
+    id: network.peerId,
+    addrs: [...(network.p2p?.libp2p.getMultiaddrs().map(a => withoutPeerId(a.toString())) ?? []), ...(gatewayUrl === undefined ? [] : httpMultiaddrsOf(gatewayUrl))],
+    protocols: [...(network.p2p === undefined ? [] : ['transport-bitswap']), 'transport-ipfs-gateway-http']
+  })
+  const routing = routingViewOf([nodeRouting({
+    self,
+    has: async cid => { if (local.has(cid)) return true; await local.refresh(); return local.has(cid) },
+    stored: async name => await loadRecordBytes(repo, name),
+    followed: new Set(options.follow.filter(n => n !== options.own)),
+    accept: async (name, bytes) => { if (await acceptRecord(repo, name, bytes) === 'newer') follower?.poll().catch(() => {}) },
+    peerStore: network.p2p?.libp2p.peerStore
+  }), ...(options.routingSources ?? [])])
   const caches = options.trust === undefined
     ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder(repo, log, 'followed caches') })
     : quorumOf(served, quorum.hooks(repo, options.trust, log))
@@ -150,6 +169,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),
+    routing,
     host: options.host,
     port: options.port,
     logger: log,
@@ -164,6 +184,9 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     await unregister?.()
     throw err
   })
+  gatewayUrl = gateway.url
+  const own = options.own
+  const pusher = own === undefined || network.delegated.length === 0 ? undefined : startRecordPush(async () => await loadRecord(repo, own), network.delegated, log)
   const evictor = options.maxCacheBytes === undefined ? undefined : startEvictor(repo, network, options, options.maxCacheBytes)
   const republisher = options.ownKey === undefined || options.republish === undefined
     ? undefined
@@ -176,6 +199,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     network,
     stop: async () => {
       republisher?.stop()
+      pusher?.stop()
       await queue?.stop()
       if (evictor !== undefined) clearInterval(evictor)
       follower?.stop()
