@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { delegatedRoutingV1HttpApiClient } from '@helia/delegated-routing-v1-http-api-client'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { createIPNSRecord, marshalIPNSRecord, unmarshalIPNSRecord } from 'ipns'
 import { base36 } from 'multiformats/bases/base36'
 import { CID } from 'multiformats/cid'
@@ -24,6 +27,61 @@ describe('routing server URLs and provider addresses', () => {
     const peer = { id: 'x', protocols: ['transport-bitswap', 'transport-ipfs-gateway-http'], addrs: ['/ip4/127.0.0.1/tcp/4001', '/ip4/127.0.0.1/tcp/8080/http', '/ip6/::1/tcp/8081/http', '/dns4/example.org/tcp/443/tls/https', '/ip4/10.0.0.1/udp/4001/quic-v1'] }
     expect(gatewayUrlsOf(peer)).toEqual(['http://127.0.0.1:8080', 'http://[::1]:8081', 'https://example.org:443'])
     expect(gatewayUrlsOf({ ...peer, protocols: ['transport-bitswap'] })).toEqual([])
+  })
+})
+
+describe('providers from servers that write IDs otherwise', () => {
+  let server: Server
+  let url: string
+  let asCid: string
+  let base58: string
+  const cid = CID.parse('bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy')
+  beforeAll(async () => {
+    const one = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    base58 = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    asCid = one.toCID().toString()
+    // As @helia/delegated-routing-v1-http-api-server 5.2 answers: the ID as a CID string, addresses with /p2p/; beside a legacy
+    // bitswap record and one with no valid ID. /old answers 404 for none, as servers before IPIP-0513.
+    const records = [
+      { Schema: 'peer', ID: asCid, Addrs: [`/ip4/127.0.0.1/tcp/9/http/p2p/${one.toString()}`], Protocols: ['transport-ipfs-gateway-http'] },
+      { Schema: 'bitswap', Protocol: 'transport-bitswap', ID: base58, Addrs: ['/ip4/127.0.0.1/tcp/4001'] },
+      { Schema: 'peer', ID: 'not-a-peer', Addrs: [] }
+    ]
+    server = createServer((req, res) => {
+      if (req.url!.startsWith('/old/')) { res.writeHead(404); res.end(); return }
+      const ndjson = req.url!.startsWith('/nd/')
+      res.writeHead(200, { 'content-type': ndjson ? 'application/x-ndjson' : 'application/json' })
+      res.end(ndjson ? records.map(r => JSON.stringify(r)).join('\n') + '\n' : JSON.stringify({ Providers: records }))
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+  afterAll(async () => { await new Promise(resolve => server.close(resolve)) })
+
+  it('reads CID-string and base58 IDs, legacy Protocol fields, JSON and NDJSON; 404 is none', async () => {
+    const expected = [
+      { id: peerIdFromString(asCid).toString(), addrs: ['/ip4/127.0.0.1/tcp/9/http'], protocols: ['transport-ipfs-gateway-http'] },
+      { id: base58, addrs: ['/ip4/127.0.0.1/tcp/4001'], protocols: ['transport-bitswap'] }
+    ]
+    for (const prefix of ['', '/nd']) {
+      const client = new DelegatedRouting(url + prefix)
+      const found = []
+      for await (const p of client.findProviders(cid)) found.push(p)
+      expect(found).toEqual(expected)
+      await client.stop()
+    }
+    const old = new DelegatedRouting(`${url}/old`)
+    const none = []
+    for await (const p of old.findProviders(cid)) none.push(p)
+    expect(none).toEqual([])
+    await old.stop()
+    // Why the stock client is not used for providers: it drops the record whose ID is a CID string.
+    const silent = { forComponent: () => Object.assign(() => {}, { enabled: false, error: () => {}, trace: () => {}, newScope: () => { throw new Error('unused') } }) }
+    const stock = delegatedRoutingV1HttpApiClient({ url, cacheTTL: 0 })({ logger: silent as never })
+    const seen = []
+    for await (const p of stock.getProviders(cid)) seen.push(p.ID.toString())
+    expect(seen).toEqual([peerIdFromString(base58).toCID().toString()])
+    await stock.stop()
   })
 })
 
