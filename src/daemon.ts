@@ -23,7 +23,7 @@ import { registerFetcher } from './repo.js'
 import { loadRecordBytes } from './repo-layout.js'
 import type { PublicKey, SecretKey } from './nix/signing.js'
 import { startNetwork, type Network, type NetworkOptions } from './net/network.js'
-import { httpMultiaddrsOf, nodeRouting, routingViewOf, withoutPeerId, type PeerInfo, type RoutingSource } from './net/routing-view.js'
+import { httpMultiaddrsOf, nodeRouting, routingViewOf, withoutPeerId, type PeerInfo } from './net/routing-view.js'
 import { startRecordPush } from './net/record-push.js'
 
 export interface DaemonOptions {
@@ -48,8 +48,6 @@ export interface DaemonOptions {
   trust?: TrustPolicy
   /** without `trust`: keys the local Nix trusts, whose narinfos a union serves first */
   prefer?: PublicKey[]
-  /** more routing knowledge than the node's own for /routing/v1 (the DHT) */
-  routingSources?: RoutingSource[]
   /** HTTP binary caches asked for what the served caches miss, the keys their narinfos must be signed by, and the own key that signs what is imported from them */
   upstream?: { urls: string[], keys: PublicKey[], key: SecretKey }
   /** called once per answered request (default: a debug log line) */
@@ -138,17 +136,17 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   // This node as routing names it: its libp2p addresses (bitswap) and its trustless gateway over HTTP.
   const self = (): PeerInfo => ({
     id: network.peerId,
-    addrs: [...(network.p2p?.libp2p.getMultiaddrs().map(a => withoutPeerId(a.toString())) ?? []), ...(gatewayUrl === undefined ? [] : httpMultiaddrsOf(gatewayUrl))],
+    addresses: [...(network.p2p?.libp2p.getMultiaddrs().map(a => withoutPeerId(a.toString())) ?? []), ...(gatewayUrl === undefined ? [] : httpMultiaddrsOf(gatewayUrl))],
     protocols: [...(network.p2p === undefined ? [] : ['transport-bitswap']), 'transport-ipfs-gateway-http']
   })
   const routing = routingViewOf([nodeRouting({
     self,
-    has: async cid => { if (local.has(cid)) return true; await local.refresh(); return local.has(cid) },
+    has: async cid => await network.blocks.hasLocal(cid),
     stored: async name => await loadRecordBytes(repo, name),
     followed: new Set(options.follow.filter(n => n !== options.own)),
     accept: async (name, bytes) => { if (await acceptRecord(repo, name, bytes) === 'newer') follower?.poll().catch(() => {}) },
     peerStore: network.p2p?.libp2p.peerStore
-  }), ...(options.routingSources ?? [])])
+  })]) // the DHT joins this list as networkRouting(<the routing facade>)
   const caches = options.trust === undefined
     ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder(repo, log, 'followed caches') })
     : quorumOf(served, quorum.hooks(repo, options.trust, log))

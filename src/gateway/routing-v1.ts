@@ -98,7 +98,7 @@ function cacheControl (found: boolean): string {
 
 /** The peer-schema object the spec defines (IDs as base58btc multihashes, which every client reads). */
 function peerJson (peer: PeerInfo): { Schema: 'peer', ID: string, Addrs: string[], Protocols: string[] } {
-  return { Schema: 'peer', ID: peer.id, Addrs: peer.addrs, Protocols: peer.protocols }
+  return { Schema: 'peer', ID: peer.id, Addrs: peer.addresses, Protocols: peer.protocols }
 }
 
 /** Providers or peers as JSON (at most 100) or, when asked for, as an NDJSON stream; IPIP-484 filters applied. */
@@ -143,9 +143,9 @@ async function * filterPeers (peers: AsyncIterable<PeerInfo>, addrFilter: string
       if (!(known ? protocols.some(p => protocolFilter.includes(p)) : protocolFilter.includes('unknown'))) continue
     }
     if (addrFilter === undefined) { yield peer; continue }
-    if (peer.addrs.length === 0) { if (addrFilter.includes('unknown')) yield peer; continue }
-    const addrs = peer.addrs.filter(a => addressPasses(a, addrFilter))
-    if (addrs.length > 0) yield { ...peer, addrs }
+    if (peer.addresses.length === 0) { if (addrFilter.includes('unknown')) yield peer; continue }
+    const addresses = peer.addresses.filter(a => addressPasses(a, addrFilter))
+    if (addresses.length > 0) yield { ...peer, addresses }
   }
 }
 

@@ -27,22 +27,23 @@ function loggerOf (debug: (m: string) => void): ComponentLogger {
   return { forComponent }
 }
 
-/** A Delegated Routing V1 server (`--routing URL`) as a record store and provider index. */
+/** A Delegated Routing V1 server (`--routing URL`) as a record store and provider index (a router beside the DHT). */
 export class DelegatedRouting {
-  readonly url: string
+  /** the server's base URL, as logs name it */
+  readonly name: string
   private readonly client: DelegatedRoutingV1HttpApiClient
   private readonly pool = new HttpPool({ connections: 4, idleMs: REQUEST_TIMEOUT_MS })
 
   constructor (url: string, log: { debug: (m: string) => void } = { debug: () => {} }) {
-    this.url = routingBaseOf(url)
+    this.name = routingBaseOf(url)
     // cacheTTL 0: Node has no Cache API anyway, and records must be fresh.
-    this.client = delegatedRoutingV1HttpApiClient({ url: this.url, timeout: REQUEST_TIMEOUT_MS, cacheTTL: 0 })({ logger: loggerOf(log.debug) })
+    this.client = delegatedRoutingV1HttpApiClient({ url: this.name, timeout: REQUEST_TIMEOUT_MS, cacheTTL: 0 })({ logger: loggerOf(log.debug) })
   }
 
   /** The server's record for IPNS name `name` (k51…), as signed and unverified; undefined when it has none. */
-  async getRecord (name: string, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+  async getRecord (name: string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array | undefined> {
     try {
-      return await this.client.getIPNS(nameCid(name), { signal })
+      return await this.client.getIPNS(nameCid(name), options)
     } catch (err) {
       if ((err as Error).name === 'NotFoundError') return undefined
       throw err
@@ -50,8 +51,8 @@ export class DelegatedRouting {
   }
 
   /** Hands a signed record for `name` to the server (which checks it). */
-  async putRecord (name: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
-    await this.client.putIPNS(nameCid(name), bytes, { signal })
+  async putRecord (name: string, bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.client.putIPNS(nameCid(name), bytes, options)
   }
 
   /**
@@ -59,12 +60,12 @@ export class DelegatedRouting {
    * stock client, which drops records whose ID is a CID string (as
    * @helia/delegated-routing-v1-http-api-server 5.2 writes them).
    */
-  async * findProviders (cid: CID, signal?: AbortSignal): AsyncGenerator<PeerInfo> {
-    const url = `${this.url}routing/v1/providers/${cid.toV1().toString()}`
-    const res = await this.pool.get(url, { headers: { accept: 'application/x-ndjson, application/json;q=0.8' }, signal })
+  async * findProviders (cid: CID, options: { signal?: AbortSignal } = {}): AsyncGenerator<PeerInfo> {
+    const url = `${this.name}routing/v1/providers/${cid.toV1().toString()}`
+    const res = await this.pool.get(url, { headers: { accept: 'application/x-ndjson, application/json;q=0.8' }, signal: options.signal })
     // 404 is how servers from before IPIP-0513 say "none".
     if (res.status === 404) { discard(res); return }
-    if (res.status !== 200) { discard(res); throw new PeerError(this.url, `${url} answered HTTP ${res.status}`) }
+    if (res.status !== 200) { discard(res); throw new PeerError(this.name, `${url} answered HTTP ${res.status}`) }
     const ndjson = String(res.headers['content-type'] ?? '').startsWith('application/x-ndjson')
     for await (const record of ndjson ? ndjsonOf(res, url) : providersOf(res, url)) {
       const peer = peerInfoOf(record)
@@ -113,7 +114,7 @@ function peerInfoOf (record: unknown): PeerInfo | undefined {
   const strings = (v: unknown): string[] => Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
   return {
     id,
-    addrs: strings(Addrs).map(withoutPeerId),
+    addresses: strings(Addrs).map(withoutPeerId),
     protocols: [...new Set([...strings(Protocols), ...(typeof Protocol === 'string' ? [Protocol] : [])])]
   }
 }
@@ -126,7 +127,7 @@ function nameCid (name: string): CID {
 /** The trustless gateway URLs a routing record gives for a peer: `/ip4/…/tcp/<port>/http(s)` (ip6, dns too) as http(s)://host:port. */
 export function gatewayUrlsOf (peer: PeerInfo): string[] {
   if (!peer.protocols.includes('transport-ipfs-gateway-http')) return []
-  return peer.addrs.flatMap(address => {
+  return peer.addresses.flatMap(address => {
     const m = /^\/(ip4|ip6|dns|dns4|dns6)\/([^/]+)\/tcp\/(\d+)(?:\/tls)?\/(https?)$/.exec(address)
     if (m === null) return []
     const host = m[1] === 'ip6' ? `[${m[2]!}]` : m[2]!

@@ -126,7 +126,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
     const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = [
       ...http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) })),
-      ...delegated.map(async server => ({ from: server.url, bytes: await server.getRecord(name, sig) }))
+      ...delegated.map(async server => ({ from: server.name, bytes: await server.getRecord(name, { signal: sig }) }))
     ]
     for (const conn of p2p?.libp2p.getConnections() ?? []) {
       asks.push((async () => ({
@@ -153,16 +153,16 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const { gatewayUrlsOf } = await import('./delegated.js')
     await Promise.all(delegated.map(async server => {
       try {
-        for await (const provider of server.findProviders(root, signal)) {
+        for await (const provider of server.findProviders(root, { signal })) {
           for (const url of gatewayUrlsOf(provider)) {
             if (http.length >= MAX_HTTP_PEERS || http.some(p => p.url === url)) continue
             // The block source reads this list at each fetch; every block from it is checked against its CID.
             http.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
-            options.log.info(`${server.url} names ${url} (peer ${provider.id}) as a provider of /ipns/${name}`)
+            options.log.info(`${server.name} names ${url} (peer ${provider.id}) as a provider of /ipns/${name}`)
           }
         }
       } catch (err) {
-        options.log.debug(`providers of ${root.toString()} from ${server.url}: ${(err as Error).message}`)
+        options.log.debug(`providers of ${root.toString()} from ${server.name}: ${(err as Error).message}`)
       }
     }))
   }

@@ -2,8 +2,9 @@ import type { CacheRecord } from '../ipfs/ipns.js'
 
 /** Where a record can be put: a routing server (or the DHT, through the same shape). */
 export interface RecordTarget {
-  url: string
-  putRecord: (name: string, bytes: Uint8Array, signal?: AbortSignal) => Promise<void>
+  /** how logs name it (a URL) */
+  name: string
+  putRecord: (name: string, bytes: Uint8Array, options: { signal?: AbortSignal }) => Promise<void>
 }
 
 /** How often the own record is looked at for a new sequence (another process may have published). */
@@ -14,11 +15,11 @@ export async function pushRecord (record: CacheRecord, targets: RecordTarget[], 
   const failed: RecordTarget[] = []
   await Promise.all(targets.map(async target => {
     try {
-      await target.putRecord(record.name, record.bytes, AbortSignal.timeout(PUSH_CHECK_MS))
-      log.info(`/ipns/${record.name}: record ${record.sequence} put to ${target.url}`)
+      await target.putRecord(record.name, record.bytes, { signal: AbortSignal.timeout(PUSH_CHECK_MS) })
+      log.info(`/ipns/${record.name}: record ${record.sequence} put to ${target.name}`)
     } catch (err) {
       failed.push(target)
-      log.warn(`/ipns/${record.name}: putting record ${record.sequence} to ${target.url} failed: ${(err as Error).message}`)
+      log.warn(`/ipns/${record.name}: putting record ${record.sequence} to ${target.name} failed: ${(err as Error).message}`)
     }
   }))
   return failed

@@ -10,7 +10,7 @@ export interface PeerInfo {
   /** peer ID as a base58btc multihash (12D3Koo…) */
   id: string
   /** multiaddrs without `/p2p/<id>`; a trustless HTTP gateway as `/ip4/…/tcp/<port>/http` */
-  addrs: string[]
+  addresses: string[]
   /** transfer protocols, e.g. transport-bitswap, transport-ipfs-gateway-http (empty: unknown) */
   protocols: string[]
 }
@@ -31,7 +31,13 @@ export interface RoutingView {
 }
 
 /** One source of routing knowledge (this node, the DHT…): it may answer only some of the questions. */
-export type RoutingSource = Partial<RoutingView>
+export interface RoutingSource {
+  providers?: RoutingView['providers']
+  /** candidate records for `name` (unverified: the view checks them) */
+  records?: (name: string, signal?: AbortSignal) => Promise<Uint8Array[]>
+  putRecord?: RoutingView['putRecord']
+  peer?: RoutingView['peer']
+}
 
 /**
  * A view over several sources, asked in order: providers from all (each peer
@@ -53,10 +59,9 @@ export function routingViewOf (sources: RoutingSource[]): RoutingView {
     },
     async record (name, signal) {
       let best: { bytes: Uint8Array, sequence: bigint } | undefined
-      for (const source of sources) {
-        const bytes = await source.record?.(name, signal).catch(() => undefined)
-        if (bytes === undefined) continue
-        // A source's record counts only if it is valid now: an expired or forged one is never handed on.
+      const candidates = await Promise.all(sources.map(async s => await s.records?.(name, signal).catch(() => []) ?? []))
+      for (const bytes of candidates.flat()) {
+        // A record counts only if it is valid now: an expired or forged one is never handed on.
         const record = await checkRecord(name, bytes).catch(() => undefined)
         if (record !== undefined && (best === undefined || record.sequence > best.sequence)) best = { bytes, sequence: record.sequence }
       }
@@ -112,11 +117,8 @@ export function nodeRouting (options: NodeRoutingOptions): RoutingSource {
     async * providers (cid) {
       if (await options.has(cid)) yield options.self()
     },
-    async record (name) {
-      const stored = await options.stored(name)
-      const cached = foreign.get(name)?.bytes
-      // The combining view picks the newer valid one.
-      return cached === undefined ? stored : stored === undefined ? cached : await newer(name, stored, cached)
+    async records (name) {
+      return [await options.stored(name), foreign.get(name)?.bytes].filter(b => b !== undefined)
     },
     async putRecord (name, bytes) {
       if (options.followed.has(name)) { await options.accept(name, bytes); return }
@@ -139,7 +141,7 @@ export function nodeRouting (options: NodeRoutingOptions): RoutingSource {
       if (peer === undefined || peer.addresses.length === 0) return undefined
       return {
         id,
-        addrs: peer.addresses.map(a => withoutPeerId(a.multiaddr.toString())),
+        addresses: peer.addresses.map(a => withoutPeerId(a.multiaddr.toString())),
         protocols: [...new Set(peer.protocols.flatMap(p => TRANSFER_PROTOCOLS.filter(([re]) => re.test(p)).map(([, name]) => name)))]
       }
     }
@@ -168,7 +170,25 @@ async function recordOf (name: string, bytes: Uint8Array | undefined): Promise<{
   return record === undefined ? undefined : { bytes, sequence: record.sequence }
 }
 
-async function newer (name: string, a: Uint8Array, b: Uint8Array): Promise<Uint8Array> {
-  const [ra, rb] = [await recordOf(name, a), await recordOf(name, b)]
-  return (rb?.sequence ?? -1n) > (ra?.sequence ?? -1n) ? b : a
+/** The routing facade of the DHT (net/routing.ts), as far as /routing/v1 asks it. */
+export interface NetworkRouting {
+  findProviders: (cid: CID, options?: { signal?: AbortSignal }) => AsyncIterable<{ id: string, addresses: string[] }>
+  getRecord: (name: string, options?: { signal?: AbortSignal }) => Promise<Array<{ bytes: Uint8Array }>>
+  putRecord: (name: string, bytes: Uint8Array, options?: { signal?: AbortSignal }) => Promise<void>
+  findPeer: (id: string, options?: { signal?: AbortSignal }) => Promise<{ id: string, addresses: string[] } | undefined>
+}
+
+/** The DHT as a routing source: its providers and peers (transfer protocols unknown), its records, and records put into it. */
+export function networkRouting (routing: NetworkRouting): RoutingSource {
+  return {
+    async * providers (cid, signal) {
+      for await (const p of routing.findProviders(cid, { signal })) yield { id: p.id, addresses: p.addresses.map(withoutPeerId), protocols: [] }
+    },
+    records: async (name, signal) => (await routing.getRecord(name, { signal })).map(r => r.bytes),
+    putRecord: async (name, bytes, signal) => { await routing.putRecord(name, bytes, { signal }) },
+    async peer (id, signal) {
+      const p = await routing.findPeer(id, { signal })
+      return p === undefined ? undefined : { id: p.id, addresses: p.addresses.map(withoutPeerId), protocols: [] }
+    }
+  }
 }

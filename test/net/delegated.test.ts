@@ -24,7 +24,7 @@ describe('routing server URLs and provider addresses', () => {
   })
 
   it('turns the /http addresses of a gateway provider into URLs, and nothing else', () => {
-    const peer = { id: 'x', protocols: ['transport-bitswap', 'transport-ipfs-gateway-http'], addrs: ['/ip4/127.0.0.1/tcp/4001', '/ip4/127.0.0.1/tcp/8080/http', '/ip6/::1/tcp/8081/http', '/dns4/example.org/tcp/443/tls/https', '/ip4/10.0.0.1/udp/4001/quic-v1'] }
+    const peer = { id: 'x', protocols: ['transport-bitswap', 'transport-ipfs-gateway-http'], addresses: ['/ip4/127.0.0.1/tcp/4001', '/ip4/127.0.0.1/tcp/8080/http', '/ip6/::1/tcp/8081/http', '/dns4/example.org/tcp/443/tls/https', '/ip4/10.0.0.1/udp/4001/quic-v1'] }
     expect(gatewayUrlsOf(peer)).toEqual(['http://127.0.0.1:8080', 'http://[::1]:8081', 'https://example.org:443'])
     expect(gatewayUrlsOf({ ...peer, protocols: ['transport-bitswap'] })).toEqual([])
   })
@@ -60,8 +60,8 @@ describe('providers from servers that write IDs otherwise', () => {
 
   it('reads CID-string and base58 IDs, legacy Protocol fields, JSON and NDJSON; 404 is none', async () => {
     const expected = [
-      { id: peerIdFromString(asCid).toString(), addrs: ['/ip4/127.0.0.1/tcp/9/http'], protocols: ['transport-ipfs-gateway-http'] },
-      { id: base58, addrs: ['/ip4/127.0.0.1/tcp/4001'], protocols: ['transport-bitswap'] }
+      { id: peerIdFromString(asCid).toString(), addresses: ['/ip4/127.0.0.1/tcp/9/http'], protocols: ['transport-ipfs-gateway-http'] },
+      { id: base58, addresses: ['/ip4/127.0.0.1/tcp/4001'], protocols: ['transport-bitswap'] }
     ]
     for (const prefix of ['', '/nd']) {
       const client = new DelegatedRouting(url + prefix)
