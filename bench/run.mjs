@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // bench/run.mjs — side-by-side benchmark of nixipfs against plain Nix +
 // nginx, on the corpus of bench/corpus.sh, in one run on one machine.
-// Measures the "Performance targets" of /work/shared/design.md as ratios:
+// Measures the "Performance targets" of docs/architecture.md as ratios:
 //
 //   publish       `nix copy --to file://…?compression=none` (reference) vs
 //                 `nixipfs publish -r` into a fresh repo (cdc)    ≤ 1.2× time
@@ -649,7 +649,7 @@ function report () {
     '# nixipfs benchmark results',
     '',
     `Written by \`bench/run.mjs\` (\`npm run bench\`) at ${when}; the run took ${((Date.now() - T0) / 1000).toFixed(0)} s.`,
-    'Every row is measured in this one run, side by side on this machine; the targets are the "Performance targets" of `/work/shared/design.md`.',
+    'Every row is measured in this one run, side by side on this machine; the targets are the "Performance targets" of `docs/architecture.md`.',
     '',
     tbl,
     '',

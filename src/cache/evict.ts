@@ -73,3 +73,27 @@ export async function evictToFit (repo: string, blocks: NetworkBlocks, options: 
     }
   })
 }
+
+/** How often the repo's size is compared with --max-cache. */
+const EVICT_CHECK_MS = 30_000
+
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+
+/** Runs `evictToFit` every 30 s (one run at a time), saying what it dropped and when the limit cannot be kept. */
+export function startEvictor (repo: string, blocks: NetworkBlocks, options: EvictOptions, log: { info: (m: string) => void, warn: (m: string) => void }): { stop: () => void } {
+  const { maxBytes } = options
+  let running = false
+  const timer = setInterval(() => {
+    if (running) return
+    running = true
+    evictToFit(repo, blocks, options)
+      .then(r => {
+        if (r === undefined) return
+        log.info(`--max-cache: ${mib(r.bytes.before)} → ${mib(r.bytes.after)}; kept the ${r.nars.kept} most recently used NARs, dropped ${r.nars.dropped}`)
+        if (r.bytes.after > maxBytes) log.warn(`--max-cache: the own cache, pins and followed indexes alone take ${mib(r.bytes.after)}, more than --max-cache ${mib(maxBytes)}; raise it, or lower --max-index`)
+      }, (err: Error) => log.warn(`--max-cache: eviction failed: ${err.message}`))
+      .finally(() => { running = false })
+  }, EVICT_CHECK_MS)
+  timer.unref()
+  return { stop: () => clearInterval(timer) }
+}
