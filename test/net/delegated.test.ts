@@ -10,6 +10,8 @@ import { base36 } from 'multiformats/bases/base36'
 import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DelegatedRouting, gatewayUrlsOf, routingBaseOf } from '../../src/net/delegated.js'
+import { signRecord } from '../../src/ipfs/ipns.js'
+import { parseSecretKey } from '../../src/nix/signing.js'
 import { runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
@@ -134,16 +136,30 @@ describe.runIf(nixAvailable)('--routing: records and blocks found through Delega
   })
 
   it('a gateway given only --routing follows the key: the record from the server, the blocks from the gateway its providers response names; real Nix substitutes byte-identical', async () => {
-    const b = await start(['--repo', tmp(), '--follow', pubA, '--routing', `${a.url}/routing/v1`, '--follow-interval', '1'])
+    const repoB = tmp()
+    const b = await start(['--repo', repoB, '--follow', pubA, '--routing', `${a.url}/routing/v1`, '--follow-interval', '1'])
     const log = await b.waitForLog(/indexed root/, 30_000)
     expect(log).toMatch(new RegExp(`/ipns/${nameA}: record \\d+ from ${a.url}/`))
     expect(log).toMatch(new RegExp(`names ${a.url} \\(peer 12D3Koo\\w+\\) as a provider of /ipns/${nameA}`))
-    for (const path of [first, second]) {
+    for (const path of [first]) {
       const store = tmp()
       const r = nix(['copy', '--from', b.url, '--to', store, path, '--option', 'trusted-public-keys', pubA], { allowFail: true })
       expect(r.status, r.stderr).toBe(0)
       expect(Buffer.compare(nixDump(path), nixDump(join(store, path)))).toBe(0)
     }
+    // A record put to B for the cache it follows goes through the follower's checks into B's repo: a newer one is kept, then an
+    // older one refused. Both are signed here with A's key, so B can have them only from these PUTs.
+    const toB = new DelegatedRouting(b.url)
+    const current = unmarshalIPNSRecord(readFileSync(join(repoA, 'records', `${nameA}.ipns`)))
+    const key = parseSecretKey(readFileSync(join(repoA, 'keys', 'cache.secret'), 'utf8'))
+    const signed = async (ahead: bigint): Promise<Uint8Array> => (await signRecord(key.seed, CID.parse(current.value.slice('/ipfs/'.length)), current.sequence + ahead, 3600_000)).bytes
+    const newest = await signed(5n)
+    await toB.putRecord(nameA, newest)
+    expect(Buffer.compare(readFileSync(join(repoB, 'records', `${nameA}.ipns`)), newest)).toBe(0)
+    expect(await sequenceAt(b.url, nameA)).toBe(current.sequence + 5n)
+    await expect(toB.putRecord(nameA, await signed(2n))).rejects.toThrow(/status other than 200/)
+    expect(Buffer.compare(readFileSync(join(repoB, 'records', `${nameA}.ipns`)), newest)).toBe(0)
+    await toB.stop()
   })
 
   it('the client reads records, providers and refusals of a real server', async () => {
