@@ -50,10 +50,15 @@ export function routingViewOf (sources: RoutingSource[]): RoutingView {
       const seen = new Set<string>()
       for (const source of sources) {
         if (source.providers === undefined) continue
-        for await (const peer of source.providers(cid, signal)) {
-          if (seen.has(peer.id)) continue
-          seen.add(peer.id)
-          yield peer
+        try {
+          for await (const peer of source.providers(cid, signal)) {
+            if (seen.has(peer.id)) continue
+            seen.add(peer.id)
+            yield peer
+          }
+        } catch (err) {
+          // A source that fails (the DHT with no peers) leaves the others' answers standing.
+          if (signal?.aborted === true) throw err
         }
       }
     },

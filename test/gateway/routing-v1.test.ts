@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { withHTTP } from '@helia/http'
-import { createVerifiedFetchWithHelia } from '@helia/verified-fetch'
+import { createVerifiedFetch } from '@helia/verified-fetch'
 import { delegatedRoutingV1HttpApiClient } from '@helia/delegated-routing-v1-http-api-client'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createHeliaLight } from 'helia'
+import { identify } from '@libp2p/identify'
+import { tcp } from '@libp2p/tcp'
 import { createIPNSRecord, marshalIPNSRecord, unmarshalIPNSRecord } from 'ipns'
 import { base36 } from 'multiformats/bases/base36'
 import { CID } from 'multiformats/cid'
@@ -217,29 +217,35 @@ describe.runIf(nixAvailable)('/routing/v1 on the gateway port (spec, stock clien
   })
 
   it('@helia/verified-fetch with this gateway as its only router resolves ipns://<name> and fetches the NAR, byte-identical to nix-store --dump', async () => {
-    // createVerifiedFetch() would also start a libp2p node with public bootstrap peers, UPnP and autoNAT: a Helia
-    // node without libp2p, whose only router and block source is this gateway, keeps everything on loopback.
+    // Only this gateway as router, no recursive gateway; libp2p's defaults (public bootstrap peers, mDNS, UPnP, autoNAT,
+    // listening on every interface) replaced: it listens nowhere and dials only what the routing answers name.
     const asked: string[] = []
     const realFetch = globalThis.fetch
     globalThis.fetch = async (input, init) => {
       asked.push(input instanceof Request ? input.url : String(input))
       return await realFetch(input, init)
     }
-    const helia = withHTTP(createHeliaLight({}), { delegatedRouters: [gw.url], recursiveGateways: [], allowInsecure: true, allowLocal: true })
     try {
-      await helia.start()
-      const verifiedFetch = await createVerifiedFetchWithHelia(helia)
-      const dump = nixDump(path)
-      const byName = await verifiedFetch(`ipns://${name}/nar/${nar}.nar`)
-      expect(byName.status).toBe(200)
-      expect(Buffer.compare(Buffer.from(await byName.arrayBuffer()), dump)).toBe(0)
-      const byCid = await verifiedFetch(`ipfs://${nar}`)
-      expect(byCid.status).toBe(200)
-      expect(Buffer.compare(Buffer.from(await byCid.arrayBuffer()), dump)).toBe(0)
-      await verifiedFetch.stop()
+      const verifiedFetch = await createVerifiedFetch({
+        gateways: [],
+        routers: [gw.url],
+        allowInsecure: true,
+        allowLocal: true,
+        libp2pConfig: { addresses: { listen: [] }, transports: [tcp()], peerDiscovery: [], services: { identify: identify() } }
+      })
+      try {
+        const dump = nixDump(path)
+        const byName = await verifiedFetch(`ipns://${name}/nar/${nar}.nar`)
+        expect(byName.status).toBe(200)
+        expect(Buffer.compare(Buffer.from(await byName.arrayBuffer()), dump)).toBe(0)
+        const byCid = await verifiedFetch(`ipfs://${nar}`)
+        expect(byCid.status).toBe(200)
+        expect(Buffer.compare(Buffer.from(await byCid.arrayBuffer()), dump)).toBe(0)
+      } finally {
+        await verifiedFetch.stop()
+      }
     } finally {
       globalThis.fetch = realFetch
-      await helia.stop()
     }
     // The record and the providers came from /routing/v1, the blocks from the trustless gateway those providers name.
     expect(asked.some(u => u.startsWith(`${gw.url}/routing/v1/ipns/`))).toBe(true)

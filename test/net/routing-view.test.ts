@@ -76,6 +76,11 @@ describe('routing view', () => {
     const fromDht = []
     for await (const p of dhtOnly.providers(cid)) fromDht.push(p)
     expect(fromDht).toEqual([{ id: self.id, addresses: ['/ip4/10.0.0.1/tcp/4001'], protocols: [] }])
+    // A source that fails midway leaves the others' answers standing.
+    const failing: RoutingSource = { async * providers () { throw new Error('no DHT peers') } }
+    const despite = []
+    for await (const p of routingViewOf([failing, { async * providers () { yield self } }]).providers(cid)) despite.push(p)
+    expect(despite).toEqual([self])
     expect(await view.peer(self.id)).toEqual(self)
     expect(await view.peer('known')).toEqual({ id: 'known', addresses: ['/ip4/10.0.0.2/tcp/4001'], protocols: [] })
     expect(await view.peer('nobody')).toBeUndefined()
