@@ -1,7 +1,7 @@
 import { networkInterfaces } from 'node:os'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { CID } from 'multiformats/cid'
-import { NixipfsError, RecordError } from '../errors.js'
+import { RecordError } from '../errors.js'
 import { checkRecord } from '../ipfs/ipns.js'
 import { Lru } from '../lru.js'
 
@@ -76,7 +76,7 @@ export function routingViewOf (sources: RoutingSource[]): RoutingView {
       await checkRecord(name, bytes)
       const results = await Promise.allSettled(sources.filter(s => s.putRecord !== undefined).map(async s => await s.putRecord!(name, bytes, signal)))
       // A refusal on the record's merits (a rollback, a conflict) is the answer; a source that is merely unreachable is not.
-      const refused = results.find(r => r.status === 'rejected' && r.reason instanceof NixipfsError)
+      const refused = results.find(r => r.status === 'rejected' && r.reason instanceof RecordError)
       if (refused !== undefined) throw (refused as PromiseRejectedResult).reason
       if (results.length > 0 && results.every(r => r.status === 'rejected')) throw (results[0] as PromiseRejectedResult).reason
     },

@@ -4,7 +4,7 @@ import { createIPNSRecord, marshalIPNSRecord } from 'ipns'
 import { base36 } from 'multiformats/bases/base36'
 import { CID } from 'multiformats/cid'
 import { describe, expect, it } from 'vitest'
-import { RecordError } from '../../src/errors.js'
+import { PeerError, RecordError } from '../../src/errors.js'
 import { networkRouting, routingViewOf, type NetworkRouting, type RoutingSource } from '../../src/net/routing-view.js'
 
 // The view /routing/v1 answers from, over several sources: what each source
@@ -61,7 +61,7 @@ describe('routing view', () => {
     expect(taken).toEqual([good])
     expect(dht.puts).toEqual([good])
     // The DHT unreachable: the record was still taken here.
-    await routingViewOf([{ putRecord: async () => {} }, networkRouting(facade([], new Error('no DHT peer')))]).putRecord(name, good)
+    await routingViewOf([{ putRecord: async () => {} }, networkRouting(facade([], new PeerError('dht', 'no DHT peer took the record')))]).putRecord(name, good)
     const refusing = routingViewOf([{ putRecord: async () => { throw new RecordError('ERR_RECORD_ROLLBACK', 'older') } }, networkRouting(dht)])
     await expect(refusing.putRecord(name, good)).rejects.toThrow('older')
   })
