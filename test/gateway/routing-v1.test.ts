@@ -140,6 +140,25 @@ describe.runIf(nixAvailable)('/routing/v1 on the gateway port (spec, stock clien
     await client.stop()
   })
 
+  it('GET /routing/v1/peers/{peer-id}: a peer libp2p met, with its addresses and bitswap', async () => {
+    const other = await startGatewayProcess(['--repo', tmp(), '--cache', name, '--listen-p2p', '/ip4/127.0.0.1/tcp/0', '--peer', gw.p2p()!])
+    try {
+      const [address, id] = other.p2p()!.split('/p2p/') as [string, string]
+      let peers: Array<Record<string, unknown>> = []
+      // It dialled this gateway at start; identify tells this one its addresses and protocols shortly after.
+      for (let i = 0; i < 100 && peers.length === 0; i++) {
+        peers = ((await (await fetch(`${gw.url}/routing/v1/peers/${id}`)).json()) as { Peers: Array<Record<string, unknown>> }).Peers
+        if (peers.length === 0) await new Promise(resolve => setTimeout(resolve, 100))
+      }
+      expect(peers).toHaveLength(1)
+      expect(peers[0]!.ID).toBe(id)
+      expect(peers[0]!.Addrs).toContain(address)
+      expect(peers[0]!.Protocols).toEqual(['transport-bitswap'])
+    } finally {
+      await other.stop()
+    }
+  })
+
   it('GET /routing/v1/ipns/{name}: the signed record with Etag, Cache-Control from its TTL and validity, Expires; 406 unless asked for a record', async () => {
     const stored = readFileSync(join(repo, 'records', `${name}.ipns`))
     const record = unmarshalIPNSRecord(stored)
