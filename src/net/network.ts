@@ -75,6 +75,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   const routing = options.routing ?? []
   const delegated = routing.length === 0 ? [] : await import('./delegated.js').then(({ DelegatedRouting }) => routing.map(url => new DelegatedRouting(url, options.log)))
   const seed = await peerSeed(repo)
+  const peerId = peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seed)).toString()
   let p2p: P2pNode | undefined
   let redial: NodeJS.Timeout | undefined
   if (!options.offline) {
@@ -141,7 +142,8 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       else if (a.status === 'rejected') options.log.debug(`record request for ${name}: ${(a.reason as Error).message}`)
     }
     // Before the follower fetches a root, the routing servers name who has it.
-    await Promise.all(found.map(async ({ bytes }) => await learnGateways(name, bytes, sig)))
+    const distinct = new Map(found.map(({ bytes }) => [Buffer.from(bytes).toString('base64'), bytes]))
+    await Promise.all([...distinct.values()].map(async bytes => await learnGateways(name, bytes, sig)))
     return found
   }
 
@@ -154,6 +156,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     await Promise.all(delegated.map(async server => {
       try {
         for await (const provider of server.findProviders(root, { signal })) {
+          if (provider.id === peerId) continue // this node itself
           for (const url of gatewayUrlsOf(provider)) {
             if (http.length >= MAX_HTTP_PEERS || http.some(p => p.url === url)) continue
             // The block source reads this list at each fetch; every block from it is checked against its CID.
@@ -170,7 +173,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   return {
     blocks,
     p2p,
-    peerId: peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seed)).toString(),
+    peerId,
     delegated,
     addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],
     records,
