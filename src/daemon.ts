@@ -102,7 +102,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       onRecord: (name) => sources.get(name)?.recheck(),
       onRefused: (code) => refusedRecords.set(code, (refusedRecords.get(code) ?? 0) + 1),
       onSynced: (name) => {
-        pinClosures(repo, network.blocks, name, options.closures).then(
+        pinClosures(repo, local, network.blocks, name, options.closures).then(
           paths => { if (paths !== undefined) log.info(`/ipns/${name}: pinned the closure (${paths} paths)`) },
           (err: Error) => log.warn(`/ipns/${name}: pinning the closure failed: ${err.message}`))
       }
@@ -155,7 +155,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     disputes: async () => await allDisputes(repo, local, log.warn),
     upstream,
     stats: () => ({ blocks: network.blocks.counters, upstream: upstream?.counters }),
-    metrics: async () => await nodeMetricFamilies({ repo, names, blocks: network.blocks, quorum, refusedRecords, upstream }),
+    metrics: async () => await nodeMetricFamilies({ repo, names, blocks: network.blocks, local, quorum, refusedRecords, upstream }),
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),
@@ -180,7 +180,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
 
   const evictor = options.maxCacheBytes === undefined
     ? undefined
-    : startEvictor(repo, network.blocks, { maxBytes: options.maxCacheBytes, own: options.own, follow: options.follow }, log)
+    : startEvictor(repo, local, network.blocks, { maxBytes: options.maxCacheBytes, own: options.own, follow: options.follow }, log)
   const republisher = options.ownKey === undefined || options.republish === undefined
     ? undefined
     : startRepublisher(repo, options.ownKey, options.republish, log)

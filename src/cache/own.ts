@@ -3,7 +3,7 @@ import { DEFAULT_PRIORITY, STORE_DIR } from '../constants.js'
 import { RepoError } from '../errors.js'
 import { DirNodeCache } from '../ipfs/hamt.js'
 import { ipnsNameOf, type CacheRecord } from '../ipfs/ipns.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { CacheBlocks } from '../ipfs/blocks.js'
 import { formatCacheInfo } from '../nix/cache-info.js'
 import type { SecretKey } from '../nix/signing.js'
 import { withRepoLock } from '../repo.js'
@@ -48,7 +48,7 @@ export interface OwnCacheOptions extends CommitOptions {
  * then the record signed and saved). Without `blocks` and `recipe`, only the
  * record's root can be signed again.
  */
-export async function updateOwnCache<T> (repo: string, blocks: PackStore | undefined, key: SecretKey, options: OwnCacheOptions, change: (own: OwnCache) => Promise<T>): Promise<T> {
+export async function updateOwnCache<T> (repo: string, blocks: CacheBlocks | undefined, key: SecretKey, options: OwnCacheOptions, change: (own: OwnCache) => Promise<T>): Promise<T> {
   return await withRepoLock(repo, async () => {
     // The store may have been compacted (gc) while this process waited for the lock: what it holds
     // must be known afresh, or a block gc dropped would pass for present and be left out.
@@ -75,6 +75,6 @@ export async function updateOwnCache<T> (repo: string, blocks: PackStore | undef
 }
 
 /** An empty cache whose nix-cache-info names the CID recipe. */
-async function newCacheRoot (blocks: PackStore, recipe: string): Promise<CID> {
+async function newCacheRoot (blocks: CacheBlocks, recipe: string): Promise<CID> {
   return await createCacheRoot(blocks, formatCacheInfo({ storeDir: STORE_DIR, wantMassQuery: true, priority: DEFAULT_PRIORITY, extra: { 'X-CID-Recipe': recipe } }))
 }

@@ -10,10 +10,11 @@ import { signFingerprint, type SecretKey } from '../nix/signing.js'
 import { queryPathInfos, queryRealisations, type PathInfo } from '../nix/store.js'
 import { formatRealisation, signRealisation } from '../nix/realisation.js'
 import { parseStorePath } from '../nix/store-path.js'
+import type { BlockPutter } from '../ipfs/block.js'
 import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
 import type { CacheRecord } from '../ipfs/ipns.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { CacheBlocks } from '../ipfs/blocks.js'
 import { DISPUTES_DIR, REALISATIONS_DIR, addEntries, addFiles, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
 import { updateOwnCache, type OwnCache } from './own.js'
 
@@ -56,11 +57,11 @@ export interface PublishResult {
 /** What publishing needs: the repo directory and its block store. */
 export interface PublishComponents {
   repo: string
-  blocks: PackStore
+  blocks: CacheBlocks
 }
 
 /** Serializes a store path to NAR, stores its blocks, and checks the hash against Nix's database. */
-async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe, storeRoot = '', onBytes?: (bytes: number) => void): Promise<{ cid: CID, tsize: number }> {
+async function importStorePath (blocks: BlockPutter, info: PathInfo, recipe: CidRecipe, storeRoot = '', onBytes?: (bytes: number) => void): Promise<{ cid: CID, tsize: number }> {
   const hasher = new NarHasher()
   async function * hashed (): AsyncGenerator<Uint8Array> {
     for await (const chunk of encodeNar(walkPath(storeRoot + info.path))) {
@@ -150,7 +151,7 @@ export async function publish ({ repo, blocks }: PublishComponents, options: Pub
 
 interface PublishState { root: CID, infos: PathInfo[], missing: PathInfo[] }
 
-async function publishMissing (blocks: PackStore, options: PublishOptions, own: OwnCache, { root, infos, missing }: PublishState): Promise<PublishResult> {
+async function publishMissing (blocks: CacheBlocks, options: PublishOptions, own: OwnCache, { root, infos, missing }: PublishState): Promise<PublishResult> {
   const { name, record: current, dirs } = own
   const entries: CacheEntry[] = []
   const published: PublishResult['published'] = []

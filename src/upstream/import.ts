@@ -5,9 +5,9 @@ import { updateOwnCache } from '../cache/own.js'
 import type { CidRecipe, PublishComponents } from '../cache/publish.js'
 import { asDiskError } from '../disk.js'
 import { IntegrityError, NixipfsError, UpstreamError } from '../errors.js'
+import type { BlockPutter } from '../ipfs/block.js'
 import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
-import type { PackStore } from '../ipfs/pack-store.js'
 import { checkedNar } from '../nix/nar/check.js'
 import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { signFingerprint, verifyFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
@@ -99,7 +99,7 @@ export function trustedNarInfo (text: string, hash: string, keys: PublicKey[], f
  * Downloads, decompresses and stores an upstream NAR, checking it against its
  * narinfo (format, NarSize, NarHash); `onChunk` sees each chunk once checked.
  */
-export async function importUpstreamNar (blocks: PackStore, info: NarInfo, upstream: HttpBinaryCache, chunker: Chunker, onChunk?: (chunk: Uint8Array) => Promise<void> | void): Promise<{ cid: CID, tsize: number }> {
+export async function importUpstreamNar (blocks: BlockPutter, info: NarInfo, upstream: HttpBinaryCache, chunker: Chunker, onChunk?: (chunk: Uint8Array) => Promise<void> | void): Promise<{ cid: CID, tsize: number }> {
   const checked = checkedNar(decompress(info.compression, await upstream.file(info.url)), info, `${info.storePath}: the NAR from ${upstream.url}`)
   async function * tapped (): AsyncGenerator<Uint8Array> {
     for await (const chunk of checked) {
