@@ -19,6 +19,8 @@ const IPNS_RECORD = 'application/vnd.ipfs.ipns-record'
 const JSON_LIMIT = 100
 /** An IPNS record is at most 10 KiB (IPNS spec). */
 const MAX_RECORD_BYTES = 10 * 1024
+/** A record's body must have come this long after its request head. */
+const BODY_DEADLINE_MS = 5_000
 /** Cache windows as the spec suggests: short for nothing found, longer for results; stale for the DHT's 48 h provider window. */
 const FOUND_SECONDS = 300
 const EMPTY_SECONDS = 15
@@ -202,14 +204,19 @@ async function putRecord (ctx: RouteContext, routing: RoutingView, name: string)
   res.end('ok\n')
 }
 
-/** The request body, refused past `max` bytes. */
+/** The request body, refused past `max` bytes or when it has not all come within BODY_DEADLINE_MS (a trickling client holds a connection). */
 async function bodyOf (req: RouteContext['req'], max: number): Promise<Uint8Array> {
   const parts: Buffer[] = []
   let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > max) throw new HttpError('ERR_BAD_REQUEST', `an IPNS record is at most ${max} bytes`)
-    parts.push(chunk as Buffer)
+  const deadline = setTimeout(() => req.destroy(new HttpError('ERR_BAD_REQUEST', `the record did not arrive within ${BODY_DEADLINE_MS / 1000} s`)), BODY_DEADLINE_MS)
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length
+      if (size > max) throw new HttpError('ERR_BAD_REQUEST', `an IPNS record is at most ${max} bytes`)
+      parts.push(chunk as Buffer)
+    }
+  } finally {
+    clearTimeout(deadline)
   }
   return Buffer.concat(parts)
 }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { createVerifiedFetch } from '@helia/verified-fetch'
 import { delegatedRoutingV1HttpApiClient } from '@helia/delegated-routing-v1-http-api-client'
@@ -220,6 +221,21 @@ describe.runIf(nixAvailable)('/routing/v1 on the gateway port (spec, stock clien
     const own = readFileSync(join(repo, 'records', `${name}.ipns`))
     expect((await put(name, seq3)).status).toBe(400)
     expect(Buffer.compare(await get(name), own)).toBe(0)
+  })
+
+  it('PUT: a record body that trickles in is cut off (within 15 s; the deadline is 5 s); one past 10 KiB is refused', async () => {
+    const { name: other } = await newName()
+    const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+    await new Promise(resolve => socket.once('connect', resolve))
+    socket.write(`PUT /routing/v1/ipns/${other} HTTP/1.1\r\nHost: x\r\nContent-Type: ${RECORD}\r\nContent-Length: 300\r\n\r\n` + 'x'.repeat(10))
+    const drip = setInterval(() => { if (!socket.destroyed) socket.write('x') }, 500)
+    const closed = await Promise.race([new Promise(resolve => socket.once('close', () => resolve(true))), new Promise(resolve => setTimeout(() => resolve(false), 15_000))])
+    clearInterval(drip)
+    socket.destroy()
+    expect(closed, 'the trickling PUT still open after 15 s').toBe(true)
+    const big = await fetch(`${gw.url}/routing/v1/ipns/${other}`, { method: 'PUT', headers: { 'content-type': RECORD }, body: new Uint8Array(10 * 1024 + 1) })
+    expect(big.status).toBe(400)
+    expect(await big.text()).toMatch(/at most 10240 bytes/)
   })
 
   it('other methods and paths: 501 for the spec\'s routes not served, 400 for unknown ones, CORS preflight', async () => {
