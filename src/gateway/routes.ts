@@ -10,6 +10,7 @@ import { serveHealth, serveMetrics, serveStats } from './stats.js'
 import { serveUpstreamNar } from './upstream.js'
 import type { UpstreamFallback } from '../upstream/fallback.js'
 import { serveRealisation } from './realisation.js'
+import { serveLog } from './log.js'
 import type { CID } from 'multiformats/cid'
 import type { RoutingView } from '../net/routing-view.js'
 import { serveRoutingV1 } from './routing-v1.js'
@@ -54,6 +55,7 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/ipfs\/([a-zA-Z0-9]{1,128})(\/.*)?$/, serveIpfs],
   [/^\/ipns\/([a-z0-9]{1,128})\/?$/, serveIpns],
   [/^\/realisations\/([^/]{1,200})\.doi$/, serveRealisation],
+  [/^\/log\/([^/]{1,300})$/, serveLog],
   [/^\/disputes$/, serveDisputes],
   [/^\/stats$/, serveStats],
   [/^\/metrics$/, serveMetrics],

@@ -1,5 +1,5 @@
 import type { NarEntry, NarInfoEntry } from '../cache/index.js'
-import { currentIndexes, type IndexSource } from '../cache/source.js'
+import { currentIndexes, firstAnswer, type IndexSource } from '../cache/source.js'
 import type { Dispute, ServedCaches } from '../cache/union.js'
 import { UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
@@ -164,7 +164,9 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
           return undefined
         }
         return formatRealisation(verdict.served)
-      }
+      },
+      // A build log is informational, not trusted content (Nix checks no signature on it): the first followed cache that has one serves it.
+      log: async (drv) => await firstAnswer(indexes, i => i.log(drv))
     }
   }
 }
