@@ -1,6 +1,7 @@
 import { startEvictor } from './cache/evict.js'
 import { startFollowing } from './cache/follow.js'
 import { pinClosures } from './cache/closure-pins.js'
+import { acceptRecord, loadRecord } from './cache/records.js'
 import { startRepublisher } from './cache/republish.js'
 import { startQueueRetry } from './cache/publish-request.js'
 import { repoIndexSource } from './cache/source.js'
@@ -24,6 +25,8 @@ import { registerFetcher } from './repo.js'
 import { loadRecordBytes } from './repo-layout.js'
 import type { PublicKey, SecretKey } from './nix/signing.js'
 import { startNetwork, type Network, type NetworkOptions } from './net/network.js'
+import { httpMultiaddrsOf, nodeRouting, routingViewOf, withoutPeerId, type PeerInfo } from './net/routing-view.js'
+import { startRecordPush } from './net/record-push.js'
 
 export interface DaemonOptions {
   repo: string
@@ -125,6 +128,21 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       log,
       onImported: ownChanged
     })
+  let gatewayUrl: string | undefined
+  // This node as routing names it: its libp2p addresses (bitswap) and its trustless gateway over HTTP.
+  const self = (): PeerInfo => ({
+    id: network.peerId,
+    addresses: [...(network.p2p?.libp2p.getMultiaddrs().map(a => withoutPeerId(a.toString())) ?? []), ...(gatewayUrl === undefined ? [] : httpMultiaddrsOf(gatewayUrl))],
+    protocols: [...(network.p2p === undefined ? [] : ['transport-bitswap']), 'transport-ipfs-gateway-http']
+  })
+  const routing = routingViewOf([nodeRouting({
+    self,
+    has: async cid => await network.blocks.hasLocal(cid),
+    stored: async name => await loadRecordBytes(repo, name),
+    followed: new Set(options.follow.filter(n => n !== options.own)),
+    accept: async (name, bytes) => { if (await acceptRecord(repo, name, bytes) === 'newer') follower?.poll().catch(() => {}) },
+    peerStore: network.p2p?.libp2p.peerStore
+  })]) // the DHT joins this list as networkRouting(<the routing facade>)
   const quorum = new QuorumLog(repo, log)
   const served = [...sources.values()]
   const caches = options.trust === undefined
@@ -137,7 +155,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       const current = await caches()
       // Before any followed cache's record arrived nothing is known: not a miss Nix should remember (an upstream still answers).
       if (current === undefined && upstream === undefined && options.follow.length > 0) {
-        throw new UnavailableError(`no record of ${options.follow.map(n => `/ipns/${n}`).join(', ')} has arrived yet; waiting for peers (check --peer / --http-gateway)`)
+        throw new UnavailableError(`no record of ${options.follow.map(n => `/ipns/${n}`).join(', ')} has arrived yet; waiting for peers (check --peer / --http-gateway / --routing)`)
       }
       return current
     },
@@ -148,6 +166,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),
+    routing,
     host: options.host,
     port: options.port,
     logger: log,
@@ -163,6 +182,9 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     await unregister?.()
     throw err
   })
+  gatewayUrl = gateway.url
+  const own = options.own
+  const pusher = own === undefined || network.delegated.length === 0 ? undefined : startRecordPush(async () => await loadRecord(repo, own), network.delegated, log)
 
   const evictor = options.maxCacheBytes === undefined
     ? undefined
@@ -178,6 +200,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     network,
     stop: async () => {
       republisher?.stop()
+      pusher?.stop()
       await queue?.stop()
       evictor?.stop()
       gossip?.stop()

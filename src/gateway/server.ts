@@ -6,7 +6,7 @@ import { InconsistentCacheError, ListenError, NixipfsError } from '../errors.js'
 import { Lru } from '../lru.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
-import { INDEX_FREE, ROUTES, type Handler, type RouteContext } from './routes.js'
+import { ANY_METHOD, INDEX_FREE, ROUTES, type Handler, type RouteContext } from './routes.js'
 
 export interface GatewayOptions {
   /** the caches served to Nix, as they stand now (undefined while none is servable) */
@@ -28,6 +28,7 @@ export interface GatewayOptions {
   blocks: RouteContext['blocks']
   local: RouteContext['local']
   record: RouteContext['record']
+  routing?: RouteContext['routing']
   host: string
   /** 0 picks a free port */
   port: number
@@ -89,7 +90,7 @@ export interface Gateway {
 
 /** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
-  const { caches, blocks, local, record, disputes, upstream, stats, logger } = options
+  const { caches, blocks, local, record, routing, disputes, upstream, stats, logger } = options
   const http = new HttpMetrics()
 
   /** The route a path takes: its handler and the name metrics count it under. */
@@ -103,7 +104,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
 
   async function handle (req: IncomingMessage, res: ServerResponse, route: ReturnType<typeof routeOf>): Promise<void> {
     const method = req.method ?? 'GET'
-    if (method !== 'GET' && method !== 'HEAD') {
+    if (method !== 'GET' && method !== 'HEAD' && (route === undefined || !ANY_METHOD.has(route.handler))) {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' })
       res.end('only GET and HEAD are served\n')
       return
@@ -119,7 +120,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       indexError = err
       return undefined
     })
-    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, disputes, upstream, stats, metrics, head: method === 'HEAD' })
+    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, disputes, upstream, stats, metrics, head: method === 'HEAD' })
   }
 
   // A refused narinfo is logged once per NAR, not on every request Nix repeats.

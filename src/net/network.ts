@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
@@ -7,7 +9,9 @@ import { writeFileAtomic } from '../atomic.js'
 import { datastoreDir, keysDir, loadRecordBytes } from '../repo-layout.js'
 import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer } from './http-peer.js'
+import type { DelegatedRouting } from './delegated.js'
 import { RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
+import { openRecord } from '../ipfs/ipns.js'
 
 export interface NetworkOptions {
   /** no libp2p at all: blocks only from the repo and `httpGateways` */
@@ -18,6 +22,8 @@ export interface NetworkOptions {
   peers: string[]
   /** trustless HTTP gateways to fetch blocks and records from */
   httpGateways: string[]
+  /** Delegated Routing V1 servers (`--routing`) to ask for records and to hand the own record to */
+  routing?: string[]
   /** how long a peer may stall before it is given up for a block */
   peerTimeoutMs: number
   /** HTTP connections to one peer at once */
@@ -29,6 +35,10 @@ export interface NetworkOptions {
 export interface Network {
   blocks: NetworkBlocks
   p2p?: P2pNode
+  /** this node's libp2p peer ID (base58btc), also when libp2p is off: it names the node's HTTP gateway in routing records */
+  peerId: string
+  /** the `--routing` servers */
+  delegated: DelegatedRouting[]
   /** the multiaddrs peers can dial this node at */
   addresses: string[]
   /** candidate records for `name` from every peer that answers (unverified) */
@@ -38,6 +48,8 @@ export interface Network {
 
 /** How often lost libp2p peers are dialled again. */
 const REDIAL_MS = 30_000
+/** Most trustless HTTP gateways used at once, those given and those routing servers named together. */
+const MAX_HTTP_PEERS = 32
 /** How long a peer may take to answer a record request. */
 const RECORD_TIMEOUT_MS = 5_000
 
@@ -59,6 +71,11 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
  */
 export async function startNetwork (repo: string, local: PackStore, options: NetworkOptions): Promise<Network> {
   const http = options.httpGateways.map(url => new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
+  // Loaded only when asked for, as libp2p below: the client pulls in part of libp2p.
+  const routing = options.routing ?? []
+  const delegated = routing.length === 0 ? [] : await import('./delegated.js').then(({ DelegatedRouting }) => routing.map(url => new DelegatedRouting(url, options.log)))
+  const seed = await peerSeed(repo)
+  const peerId = peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seed)).toString()
   let p2p: P2pNode | undefined
   let redial: NodeJS.Timeout | undefined
   if (!options.offline) {
@@ -71,7 +88,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       blocks: local,
       datastore,
       listen: options.listen,
-      peerSeed: await peerSeed(repo),
+      peerSeed: seed,
       lookupRecord: async (name: string) => await loadRecordBytes(repo, name)
     }
     try {
@@ -108,7 +125,10 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   async function records (name: string, signal?: AbortSignal): Promise<Array<{ from: string, bytes: Uint8Array }>> {
     const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
-    const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) }))
+    const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = [
+      ...http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) })),
+      ...delegated.map(async server => ({ from: server.name, bytes: await server.getRecord(name, { signal: sig }) }))
+    ]
     for (const conn of p2p?.libp2p.getConnections() ?? []) {
       asks.push((async () => ({
         from: conn.remotePeer.toString(),
@@ -121,16 +141,45 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       if (a.status === 'fulfilled' && a.value.bytes !== undefined) found.push({ from: a.value.from, bytes: a.value.bytes })
       else if (a.status === 'rejected') options.log.debug(`record request for ${name}: ${(a.reason as Error).message}`)
     }
+    // Before the follower fetches a root, the routing servers name who has it.
+    const distinct = new Map(found.map(({ bytes }) => [Buffer.from(bytes).toString('base64'), bytes]))
+    await Promise.all([...distinct.values()].map(async bytes => await learnGateways(name, bytes, sig)))
     return found
+  }
+
+  /** Adds the trustless gateways the routing servers name as providers of the root a (valid) record points to. */
+  async function learnGateways (name: string, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
+    if (delegated.length === 0) return
+    const root = await openRecord(name, bytes).then(r => r.root, () => undefined)
+    if (root === undefined) return
+    const { gatewayUrlsOf } = await import('./delegated.js')
+    await Promise.all(delegated.map(async server => {
+      try {
+        for await (const provider of server.findProviders(root, { signal })) {
+          if (provider.id === peerId) continue // this node itself
+          for (const url of gatewayUrlsOf(provider)) {
+            if (http.length >= MAX_HTTP_PEERS || http.some(p => p.url === url)) continue
+            // The block source reads this list at each fetch; every block from it is checked against its CID.
+            http.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
+            options.log.info(`${server.name} names ${url} (peer ${provider.id}) as a provider of /ipns/${name}`)
+          }
+        }
+      } catch (err) {
+        options.log.debug(`providers of ${root.toString()} from ${server.name}: ${(err as Error).message}`)
+      }
+    }))
   }
 
   return {
     blocks,
     p2p,
+    peerId,
+    delegated,
     addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],
     records,
     stop: async () => {
       clearInterval(redial)
+      await Promise.all(delegated.map(async d => await d.stop()))
       await p2p?.stop()
     }
   }
