@@ -6,11 +6,12 @@ import { writeDrained } from './drain.js'
 import { HttpError } from './http-errors.js'
 import type { RouteContext } from './routes.js'
 
-/** Parses a single `bytes=a-b` range against `size`; undefined for none, throws for unsatisfiable. */
+/** Parses a single `bytes=a-b` range against `size`; undefined for none (or one to ignore), throws for unsatisfiable. */
 export function parseRange (header: string | undefined, size: number): { start: number, end: number } | undefined {
   if (header === undefined) return undefined
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
   if (m === null || (m[1] === '' && m[2] === '')) return undefined // multiple or malformed ranges: serve it all
+  if (m[1] !== '' && m[2] !== '' && Number(m[2]) < Number(m[1])) return undefined // invalid (RFC 9110 §14.1.1), so ignored (§14.2)
   let start: number, end: number
   if (m[1] === '') {
     start = Math.max(0, size - Number(m[2]))
