@@ -4,6 +4,7 @@ import type { ServedCaches } from '../cache/union.js'
 import { connectionCapWithin, limitConnections, openFileLimit, type ConnectionCounters } from './connections.js'
 import { InconsistentCacheError, ListenError, NixipfsError } from '../errors.js'
 import { Lru } from '../lru.js'
+import { stalledResponsesCut } from './drain.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
 import { ANY_METHOD, INDEX_FREE, ROUTES, type Handler, type RouteContext } from './routes.js'
@@ -65,7 +66,7 @@ function countBodyBytes (res: ServerResponse): () => number {
 function connectionFamilies (c: ConnectionCounters): MetricFamily[] {
   return [
     { name: 'nixipfs_http_connections_open', help: 'HTTP connections open now.', type: 'gauge', samples: [{ value: c.open }] },
-    { name: 'nixipfs_http_connections_closed_total', help: 'HTTP connections closed by the limits: head_timeout (no whole request head in time), shed (idle longest, closed at --max-connections for a new one), refused (new, at --max-connections while all were answering).', type: 'counter', samples: [{ labels: { reason: 'head_timeout' }, value: c.headTimeouts }, { labels: { reason: 'shed' }, value: c.shed }, { labels: { reason: 'refused' }, value: c.refused }] }
+    { name: 'nixipfs_http_connections_closed_total', help: 'HTTP connections closed by the limits: head_timeout (no whole request head in time), shed (idle longest, closed at --max-connections for a new one), refused (new, at --max-connections while all were answering), stalled (a response whose client took nothing for 30 s, or longest while waiting responses held too much memory).', type: 'counter', samples: [{ labels: { reason: 'head_timeout' }, value: c.headTimeouts }, { labels: { reason: 'shed' }, value: c.shed }, { labels: { reason: 'refused' }, value: c.refused }, { labels: { reason: 'stalled' }, value: stalledResponsesCut() }] }
   ]
 }
 
