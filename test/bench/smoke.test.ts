@@ -14,6 +14,7 @@ const RESULTS: Record<string, string | undefined> = {
   'index.mjs': 'index-results.md',
   'load.mjs': 'load-results.md',
   'soak.mjs': 'soak-results.md',
+  'discovery.mjs': 'discovery-results.md',
   'chunk-overlap.mjs': undefined
 }
 /** What the benchmarks run besides Node: .ci/run installs them; under CI=true a missing one fails the tests. */

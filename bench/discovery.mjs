@@ -1,0 +1,163 @@
+#!/usr/bin/env node
+// bench/discovery.mjs — discovery on a loopback DHT of 50 nixipfs nodes
+// (issue 17; target: a discovered narinfo in p99 < 1 s).
+//
+//   1 bootstrap node; BUILDERS nodes, each serving its own cache of PATHS
+//   store paths; plain nodes that only route; CLIENTS gateways with an empty
+//   repo, `--discover` and `--trust` every builder's key (threshold 1).
+//   Every node is told one address of a node started before it.
+//
+// Each client first asks for one path of every builder (no cache holds it
+// yet for that client: found through the rendezvous CID, so "discovered"),
+// then for every other path (its builder is followed by then: "followed").
+// DHT bytes per published path: the builders publish PATHS more paths each
+// while the network runs; the loopback bytes of that window, less those of
+// an idle window as long, divided by the new paths (kad-dht, gossipsub,
+// identify: everything the nodes send, as nothing else runs then).
+//
+// Usage: node bench/discovery.mjs   (Nix single-user, root). Knobs:
+// BENCH_NODES [50], BENCH_BUILDERS [20], BENCH_PATHS [4], BENCH_CLIENTS [4].
+// BENCH_SMOKE=1: 8 nodes. Nodes run in this process (about 10 MB each).
+// All traffic is to 127.0.0.1.
+import fs from 'node:fs'
+import { join } from 'node:path'
+import { SMOKE, resultsFile, workDir } from './lib/mode.mjs'
+import { LOCAL_ENV as ENV, loadAverage, logger, rmrf, runSync as run, sleep } from './lib/process.mjs'
+import { CLI } from './lib/servers.mjs'
+import '../dist/shim.js'
+import { startDaemon } from '../dist/daemon.js'
+import { ipnsNameOf } from '../dist/ipfs/ipns.js'
+import { parsePublicKey } from '../dist/nix/signing.js'
+
+const NODES = Number(process.env.BENCH_NODES || (SMOKE ? 8 : 50))
+const BUILDERS = Number(process.env.BENCH_BUILDERS || (SMOKE ? 3 : 20))
+const PATHS = Number(process.env.BENCH_PATHS || (SMOKE ? 2 : 4))
+const CLIENTS = Number(process.env.BENCH_CLIENTS || (SMOKE ? 1 : 4))
+const WORK = workDir('discovery')
+const log = logger('discovery')
+if (NODES < 1 + BUILDERS + CLIENTS) throw new Error(`BENCH_NODES (${NODES}) must hold 1 bootstrap node, ${BUILDERS} builders and ${CLIENTS} clients`)
+
+rmrf(WORK)
+fs.mkdirSync(WORK, { recursive: true })
+const salt = `${Date.now()}-${process.pid}`
+const quiet = { info () {}, warn () {}, debug () {}, success () {} }
+
+/** `n` new store paths (small text files added to the store: real paths, no build needed). */
+function storePaths (tag, n) {
+  const dir = join(WORK, 'files', tag)
+  fs.mkdirSync(dir, { recursive: true })
+  return Array.from({ length: n }, (_, i) => {
+    const file = join(dir, `discovery-${tag}-${i}`)
+    fs.writeFileSync(file, `discovery bench ${salt} ${tag} ${i}\n`)
+    return run('nix-store', ['--add', file]).stdout.trim()
+  })
+}
+
+const publish = (repo, paths) => run(process.execPath, [CLI, 'publish', '--repo', repo, ...paths], { env: ENV })
+const hashOf = (path) => path.slice('/nix/store/'.length, '/nix/store/'.length + 32)
+const loBytes = () => { const line = fs.readFileSync('/proc/net/dev', 'utf8').split('\n').find(l => l.trim().startsWith('lo:')); return Number(line.trim().split(/\s+/)[1]) }
+const quantile = (xs, q) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] }
+
+const nodes = []
+let announced = 0
+/** Starts an in-process node told one bootstrap address (none for the first). */
+async function startNode (extra = {}) {
+  const repo = extra.repo ?? join(WORK, `node-${nodes.length}`)
+  const bootstrap = nodes.length === 0 ? [] : [nodes[Math.floor(Math.random() * nodes.length)].network.addresses[0]]
+  const node = await startDaemon({
+    repo, follow: [], pin: 'index', closures: [], followIntervalMs: 5_000, expiredGraceMs: 3_600_000, host: '127.0.0.1', port: 0,
+    ...extra,
+    network: { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], bootstrap, httpGateways: [], peerTimeoutMs: 10_000, peerConnections: 4 },
+    log: { ...quiet, info: (m) => { if (/announced root/.test(m)) announced++ } }
+  })
+  nodes.push(node)
+  return node
+}
+
+const waitFor = async (what, ok, ms) => {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(100)) if (ok()) return
+  throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`)
+}
+
+try {
+  log(`${NODES} nodes: 1 bootstrap, ${BUILDERS} builders × ${PATHS} paths, ${CLIENTS} clients (load ${loadAverage()})`)
+  const builders = []
+  for (let b = 0; b < BUILDERS; b++) {
+    const repo = join(WORK, `builder-${b}`)
+    const paths = storePaths(`b${b}`, PATHS)
+    publish(repo, paths)
+    const key = parsePublicKey(fs.readFileSync(join(repo, 'keys', 'cache.public'), 'utf8').trim())
+    builders.push({ repo, key, paths })
+  }
+  const t0 = Date.now()
+  await startNode()
+  for (const b of builders) await startNode({ repo: b.repo, own: ipnsNameOf(b.key.key) })
+  while (nodes.length < NODES - CLIENTS) await startNode()
+  await waitFor('every builder to announce its cache', () => announced >= BUILDERS, 120_000)
+  log(`${nodes.length} nodes up and ${BUILDERS} caches announced in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+
+  // DHT bytes per published path: a window with PATHS new paths per builder, less an idle one as long.
+  await sleep(2_000)
+  let before = loBytes()
+  let started = Date.now()
+  const more = builders.map((b, i) => storePaths(`more${i}`, PATHS))
+  const announcedBefore = announced
+  builders.forEach((b, i) => publish(b.repo, more[i]))
+  await waitFor('the new records to be announced', () => announced >= announcedBefore + BUILDERS, 120_000)
+  await sleep(1_000)
+  const busy = loBytes() - before
+  const window = Date.now() - started
+  before = loBytes()
+  await sleep(window)
+  const idle = loBytes() - before
+  const bytesPerPath = (busy - idle) / (BUILDERS * PATHS)
+  log(`publishing ${BUILDERS * PATHS} paths: ${busy} loopback bytes in ${window} ms, idle ${idle}: ${Math.round(bytesPerPath)} B per path`)
+
+  const keys = builders.map(b => b.key)
+  const discovered = []
+  const followed = []
+  const misses = []
+  for (let c = 0; c < CLIENTS; c++) {
+    const client = await startNode({ repo: join(WORK, `client-${c}`), trust: { keys, threshold: 1 }, discover: { keys, requireSignature: false, deadlineMs: 3_000 } })
+    await waitFor('the client to know a few DHT peers', () => (client.network.routing?.size() ?? 0) >= Math.min(5, nodes.length - 1), 20_000)
+    const ask = async (path, into) => {
+      const t = performance.now()
+      const r = await fetch(`${client.gateway.url}/${hashOf(path)}.narinfo`)
+      await r.arrayBuffer()
+      if (r.status === 200) into.push(performance.now() - t)
+      else misses.push(`${path}: ${r.status}`)
+    }
+    for (const b of builders) await ask(b.paths[0], discovered)
+    for (const b of builders) for (const p of [...b.paths.slice(1), ...more[builders.indexOf(b)]]) await ask(p, followed)
+  }
+  const ms = (x) => x === undefined ? '—' : `${x.toFixed(1)} ms`
+  const table = [
+    '| what | samples | p50 | p99 | max |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    `| narinfo found by discovery (rendezvous CID → providers → follow) | ${discovered.length} | ${ms(quantile(discovered, 0.5))} | ${ms(quantile(discovered, 0.99))} | ${ms(Math.max(...discovered))} |`,
+    `| narinfo of a cache followed on demand | ${followed.length} | ${ms(quantile(followed, 0.5))} | ${ms(quantile(followed, 0.99))} | ${ms(Math.max(...followed))} |`
+  ]
+  const p99 = quantile(discovered, 0.99)
+  const out = [
+    '# Discovery on a loopback DHT',
+    '',
+    `Written by \`node bench/discovery.mjs\` on ${new Date().toISOString()} (Node ${process.version}, load average before: see the log).`,
+    `${NODES} nixipfs nodes in one process on 127.0.0.1, each told one bootstrap address: 1 bootstrap node, ${BUILDERS} builders with ${PATHS} paths each, ${NODES - 1 - BUILDERS - CLIENTS} routing-only nodes, ${CLIENTS} clients with an empty repo, \`--discover\` and \`--trust\` all builder keys (threshold 1).`,
+    '',
+    ...table,
+    '',
+    `Misses: ${misses.length}${misses.length > 0 ? ` (${misses.slice(0, 5).join('; ')})` : ''}.`,
+    '',
+    `DHT bytes per published path: ${Math.round(bytesPerPath)} B (loopback bytes while ${BUILDERS} builders published ${PATHS} paths each and announced them — IPNS record put, provider records for the root, NAR roots and rendezvous CIDs, gossipsub record announcements — less an idle window as long).`,
+    '',
+    `Target (issue 17): p99 of a discovered narinfo < 1 s — ${p99 !== undefined && p99 < 1000 ? 'met' : 'NOT met'} (${ms(p99)}).`,
+    ''
+  ].join('\n')
+  fs.writeFileSync(resultsFile('discovery-results.md'), out)
+  log(out)
+  if (misses.length > 0 && !SMOKE) process.exitCode = 1
+  if (SMOKE && discovered.length === 0) throw new Error(`nothing was discovered: ${misses.join('; ')}`)
+} finally {
+  await Promise.all(nodes.map(n => n.stop().catch(() => {})))
+  if (process.env.BENCH_KEEP !== '1') rmrf(WORK)
+}
