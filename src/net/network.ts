@@ -8,6 +8,7 @@ import { datastoreDir, keysDir, loadRecordBytes } from '../repo-layout.js'
 import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer } from './http-peer.js'
 import { RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
+import type { ExtraRouter, Routing } from './routing.js'
 
 export interface NetworkOptions {
   /** no libp2p at all: blocks only from the repo and `httpGateways` */
@@ -16,8 +17,14 @@ export interface NetworkOptions {
   listen: string[]
   /** libp2p peers to dial and keep dialling (multiaddrs with /p2p/<id>) */
   peers: string[]
+  /** DHT bootstrap peers (multiaddrs with /p2p/<id>): dialled until reached, then the DHT finds the rest */
+  bootstrap?: string[]
+  /** the bootstrap peers are the public IPFS network's (see P2pOptions.publicNetwork) */
+  publicNetwork?: boolean
   /** trustless HTTP gateways to fetch blocks and records from */
   httpGateways: string[]
+  /** routers beside the DHT (delegated routing V1 clients, `--routing URL`) */
+  routers?: ExtraRouter[]
   /** how long a peer may stall before it is given up for a block */
   peerTimeoutMs: number
   /** HTTP connections to one peer at once */
@@ -29,6 +36,10 @@ export interface NetworkOptions {
 export interface Network {
   blocks: NetworkBlocks
   p2p?: P2pNode
+  /** the DHT (and routers beside it); undefined when offline */
+  routing?: Routing
+  /** this node joins a network beyond its named peers (--bootstrap or --routing): it announces what it serves there */
+  joined: boolean
   /** the multiaddrs peers can dial this node at */
   addresses: string[]
   /** candidate records for `name` from every peer that answers (unverified) */
@@ -40,6 +51,8 @@ export interface Network {
 const REDIAL_MS = 30_000
 /** How long a peer may take to answer a record request. */
 const RECORD_TIMEOUT_MS = 5_000
+/** How long start-up waits for a first bootstrap peer before it goes on (dialling continues). */
+const BOOTSTRAP_WAIT_MS = 5_000
 
 /** The libp2p identity of this repo's node, created on first use (it is not the cache's signing key). */
 async function peerSeed (repo: string): Promise<Uint8Array> {
@@ -60,7 +73,9 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
 export async function startNetwork (repo: string, local: PackStore, options: NetworkOptions): Promise<Network> {
   const http = options.httpGateways.map(url => new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
   let p2p: P2pNode | undefined
+  let routing: Routing | undefined
   let redial: NodeJS.Timeout | undefined
+  let bootstrap: { stop: () => void } | undefined
   if (!options.offline) {
     // Loaded only when networking is on: libp2p costs seconds of start-up and tens of MB.
     const { startP2p, dialPeer } = await import('./p2p.js')
@@ -71,6 +86,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       blocks: local,
       datastore,
       listen: options.listen,
+      publicNetwork: options.publicNetwork,
       peerSeed: await peerSeed(repo),
       lookupRecord: async (name: string) => await loadRecordBytes(repo, name)
     }
@@ -97,6 +113,15 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     await dialAll()
     redial = setInterval(() => { dialAll().catch(() => {}) }, REDIAL_MS)
     redial.unref()
+    const { dhtRouting } = await import('./routing.js')
+    routing = dhtRouting(node.libp2p.services.dht, node.libp2p.peerId.toString(), options.routers)
+    if ((options.bootstrap ?? []).length > 0) {
+      const { startBootstrap } = await import('./bootstrap.js')
+      const joining = startBootstrap(node, options.bootstrap!, options.log)
+      bootstrap = joining
+      // Records and providers can be found only once some peer is known; a node whose bootstrap peers are all down still starts.
+      await Promise.race([joining.joined, new Promise(resolve => setTimeout(resolve, BOOTSTRAP_WAIT_MS).unref())])
+    }
   }
   const blocks = new NetworkBlocks(local, {
     http,
@@ -115,8 +140,9 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
         bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: sig })
       }))())
     }
+    const fromRouting = routing === undefined || routing.size() === 0 ? [] : await routing.getRecord(name, { signal: sig }).catch((err: Error) => { options.log.debug(`DHT record lookup for ${name}: ${err.message}`); return [] })
     const answers = await Promise.allSettled(asks)
-    const found: Array<{ from: string, bytes: Uint8Array }> = []
+    const found: Array<{ from: string, bytes: Uint8Array }> = [...fromRouting]
     for (const a of answers) {
       if (a.status === 'fulfilled' && a.value.bytes !== undefined) found.push({ from: a.value.from, bytes: a.value.bytes })
       else if (a.status === 'rejected') options.log.debug(`record request for ${name}: ${(a.reason as Error).message}`)
@@ -127,10 +153,13 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   return {
     blocks,
     p2p,
+    routing,
+    joined: routing !== undefined && ((options.bootstrap ?? []).length > 0 || (options.routers ?? []).length > 0),
     addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],
     records,
     stop: async () => {
       clearInterval(redial)
+      bootstrap?.stop()
       await p2p?.stop()
     }
   }
