@@ -1,5 +1,6 @@
 import { evictToFit } from './cache/evict.js'
 import { startFollowing } from './cache/follow.js'
+import { startAnnouncing } from './cache/announce.js'
 import { cacheClosure } from './cache/closure.js'
 import { openIndex } from './cache/index.js'
 import { loadRecord } from './cache/records.js'
@@ -168,6 +169,10 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const republisher = options.ownKey === undefined || options.republish === undefined
     ? undefined
     : startRepublisher(repo, options.ownKey, options.republish, log)
+  // On a network (--bootstrap, --routing), every served cache is announced: record, root, NARs, rendezvous CIDs.
+  const announcer = network.routing === undefined || !network.joined
+    ? undefined
+    : startAnnouncing(repo, local, network.routing, { names: () => [...sources.keys()], recent: () => network.blocks.recentlyUsed().map(n => n.root), log })
   const queue = options.retryQueued === undefined
     ? undefined
     : startQueueRetry(repo, local, { ...options.retryQueued, log }, () => { if (options.own !== undefined) sources.get(options.own)?.recheck() })
@@ -176,6 +181,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     network,
     stop: async () => {
       republisher?.stop()
+      announcer?.stop()
       await queue?.stop()
       if (evictor !== undefined) clearInterval(evictor)
       follower?.stop()

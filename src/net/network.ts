@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { writeFileAtomic } from '../atomic.js'
 import { datastoreDir, keysDir, loadRecordBytes } from '../repo-layout.js'
 import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer } from './http-peer.js'
-import { RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
+import { FETCH_PROTOCOL, RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
 import type { ExtraRouter, Routing } from './routing.js'
 
 export interface NetworkOptions {
@@ -135,13 +136,18 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
     const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) }))
     for (const conn of p2p?.libp2p.getConnections() ?? []) {
+      // On a DHT most connections are to peers that do not speak the fetch protocol (kubo, Helia): ask only those that do.
+      if (!await speaks(p2p!, conn.remotePeer, FETCH_PROTOCOL)) continue
       asks.push((async () => ({
         from: conn.remotePeer.toString(),
         bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: sig })
       }))())
     }
-    const fromRouting = routing === undefined || routing.size() === 0 ? [] : await routing.getRecord(name, { signal: sig }).catch((err: Error) => { options.log.debug(`DHT record lookup for ${name}: ${err.message}`); return [] })
-    const answers = await Promise.allSettled(asks)
+    // Settled together: an answer that fails before the others come in must not go unobserved.
+    const [fromRouting, answers] = await Promise.all([
+      routing === undefined || routing.size() === 0 ? [] : routing.getRecord(name, { signal: sig }).catch((err: Error) => { options.log.debug(`DHT record lookup for ${name}: ${err.message}`); return [] }),
+      Promise.allSettled(asks)
+    ])
     const found: Array<{ from: string, bytes: Uint8Array }> = [...fromRouting]
     for (const a of answers) {
       if (a.status === 'fulfilled' && a.value.bytes !== undefined) found.push({ from: a.value.from, bytes: a.value.bytes })
@@ -162,6 +168,15 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       bootstrap?.stop()
       await p2p?.stop()
     }
+  }
+}
+
+/** True when identify said `peer` speaks `protocol`. */
+async function speaks (node: P2pNode, peer: PeerId, protocol: string): Promise<boolean> {
+  try {
+    return (await node.libp2p.peerStore.get(peer)).protocols.includes(protocol)
+  } catch {
+    return false
   }
 }
 

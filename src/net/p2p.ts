@@ -18,6 +18,9 @@ import type { PackStore } from '../ipfs/pack-store.js'
 /** Prefix of libp2p fetch keys under which nodes hand out IPNS records: `/ipns/<name>`. */
 export const RECORD_KEY_PREFIX = '/ipns/'
 
+/** The libp2p fetch protocol nodes hand out records over. */
+export const FETCH_PROTOCOL = '/libp2p/fetch/0.0.1'
+
 /** The DHT protocol of the public IPFS network (kubo's Amino DHT). */
 export const DHT_PROTOCOL = '/ipfs/kad/1.0.0'
 
