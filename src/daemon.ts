@@ -1,5 +1,6 @@
 import { evictToFit } from './cache/evict.js'
-import { startFollowing } from './cache/follow.js'
+import { startFollowing, type Follower } from './cache/follow.js'
+import { startDiscovery, withDiscovery } from './trust/discover.js'
 import { startAnnouncing } from './cache/announce.js'
 import { cacheClosure } from './cache/closure.js'
 import { openIndex } from './cache/index.js'
@@ -54,6 +55,8 @@ export interface DaemonOptions {
   maxConnections?: number
   maxHeaderBytes?: number
   headTimeoutMs?: number
+  /** look for caches that hold what no served cache has (gateway --discover): those under these keys are followed on demand */
+  discover?: { keys: PublicKey[], requireSignature: boolean, deadlineMs?: number, maxCaches?: number }
   /** keep the repo's packs under this many bytes by evicting least recently used NARs of followed caches */
   maxCacheBytes?: number
   expiredGraceMs: number
@@ -79,7 +82,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const { repo, log } = options
   const local = await PackStore.openRepo(repo)
   // Following means writing fetched blocks; gc must not compact under it.
-  const unregister = options.follow.length > 0 ? await registerFetcher(repo) : undefined
+  const unregister = options.follow.length > 0 || options.discover !== undefined ? await registerFetcher(repo) : undefined
   const network = await startNetwork(repo, local, { ...options.network, log })
   const sourceOptions = { expiredGraceMs: options.expiredGraceMs, warn: log.warn }
   const names = [...(options.own === undefined ? [] : [options.own]), ...options.follow.filter(n => n !== options.own)]
@@ -117,6 +120,38 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   follower?.poll().catch(() => {})
 
   const served = [...sources.values()]
+  // Every node on a network says which of its caches hold a narinfo (what discovery asks the providers of a rendezvous CID).
+  network.serveNarInfoNames(async (hash) => {
+    const holding = await Promise.all([...sources].map(async ([name, source]) => (await (await source.current().catch(() => undefined))?.narInfo(hash).catch(() => undefined)) === undefined ? [] : [name]))
+    return holding.flat()
+  })
+  const discovered = new Map<string, Follower>()
+  const discovery = options.discover === undefined
+    ? undefined
+    : startDiscovery({
+      repo,
+      network,
+      ...options.discover,
+      served: () => [...sources.keys()],
+      add: (name, wrap) => {
+        const source = wrap(repoIndexSource(repo, network.blocks, name, sourceOptions))
+        sources.set(name, source)
+        served.push(source)
+        // Later lookups are local: its index is fetched in the background and kept in step with its record.
+        const follower = startFollowing(repo, [name], network.records, network.blocks, { intervalMs: options.followIntervalMs, fetch: 'index', maxIndexBytes: options.maxIndexBytes, log, onRecord: () => source.recheck() })
+        follower.poll().catch(() => {})
+        discovered.set(name, follower)
+        log.info(`discovery: following /ipns/${name}`)
+      },
+      remove: (name) => {
+        discovered.get(name)?.stop()
+        discovered.delete(name)
+        const source = sources.get(name)
+        sources.delete(name)
+        if (source !== undefined) served.splice(served.indexOf(source), 1)
+      },
+      log
+    })
   const quorum = new QuorumLog()
   const upstream = options.upstream === undefined
     ? undefined
@@ -131,9 +166,10 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       log,
       onImported: () => { if (options.own !== undefined) sources.get(options.own)?.recheck() }
     })
-  const caches = options.trust === undefined
+  const judged = options.trust === undefined
     ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder(repo, log, 'followed caches') })
     : quorumOf(served, quorum.hooks(repo, options.trust, log))
+  const caches = discovery === undefined ? judged : withDiscovery(judged, discovery)
   // A gateway that cannot listen (a busy --listen) must not leave the node running without it.
   const gateway = await startGateway({
     caches: async () => {
@@ -182,6 +218,8 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     stop: async () => {
       republisher?.stop()
       announcer?.stop()
+      discovery?.stop()
+      for (const follower of discovered.values()) follower.stop()
       await queue?.stop()
       if (evictor !== undefined) clearInterval(evictor)
       follower?.stop()

@@ -5,11 +5,11 @@ import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { writeFileAtomic } from '../atomic.js'
-import { datastoreDir, keysDir, loadRecordBytes } from '../repo-layout.js'
+import { datastoreDir, IPNS_NAME, keysDir, loadRecordBytes } from '../repo-layout.js'
 import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer } from './http-peer.js'
-import { FETCH_PROTOCOL, RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
-import type { ExtraRouter, Routing } from './routing.js'
+import { FETCH_PROTOCOL, NARINFO_KEY_PREFIX, RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
+import type { ExtraRouter, Provider, Routing } from './routing.js'
 
 export interface NetworkOptions {
   /** no libp2p at all: blocks only from the repo and `httpGateways` */
@@ -45,6 +45,10 @@ export interface Network {
   addresses: string[]
   /** candidate records for `name` from every peer that answers (unverified) */
   records: (name: string, signal?: AbortSignal) => Promise<Array<{ from: string, bytes: Uint8Array }>>
+  /** answers peers asking which caches hold a narinfo for a store path hash (see NARINFO_KEY_PREFIX) */
+  serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
+  /** the IPNS names of the caches in which `provider` says it holds a narinfo for `hash` (unverified) */
+  cachesHolding: (provider: Provider, hash: string, signal: AbortSignal) => Promise<string[]>
   stop: () => Promise<void>
 }
 
@@ -52,6 +56,11 @@ export interface Network {
 const REDIAL_MS = 30_000
 /** How long a peer may take to answer a record request. */
 const RECORD_TIMEOUT_MS = 5_000
+/** A store path's hash: 32 characters of Nix's base32. */
+const STORE_HASH = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/
+/** Largest answer accepted to "which caches hold this narinfo" (some hundred names). */
+const MAX_NAMES_BYTES = 64 * 1024
+
 /** How long start-up waits for a first bootstrap peer before it goes on (dialling continues). */
 const BOOTSTRAP_WAIT_MS = 5_000
 
@@ -121,7 +130,10 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       const joining = startBootstrap(node, options.bootstrap!, options.log)
       bootstrap = joining
       // Records and providers can be found only once some peer is known; a node whose bootstrap peers are all down still starts.
+      const waited = Date.now()
       await Promise.race([joining.joined, new Promise(resolve => setTimeout(resolve, BOOTSTRAP_WAIT_MS).unref())])
+      // Connected is not joined: the peer enters the routing table once identify says it speaks the DHT.
+      while (routing.size() === 0 && Date.now() - waited < BOOTSTRAP_WAIT_MS) await new Promise(resolve => setTimeout(resolve, 50))
     }
   }
   const blocks = new NetworkBlocks(local, {
@@ -138,10 +150,12 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     for (const conn of p2p?.libp2p.getConnections() ?? []) {
       // On a DHT most connections are to peers that do not speak the fetch protocol (kubo, Helia): ask only those that do.
       if (!await speaks(p2p!, conn.remotePeer, FETCH_PROTOCOL)) continue
-      asks.push((async () => ({
+      const ask = (async () => ({
         from: conn.remotePeer.toString(),
         bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: sig })
-      }))())
+      }))()
+      ask.catch(() => {}) // observed below, after the loop's other awaits
+      asks.push(ask)
     }
     // Settled together: an answer that fails before the others come in must not go unobserved.
     const [fromRouting, answers] = await Promise.all([
@@ -156,10 +170,32 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     return found
   }
 
+  function serveNarInfoNames (lookup: (hash: string) => Promise<string[]>): void {
+    p2p?.libp2p.services.fetch.registerLookupFunction(NARINFO_KEY_PREFIX, async (key) => {
+      const hash = new TextDecoder().decode(key).slice(NARINFO_KEY_PREFIX.length)
+      if (!STORE_HASH.test(hash)) return undefined
+      const names = await lookup(hash)
+      return names.length === 0 ? undefined : new TextEncoder().encode(names.join('\n'))
+    })
+  }
+
+  async function cachesHolding (provider: Provider, hash: string, signal: AbortSignal): Promise<string[]> {
+    if (p2p === undefined) return []
+    const { peerIdFromString } = await import('@libp2p/peer-id')
+    const { multiaddr } = await import('@multiformats/multiaddr')
+    const peer = peerIdFromString(provider.id)
+    if (provider.addresses.length > 0) await p2p.libp2p.peerStore.merge(peer, { multiaddrs: provider.addresses.map(a => multiaddr(a)) })
+    const bytes = await p2p.libp2p.services.fetch.fetch(peer, NARINFO_KEY_PREFIX + hash, { signal })
+    if (bytes === undefined || bytes.length > MAX_NAMES_BYTES) return []
+    return new TextDecoder().decode(bytes).split('\n').filter(n => IPNS_NAME.test(n))
+  }
+
   return {
     blocks,
     p2p,
     routing,
+    serveNarInfoNames,
+    cachesHolding,
     joined: routing !== undefined && ((options.bootstrap ?? []).length > 0 || (options.routers ?? []).length > 0),
     addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],
     records,

@@ -18,6 +18,14 @@ import type { PackStore } from '../ipfs/pack-store.js'
 /** Prefix of libp2p fetch keys under which nodes hand out IPNS records: `/ipns/<name>`. */
 export const RECORD_KEY_PREFIX = '/ipns/'
 
+/**
+ * Prefix of libp2p fetch keys under which nodes say which caches they hold a
+ * narinfo in: `/nixipfs/narinfo/<32-char store path hash>` answers the IPNS
+ * names (k51…), one per line; no value when none. Asked of the providers of
+ * a path's rendezvous CID (discovery).
+ */
+export const NARINFO_KEY_PREFIX = '/nixipfs/narinfo/'
+
 /** The libp2p fetch protocol nodes hand out records over. */
 export const FETCH_PROTOCOL = '/libp2p/fetch/0.0.1'
 
@@ -64,7 +72,8 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
     connectionManager: { allow: [LOOPBACK] },
     services: {
       identify: identify(),
-      ping: ping(),
+      // kad-dht and libp2p's connection monitor both ping: with one stream at a time, one of them fails (an unhandled rejection in libp2p).
+      ping: ping({ maxOutboundStreams: 4 }),
       fetch: fetchService(),
       dht: kadDHT({
         protocol: DHT_PROTOCOL,

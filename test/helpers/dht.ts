@@ -22,7 +22,7 @@ export interface TestNode {
 export async function startTestNode (options: Partial<DaemonOptions> & { bootstrap?: string[], label?: string }): Promise<TestNode> {
   const lines: string[] = []
   const label = options.label ?? 'node'
-  const say = (level: string) => (m: string): void => { lines.push(`${level} ${m}`); if (process.env.NIXIPFS_TEST_LOG === '1') console.log(`[${label}] ${level} ${m}`) }
+  const say = (level: string) => (m: string): void => { lines.push(`${level} ${m}`); if (process.env.TEST_NODE_LOG === '1') console.log(`[${label}] ${level} ${m}`) }
   const log = { info: say('info'), warn: say('warn'), debug: () => {}, success: say('success') }
   const { bootstrap, label: _label, ...rest } = options
   const daemon = await startDaemon({
