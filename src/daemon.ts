@@ -176,7 +176,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       const current = await caches()
       // Before any followed cache's record arrived nothing is known: not a miss Nix should remember (an upstream still answers).
       if (current === undefined && upstream === undefined && options.follow.length > 0) {
-        throw new UnavailableError(`no record of ${options.follow.map(n => `/ipns/${n}`).join(', ')} has arrived yet; waiting for peers (check --peer / --http-gateway)`)
+        throw new UnavailableError(`no record of ${options.follow.map(n => `/ipns/${n}`).join(', ')} has arrived yet; waiting for peers (check --peer / --http-gateway / --bootstrap)`)
       }
       return current
     },

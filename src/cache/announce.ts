@@ -1,4 +1,5 @@
 import type { CID } from 'multiformats/cid'
+import { BlockNotFoundError } from '../errors.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import { startNetwork, type NetworkOptions } from '../net/network.js'
 import { rendezvousCid } from '../net/rendezvous.js'
@@ -93,7 +94,11 @@ export function startAnnouncing (repo: string, local: PackStore, routing: Routin
   async function check (): Promise<void> {
     if (routing.size() === 0) return
     for (const name of options.names()) {
-      await announceName(name).catch((err: Error) => { if (!abort.signal.aborted) options.log.warn(`/ipns/${name}: announcing to the DHT failed (${err.message}); retrying in ${(options.checkMs ?? CHECK_MS) / 1000} s`) })
+      await announceName(name).catch((err: Error) => {
+        // A followed cache whose index is still being fetched is announced once it is local.
+        if (err instanceof BlockNotFoundError) { options.log.debug(`/ipns/${name}: not announced yet: ${err.message}`); return }
+        if (!abort.signal.aborted) options.log.warn(`/ipns/${name}: announcing to the DHT failed (${err.message}); retrying in ${(options.checkMs ?? CHECK_MS) / 1000} s`)
+      })
     }
     const recent = (options.recent?.() ?? []).filter(c => local.has(c))
     if (recent.length > 0) await provideAll(recent).catch((err: Error) => options.log.debug(`providing fetched NARs: ${err.message}`))

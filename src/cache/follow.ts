@@ -149,7 +149,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     }
     const record = await loadRecord(repo, name)
     if (record === undefined) {
-      options.log.warn(`/ipns/${name}: no peer has a record for it yet (check --peer / --http-gateway)`)
+      options.log.warn(`/ipns/${name}: no peer has a record for it yet (check --peer / --http-gateway / --bootstrap)`)
       return
     }
     const root = record.root.toString()

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadRecord } from '../../src/cache/records.js'
 import { ipnsNameOf } from '../../src/ipfs/ipns.js'
 import { parsePublicKey } from '../../src/nix/signing.js'
-import { runCli, tmp } from '../helpers/cli.js'
+import { runCli, runCliAsync, startNodeProcess, tmp } from '../helpers/cli.js'
 import { startTestNode, type TestNode } from '../helpers/dht.js'
 import { nixAsync, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
@@ -89,6 +89,27 @@ describe.runIf(nixAvailable)('the DHT: publish to and resolve from the network',
     const narRoot = await narOf(client, top)
     const seeders = await providersOf(relay, narRoot, 2, 10_000)
     expect(seeders).toContain(client.daemon.network.p2p!.libp2p.peerId.toString())
+  })
+
+  it('the CLI: publish --bootstrap puts the record into the DHT; gateway --discover starts on an empty repo and prints its address', async () => {
+    const repo = tmp()
+    const lib = closure.find(p => p.includes('dht-lib'))!
+    const r = await runCliAsync(['publish', '--repo', repo, '--bootstrap', nodes[1]!.address, lib])
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout + r.stderr).toMatch(/put the record of \/ipns\/k51\w+ into the DHT/)
+    const other = ipnsNameOf(parsePublicKey(readFileSync(join(repo, 'keys', 'cache.public'), 'utf8').trim()).key)
+    const found = await nodes[3]!.daemon.network.routing!.getRecord(other, { signal: AbortSignal.timeout(10_000) })
+    expect(found.map(f => Buffer.from(f.bytes))).toContainEqual(readFileSync(join(repo, 'records', `${other}.ipns`)))
+
+    const refused = runCli(['gateway', '--repo', tmp(), '--discover', '--offline'])
+    expect(refused.stderr).toMatch(/--discover asks the network: give --bootstrap/)
+    const gateway = await startNodeProcess('gateway', ['--repo', tmp(), '--discover', '--bootstrap', nodes[1]!.address, '--listen-p2p', '/ip4/127.0.0.1/tcp/0'])
+    try {
+      expect(gateway.p2p()).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3Koo\w+$/)
+      expect((await fetch(`${gateway.url}/nix-cache-info`)).status).toBe(200)
+    } finally {
+      await gateway.stop()
+    }
   })
 
   it('a stock Helia node told only a bootstrap address resolves /ipns/<name> and fetches a NAR by its CID', async () => {
