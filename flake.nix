@@ -29,5 +29,10 @@
       });
 
       nixosModules.default = import ./nix/module.nix { inherit self; };
+
+      # NixOS VM tests (need KVM): a builder, a mirror and a client substitute through nixipfs.
+      checks = nixpkgs.lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] (system: {
+        substitute = import ./nix/tests/substitute.nix { inherit self; pkgs = nixpkgs.legacyPackages.${system}; };
+      });
     };
 }

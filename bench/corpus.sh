@@ -29,7 +29,7 @@
 # because earlier entries changed size. Fixed 256 KiB chunks share ~2% of
 # the bytes; a content-defined chunker (avg 256 KiB) shares ~70%
 # (bench/chunk-overlap.mjs measures both). That is the "storage of two
-# versions of one large program" target in /work/shared/design.md.
+# versions of one large program" target in docs/architecture.md.
 # Other pairs measured with that script (CDC storage / fixed storage; lower
 # is better for CDC): typescript 5.8.2/5.8.3 0.63 (but only 22 MB),
 # pyright 1.1.413/414 0.68, git deb12u2/u3 0.73, calibre deb12u9/u10 0.73,

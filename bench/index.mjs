@@ -17,11 +17,13 @@
 // Usage: node bench/index.mjs [N=1000000]   (builds first; ~10 min for 1M here)
 //   BENCH_SMOKE=1: N = 2,000, 200 lookups, no build (see bench/lib/mode.mjs)
 // Scratch: bench/work/index (gitignored). Traffic: 127.0.0.1 only.
-import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ROOT, SMOKE, resultsFile, workDir } from './lib/mode.mjs'
+import { loadAverage, memoryOf } from './lib/process.mjs'
+import { CLI, startGateway as startGatewayProcess } from './lib/servers.mjs'
 
 const WORK = workDir('index')
 const N = Number(process.argv[2] === '--lookups' ? process.argv[5] : process.argv[2] ?? (SMOKE ? 2_000 : 1_000_000))
@@ -72,7 +74,6 @@ if (process.argv[2] === '--lookups') {
   process.exit(0)
 }
 
-const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 const LOAD_START = loadAverage()
 rmSync(WORK, { recursive: true, force: true })
 mkdirSync(join(WORK, 'repo', 'keys'), { recursive: true })
@@ -134,15 +135,11 @@ console.log(`added one entry in ${addMs.toFixed(1)} ms (${addReads} blocks read)
 
 // 3. Garbage collection, with a gateway running across it: RSS after LOOKUPS requests before the gc,
 //    then (the same process, which reloads its block table) after the gc and LOOKUPS more.
-const vm = (pid) => {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  return { rss: Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024, hwm: Number(/VmHWM:\s+(\d+)/.exec(status)[1]) / 1024 }
-}
 const across = await startGateway([])
-const gwBefore = { ...await across.lookups(), ...vm(across.pid) }
+const gwBefore = { ...await across.lookups(), ...memoryOf(across.pid) }
 console.log(`gateway before gc: RSS ${gwBefore.rss.toFixed(0)} MiB (peak ${gwBefore.hwm.toFixed(0)} MiB); HTTP p50 ${gwBefore.p50.toFixed(2)} ms p99 ${gwBefore.p99.toFixed(2)} ms`)
 t0 = performance.now()
-const timed = spawnSync('/usr/bin/time', ['-f', 'maxrss %M', process.execPath, join(ROOT, 'bin/nixipfs.mjs'), 'gc', '--repo', repo], { encoding: 'utf8' })
+const timed = spawnSync('/usr/bin/time', ['-f', 'maxrss %M', process.execPath, CLI, 'gc', '--repo', repo], { encoding: 'utf8' })
 const gcMs = performance.now() - t0
 if (timed.status !== 0) throw new Error(`gc failed: ${timed.stdout}${timed.stderr}`)
 const field = (re) => re.exec(timed.stdout)?.slice(1).map(Number) ?? []
@@ -153,7 +150,7 @@ const gc = {
 }
 console.log(timed.stdout.trim())
 console.log(`gc took ${(gcMs / 1000).toFixed(1)} s, peak RSS ${gc.maxrss.toFixed(0)} MiB`)
-const gwAfter = { ...await across.lookups(), ...vm(across.pid) }
+const gwAfter = { ...await across.lookups(), ...memoryOf(across.pid) }
 await across.stop()
 console.log(`the same gateway after gc: RSS ${gwAfter.rss.toFixed(0)} MiB (peak ${gwAfter.hwm.toFixed(0)} MiB)`)
 
@@ -168,20 +165,13 @@ console.log(`cold: ${cold.readsPer.toFixed(2)} reads/lookup p50 ${cold.p50.toFix
 //    Node's default heap sizing and with the old generation capped (what an operator sets with NODE_OPTIONS).
 async function gatewayRun (nodeArgs) {
   const gw = await startGateway(nodeArgs)
-  const result = { ...await gw.lookups(), ...vm(gw.pid) }
+  const result = { ...await gw.lookups(), ...memoryOf(gw.pid) }
   await gw.stop()
   return result
 }
 async function startGateway (nodeArgs) {
-  const gw = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/nixipfs.mjs'), 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--offline'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const url = await new Promise((resolve, reject) => {
-    let out = ''
-    const on = (b) => { out += b; const m = /serving \S+ at (http:\/\/[0-9.:]+)/.exec(out); if (m) resolve(m[1]) }
-    gw.stdout.on('data', on); gw.stderr.on('data', on)
-    gw.on('exit', () => reject(new Error(`gateway exited: ${out}`)))
-  })
-  const stop = async () => { const exited = new Promise(resolve => gw.once('exit', resolve)); gw.kill('SIGTERM'); await exited }
-  return { pid: gw.pid, lookups: async () => await httpLookups(url), stop }
+  const { pid, url, stop } = await startGatewayProcess(repo, nodeArgs)
+  return { pid, lookups: async () => await httpLookups(url), stop }
 }
 async function httpLookups (url) {
   const lat = []

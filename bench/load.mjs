@@ -7,41 +7,31 @@
 // gateway's resident memory; writes bench/load-results.md.
 // Usage: node bench/load.mjs   (root, Nix single-user; wrk via apt-get if missing)
 //   BENCH_SMOKE=1: the tiny corpus, wrk 1 s, 2 copies (see bench/lib/mode.mjs)
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { ROOT, SMOKE, resultsFile, workDir } from './lib/mode.mjs'
+import { SMOKE, resultsFile, workDir } from './lib/mode.mjs'
+import { NIXFLAGS, corpusClosure, storeBase } from './lib/nix.mjs'
+import { installIfMissing, logger, memoryOf, rmrf, runSync } from './lib/process.mjs'
+import { CLI, startGateway } from './lib/servers.mjs'
+import { wrkResult, writeRoundRobinScript } from './lib/wrk.mjs'
 
 const WORK = workDir('load')
-const CLI = join(ROOT, 'bin', 'nixipfs.mjs')
 const SECONDS = Number(process.env.BENCH_LOAD_SECONDS || (SMOKE ? 1 : 60))
 const PARALLEL = SMOKE ? 2 : 25
-const NIXFLAGS = ['--extra-experimental-features', 'nix-command']
-const STORES = fs.existsSync('/dev/shm') ? '/dev/shm' : WORK
-const log = (...a) => console.error('[load]', ...a)
-const run = (cmd, args, opts = {}) => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 28, ...opts })
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${(r.stderr || '').slice(-2000)}`)
-  return r.stdout
-}
-const vm = pid => { const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8'); return { rss: Number(/VmRSS:\s+(\d+)/.exec(s)[1]) / 1024, hwm: Number(/VmHWM:\s+(\d+)/.exec(s)[1]) / 1024 } }
+const STORES = storeBase(WORK)
+const log = logger('load')
 
 async function main () {
-  fs.rmSync(WORK, { recursive: true, force: true }); fs.mkdirSync(WORK, { recursive: true })
-  if (spawnSync('sh', ['-c', 'command -v wrk']).status !== 0) run('apt-get', ['install', '-y', 'wrk'])
-  const top = run(join(ROOT, 'bench', 'corpus.sh'), []).trim().split('\n').pop()
-  const closure = JSON.parse(run('nix', [...NIXFLAGS, 'path-info', '--json', '-r', top, '--option', 'substituters', '']))
+  rmrf(WORK); fs.mkdirSync(WORK, { recursive: true })
+  installIfMissing('wrk')
+  const { top, closure } = corpusClosure()
   const repo = join(WORK, 'repo')
-  run(process.execPath, [CLI, 'publish', '-r', '--repo', repo, top])
+  runSync(process.execPath, [CLI, 'publish', '-r', '--repo', repo, top])
   const pub = fs.readFileSync(join(repo, 'keys', 'cache.public'), 'utf8').trim()
-  const gw = spawn(process.execPath, [CLI, 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--offline'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  const url = await new Promise((resolveUrl, reject) => {
-    const on = b => { out += b; const m = /serving \S+ at (http:\/\/[0-9.:]+)/.exec(out); if (m) resolveUrl(m[1]) }
-    gw.stdout.on('data', on); gw.stderr.on('data', on)
-    gw.on('exit', () => reject(new Error(`gateway exited: ${out}`)))
-  })
+  const gw = await startGateway(repo)
+  const { url } = gw
   // The mix: every narinfo nine times, every NAR once.
   const paths = []
   for (const p of closure) {
@@ -51,22 +41,11 @@ async function main () {
     paths.push('/' + /^URL: (\S+)$/m.exec(narinfo)[1])
   }
   fs.writeFileSync(join(WORK, 'paths.txt'), paths.join('\n') + '\n')
-  fs.writeFileSync(join(WORK, 'mix.lua'), `local reqs = {}
-local i = 0
-init = function(args)
-  for line in io.lines(os.getenv("WRK_PATHS")) do if #line > 0 then reqs[#reqs + 1] = wrk.format("GET", line) end end
-end
-request = function() i = i % #reqs + 1; return reqs[i] end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT requests=%d bytes=%d duration_us=%d status_errors=%d connect=%d read=%d write=%d timeout=%d p50_us=%d p99_us=%d\\n",
-    summary.requests, summary.bytes, summary.duration, e.status, e.connect, e.read, e.write, e.timeout, latency:percentile(50), latency:percentile(99)))
-end
-`)
+  writeRoundRobinScript(join(WORK, 'mix.lua'))
   log(`wrk: ${SECONDS} s, 64 connections, ${paths.length} URLs in the mix`)
-  const w = run('wrk', ['-t2', '-c64', `-d${SECONDS}s`, '--timeout', '120s', '-s', join(WORK, 'mix.lua'), url], { env: { ...process.env, WRK_PATHS: join(WORK, 'paths.txt') } })
-  const r = Object.fromEntries([...(/RESULT (.*)/.exec(w)[1]).matchAll(/(\w+)=(\d+)/g)].map(m => [m[1], Number(m[2])]))
-  const afterWrk = vm(gw.pid)
+  const w = runSync('wrk', ['-t2', '-c64', `-d${SECONDS}s`, '--timeout', '120s', '-s', join(WORK, 'mix.lua'), url], { env: { ...process.env, WRK_PATHS: join(WORK, 'paths.txt') } })
+  const r = wrkResult(w.stdout)
+  const afterWrk = memoryOf(gw.pid)
   // 25 parallel nix copy of the smaller paths (each a fresh store).
   const small = closure.filter(p => p.narSize < 40 * 2 ** 20).map(p => p.path)
   log(`${PARALLEL} parallel nix copy of ${small.length} paths`)
@@ -80,8 +59,8 @@ end
     return status
   }))
   const copySeconds = (Date.now() - t0) / 1000
-  const afterCopies = vm(gw.pid)
-  gw.kill('SIGTERM')
+  const afterCopies = memoryOf(gw.pid)
+  await gw.stop()
   const errors = r.status_errors + r.connect + r.read + r.write + r.timeout
   const md = `# Load on one gateway (bench/load.mjs)
 
@@ -98,7 +77,7 @@ Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model}
 `
   fs.writeFileSync(resultsFile('load-results.md'), md)
   console.log(md)
-  fs.rmSync(WORK, { recursive: true, force: true })
+  rmrf(WORK)
   if (errors > 0 || copies.some(c => c !== 0)) process.exit(1)
 }
 main().catch(err => { console.error(err); process.exit(1) })

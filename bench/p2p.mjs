@@ -19,32 +19,18 @@
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { ROOT, SMOKE, resultsFile, workDir } from './lib/mode.mjs'
+import { SMOKE, resultsFile, workDir } from './lib/mode.mjs'
+import { NIXFLAGS, corpusClosure, storeBase } from './lib/nix.mjs'
+import { LOCAL_ENV as ENV, freePort, installIfMissing, logger, memoryOf, rmrf, runSync as run, sleep } from './lib/process.mjs'
+import { CLI, SERVING, nginxConfig } from './lib/servers.mjs'
+import { median } from './lib/stats.mjs'
 
 const WORK = workDir('p2p')
-const CLI = join(ROOT, 'bin', 'nixipfs.mjs')
 const RUNS = Number(process.env.BENCH_RUNS || (SMOKE ? 1 : 3))
 const BITSWAP = process.env.BENCH_BITSWAP !== '0'
-const NIXFLAGS = ['--extra-experimental-features', 'nix-command']
-const STORES = fs.existsSync('/dev/shm') ? '/dev/shm' : WORK
-const ENV = { ...process.env, NO_COLOR: '1' }
-for (const k of Object.keys(ENV)) if (/_proxy$/i.test(k)) delete ENV[k]
-
-const T0 = Date.now()
-const log = (...a) => console.error(`[p2p ${((Date.now() - T0) / 1000).toFixed(0).padStart(4)}s]`, ...a)
-const sleep = ms => new Promise(r => setTimeout(r, ms))
-const median = xs => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
-const rmrf = p => fs.rmSync(p, { recursive: true, force: true })
-const freePort = () => new Promise(res => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)) }) })
-
-function run (cmd, args) {
-  const t = process.hrtime.bigint()
-  const r = spawnSync(cmd, args, { env: ENV, encoding: 'utf8', maxBuffer: 1 << 28 })
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${(r.stderr || '').slice(-2000)}`)
-  return { stdout: r.stdout, seconds: Number(process.hrtime.bigint() - t) / 1e9 }
-}
+const STORES = storeBase(WORK)
+const log = logger('p2p')
 
 const children = new Set()
 process.on('exit', () => { for (const c of children) try { process.kill(-c.pid, 'SIGKILL') } catch {} })
@@ -76,14 +62,12 @@ async function stopBg (bg) {
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100
 const cpuOf = pid => { const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / CLK_TCK }
 const node = (name, args, ready) => startBg(name, process.execPath, [CLI, ...args], ready)
-const SERVING = /serving .*at (http:\/\/127\.0\.0\.1:\d+)/
 
 async function main () {
   rmrf(WORK); fs.mkdirSync(WORK, { recursive: true })
-  if (spawnSync('sh', ['-c', 'command -v nginx']).status !== 0) run('apt-get', ['install', '-y', 'nginx-light'])
+  installIfMissing('nginx', 'nginx-light')
   log('building the corpus (bench/corpus.sh)')
-  const top = run(join(ROOT, 'bench', 'corpus.sh'), []).stdout.trim().split('\n').pop()
-  const closure = JSON.parse(run('nix', ['path-info', ...NIXFLAGS, '--json', '-r', top, '--option', 'substituters', '']).stdout)
+  const { top, closure } = corpusClosure()
   const bytes = closure.reduce((a, p) => a + p.narSize, 0)
   log(`corpus ${top}: ${closure.length} paths, ${(bytes / 2 ** 20).toFixed(1)} MiB of NAR`)
 
@@ -94,14 +78,10 @@ async function main () {
   const fileCache = join(WORK, 'filecache')
   run('nix', ['copy', ...NIXFLAGS, '--to', `file://${fileCache}?compression=none&secret-key=${key}.secret`, top])
   const nginxPort = await freePort()
-  fs.mkdirSync(join(WORK, 'nginx', 'tmp'), { recursive: true })
-  fs.writeFileSync(join(WORK, 'nginx.conf'), `user root; worker_processes 1; daemon off; pid ${WORK}/nginx/pid; error_log ${WORK}/nginx/error.log warn;
-events { worker_connections 4096; }
-http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; client_body_temp_path ${WORK}/nginx/tmp;
-  types { text/x-nix-narinfo narinfo; text/plain nix-cache-info; application/x-nix-nar nar; } default_type application/octet-stream;
-  server { listen 127.0.0.1:${nginxPort}; root ${fileCache}; } }
-`)
-  const nginx = spawn('nginx', ['-c', join(WORK, 'nginx.conf'), '-p', join(WORK, 'nginx') + '/', '-e', join(WORK, 'nginx', 'error.log')], { detached: true, stdio: 'ignore' })
+  const nginxPrefix = join(WORK, 'nginx')
+  fs.mkdirSync(join(nginxPrefix, 'tmp'), { recursive: true })
+  fs.writeFileSync(join(WORK, 'nginx.conf'), nginxConfig({ prefix: nginxPrefix, port: nginxPort, root: fileCache }))
+  const nginx = spawn('nginx', ['-c', join(WORK, 'nginx.conf'), '-p', nginxPrefix + '/', '-e', join(nginxPrefix, 'error.log')], { detached: true, stdio: 'ignore' })
   children.add(nginx)
   const nginxUrl = `http://127.0.0.1:${nginxPort}`
   for (let i = 0; i < 100; i++) { try { if ((await fetch(`${nginxUrl}/nix-cache-info`)).ok) break } catch {} await sleep(100) }
@@ -141,7 +121,7 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; c
     const cpu0 = { c: cpuOf(c.child.pid), m: cpuOf(m.child.pid) }
     const seconds = copy(c.match[1], pubKey, `C (${transport})`)
     cpu[transport].push({ c: cpuOf(c.child.pid) - cpu0.c, m: cpuOf(m.child.pid) - cpu0.m })
-    const rss = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${c.child.pid}/status`, 'utf8'))[1]) / 1024
+    const rss = memoryOf(c.child.pid).hwm
     await stopBg(c)
     rmrf(repo)
     return { seconds, rss }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // bench/run.mjs — side-by-side benchmark of nixipfs against plain Nix +
 // nginx, on the corpus of bench/corpus.sh, in one run on one machine.
-// Measures the "Performance targets" of /work/shared/design.md as ratios:
+// Measures the "Performance targets" of docs/architecture.md as ratios:
 //
 //   publish       `nix copy --to file://…?compression=none` (reference) vs
 //                 `nixipfs publish -r` into a fresh repo (cdc)    ≤ 1.2× time
@@ -41,16 +41,19 @@
 // the end unless BENCH_KEEP=1). All traffic is to 127.0.0.1. nginx, wrk and
 // curl are installed with apt-get if missing.
 import { spawn, spawnSync } from 'node:child_process'
-import { createServer } from 'node:net'
 import fs from 'node:fs'
 import os from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { ROOT, SMOKE, resultsFile, workDir } from './lib/mode.mjs'
+import { NIXFLAGS, storeBase } from './lib/nix.mjs'
+import { LOCAL_ENV, freePort, has, loadAverage, logger, memoryOf, rmrf, sleep, stripAnsi } from './lib/process.mjs'
+import { CLI, SERVING, nginxConfig } from './lib/servers.mjs'
+import { median } from './lib/stats.mjs'
+import { wrkResult, writeRoundRobinScript } from './lib/wrk.mjs'
 
 const BENCH = join(ROOT, 'bench')
 const WORK = workDir('run')
 const RESULTS = resultsFile('results.md')
-const CLI = process.env.BENCH_CLI ? resolve(process.env.BENCH_CLI) : join(ROOT, 'bin', 'nixipfs.mjs')
 
 const intEnv = (name, def) => {
   const v = process.env[name]
@@ -66,31 +69,19 @@ const WRK_ROUNDS = intEnv('BENCH_WRK_ROUNDS', SMOKE ? 1 : 2)
 const NAR_FETCHES = intEnv('BENCH_NAR_FETCHES', SMOKE ? 1 : 5)
 const NGINX_WORKERS = process.env.BENCH_NGINX_WORKERS || '1'
 const KEEP = process.env.BENCH_KEEP === '1'
-// Fresh stores for substitution go on tmpfs by default: on the dev VMs file
-// creation on ext4 (~0.5 ms per file, 8,000+ files) swings run to run from
-// 3 s to 11 s of kernel time whichever server is used, drowning the
-// difference between the servers. On tmpfs a run is ~2 s, stable.
-const STORE_BASE = process.env.BENCH_STORE_DIR || (fs.existsSync('/dev/shm') && fs.statfsSync('/dev/shm').bavail * fs.statfsSync('/dev/shm').bsize > 4 * 2 ** 30 ? '/dev/shm' : WORK)
+// Fresh stores for substitution go on tmpfs by default (see storeBase).
+const STORE_BASE = storeBase(WORK)
 const WRK_CONNS = 32
 const WRK_THREADS = 2
-const NIXFLAGS = ['--extra-experimental-features', 'nix-command']
-
-// Children that talk to 127.0.0.1 get no proxy settings and no colours.
-const LOCAL_ENV = { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' }
-for (const k of Object.keys(LOCAL_ENV)) if (/^(https?|all|ftp)_proxy$/i.test(k)) delete LOCAL_ENV[k]
-LOCAL_ENV.NO_PROXY = LOCAL_ENV.no_proxy = '127.0.0.1,localhost'
 
 // ------------------------------------------------------------------ helpers
 const T0 = Date.now()
-const log = (...a) => console.error(`[bench ${((Date.now() - T0) / 1000).toFixed(0).padStart(4)}s]`, ...a)
-const stripAnsi = (s) => s.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+const log = logger('bench')
 const q = (s) => /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${String(s).replace(/'/g, `'\\''`)}'`
 const fmtCmd = (cmd, args) => [cmd, ...args].map(q).join(' ')
 const shortCmd = (cmd, args) => cmd === process.execPath && args[0] === CLI ? `nixipfs ${args[1]}` : `${cmd.split('/').pop()} ${args[0] ?? ''}`.trim()
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
 const MiB = (b) => b / 1048576
 const tail = (s, n = 15) => stripAnsi(s).trim().split('\n').slice(-n).join('\n')
-const sleep = (ms) => new Promise(r => setTimeout(r, ms))
 
 let INTERRUPTED = null
 const FG = new Set() // running foreground children (killed on SIGINT)
@@ -138,7 +129,6 @@ function run (cmd, args, { cwd = ROOT, env = LOCAL_ENV, timeoutMs = 300_000, lab
   })
 }
 
-const rmrf = (p) => fs.rmSync(p, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 })
 const sync = () => spawnSync('sync')
 const packBytes = (repo) => {
   const dir = join(repo, 'packs')
@@ -148,11 +138,6 @@ const packBytes = (repo) => {
   if (files === 0) throw new StepError(`no *.pack files in ${dir}`)
   return total
 }
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
-const freePort = () => new Promise((res, rej) => {
-  const s = createServer(); s.on('error', rej)
-  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)) })
-})
 async function httpGet (url) {
   const r = await fetch(url, { signal: AbortSignal.timeout(10_000) })
   return { status: r.status, text: await r.text() }
@@ -235,7 +220,7 @@ const fail = (key, why) => { RESULT[key] ??= { error: INTERRUPTED ? `interrupted
 const ctx = {}
 async function main () {
   rmrf(WORK); fs.mkdirSync(WORK, { recursive: true })
-  ctx.loadStart = fs.readFileSync('/proc/loadavg', 'utf8').trim()
+  ctx.loadStart = loadAverage()
 
   // ---- 0. tools and build
   await step('tools', async () => {
@@ -343,32 +328,7 @@ async function main () {
     fs.mkdirSync(join(prefix, 'tmp'), { recursive: true })
     const port = await freePort()
     const conf = join(prefix, 'nginx.conf')
-    fs.writeFileSync(conf, `# written by bench/run.mjs: a minimal static binary cache
-user root;
-worker_processes ${NGINX_WORKERS};
-daemon off;
-pid ${prefix}/nginx.pid;
-error_log ${prefix}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_timeout 65;
-  keepalive_requests 1000000;
-  client_body_temp_path ${prefix}/tmp/body;
-  proxy_temp_path ${prefix}/tmp/proxy;
-  fastcgi_temp_path ${prefix}/tmp/fastcgi;
-  uwsgi_temp_path ${prefix}/tmp/uwsgi;
-  scgi_temp_path ${prefix}/tmp/scgi;
-  types { text/x-nix-narinfo narinfo; text/plain nix-cache-info; application/x-nix-nar nar; }
-  default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:${port};
-    root ${ctx.fileCache};
-  }
-}
-`)
+    fs.writeFileSync(conf, nginxConfig({ prefix, port, root: ctx.fileCache, workers: NGINX_WORKERS }))
     ctx.nginxConf = conf
     const base = ['-c', conf, '-p', prefix + '/', '-e', join(prefix, 'error.log')]
     await run(ctx.nginx, [...base, '-t', '-q'], { label: 'nginx -t' })
@@ -388,17 +348,14 @@ http {
     const bg = startBg('gateway', process.execPath, [CLI, 'gateway', '--repo', ctx.repo, '--listen', '127.0.0.1:0', '--offline'], join(WORK, 'gateway.log'), 'gateway')
     let url
     for (let t = 0; ; t++) {
-      const m = /serving \/ipns\/\S+ at (http:\/\/127\.0\.0\.1:\d+)/.exec(readLog(bg))
+      const m = SERVING.exec(readLog(bg))
       if (m) { url = m[1]; break }
       if (bg.exit) throw new StepError(`the gateway exited before it was ready (${JSON.stringify(bg.exit)}):\n${tail(readLog(bg))}`)
       if (t > 300) throw new StepError(`the gateway printed no "serving … at http://…" line within 30 s:\n${tail(readLog(bg))}`)
       await sleep(100)
     }
     servers.gateway = { url, bg, key: ctx.repoPub, name: 'gateway' }
-    try {
-      const st = fs.readFileSync(`/proc/${bg.child.pid}/status`, 'utf8')
-      RAW.push(`gateway pid ${bg.child.pid} right after start: VmRSS ${(Number(/^VmRSS:\s+(\d+)/m.exec(st)?.[1]) / 1024).toFixed(1)} MiB`)
-    } catch {}
+    try { RAW.push(`gateway pid ${bg.child.pid} right after start: VmRSS ${memoryOf(bg.child.pid).rss.toFixed(1)} MiB`) } catch {}
     log(`gateway pid ${bg.child.pid} serving ${ctx.repo} at ${url}`)
   })
 
@@ -462,34 +419,12 @@ http {
       const list = join(WORK, 'narinfo-paths.txt')
       fs.writeFileSync(list, ctx.closure.map(p => `/${p.path.slice(11, 43)}.narinfo`).join('\n') + '\n')
       const lua = join(WORK, 'narinfo-rr.lua')
-      fs.writeFileSync(lua, `-- written by bench/run.mjs: round-robin GETs over every narinfo of the closure
--- (the list in $WRK_PATHS, one URL path a line), keep-alive.
--- Requests are formatted in init(), per thread: only then does wrk.headers
--- carry the Host header (formatted at load time they would lack it: 400s).
-local reqs = {}
-local i = 0
-init = function(args)
-  for line in io.lines(os.getenv("WRK_PATHS")) do
-    if #line > 0 then reqs[#reqs + 1] = wrk.format("GET", line) end
-  end
-end
-request = function()
-  i = i % #reqs + 1
-  return reqs[i]
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT requests=%d duration_us=%d status_errors=%d connect=%d read=%d write=%d timeout=%d p50_us=%d p99_us=%d\\n",
-    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-`)
+      writeRoundRobinScript(lua)
       const env = { ...LOCAL_ENV, WRK_PATHS: list }
       const wrk = async (s, seconds, label) => {
         const r = await run('wrk', ['-t', String(WRK_THREADS), '-c', String(WRK_CONNS), '-d', `${seconds}s`, '--latency', '-s', lua, s.url], { env, label, timeoutMs: (seconds + 30) * 1000 })
-        const m = /RESULT (.*)/.exec(r.stdout)
-        if (!m) throw new StepError(`wrk printed no RESULT line:\n${tail(r.stdout + r.stderr)}`)
-        const v = Object.fromEntries(m[1].split(' ').map(kv => kv.split('=')).map(([k, x]) => [k, Number(x)]))
+        const v = wrkResult(r.stdout)
+        if (!v) throw new StepError(`wrk printed no RESULT line:\n${tail(r.stdout + r.stderr)}`)
         v.rps = v.requests / (v.duration_us / 1e6)
         return v
       }
@@ -500,7 +435,7 @@ end
       for (const s of rounds) {
         const v = await wrk(s, WRK_SECONDS, `narinfo req/s: wrk against ${s.name}`)
         rps[s.name].push(v.rps)
-        RAW.push(`wrk ${s.name} (load average before: ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}): ${v.requests} requests in ${(v.duration_us / 1e6).toFixed(2)} s = ${v.rps.toFixed(0)} req/s, p50 ${(v.p50_us / 1000).toFixed(2)} ms, p99 ${(v.p99_us / 1000).toFixed(2)} ms, errors status=${v.status_errors} connect=${v.connect} read=${v.read} write=${v.write} timeout=${v.timeout}`)
+        RAW.push(`wrk ${s.name} (load average before: ${loadAverage()}): ${v.requests} requests in ${(v.duration_us / 1e6).toFixed(2)} s = ${v.rps.toFixed(0)} req/s, p50 ${(v.p50_us / 1000).toFixed(2)} ms, p99 ${(v.p99_us / 1000).toFixed(2)} ms, errors status=${v.status_errors} connect=${v.connect} read=${v.read} write=${v.write} timeout=${v.timeout}`)
         const errs = v.status_errors + v.connect + v.read + v.write + v.timeout
         if (v.requests === 0) throw new StepError(`wrk against ${s.name} completed no request`)
         const what = `${errs} errors (HTTP status > 399: ${v.status_errors}, connect ${v.connect}, read ${v.read}, write ${v.write}, timeout ${v.timeout}) in ${v.requests} requests`
@@ -545,11 +480,9 @@ end
     await step('gateway peak RSS', async () => {
       const pid = servers.gateway.bg.child.pid
       if (servers.gateway.bg.exit) throw new StepError(`the gateway had exited (${JSON.stringify(servers.gateway.bg.exit)}) before the end of the load steps:\n${tail(readLog(servers.gateway.bg))}`)
-      const st = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
-      const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1])
-      const hwm = kb('VmHWM') * 1024; const rss = kb('VmRSS') * 1024
-      RESULT.rss = { ours: MiB(hwm) }
-      RAW.push(`gateway pid ${pid}: VmHWM ${MiB(hwm).toFixed(1)} MiB, VmRSS ${MiB(rss).toFixed(1)} MiB at the end of the load steps`)
+      const { rss, hwm } = memoryOf(pid)
+      RESULT.rss = { ours: hwm }
+      RAW.push(`gateway pid ${pid}: VmHWM ${hwm.toFixed(1)} MiB, VmRSS ${rss.toFixed(1)} MiB at the end of the load steps`)
     }, 'rss')
   }
   await stopServers(servers)
@@ -649,7 +582,7 @@ function report () {
     '# nixipfs benchmark results',
     '',
     `Written by \`bench/run.mjs\` (\`npm run bench\`) at ${when}; the run took ${((Date.now() - T0) / 1000).toFixed(0)} s.`,
-    'Every row is measured in this one run, side by side on this machine; the targets are the "Performance targets" of `/work/shared/design.md`.',
+    'Every row is measured in this one run, side by side on this machine; the targets are the "Performance targets" of `docs/architecture.md`.',
     '',
     tbl,
     '',
@@ -661,7 +594,7 @@ function report () {
     `- nproc ${m.nproc}; CPU ${m.cpu}; RAM ${m.mem}; kernel ${m.kernel}`,
     `- node ${m.node}; ${m.nix}; ${m.nginx}; ${m.wrk}; ${m.curl}`,
     `- nixipfs at commit ${m.commit}; commands run in ${ROOT}`,
-    `- load average at start: ${ctx.loadStart}; at end: ${fs.readFileSync('/proc/loadavg', 'utf8').trim()} (other processes on the machine skew absolute numbers; the ratios are side by side)`,
+    `- load average at start: ${ctx.loadStart}; at end: ${loadAverage()} (other processes on the machine skew absolute numbers; the ratios are side by side)`,
     `- settings: BENCH_RUNS=${RUNS} (publish and substitution: per side, alternating A B B A…, medians), wrk ${WRK_ROUNDS} × ${WRK_SECONDS} s per server after a ${WRK_WARMUP_SECONDS} s warm-up each (alternating, median req/s), ${NAR_FETCHES} NAR downloads per server after 1 warm-up (median MB/s, MB = 10^6 bytes), nginx worker_processes ${NGINX_WORKERS}, sendfile on, keep-alive on; \`sync\` before each timed publish/substitution run; Nix narinfo disk cache TTLs set to 0 for substitution; fresh substitution stores under ${ctx.storeBase ?? STORE_BASE} (tmpfs unless BENCH_STORE_DIR says otherwise)`,
     '',
     '## Corpus',

@@ -13,13 +13,14 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import { join } from 'node:path'
 import { ROOT, SMOKE, resultsFile, workDir } from './lib/mode.mjs'
+import { logger, stripAnsi } from './lib/process.mjs'
 
 const WORK = workDir('soak')
 const ROUNDS = Number(process.env.SOAK_ROUNDS || (SMOKE ? 1 : 6))
 const FUZZ_RUNS = Number(process.env.SOAK_FUZZ_RUNS || (SMOKE ? 50 : 20_000))
 const CRASH_RUNS = Number(process.env.SOAK_CRASH_RUNS || 25)
 const FILES = SMOKE ? ['test/fuzz/parsers.test.ts'] : ['test/fuzz/parsers.test.ts', 'test/e2e/crash.test.ts', 'test/e2e/tamper.test.ts']
-const log = (...a) => console.error('[soak]', ...a)
+const log = logger('soak')
 
 /** Runs the test files once; resolves with their output and exit code. */
 function round () {
@@ -32,7 +33,7 @@ function round () {
     let out = ''
     child.stdout.on('data', b => { out += b })
     child.stderr.on('data', b => { out += b })
-    child.on('close', code => resolveRound({ code, out: out.replace(/\x1b\[[0-9;]*m/g, '') }))
+    child.on('close', code => resolveRound({ code, out: stripAnsi(out) }))
   })
 }
 

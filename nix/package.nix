@@ -1,4 +1,4 @@
-{ lib, buildNpmPackage, nodejs_24, makeWrapper, nix }:
+{ lib, buildNpmPackage, importNpmLock, nodejs_24, makeWrapper, nix }:
 
 buildNpmPackage {
   pname = "nixipfs";
@@ -6,10 +6,10 @@ buildNpmPackage {
   src = lib.cleanSource ../.;
   nodejs = nodejs_24;
 
-  # Pinned hash of the npm dependencies in package-lock.json. It could not be
-  # computed where this was written (no nixpkgs there): after a change of
-  # package-lock.json, build once and put the hash Nix reports here.
-  npmDepsHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+  # The dependencies come straight from package-lock.json (each entry has its
+  # own integrity hash), so there is no npmDepsHash to keep in step with it.
+  npmDeps = importNpmLock { npmRoot = ../.; };
+  npmConfigHook = importNpmLock.npmConfigHook;
 
   npmBuildScript = "build";
   nativeBuildInputs = [ makeWrapper ];

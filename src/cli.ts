@@ -6,6 +6,7 @@ import { NixipfsError, UsageError } from './errors.js'
 import { checkSettings, configPath, layerArgs, loadConfig } from './config.js'
 import { checkFlags, didYouMean, type FlagDefs } from './flags.js'
 import { commandHelp, commandsHelp } from './help.js'
+import { SUBCOMMANDS as commands } from './commands/subcommands.js'
 
 const meta = {
   name: 'nixipfs',
@@ -16,29 +17,8 @@ const meta = {
 /** The `nixipfs` command and its lazily loaded subcommands. */
 export const cli = defineCommand({
   meta,
-  subCommands: {
-    keygen: async () => (await import('./commands/keygen.js')).default,
-    publish: async () => (await import('./commands/publish.js')).default,
-    gateway: async () => (await import('./commands/gateway.js')).default,
-    info: async () => (await import('./commands/info.js')).default,
-    ls: async () => (await import('./commands/ls.js')).default,
-    'export-car': async () => (await import('./commands/export-car.js')).default,
-    republish: async () => (await import('./commands/republish.js')).default,
-    mirror: async () => (await import('./commands/mirror.js')).default,
-    gc: async () => (await import('./commands/gc.js')).default,
-    fsck: async () => (await import('./commands/fsck.js')).default,
-    disputes: async () => (await import('./commands/disputes.js')).default,
-    config: async () => (await import('./commands/config.js')).default,
-    doctor: async () => (await import('./commands/doctor.js')).default,
-    verify: async () => (await import('./commands/verify.js')).default,
-    import: async () => (await import('./commands/import.js')).default,
-    use: async () => (await import('./commands/use.js')).default,
-    watch: async () => (await import('./commands/watch.js')).default
-  }
+  subCommands: commands
 })
-
-/** The loaders of the subcommands, by name. */
-const commands = cli.subCommands as Record<string, () => Promise<CommandDef<any>>>
 
 /** The flags a command declares. */
 const flagsOf = async (name: string): Promise<FlagDefs> => ((await commands[name]!()).args ?? {}) as FlagDefs

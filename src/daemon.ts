@@ -1,23 +1,21 @@
-import { evictToFit } from './cache/evict.js'
-import { startFollowing, type Follower } from './cache/follow.js'
-import { startDiscovery, withDiscovery } from './trust/discover.js'
+import { startEvictor } from './cache/evict.js'
+import { startFollowing } from './cache/follow.js'
+import { pinClosures } from './cache/closure-pins.js'
 import { startAnnouncing } from './cache/announce.js'
-import { cacheClosure } from './cache/closure.js'
-import { openIndex } from './cache/index.js'
-import { loadRecord } from './cache/records.js'
+import { cachesHolding, startDiscovery, withDiscovery } from './trust/discover.js'
 import { startRepublisher } from './cache/republish.js'
 import { startQueueRetry } from './cache/publish-request.js'
 import { repoIndexSource } from './cache/source.js'
 import type { CommitOptions } from './cache/commit.js'
-import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
-import { UnavailableError } from './errors.js'
-import type { MetricFamily } from './gateway/metrics.js'
-import { unionOf, type Dispute } from './cache/union.js'
-import { quorumOf, type QuorumOptions, type TrustPolicy } from './trust/quorum.js'
-import { allDisputes, recordDispute } from './trust/disputes.js'
-import { walkDag } from './ipfs/dag.js'
-import { PackStore } from './ipfs/pack-store.js'
+import { unionOf } from './cache/union.js'
 import { RECIPES } from './cache/recipes.js'
+import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
+import { nodeMetricFamilies } from './gateway/node-metrics.js'
+import { UnavailableError } from './errors.js'
+import { quorumOf, type TrustPolicy } from './trust/quorum.js'
+import { QuorumLog } from './trust/quorum-log.js'
+import { allDisputes } from './trust/disputes.js'
+import { PackStore } from './ipfs/pack-store.js'
 import { DEFAULT_RECORD_LIFETIME_MS } from './constants.js'
 import { UpstreamFallback } from './upstream/fallback.js'
 import { HttpBinaryCache } from './upstream/http-cache.js'
@@ -80,28 +78,17 @@ export interface Daemon {
  */
 export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const { repo, log } = options
+  const names = [...(options.own === undefined ? [] : [options.own]), ...options.follow.filter(n => n !== options.own)]
+
   const local = await PackStore.openRepo(repo)
   // Following means writing fetched blocks; gc must not compact under it.
   const unregister = options.follow.length > 0 || options.discover !== undefined ? await registerFetcher(repo) : undefined
-  const network = await startNetwork(repo, local, { ...options.network, log })
-  const sourceOptions = { expiredGraceMs: options.expiredGraceMs, warn: log.warn }
-  const names = [...(options.own === undefined ? [] : [options.own]), ...options.follow.filter(n => n !== options.own)]
-  const sources = new Map(names.map(name => [name, repoIndexSource(repo, network.blocks, name, sourceOptions)]))
 
-  const pinClosures = async (name: string): Promise<void> => {
-    const record = await loadRecord(repo, name)
-    if (record === undefined || options.closures.length === 0) return
-    const epoch = local.writeEpoch
-    const index = await openIndex(network.blocks, record.root)
-    let paths = 0
-    for (const { nar } of await cacheClosure(index, options.closures)) {
-      await network.blocks.prefetch(nar)
-      for await (const _ of walkDag(network.blocks, nar)) { /* fetches and keeps every block */ }
-      paths++
-    }
-    await local.sync(epoch)
-    log.info(`/ipns/${name}: pinned the closure (${paths} paths)`)
-  }
+  const network = await startNetwork(repo, local, { ...options.network, log })
+
+  const sourceOptions = { expiredGraceMs: options.expiredGraceMs, warn: log.warn }
+  const sources = new Map(names.map(name => [name, repoIndexSource(repo, network.blocks, name, sourceOptions)]))
+  const ownChanged = (): void => { if (options.own !== undefined) sources.get(options.own)?.recheck() }
   const refusedRecords = new Map<string, number>()
   const follower = options.follow.length === 0
     ? undefined
@@ -115,44 +102,13 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       persist: async (since) => await local.sync(since),
       onRecord: (name) => sources.get(name)?.recheck(),
       onRefused: (code) => refusedRecords.set(code, (refusedRecords.get(code) ?? 0) + 1),
-      onSynced: (name) => { pinClosures(name).catch((err: Error) => log.warn(`/ipns/${name}: pinning the closure failed: ${err.message}`)) }
+      onSynced: (name) => {
+        pinClosures(repo, local, network.blocks, name, options.closures).then(
+          paths => { if (paths !== undefined) log.info(`/ipns/${name}: pinned the closure (${paths} paths)`) },
+          (err: Error) => log.warn(`/ipns/${name}: pinning the closure failed: ${err.message}`))
+      }
     })
   follower?.poll().catch(() => {})
-
-  const served = [...sources.values()]
-  // Every node on a network says which of its caches hold a narinfo (what discovery asks the providers of a rendezvous CID).
-  network.serveNarInfoNames(async (hash) => {
-    const holding = await Promise.all([...sources].map(async ([name, source]) => (await (await source.current().catch(() => undefined))?.narInfo(hash).catch(() => undefined)) === undefined ? [] : [name]))
-    return holding.flat()
-  })
-  const discovered = new Map<string, Follower>()
-  const discovery = options.discover === undefined
-    ? undefined
-    : startDiscovery({
-      repo,
-      network,
-      ...options.discover,
-      served: () => [...sources.keys()],
-      add: (name, wrap) => {
-        const source = wrap(repoIndexSource(repo, network.blocks, name, sourceOptions))
-        sources.set(name, source)
-        served.push(source)
-        // Later lookups are local: its index is fetched in the background and kept in step with its record.
-        const follower = startFollowing(repo, [name], network.records, network.blocks, { intervalMs: options.followIntervalMs, fetch: 'index', maxIndexBytes: options.maxIndexBytes, log, onRecord: () => source.recheck() })
-        follower.poll().catch(() => {})
-        discovered.set(name, follower)
-        log.info(`discovery: following /ipns/${name}`)
-      },
-      remove: (name) => {
-        discovered.get(name)?.stop()
-        discovered.delete(name)
-        const source = sources.get(name)
-        sources.delete(name)
-        if (source !== undefined) served.splice(served.indexOf(source), 1)
-      },
-      log
-    })
-  const quorum = new QuorumLog()
   const upstream = options.upstream === undefined
     ? undefined
     : new UpstreamFallback({
@@ -164,12 +120,27 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       recipe: RECIPES.cdc,
       recordLifetimeMs: options.republish?.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS,
       log,
-      onImported: () => { if (options.own !== undefined) sources.get(options.own)?.recheck() }
+      onImported: ownChanged
+    })
+  const quorum = new QuorumLog(repo, log)
+  const served = [...sources.values()]
+  // Every node on a network says which of its caches hold a narinfo; --discover asks that of others and follows what it trusts.
+  network.serveNarInfoNames(async (hash) => await cachesHolding(sources, hash))
+  const discovery = options.discover === undefined
+    ? undefined
+    : startDiscovery({
+      repo,
+      network,
+      ...options.discover,
+      caches: { sources, served, open: name => repoIndexSource(repo, network.blocks, name, sourceOptions) },
+      followOptions: { intervalMs: options.followIntervalMs, fetch: 'index', maxIndexBytes: options.maxIndexBytes, log },
+      log
     })
   const judged = options.trust === undefined
-    ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder(repo, log, 'followed caches') })
-    : quorumOf(served, quorum.hooks(repo, options.trust, log))
+    ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder('followed caches') })
+    : quorumOf(served, quorum.hooks(options.trust))
   const caches = discovery === undefined ? judged : withDiscovery(judged, discovery)
+
   // A gateway that cannot listen (a busy --listen) must not leave the node running without it.
   const gateway = await startGateway({
     caches: async () => {
@@ -183,7 +154,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     disputes: async () => await allDisputes(repo, local, log.warn),
     upstream,
     stats: () => ({ blocks: network.blocks.counters, upstream: upstream?.counters }),
-    metrics: async () => await metricFamilies(repo, names, local, network, upstream, quorum, refusedRecords),
+    metrics: async () => await nodeMetricFamilies({ repo, names, blocks: network.blocks, local, quorum, refusedRecords, upstream }),
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),
@@ -201,7 +172,10 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     await unregister?.()
     throw err
   })
-  const evictor = options.maxCacheBytes === undefined ? undefined : startEvictor(repo, network, options, options.maxCacheBytes)
+
+  const evictor = options.maxCacheBytes === undefined
+    ? undefined
+    : startEvictor(repo, local, network.blocks, { maxBytes: options.maxCacheBytes, own: options.own, follow: options.follow }, log)
   const republisher = options.ownKey === undefined || options.republish === undefined
     ? undefined
     : startRepublisher(repo, options.ownKey, options.republish, log)
@@ -211,7 +185,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     : startAnnouncing(repo, local, network.routing, { names: () => [...sources.keys()], recent: () => network.blocks.recentlyUsed().map(n => n.root), log })
   const queue = options.retryQueued === undefined
     ? undefined
-    : startQueueRetry(repo, local, { ...options.retryQueued, log }, () => { if (options.own !== undefined) sources.get(options.own)?.recheck() })
+    : startQueueRetry(repo, local, { ...options.retryQueued, log }, ownChanged)
   return {
     gateway,
     network,
@@ -219,9 +193,8 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       republisher?.stop()
       announcer?.stop()
       discovery?.stop()
-      for (const follower of discovered.values()) follower.stop()
       await queue?.stop()
-      if (evictor !== undefined) clearInterval(evictor)
+      evictor?.stop()
       follower?.stop()
       await gateway.close()
       await network.stop()
@@ -229,75 +202,4 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       await unregister?.()
     }
   }
-}
-
-/** How often the repo's size is compared with --max-cache. */
-const EVICT_CHECK_MS = 30_000
-
-function startEvictor (repo: string, network: Network, options: DaemonOptions, maxBytes: number): NodeJS.Timeout {
-  let running = false
-  const timer = setInterval(() => {
-    if (running) return
-    running = true
-    evictToFit(repo, network.blocks, { maxBytes, own: options.own, follow: options.follow })
-      .then(r => {
-        if (r === undefined) return
-        options.log.info(`--max-cache: ${mib(r.bytes.before)} → ${mib(r.bytes.after)}; kept the ${r.nars.kept} most recently used NARs, dropped ${r.nars.dropped}`)
-        if (r.bytes.after > maxBytes) options.log.warn(`--max-cache: the own cache, pins and followed indexes alone take ${mib(r.bytes.after)}, more than --max-cache ${mib(maxBytes)}; raise it, or lower --max-index`)
-      }, (err: Error) => options.log.warn(`--max-cache: eviction failed: ${err.message}`))
-      .finally(() => { running = false })
-  }, EVICT_CHECK_MS)
-  timer.unref()
-  return timer
-}
-
-const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
-
-/** Records disputes and says (once per path) why a path was refused; counts both. */
-class QuorumLog {
-  refusals = 0
-  disputes = 0
-  private readonly told = new Set<string>()
-
-  /** Records a dispute, saying so when it is new; `who` signed the different NARs. */
-  disputeRecorder (repo: string, log: DaemonOptions['log'], who: string): (dispute: Dispute) => void {
-    return (dispute) => {
-      recordDispute(repo, dispute).then(
-        isNew => { if (isNew) { this.disputes++; log.warn(`dispute: ${who} signed ${dispute.groups.length} different NARs for ${dispute.storePath} (nixipfs disputes, GET /disputes)`) } },
-        (err: Error) => log.warn(`recording the dispute over ${dispute.storePath} failed: ${err.message}`))
-    }
-  }
-
-  hooks (repo: string, policy: TrustPolicy, log: DaemonOptions['log']): QuorumOptions {
-    return {
-      policy,
-      onDispute: this.disputeRecorder(repo, log, 'trusted builders'),
-      onRefused: (reason) => {
-        this.refusals++
-        if (this.told.has(reason)) return
-        this.told.add(reason)
-        log.warn(`refused ${reason}`)
-      }
-    }
-  }
-}
-
-/** The node's metrics beside the HTTP ones. */
-async function metricFamilies (repo: string, names: string[], local: PackStore, network: Network, upstream: UpstreamFallback | undefined, quorum: QuorumLog, refusedRecords: Map<string, number>): Promise<MetricFamily[]> {
-  const c = network.blocks.counters
-  const records = (await Promise.all(names.map(async name => ({ name, record: await loadRecord(repo, name).catch(() => undefined) })))).filter(r => r.record !== undefined)
-  return [
-    { name: 'nixipfs_blocks_served_total', help: 'Blocks read for requests, by where they came from.', type: 'counter', samples: (['local', 'http', 'car', 'bitswap'] as const).map(source => ({ labels: { source }, value: c[source] })) },
-    { name: 'nixipfs_verification_failures_total', help: 'Blocks from peers that did not hash to their CID.', type: 'counter', samples: [{ value: c.corrupt }] },
-    { name: 'nixipfs_blocks_unavailable_total', help: 'Blocks no source could supply.', type: 'counter', samples: [{ value: c.unavailable }] },
-    { name: 'nixipfs_quorum_refusals_total', help: 'Narinfos and realisations refused by the trust policy.', type: 'counter', samples: [{ value: quorum.refusals }] },
-    { name: 'nixipfs_disputes_recorded_total', help: 'New or changed disputes recorded.', type: 'counter', samples: [{ value: quorum.disputes }] },
-    { name: 'nixipfs_store_blocks', help: 'Blocks in the repo\'s block store.', type: 'gauge', samples: [{ value: local.size }] },
-    { name: 'nixipfs_records_refused_total', help: 'IPNS records from peers refused, by error code (rollback, conflict, expired, bad signature…).', type: 'counter', samples: [...refusedRecords].map(([code, value]) => ({ labels: { code }, value })) },
-    { name: 'nixipfs_record_sequence', help: 'Sequence of the newest record held, by cache.', type: 'gauge', samples: records.map(r => ({ labels: { name: r.name }, value: Number(r.record!.sequence) })) },
-    { name: 'nixipfs_record_expiry_seconds', help: 'When the newest record held expires (Unix time), by cache.', type: 'gauge', samples: records.map(r => ({ labels: { name: r.name }, value: Date.parse(r.record!.validity) / 1000 })) },
-    ...(upstream === undefined
-      ? []
-      : [{ name: 'nixipfs_upstream_total', help: 'Upstream fallback: narinfo hits and misses, NARs imported, errors.', type: 'counter' as const, samples: Object.entries(upstream.counters).map(([event, value]) => ({ labels: { event }, value })) }])
-  ]
 }

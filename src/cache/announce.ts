@@ -1,7 +1,7 @@
 import type { CID } from 'multiformats/cid'
 import { BlockNotFoundError } from '../errors.js'
-import { PackStore } from '../ipfs/pack-store.js'
-import { startNetwork, type NetworkOptions } from '../net/network.js'
+import type { BlockGetter } from '../ipfs/block.js'
+import type { LocalBlocks, UnixfsBlocks } from '../ipfs/blocks.js'
 import { rendezvousCid } from '../net/rendezvous.js'
 import type { Routing } from '../net/routing.js'
 import { loadRecordBytes } from '../repo-layout.js'
@@ -39,7 +39,7 @@ export interface Announcer {
  * expire, as long as the node runs). Nothing is announced while the node
  * knows no DHT peer; it is retried at the next check.
  */
-export function startAnnouncing (repo: string, local: PackStore, routing: Routing, options: AnnounceOptions): Announcer {
+export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> & BlockGetter & UnixfsBlocks, routing: Routing, options: AnnounceOptions): Announcer {
   const put = new Map<string, { bytes: Buffer, at: number }>()
   const rootsDone = new Map<string, string>()
   const provided = new Set<string>()
@@ -121,21 +121,13 @@ const JOIN_WAIT_MS = 10_000
 
 /**
  * Puts the repo's record of `name` into the network once, for a publish that
- * runs no node: joins the DHT on a free loopback port for as long as that
- * takes. Only the record: provider records would name a peer that is gone
- * when the command ends (a running gateway provides).
+ * runs no node (on a network joined for that). Only the record: provider
+ * records would name a peer that is gone when the command ends (a running
+ * gateway provides).
  */
-export async function putRecordOnce (repo: string, name: string, options: Omit<NetworkOptions, 'log' | 'listen'>, log: NetworkOptions['log']): Promise<void> {
+export async function putRecordOnce (repo: string, name: string, routing: Routing): Promise<void> {
   const bytes = await loadRecordBytes(repo, name)
   if (bytes === undefined) return
-  const blocks = await PackStore.openRepo(repo)
-  const network = await startNetwork(repo, blocks, { ...options, listen: ['/ip4/127.0.0.1/tcp/0'], log: { ...log, info: () => {} } })
-  try {
-    const routing = network.routing!
-    for (let waited = 0; routing.size() === 0 && waited < JOIN_WAIT_MS; waited += 100) await new Promise(resolve => setTimeout(resolve, 100))
-    await routing.putRecord(name, bytes, { signal: AbortSignal.timeout(JOIN_WAIT_MS * 3) })
-  } finally {
-    await network.stop()
-    await blocks.close()
-  }
+  for (let waited = 0; routing.size() === 0 && waited < JOIN_WAIT_MS; waited += 100) await new Promise(resolve => setTimeout(resolve, 100))
+  await routing.putRecord(name, bytes, { signal: AbortSignal.timeout(JOIN_WAIT_MS * 3) })
 }

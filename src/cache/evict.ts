@@ -1,4 +1,5 @@
 import type { CID } from 'multiformats/cid'
+import type { CompactableBlocks } from '../ipfs/blocks.js'
 import { packFiles } from '../ipfs/pack-compact.js'
 import type { NetworkBlocks } from '../net/fetcher.js'
 import { withRepoLock } from '../repo.js'
@@ -35,16 +36,15 @@ export async function packBytes (repo: string): Promise<number> {
  * the NARs of followed caches that were asked for least recently (and those
  * never asked for since the start), keeping the own cache, the pins and every
  * followed cache's index (as far as the cache layout goes: anything else a
- * root links is dropped), then compacts. Fetched blocks are served but
- * not kept while it runs.
+ * root links is dropped), then compacts `local`, the store `blocks` keeps
+ * fetched blocks in. Fetched blocks are served but not kept while it runs.
  */
-export async function evictToFit (repo: string, blocks: NetworkBlocks, options: EvictOptions): Promise<EvictResult | undefined> {
+export async function evictToFit (repo: string, local: CompactableBlocks, blocks: NetworkBlocks, options: EvictOptions): Promise<EvictResult | undefined> {
   const before = await packBytes(repo)
   if (before <= options.maxBytes) return undefined
   return await withRepoLock(repo, async () => {
     const resume = await blocks.pauseCaching()
     try {
-      const local = blocks.local
       await local.refresh()
       const ignore = (): void => {}
       const own: CID[] = []
@@ -72,4 +72,28 @@ export async function evictToFit (repo: string, blocks: NetworkBlocks, options: 
       resume()
     }
   })
+}
+
+/** How often the repo's size is compared with --max-cache. */
+const EVICT_CHECK_MS = 30_000
+
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+
+/** Runs `evictToFit` every 30 s (one run at a time), saying what it dropped and when the limit cannot be kept. */
+export function startEvictor (repo: string, local: CompactableBlocks, blocks: NetworkBlocks, options: EvictOptions, log: { info: (m: string) => void, warn: (m: string) => void }): { stop: () => void } {
+  const { maxBytes } = options
+  let running = false
+  const timer = setInterval(() => {
+    if (running) return
+    running = true
+    evictToFit(repo, local, blocks, options)
+      .then(r => {
+        if (r === undefined) return
+        log.info(`--max-cache: ${mib(r.bytes.before)} → ${mib(r.bytes.after)}; kept the ${r.nars.kept} most recently used NARs, dropped ${r.nars.dropped}`)
+        if (r.bytes.after > maxBytes) log.warn(`--max-cache: the own cache, pins and followed indexes alone take ${mib(r.bytes.after)}, more than --max-cache ${mib(maxBytes)}; raise it, or lower --max-index`)
+      }, (err: Error) => log.warn(`--max-cache: eviction failed: ${err.message}`))
+      .finally(() => { running = false })
+  }, EVICT_CHECK_MS)
+  timer.unref()
+  return { stop: () => clearInterval(timer) }
 }

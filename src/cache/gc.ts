@@ -3,7 +3,7 @@ import { RAW_CODE } from '../ipfs/block.js'
 import type { BlockMarks } from '../ipfs/block-marks.js'
 import { walkDag } from '../ipfs/dag.js'
 import type { CompactResult } from '../ipfs/pack-compact.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { CompactableBlocks } from '../ipfs/blocks.js'
 import { RepoError } from '../errors.js'
 import { runningFetcher, withRepoLock } from '../repo.js'
 import { recordNames } from '../repo-layout.js'
@@ -48,7 +48,7 @@ async function gcRoots (repo: string): Promise<{ records: CID[], pins: CID[] }> 
  * each root is a cache root and only what the cache layout names is marked
  * (anything else it links is dropped): `cache` with its NARs, `index` without.
  */
-export async function markReachable (blocks: PackStore, roots: CID[], onMissing: (cid: CID, err: Error) => void, options: { marks?: BlockMarks, layout?: 'cache' | 'index' } = {}): Promise<BlockMarks> {
+export async function markReachable (blocks: CompactableBlocks, roots: CID[], onMissing: (cid: CID, err: Error) => void, options: { marks?: BlockMarks, layout?: 'cache' | 'index' } = {}): Promise<BlockMarks> {
   const marks = options.marks ?? blocks.marks()
   // Blocks reached but not held have no slot to mark; they are few, and each is tried once.
   const absent = new Set<string>()
@@ -73,7 +73,7 @@ export async function markReachable (blocks: PackStore, roots: CID[], onMissing:
  * compacts the block store, under the repo lock so that it never races a
  * publish. Blocks missing from a partly stored DAG are tolerated.
  */
-export async function collectGarbage (repo: string, blocks: PackStore, options: GcOptions = {}): Promise<GcResult> {
+export async function collectGarbage (repo: string, blocks: CompactableBlocks, options: GcOptions = {}): Promise<GcResult> {
   return await withRepoLock(repo, async () => {
     const fetcher = await runningFetcher(repo)
     if (fetcher !== undefined && options.dryRun !== true) {

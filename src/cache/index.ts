@@ -6,7 +6,7 @@ import { InconsistentCacheError } from '../errors.js'
 import { DAG_PB_CODE, RAW_CODE, getVerified, type BlockGetter } from '../ipfs/block.js'
 import { readSmallFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry, preloadDirectory } from '../ipfs/hamt.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { UnixfsBlocks } from '../ipfs/blocks.js'
 import { MAX_NARINFO_BYTES, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { Lru } from '../lru.js'
 import { CACHE_INFO_FILE, NAR_DIR, REALISATIONS_DIR, narFile, narInfoFile } from './directory.js'
@@ -133,7 +133,7 @@ export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheI
 }
 
 /** Streams the store path hashes and narinfo CIDs of the cache under `root` (fine for millions). */
-export async function * listNarInfos (blocks: PackStore, root: CID): AsyncGenerator<{ hash: string, cid: CID }> {
+export async function * listNarInfos (blocks: UnixfsBlocks, root: CID): AsyncGenerator<{ hash: string, cid: CID }> {
   for await (const entry of unixfs({ blockstore: blocks }).ls(root)) {
     if (entry.name.endsWith('.narinfo')) yield { hash: entry.name.slice(0, -'.narinfo'.length), cid: entry.cid }
   }

@@ -1,6 +1,7 @@
 import { access, constants as fsConstants, stat } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { RepoError } from '../errors.js'
+import type { CacheBlocks } from '../ipfs/blocks.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import type { SecretKey } from '../nix/signing.js'
 import { derivationOutputs, runNix, validPaths } from '../nix/store.js'
@@ -30,14 +31,14 @@ async function requestKey (repo: string, request: PublishRequest, log: RequestOp
 }
 
 /** Runs `fn` on `blocks`, or on the repo's block store opened (and closed) for it. */
-async function withBlocks<T> (repo: string, blocks: PackStore | undefined, fn: (blocks: PackStore) => Promise<T>): Promise<T> {
+async function withBlocks<T> (repo: string, blocks: CacheBlocks | undefined, fn: (blocks: CacheBlocks) => Promise<T>): Promise<T> {
   if (blocks !== undefined) return await fn(blocks)
   const opened = await PackStore.openRepo(repo)
   try { return await fn(opened) } finally { await opened.close() }
 }
 
 /** Publishes what a request names into the repo's cache. */
-export async function publishRequest (repo: string, request: PublishRequest, options: RequestOptions, blocks?: PackStore): Promise<PublishResult> {
+export async function publishRequest (repo: string, request: PublishRequest, options: RequestOptions, blocks?: CacheBlocks): Promise<PublishResult> {
   const recipe = (RECIPES as Record<string, typeof RECIPES.cdc | undefined>)[request.chunker] ?? RECIPES.cdc
   const paths = await requestPaths(request)
   const key = await requestKey(repo, request, options.log)
@@ -59,7 +60,7 @@ export type Outcome = { result: PublishResult } | { error: Error, queued?: strin
  * (to be retried by the next publish or a running gateway) instead of failing.
  * Never throws: the error (and whether queuing failed too) is in the outcome.
  */
-export async function publishOrQueue (repo: string, request: PublishRequest, options: RequestOptions, blocks?: PackStore): Promise<Outcome> {
+export async function publishOrQueue (repo: string, request: PublishRequest, options: RequestOptions, blocks?: CacheBlocks): Promise<Outcome> {
   try {
     return { result: await publishRequest(repo, request, options, blocks) }
   } catch (err) {
@@ -76,7 +77,7 @@ export async function publishOrQueue (repo: string, request: PublishRequest, opt
  * Publishes every queued request: done ones leave the queue, paths no longer
  * in the store are dropped (nothing is left to publish), failures stay queued.
  */
-export async function retryQueue (repo: string, options: RequestOptions, blocks?: PackStore): Promise<{ published: number, dropped: number, failed: number }> {
+export async function retryQueue (repo: string, options: RequestOptions, blocks?: CacheBlocks): Promise<{ published: number, dropped: number, failed: number }> {
   const counts = { published: 0, dropped: 0, failed: 0 }
   for (const queued of await queuedRequests(repo)) {
     const { request } = queued
@@ -103,7 +104,7 @@ export async function retryQueue (repo: string, options: RequestOptions, blocks?
 }
 
 /** Retries the repo's publish queue at once and every QUEUE_RETRY_MS while a gateway runs; `stop` waits for a retry in progress. */
-export function startQueueRetry (repo: string, blocks: PackStore, options: RequestOptions, onPublished: () => void): { stop: () => Promise<void> } {
+export function startQueueRetry (repo: string, blocks: CacheBlocks, options: RequestOptions, onPublished: () => void): { stop: () => Promise<void> } {
   let running: Promise<void> | undefined
   const run = (): void => {
     running ??= retryQueue(repo, options, blocks)

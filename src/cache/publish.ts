@@ -1,8 +1,7 @@
 import type { CID } from 'multiformats/cid'
-import { DEFAULT_PRIORITY, STORE_DIR } from '../constants.js'
+import { STORE_DIR } from '../constants.js'
 import { asDiskError } from '../disk.js'
 import { IntegrityError } from '../errors.js'
-import { formatCacheInfo } from '../nix/cache-info.js'
 import { NarHasher } from '../nix/hash.js'
 import { encodeNar } from '../nix/nar/encode.js'
 import { walkPath } from '../nix/nar/walk.js'
@@ -11,15 +10,13 @@ import { signFingerprint, type SecretKey } from '../nix/signing.js'
 import { queryPathInfos, queryRealisations, type PathInfo } from '../nix/store.js'
 import { formatRealisation, signRealisation } from '../nix/realisation.js'
 import { parseStorePath } from '../nix/store-path.js'
+import type { BlockPutter } from '../ipfs/block.js'
 import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
-import { DirNodeCache } from '../ipfs/hamt.js'
-import { ipnsNameOf, type CacheRecord } from '../ipfs/ipns.js'
-import type { PackStore } from '../ipfs/pack-store.js'
-import { DISPUTES_DIR, REALISATIONS_DIR, addEntries, addFiles, createCacheRoot, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
-import { commitRoot, nextSequence } from './commit.js'
-import { loadRecord } from './records.js'
-import { withRepoLock } from '../repo.js'
+import type { CacheRecord } from '../ipfs/ipns.js'
+import type { CacheBlocks } from '../ipfs/blocks.js'
+import { DISPUTES_DIR, REALISATIONS_DIR, addEntries, addFiles, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
+import { updateOwnCache, type OwnCache } from './own.js'
 
 /** How NARs become blocks; its name is written into `nix-cache-info`. */
 export interface CidRecipe {
@@ -60,11 +57,11 @@ export interface PublishResult {
 /** What publishing needs: the repo directory and its block store. */
 export interface PublishComponents {
   repo: string
-  blocks: PackStore
+  blocks: CacheBlocks
 }
 
 /** Serializes a store path to NAR, stores its blocks, and checks the hash against Nix's database. */
-async function importStorePath (blocks: PackStore, info: PathInfo, recipe: CidRecipe, storeRoot = '', onBytes?: (bytes: number) => void): Promise<{ cid: CID, tsize: number }> {
+async function importStorePath (blocks: BlockPutter, info: PathInfo, recipe: CidRecipe, storeRoot = '', onBytes?: (bytes: number) => void): Promise<{ cid: CID, tsize: number }> {
   const hasher = new NarHasher()
   async function * hashed (): AsyncGenerator<Uint8Array> {
     for await (const chunk of encodeNar(walkPath(storeRoot + info.path))) {
@@ -116,37 +113,20 @@ async function realisationsOf (infos: PathInfo[], key: SecretKey, storeRoot?: st
   return files
 }
 
-/** An empty cache whose nix-cache-info names the CID recipe. */
-export async function newCacheRoot (blocks: PackStore, recipe: string): Promise<CID> {
-  return await createCacheRoot(blocks, formatCacheInfo({ storeDir: STORE_DIR, wantMassQuery: true, priority: DEFAULT_PRIORITY, extra: { 'X-CID-Recipe': recipe } }))
-}
-
-/** Adds entries (NARs already stored) to the key's cache and signs a new record, under the repo lock. */
+/** Adds entries (NARs already stored, since `writeEpoch` if given) to the key's cache and signs a new record. */
 export async function appendEntries (components: PublishComponents, key: SecretKey, entries: CacheEntry[], options: { recordLifetimeMs: number, recipe: CidRecipe, writeEpoch?: number }): Promise<CacheRecord> {
   const { repo, blocks } = components
-  return await withRepoLock(repo, async () => {
-    await blocks.refresh()
-    const current = await loadRecord(repo, ipnsNameOf(key.publicKey))
-    const root = current?.root ?? await newCacheRoot(blocks, options.recipe.name)
-    const newRoot = await addEntries(blocks, root, entries, new DirNodeCache())
-    await blocks.sync(options.writeEpoch) // the entries' NARs too, when they were written since writeEpoch
-    return await commitRoot(repo, key, newRoot, current, options)
-  })
+  const update = { recordLifetimeMs: options.recordLifetimeMs, recipe: options.recipe.name, writtenSince: options.writeEpoch ?? 'unreported' as const }
+  return await updateOwnCache(repo, blocks, key, update, async own => await own.commit(await addEntries(blocks, await own.root(), entries, own.dirs)))
 }
 
 /** Adds signed dispute statements (`disputes/<hash>.json`) to the key's cache and signs a new record. */
 export async function publishDisputes (components: PublishComponents, options: Pick<PublishOptions, 'key' | 'recordLifetimeMs' | 'continueSequence' | 'onWait'> & { recipe: string, statements: Array<{ hash: string, text: string }> }): Promise<CacheRecord> {
   const { repo, blocks } = components
-  return await withRepoLock(repo, async () => {
-    await blocks.refresh()
-    const epoch = blocks.writeEpoch
-    const current = await loadRecord(repo, ipnsNameOf(options.key.publicKey))
-    await nextSequence(options.key, current, options.continueSequence)
-    const root = current?.root ?? await newCacheRoot(blocks, options.recipe)
-    const newRoot = await addFiles(blocks, root, DISPUTES_DIR, options.statements.map(f => ({ name: `${f.hash}.json`, text: f.text })), new DirNodeCache())
-    await blocks.sync(epoch)
-    return await commitRoot(repo, options.key, newRoot, current, options)
-  }, options.onWait)
+  return await updateOwnCache(repo, blocks, options.key, options, async own => {
+    const files = options.statements.map(f => ({ name: `${f.hash}.json`, text: f.text }))
+    return await own.commit(await addFiles(blocks, await own.root(), DISPUTES_DIR, files, own.dirs))
+  })
 }
 
 /**
@@ -154,35 +134,25 @@ export async function publishDisputes (components: PublishComponents, options: P
  * cache: paths already in it are skipped; the record moves only after every
  * block it reaches is stored, so a crash leaves the previous record in force.
  */
-export async function publish (components: PublishComponents, options: PublishOptions): Promise<PublishResult> {
-  return await withRepoLock(components.repo, async () => await publishLocked(components, options), options.onWait)
+export async function publish ({ repo, blocks }: PublishComponents, options: PublishOptions): Promise<PublishResult> {
+  return await updateOwnCache(repo, blocks, options.key, { ...options, recipe: options.recipe.name }, async own => {
+    const root = await own.root() // fails before the work when no record could be signed, not after
+    const infos = await queryPathInfos(options.paths, options.recursive, options.storeRoot)
+    const missing: PathInfo[] = []
+    for (const info of infos) if (!await hasNarInfo(blocks, root, parseStorePath(info.path).hash, own.dirs)) missing.push(info)
+    try {
+      return await publishMissing(blocks, options, own, { root, infos, missing })
+    } catch (err) {
+      // A full disk names the repo and what the paths needed: the NARs, plus a little for directories and narinfos.
+      throw await asDiskError(err, repo, missing.reduce((sum, i) => sum + i.narSize, 0))
+    }
+  })
 }
 
-async function publishLocked ({ repo, blocks }: PublishComponents, options: PublishOptions): Promise<PublishResult> {
-  // The store may have been compacted (gc) while this process waited for the lock: what it holds
-  // must be known afresh, or a block gc dropped would pass for present and be left out.
-  await blocks.refresh()
-  const epoch = blocks.writeEpoch // a block lost to a failed write since then must stop the record
-  const dirs = new DirNodeCache()
-  const name = ipnsNameOf(options.key.publicKey)
-  const current = await loadRecord(repo, name)
-  await nextSequence(options.key, current, options.continueSequence) // fail before the work, not after
-  const root = current?.root ?? await newCacheRoot(blocks, options.recipe.name)
+interface PublishState { root: CID, infos: PathInfo[], missing: PathInfo[] }
 
-  const infos = await queryPathInfos(options.paths, options.recursive, options.storeRoot)
-  const missing: PathInfo[] = []
-  for (const info of infos) if (!await hasNarInfo(blocks, root, parseStorePath(info.path).hash, dirs)) missing.push(info)
-  try {
-    return await publishMissing({ repo, blocks }, options, { epoch, name, current, root, dirs, infos, missing })
-  } catch (err) {
-    // A full disk names the repo and what the paths needed: the NARs, plus a little for directories and narinfos.
-    throw await asDiskError(err, repo, missing.reduce((sum, i) => sum + i.narSize, 0))
-  }
-}
-
-interface PublishState { epoch: number, name: string, current: CacheRecord | undefined, root: CID, dirs: DirNodeCache, infos: PathInfo[], missing: PathInfo[] }
-
-async function publishMissing ({ repo, blocks }: PublishComponents, options: PublishOptions, { epoch, name, current, root, dirs, infos, missing }: PublishState): Promise<PublishResult> {
+async function publishMissing (blocks: CacheBlocks, options: PublishOptions, own: OwnCache, { root, infos, missing }: PublishState): Promise<PublishResult> {
+  const { name, record: current, dirs } = own
   const entries: CacheEntry[] = []
   const published: PublishResult['published'] = []
   const skipped = infos.length - missing.length
@@ -200,7 +170,6 @@ async function publishMissing ({ repo, blocks }: PublishComponents, options: Pub
   const withEntries = await addEntries(blocks, root, entries, dirs)
   const realisations = await realisationsOf(infos.filter(i => published.some(p => p.path === i.path)), options.key, options.storeRoot)
   const newRoot = await addFiles(blocks, withEntries, REALISATIONS_DIR, realisations, dirs)
-  await blocks.sync(epoch) // every block the new root reaches is durable before the record moves
-  const record = await commitRoot(repo, options.key, newRoot, current, options)
+  const record = await own.commit(newRoot)
   return { name, root: newRoot, sequence: record.sequence, published, skipped }
 }

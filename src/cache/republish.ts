@@ -1,18 +1,13 @@
-import { RepoError } from '../errors.js'
 import { ipnsNameOf, type CacheRecord } from '../ipfs/ipns.js'
 import type { SecretKey } from '../nix/signing.js'
-import { withRepoLock } from '../repo.js'
-import { commitRoot, type CommitOptions } from './commit.js'
+import type { CommitOptions } from './commit.js'
+import { updateOwnCache } from './own.js'
 import { loadRecord } from './records.js'
 
 /** Re-signs the repo's current root for `key` with the next sequence and a fresh validity. */
 export async function republish (repo: string, key: SecretKey, options: CommitOptions): Promise<CacheRecord> {
-  return await withRepoLock(repo, async () => {
-    const name = ipnsNameOf(key.publicKey)
-    const current = await loadRecord(repo, name)
-    if (current === undefined) throw new RepoError(`the repo ${repo} has no record for ${name} yet; run \`nixipfs publish\` first`)
-    return await commitRoot(repo, key, current.root, current, options)
-  })
+  // Without blocks: the same root, signed again.
+  return await updateOwnCache(repo, undefined, key, options, async own => await own.commit(await own.root()))
 }
 
 /** How often a running gateway checks whether its own record needs republishing. */

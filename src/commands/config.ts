@@ -1,6 +1,7 @@
-import { defineCommand, type CommandDef } from 'citty'
+import { defineCommand } from 'citty'
 import { configPath, envName, layerArgs, loadConfig } from '../config.js'
 import { UsageError } from '../errors.js'
+import { SUBCOMMANDS as subs } from './subcommands.js'
 
 export default defineCommand({
   meta: {
@@ -17,10 +18,8 @@ export default defineCommand({
   },
   // `config COMMAND --flag V` shows what COMMAND would run with given --flag V (the CLI checks them against COMMAND's flags).
   async run ({ args, rawArgs }) {
-    const { cli } = await import('../cli.js')
     const path = configPath(rawArgs)
     const file = await loadConfig(path)
-    const subs = cli.subCommands as Record<string, () => Promise<CommandDef<any>>>
     const names = args.command !== undefined ? [args.command] : Object.keys(subs).filter(n => n !== 'config')
     if (names.some(n => subs[n] === undefined)) throw new UsageError(`no command ${JSON.stringify(args.command)}; see nixipfs --help`)
     const out: Record<string, Record<string, { value: unknown, from: string }>> = {}

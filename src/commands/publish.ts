@@ -9,6 +9,8 @@ import { lifetimeArgs, lifetimeMsOf, publishOptionsOf, repoArg, repoOf } from '.
 import { recipeOf } from './recipes.js'
 import { networkOptionsOf, nodeArgs } from './network-args.js'
 import { putRecordOnce } from '../cache/announce.js'
+import { PackStore } from '../ipfs/pack-store.js'
+import { startNetwork } from '../net/network.js'
 
 /** The directory of a chroot store given as DIR or as Nix's `local?root=DIR`: its files are read from there. */
 function storeRootOf (store: string): string {
@@ -96,10 +98,21 @@ export default defineCommand({
     }
     if (published !== undefined && (network.bootstrap ?? []).length > 0) {
       const name = published
-      await putRecordOnce(repo, name, network, consola).then(
+      await putIntoDht(repo, name, network).then(
         () => consola.success(`put the record of /ipns/${name} into the DHT`),
         (err: Error) => consola.warn(`the record of /ipns/${name} is published in the repo, but putting it into the DHT failed: ${err.message}; a gateway running on this repo with --bootstrap puts it there`))
     }
   }
 })
 
+/** Joins the DHT on a free loopback port for as long as putting the record of `name` there takes. */
+async function putIntoDht (repo: string, name: string, options: ReturnType<typeof networkOptionsOf>): Promise<void> {
+  const blocks = await PackStore.openRepo(repo)
+  const network = await startNetwork(repo, blocks, { ...options, listen: ['/ip4/127.0.0.1/tcp/0'], log: { info: () => {}, warn: (m: string) => consola.warn(m), debug: (m: string) => consola.debug(m) } })
+  try {
+    await putRecordOnce(repo, name, network.routing!)
+  } finally {
+    await network.stop()
+    await blocks.close()
+  }
+}

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import type { CacheIndex } from '../cache/index.js'
 import type { ServedCaches } from '../cache/union.js'
+import { startFollowing, type Follower, type FollowOptions } from '../cache/follow.js'
 import { acceptRecord, loadRecord } from '../cache/records.js'
 import type { IndexSource } from '../cache/source.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
@@ -28,12 +29,10 @@ export interface DiscoveryOptions {
   keys: PublicKey[]
   /** serve only narinfos signed by one of `keys` (no --trust: the local Nix's keys; with --trust the quorum judges) */
   requireSignature: boolean
-  /** the names served now (own, followed, discovered) */
-  served: () => string[]
-  /** starts serving (and indexing in the background) a discovered cache, its source passed through `wrap` */
-  add: (name: string, wrap: (source: IndexSource) => IndexSource) => void
-  /** stops serving a discovered cache */
-  remove: (name: string) => void
+  /** the caches the node serves, by name and in order (discovered ones are added to and dropped from both), and how one is opened */
+  caches: { sources: Map<string, IndexSource>, served: IndexSource[], open: (name: string) => IndexSource }
+  /** how a discovered cache's index is fetched in the background (later lookups are local) */
+  followOptions: FollowOptions
   deadlineMs?: number
   maxCaches?: number
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
@@ -67,18 +66,39 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   setMaxListeners(Infinity, abort.signal)
 
   const touch = (name: string): void => { discovered.delete(name); discovered.set(name, true) }
+  const followers = new Map<string, Follower>()
+  const { sources, served: servedList } = options.caches
+
+  function add (name: string): void {
+    const opened = options.caches.open(name)
+    const source = options.requireSignature ? signedOnly(opened, options.keys) : opened
+    sources.set(name, source)
+    servedList.push(source)
+    const follower = startFollowing(options.repo, [name], options.network.records, options.network.blocks, { ...options.followOptions, onRecord: () => source.recheck() })
+    follower.poll().catch(() => {})
+    followers.set(name, follower)
+    options.log.info(`discovery: following /ipns/${name}`)
+  }
+
+  function remove (name: string): void {
+    followers.get(name)?.stop()
+    followers.delete(name)
+    const source = sources.get(name)
+    sources.delete(name)
+    if (source !== undefined) servedList.splice(servedList.indexOf(source), 1)
+  }
 
   async function follow (name: string, signal: AbortSignal): Promise<boolean> {
     for (const { from, bytes } of await options.network.records(name, signal)) {
       await acceptRecord(options.repo, name, bytes).catch((err: Error) => options.log.debug(`discovery: a record of /ipns/${name} from ${from} refused: ${err.message}`))
     }
     if (await loadRecord(options.repo, name) === undefined) return false
-    options.add(name, source => options.requireSignature ? signedOnly(source, options.keys) : source)
+    add(name)
     touch(name)
     while (discovered.size > maxCaches) {
       const oldest = discovered.keys().next().value!
       discovered.delete(oldest)
-      options.remove(oldest)
+      remove(oldest)
       options.log.info(`discovery: stopped following /ipns/${oldest} (more than ${maxCaches} discovered caches; least recently useful)`)
     }
     return true
@@ -92,7 +112,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     setMaxListeners(Infinity, signal)
     // A node that has just started may not have its first DHT peer yet.
     while (routing.size() === 0 && !signal.aborted) await new Promise(resolve => setTimeout(resolve, 50))
-    const served = new Set(options.served())
+    const served = new Set(sources.keys())
     // Each provider is asked as soon as it is found, and each trusted cache it names is followed at once:
     // the DHT query may go on for a while after the first providers came in.
     const asks: Array<Promise<void>> = []
@@ -147,7 +167,10 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       }
       return await running
     },
-    stop: () => abort.abort()
+    stop: () => {
+      abort.abort()
+      for (const follower of followers.values()) follower.stop()
+    }
   }
 }
 
@@ -187,4 +210,13 @@ export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, 
       realisation: async (id) => await current?.realisation(id)
     }
   }
+}
+
+/** The names of the caches in `sources` that hold a narinfo for `hash` (what a node tells discovering peers). */
+export async function cachesHolding (sources: Map<string, IndexSource>, hash: string): Promise<string[]> {
+  const holding = await Promise.all([...sources].map(async ([name, source]) => {
+    const index = await source.current().catch(() => undefined)
+    return (await index?.narInfo(hash).catch(() => undefined)) === undefined ? [] : [name]
+  }))
+  return holding.flat()
 }

@@ -5,7 +5,8 @@ import { DISPUTES_DIR } from '../cache/directory.js'
 import { loadRecord } from '../cache/records.js'
 import { readSmallFile } from '../ipfs/file-dag.js'
 import { DirNodeCache, lookupEntry } from '../ipfs/hamt.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { BlockGetter } from '../ipfs/block.js'
+import type { UnixfsBlocks } from '../ipfs/blocks.js'
 import { writeFileAtomic } from '../atomic.js'
 import { disputesDir, recordNames } from '../repo-layout.js'
 import type { Dispute } from '../cache/union.js'
@@ -55,7 +56,7 @@ export interface PublishedDispute extends DisputeStatement {
  * holds a record for (own and followed), as far as their blocks are local;
  * statements that do not check out are reported through `warn` and left out.
  */
-export async function listPublishedDisputes (repo: string, blocks: PackStore, warn: (m: string) => void = () => {}): Promise<PublishedDispute[]> {
+export async function listPublishedDisputes (repo: string, blocks: UnixfsBlocks & BlockGetter, warn: (m: string) => void = () => {}): Promise<PublishedDispute[]> {
   const names = await recordNames(repo)
   const found: PublishedDispute[] = []
   for (const name of names) {
@@ -80,7 +81,7 @@ export async function listPublishedDisputes (repo: string, blocks: PackStore, wa
 export type AnyDispute = ({ kind: 'quorum' } & RecordedDispute) | ({ kind: 'rebuild' } & PublishedDispute)
 
 /** Every dispute this repo knows of. */
-export async function allDisputes (repo: string, blocks: PackStore, warn?: (m: string) => void): Promise<AnyDispute[]> {
+export async function allDisputes (repo: string, blocks: UnixfsBlocks & BlockGetter, warn?: (m: string) => void): Promise<AnyDispute[]> {
   return [
     ...(await listDisputes(repo)).map(d => ({ kind: 'quorum' as const, ...d })),
     ...(await listPublishedDisputes(repo, blocks, warn)).map(d => ({ kind: 'rebuild' as const, ...d }))

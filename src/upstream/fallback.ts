@@ -1,7 +1,7 @@
 import { importUpstreamNar, ownNarInfo, trustedNarInfo } from './import.js'
 import { appendEntries, type CidRecipe } from '../cache/publish.js'
 import { Lru } from '../lru.js'
-import type { PackStore } from '../ipfs/pack-store.js'
+import type { CacheBlocks } from '../ipfs/blocks.js'
 import { formatNarInfo, type NarInfo } from '../nix/narinfo.js'
 import type { PublicKey, SecretKey } from '../nix/signing.js'
 import { parseStorePath } from '../nix/store-path.js'
@@ -27,7 +27,7 @@ export interface FallbackOptions {
   /** keys an upstream narinfo must be signed by */
   keys: PublicKey[]
   repo: string
-  blocks: PackStore
+  blocks: CacheBlocks
   /** signs the own cache's records as imported paths are added */
   key: SecretKey
   recipe: CidRecipe

@@ -1,21 +1,17 @@
 import type { CID } from 'multiformats/cid'
 import { storeHashOf } from '../cache/closure.js'
-import { commitRoot, nextSequence } from '../cache/commit.js'
 import { addEntries, hasNarInfo, narUrl, type CacheEntry } from '../cache/directory.js'
-import { newCacheRoot, type CidRecipe, type PublishComponents } from '../cache/publish.js'
-import { loadRecord } from '../cache/records.js'
+import { updateOwnCache } from '../cache/own.js'
+import type { CidRecipe, PublishComponents } from '../cache/publish.js'
 import { asDiskError } from '../disk.js'
 import { IntegrityError, NixipfsError, UpstreamError } from '../errors.js'
+import type { BlockPutter } from '../ipfs/block.js'
 import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
-import { DirNodeCache } from '../ipfs/hamt.js'
-import { ipnsNameOf } from '../ipfs/ipns.js'
-import type { PackStore } from '../ipfs/pack-store.js'
 import { checkedNar } from '../nix/nar/check.js'
 import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { signFingerprint, verifyFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
 import { parseStoreBaseName, parseStorePath } from '../nix/store-path.js'
-import { withRepoLock } from '../repo.js'
 import { decompress } from './decompress.js'
 import type { HttpBinaryCache } from './http-cache.js'
 
@@ -103,7 +99,7 @@ export function trustedNarInfo (text: string, hash: string, keys: PublicKey[], f
  * Downloads, decompresses and stores an upstream NAR, checking it against its
  * narinfo (format, NarSize, NarHash); `onChunk` sees each chunk once checked.
  */
-export async function importUpstreamNar (blocks: PackStore, info: NarInfo, upstream: HttpBinaryCache, chunker: Chunker, onChunk?: (chunk: Uint8Array) => Promise<void> | void): Promise<{ cid: CID, tsize: number }> {
+export async function importUpstreamNar (blocks: BlockPutter, info: NarInfo, upstream: HttpBinaryCache, chunker: Chunker, onChunk?: (chunk: Uint8Array) => Promise<void> | void): Promise<{ cid: CID, tsize: number }> {
   const checked = checkedNar(decompress(info.compression, await upstream.file(info.url)), info, `${info.storePath}: the NAR from ${upstream.url}`)
   async function * tapped (): AsyncGenerator<Uint8Array> {
     for await (const chunk of checked) {
@@ -146,14 +142,9 @@ export async function importFromUpstream ({ repo, blocks }: PublishComponents, o
 }
 
 async function importLocked ({ repo, blocks }: PublishComponents, options: ImportOptions, onNeeded: (bytes: number) => void): Promise<ImportResult> {
-  return await withRepoLock(repo, async () => {
-    await blocks.refresh()
-    const epoch = blocks.writeEpoch // a block lost to a failed write since then must stop the record
-    const dirs = new DirNodeCache()
-    const name = ipnsNameOf(options.key.publicKey)
-    let current = await loadRecord(repo, name)
-    await nextSequence(options.key, current)
-    let root = current?.root ?? await newCacheRoot(blocks, options.recipe.name)
+  return await updateOwnCache(repo, blocks, options.key, { recordLifetimeMs: options.recordLifetimeMs, recipe: options.recipe.name }, async own => {
+    const { dirs } = own
+    let root = await own.root()
     const wanted = referencesFirst(await upstreamNarInfos(options))
     const todo: NarInfo[] = []
     for (const info of wanted) if (!await hasNarInfo(blocks, root, parseStorePath(info.storePath).hash, dirs)) todo.push(info)
@@ -166,8 +157,7 @@ async function importLocked ({ repo, blocks }: PublishComponents, options: Impor
     const commit = async (): Promise<void> => {
       if (pending.length === 0) return
       root = await addEntries(blocks, root, pending, dirs)
-      await blocks.sync(epoch) // every block the new root reaches is durable before the record moves
-      current = await commitRoot(repo, options.key, root, current, { recordLifetimeMs: options.recordLifetimeMs })
+      await own.commit(root)
       imported += pending.length
       pending = []
     }

@@ -47,8 +47,8 @@ describe('--max-cache: least recently used NARs are evicted', () => {
     await blocks.local.sync()
     expect(await packBytes(repo)).toBeGreaterThan(6 * MiB)
 
-    expect(await evictToFit(repo, blocks, { maxBytes: 100 * MiB, follow: [] })).toBeUndefined() // under the limit: nothing to do
-    const r = await evictToFit(repo, blocks, { maxBytes: 5 * MiB, follow: [] })
+    expect(await evictToFit(repo, blocks.local, blocks, { maxBytes: 100 * MiB, follow: [] })).toBeUndefined() // under the limit: nothing to do
+    const r = await evictToFit(repo, blocks.local, blocks, { maxBytes: 5 * MiB, follow: [] })
     expect(r?.nars).toEqual({ kept: 1, dropped: 2 }) // b kept; a and the pinned one (kept by its pin) left the LRU
     expect(await packBytes(repo)).toBeLessThan(4 * MiB)
     const held = async (k: string): Promise<boolean> => {

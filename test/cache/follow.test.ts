@@ -162,7 +162,7 @@ describe('following a hostile cache: only the cache layout, within --max-index',
       await saveRecord(repo, await signRecord(key.seed, root, 2n, 60_000))
       await blocks.local.sync()
       expect(await packBytes(repo)).toBeGreaterThan(50 * MiB)
-      const r = await evictToFit(repo, blocks, { maxBytes: 10 * MiB, follow: [name] })
+      const r = await evictToFit(repo, blocks.local, blocks, { maxBytes: 10 * MiB, follow: [name] })
       expect(r?.bytes.after).toBeLessThan(4 * MiB) // the index (with the 3 MiB narinfo stored before) stays; the 50 MiB junk goes
       expect(blocks.local.has(junk)).toBe(false)
       expect(blocks.local.has(root)).toBe(true)

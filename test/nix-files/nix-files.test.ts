@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { nixAvailable } from '../helpers/nix.js'
 import { runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
 
 const ROOT = resolve(import.meta.dirname, '../..')
-const NIX_FILES = ['flake.nix', ...readdirSync(join(ROOT, 'nix')).map(f => `nix/${f}`), ...readdirSync(join(ROOT, 'test/nix-files')).filter(f => f.endsWith('.nix')).map(f => `test/nix-files/${f}`)]
+const nixFilesUnder = (dir: string): string[] => readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' }).filter(f => f.endsWith('.nix')).map(f => `${dir}/${f}`)
+const NIX_FILES = ['flake.nix', ...nixFilesUnder('nix'), ...nixFilesUnder('test/nix-files')]
 
 /** The module's config for `settings`, evaluated against the stub option system. */
 function evalModule (settings: string): any {
@@ -19,6 +20,24 @@ const words = (line: string): string[] => [...line.matchAll(/'((?:[^']|'\\'')*)'
 describe.runIf(nixAvailable)('Nix files', () => {
   it.each(NIX_FILES)('%s parses', (file) => {
     expect(() => execFileSync('nix-instantiate', ['--parse', join(ROOT, file)], { stdio: 'pipe' })).not.toThrow()
+  })
+
+  it('the package takes its npm dependencies from package-lock.json (importNpmLock), with no hash to keep in step', () => {
+    const p = JSON.parse(execFileSync('nix-instantiate', ['--eval', '--strict', '--json', join(ROOT, 'test/nix-files/package-eval.nix')], { encoding: 'utf8' }))
+    expect(p).toEqual({
+      hasNpmDepsHash: false,
+      npmDeps: { from: 'importNpmLock', lockFileFound: true },
+      npmConfigHook: 'importNpmLock.npmConfigHook',
+      nodejs: 'nodejs_24',
+      npmBuildScript: 'build'
+    })
+  })
+
+  it('the flake has the NixOS VM test as a check on Linux', () => {
+    expect(NIX_FILES).toContain('nix/tests/substitute.nix')
+    const flake = readFileSync(join(ROOT, 'flake.nix'), 'utf8')
+    expect(flake).toMatch(/checks = nixpkgs\.lib\.genAttrs \[ "x86_64-linux" "aarch64-linux" \]/)
+    expect(flake).toContain('substitute = import ./nix/tests/substitute.nix')
   })
 
   it('the NixOS module does nothing unless enabled', () => {

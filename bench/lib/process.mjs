@@ -1,0 +1,55 @@
+// Processes, ports, logging and memory: what every benchmark script needs to
+// run commands and servers on this machine.
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import { createServer } from 'node:net'
+
+/** The environment of children that talk to 127.0.0.1: no proxy settings, no colours. */
+export const LOCAL_ENV = { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' }
+for (const k of Object.keys(LOCAL_ENV)) if (/_proxy$/i.test(k)) delete LOCAL_ENV[k]
+LOCAL_ENV.NO_PROXY = LOCAL_ENV.no_proxy = '127.0.0.1,localhost'
+
+/** A log function writing to stderr as `[tag   12s] …`, counting from its creation. */
+export function logger (tag) {
+  const t0 = Date.now()
+  return (...a) => console.error(`[${tag} ${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s]`, ...a)
+}
+
+export const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
+export const rmrf = (p) => fs.rmSync(p, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 })
+export const stripAnsi = (s) => s.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+
+/** A TCP port free on 127.0.0.1 right now. */
+export const freePort = () => new Promise((resolve, reject) => {
+  const s = createServer(); s.on('error', reject)
+  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)) })
+})
+
+/** True when `cmd` is on the PATH. */
+export const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
+
+/**
+ * Runs a command to completion, synchronously; returns its stdout and how
+ * long it took, or throws with the end of its stderr.
+ */
+export function runSync (cmd, args, options = {}) {
+  const t = process.hrtime.bigint()
+  const r = spawnSync(cmd, args, { env: LOCAL_ENV, encoding: 'utf8', maxBuffer: 1 << 28, ...options })
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${(r.stderr || '').slice(-2000)}`)
+  return { stdout: r.stdout, seconds: Number(process.hrtime.bigint() - t) / 1e9 }
+}
+
+/** Installs the apt package `pkg` when `cmd` is not on the PATH. */
+export function installIfMissing (cmd, pkg = cmd) {
+  if (!has(cmd)) runSync('apt-get', ['install', '-y', pkg])
+}
+
+/** Resident memory of a process now and at its peak (VmRSS, VmHWM), in MiB. */
+export function memoryOf (pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
+  const mib = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]) / 1024
+  return { rss: mib('VmRSS'), hwm: mib('VmHWM') }
+}
+
+/** The machine's load average over 1, 5 and 15 minutes, as /proc/loadavg gives it. */
+export const loadAverage = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
