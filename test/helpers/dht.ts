@@ -22,20 +22,20 @@ export interface TestNode {
 export async function startTestNode (options: Partial<DaemonOptions> & { bootstrap?: string[], label?: string }): Promise<TestNode> {
   const lines: string[] = []
   const label = options.label ?? 'node'
-  const say = (level: string) => (m: string): void => { lines.push(`${level} ${m}`); if (process.env.TEST_NODE_LOG === '1') console.log(`[${label}] ${level} ${m}`) }
-  const log = { info: say('info'), warn: say('warn'), debug: () => {}, success: say('success') }
+  const say = (level: string) => (m: string): void => { lines.push(`${level} ${m}`); if (process.env.TEST_NODE_LOG !== undefined) console.log(`[${label}] ${level} ${m}`) }
+  const log = { info: say('info'), warn: say('warn'), debug: process.env.TEST_NODE_LOG === '2' ? say('debug') : () => {}, success: say('success') }
   const { bootstrap, label: _label, ...rest } = options
   const daemon = await startDaemon({
     repo: tmp(),
     follow: [],
     pin: 'index',
     closures: [],
-    followIntervalMs: 1_000,
+    followIntervalMs: 5_000,
     expiredGraceMs: DEFAULT_EXPIRED_GRACE_MS,
     host: '127.0.0.1',
     port: 0,
     ...rest,
-    network: { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], bootstrap: bootstrap ?? [], httpGateways: [], peerTimeoutMs: 5_000, peerConnections: 4, ...rest.network },
+    network: { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], bootstrap: bootstrap ?? [], httpGateways: [], peerTimeoutMs: 10_000, peerConnections: 4, ...rest.network },
     log
   })
   let stopped = false
