@@ -61,6 +61,9 @@ const STORE_HASH = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/
 /** Largest answer accepted to "which caches hold this narinfo" (some hundred names). */
 const MAX_NAMES_BYTES = 64 * 1024
 
+/** Connected peers (beyond the named ones) asked for a record directly over fetch. */
+const RECORD_PEERS = 8
+
 /** How long start-up waits for a first bootstrap peer before it goes on (dialling continues). */
 const BOOTSTRAP_WAIT_MS = 5_000
 
@@ -147,9 +150,15 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
     const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) }))
-    for (const conn of p2p?.libp2p.getConnections() ?? []) {
-      // On a DHT most connections are to peers that do not speak the fetch protocol (kubo, Helia): ask only those that do.
+    // On a DHT a node is connected to many peers, most of which do not speak the fetch protocol (kubo, Helia):
+    // ask only those that do, the named --peer ones first, at most RECORD_PEERS of them (the DHT is asked besides).
+    const named = new Set(options.peers.map(a => a.split('/p2p/').at(-1)))
+    const connections = [...(p2p?.libp2p.getConnections() ?? [])].sort((a, b) => Number(named.has(b.remotePeer.toString())) - Number(named.has(a.remotePeer.toString())))
+    let asked = 0
+    for (const conn of connections) {
+      if (asked >= RECORD_PEERS && !named.has(conn.remotePeer.toString())) break
       if (!await speaks(p2p!, conn.remotePeer, FETCH_PROTOCOL)) continue
+      asked++
       const ask = (async () => ({
         from: conn.remotePeer.toString(),
         bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: sig })
