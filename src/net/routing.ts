@@ -47,7 +47,7 @@ export interface Routing {
   getRecord: (name: string, options?: RoutingCallOptions) => Promise<FoundRecord[]>
   /** the addresses of peer `id` */
   findPeer: (id: string, options?: RoutingCallOptions) => Promise<Provider | undefined>
-  /** peers in the DHT routing table (0: this node has not joined a network) */
+  /** peers in the DHT routing table plus routers beside it (0: this node has not joined a network) */
   size: () => number
 }
 
@@ -60,10 +60,10 @@ export function ipnsRoutingKey (name: string): Uint8Array {
 export function dhtRouting (dht: KadDHT & { routingTable?: { size: number } }, self: string, extra: ExtraRouter[] = []): Routing {
   return {
     provide: async (cid, options = {}) => {
-      const others = Promise.allSettled(extra.map(async r => await r.provide?.(cid, options)))
+      const others = Promise.allSettled(extra.filter(r => r.provide !== undefined).map(async r => await r.provide!(cid, options)))
       let stored = 0
-      for await (const event of dht.provide(cid, options)) if (event.name === 'FINAL_PEER') stored++
-      await others
+      if (dht.routingTable?.size !== 0) for await (const event of dht.provide(cid, options)) if (event.name === 'FINAL_PEER') stored++
+      if ((await others).some(r => r.status === 'fulfilled')) return
       if (stored === 0) throw new PeerError('dht', `no DHT peer to store the provider record of ${cid.toString()} with (is any --bootstrap peer reachable?)`)
     },
     findProviders: async function * (cid, options = {}) {
@@ -76,10 +76,10 @@ export function dhtRouting (dht: KadDHT & { routingTable?: { size: number } }, s
       }
     },
     putRecord: async (name, bytes, options = {}) => {
-      const others = Promise.allSettled(extra.map(async r => await r.putRecord?.(name, bytes, options)))
+      const others = Promise.allSettled(extra.filter(r => r.putRecord !== undefined).map(async r => await r.putRecord!(name, bytes, options)))
       let stored = 0
-      for await (const event of dht.put(ipnsRoutingKey(name), bytes, options)) if (event.name === 'PEER_RESPONSE') stored++
-      await others
+      if (dht.routingTable?.size !== 0) for await (const event of dht.put(ipnsRoutingKey(name), bytes, options)) if (event.name === 'PEER_RESPONSE') stored++
+      if ((await others).some(r => r.status === 'fulfilled')) return
       if (stored === 0) throw new PeerError('dht', `no DHT peer took the record of /ipns/${name} (is any --bootstrap peer reachable?)`)
     },
     getRecord: async (name, options = {}) => {
@@ -105,7 +105,8 @@ export function dhtRouting (dht: KadDHT & { routingTable?: { size: number } }, s
       }
       return undefined
     },
-    size: () => dht.routingTable?.size ?? 0
+    // Delegated routers count as known peers: a node with only --routing can announce and look up.
+    size: () => (dht.routingTable?.size ?? 0) + extra.length
   }
 }
 
