@@ -3,11 +3,15 @@ import { startFollowing } from './cache/follow.js'
 import { pinClosures } from './cache/closure-pins.js'
 import { startAnnouncing } from './cache/announce.js'
 import { cachesHolding, startDiscovery, withDiscovery } from './trust/discover.js'
+import { acceptRecord, loadRecord } from './cache/records.js'
 import { startRepublisher } from './cache/republish.js'
 import { startQueueRetry } from './cache/publish-request.js'
 import { repoIndexSource } from './cache/source.js'
 import type { CommitOptions } from './cache/commit.js'
 import { unionOf } from './cache/union.js'
+import { HeardStatements } from './trust/heard.js'
+import { startGossip } from './trust/gossip.js'
+import { ipnsNameOf } from './ipfs/ipns.js'
 import { RECIPES } from './cache/recipes.js'
 import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
 import { nodeMetricFamilies } from './gateway/node-metrics.js'
@@ -23,6 +27,8 @@ import { registerFetcher } from './repo.js'
 import { loadRecordBytes } from './repo-layout.js'
 import type { PublicKey, SecretKey } from './nix/signing.js'
 import { startNetwork, type Network, type NetworkOptions } from './net/network.js'
+import { httpMultiaddrsOf, nodeRouting, routingViewOf, withoutPeerId, type PeerInfo } from './net/routing-view.js'
+import { startRecordPush } from './net/record-push.js'
 
 export interface DaemonOptions {
   repo: string
@@ -79,6 +85,9 @@ export interface Daemon {
 export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const { repo, log } = options
   const names = [...(options.own === undefined ? [] : [options.own]), ...options.follow.filter(n => n !== options.own)]
+  // Statements by the keys this node serves or trusts are all kept; others only in a bounded number.
+  const keptNames = new Set([...names, ...(options.trust?.keys.map(k => ipnsNameOf(k.key)) ?? [])])
+  const heard = await HeardStatements.open(repo, name => keptNames.has(name))
 
   const local = await PackStore.openRepo(repo)
   // Following means writing fetched blocks; gc must not compact under it.
@@ -109,6 +118,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       }
     })
   follower?.poll().catch(() => {})
+  const gossip = network.p2p === undefined ? undefined : startGossip(network.p2p, { repo, own: options.own, follow: options.follow, follower, heard, local, log })
   const upstream = options.upstream === undefined
     ? undefined
     : new UpstreamFallback({
@@ -122,6 +132,21 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       log,
       onImported: ownChanged
     })
+  let gatewayUrl: string | undefined
+  // This node as routing names it: its libp2p addresses (bitswap) and its trustless gateway over HTTP.
+  const self = (): PeerInfo => ({
+    id: network.peerId,
+    addresses: [...(network.p2p?.libp2p.getMultiaddrs().map(a => withoutPeerId(a.toString())) ?? []), ...(gatewayUrl === undefined ? [] : httpMultiaddrsOf(gatewayUrl))],
+    protocols: [...(network.p2p === undefined ? [] : ['transport-bitswap']), 'transport-ipfs-gateway-http']
+  })
+  const routing = routingViewOf([nodeRouting({
+    self,
+    has: async cid => await network.blocks.hasLocal(cid),
+    stored: async name => await loadRecordBytes(repo, name),
+    followed: new Set(options.follow.filter(n => n !== options.own)),
+    accept: async (name, bytes) => { if (await acceptRecord(repo, name, bytes) === 'newer') follower?.poll().catch(() => {}) },
+    peerStore: network.p2p?.libp2p.peerStore
+  })]) // the DHT joins this list as networkRouting(<the routing facade>)
   const quorum = new QuorumLog(repo, log)
   const served = [...sources.values()]
   // Every node on a network says which of its caches hold a narinfo; --discover asks that of others and follows what it trusts.
@@ -138,7 +163,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     })
   const judged = options.trust === undefined
     ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder('followed caches') })
-    : quorumOf(served, quorum.hooks(options.trust))
+    : quorumOf(served, { ...quorum.hooks(options.trust), votes: hash => heard.votes(hash) })
   const caches = discovery === undefined ? judged : withDiscovery(judged, discovery)
 
   // A gateway that cannot listen (a busy --listen) must not leave the node running without it.
@@ -147,7 +172,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       const current = await caches()
       // Before any followed cache's record arrived nothing is known: not a miss Nix should remember (an upstream still answers).
       if (current === undefined && upstream === undefined && options.follow.length > 0) {
-        throw new UnavailableError(`no record of ${options.follow.map(n => `/ipns/${n}`).join(', ')} has arrived yet; waiting for peers (check --peer / --http-gateway / --bootstrap)`)
+        throw new UnavailableError(`no record of ${options.follow.map(n => `/ipns/${n}`).join(', ')} has arrived yet; waiting for peers (check --peer / --http-gateway / --routing / --bootstrap)`)
       }
       return current
     },
@@ -158,6 +183,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),
+    routing,
     host: options.host,
     port: options.port,
     logger: log,
@@ -166,12 +192,16 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     maxHeaderBytes: options.maxHeaderBytes,
     headTimeoutMs: options.headTimeoutMs
   }).catch(async (err: Error) => {
+    gossip?.stop()
     follower?.stop()
     await network.stop()
     await local.close()
     await unregister?.()
     throw err
   })
+  gatewayUrl = gateway.url
+  const own = options.own
+  const pusher = own === undefined || network.delegated.length === 0 ? undefined : startRecordPush(async () => await loadRecord(repo, own), network.delegated, log)
 
   const evictor = options.maxCacheBytes === undefined
     ? undefined
@@ -193,8 +223,10 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       republisher?.stop()
       announcer?.stop()
       discovery?.stop()
+      pusher?.stop()
       await queue?.stop()
       evictor?.stop()
+      gossip?.stop()
       follower?.stop()
       await gateway.close()
       await network.stop()

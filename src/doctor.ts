@@ -5,6 +5,7 @@ import { InsecureKeyFileError, NixipfsError } from './errors.js'
 import { ipnsNameOf } from './ipfs/ipns.js'
 import { PackStore } from './ipfs/pack-store.js'
 import { discard, HttpPool } from './net/http-get.js'
+import { narInfoDiskCachePath, scanNarInfoDiskCache } from './nix/narinfo-disk-cache.js'
 import { parsePublicKey, type PublicKey } from './nix/signing.js'
 import { runNix } from './nix/store.js'
 import { readSecretKeyFile, repoKeyPaths } from './repo.js'
@@ -116,11 +117,31 @@ export async function diagnose (options: DoctorOptions): Promise<Finding[]> {
     add('key names', false, `${clash.keys.join(' and ')} share the name ${clash.name}: Nix looks keys up by name and keeps one, so paths signed by the others "lack a valid signature"; give all but one a new key with its own name (nixipfs keygen NAME)`, false)
   }
 
+  if (pub !== undefined) {
+    const stale = await staleNarInfos(gw, pub.name)
+    if (stale.length > 0) add('nix narinfo cache', false, `Nix's narinfo cache ${narInfoDiskCachePath()} knows ${gw} and holds narinfos signed by ${stale.join(', ')}, not by the repo's key ${pub.name}: if a repo with that key was served at this URL before, Nix rejects its cached narinfos with "lacks a valid signature" for up to 30 days (narinfo-cache-positive-ttl); remove ${narInfoDiskCachePath()}* (Nix makes it again) or serve this repo on another port`, false)
+  }
+
   // The post-build hook is advice (publishing by hand works too), but a hook that fails fails every build.
   const hook = (settings['post-build-hook']?.value as string | undefined) ?? ''
   if (hook === '') add('post-build-hook', true, 'builds are not published automatically: set post-build-hook in nix.conf (see README), or run nixipfs watch', false)
   else found.push(await checkHook(hook))
   return found
+}
+
+/**
+ * Names of earlier nixipfs keys of this host (`<host>-nixipfs-<tag>`, another
+ * tag than `own`) whose signatures Nix's narinfo disk cache holds, when it
+ * also holds the gateway's URL: Nix keeps a URL's narinfos after the repo
+ * behind it changed.
+ */
+async function staleNarInfos (gw: string, own: string): Promise<string[]> {
+  const host = /^(.*)-nixipfs-[0-9a-z]{8}$/.exec(own)?.[1]
+  if (host === undefined) return []
+  const escape = (t: string): string => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  const found = await scanNarInfoDiskCache(new RegExp(`${escape(gw)}|${escape(host)}-nixipfs-[0-9a-z]{8}:`, 'g'))
+  if (!found.has(gw)) return []
+  return [...found].filter(t => t.endsWith(':') && t !== `${own}:`).map(t => t.slice(0, -1))
 }
 
 /** Groups of distinct keys (Nix format) that share a name. */

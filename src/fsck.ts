@@ -9,14 +9,18 @@ import { loadRecord } from './cache/records.js'
 import { getVerified, type BlockGetter } from './ipfs/block.js'
 import { walkDag } from './ipfs/dag.js'
 import type { Location } from './ipfs/digest-index.js'
-import { readFile as readDagFile } from './ipfs/file-dag.js'
+import { importFile, readFile as readDagFile } from './ipfs/file-dag.js'
 import type { CacheRecord } from './ipfs/ipns.js'
 import { packName } from './ipfs/pack-format.js'
 import type { PackStore } from './ipfs/pack-store.js'
 import { parseCacheInfo } from './nix/cache-info.js'
 import { NarHasher } from './nix/hash.js'
+import { checkedNar } from './nix/nar/check.js'
+import { encodeNar } from './nix/nar/encode.js'
+import { walkPath } from './nix/nar/walk.js'
 import { parseNarInfo } from './nix/narinfo.js'
 import { parseStorePath } from './nix/store-path.js'
+import { validPaths } from './nix/store.js'
 import { recordNames } from './repo-layout.js'
 import type { HttpBinaryCache } from './upstream/http-cache.js'
 import { importUpstreamNar } from './upstream/import.js'
@@ -44,8 +48,8 @@ export interface FsckOptions {
 
 export interface FsckResult {
   blocks: { checked: number, bytes: number, damaged: number }
-  /** `fromUpstream`: damaged NARs the repair imported again from an upstream */
-  nars: { checked: number, damaged: number, notHeld: number, fromUpstream: number }
+  /** `fromStore`, `fromUpstream`: damaged NARs the repair took back from the local Nix store, imported again from an upstream */
+  nars: { checked: number, damaged: number, notHeld: number, fromStore: number, fromUpstream: number }
   /** records of damaged blocks dropped (with repair) */
   repaired: { dropped: number }
   /** what is still damaged: after a repair, what it could not mend */
@@ -122,6 +126,10 @@ async function checkNars (repo: string, blocks: PackStore, options: FsckOptions,
         result.nars.checked++
         const problem = await narProblem(getter, entry.nar, entry.info.narHash, entry.info.narSize)
         if (problem === undefined) continue
+        if (options.repair === true && await fromLocalStore(blocks, entry, recipeNames(index.cacheInfo))) {
+          result.nars.fromStore++
+          continue
+        }
         if (options.repair === true && await fromUpstream(blocks, entry, recipeNames(index.cacheInfo), options.upstreams ?? [])) {
           result.nars.fromUpstream++
           continue
@@ -140,6 +148,25 @@ function recipeNames (cacheInfo: string): CidRecipe[] {
   const own = parseCacheInfo(cacheInfo).extra['X-CID-Recipe']
   const all = Object.values(RECIPES)
   return [...all.filter(r => r.name === own), ...all.filter(r => r.name !== own)]
+}
+
+/**
+ * Takes the NAR of `entry` back from the local Nix store, where the path
+ * usually still is: dumped, checked against the cache's own narinfo
+ * (structure, NarHash, NarSize) as it is imported, chunked as the cache did.
+ * True once its DAG has the CID the narinfo names and reads back whole.
+ */
+async function fromLocalStore (blocks: PackStore, entry: NarInfoEntry, recipes: CidRecipe[]): Promise<boolean> {
+  const { info } = entry
+  try {
+    if ((await validPaths([info.storePath])).length === 0) return false
+    for (const recipe of recipes) {
+      const dumped = checkedNar(encodeNar(walkPath(info.storePath)), info, `${info.storePath} in the local Nix store`)
+      const { cid } = await importFile(blocks, dumped, recipe.chunker)
+      if (cid.equals(entry.nar)) return await narProblem(blocks, entry.nar, info.narHash, info.narSize) === undefined
+    }
+  } catch { /* not there as the narinfo says (or no Nix): the upstreams may help */ }
+  return false
 }
 
 /**
@@ -169,11 +196,12 @@ async function fromUpstream (blocks: PackStore, entry: NarInfoEntry, recipes: Ci
  * then every NAR the stored records reach against its NarHash. With
  * `repair`, the records of damaged blocks are dropped and the blocks fetched
  * again (from `fetch`), before the NARs are checked; a NAR still damaged is
+ * taken back from the local Nix store if the path is valid there, else
  * imported again from `upstreams`. The caller holds the repo lock when
  * repairing.
  */
 export async function fsck (repo: string, blocks: PackStore, options: FsckOptions = {}): Promise<FsckResult> {
-  const result: FsckResult = { blocks: { checked: 0, bytes: 0, damaged: 0 }, nars: { checked: 0, damaged: 0, notHeld: 0, fromUpstream: 0 }, repaired: { dropped: 0 }, damage: [] }
+  const result: FsckResult = { blocks: { checked: 0, bytes: 0, damaged: 0 }, nars: { checked: 0, damaged: 0, notHeld: 0, fromStore: 0, fromUpstream: 0 }, repaired: { dropped: 0 }, damage: [] }
   const found = (d: Damage): void => { result.damage.push(d); options.onDamage?.(d) }
   await blocks.refresh()
   const bad = await checkBlocks(blocks, result, found)

@@ -43,6 +43,11 @@ export function disputesDir (repo: string): string {
   return join(repo, 'disputes')
 }
 
+/** The folder of dispute statements heard from the network (`<hash>-<IPNS name of the signer>.json`, as signed). */
+export function heardDir (repo: string): string {
+  return join(repo, 'disputes', 'heard')
+}
+
 /** The folder of publish requests that failed and wait for a retry (one file each). */
 export function queueDir (repo: string): string {
   return join(repo, 'queue')

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process'
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { nixAvailable, nixBuild, shellDerivation } from './helpers/nix.js'
-import { BIN, runCli, startGatewayProcess, tmp, type GatewayProcess } from './helpers/cli.js'
+import { BIN, runAsync, runCli, startGatewayProcess, tmp, type GatewayProcess } from './helpers/cli.js'
 
 /** A post-build hook script running `nixipfs publish ARGS` into `repo`, as the README's recipe does. */
 function hookScript (repo: string, args: string): string {
@@ -105,5 +105,24 @@ describe.runIf(nixAvailable)('nixipfs doctor', () => {
     expect(out).toMatch(/the record \(sequence 1\) expired at .*; run `nixipfs republish`/)
     expect(out).toMatch(/http:\/\/127\.0\.0\.1:9 does not answer .*; start it: nixipfs gateway/)
     expect(out).toMatch(/peer http:\/\/127\.0\.0\.1:9 does not answer/)
+  })
+
+  it("finds narinfos of an earlier repo's key that Nix's narinfo disk cache keeps for the gateway's URL", async () => {
+    // Real Nix caches the narinfos of this gateway's repo in a fresh cache directory of its own...
+    const cache = tmp()
+    const env = { XDG_CACHE_HOME: cache, NIX_CONFIG: good() }
+    const [path] = nixBuild(shellDerivation(`doctor-cache-${Date.now()}-${process.pid}`, 'mkdir $out; echo cached > $out/f'))
+    expect(runCli(['publish', '--repo', repo, path!]).status).toBe(0)
+    const copy = await runAsync('nix', ['--extra-experimental-features', 'nix-command', 'copy', '--from', gw.url, '--to', tmp(), path!, '--option', 'trusted-public-keys', pub], env)
+    expect(copy.status, copy.stderr).toBe(0)
+    expect(existsSync(join(cache, 'nix', 'binary-cache-v6.sqlite'))).toBe(true)
+    // ...so the repo's own key is no finding, and a new repo (a new key) later served at the same URL is.
+    expect(runCli(['doctor', '--repo', repo, '--gateway', gw.url], env).stdout).not.toContain('narinfo cache')
+    const next = tmp()
+    expect(runCli(['publish', '--repo', next, path!]).status).toBe(0)
+    const res = runCli(['doctor', '--repo', next, '--gateway', gw.url], env)
+    const [oldName] = pub.split(':')
+    expect(res.stdout + res.stderr).toContain(`Nix's narinfo cache ${join(cache, 'nix', 'binary-cache-v6.sqlite')} knows ${gw.url} and holds narinfos signed by ${oldName!}`)
+    expect(res.stdout + res.stderr).toMatch(/remove .*binary-cache-v6\.sqlite\* \(Nix makes it again\) or serve this repo on another port/)
   })
 })

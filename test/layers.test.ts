@@ -17,6 +17,8 @@ const RANK: Record<string, number> = {
   atomic: 0,
   'repo-layout': 0,
   types: 0,
+  // streaming bzip2 decompression (build logs, upstream NARs)
+  bunzip2: 0,
   // progress lines and flag checking (no project imports beyond errors)
   progress: 0,
   flags: 0,

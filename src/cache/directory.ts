@@ -10,6 +10,8 @@ export const CACHE_INFO_FILE = 'nix-cache-info'
 export const DISPUTES_DIR = 'disputes'
 /** Directory of CA derivation realisations (`<id>.doi`), as in Nix's binary caches. */
 export const REALISATIONS_DIR = 'realisations'
+/** Directory of build logs (`<drv base name>`, bzip2 as Nix stores them), as in Nix's binary caches. */
+export const LOG_DIR = 'log'
 /** Directory holding links to every NAR's DAG. */
 export const NAR_DIR = 'nar'
 
@@ -69,9 +71,13 @@ export async function addEntries (blocks: Blocks, root: CID, entries: CacheEntry
 
 /** Adds (or replaces) small files under the subdirectory `dir` (created if missing) of the cache under `root`; returns the new root. */
 export async function addFiles (blocks: Blocks, root: CID, dir: string, files: Array<{ name: string, text: string }>, cache: DirNodeCache): Promise<CID> {
-  if (files.length === 0) return root
+  return await addLinksUnder(blocks, root, dir, await Promise.all(files.map(async f => await putText(blocks, f.name, f.text))), cache)
+}
+
+/** Links DAGs already stored (`log/` files) under the subdirectory `dir` (created if missing) of the cache under `root`; returns the new root. */
+export async function addLinksUnder (blocks: Blocks, root: CID, dir: string, links: Array<{ name: string, cid: CID, tsize: number }>, cache: DirNodeCache): Promise<CID> {
+  if (links.length === 0) return root
   const current = await lookupEntry(blocks, root, dir, cache) ?? (await emptyDirectory(blocks)).cid
-  const links = await Promise.all(files.map(async f => await putText(blocks, f.name, f.text)))
   const updated = await addLinks(blocks, current, links)
   return (await addLinks(blocks, root, [{ name: dir, cid: updated.cid, tsize: updated.tsize }])).cid
 }

@@ -1,13 +1,13 @@
 import { setMaxListeners } from 'node:events'
 import type { CID } from 'multiformats/cid'
-import { IndexBudgetError, IntegrityError, NixipfsError } from '../errors.js'
+import { IndexBudgetError, IntegrityError, NixipfsError, RecordError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
 import { walkDag } from '../ipfs/dag.js'
 import { DAG_PB_CODE } from '../ipfs/block.js'
 import { readSmallFile } from '../ipfs/file-dag.js'
 import { MAX_NARINFO_BYTES } from '../nix/narinfo.js'
 import { CacheLayout } from './layout.js'
-import { acceptRecord, loadRecord } from './records.js'
+import { acceptRecord, loadRecord, type AcceptResult } from './records.js'
 import { formatBytes } from '../progress.js'
 
 /** Where candidate records for a name come from (peers; unverified). */
@@ -44,6 +44,8 @@ export interface FollowOptions {
 export interface Follower {
   /** asks peers once now (also done every interval) */
   poll: () => Promise<void>
+  /** takes a record for a followed name that a peer announced, as one a poll found (refusals throw) and fetches its root if it is newer */
+  offer: (name: string, from: string, bytes: Uint8Array) => Promise<AcceptResult>
   stop: () => void
 }
 
@@ -133,23 +135,30 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     options.onSynced?.(name, root)
   }
 
-  async function pollOne (name: string): Promise<void> {
-    for (const { from, bytes } of await find(name, abort.signal)) {
-      try {
-        if (await acceptRecord(repo, name, bytes) === 'newer') {
-          const record = await loadRecord(repo, name)
-          options.log.info(`/ipns/${name}: record ${record?.sequence} from ${from} → ${record?.root.toString()}`)
-          options.onRecord?.(name)
-        }
-      } catch (err) {
-        if (!(err instanceof NixipfsError)) throw err
+  /** Takes one candidate record for `name` (newest valid wins, see acceptRecord); refusals are counted, logged and thrown. */
+  async function consider (name: string, from: string, bytes: Uint8Array): Promise<AcceptResult> {
+    try {
+      const result = await acceptRecord(repo, name, bytes)
+      if (result === 'newer') {
+        const record = await loadRecord(repo, name)
+        options.log.info(`/ipns/${name}: record ${record?.sequence} from ${from} → ${record?.root.toString()}`)
+        options.onRecord?.(name)
+      }
+      return result
+    } catch (err) {
+      if (err instanceof NixipfsError) {
         options.onRefused?.(err.code)
         options.log.warn(`/ipns/${name}: refused a record from ${from}: ${err.message}`)
       }
+      throw err
     }
+  }
+
+  /** Fetches the root of the newest stored record, unless it is fetched already or being fetched. */
+  async function syncStored (name: string): Promise<void> {
     const record = await loadRecord(repo, name)
     if (record === undefined) {
-      options.log.warn(`/ipns/${name}: no peer has a record for it yet (check --peer / --http-gateway / --bootstrap)`)
+      options.log.warn(`/ipns/${name}: no peer has a record for it yet (check --peer / --http-gateway / --routing / --bootstrap)`)
       return
     }
     const root = record.root.toString()
@@ -162,11 +171,26 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     await running
   }
 
+  async function pollOne (name: string): Promise<void> {
+    for (const { from, bytes } of await find(name, abort.signal)) {
+      await consider(name, from, bytes).catch(err => { if (!(err instanceof NixipfsError)) throw err })
+    }
+    await syncStored(name)
+  }
+
   async function poll (): Promise<void> {
     await Promise.all(names.map(async name => await pollOne(name).catch(err => options.log.warn(`/ipns/${name}: ${(err as Error).message}`))))
   }
 
   const timer = setInterval(() => { poll().catch(() => {}) }, options.intervalMs)
   timer.unref()
-  return { poll, stop: () => { clearInterval(timer); abort.abort() } }
+  async function offer (name: string, from: string, bytes: Uint8Array): Promise<AcceptResult> {
+    if (!names.includes(name)) throw new RecordError('ERR_RECORD_NOT_FOLLOWED', `/ipns/${name} is not followed here`)
+    const result = await consider(name, from, bytes)
+    // The walk runs on its own: whoever offered the record need not wait for a whole index.
+    if (result === 'newer') syncStored(name).catch((err: Error) => options.log.warn(`/ipns/${name}: ${err.message}`))
+    return result
+  }
+
+  return { poll, offer, stop: () => { clearInterval(timer); abort.abort() } }
 }

@@ -9,7 +9,7 @@ import { DirNodeCache, lookupEntry, preloadDirectory } from '../ipfs/hamt.js'
 import type { UnixfsBlocks } from '../ipfs/blocks.js'
 import { MAX_NARINFO_BYTES, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { Lru } from '../lru.js'
-import { CACHE_INFO_FILE, NAR_DIR, REALISATIONS_DIR, narFile, narInfoFile } from './directory.js'
+import { CACHE_INFO_FILE, LOG_DIR, NAR_DIR, REALISATIONS_DIR, narFile, narInfoFile } from './directory.js'
 
 /** What the gateway needs to serve one NAR. */
 export interface NarEntry {
@@ -33,6 +33,13 @@ export interface NarInfoEntry {
   nar: CID
 }
 
+/** A build log of the cache: the file DAG of its bzip2 bytes. */
+export interface LogEntry {
+  cid: CID
+  /** bytes of the bzip2 file */
+  size: number
+}
+
 /**
  * A view of one cache root that answers lookups from the local block store,
  * reading only the blocks on the way to an entry (≤ 4 for a million entries,
@@ -45,6 +52,8 @@ export interface CacheIndex {
   nar: (cid: string) => Promise<NarEntry | undefined>
   /** the text of `realisations/<id>.doi` (a CA derivation output), if the cache has it */
   realisation: (id: string) => Promise<string | undefined>
+  /** the build log `log/<drv>` of a derivation (its store path base name), if the cache has it */
+  log: (drv: string) => Promise<LogEntry | undefined>
 }
 
 /** Narinfos (and NARs) kept in memory after a lookup. */
@@ -83,6 +92,7 @@ export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheI
   const cacheInfo = infoCid === undefined ? '' : await readText(blocks, infoCid)
   let narDir: Promise<CID | undefined> | undefined
   let realisationsDir: Promise<CID | undefined> | undefined
+  let logDir: Promise<CID | undefined> | undefined
 
   return {
     root,
@@ -128,6 +138,12 @@ export async function openIndex (blocks: BlockGetter, root: CID): Promise<CacheI
       const dir = await realisationsDir
       const cid = dir === undefined ? undefined : await lookupEntry(blocks, dir, `${id}.doi`, dirs)
       return cid === undefined ? undefined : await readText(blocks, cid)
+    },
+    log: async (drv) => {
+      logDir ??= lookupEntry(blocks, root, LOG_DIR, dirs)
+      const dir = await logDir
+      const cid = dir === undefined ? undefined : await lookupEntry(blocks, dir, drv, dirs)
+      return cid === undefined ? undefined : { cid, size: await fileSize(blocks, cid) }
     }
   }
 }

@@ -1,14 +1,15 @@
 import type { CID } from 'multiformats/cid'
 import { DAG_PB_CODE } from '../ipfs/block.js'
-import { CACHE_INFO_FILE, DISPUTES_DIR, NAR_DIR, NAR_SUFFIX, REALISATIONS_DIR } from './directory.js'
+import { DRV_BASE_NAME } from '../nix/build-log.js'
+import { CACHE_INFO_FILE, DISPUTES_DIR, LOG_DIR, NAR_DIR, NAR_SUFFIX, REALISATIONS_DIR } from './directory.js'
 
 /**
  * What a block of a cache root's DAG is, as the binary cache layout says:
  * the root directory, one of its directories (`nar/`, `realisations/`,
- * `disputes/`), a small file (`nix-cache-info`, a narinfo, a realisation, a
- * dispute statement), or part of a NAR.
+ * `disputes/`, `log/`), a small file (`nix-cache-info`, a narinfo, a
+ * realisation, a dispute statement), part of a NAR, or part of a build log.
  */
-export type LayoutRole = 'root' | 'nar' | 'realisations' | 'disputes' | 'file' | 'nar-data'
+export type LayoutRole = 'root' | 'nar' | 'realisations' | 'disputes' | 'log' | 'file' | 'nar-data' | 'log-data'
 
 const NARINFO = /^[0-9a-df-np-sv-z]{32}\.narinfo$/
 const STATEMENT = /^[0-9a-df-np-sv-z]{32}\.json$/
@@ -30,6 +31,7 @@ export function childRole (role: LayoutRole, name: string | undefined, withNars:
   switch (role) {
     case 'file': return link === '' ? 'file' : undefined // a file's blocks have unnamed links
     case 'nar-data': return 'nar-data'
+    case 'log-data': return 'log-data'
     default:
       if (SHARD_LINK.test(link)) return role // the same directory, one shard down
   }
@@ -39,10 +41,13 @@ export function childRole (role: LayoutRole, name: string | undefined, withNars:
       if (named(link, n => n === NAR_DIR)) return 'nar'
       if (named(link, n => n === REALISATIONS_DIR)) return 'realisations'
       if (named(link, n => n === DISPUTES_DIR)) return 'disputes'
+      if (named(link, n => n === LOG_DIR)) return 'log'
       return undefined
     case 'nar': return withNars && named(link, n => n.endsWith(NAR_SUFFIX)) ? 'nar-data' : undefined
     case 'realisations': return named(link, n => REALISATION.test(n)) ? 'file' : undefined
     case 'disputes': return named(link, n => STATEMENT.test(n)) ? 'file' : undefined
+    // Logs can be megabytes, like NARs: an index walk leaves them to be fetched when asked for.
+    case 'log': return withNars && named(link, n => DRV_BASE_NAME.test(n)) ? 'log-data' : undefined
   }
 }
 
@@ -50,7 +55,8 @@ export function childRole (role: LayoutRole, name: string | undefined, withNars:
  * Tracks the layout role of each block a depth-first walk from a cache root
  * reaches, and says which links leave the layout (anything else a root links,
  * such as a hostile cache's large extra files) so the walk skips them. With
- * `withNars`, NARs under `nar/` are part of it; without, only the index is.
+ * `withNars`, NARs under `nar/` and build logs under `log/` are part of it;
+ * without, only the index is.
  */
 export class CacheLayout {
   /** roles of blocks queued but not yet visited (dag-pb only: raw blocks have no links to judge) */

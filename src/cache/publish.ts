@@ -15,7 +15,8 @@ import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
 import type { CacheRecord } from '../ipfs/ipns.js'
 import type { CacheBlocks } from '../ipfs/blocks.js'
-import { DISPUTES_DIR, REALISATIONS_DIR, addEntries, addFiles, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
+import { importBuildLogs } from './build-logs.js'
+import { DISPUTES_DIR, LOG_DIR, REALISATIONS_DIR, addEntries, addFiles, addLinksUnder, hasNarInfo, narUrl, type CacheEntry } from './directory.js'
 import { updateOwnCache, type OwnCache } from './own.js'
 
 /** How NARs become blocks; its name is written into `nix-cache-info`. */
@@ -131,7 +132,7 @@ export async function publishDisputes (components: PublishComponents, options: P
 
 /**
  * Publishes store paths (and with `recursive` their closures) into the repo's
- * cache: paths already in it are skipped; the record moves only after every
+ * cache, with their realisations and build logs: paths already in it are skipped; the record moves only after every
  * block it reaches is stored, so a crash leaves the previous record in force.
  */
 export async function publish ({ repo, blocks }: PublishComponents, options: PublishOptions): Promise<PublishResult> {
@@ -168,8 +169,10 @@ async function publishMissing (blocks: CacheBlocks, options: PublishOptions, own
     return { name, root, sequence: current.sequence, published, skipped }
   }
   const withEntries = await addEntries(blocks, root, entries, dirs)
-  const realisations = await realisationsOf(infos.filter(i => published.some(p => p.path === i.path)), options.key, options.storeRoot)
-  const newRoot = await addFiles(blocks, withEntries, REALISATIONS_DIR, realisations, dirs)
+  const publishedInfos = infos.filter(i => published.some(p => p.path === i.path))
+  const realisations = await realisationsOf(publishedInfos, options.key, options.storeRoot)
+  const logs = await importBuildLogs(blocks, publishedInfos, options.recipe.chunker, options.storeRoot)
+  const newRoot = await addLinksUnder(blocks, await addFiles(blocks, withEntries, REALISATIONS_DIR, realisations, dirs), LOG_DIR, logs, dirs)
   const record = await own.commit(newRoot)
   return { name, root: newRoot, sequence: record.sequence, published, skipped }
 }

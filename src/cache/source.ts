@@ -107,8 +107,24 @@ function withheld (index: CacheIndex, reason: string): CacheIndex {
     cacheInfo: index.cacheInfo,
     narInfo: async hash => await refuse(index.narInfo(hash)),
     nar: async cid => await refuse(index.nar(cid)),
-    realisation: async id => await refuse(index.realisation(id))
+    realisation: async id => await refuse(index.realisation(id)),
+    log: async drv => await refuse(index.log(drv))
   }
+}
+
+/** The first answer of `indexes` to `ask`; one that fails (refused, a corrupt block) does not hide the next one's answer, and its error is thrown only when none answers. */
+export async function firstAnswer<T> (indexes: CacheIndex[], ask: (i: CacheIndex) => Promise<T | undefined>): Promise<T | undefined> {
+  let failure: unknown
+  for (const index of indexes) {
+    try {
+      const hit = await ask(index)
+      if (hit !== undefined) return hit
+    } catch (err) {
+      failure ??= err
+    }
+  }
+  if (failure !== undefined) throw failure
+  return undefined
 }
 
 /** The servable indexes of several sources; one that cannot be opened is left out, unless none can be served (then its error is thrown). */

@@ -1,8 +1,8 @@
 import { Lru } from '../lru.js'
 import { fingerprint } from '../nix/narinfo.js'
 import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
-import type { CacheIndex, NarEntry, NarInfoEntry } from './index.js'
-import { currentIndexes, type IndexSource } from './source.js'
+import type { CacheIndex, LogEntry, NarEntry, NarInfoEntry } from './index.js'
+import { currentIndexes, firstAnswer, type IndexSource } from './source.js'
 
 /** What the gateway serves: one or more caches answering as one. */
 export type ServedCaches = Omit<CacheIndex, 'root'>
@@ -60,20 +60,7 @@ export function unionOf (sources: IndexSource[], options: UnionOptions = {}): ()
     const indexes = await currentIndexes(sources)
     if (indexes.length === 0) return undefined
     if (indexes.length === 1) return indexes[0]
-    // A cache that fails a lookup (a refused narinfo, a corrupt block) does not hide the next one's answer.
-    const first = async <T>(ask: (i: CacheIndex) => Promise<T | undefined>, among = indexes): Promise<T | undefined> => {
-      let failure: unknown
-      for (const index of among) {
-        try {
-          const hit = await ask(index)
-          if (hit !== undefined) return hit
-        } catch (err) {
-          failure ??= err
-        }
-      }
-      if (failure !== undefined) throw failure
-      return undefined
-    }
+    const first = async <T>(ask: (i: CacheIndex) => Promise<T | undefined>, among = indexes): Promise<T | undefined> => await firstAnswer(among, ask)
     return {
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash): Promise<NarInfoEntry | undefined> => {
@@ -95,7 +82,8 @@ export function unionOf (sources: IndexSource[], options: UnionOptions = {}): ()
         const from = servedFrom.get(cid)
         return await first(i => i.nar(cid), from !== undefined && indexes.includes(from) ? [from, ...indexes.filter(i => i !== from)] : indexes)
       },
-      realisation: async (id): Promise<string | undefined> => await first(i => i.realisation(id))
+      realisation: async (id): Promise<string | undefined> => await first(i => i.realisation(id)),
+      log: async (drv): Promise<LogEntry | undefined> => await first(i => i.log(drv))
     }
   }
 }

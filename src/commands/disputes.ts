@@ -8,7 +8,7 @@ export default defineCommand({
   meta: {
     name: 'disputes',
     description: 'List the store paths builders disagree on: recorded by this node\'s quorum checks (a gateway with --trust) or unions (caches giving one path different NARs),\n' +
-      'and signed dispute statements that followed builders published (nixipfs verify).\n\n' +
+      'and signed dispute statements (nixipfs verify) that followed builders published or that were announced on the network.\n\n' +
       'Example: nixipfs disputes, or nixipfs disputes --json | jq .'
   },
   args: {
@@ -26,7 +26,7 @@ export default defineCommand({
         console.log(`${d.storePath}  (signers disagree; first seen ${d.firstSeen}, last ${d.lastSeen})`)
         for (const g of d.groups) console.log(`  ${g.narHash}  ${g.narSize} bytes  signed by ${g.keys.map(k => k.split(':')[0]).join(', ')}`)
       } else {
-        console.log(`${d.storePath}  (rebuilt by ${d.by.split(':')[0]} on ${d.date}, published in /ipns/${d.cache})`)
+        console.log(`${d.storePath}  (rebuilt by ${d.by.split(':')[0]} on ${d.date}, ${d.via === 'network' ? 'announced on the network' : `published in /ipns/${d.cache}`})`)
         console.log(`  ${d.rebuilt.narHash}  ${d.rebuilt.narSize} bytes  rebuilt`)
         for (const s of d.signed) console.log(`  ${s.narHash}  ${s.narSize} bytes  signed by ${s.key}`)
       }

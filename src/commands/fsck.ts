@@ -20,7 +20,7 @@ export default defineCommand({
   meta: {
     name: 'fsck',
     description: 'Check the repo: every block against its pack bytes and its CID, every NAR the records reach against its NarHash.\n' +
-      'With --repair, drops the records of damaged blocks and fetches them again from --http-gateway / --peer peers, and imports NARs still damaged again from --upstream caches. Exit 1 while damage remains.\n\n' +
+      'With --repair, drops the records of damaged blocks and fetches them again from --http-gateway / --peer peers, and takes NARs still damaged back from the local Nix store (paths still valid there) or imports them again from --upstream caches. Exit 1 while damage remains.\n\n' +
       'Example: nixipfs fsck, then nixipfs fsck --repair --http-gateway http://mirror.example:8080'
   },
   args: {
@@ -68,12 +68,12 @@ export default defineCommand({
         }, pid => consola.info(`waiting for another process (pid ${pid}) to release the repo lock`))
         : await check()
       consola.log(summary(r))
-      const repaired = repair && (r.repaired.dropped > 0 || fetched > 0 || r.nars.fromUpstream > 0)
-      if (repaired) consola.log(`repaired: dropped ${r.repaired.dropped} damaged block record(s); fetched ${fetched} block(s) again from peers; imported ${r.nars.fromUpstream} NAR(s) again from upstreams`)
+      const repaired = repair && (r.repaired.dropped > 0 || fetched > 0 || r.nars.fromStore > 0 || r.nars.fromUpstream > 0)
+      if (repaired) consola.log(`repaired: dropped ${r.repaired.dropped} damaged block record(s); fetched ${fetched} block(s) again from peers; took ${r.nars.fromStore} NAR(s) back from the local Nix store; imported ${r.nars.fromUpstream} NAR(s) again from upstreams`)
       if (r.damage.length > 0) {
         const items = r.damage.length === 1 ? '1 damaged item' : `${r.damage.length} damaged items`
         throw new RepoDamagedError(repair
-          ? `${items} in ${repo} ${r.damage.length === 1 ? 'remains' : 'remain'} after the repair: no peer or upstream had them (add --http-gateway, --peer or --upstream)`
+          ? `${items} in ${repo} ${r.damage.length === 1 ? 'remains' : 'remain'} after the repair: no peer, upstream or the local Nix store had them (add --http-gateway, --peer or --upstream)`
           : `${items} in ${repo}; run \`nixipfs fsck --repair --http-gateway URL\` to drop them and fetch them again`)
       }
       consola.log(repaired ? 'no damage left' : 'no damage found')

@@ -17,6 +17,7 @@ export const nodeArgs = {
   peer: { type: 'string', description: 'libp2p peer to dial and keep connected, e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…; repeatable', valueHint: 'MULTIADDR' },
   bootstrap: { type: 'string', description: 'Join the IPFS DHT (/ipfs/kad/1.0.0) through this libp2p peer, e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…; repeatable. "public" names the public IPFS bootstrap peers (untested here)', valueHint: 'MULTIADDR' },
   'http-gateway': { type: 'string', description: 'Trustless HTTP gateway to fetch blocks and records from (another nixipfs node or any IPFS gateway); repeatable', valueHint: 'URL' },
+  routing: { type: 'string', description: 'Delegated Routing V1 server (e.g. http://10.0.0.2:8080, /routing/v1 may follow) to take followed records from and to put the own record to; repeatable', valueHint: 'URL' },
   'listen-p2p': { type: 'string', default: DEFAULT_LISTEN_P2P, description: 'libp2p listen address (TCP; loopback by default, a free port if the default is taken; e.g. /ip4/0.0.0.0/tcp/4001 to seed to other machines); repeatable', valueHint: 'MULTIADDR' },
   offline: { type: 'boolean', description: 'No libp2p: use only the repo and --http-gateway peers' },
   'max-connections': { type: 'string', default: String(DEFAULT_MAX_CONNECTIONS), description: 'Most HTTP connections at once; beyond it the longest-idle one is closed (capped by the open-file limit)' },
@@ -51,6 +52,10 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
   for (const url of httpGateways) {
     if (!/^https?:\/\/[^/]/.test(url)) throw new UsageError(`--http-gateway takes an http(s) URL, got ${JSON.stringify(url)}`)
   }
+  const routing = repeatedArg(rawArgs, 'routing')
+  for (const url of routing) {
+    if (!/^https?:\/\/[^/]/.test(url)) throw new UsageError(`--routing takes the http(s) URL of a Delegated Routing V1 server, got ${JSON.stringify(url)}`)
+  }
   for (const addr of peers) {
     if (!/^\/(ip4|ip6|dns4|dns6|dns)\/.+\/p2p\/\w+$/.test(addr)) throw new UsageError(`--peer takes a multiaddr ending in /p2p/<peer id>, got ${JSON.stringify(addr)}`)
   }
@@ -73,7 +78,8 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
     peers,
     bootstrap,
     publicNetwork,
-    httpGateways
+    httpGateways,
+    routing
   }
 }
 

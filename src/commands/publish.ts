@@ -5,12 +5,14 @@ import type { PublishResult } from '../cache/publish.js'
 import { dryRun, publishOrQueue, publishRequest, retryQueue, type RequestOptions } from '../cache/publish-request.js'
 import type { PublishRequest } from '../cache/queue.js'
 import { Progress } from '../progress.js'
-import { lifetimeArgs, lifetimeMsOf, publishOptionsOf, repoArg, repoOf } from './common.js'
+import { lifetimeArgs, lifetimeMsOf, publishOptionsOf, repeatedArg, repoArg, repoOf } from './common.js'
 import { recipeOf } from './recipes.js'
 import { networkOptionsOf, nodeArgs } from './network-args.js'
 import { putRecordOnce } from '../cache/announce.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import { startNetwork } from '../net/network.js'
+import { putToRoutingServers } from '../net/record-push.js'
+import { loadRecord } from '../cache/records.js'
 
 /** The directory of a chroot store given as DIR or as Nix's `local?root=DIR`: its files are read from there. */
 function storeRootOf (store: string): string {
@@ -36,6 +38,7 @@ export default defineCommand({
     'secret-key-file': { type: 'string', description: 'Nix secret key that signs narinfos and the record (default: the repo key, created on first use)', valueHint: 'FILE' },
     store: { type: 'string', description: 'Publish from a chroot Nix store in DIR (as made by nix build --store DIR; local?root=DIR too) instead of /nix/store', valueHint: 'DIR' },
     bootstrap: { ...nodeArgs.bootstrap, description: 'After publishing, put the new IPNS record into the IPFS DHT through this libp2p peer (repeatable; "public" for the public IPFS network). A running gateway announces the rest' },
+    routing: nodeArgs.routing,
     chunker: { type: 'string', default: 'cdc', description: 'CID recipe for new NARs: cdc (content-defined, recipe cdc-v1) or fixed (256 KiB chunks, like ipfs add)' },
     ...lifetimeArgs
   },
@@ -71,12 +74,14 @@ export default defineCommand({
       onBytes: bytes => progress.add(bytes)
     }
     let published: string | undefined
-    const report = (result: PublishResult): void => {
+    const report = async (result: PublishResult): Promise<void> => {
       published = result.name
       progress.stop()
       consola.success(`published ${result.published.length} path(s), ${result.skipped} already there; NAR ${progress.status()}`)
       consola.log(`root:     /ipfs/${result.root.toString()}`)
       consola.log(`name:     /ipns/${result.name} (sequence ${result.sequence})`)
+      const record = await loadRecord(repo, result.name)
+      if (record !== undefined) await putToRoutingServers(record, repeatedArg(rawArgs, 'routing'), consola)
     }
     try {
       if (args.hook === true) {
@@ -87,9 +92,9 @@ export default defineCommand({
           if (outcome.queued !== undefined) consola.warn(`queued in ${outcome.queued}; the next publish or a running gateway retries it`)
           return
         }
-        report(outcome.result)
+        await report(outcome.result)
       } else {
-        report(await publishRequest(repo, request, options))
+        await report(await publishRequest(repo, request, options))
       }
       // Queued requests report their own paths, not this run's progress.
       await retryQueue(repo, { ...options, onTotal: undefined, onBytes: undefined }).catch((err: Error) => consola.warn(`retrying queued publishes failed: ${err.message}`))

@@ -1,7 +1,9 @@
 import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { republish } from '../cache/republish.js'
-import { lifetimeArgs, lifetimeMsOf, repoArg, repoOf, signingKey } from './common.js'
+import { lifetimeArgs, lifetimeMsOf, repeatedArg, repoArg, repoOf, signingKey } from './common.js'
+import { nodeArgs } from './network-args.js'
+import { putToRoutingServers } from '../net/record-push.js'
 
 export default defineCommand({
   meta: {
@@ -13,14 +15,16 @@ export default defineCommand({
   args: {
     ...repoArg,
     'secret-key-file': { type: 'string', description: 'Nix secret key of the cache (default: the repo key)', valueHint: 'FILE' },
+    routing: nodeArgs.routing,
     ...lifetimeArgs
   },
-  async run ({ args }) {
+  async run ({ args, rawArgs }) {
     const repo = repoOf(args)
     const key = await signingKey(repo, args['secret-key-file'], false)
     const record = await republish(repo, key, { recordLifetimeMs: lifetimeMsOf(args), continueSequence: args['continue-sequence'] === true })
     consola.success(`/ipns/${record.name} → /ipfs/${record.root.toString()}`)
     consola.log(`sequence: ${record.sequence}`)
     consola.log(`expires:  ${record.validity}`)
+    await putToRoutingServers(record, repeatedArg(rawArgs, 'routing'), consola)
   }
 })

@@ -6,6 +6,9 @@ const STATUS_BY_CODE: Record<string, number> = {
   ERR_BAD_REQUEST: 400,
   ERR_NOT_ACCEPTABLE: 406,
   ERR_RANGE: 416,
+  ERR_NOT_IMPLEMENTED: 501,
+  // A client that took nothing of its response for too long (cut: src/gateway/drain.ts).
+  ERR_CLIENT_STALLED: 408,
   // Cannot be served right now (UnavailableError), not a miss: Nix caches a 404 narinfo for an hour (narinfo-cache-negative-ttl), a 503 not at all.
   ERR_UNAVAILABLE: 503,
   // The cache contradicts itself here (what the union and quorum rules refuse too): nothing can be served for it now.

@@ -1,15 +1,17 @@
-import { once, setMaxListeners } from 'node:events'
+import { setMaxListeners } from 'node:events'
 import { IntegrityError } from '../errors.js'
 import { readFile } from '../ipfs/file-dag.js'
 import { checkedNar } from '../nix/nar/check.js'
+import { writeDrained } from './drain.js'
 import { HttpError } from './http-errors.js'
 import type { RouteContext } from './routes.js'
 
-/** Parses a single `bytes=a-b` range against `size`; undefined for none, throws for unsatisfiable. */
+/** Parses a single `bytes=a-b` range against `size`; undefined for none (or one to ignore), throws for unsatisfiable. */
 export function parseRange (header: string | undefined, size: number): { start: number, end: number } | undefined {
   if (header === undefined) return undefined
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
   if (m === null || (m[1] === '' && m[2] === '')) return undefined // multiple or malformed ranges: serve it all
+  if (m[1] !== '' && m[2] !== '' && Number(m[2]) < Number(m[1])) return undefined // invalid (RFC 9110 §14.1.1), so ignored (§14.2)
   let start: number, end: number
   if (m[1] === '') {
     start = Math.max(0, size - Number(m[2]))
@@ -65,14 +67,15 @@ export async function serveNar ({ req, res, params, index, blocks, head }: Route
   // Read the first block before committing to a status, so early failures get a proper error response.
   let next = await chunks.next()
   res.writeHead(range === undefined ? 200 : 206, headers)
-  // The last chunk is held back until the whole NAR has verified: a complete response is a correct one.
+  // The chunk that completes the response is held back until the whole NAR has verified: a complete response is a
+  // correct one. Every other chunk goes out before the next is read, so a client that stops reading holds one.
   let held: Uint8Array | undefined
   let sent = 0
   try {
     while (next.done !== true) {
       sent += next.value.length
-      if (held !== undefined && !res.write(held)) await once(res, 'drain', { signal: abort.signal })
-      held = next.value
+      if (sent < length) await writeDrained(res, next.value)
+      else held ??= next.value // bytes beyond `length` fail the check below
       next = await chunks.next()
     }
     if (sent !== length) throw new IntegrityError(`NAR ${entry.cid.toString()} has ${sent} bytes, its narinfo says ${length}`)

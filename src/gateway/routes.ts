@@ -10,7 +10,10 @@ import { serveHealth, serveMetrics, serveStats } from './stats.js'
 import { serveUpstreamNar } from './upstream.js'
 import type { UpstreamFallback } from '../upstream/fallback.js'
 import { serveRealisation } from './realisation.js'
+import { serveLog } from './log.js'
 import type { CID } from 'multiformats/cid'
+import type { RoutingView } from '../net/routing-view.js'
+import { serveRoutingV1 } from './routing-v1.js'
 
 /** What every handler gets. */
 export interface RouteContext {
@@ -30,6 +33,8 @@ export interface RouteContext {
   record: (name: string) => Promise<Uint8Array | undefined>
   /** the disputes this node recorded */
   disputes: () => Promise<unknown[]>
+  /** what /routing/v1 answers from (undefined: not served) */
+  routing?: RoutingView
   /** HTTP binary caches asked for what the served caches miss */
   upstream?: UpstreamFallback
   /** counters, as JSON */
@@ -50,11 +55,16 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/ipfs\/([a-zA-Z0-9]{1,128})(\/.*)?$/, serveIpfs],
   [/^\/ipns\/([a-z0-9]{1,128})\/?$/, serveIpns],
   [/^\/realisations\/([^/]{1,200})\.doi$/, serveRealisation],
+  [/^\/log\/([^/]{1,300})$/, serveLog],
   [/^\/disputes$/, serveDisputes],
   [/^\/stats$/, serveStats],
   [/^\/metrics$/, serveMetrics],
-  [/^\/healthz$/, serveHealth]
+  [/^\/healthz$/, serveHealth],
+  [/^\/routing\/v1(\/.*)?$/, serveRoutingV1]
 ]
 
 /** Routes that answer without the served caches, so they still work when none can be opened. */
-export const INDEX_FREE: ReadonlySet<Handler> = new Set([serveIpfs, serveIpns, serveDisputes, serveStats, serveMetrics, serveHealth])
+export const INDEX_FREE: ReadonlySet<Handler> = new Set([serveIpfs, serveIpns, serveDisputes, serveStats, serveMetrics, serveHealth, serveRoutingV1])
+
+/** Routes that take more methods than GET and HEAD, checking the method themselves. */
+export const ANY_METHOD: ReadonlySet<Handler> = new Set([serveRoutingV1])

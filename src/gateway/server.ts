@@ -4,9 +4,10 @@ import type { ServedCaches } from '../cache/union.js'
 import { connectionCapWithin, limitConnections, openFileLimit, type ConnectionCounters } from './connections.js'
 import { InconsistentCacheError, ListenError, NixipfsError } from '../errors.js'
 import { Lru } from '../lru.js'
+import { stalledResponsesCut } from './drain.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
-import { INDEX_FREE, ROUTES, type Handler, type RouteContext } from './routes.js'
+import { ANY_METHOD, INDEX_FREE, ROUTES, type Handler, type RouteContext } from './routes.js'
 
 export interface GatewayOptions {
   /** the caches served to Nix, as they stand now (undefined while none is servable) */
@@ -28,6 +29,7 @@ export interface GatewayOptions {
   blocks: RouteContext['blocks']
   local: RouteContext['local']
   record: RouteContext['record']
+  routing?: RouteContext['routing']
   host: string
   /** 0 picks a free port */
   port: number
@@ -64,7 +66,7 @@ function countBodyBytes (res: ServerResponse): () => number {
 function connectionFamilies (c: ConnectionCounters): MetricFamily[] {
   return [
     { name: 'nixipfs_http_connections_open', help: 'HTTP connections open now.', type: 'gauge', samples: [{ value: c.open }] },
-    { name: 'nixipfs_http_connections_closed_total', help: 'HTTP connections closed by the limits: head_timeout (no whole request head in time), shed (idle longest, closed at --max-connections for a new one), refused (new, at --max-connections while all were answering).', type: 'counter', samples: [{ labels: { reason: 'head_timeout' }, value: c.headTimeouts }, { labels: { reason: 'shed' }, value: c.shed }, { labels: { reason: 'refused' }, value: c.refused }] }
+    { name: 'nixipfs_http_connections_closed_total', help: 'HTTP connections closed by the limits: head_timeout (no whole request head in time), shed (idle longest, closed at --max-connections for a new one), refused (new, at --max-connections while all were answering), stalled (a response whose client took nothing for 30 s, or longest while waiting responses held too much memory).', type: 'counter', samples: [{ labels: { reason: 'head_timeout' }, value: c.headTimeouts }, { labels: { reason: 'shed' }, value: c.shed }, { labels: { reason: 'refused' }, value: c.refused }, { labels: { reason: 'stalled' }, value: stalledResponsesCut() }] }
   ]
 }
 
@@ -89,7 +91,7 @@ export interface Gateway {
 
 /** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
-  const { caches, blocks, local, record, disputes, upstream, stats, logger } = options
+  const { caches, blocks, local, record, routing, disputes, upstream, stats, logger } = options
   const http = new HttpMetrics()
 
   /** The route a path takes: its handler and the name metrics count it under. */
@@ -103,7 +105,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
 
   async function handle (req: IncomingMessage, res: ServerResponse, route: ReturnType<typeof routeOf>): Promise<void> {
     const method = req.method ?? 'GET'
-    if (method !== 'GET' && method !== 'HEAD') {
+    if (method !== 'GET' && method !== 'HEAD' && (route === undefined || !ANY_METHOD.has(route.handler))) {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' })
       res.end('only GET and HEAD are served\n')
       return
@@ -119,7 +121,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       indexError = err
       return undefined
     })
-    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, disputes, upstream, stats, metrics, head: method === 'HEAD' })
+    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, disputes, upstream, stats, metrics, head: method === 'HEAD' })
   }
 
   // A refused narinfo is logged once per NAR, not on every request Nix repeats.

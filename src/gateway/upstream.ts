@@ -1,4 +1,4 @@
-import { once } from 'node:events'
+import { writeDrained } from './drain.js'
 import { HttpError } from './http-errors.js'
 import { serveNar } from './nar.js'
 import type { RouteContext } from './routes.js'
@@ -18,10 +18,7 @@ export async function serveUpstreamNar (ctx: RouteContext): Promise<void> {
   res.writeHead(200, { 'content-type': 'application/x-nix-nar', 'content-length': nar.narSize })
   if (head) { res.end(); return }
   try {
-    await nar.stream(async chunk => {
-      if (res.write(chunk)) return
-      await Promise.race([once(res, 'drain'), once(res, 'close').then(() => { throw new HttpError('ERR_BAD_REQUEST', 'the client went away') })])
-    })
+    await nar.stream(async chunk => { await writeDrained(res, chunk) })
     res.end()
   } catch (err) {
     res.destroy(err as Error)

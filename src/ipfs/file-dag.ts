@@ -76,6 +76,16 @@ export async function importFile (blocks: BlockPutter, source: AsyncIterable<Uin
 /** Leaf blocks read ahead of the consumer. */
 const READ_AHEAD = 16
 
+/**
+ * Bytes of leaves read ahead (fetched, not yet taken) across all reads of this
+ * process at once. A consumer that stops taking bytes (a client that never
+ * reads its response) keeps what was read ahead for it; without a shared
+ * bound thousands of them held 16 blocks each. Beyond it reads go on without
+ * reading ahead: one block at a time, as the consumer asks.
+ */
+const READ_AHEAD_BUDGET = 32 * 1024 * 1024
+let readAheadBytes = 0
+
 /** Options for reading part of a file. */
 export interface ReadOptions {
   offset?: number
@@ -122,22 +132,32 @@ async function * readRange (blocks: BlockGetter, cid: CID, start: number, end: n
     if (pos + childSize > start) wanted.push({ cid: node.Links[i]!.Hash, base: pos, size: childSize })
     pos += childSize
   }
-  // Raw leaves are fetched READ_AHEAD at a time, so storage reads and hashing overlap.
+  // Raw leaves are fetched up to READ_AHEAD at a time, so storage reads and hashing overlap; those beyond
+  // the one asked for now take their declared size from the shared budget until they are taken.
   const ahead: Array<Promise<Uint8Array> | undefined> = []
-  const prefetch = (i: number): void => {
+  const reserved: number[] = []
+  const release = (i: number): void => { readAheadBytes -= reserved[i] ?? 0; reserved[i] = 0 }
+  const prefetch = (i: number, now: boolean): boolean => {
     const child = wanted[i]
-    if (child !== undefined && child.cid.code === RAW_CODE && ahead[i] === undefined) {
-      const p = getVerified(blocks, child.cid, { signal })
-      p.catch(() => {}) // observed when awaited in order below
-      ahead[i] = p
+    if (child === undefined || child.cid.code !== RAW_CODE || ahead[i] !== undefined) return true
+    if (!now) {
+      if (readAheadBytes + child.size > READ_AHEAD_BUDGET) return false
+      readAheadBytes += child.size
+      reserved[i] = child.size
     }
+    const p = getVerified(blocks, child.cid, { signal })
+    p.catch(() => {}) // observed when awaited in order below
+    ahead[i] = p
+    return true
   }
   try {
     for (let i = 0; i < wanted.length; i++) {
-      for (let j = i; j < i + READ_AHEAD; j++) prefetch(j)
+      prefetch(i, true)
+      for (let j = i + 1; j < i + READ_AHEAD && prefetch(j, false); j++) { /* read ahead while the budget allows */ }
       const child = wanted[i]!
       const leaf = ahead[i]
       ahead[i] = undefined
+      release(i)
       if (leaf === undefined) {
         yield * readRange(blocks, child.cid, start, end, child.base, signal)
         continue
@@ -149,6 +169,7 @@ async function * readRange (blocks: BlockGetter, cid: CID, start: number, end: n
       if (to > from) yield from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to)
     }
   } finally {
+    for (let i = 0; i < reserved.length; i++) release(i)
     await Promise.allSettled(ahead.filter(p => p !== undefined))
   }
 }

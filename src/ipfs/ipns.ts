@@ -36,9 +36,9 @@ export async function signRecord (seed: Uint8Array, root: CID, sequence: bigint,
 
 /**
  * Checks that `bytes` is a record for IPNS name `name`: signed by that name's
- * key, unexpired unless `allowExpired`, and pointing at an `/ipfs/<cid>` path.
+ * key and unexpired unless `allowExpired`, whatever value it points to.
  */
-export async function openRecord (name: string, bytes: Uint8Array, options: { allowExpired?: boolean } = {}): Promise<CacheRecord> {
+export async function checkRecord (name: string, bytes: Uint8Array, options: { allowExpired?: boolean } = {}): Promise<IPNSRecord> {
   let record: IPNSRecord
   let publicKey
   try {
@@ -59,6 +59,15 @@ export async function openRecord (name: string, bytes: Uint8Array, options: { al
       throw new RecordError('ERR_RECORD_SIGNATURE', `IPNS record for ${name} is not validly signed by that name's key (${e.message})`)
     }
   }
+  return record
+}
+
+/**
+ * Checks that `bytes` is a record for IPNS name `name`: signed by that name's
+ * key, unexpired unless `allowExpired`, and pointing at an `/ipfs/<cid>` path.
+ */
+export async function openRecord (name: string, bytes: Uint8Array, options: { allowExpired?: boolean } = {}): Promise<CacheRecord> {
+  const record = await checkRecord(name, bytes, options)
   const match = /^\/ipfs\/([^/]+)$/.exec(record.value)
   let root: CID | undefined
   try { root = match === null ? undefined : CID.parse(match[1]!) } catch { root = undefined }
@@ -66,11 +75,20 @@ export async function openRecord (name: string, bytes: Uint8Array, options: { al
   return { name, root, sequence: record.sequence, validity: record.validity, bytes }
 }
 
+/** A marshalled record's TTL and the seconds left until its validity ends (both 0 for an unreadable record), and that end. */
+export function recordTimes (bytes: Uint8Array, now = Date.now()): { ttlSeconds: number, validSeconds: number, validUntil?: Date } {
+  let record: IPNSRecord
+  try { record = unmarshalIPNSRecord(bytes) } catch { return { ttlSeconds: 0, validSeconds: 0 } }
+  const until = Date.parse(record.validity)
+  return {
+    ttlSeconds: Math.max(0, Math.floor(Number(record.ttl ?? 0n) / 1e9)),
+    validSeconds: Number.isNaN(until) ? 0 : Math.max(0, Math.floor((until - now) / 1000)),
+    ...(Number.isNaN(until) ? {} : { validUntil: new Date(until) })
+  }
+}
+
 /** How long a copy of a marshalled record may be cached, in seconds: its TTL, never past its validity (0 for an unreadable one). */
 export function recordCacheSeconds (bytes: Uint8Array, now = Date.now()): number {
-  let record: IPNSRecord
-  try { record = unmarshalIPNSRecord(bytes) } catch { return 0 }
-  const ttl = Number(record.ttl ?? 0n) / 1e9
-  const left = (Date.parse(record.validity) - now) / 1000
-  return Math.max(0, Math.floor(Math.min(ttl, Number.isNaN(left) ? 0 : left)))
+  const { ttlSeconds, validSeconds } = recordTimes(bytes, now)
+  return Math.min(ttlSeconds, validSeconds)
 }

@@ -116,7 +116,7 @@ export class NetworkBlocks implements BlockGetter {
   }
 
   /** True when the repo holds `cid`; on a miss, looks again at most every LOCAL_RECHECK_MS (a publish in another process adds blocks before it moves the record). */
-  private async hasLocal (cid: CID): Promise<boolean> {
+  async hasLocal (cid: CID): Promise<boolean> {
     if (this.local.has(cid)) return true
     const now = Date.now()
     if (now - this.localCheckedAt < LOCAL_RECHECK_MS) return false

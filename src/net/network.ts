@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
@@ -9,7 +11,9 @@ import { datastoreDir, IPNS_NAME, keysDir, loadRecordBytes } from '../repo-layou
 import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer } from './http-peer.js'
 import { FETCH_PROTOCOL, NARINFO_KEY_PREFIX, RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
-import type { ExtraRouter, Provider, Routing } from './routing.js'
+import type { Provider, Routing } from './routing.js'
+import type { DelegatedRouting } from './delegated.js'
+import { openRecord } from '../ipfs/ipns.js'
 
 export interface NetworkOptions {
   /** no libp2p at all: blocks only from the repo and `httpGateways` */
@@ -24,8 +28,8 @@ export interface NetworkOptions {
   publicNetwork?: boolean
   /** trustless HTTP gateways to fetch blocks and records from */
   httpGateways: string[]
-  /** routers beside the DHT (delegated routing V1 clients, `--routing URL`) */
-  routers?: ExtraRouter[]
+  /** Delegated Routing V1 servers (`--routing`) to ask for records and to hand the own record to */
+  routing?: string[]
   /** how long a peer may stall before it is given up for a block */
   peerTimeoutMs: number
   /** HTTP connections to one peer at once */
@@ -37,10 +41,14 @@ export interface NetworkOptions {
 export interface Network {
   blocks: NetworkBlocks
   p2p?: P2pNode
-  /** the DHT (and routers beside it); undefined when offline */
+  /** the DHT; undefined when offline */
   routing?: Routing
-  /** this node joins a network beyond its named peers (--bootstrap or --routing): it announces what it serves there */
+  /** this node joins the DHT (--bootstrap): it announces what it serves there */
   joined: boolean
+  /** this node's libp2p peer ID (base58btc), also when libp2p is off: it names the node's HTTP gateway in routing records */
+  peerId: string
+  /** the `--routing` servers */
+  delegated: DelegatedRouting[]
   /** the multiaddrs peers can dial this node at */
   addresses: string[]
   /** candidate records for `name` from every peer that answers (unverified) */
@@ -54,6 +62,8 @@ export interface Network {
 
 /** How often lost libp2p peers are dialled again. */
 const REDIAL_MS = 30_000
+/** Most trustless HTTP gateways used at once, those given and those routing servers named together. */
+const MAX_HTTP_PEERS = 32
 /** How long a peer may take to answer a record request. */
 const RECORD_TIMEOUT_MS = 5_000
 /** A store path's hash: 32 characters of Nix's base32. */
@@ -85,6 +95,11 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
  */
 export async function startNetwork (repo: string, local: PackStore, options: NetworkOptions): Promise<Network> {
   const http = options.httpGateways.map(url => new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
+  // Loaded only when asked for, as libp2p below: the client pulls in part of libp2p.
+  const servers = options.routing ?? []
+  const delegated = servers.length === 0 ? [] : await import('./delegated.js').then(({ DelegatedRouting }) => servers.map(url => new DelegatedRouting(url, options.log)))
+  const seed = await peerSeed(repo)
+  const peerId = peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seed)).toString()
   let p2p: P2pNode | undefined
   let routing: Routing | undefined
   let redial: NodeJS.Timeout | undefined
@@ -100,7 +115,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       datastore,
       listen: options.listen,
       publicNetwork: options.publicNetwork,
-      peerSeed: await peerSeed(repo),
+      peerSeed: seed,
       lookupRecord: async (name: string) => await loadRecordBytes(repo, name)
     }
     try {
@@ -127,7 +142,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     redial = setInterval(() => { dialAll().catch(() => {}) }, REDIAL_MS)
     redial.unref()
     const { dhtRouting } = await import('./routing.js')
-    routing = dhtRouting(node.libp2p.services.dht, node.libp2p.peerId.toString(), options.routers)
+    routing = dhtRouting(node.libp2p.services.dht, node.libp2p.peerId.toString())
     if ((options.bootstrap ?? []).length > 0) {
       const { startBootstrap } = await import('./bootstrap.js')
       const joining = startBootstrap(node, options.bootstrap!, options.log)
@@ -149,7 +164,10 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   async function records (name: string, signal?: AbortSignal): Promise<Array<{ from: string, bytes: Uint8Array }>> {
     const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
-    const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) }))
+    const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = [
+      ...http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) })),
+      ...delegated.map(async server => ({ from: server.name, bytes: await server.getRecord(name, { signal: sig }) }))
+    ]
     // On a DHT a node is connected to many peers, most of which do not speak the fetch protocol (kubo, Helia):
     // ask only those that do, the named --peer ones first, at most RECORD_PEERS of them (the DHT is asked besides).
     const named = new Set(options.peers.map(a => a.split('/p2p/').at(-1)))
@@ -176,6 +194,9 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       if (a.status === 'fulfilled' && a.value.bytes !== undefined) found.push({ from: a.value.from, bytes: a.value.bytes })
       else if (a.status === 'rejected') options.log.debug(`record request for ${name}: ${(a.reason as Error).message}`)
     }
+    // Before the follower fetches a root, the routing servers name who has it.
+    const distinct = new Map(found.map(({ bytes }) => [Buffer.from(bytes).toString('base64'), bytes]))
+    await Promise.all([...distinct.values()].map(async bytes => await learnGateways(name, bytes, sig)))
     return found
   }
 
@@ -199,18 +220,44 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     return new TextDecoder().decode(bytes).split('\n').filter(n => IPNS_NAME.test(n))
   }
 
+  /** Adds the trustless gateways the routing servers name as providers of the root a (valid) record points to. */
+  async function learnGateways (name: string, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
+    if (delegated.length === 0) return
+    const root = await openRecord(name, bytes).then(r => r.root, () => undefined)
+    if (root === undefined) return
+    const { gatewayUrlsOf } = await import('./delegated.js')
+    await Promise.all(delegated.map(async server => {
+      try {
+        for await (const provider of server.findProviders(root, { signal })) {
+          if (provider.id === peerId) continue // this node itself
+          for (const url of gatewayUrlsOf(provider)) {
+            if (http.length >= MAX_HTTP_PEERS || http.some(p => p.url === url)) continue
+            // The block source reads this list at each fetch; every block from it is checked against its CID.
+            http.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
+            options.log.info(`${server.name} names ${url} (peer ${provider.id}) as a provider of /ipns/${name}`)
+          }
+        }
+      } catch (err) {
+        options.log.debug(`providers of ${root.toString()} from ${server.name}: ${(err as Error).message}`)
+      }
+    }))
+  }
+
   return {
     blocks,
     p2p,
     routing,
     serveNarInfoNames,
     cachesHolding,
-    joined: routing !== undefined && ((options.bootstrap ?? []).length > 0 || (options.routers ?? []).length > 0),
+    joined: routing !== undefined && (options.bootstrap ?? []).length > 0,
+    peerId,
+    delegated,
     addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],
     records,
     stop: async () => {
       clearInterval(redial)
       bootstrap?.stop()
+      await Promise.all(delegated.map(async d => await d.stop()))
       await p2p?.stop()
     }
   }

@@ -2,6 +2,7 @@ import { withBitswap } from '@helia/bitswap'
 import { withLibp2pLight, type HeliaWithLibp2p } from '@helia/libp2p'
 import { privateKeyFromRaw } from '@libp2p/crypto/keys'
 import { fetch as fetchService, type Fetch } from '@libp2p/fetch'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
 import { noise } from '@libp2p/noise'
@@ -52,7 +53,7 @@ export interface P2pOptions {
   publicNetwork?: boolean
 }
 
-export type P2pNode = HeliaWithLibp2p<{ identify: unknown, ping: unknown, fetch: Fetch, dht: KadDHT }>
+export type P2pNode = HeliaWithLibp2p<{ identify: unknown, ping: unknown, fetch: Fetch, dht: KadDHT, pubsub: GossipSub }>
 
 /**
  * Starts a Helia node speaking TCP + noise + yamux + bitswap on `listen`,
@@ -83,7 +84,9 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
         // Without them kad-dht validates only /pk/ records: an IPNS put would "succeed" and store nothing.
         validators: { ipns: ipnsValidator },
         selectors: { ipns: ipnsSelector }
-      })
+      }),
+      // Announcements (net/pubsub.ts). Past 10 peers on one IP, gossipsub scores them all below zero and a busy loopback node's mesh empties; loopback peers are this machine's own nodes.
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, scoreParams: { IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']) } })
     }
   }), {
     // The default (10) drops block sends when a peer reads ahead on several NARs at once; its wants then go unanswered.

@@ -20,21 +20,6 @@ export interface RoutingCallOptions {
   signal?: AbortSignal
 }
 
-/**
- * A routing system beside the DHT, such as a delegated routing V1 HTTP
- * client (`--routing URL`, src/net/delegated.ts): whatever it cannot do it
- * leaves out. Nothing it returns is trusted: records are verified against
- * their names, blocks against their CIDs.
- */
-export interface ExtraRouter {
-  /** how it appears in logs (e.g. its URL) */
-  name: string
-  provide?: (cid: CID, options: RoutingCallOptions) => Promise<void>
-  findProviders?: (cid: CID, options: RoutingCallOptions) => AsyncIterable<Provider>
-  putRecord?: (name: string, bytes: Uint8Array, options: RoutingCallOptions) => Promise<void>
-  getRecord?: (name: string, options: RoutingCallOptions) => Promise<Uint8Array | undefined>
-}
-
 /** What a node asks the network: who has a CID, what a name's record is; and what it tells it. */
 export interface Routing {
   /** tells the network this node has `cid` (the DHT keeps the provider record fresh from then on) */
@@ -47,7 +32,7 @@ export interface Routing {
   getRecord: (name: string, options?: RoutingCallOptions) => Promise<FoundRecord[]>
   /** the addresses of peer `id` */
   findPeer: (id: string, options?: RoutingCallOptions) => Promise<Provider | undefined>
-  /** peers in the DHT routing table plus routers beside it (0: this node has not joined a network) */
+  /** peers in the DHT routing table (0: this node has not joined a network) */
   size: () => number
 }
 
@@ -56,43 +41,35 @@ export function ipnsRoutingKey (name: string): Uint8Array {
   return multihashToIPNSRoutingKey(peerIdFromString(name).toMultihash())
 }
 
-/** The node's routing: the libp2p Kademlia DHT, and any `extra` routers beside it. */
-export function dhtRouting (dht: KadDHT & { routingTable?: { size: number } }, self: string, extra: ExtraRouter[] = []): Routing {
+/**
+ * The node's routing over the libp2p Kademlia DHT. (The `--routing` servers
+ * are asked beside it by net/network.ts and net/record-push.ts.)
+ */
+export function dhtRouting (dht: KadDHT & { routingTable?: { size: number } }, self: string): Routing {
   return {
     provide: async (cid, options = {}) => {
-      const others = Promise.allSettled(extra.filter(r => r.provide !== undefined).map(async r => await r.provide!(cid, options)))
       let stored = 0
-      if (dht.routingTable?.size !== 0) for await (const event of dht.provide(cid, options)) if (event.name === 'FINAL_PEER') stored++
-      if ((await others).some(r => r.status === 'fulfilled')) return
+      for await (const event of dht.provide(cid, options)) if (event.name === 'FINAL_PEER') stored++
       if (stored === 0) throw new PeerError('dht', `no DHT peer to store the provider record of ${cid.toString()} with (is any --bootstrap peer reachable?)`)
     },
     findProviders: async function * (cid, options = {}) {
       const seen = new Set<string>([self])
-      const sources: Array<AsyncIterable<Provider>> = [dhtProviders(dht.findProviders(cid, options)), ...extra.flatMap(r => r.findProviders === undefined ? [] : [r.findProviders(cid, options)])]
-      for await (const provider of merge(sources)) {
+      for await (const provider of dhtProviders(dht.findProviders(cid, options))) {
         if (seen.has(provider.id)) continue
         seen.add(provider.id)
         yield provider
       }
     },
     putRecord: async (name, bytes, options = {}) => {
-      const others = Promise.allSettled(extra.filter(r => r.putRecord !== undefined).map(async r => await r.putRecord!(name, bytes, options)))
       let stored = 0
-      if (dht.routingTable?.size !== 0) for await (const event of dht.put(ipnsRoutingKey(name), bytes, options)) if (event.name === 'PEER_RESPONSE') stored++
-      if ((await others).some(r => r.status === 'fulfilled')) return
+      for await (const event of dht.put(ipnsRoutingKey(name), bytes, options)) if (event.name === 'PEER_RESPONSE') stored++
       if (stored === 0) throw new PeerError('dht', `no DHT peer took the record of /ipns/${name} (is any --bootstrap peer reachable?)`)
     },
     getRecord: async (name, options = {}) => {
       const found: FoundRecord[] = []
-      const add = (from: string, bytes: Uint8Array | undefined): void => {
-        if (bytes !== undefined && !found.some(f => Buffer.compare(f.bytes, bytes) === 0)) found.push({ from, bytes })
+      for await (const event of dht.get(ipnsRoutingKey(name), options)) {
+        if (event.name === 'VALUE' && !found.some(f => Buffer.compare(f.bytes, event.value) === 0)) found.push({ from: `dht:${event.from.toString()}`, bytes: event.value })
       }
-      await Promise.allSettled([
-        (async () => {
-          for await (const event of dht.get(ipnsRoutingKey(name), options)) if (event.name === 'VALUE') add(`dht:${event.from.toString()}`, event.value)
-        })(),
-        ...extra.map(async r => { if (r.getRecord !== undefined) add(r.name, await r.getRecord(name, options)) })
-      ])
       return found
     },
     findPeer: async (id, options = {}) => {
@@ -105,8 +82,7 @@ export function dhtRouting (dht: KadDHT & { routingTable?: { size: number } }, s
       }
       return undefined
     },
-    // Delegated routers count as known peers: a node with only --routing can announce and look up.
-    size: () => (dht.routingTable?.size ?? 0) + extra.length
+    size: () => dht.routingTable?.size ?? 0
   }
 }
 
@@ -114,25 +90,5 @@ async function * dhtProviders (events: AsyncIterable<QueryEvent>): AsyncGenerato
   for await (const event of events) {
     if (event.name !== 'PROVIDER') continue
     for (const p of event.providers) yield { id: p.id.toString(), addresses: p.multiaddrs.map(String) }
-  }
-}
-
-/** The items of several async iterables as they come; one that fails ends early without ending the others. */
-async function * merge<T> (sources: Array<AsyncIterable<T>>): AsyncGenerator<T> {
-  const iterators = sources.map(s => s[Symbol.asyncIterator]())
-  const pending = new Map<number, Promise<{ i: number, r: IteratorResult<T> | undefined }>>()
-  const next = (i: number): void => {
-    pending.set(i, iterators[i]!.next().then(r => ({ i, r }), () => ({ i, r: undefined })))
-  }
-  iterators.forEach((_, i) => next(i))
-  try {
-    while (pending.size > 0) {
-      const { i, r } = await Promise.race(pending.values())
-      if (r === undefined || r.done === true) { pending.delete(i); continue }
-      next(i)
-      yield r.value
-    }
-  } finally {
-    for (const i of pending.keys()) iterators[i]!.return?.().catch(() => {})
   }
 }

@@ -207,7 +207,8 @@ export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, 
         return await (await caches())?.narInfo(hash)
       },
       nar: async (cid) => await current?.nar(cid),
-      realisation: async (id) => await current?.realisation(id)
+      realisation: async (id) => await current?.realisation(id),
+      log: async (drv) => await current?.log(drv)
     }
   }
 }

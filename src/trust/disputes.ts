@@ -10,6 +10,8 @@ import type { UnixfsBlocks } from '../ipfs/blocks.js'
 import { writeFileAtomic } from '../atomic.js'
 import { disputesDir, recordNames } from '../repo-layout.js'
 import type { Dispute } from '../cache/union.js'
+import type { CID } from 'multiformats/cid'
+import { listHeard } from './heard.js'
 import { openStatement, type DisputeStatement } from './statement.js'
 
 /** A dispute as recorded: what was signed, and when this node first and last saw it. */
@@ -51,6 +53,17 @@ export interface PublishedDispute extends DisputeStatement {
   cache: string
 }
 
+/** The texts of the dispute statements under `disputes/` of the cache at `root`, as far as its blocks are local (none when it has none). */
+export async function cacheStatements (blocks: UnixfsBlocks & BlockGetter, root: CID): Promise<string[]> {
+  const dir = await lookupEntry(blocks, root, DISPUTES_DIR, new DirNodeCache())
+  if (dir === undefined) return []
+  const texts: string[] = []
+  for await (const entry of unixfs({ blockstore: blocks }).ls(dir)) {
+    texts.push(Buffer.from(await readSmallFile(blocks, entry.cid, MAX_STATEMENT_BYTES, 'dispute statement')).toString('utf8'))
+  }
+  return texts
+}
+
 /**
  * Every signed dispute statement under `disputes/` of every cache the repo
  * holds a record for (own and followed), as far as their blocks are local;
@@ -63,12 +76,7 @@ export async function listPublishedDisputes (repo: string, blocks: UnixfsBlocks 
     try {
       const record = await loadRecord(repo, name)
       if (record === undefined) continue
-      const dir = await lookupEntry(blocks, record.root, DISPUTES_DIR, new DirNodeCache())
-      if (dir === undefined) continue
-      for await (const entry of unixfs({ blockstore: blocks }).ls(dir)) {
-        const text = Buffer.from(await readSmallFile(blocks, entry.cid, MAX_STATEMENT_BYTES, 'dispute statement')).toString('utf8')
-        found.push({ cache: name, ...openStatement(text, name) })
-      }
+      for (const text of await cacheStatements(blocks, record.root)) found.push({ cache: name, ...openStatement(text, name) })
     } catch (err) {
       // One cache's bad or missing statements must not hide the others'.
       warn(`/ipns/${name}: ${(err as Error).message}`)
@@ -77,13 +85,19 @@ export async function listPublishedDisputes (repo: string, blocks: UnixfsBlocks 
   return found
 }
 
-/** Disputes as `nixipfs disputes` and `GET /disputes` show them: recorded by this node's quorum checks, and published by builders' rebuilds. */
-export type AnyDispute = ({ kind: 'quorum' } & RecordedDispute) | ({ kind: 'rebuild' } & PublishedDispute)
+/** Disputes as `nixipfs disputes` and `GET /disputes` show them: recorded by this node's quorum checks, and rebuilds that builders published or announced. */
+export type AnyDispute = ({ kind: 'quorum' } & RecordedDispute) | ({ kind: 'rebuild', via?: 'network' } & PublishedDispute)
 
-/** Every dispute this repo knows of. */
+/** Every dispute this repo knows of: a statement both published in a cache and heard on the network is listed once. */
 export async function allDisputes (repo: string, blocks: UnixfsBlocks & BlockGetter, warn?: (m: string) => void): Promise<AnyDispute[]> {
+  const published = await listPublishedDisputes(repo, blocks, warn)
+  const idOf = (d: DisputeStatement): string => `${d.by} ${d.storePath} ${d.date}`
+  const seen = new Set(published.map(idOf))
+  // Heard only: signed by that key, but not (yet) seen in its cache.
+  const heard = (await listHeard(repo)).reverse().filter(h => !seen.has(idOf(h.statement))).map(h => ({ cache: h.name, ...h.statement, via: 'network' as const }))
   return [
     ...(await listDisputes(repo)).map(d => ({ kind: 'quorum' as const, ...d })),
-    ...(await listPublishedDisputes(repo, blocks, warn)).map(d => ({ kind: 'rebuild' as const, ...d }))
+    ...published.map(d => ({ kind: 'rebuild' as const, ...d })),
+    ...heard.map(d => ({ kind: 'rebuild' as const, ...d }))
   ]
 }

@@ -1,5 +1,5 @@
 import type { NarEntry, NarInfoEntry } from '../cache/index.js'
-import { currentIndexes, type IndexSource } from '../cache/source.js'
+import { currentIndexes, firstAnswer, type IndexSource } from '../cache/source.js'
 import type { Dispute, ServedCaches } from '../cache/union.js'
 import { UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
@@ -25,6 +25,8 @@ interface Group {
   info: NarInfo
   /** trusted key (name:base64) → its valid signature line */
   sigs: Map<string, string>
+  /** trusted keys whose rebuild gave this NAR */
+  voters: Set<string>
   members: NarInfoEntry[]
 }
 
@@ -41,14 +43,23 @@ function forgedNames (entries: NarInfoEntry[], policy: TrustPolicy): string {
   return names.size === 0 ? '' : ` (the signature by ${[...names].join(', ')} does not verify: forged, or the narinfo was altered)`
 }
 
+/** A rebuild result (a signed dispute statement): `key` (name:base64) rebuilt `storePath` and got this NAR. */
+export interface RebuildVote { key: string, storePath: string, narHash: string, narSize: number }
+
+/** The base64 part of `name:base64`: a key is the same key under any name. */
+const keyBytes = (key: string): string => key.slice(key.indexOf(':') + 1)
+
 /**
  * Decides what to serve for one store path from the narinfos several caches
  * hold for it: narinfos are grouped by what the signature covers (StorePath,
  * NarHash, NarSize, References) and a group is served only when at least
  * `threshold` distinct trusted keys signed it, with all their signatures.
- * Keys outside the trust set never count, however many agree.
+ * Keys outside the trust set never count, however many agree. A trusted
+ * key's rebuild result (`votes`) counts as its vote for the NarHash it
+ * rebuilt; a NarHash that only votes back, which no cache offers, is never
+ * served, but it can reach the threshold too, and then the path is refused.
  */
-export function judge (entries: NarInfoEntry[], policy: TrustPolicy): Verdict {
+export function judge (entries: NarInfoEntry[], policy: TrustPolicy, votes: RebuildVote[] = []): Verdict {
   const groups = new Map<string, Group>()
   for (const entry of entries) {
     const { info } = entry
@@ -56,7 +67,7 @@ export function judge (entries: NarInfoEntry[], policy: TrustPolicy): Verdict {
     const fp = fingerprint(info)
     let group = groups.get(fp)
     if (group === undefined) {
-      group = { info, sigs: new Map(), members: [] }
+      group = { info, sigs: new Map(), voters: new Set(), members: [] }
       groups.set(fp, group)
     }
     group.members.push(entry)
@@ -67,30 +78,57 @@ export function judge (entries: NarInfoEntry[], policy: TrustPolicy): Verdict {
       if (sig !== undefined) group.sigs.set(id, sig)
     }
   }
-  const signed = [...groups.values()].filter(g => g.sigs.size > 0)
   const storePath = entries[0]?.info.storePath ?? ''
+  // Rebuilt NARs no cache offers: NarHash and NarSize → the trusted keys that rebuilt them.
+  const rebuiltOnly = new Map<string, { narHash: string, narSize: number, voters: Set<string> }>()
+  const trustedIds = new Map(policy.keys.map(k => [keyBytes(formatPublicKey(k)), formatPublicKey(k)]))
+  for (const vote of votes) {
+    const id = trustedIds.get(keyBytes(vote.key))
+    if (id === undefined || vote.storePath !== storePath) continue
+    const same = [...groups.values()].filter(g => g.info.narHash === vote.narHash && g.info.narSize === vote.narSize)
+    for (const g of same) g.voters.add(id)
+    if (same.length > 0) continue
+    const at = `${vote.narHash} ${vote.narSize}`
+    const alone = rebuiltOnly.get(at) ?? { narHash: vote.narHash, narSize: vote.narSize, voters: new Set<string>() }
+    alone.voters.add(id)
+    rebuiltOnly.set(at, alone)
+  }
+  const keysOf = (g: Group): string[] => [...new Set([...g.sigs.keys(), ...g.voters])]
+  const signed = [...groups.values()].filter(g => keysOf(g).length > 0)
   const name = storePath.slice(storePath.lastIndexOf('/') + 1 + 33)
   const expected = policy.nonReproducible?.some(p => globMatch(p, name)) === true
-  const dispute: Dispute | undefined = signed.length > 1 && !expected
-    ? { storePath, groups: signed.map(g => ({ narHash: g.info.narHash, narSize: g.info.narSize, references: g.info.references, keys: [...g.sigs.keys()] })) }
+  const dispute: Dispute | undefined = signed.length + rebuiltOnly.size > 1 && !expected
+    ? {
+        storePath,
+        groups: [
+          ...signed.map(g => ({ narHash: g.info.narHash, narSize: g.info.narSize, references: g.info.references, keys: keysOf(g) })),
+          // No narinfo, so no references: only the NAR a verifier rebuilt.
+          ...[...rebuiltOnly.values()].map(r => ({ narHash: r.narHash, narSize: r.narSize, references: [], keys: [...r.voters] }))
+        ]
+      }
     : undefined
-  const winners = signed.filter(g => g.sigs.size >= policy.threshold)
-  if (winners.length === 1) {
+  const winners = signed.filter(g => keysOf(g).length >= policy.threshold)
+  const rebuiltWinners = [...rebuiltOnly.values()].filter(r => r.voters.size >= policy.threshold)
+  if (winners.length === 1 && rebuiltWinners.length === 0) {
     const g = winners[0]!
     const info: NarInfo = { ...g.info, sigs: [...g.sigs.values()] }
-    return { served: { ...g.members[0]!, text: formatNarInfo(info), info }, keys: [...g.sigs.keys()], dispute }
+    return { served: { ...g.members[0]!, text: formatNarInfo(info), info }, keys: keysOf(g), dispute }
   }
-  const best = Math.max(0, ...signed.map(g => g.sigs.size))
-  const reason = winners.length > 1
-    ? `${storePath}: ${winners.length} different NARs each reached the threshold of ${policy.threshold} trusted signatures; refusing it`
-    : signed.length === 0
-      ? `${storePath}: no trusted key signed it${forgedNames(entries, policy)}`
-      : `${storePath}: at most ${best} of the ${policy.threshold} trusted signatures required agree${dispute === undefined ? '' : ` (trusted builders disagree: ${signed.length} different NARs)`}`
+  const best = Math.max(0, ...signed.map(g => keysOf(g).length), ...[...rebuiltOnly.values()].map(r => r.voters.size))
+  const reason = winners.length + rebuiltWinners.length > 1
+    ? `${storePath}: ${winners.length + rebuiltWinners.length} different NARs each reached the threshold of ${policy.threshold} trusted signatures or rebuilds; refusing it`
+    : rebuiltWinners.length === 1
+      ? `${storePath}: ${rebuiltWinners[0]!.voters.size} trusted verifiers rebuilt it as ${rebuiltWinners[0]!.narHash}, a NAR no cache offers; refusing it`
+      : signed.length === 0
+        ? `${storePath}: no trusted key signed it${forgedNames(entries, policy)}`
+        : `${storePath}: at most ${best} of the ${policy.threshold} trusted signatures required agree${dispute === undefined ? '' : ` (trusted builders disagree: ${signed.length + rebuiltOnly.size} different NARs)`}`
   return { served: undefined, reason, dispute }
 }
 
 export interface QuorumOptions {
   policy: TrustPolicy
+  /** rebuild results known for a store path (by its hash): trusted verifiers' votes */
+  votes?: (hash: string) => RebuildVote[]
   onDispute?: (dispute: Dispute) => void
   onRefused?: (reason: string) => void
 }
@@ -125,7 +163,7 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
         if (entries.length === 0 && failed !== undefined) throw failed.reason
         if (entries.length === 0) return undefined
-        const verdict = judge(entries, options.policy)
+        const verdict = judge(entries, options.policy, options.votes?.(hash))
         if (verdict.dispute !== undefined) options.onDispute?.(verdict.dispute)
         // A content-addressed path certifies itself (Nix checks its bytes against the path): it needs no quorum.
         const selfCertified = verdict.served ?? entries.find(e => e.info.ca !== undefined && !e.info.ca.startsWith('text:'))
@@ -164,7 +202,9 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
           return undefined
         }
         return formatRealisation(verdict.served)
-      }
+      },
+      // A build log is informational, not trusted content (Nix checks no signature on it): the first followed cache that has one serves it.
+      log: async (drv) => await firstAnswer(indexes, i => i.log(drv))
     }
   }
 }

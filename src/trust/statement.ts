@@ -1,5 +1,6 @@
 import { RecordError } from '../errors.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
+import { parseStorePath } from '../nix/store-path.js'
 import { formatPublicKey, parsePublicKey, publicKeyOf, signFingerprint, verifyFingerprint, type SecretKey } from '../nix/signing.js'
 
 /** What a builder states when its rebuild of a path differs from what others signed. */
@@ -46,4 +47,18 @@ export function openStatement (text: string, cacheName: string): DisputeStatemen
   if (ipnsNameOf(key.key) !== cacheName) throw new RecordError('ERR_STATEMENT', `a dispute statement in /ipns/${cacheName} names another key (${statement.by})`)
   if (!verifyFingerprint([key], JSON.stringify(statement), sig)) throw new RecordError('ERR_STATEMENT', `a dispute statement in /ipns/${cacheName} has a bad signature`)
   return statement
+}
+
+/** Reads a statement announced on the network: as openStatement, for the cache of the key it names; also checks what a vote needs. */
+export function openAnnounced (text: string): { statement: DisputeStatement, name: string } {
+  let by: unknown
+  try { by = (JSON.parse(text) as { statement?: { by?: unknown } } | null)?.statement?.by } catch { throw new RecordError('ERR_STATEMENT', 'an announced dispute statement is not JSON') }
+  if (typeof by !== 'string') throw new RecordError('ERR_STATEMENT', 'an announced dispute statement names no key')
+  const name = ipnsNameOf(parsePublicKey(by).key)
+  const statement = openStatement(text, name)
+  parseStorePath(statement.storePath) // its hash names the file the statement is kept in
+  if (typeof statement.rebuilt?.narHash !== 'string' || !Number.isSafeInteger(statement.rebuilt.narSize) || typeof statement.date !== 'string' || !Array.isArray(statement.signed)) {
+    throw new RecordError('ERR_STATEMENT', `a dispute statement by ${by} is malformed (rebuilt NarHash, NarSize, signed or date)`)
+  }
+  return { statement, name }
 }

@@ -7,12 +7,16 @@ import { PackStore } from '../ipfs/pack-store.js'
 import type { SecretKey } from '../nix/signing.js'
 import { startNetwork, type NetworkOptions } from '../net/network.js'
 import { signStatement } from './statement.js'
+import { Announcements, DISPUTES_TOPIC } from '../net/pubsub.js'
 import { NarHasher } from '../nix/hash.js'
 import { encodeNar } from '../nix/nar/encode.js'
 import { walkPath } from '../nix/nar/walk.js'
 import { parseStorePath } from '../nix/store-path.js'
 import { queryPathInfos, rebuildAndCompare } from '../nix/store.js'
 import { NixCommandError, PeerError } from '../errors.js'
+
+/** How long verify waits for a peer that hears dispute statements before it announces them. */
+const ANNOUNCE_WAIT_MS = 5_000
 
 /** What followed builders signed for a path, per cache. */
 export interface Signed { cache: string, key: string, narHash: string, narSize: number }
@@ -90,15 +94,19 @@ export async function verifyAndPublish (options: VerifyOptions): Promise<Verific
     for (const path of options.paths) results.push(await verifyPath(path, caches))
     const disputes = results.filter(r => !r.agrees)
     if (disputes.length > 0) {
-      await publishDisputes({ repo, blocks: local }, {
-        key: options.key,
-        recordLifetimeMs: options.recordLifetimeMs,
-        recipe: RECIPES.cdc.name,
-        statements: disputes.map(r => ({
-          hash: parseStorePath(r.storePath).hash,
-          text: signStatement(options.key, { storePath: r.storePath, deriver: r.deriver, rebuilt: r.rebuilt, signed: r.signed.map(s => ({ key: s.key, narHash: s.narHash, narSize: s.narSize })), date: new Date().toISOString() })
-        }))
-      })
+      const statements = disputes.map(r => ({
+        hash: parseStorePath(r.storePath).hash,
+        text: signStatement(options.key, { storePath: r.storePath, deriver: r.deriver, rebuilt: r.rebuilt, signed: r.signed.map(s => ({ key: s.key, narHash: s.narHash, narSize: s.narSize })), date: new Date().toISOString() })
+      }))
+      await publishDisputes({ repo, blocks: local }, { key: options.key, recordLifetimeMs: options.recordLifetimeMs, recipe: RECIPES.cdc.name, statements })
+      // Only a node that reached peers (--peer, or whatever else joined it to a network) has anyone to tell.
+      if (network.p2p !== undefined && network.p2p.libp2p.getConnections().length > 0) {
+        const announcements = new Announcements(network.p2p, log)
+        const sent: number[] = []
+        for (const { text } of statements) sent.push(await announcements.announce(DISPUTES_TOPIC, new TextEncoder().encode(text), ANNOUNCE_WAIT_MS))
+        if (sent.every(n => n === 0)) log.warn(`no peer hears ${DISPUTES_TOPIC} yet; a gateway serving this cache announces the statements, and hands them to peers as they join`)
+        else log.info(`announced ${statements.length} dispute statement(s) on ${DISPUTES_TOPIC} to ${Math.max(...sent)} peer(s)`)
+      }
     }
     const matching = results.filter(r => r.agrees && r.signed.length > 0).map(r => r.storePath)
     if (options.cosign && matching.length > 0) {

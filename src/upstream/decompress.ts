@@ -1,9 +1,9 @@
-import { PassThrough, Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { createBrotliDecompress, createGunzip } from 'node:zlib'
 import { Decompress as ZstdDecompress } from 'fzstd'
-import bunzip2 from 'unbzip2-stream'
 import xz from 'xz-decompress'
-import { UpstreamError } from '../errors.js'
+import { bunzip2Chunks } from '../bunzip2.js'
+import { IntegrityError, UpstreamError } from '../errors.js'
 
 /** Compressions Nix writes into binary caches, as named by the narinfo's `Compression:` field. */
 export const COMPRESSIONS = ['none', 'xz', 'zstd', 'bzip2', 'br', 'gzip'] as const
@@ -16,13 +16,14 @@ export async function * decompress (compression: string | undefined, source: Asy
       case 'none': yield * source; return
       case 'xz': yield * owned(new xz.XzReadableStream(Readable.toWeb(Readable.from(source)) as ReadableStream<Uint8Array>)); return
       case 'zstd': yield * zstd(source); return
-      case 'bzip2': yield * Readable.from(source).pipe(bunzip2()).pipe(new PassThrough()); return
+      case 'bzip2': yield * bunzip2Chunks(source, 'the bzip2-compressed NAR'); return
       case 'br': yield * Readable.from(source).pipe(createBrotliDecompress()); return
       case 'gzip': yield * Readable.from(source).pipe(createGunzip()); return
     }
   } catch (err) {
     if (err instanceof UpstreamError) throw err
-    throw new UpstreamError('ERR_UPSTREAM_DATA', `the ${kind}-compressed NAR does not decompress: ${(err as Error).message}`)
+    // bunzip2Chunks words its own failure (IntegrityError); the other decoders' errors are bare.
+    throw new UpstreamError('ERR_UPSTREAM_DATA', err instanceof IntegrityError ? err.message : `the ${kind}-compressed NAR does not decompress: ${(err as Error).message}`)
   }
   throw new UpstreamError('ERR_UPSTREAM_COMPRESSION', `compression ${JSON.stringify(kind)} is not supported (only ${COMPRESSIONS.join(', ')})`)
 }

@@ -1,5 +1,6 @@
 import { importUpstreamNar, ownNarInfo, trustedNarInfo } from './import.js'
 import { appendEntries, type CidRecipe } from '../cache/publish.js'
+import { UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
 import type { CacheBlocks } from '../ipfs/blocks.js'
 import { formatNarInfo, type NarInfo } from '../nix/narinfo.js'
@@ -58,10 +59,14 @@ export class UpstreamFallback {
 
   constructor (private readonly options: FallbackOptions) {}
 
-  /** The narinfo text for `hash` from the first upstream that has a trusted one, its URL pointing at `nar/upstream/<hash>.nar`. */
+  /**
+   * The narinfo text for `hash` from the first upstream that has a trusted one, its URL pointing at `nar/upstream/<hash>.nar`;
+   * undefined when every upstream answered that it has none; UnavailableError when one that failed might have it.
+   */
   async narInfo (hash: string): Promise<string | undefined> {
     const missedAt = this.missing.get(hash)
     if (missedAt !== undefined && Date.now() - missedAt < NEGATIVE_TTL_MS) { this.counters.narInfoMisses++; return undefined }
+    const failures: string[] = []
     for (const upstream of this.options.upstreams) {
       let text: string | undefined
       try {
@@ -69,6 +74,7 @@ export class UpstreamFallback {
       } catch (err) {
         this.counters.errors++
         this.options.log.warn(`upstream ${upstream.url}: ${(err as Error).message}`)
+        failures.push((err as Error).message)
         continue
       }
       if (text === undefined) continue
@@ -84,6 +90,8 @@ export class UpstreamFallback {
       this.counters.narInfoHits++
       return formatNarInfo({ ...info, url: `nar/upstream/${hash}.nar`, compression: 'none', fileHash: info.narHash, fileSize: info.narSize })
     }
+    // An outage is no miss: answered 503 (which Nix does not remember), and asked again next time.
+    if (failures.length > 0) throw new UnavailableError(`no upstream could be asked for ${hash} (${failures.join('; ')}); try again once it is back`)
     this.missing.set(hash, Date.now())
     this.counters.narInfoMisses++
     return undefined

@@ -28,7 +28,7 @@ export class HttpBinaryCache {
     this.attempts = options.attempts ?? DEFAULT_ATTEMPTS
   }
 
-  /** The narinfo text for a store path hash; undefined when the upstream does not have it. */
+  /** The narinfo text for a store path hash; undefined when the upstream does not have it, UpstreamError when it could not say. */
   async narInfo (hash: string): Promise<string | undefined> {
     const res = await this.get(`/${hash}.narinfo`)
     if (res === undefined) return undefined
@@ -58,7 +58,7 @@ export class HttpBinaryCache {
     }
   }
 
-  /** GET with retries and backoff; undefined on 404/410. */
+  /** GET with retries and backoff; undefined on 404/410/403 (a miss; anything else failing is an UpstreamError). */
   private async get (path: string): Promise<HttpResponse | undefined> {
     let last: Error | undefined
     for (let attempt = 1; attempt <= this.attempts; attempt++) {
@@ -72,7 +72,8 @@ export class HttpBinaryCache {
       }
       if (res.status === 200) return res
       discard(res)
-      if (res.status === 404 || res.status === 410) return undefined
+      // As Nix does: S3 buckets that may not be listed answer 403 for what they do not hold.
+      if (res.status === 404 || res.status === 410 || res.status === 403) return undefined
       last = new UpstreamError('ERR_UPSTREAM_HTTP', `${this.url}${path} answered HTTP ${res.status}`)
       if (res.status < 500 && res.status !== 429) break
     }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { appendFileSync, cpSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { RAW_CODE } from '../../src/ipfs/block.js'
@@ -10,8 +10,15 @@ import { runCli, runCliAsync, startGatewayProcess, tmp, type GatewayProcess } fr
 import { serveFiles } from '../helpers/http.js'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
+// The peer and upstream repairs are of a path gone from the local Nix store
+// (there it would be taken back from the store first); the store repair is of
+// a path still there.
 describe.runIf(nixAvailable)('nixipfs fsck', () => {
   let path: string
+  /** the NAR of `path`, dumped before it was deleted from the local Nix store */
+  let nar: Buffer
+  /** an HTTP binary cache holding `path` */
+  let upstreamCache: string
   let builder: string
   let pub: string
   let peer: GatewayProcess | undefined
@@ -24,13 +31,15 @@ describe.runIf(nixAvailable)('nixipfs fsck', () => {
     builder = tmp()
     expect(runCli(['publish', '--repo', builder, path]).status).toBe(0)
     pub = readFileSync(join(builder, 'keys', 'cache.public'), 'utf8').trim()
-    const blocks = await PackStore.openRepo(builder)
-    leaves = []
-    for await (const { cid, loc } of blocks.records()) {
-      if (cid.code === RAW_CODE && loc.length > 100_000 && leaves.length < 2) leaves.push({ cid: cid.toString(), loc, digest: cid.multihash.digest })
-    }
-    await blocks.close()
+    leaves = await leavesOf(builder)
     expect(leaves).toHaveLength(2)
+    const dir = tmp()
+    const secret = join(dir, 'upstream.secret')
+    execFileSync('nix-store', ['--generate-binary-cache-key', 'upstream-1', secret, join(dir, 'upstream.public')])
+    upstreamCache = join(dir, 'cache')
+    nix(['copy', '--to', `file://${upstreamCache}?compression=xz&secret-key=${secret}`, path])
+    nar = nixDump(path)
+    execFileSync('nix-store', ['--delete', path], { stdio: 'ignore' })
     peer = await startGatewayProcess(['--repo', builder]) // another gateway serving the same blocks
   })
   afterAll(async () => {
@@ -38,11 +47,22 @@ describe.runIf(nixAvailable)('nixipfs fsck', () => {
     await peer?.stop()
   })
 
-  /** A copy of the builder's repo with one leaf's bytes flipped in its pack and the other's record pointing past the pack's end. */
-  function damagedCopy (): { repo: string, flipped: string, lost: string } {
+  /** The first two large NAR leaves of a repo's blocks, with their records. */
+  async function leavesOf (repo: string): Promise<typeof leaves> {
+    const blocks = await PackStore.openRepo(repo)
+    const out: typeof leaves = []
+    for await (const { cid, loc } of blocks.records()) {
+      if (cid.code === RAW_CODE && loc.length > 100_000 && out.length < 2) out.push({ cid: cid.toString(), loc, digest: cid.multihash.digest })
+    }
+    await blocks.close()
+    return out
+  }
+
+  /** A copy of a repo (the builder's) with one leaf's bytes flipped in its pack and the other's record pointing past the pack's end. */
+  function damagedCopy (source = builder, of = leaves): { repo: string, flipped: string, lost: string } {
     const repo = tmp()
-    cpSync(builder, repo, { recursive: true })
-    const [flipped, lost] = leaves as [typeof leaves[0], typeof leaves[0]]
+    cpSync(source, repo, { recursive: true })
+    const [flipped, lost] = of as [typeof leaves[0], typeof leaves[0]]
     const pack = join(repo, 'packs', packName(flipped.loc.pack))
     const bytes = readFileSync(pack)
     bytes[flipped.loc.offset + 1000]! ^= 0xff
@@ -85,23 +105,52 @@ describe.runIf(nixAvailable)('nixipfs fsck', () => {
     const store = tmp()
     const copy = nix(['copy', '--from', gw.url, '--to', store, path, '--option', 'trusted-public-keys', pub], { allowFail: true })
     expect(copy.status, copy.stderr).toBe(0)
-    expect(Buffer.compare(nixDump(join(store, path)), nixDump(path))).toBe(0)
+    expect(Buffer.compare(nixDump(join(store, path)), nar)).toBe(0)
   })
 
   it('--repair --upstream imports a damaged NAR again from an HTTP binary cache, checked against the own NarHash', async () => {
-    const dir = tmp()
-    const secret = join(dir, 'upstream.secret')
-    execFileSync('nix-store', ['--generate-binary-cache-key', 'upstream-1', secret, join(dir, 'upstream.public')])
-    nix(['copy', '--to', `file://${join(dir, 'cache')}?compression=xz&secret-key=${secret}`, path])
-    const upstream = await serveFiles(join(dir, 'cache'), new Map())
+    const upstream = await serveFiles(upstreamCache, new Map())
     try {
       const { repo } = damagedCopy()
       const repair = await runCliAsync(['fsck', '--repo', repo, '--repair', '--upstream', upstream.url])
       expect(repair.status, repair.stdout + repair.stderr).toBe(0)
-      expect(repair.stdout).toMatch(/repaired: dropped 2 damaged block record\(s\); fetched 0 block\(s\) again from peers; imported 1 NAR\(s\) again from upstreams/)
+      expect(repair.stdout).toMatch(/repaired: dropped 2 damaged block record\(s\); fetched 0 block\(s\) again from peers; took 0 NAR\(s\) back from the local Nix store; imported 1 NAR\(s\) again from upstreams/)
       expect(runCli(['fsck', '--repo', repo]).stdout).toMatch(/no damage found/)
     } finally {
       upstream.server.close()
     }
   })
+
+  it('--repair takes a damaged NAR of the own cache back from the local Nix store, where the path still is', async () => {
+    const [kept] = nixBuild(shellDerivation(`fsck-kept-${Date.now()}-${process.pid}`, 'head -c 3000000 /dev/urandom > $out')) as [string]
+    try {
+      await takenBackFromStore(kept)
+    } finally {
+      execFileSync('nix-store', ['--delete', kept], { stdio: 'ignore' })
+    }
+  })
+
+  /** Damages a cache of `kept` twice: repaired from the store as it is, not repaired from a store copy altered on disk. */
+  async function takenBackFromStore (kept: string): Promise<void> {
+    const source = tmp()
+    expect(runCli(['publish', '--repo', source, kept]).status).toBe(0)
+    const { repo } = damagedCopy(source, await leavesOf(source))
+    expect(runCli(['fsck', '--repo', repo]).stdout).toContain(`damaged nar ${kept}`)
+    const repair = runCli(['fsck', '--repo', repo, '--repair'])
+    expect(repair.status, repair.stdout + repair.stderr).toBe(0)
+    expect(repair.stdout).toMatch(/repaired: dropped 2 damaged block record\(s\); fetched 0 block\(s\) again from peers; took 1 NAR\(s\) back from the local Nix store/)
+    const again = runCli(['fsck', '--repo', repo])
+    expect(again.status, again.stdout + again.stderr).toBe(0)
+    expect(again.stdout).toMatch(/no damage found/)
+
+    // A copy in the store that is not what the narinfo says (altered on disk) is not taken.
+    const { repo: other } = damagedCopy(source, await leavesOf(source))
+    chmodSync(kept, 0o644)
+    const bytes = readFileSync(kept)
+    bytes[12345]! ^= 0xff
+    writeFileSync(kept, bytes)
+    const refused = runCli(['fsck', '--repo', other, '--repair'])
+    expect(refused.status, refused.stdout + refused.stderr).toBe(1)
+    expect(refused.stdout + refused.stderr).toContain(`damaged nar ${kept}`)
+  }
 })

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 import { runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
@@ -127,6 +128,32 @@ describe.runIf(nixAvailable)('publish → gateway → nix copy --from', () => {
     expect(r.status).toBe(206)
     expect(r.headers.get('content-range')).toBe(`bytes 300000-300099/${nar.length}`)
     expect(Buffer.compare(Buffer.from(await r.arrayBuffer()), nar.subarray(300000, 300100))).toBe(0)
+  })
+
+  it('ignores an invalid range (bytes=5-2: RFC 9110 §14.2) and serves the whole NAR; a range past the end is 416', async () => {
+    const toolPath = closure.find(p => p.includes('e2e-tool'))!
+    const narinfo = await (await fetch(`${gw.url}/${toolPath.slice(11, 43)}.narinfo`)).text()
+    const url = /^URL: (.*)$/m.exec(narinfo)![1]!
+    const nar = nixDump(toolPath)
+    /** One raw HTTP/1.1 request with `range`: the status line, Content-Length and body bytes received. */
+    const raw = async (range: string): Promise<{ status: string, length: number, body: Buffer }> => await new Promise((resolve, reject) => {
+      const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () => socket.write(`GET /${url} HTTP/1.1\r\nHost: x\r\nRange: ${range}\r\nConnection: close\r\n\r\n`))
+      const parts: Buffer[] = []
+      socket.on('data', (b: Buffer) => parts.push(b))
+      socket.on('error', reject)
+      socket.on('close', () => {
+        const all = Buffer.concat(parts)
+        const end = all.indexOf('\r\n\r\n')
+        const head = all.subarray(0, end).toString()
+        resolve({ status: head.split('\r\n')[0]!, length: Number(/content-length: (\d+)/i.exec(head)?.[1]), body: all.subarray(end + 4) })
+      })
+    })
+    const invalid = await raw('bytes=5-2')
+    expect(invalid.status).toBe('HTTP/1.1 200 OK')
+    expect(invalid.length).toBe(nar.length)
+    expect(Buffer.compare(invalid.body, nar)).toBe(0)
+    const unsatisfiable = await raw(`bytes=${nar.length}-`)
+    expect(unsatisfiable.status).toMatch(/^HTTP\/1.1 416 /)
   })
 
   it('fails the request on a corrupted block rather than streaming wrong bytes', async () => {

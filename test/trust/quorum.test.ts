@@ -4,7 +4,7 @@ import type { NarInfoEntry } from '../../src/cache/index.js'
 import { cidOf, RAW_CODE } from '../../src/ipfs/block.js'
 import { fingerprint, formatNarInfo, type NarInfo } from '../../src/nix/narinfo.js'
 import { formatPublicKey, generateSecretKey, publicKeyOf, signFingerprint, type SecretKey } from '../../src/nix/signing.js'
-import { judge } from '../../src/trust/quorum.js'
+import { judge, type RebuildVote } from '../../src/trust/quorum.js'
 
 const PATH = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12'
 const honest = { narHash: 'sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s', narSize: 1000 }
@@ -74,5 +74,48 @@ describe('quorum of trusted builders', () => {
     const v = judge([entry(honest, trusted.slice(0, 2)), entry(tampered, [trusted[2]!])], policy(2, { nonReproducible: ['hello-*'] }))
     expect(v.served?.info.narHash).toBe(honest.narHash)
     expect(v.dispute).toBeUndefined()
+  })
+
+  describe('rebuild results as votes', () => {
+    const rebuilt = { narHash: 'sha256:1jq0bgmfbk0ix2ip00cmpp70wq2qz3z76lrk6xkyb29c5qm7ik14', narSize: 1000 }
+    const vote = (k: SecretKey, what: { narHash: string, narSize: number }, storePath = PATH): RebuildVote => ({ key: formatPublicKey(publicKeyOf(k)), storePath, ...what })
+
+    it('K1, K2 sign H, trusted K3 rebuilds H′: H keeps its two votes and is served, K3\'s vote is a dispute group of its own', () => {
+      const v = judge(trusted.slice(0, 2).map(k => entry(honest, [k])), policy(2), [vote(trusted[2]!, rebuilt)])
+      expect(v.served?.info.narHash).toBe(honest.narHash)
+      // The served narinfo carries signatures only: a vote has none to give.
+      expect(v.served?.info.sigs).toHaveLength(2)
+      expect(v.dispute?.groups.map(g => [g.narHash, g.keys])).toEqual([[honest.narHash, [formatPublicKey(publicKeyOf(trusted[0]!)), formatPublicKey(publicKeyOf(trusted[1]!))]], [rebuilt.narHash, [formatPublicKey(publicKeyOf(trusted[2]!))]]])
+    })
+
+    it('a quorum is lost by flagging: two trusted builders sign a tampered NAR, one honest, and a trusted verifier rebuilds the honest one', () => {
+      const entries = [entry(tampered, [trusted[0]!]), entry(tampered, [trusted[1]!]), entry(honest, [trusted[2]!])]
+      expect(judge(entries, policy(2)).served?.info.narHash).toBe(tampered.narHash)
+      const v = judge(entries, policy(2), [vote(trusted[3]!, honest)])
+      expect(v.served).toBeUndefined()
+      expect(v.served === undefined && v.reason).toMatch(/2 different NARs each reached the threshold of 2 trusted signatures or rebuilds; refusing it/)
+      expect(v.dispute?.groups.find(g => g.narHash === honest.narHash)?.keys).toHaveLength(2)
+    })
+
+    it('adds the vote to the NarHash it rebuilt, so a verifier can complete a quorum', () => {
+      const v = judge([entry(honest, [trusted[0]!])], policy(2), [vote(trusted[1]!, honest)])
+      expect(v.served?.info.narHash).toBe(honest.narHash)
+      expect(v.served === undefined ? [] : v.keys).toHaveLength(2)
+      expect(v.dispute).toBeUndefined()
+    })
+
+    it('never serves a NAR only rebuilds vouch for, and refuses the path when they reach K', () => {
+      const v = judge([entry(tampered, [trusted[0]!])], policy(2), [vote(trusted[1]!, honest), vote(trusted[2]!, honest)])
+      expect(v.served).toBeUndefined()
+      expect(v.served === undefined && v.reason).toMatch(/2 trusted verifiers rebuilt it as sha256:\S+, a NAR no cache offers/)
+    })
+
+    it('ignores votes by untrusted keys, for other paths, and counts one key once under any name', () => {
+      const other = PATH.replace('hello-2.12', 'hello-2.13')
+      const renamed = { ...vote(trusted[1]!, honest), key: `alias:${formatPublicKey(publicKeyOf(trusted[1]!)).split(':')[1]!}` }
+      const v = judge([entry(honest, [trusted[0]!, trusted[1]!])], policy(3), [...untrusted.map(k => vote(k, honest)), vote(trusted[2]!, honest, other), renamed])
+      expect(v.served).toBeUndefined()
+      expect(v.served === undefined && v.reason).toMatch(/at most 2 of the 3/)
+    })
   })
 })
