@@ -175,8 +175,10 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     let asked = 0
     for (const conn of connections) {
       if (asked >= RECORD_PEERS && !named.has(conn.remotePeer.toString())) break
-      if (!await speaks(p2p!, conn.remotePeer, FETCH_PROTOCOL)) continue
-      asked++
+      // A named peer is asked even before identify has told its protocols (a command that has just dialled it).
+      const isNamed = named.has(conn.remotePeer.toString())
+      if (!isNamed && !await speaks(p2p!, conn.remotePeer, FETCH_PROTOCOL)) continue
+      if (!isNamed) asked++
       const ask = (async () => ({
         from: conn.remotePeer.toString(),
         bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: sig })
