@@ -78,7 +78,8 @@ describe.runIf(nixAvailable)('the DHT: publish to and resolve from the network',
     const t0 = Date.now()
     expect(await client.waitForLog(/indexed root/, 30_000), client.log.join('\n')).toBe(true)
     console.log(`client: record and index from the DHT in ${Date.now() - t0} ms`)
-    expect(client.log.join('\n')).toMatch(/record \d+ from dht:/)
+    // From the DHT, or over fetch from a peer the DHT led it to (whichever answers first); no --peer was named.
+    expect(client.log.join('\n')).toMatch(/record \d+ from (dht:)?12D3Koo/)
     const store = tmp()
     const r = await nixAsync(['copy', '--from', client.url, '--to', store, top, '--option', 'trusted-public-keys', pub])
     expect(r.status, r.stderr + client.log.join('\n')).toBe(0)
