@@ -124,7 +124,7 @@ describe('first contact: typos, usage errors, help', () => {
   it('--help in a pipe is plain text of at most 100 columns, and names the options of every command', () => {
     const top = runCli(['--help'])
     expect(top.status).toBe(0)
-    expect(top.stdout).toMatch(/^ {2}disputes +List the store paths builders disagree on: [^]*\(nixipfs verify\)\.$/m)
+    expect(top.stdout).toMatch(/^ {2}disputes +List the store paths builders disagree on: [^]*\(nixipfs\s+verify\)[^]*announced on\s+the network\.$/m)
     for (const args of [['--help'], ...['keygen', 'publish', 'gateway', 'mirror', 'import', 'config', 'doctor'].map(c => [c, '--help'])]) {
       const r = runCli(args)
       expect(r.status).toBe(0)
