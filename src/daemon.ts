@@ -1,6 +1,8 @@
 import { startEvictor } from './cache/evict.js'
 import { startFollowing } from './cache/follow.js'
 import { pinClosures } from './cache/closure-pins.js'
+import { startAnnouncing } from './cache/announce.js'
+import { cachesHolding, startDiscovery, withDiscovery } from './trust/discover.js'
 import { acceptRecord, loadRecord } from './cache/records.js'
 import { startRepublisher } from './cache/republish.js'
 import { startQueueRetry } from './cache/publish-request.js'
@@ -57,6 +59,8 @@ export interface DaemonOptions {
   maxConnections?: number
   maxHeaderBytes?: number
   headTimeoutMs?: number
+  /** look for caches that hold what no served cache has (gateway --discover): those under these keys are followed on demand */
+  discover?: { keys: PublicKey[], requireSignature: boolean, deadlineMs?: number, maxCaches?: number }
   /** keep the repo's packs under this many bytes by evicting least recently used NARs of followed caches */
   maxCacheBytes?: number
   expiredGraceMs: number
@@ -87,7 +91,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
 
   const local = await PackStore.openRepo(repo)
   // Following means writing fetched blocks; gc must not compact under it.
-  const unregister = options.follow.length > 0 ? await registerFetcher(repo) : undefined
+  const unregister = options.follow.length > 0 || options.discover !== undefined ? await registerFetcher(repo) : undefined
 
   const network = await startNetwork(repo, local, { ...options.network, log })
 
@@ -145,9 +149,22 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   })]) // the DHT joins this list as networkRouting(<the routing facade>)
   const quorum = new QuorumLog(repo, log)
   const served = [...sources.values()]
-  const caches = options.trust === undefined
+  // Every node on a network says which of its caches hold a narinfo; --discover asks that of others and follows what it trusts.
+  network.serveNarInfoNames(async (hash) => await cachesHolding(sources, hash))
+  const discovery = options.discover === undefined
+    ? undefined
+    : startDiscovery({
+      repo,
+      network,
+      ...options.discover,
+      caches: { sources, served, open: name => repoIndexSource(repo, network.blocks, name, sourceOptions) },
+      followOptions: { intervalMs: options.followIntervalMs, fetch: 'index', maxIndexBytes: options.maxIndexBytes, log },
+      log
+    })
+  const judged = options.trust === undefined
     ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder('followed caches') })
     : quorumOf(served, { ...quorum.hooks(options.trust), votes: hash => heard.votes(hash) })
+  const caches = discovery === undefined ? judged : withDiscovery(judged, discovery)
 
   // A gateway that cannot listen (a busy --listen) must not leave the node running without it.
   const gateway = await startGateway({
@@ -155,7 +172,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       const current = await caches()
       // Before any followed cache's record arrived nothing is known: not a miss Nix should remember (an upstream still answers).
       if (current === undefined && upstream === undefined && options.follow.length > 0) {
-        throw new UnavailableError(`no record of ${options.follow.map(n => `/ipns/${n}`).join(', ')} has arrived yet; waiting for peers (check --peer / --http-gateway / --routing)`)
+        throw new UnavailableError(`no record of ${options.follow.map(n => `/ipns/${n}`).join(', ')} has arrived yet; waiting for peers (check --peer / --http-gateway / --routing / --bootstrap)`)
       }
       return current
     },
@@ -192,6 +209,10 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const republisher = options.ownKey === undefined || options.republish === undefined
     ? undefined
     : startRepublisher(repo, options.ownKey, options.republish, log)
+  // On a network (--bootstrap, --routing), every served cache is announced: record, root, NARs, rendezvous CIDs.
+  const announcer = network.routing === undefined || !network.joined
+    ? undefined
+    : startAnnouncing(repo, local, network.routing, { names: () => [...sources.keys()], recent: () => network.blocks.recentlyUsed().map(n => n.root), log })
   const queue = options.retryQueued === undefined
     ? undefined
     : startQueueRetry(repo, local, { ...options.retryQueued, log }, ownChanged)
@@ -200,6 +221,8 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     network,
     stop: async () => {
       republisher?.stop()
+      announcer?.stop()
+      discovery?.stop()
       pusher?.stop()
       await queue?.stop()
       evictor?.stop()

@@ -158,7 +158,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
   async function syncStored (name: string): Promise<void> {
     const record = await loadRecord(repo, name)
     if (record === undefined) {
-      options.log.warn(`/ipns/${name}: no peer has a record for it yet (check --peer / --http-gateway / --routing)`)
+      options.log.warn(`/ipns/${name}: no peer has a record for it yet (check --peer / --http-gateway / --routing / --bootstrap)`)
       return
     }
     const root = record.root.toString()

@@ -11,6 +11,9 @@ import { nixConfLines } from '../nix/nix-conf.js'
 import { followedName, nodeArgs, nodeOptionsOf, parseSize } from './network-args.js'
 import { runUntilSignal } from './run.js'
 import { trustPolicyOf } from './trust-args.js'
+import { DEFAULT_DISCOVER_DEADLINE_MS, DEFAULT_DISCOVERED_CACHES } from '../trust/discover.js'
+import type { PublicKey } from '../nix/signing.js'
+import type { DaemonOptions } from '../daemon.js'
 
 export default defineCommand({
   meta: {
@@ -31,6 +34,9 @@ export default defineCommand({
     'non-reproducible': { type: 'string', description: 'Store path names (glob, e.g. "*-doc") known not to build reproducibly: builders disagreeing on them is not recorded as a dispute; repeatable', valueHint: 'GLOB' },
     upstream: { type: 'string', description: 'HTTP binary cache to fall back to for what the served caches miss; what Nix fetches through it is imported into the own cache (write-through); repeatable', valueHint: 'URL' },
     'upstream-key': { type: 'string', description: 'Key an upstream narinfo must be signed by (repeatable; default: the --trust keys)', valueHint: 'KEY' },
+    discover: { type: 'boolean', description: 'For a path no served cache has, ask the network (DHT, needs --bootstrap) which caches hold it and follow those under trusted keys on demand (--trust keys; without --trust, the local Nix\'s trusted-public-keys)' },
+    'discover-timeout': { type: 'string', default: String(DEFAULT_DISCOVER_DEADLINE_MS / 1000), description: 'Seconds one --discover lookup may take before the path counts as missing (a miss is remembered for 5 minutes)' },
+    'max-discovered': { type: 'string', default: String(DEFAULT_DISCOVERED_CACHES), description: 'Most caches --discover follows at once; the least recently useful is dropped first' },
     'max-cache': { type: 'string', description: 'Keep the repo, indexes included, under this size (e.g. 20G): NARs of followed caches asked for least recently are dropped first; the own cache and indexes are kept', valueHint: 'SIZE' },
     'expired-grace-hours': { type: 'string', default: String(DEFAULT_EXPIRED_GRACE_MS / HOUR_MS), description: 'Keep serving a cache this many hours after its record expired (with a warning), then stop' },
     ...lifetimeArgs
@@ -42,7 +48,9 @@ export default defineCommand({
     const upstreamUrls = repeatedArg(rawArgs, 'upstream')
     const trust = await trustPolicyOf(args, rawArgs)
     // A union must not hide the narinfo the local Nix would accept behind another cache's (Nix itself would try the next substituter).
-    const prefer = [...repeatedArg(rawArgs, 'prefer').map(parsePublicKey), ...(trust === undefined ? await nixTrustedKeys().catch((err: Error) => { consola.warn(`reading the local Nix's trusted-public-keys failed (${err.message}); preferring only --prefer keys`); return [] }) : [])]
+    const nixKeys = trust === undefined ? await nixTrustedKeys().catch((err: Error) => { consola.warn(`reading the local Nix's trusted-public-keys failed (${err.message}); preferring only --prefer keys${args.discover === true ? ', and --discover finds nothing' : ''}`); return [] }) : []
+    const prefer = [...repeatedArg(rawArgs, 'prefer').map(parsePublicKey), ...nixKeys]
+    const discover = args.discover === true ? discoverOptionsOf(args, trust?.keys ?? nixKeys, trust === undefined, node.network) : undefined
     const upstreamKeys = [...repeatedArg(rawArgs, 'upstream-key').map(parsePublicKey), ...(trust?.keys ?? [])]
     if (upstreamUrls.length > 0 && upstreamKeys.length === 0) throw new UsageError('--upstream needs the keys its narinfos must be signed by: --upstream-key KEY (or --trust KEY)')
     // What comes through an upstream is written into the own cache, so it needs an own key.
@@ -51,7 +59,7 @@ export default defineCommand({
     const own = upstreamKey !== undefined && args.cache === undefined
       ? ipnsNameOf(upstreamKey.publicKey)
       : follow.length > 0 && args.cache === undefined ? await ownCacheName(repo) : await cacheName(repo, args.cache)
-    if (own === undefined && follow.length === 0) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH), follow one with --follow KEY, or fall back to one with --upstream URL`)
+    if (own === undefined && follow.length === 0 && discover === undefined) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH), follow one with --follow KEY, or fall back to one with --upstream URL`)
     const graceHours = Number(args['expired-grace-hours'])
     if (!(graceHours >= 0)) throw new UsageError(`--expired-grace-hours must be a number ≥ 0, got ${args['expired-grace-hours']}`)
     const recordLifetimeMs = lifetimeMsOf(args)
@@ -69,6 +77,7 @@ export default defineCommand({
       closures: [],
       trust,
       prefer,
+      discover,
       upstream: upstreamKey === undefined ? undefined : { urls: upstreamUrls, keys: upstreamKeys, key: upstreamKey },
       maxCacheBytes: args['max-cache'] === undefined ? undefined : parseSize(args['max-cache'], '--max-cache'),
       expiredGraceMs: graceHours * HOUR_MS,
@@ -86,3 +95,13 @@ export default defineCommand({
     await runUntilSignal(daemon.stop)
   }
 })
+
+/** What `--discover` needs: trusted keys, a deadline, a bound; and a network to ask. */
+function discoverOptionsOf (args: Record<string, unknown>, keys: PublicKey[], requireSignature: boolean, network: DaemonOptions['network']): NonNullable<DaemonOptions['discover']> {
+  if (network.offline || (network.bootstrap ?? []).length === 0) throw new UsageError('--discover asks the network: give --bootstrap MULTIADDR (and no --offline)')
+  const seconds = Number(args['discover-timeout'])
+  if (!(seconds > 0)) throw new UsageError(`--discover-timeout must be a positive number of seconds, got ${String(args['discover-timeout'])}`)
+  const maxCaches = Number(args['max-discovered'])
+  if (!Number.isInteger(maxCaches) || maxCaches < 1) throw new UsageError(`--max-discovered must be a whole number ≥ 1, got ${String(args['max-discovered'])}`)
+  return { keys, requireSignature, deadlineMs: seconds * 1000, maxCaches }
+}

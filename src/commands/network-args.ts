@@ -7,6 +7,7 @@ import { DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BY
 import type { DaemonOptions } from '../daemon.js'
 import type { NetworkOptions } from '../net/network.js'
 import { IPNS_NAME } from '../repo-layout.js'
+import { PUBLIC_BOOTSTRAP } from '../net/bootstrap.js'
 import { repeatedArg } from './common.js'
 
 /** Flags of every command that runs a node: HTTP listen address, peers, following. */
@@ -14,6 +15,7 @@ export const nodeArgs = {
   listen: { type: 'string', default: DEFAULT_LISTEN, description: 'HTTP address for Nix and for peers (HOST:PORT; port 0 picks a free one)', valueHint: 'HOST:PORT' },
   follow: { type: 'string', description: 'Follow a cache by its Nix public key (name:base64) or IPNS name (k51…); repeatable', valueHint: 'KEY|NAME' },
   peer: { type: 'string', description: 'libp2p peer to dial and keep connected, e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…; repeatable', valueHint: 'MULTIADDR' },
+  bootstrap: { type: 'string', description: 'Join the IPFS DHT (/ipfs/kad/1.0.0) through this libp2p peer, e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…; repeatable. "public" names the public IPFS bootstrap peers (untested here)', valueHint: 'MULTIADDR' },
   'http-gateway': { type: 'string', description: 'Trustless HTTP gateway to fetch blocks and records from (another nixipfs node or any IPFS gateway); repeatable', valueHint: 'URL' },
   routing: { type: 'string', description: 'Delegated Routing V1 server (e.g. http://10.0.0.2:8080, /routing/v1 may follow) to take followed records from and to put the own record to; repeatable', valueHint: 'URL' },
   'listen-p2p': { type: 'string', default: DEFAULT_LISTEN_P2P, description: 'libp2p listen address (TCP; loopback by default, a free port if the default is taken; e.g. /ip4/0.0.0.0/tcp/4001 to seed to other machines); repeatable', valueHint: 'MULTIADDR' },
@@ -57,6 +59,13 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
   for (const addr of peers) {
     if (!/^\/(ip4|ip6|dns4|dns6|dns)\/.+\/p2p\/\w+$/.test(addr)) throw new UsageError(`--peer takes a multiaddr ending in /p2p/<peer id>, got ${JSON.stringify(addr)}`)
   }
+  const bootstrapArgs = repeatedArg(rawArgs, 'bootstrap')
+  for (const addr of bootstrapArgs) {
+    if (addr !== 'public' && !/^\/(ip4|ip6|dns4|dns6|dns|dnsaddr)\/.+\/p2p\/\w+$/.test(addr)) throw new UsageError(`--bootstrap takes a multiaddr ending in /p2p/<peer id> (or "public"), got ${JSON.stringify(addr)}`)
+  }
+  const publicNetwork = bootstrapArgs.includes('public')
+  const bootstrap = [...new Set(bootstrapArgs.flatMap(a => a === 'public' ? PUBLIC_BOOTSTRAP : [a]))]
+  if (args.offline === true && bootstrap.length > 0) throw new UsageError('--bootstrap joins the DHT over libp2p, which --offline turns off; give one or the other')
   const peerTimeout = Number(args['peer-timeout'] ?? DEFAULT_PEER_TIMEOUT_S)
   if (!(peerTimeout > 0)) throw new UsageError(`--peer-timeout must be a positive number of seconds, got ${String(args['peer-timeout'])}`)
   const peerConnections = Number(args['peer-connections'] ?? DEFAULT_PEER_CONNECTIONS)
@@ -67,6 +76,8 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
     peerConnections,
     listen: listen.length > 0 ? listen : [DEFAULT_LISTEN_P2P],
     peers,
+    bootstrap,
+    publicNetwork,
     httpGateways,
     routing
   }

@@ -7,7 +7,10 @@ import type { PublishRequest } from '../cache/queue.js'
 import { Progress } from '../progress.js'
 import { lifetimeArgs, lifetimeMsOf, publishOptionsOf, repeatedArg, repoArg, repoOf } from './common.js'
 import { recipeOf } from './recipes.js'
-import { nodeArgs } from './network-args.js'
+import { networkOptionsOf, nodeArgs } from './network-args.js'
+import { putRecordOnce } from '../cache/announce.js'
+import { PackStore } from '../ipfs/pack-store.js'
+import { startNetwork } from '../net/network.js'
 import { putToRoutingServers } from '../net/record-push.js'
 import { loadRecord } from '../cache/records.js'
 
@@ -34,12 +37,14 @@ export default defineCommand({
     ...repoArg,
     'secret-key-file': { type: 'string', description: 'Nix secret key that signs narinfos and the record (default: the repo key, created on first use)', valueHint: 'FILE' },
     store: { type: 'string', description: 'Publish from a chroot Nix store in DIR (as made by nix build --store DIR; local?root=DIR too) instead of /nix/store', valueHint: 'DIR' },
+    bootstrap: { ...nodeArgs.bootstrap, description: 'After publishing, put the new IPNS record into the IPFS DHT through this libp2p peer (repeatable; "public" for the public IPFS network). A running gateway announces the rest' },
     routing: nodeArgs.routing,
     chunker: { type: 'string', default: 'cdc', description: 'CID recipe for new NARs: cdc (content-defined, recipe cdc-v1) or fixed (256 KiB chunks, like ipfs add)' },
     ...lifetimeArgs
   },
   async run ({ args, rawArgs }) {
     recipeOf(args.chunker) // an unknown chunker is refused before any work
+    const network = networkOptionsOf({}, rawArgs) // a bad --bootstrap too
     lifetimeMsOf(args) // a bad --lifetime-hours is refused before any work, a dry run included
     const outPaths = (process.env.OUT_PATHS ?? '').split(/\s+/).filter(p => p !== '')
     const drv = process.env.DRV_PATH === undefined || process.env.DRV_PATH === '' ? undefined : process.env.DRV_PATH
@@ -68,7 +73,9 @@ export default defineCommand({
       onTotal: bytes => progress.setTotal(bytes),
       onBytes: bytes => progress.add(bytes)
     }
+    let published: string | undefined
     const report = async (result: PublishResult): Promise<void> => {
+      published = result.name
       progress.stop()
       consola.success(`published ${result.published.length} path(s), ${result.skipped} already there; NAR ${progress.status()}`)
       consola.log(`root:     /ipfs/${result.root.toString()}`)
@@ -94,5 +101,23 @@ export default defineCommand({
     } finally {
       progress.stop()
     }
+    if (published !== undefined && (network.bootstrap ?? []).length > 0) {
+      const name = published
+      await putIntoDht(repo, name, network).then(
+        () => consola.success(`put the record of /ipns/${name} into the DHT`),
+        (err: Error) => consola.warn(`the record of /ipns/${name} is published in the repo, but putting it into the DHT failed: ${err.message}; a gateway running on this repo with --bootstrap puts it there`))
+    }
   }
 })
+
+/** Joins the DHT on a free loopback port for as long as putting the record of `name` there takes. */
+async function putIntoDht (repo: string, name: string, options: ReturnType<typeof networkOptionsOf>): Promise<void> {
+  const blocks = await PackStore.openRepo(repo)
+  const network = await startNetwork(repo, blocks, { ...options, listen: ['/ip4/127.0.0.1/tcp/0'], log: { info: () => {}, warn: (m: string) => consola.warn(m), debug: (m: string) => consola.debug(m) } })
+  try {
+    await putRecordOnce(repo, name, network.routing!)
+  } finally {
+    await network.stop()
+    await blocks.close()
+  }
+}

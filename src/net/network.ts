@@ -3,14 +3,16 @@ import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { writeFileAtomic } from '../atomic.js'
-import { datastoreDir, keysDir, loadRecordBytes } from '../repo-layout.js'
+import { datastoreDir, IPNS_NAME, keysDir, loadRecordBytes } from '../repo-layout.js'
 import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer } from './http-peer.js'
+import { FETCH_PROTOCOL, NARINFO_KEY_PREFIX, RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
+import type { Provider, Routing } from './routing.js'
 import type { DelegatedRouting } from './delegated.js'
-import { RECORD_KEY_PREFIX, type P2pNode } from './p2p.js'
 import { openRecord } from '../ipfs/ipns.js'
 
 export interface NetworkOptions {
@@ -20,6 +22,10 @@ export interface NetworkOptions {
   listen: string[]
   /** libp2p peers to dial and keep dialling (multiaddrs with /p2p/<id>) */
   peers: string[]
+  /** DHT bootstrap peers (multiaddrs with /p2p/<id>): dialled until reached, then the DHT finds the rest */
+  bootstrap?: string[]
+  /** the bootstrap peers are the public IPFS network's (see P2pOptions.publicNetwork) */
+  publicNetwork?: boolean
   /** trustless HTTP gateways to fetch blocks and records from */
   httpGateways: string[]
   /** Delegated Routing V1 servers (`--routing`) to ask for records and to hand the own record to */
@@ -35,6 +41,10 @@ export interface NetworkOptions {
 export interface Network {
   blocks: NetworkBlocks
   p2p?: P2pNode
+  /** the DHT; undefined when offline */
+  routing?: Routing
+  /** this node joins the DHT (--bootstrap): it announces what it serves there */
+  joined: boolean
   /** this node's libp2p peer ID (base58btc), also when libp2p is off: it names the node's HTTP gateway in routing records */
   peerId: string
   /** the `--routing` servers */
@@ -43,6 +53,10 @@ export interface Network {
   addresses: string[]
   /** candidate records for `name` from every peer that answers (unverified) */
   records: (name: string, signal?: AbortSignal) => Promise<Array<{ from: string, bytes: Uint8Array }>>
+  /** answers peers asking which caches hold a narinfo for a store path hash (see NARINFO_KEY_PREFIX) */
+  serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
+  /** the IPNS names of the caches in which `provider` says it holds a narinfo for `hash` (unverified) */
+  cachesHolding: (provider: Provider, hash: string, signal: AbortSignal) => Promise<string[]>
   stop: () => Promise<void>
 }
 
@@ -52,6 +66,16 @@ const REDIAL_MS = 30_000
 const MAX_HTTP_PEERS = 32
 /** How long a peer may take to answer a record request. */
 const RECORD_TIMEOUT_MS = 5_000
+/** A store path's hash: 32 characters of Nix's base32. */
+const STORE_HASH = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/
+/** Largest answer accepted to "which caches hold this narinfo" (some hundred names). */
+const MAX_NAMES_BYTES = 64 * 1024
+
+/** Connected peers (beyond the named ones) asked for a record directly over fetch. */
+const RECORD_PEERS = 8
+
+/** How long start-up waits for a first bootstrap peer before it goes on (dialling continues). */
+const BOOTSTRAP_WAIT_MS = 5_000
 
 /** The libp2p identity of this repo's node, created on first use (it is not the cache's signing key). */
 async function peerSeed (repo: string): Promise<Uint8Array> {
@@ -72,12 +96,14 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
 export async function startNetwork (repo: string, local: PackStore, options: NetworkOptions): Promise<Network> {
   const http = options.httpGateways.map(url => new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
   // Loaded only when asked for, as libp2p below: the client pulls in part of libp2p.
-  const routing = options.routing ?? []
-  const delegated = routing.length === 0 ? [] : await import('./delegated.js').then(({ DelegatedRouting }) => routing.map(url => new DelegatedRouting(url, options.log)))
+  const servers = options.routing ?? []
+  const delegated = servers.length === 0 ? [] : await import('./delegated.js').then(({ DelegatedRouting }) => servers.map(url => new DelegatedRouting(url, options.log)))
   const seed = await peerSeed(repo)
   const peerId = peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seed)).toString()
   let p2p: P2pNode | undefined
+  let routing: Routing | undefined
   let redial: NodeJS.Timeout | undefined
+  let bootstrap: { stop: () => void } | undefined
   if (!options.offline) {
     // Loaded only when networking is on: libp2p costs seconds of start-up and tens of MB.
     const { startP2p, dialPeer } = await import('./p2p.js')
@@ -88,6 +114,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       blocks: local,
       datastore,
       listen: options.listen,
+      publicNetwork: options.publicNetwork,
       peerSeed: seed,
       lookupRecord: async (name: string) => await loadRecordBytes(repo, name)
     }
@@ -114,6 +141,18 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     await dialAll()
     redial = setInterval(() => { dialAll().catch(() => {}) }, REDIAL_MS)
     redial.unref()
+    const { dhtRouting } = await import('./routing.js')
+    routing = dhtRouting(node.libp2p.services.dht, node.libp2p.peerId.toString())
+    if ((options.bootstrap ?? []).length > 0) {
+      const { startBootstrap } = await import('./bootstrap.js')
+      const joining = startBootstrap(node, options.bootstrap!, options.log)
+      bootstrap = joining
+      // Records and providers can be found only once some peer is known; a node whose bootstrap peers are all down still starts.
+      const waited = Date.now()
+      await Promise.race([joining.joined, new Promise(resolve => setTimeout(resolve, BOOTSTRAP_WAIT_MS).unref())])
+      // Connected is not joined: the peer enters the routing table once identify says it speaks the DHT.
+      while (routing.size() === 0 && Date.now() - waited < BOOTSTRAP_WAIT_MS) await new Promise(resolve => setTimeout(resolve, 50))
+    }
   }
   const blocks = new NetworkBlocks(local, {
     http,
@@ -129,14 +168,30 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       ...http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) })),
       ...delegated.map(async server => ({ from: server.name, bytes: await server.getRecord(name, { signal: sig }) }))
     ]
-    for (const conn of p2p?.libp2p.getConnections() ?? []) {
-      asks.push((async () => ({
+    // On a DHT a node is connected to many peers, most of which do not speak the fetch protocol (kubo, Helia):
+    // ask only those that do, the named --peer ones first, at most RECORD_PEERS of them (the DHT is asked besides).
+    const named = new Set(options.peers.map(a => a.split('/p2p/').at(-1)))
+    const connections = [...(p2p?.libp2p.getConnections() ?? [])].sort((a, b) => Number(named.has(b.remotePeer.toString())) - Number(named.has(a.remotePeer.toString())))
+    let asked = 0
+    for (const conn of connections) {
+      if (asked >= RECORD_PEERS && !named.has(conn.remotePeer.toString())) break
+      // A named peer is asked even before identify has told its protocols (a command that has just dialled it).
+      const isNamed = named.has(conn.remotePeer.toString())
+      if (!isNamed && !await speaks(p2p!, conn.remotePeer, FETCH_PROTOCOL)) continue
+      if (!isNamed) asked++
+      const ask = (async () => ({
         from: conn.remotePeer.toString(),
         bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: sig })
-      }))())
+      }))()
+      ask.catch(() => {}) // observed below, after the loop's other awaits
+      asks.push(ask)
     }
-    const answers = await Promise.allSettled(asks)
-    const found: Array<{ from: string, bytes: Uint8Array }> = []
+    // Settled together: an answer that fails before the others come in must not go unobserved.
+    const [fromRouting, answers] = await Promise.all([
+      routing === undefined || routing.size() === 0 ? [] : routing.getRecord(name, { signal: sig }).catch((err: Error) => { options.log.debug(`DHT record lookup for ${name}: ${err.message}`); return [] }),
+      Promise.allSettled(asks)
+    ])
+    const found: Array<{ from: string, bytes: Uint8Array }> = [...fromRouting]
     for (const a of answers) {
       if (a.status === 'fulfilled' && a.value.bytes !== undefined) found.push({ from: a.value.from, bytes: a.value.bytes })
       else if (a.status === 'rejected') options.log.debug(`record request for ${name}: ${(a.reason as Error).message}`)
@@ -145,6 +200,26 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const distinct = new Map(found.map(({ bytes }) => [Buffer.from(bytes).toString('base64'), bytes]))
     await Promise.all([...distinct.values()].map(async bytes => await learnGateways(name, bytes, sig)))
     return found
+  }
+
+  function serveNarInfoNames (lookup: (hash: string) => Promise<string[]>): void {
+    p2p?.libp2p.services.fetch.registerLookupFunction(NARINFO_KEY_PREFIX, async (key) => {
+      const hash = new TextDecoder().decode(key).slice(NARINFO_KEY_PREFIX.length)
+      if (!STORE_HASH.test(hash)) return undefined
+      const names = await lookup(hash)
+      return names.length === 0 ? undefined : new TextEncoder().encode(names.join('\n'))
+    })
+  }
+
+  async function cachesHolding (provider: Provider, hash: string, signal: AbortSignal): Promise<string[]> {
+    if (p2p === undefined) return []
+    const { peerIdFromString } = await import('@libp2p/peer-id')
+    const { multiaddr } = await import('@multiformats/multiaddr')
+    const peer = peerIdFromString(provider.id)
+    if (provider.addresses.length > 0) await p2p.libp2p.peerStore.merge(peer, { multiaddrs: provider.addresses.map(a => multiaddr(a)) })
+    const bytes = await p2p.libp2p.services.fetch.fetch(peer, NARINFO_KEY_PREFIX + hash, { signal })
+    if (bytes === undefined || bytes.length > MAX_NAMES_BYTES) return []
+    return new TextDecoder().decode(bytes).split('\n').filter(n => IPNS_NAME.test(n))
   }
 
   /** Adds the trustless gateways the routing servers name as providers of the root a (valid) record points to. */
@@ -173,15 +248,29 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   return {
     blocks,
     p2p,
+    routing,
+    serveNarInfoNames,
+    cachesHolding,
+    joined: routing !== undefined && (options.bootstrap ?? []).length > 0,
     peerId,
     delegated,
     addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],
     records,
     stop: async () => {
       clearInterval(redial)
+      bootstrap?.stop()
       await Promise.all(delegated.map(async d => await d.stop()))
       await p2p?.stop()
     }
+  }
+}
+
+/** True when identify said `peer` speaks `protocol`. */
+async function speaks (node: P2pNode, peer: PeerId, protocol: string): Promise<boolean> {
+  try {
+    return (await node.libp2p.peerStore.get(peer)).protocols.includes(protocol)
+  } catch {
+    return false
   }
 }
 

@@ -4,16 +4,37 @@ import { privateKeyFromRaw } from '@libp2p/crypto/keys'
 import { fetch as fetchService, type Fetch } from '@libp2p/fetch'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
 import { noise } from '@libp2p/noise'
+import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Datastore } from 'interface-datastore'
 import { createHeliaLight } from 'helia'
+import { ipnsSelector } from 'ipns/selector'
+import { ipnsValidator } from 'ipns/validator'
 import type { PackStore } from '../ipfs/pack-store.js'
 
 /** Prefix of libp2p fetch keys under which nodes hand out IPNS records: `/ipns/<name>`. */
 export const RECORD_KEY_PREFIX = '/ipns/'
+
+/**
+ * Prefix of libp2p fetch keys under which nodes say which caches they hold a
+ * narinfo in: `/nixipfs/narinfo/<32-char store path hash>` answers the IPNS
+ * names (k51…), one per line; no value when none. Asked of the providers of
+ * a path's rendezvous CID (discovery).
+ */
+export const NARINFO_KEY_PREFIX = '/nixipfs/narinfo/'
+
+/** The libp2p fetch protocol nodes hand out records over. */
+export const FETCH_PROTOCOL = '/libp2p/fetch/0.0.1'
+
+/** The DHT protocol of the public IPFS network (kubo's Amino DHT). */
+export const DHT_PROTOCOL = '/ipfs/kad/1.0.0'
+
+/** Loopback: connections from it are not rate limited (libp2p's 5 a second per host breaks a network of nodes on one machine). */
+const LOOPBACK = '/ip4/127.0.0.0/ipcidr/8'
 
 export interface P2pOptions {
   blocks: PackStore
@@ -24,14 +45,21 @@ export interface P2pOptions {
   peerSeed: Uint8Array
   /** answers record requests from peers */
   lookupRecord: (name: string) => Promise<Uint8Array | undefined>
+  /**
+   * joins the public IPFS network (`--bootstrap public`): peers' private and
+   * loopback addresses are dropped from the DHT, and a node that listens on
+   * loopback only stays a DHT client (nobody out there could reach it)
+   */
+  publicNetwork?: boolean
 }
 
-export type P2pNode = HeliaWithLibp2p<{ identify: unknown, fetch: Fetch, pubsub: GossipSub }>
+export type P2pNode = HeliaWithLibp2p<{ identify: unknown, ping: unknown, fetch: Fetch, dht: KadDHT, pubsub: GossipSub }>
 
 /**
- * Starts a Helia node speaking TCP + noise + yamux + bitswap on `listen`, with
- * no routing and no peer discovery: peers are dialled explicitly. Blocks come
- * from and go to the repo's pack store, so bitswap serves what the repo holds.
+ * Starts a Helia node speaking TCP + noise + yamux + bitswap on `listen`,
+ * with the Kademlia DHT as its routing (so bitswap finds providers) and no
+ * peer discovery: peers and bootstrap peers are dialled explicitly. Blocks
+ * come from and go to the repo's pack store, so bitswap serves what the repo holds.
  */
 export async function startP2p (options: P2pOptions): Promise<P2pNode> {
   const privateKey = privateKeyFromRaw(await ed25519Expanded(options.peerSeed))
@@ -42,9 +70,21 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: [],
+    connectionManager: { allow: [LOOPBACK] },
     services: {
       identify: identify(),
+      // kad-dht and libp2p's connection monitor both ping: with one stream at a time, one of them fails (an unhandled rejection in libp2p).
+      ping: ping({ maxOutboundStreams: 4 }),
       fetch: fetchService(),
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL,
+        // kad-dht waits for a public address before it answers queries; our networks are often private or loopback.
+        clientMode: options.publicNetwork === true && options.listen.every(isLoopback),
+        peerInfoMapper: options.publicNetwork === true ? removePrivateAddressesMapper : passthroughMapper,
+        // Without them kad-dht validates only /pk/ records: an IPNS put would "succeed" and store nothing.
+        validators: { ipns: ipnsValidator },
+        selectors: { ipns: ipnsSelector }
+      }),
       // Announcements (net/pubsub.ts). Past 10 peers on one IP, gossipsub scores them all below zero and a busy loopback node's mesh empties; loopback peers are this machine's own nodes.
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, scoreParams: { IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']) } })
     }
@@ -64,6 +104,10 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
 /** Dials `address` (a multiaddr ending in /p2p/<peer id>) so bitswap and record requests can reach it. */
 export async function dialPeer (node: P2pNode, address: string, signal?: AbortSignal): Promise<void> {
   await node.libp2p.dial(multiaddr(address), { signal })
+}
+
+function isLoopback (address: string): boolean {
+  return /^\/ip4\/127\.|^\/ip6\/::1\//.test(address)
 }
 
 async function ed25519Expanded (seed: Uint8Array): Promise<Uint8Array> {

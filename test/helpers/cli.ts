@@ -61,7 +61,7 @@ export interface GatewayProcess {
  * tests never bind the default libp2p port, unless `defaultP2p` asks for it.
  */
 export async function startNodeProcess (command: 'gateway' | 'mirror', args: string[], env: Record<string, string> = {}, options: { defaultP2p?: boolean } = {}): Promise<GatewayProcess> {
-  const p2p = options.defaultP2p === true || args.some(a => a === '--listen-p2p' || a === '--peer' || a === '--offline')
+  const p2p = options.defaultP2p === true || args.some(a => a === '--listen-p2p' || a === '--peer' || a === '--bootstrap' || a === '--offline')
   const child = spawn(process.execPath, [BIN, command, '--listen', '127.0.0.1:0', ...(p2p ? [] : ['--offline']), ...args], { env: { ...process.env, ...env } })
   let out = ''
   child.stdout.on('data', (b: Buffer) => { out += b.toString() })

@@ -1,0 +1,133 @@
+import type { CID } from 'multiformats/cid'
+import { BlockNotFoundError } from '../errors.js'
+import type { BlockGetter } from '../ipfs/block.js'
+import type { LocalBlocks, UnixfsBlocks } from '../ipfs/blocks.js'
+import { rendezvousCid } from '../net/rendezvous.js'
+import type { Routing } from '../net/routing.js'
+import { loadRecordBytes } from '../repo-layout.js'
+import { listNarInfos, openIndex } from './index.js'
+import { loadRecord } from './records.js'
+
+/** How often served records are looked at for a change (a publish in another process, a republish, a followed cache's new root). */
+const CHECK_MS = 5_000
+/** A record is put into the DHT again this often even if unchanged: DHT nodes drop records after 36 h (kad-dht's maximum record age). */
+const REPUT_MS = 12 * 60 * 60 * 1000
+/** Provides under way at once. */
+const CONCURRENCY = 16
+
+export interface AnnounceOptions {
+  /** the IPNS names this node serves (own, followed, discovered) */
+  names: () => string[]
+  /** NAR roots asked for lately (what a gateway fetched on demand): provided once they are local */
+  recent?: () => CID[]
+  log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
+  checkMs?: number
+}
+
+/** A running announcer. */
+export interface Announcer {
+  /** announces what changed now, not at the next check; resolves when done */
+  announce: () => Promise<void>
+  stop: () => void
+}
+
+/**
+ * Tells the network what this node serves: for every served cache, its
+ * signed IPNS record (put into the DHT, again when it changes and every
+ * REPUT_MS), and provider records for its root CID, every local NAR root and
+ * every store path's rendezvous CID (kad-dht re-provides them before they
+ * expire, as long as the node runs). Nothing is announced while the node
+ * knows no DHT peer; it is retried at the next check.
+ */
+export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> & BlockGetter & UnixfsBlocks, routing: Routing, options: AnnounceOptions): Announcer {
+  const put = new Map<string, { bytes: Buffer, at: number }>()
+  const rootsDone = new Map<string, string>()
+  const provided = new Set<string>()
+  const abort = new AbortController()
+  let running: Promise<void> | undefined
+
+  async function provideAll (cids: CID[]): Promise<number> {
+    const todo = cids.filter(c => !provided.has(c.toString()))
+    let done = 0
+    let failure: Error | undefined
+    const work = async (): Promise<void> => {
+      for (let cid = todo.shift(); cid !== undefined; cid = todo.shift()) {
+        try {
+          await routing.provide(cid, { signal: abort.signal })
+          provided.add(cid.toString())
+          done++
+        } catch (err) {
+          failure ??= err as Error
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: CONCURRENCY }, work))
+    if (failure !== undefined) throw failure
+    return done
+  }
+
+  async function announceName (name: string): Promise<void> {
+    const bytes = await loadRecordBytes(repo, name)
+    if (bytes === undefined) return
+    const last = put.get(name)
+    if (last === undefined || Buffer.compare(last.bytes, bytes) !== 0 || Date.now() - last.at > REPUT_MS) {
+      await routing.putRecord(name, bytes, { signal: abort.signal })
+      put.set(name, { bytes: Buffer.from(bytes), at: Date.now() })
+      options.log.debug(`/ipns/${name}: record put into the DHT`)
+    }
+    const record = await loadRecord(repo, name)
+    if (record === undefined || rootsDone.get(name) === record.root.toString()) return
+    if (!local.has(record.root)) return // a followed root not fetched yet: next check
+    const started = Date.now()
+    const index = await openIndex(local, record.root)
+    const cids: CID[] = [record.root]
+    for await (const { hash } of listNarInfos(local, record.root)) {
+      cids.push(rendezvousCid(hash))
+      const nar = (await index.narInfo(hash).catch(() => undefined))?.nar
+      if (nar !== undefined && local.has(nar)) cids.push(nar)
+    }
+    const count = await provideAll(cids)
+    rootsDone.set(name, record.root.toString())
+    options.log.info(`/ipns/${name}: announced root ${record.root.toString()} to the DHT (record, ${count} new provider records) in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+  }
+
+  async function check (): Promise<void> {
+    if (routing.size() === 0) return
+    for (const name of options.names()) {
+      await announceName(name).catch((err: Error) => {
+        // A followed cache whose index is still being fetched is announced once it is local.
+        if (err instanceof BlockNotFoundError) { options.log.debug(`/ipns/${name}: not announced yet: ${err.message}`); return }
+        if (!abort.signal.aborted) options.log.warn(`/ipns/${name}: announcing to the DHT failed (${err.message}); retrying in ${(options.checkMs ?? CHECK_MS) / 1000} s`)
+      })
+    }
+    const recent = (options.recent?.() ?? []).filter(c => local.has(c))
+    if (recent.length > 0) await provideAll(recent).catch((err: Error) => options.log.debug(`providing fetched NARs: ${err.message}`))
+  }
+
+  const announce = async (): Promise<void> => {
+    // One check at a time; a caller that arrives during one waits for it and runs another (what it asks for may be newer).
+    while (running !== undefined) await running
+    running = check().finally(() => { running = undefined })
+    await running
+  }
+  const timer = setInterval(() => { if (running === undefined) announce().catch(() => {}) }, options.checkMs ?? CHECK_MS)
+  timer.unref()
+  announce().catch(() => {})
+  return { announce, stop: () => { clearInterval(timer); abort.abort() } }
+}
+
+/** How long a one-off announcement waits for the DHT routing table to hold a peer. */
+const JOIN_WAIT_MS = 10_000
+
+/**
+ * Puts the repo's record of `name` into the network once, for a publish that
+ * runs no node (on a network joined for that). Only the record: provider
+ * records would name a peer that is gone when the command ends (a running
+ * gateway provides).
+ */
+export async function putRecordOnce (repo: string, name: string, routing: Routing): Promise<void> {
+  const bytes = await loadRecordBytes(repo, name)
+  if (bytes === undefined) return
+  for (let waited = 0; routing.size() === 0 && waited < JOIN_WAIT_MS; waited += 100) await new Promise(resolve => setTimeout(resolve, 100))
+  await routing.putRecord(name, bytes, { signal: AbortSignal.timeout(JOIN_WAIT_MS * 3) })
+}

@@ -1,0 +1,223 @@
+import { setMaxListeners } from 'node:events'
+import type { CacheIndex } from '../cache/index.js'
+import type { ServedCaches } from '../cache/union.js'
+import { startFollowing, type Follower, type FollowOptions } from '../cache/follow.js'
+import { acceptRecord, loadRecord } from '../cache/records.js'
+import type { IndexSource } from '../cache/source.js'
+import { ipnsNameOf } from '../ipfs/ipns.js'
+import { fingerprint } from '../nix/narinfo.js'
+import { verifyFingerprint, type PublicKey } from '../nix/signing.js'
+import type { Network } from '../net/network.js'
+import { rendezvousCid } from '../net/rendezvous.js'
+import type { Provider } from '../net/routing.js'
+
+/** How long one lookup may take before the narinfo counts as a miss. */
+export const DEFAULT_DISCOVER_DEADLINE_MS = 3_000
+/** Caches followed on demand at most; the least recently useful one is dropped first. */
+export const DEFAULT_DISCOVERED_CACHES = 16
+/** How long a path nobody trusted was found for is not looked up again. */
+const MISS_MS = 5 * 60_000
+/** A provider search ends when none came for this long after the first. */
+const QUIET_MS = 300
+/** Providers asked per lookup at most (a thousand Sybils must not cost a thousand requests). */
+const MAX_PROVIDERS = 20
+
+export interface DiscoveryOptions {
+  repo: string
+  network: Network
+  /** caches whose IPNS name comes from one of these keys may be followed (Sybils' are never followed) */
+  keys: PublicKey[]
+  /** serve only narinfos signed by one of `keys` (no --trust: the local Nix's keys; with --trust the quorum judges) */
+  requireSignature: boolean
+  /** the caches the node serves, by name and in order (discovered ones are added to and dropped from both), and how one is opened */
+  caches: { sources: Map<string, IndexSource>, served: IndexSource[], open: (name: string) => IndexSource }
+  /** how a discovered cache's index is fetched in the background (later lookups are local) */
+  followOptions: FollowOptions
+  deadlineMs?: number
+  maxCaches?: number
+  log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
+}
+
+/** Finds caches that hold a store path, among those whose keys are trusted. */
+export interface Discovery {
+  /** looks for trusted caches holding a narinfo for `hash` and starts serving them; true when one was added */
+  find: (hash: string) => Promise<boolean>
+  stop: () => void
+}
+
+/**
+ * Discovery (gateway --discover): for a narinfo no served cache has, asks the
+ * DHT who provides the path's rendezvous CID, asks each provider (a bounded
+ * number) which caches it holds the narinfo in, and follows those whose key
+ * is trusted, on demand: their record comes from the network and is checked
+ * as any followed cache's. Discovery finds candidates, never trust: what they
+ * serve goes through the same union or quorum as followed caches. A lookup
+ * has a deadline and a miss is remembered for a while.
+ */
+export function startDiscovery (options: DiscoveryOptions): Discovery {
+  const deadlineMs = options.deadlineMs ?? DEFAULT_DISCOVER_DEADLINE_MS
+  const maxCaches = options.maxCaches ?? DEFAULT_DISCOVERED_CACHES
+  const allowed = new Map(options.keys.map(k => [ipnsNameOf(k.key), k]))
+  const misses = new Map<string, number>()
+  const inflight = new Map<string, Promise<boolean>>()
+  /** discovered caches, least recently useful first (a Map keeps insertion order) */
+  const discovered = new Map<string, true>()
+  const abort = new AbortController()
+  setMaxListeners(Infinity, abort.signal)
+
+  const touch = (name: string): void => { discovered.delete(name); discovered.set(name, true) }
+  const followers = new Map<string, Follower>()
+  const { sources, served: servedList } = options.caches
+
+  function add (name: string): void {
+    const opened = options.caches.open(name)
+    const source = options.requireSignature ? signedOnly(opened, options.keys) : opened
+    sources.set(name, source)
+    servedList.push(source)
+    const follower = startFollowing(options.repo, [name], options.network.records, options.network.blocks, { ...options.followOptions, onRecord: () => source.recheck() })
+    follower.poll().catch(() => {})
+    followers.set(name, follower)
+    options.log.info(`discovery: following /ipns/${name}`)
+  }
+
+  function remove (name: string): void {
+    followers.get(name)?.stop()
+    followers.delete(name)
+    const source = sources.get(name)
+    sources.delete(name)
+    if (source !== undefined) servedList.splice(servedList.indexOf(source), 1)
+  }
+
+  async function follow (name: string, signal: AbortSignal): Promise<boolean> {
+    for (const { from, bytes } of await options.network.records(name, signal)) {
+      await acceptRecord(options.repo, name, bytes).catch((err: Error) => options.log.debug(`discovery: a record of /ipns/${name} from ${from} refused: ${err.message}`))
+    }
+    if (await loadRecord(options.repo, name) === undefined) return false
+    add(name)
+    touch(name)
+    while (discovered.size > maxCaches) {
+      const oldest = discovered.keys().next().value!
+      discovered.delete(oldest)
+      remove(oldest)
+      options.log.info(`discovery: stopped following /ipns/${oldest} (more than ${maxCaches} discovered caches; least recently useful)`)
+    }
+    return true
+  }
+
+  async function lookup (hash: string): Promise<boolean> {
+    const routing = options.network.routing
+    if (routing === undefined) return false
+    const started = Date.now()
+    const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(deadlineMs)])
+    setMaxListeners(Infinity, signal)
+    // A node that has just started may not have its first DHT peer yet.
+    while (routing.size() === 0 && !signal.aborted) await new Promise(resolve => setTimeout(resolve, 50))
+    const served = new Set(sources.keys())
+    // Each provider is asked as soon as it is found, and each trusted cache it names is followed at once:
+    // the DHT query may go on for a while after the first providers came in.
+    const asks: Array<Promise<void>> = []
+    const names = new Set<string>()
+    const following = new Map<string, Promise<boolean>>()
+    const ask = async (provider: Provider): Promise<void> => {
+      for (const name of await options.network.cachesHolding(provider, hash, signal).catch(() => [])) {
+        names.add(name)
+        if (!allowed.has(name)) continue
+        if (served.has(name)) { if (discovered.has(name)) touch(name); continue }
+        if (following.has(name)) continue
+        following.set(name, follow(name, signal).catch((err: Error) => {
+          options.log.debug(`discovery: following /ipns/${name}: ${err.message}`)
+          return false
+        }))
+      }
+    }
+    // The DHT query goes on after the providers near the key answered: the search ends at half the deadline
+    // (the rest is for their records), or once no new provider came for a while after the first.
+    const quiet = new AbortController()
+    const search = AbortSignal.any([signal, quiet.signal, AbortSignal.timeout(deadlineMs / 2)])
+    let timer: NodeJS.Timeout | undefined
+    try {
+      for await (const provider of routing.findProviders(rendezvousCid(hash), { signal: search })) {
+        asks.push(ask(provider))
+        if (asks.length >= MAX_PROVIDERS) break
+        clearTimeout(timer)
+        timer = setTimeout(() => quiet.abort(), QUIET_MS)
+      }
+    } catch (err) {
+      if (!search.aborted) throw err
+    } finally {
+      clearTimeout(timer)
+    }
+    await Promise.all(asks)
+    const added = (await Promise.all(following.values())).filter(Boolean).length
+    const trusted = [...names].filter(n => allowed.has(n)).length
+    options.log.info(`discovery: ${hash}: ${asks.length} providers, ${names.size} caches, ${trusted} trusted, ${added} newly followed, in ${Date.now() - started} ms`)
+    return added > 0
+  }
+
+  return {
+    find: async (hash) => {
+      const missUntil = misses.get(hash)
+      if (missUntil !== undefined && missUntil > Date.now()) return false
+      let running = inflight.get(hash)
+      if (running === undefined) {
+        running = lookup(hash).catch((err: Error) => { options.log.warn(`discovery: ${hash}: ${err.message}`); return false })
+          .then(found => { if (!found) misses.set(hash, Date.now() + MISS_MS); else misses.delete(hash); return found })
+          .finally(() => inflight.delete(hash))
+        inflight.set(hash, running)
+      }
+      return await running
+    },
+    stop: () => {
+      abort.abort()
+      for (const follower of followers.values()) follower.stop()
+    }
+  }
+}
+
+/** A cache of which only narinfos signed by one of `keys` are served (discovered without --trust: the local Nix's keys). */
+function signedOnly (source: IndexSource, keys: PublicKey[]): IndexSource {
+  return {
+    recheck: () => source.recheck(),
+    current: async () => {
+      const index = await source.current()
+      if (index === undefined) return undefined
+      const filtered: CacheIndex = {
+        ...index,
+        narInfo: async (hash) => {
+          const entry = await index.narInfo(hash)
+          if (entry === undefined) return undefined
+          const fp = fingerprint(entry.info)
+          return entry.info.sigs.some(s => verifyFingerprint(keys, fp, s)) ? entry : undefined
+        }
+      }
+      return filtered
+    }
+  }
+}
+
+/** The served caches, with discovery asked for each narinfo they miss (and the caches asked again if it found some). */
+export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, discovery: Discovery): () => Promise<ServedCaches | undefined> {
+  return async () => {
+    const current = await caches()
+    return {
+      cacheInfo: current?.cacheInfo ?? '',
+      narInfo: async (hash) => {
+        const hit = await current?.narInfo(hash)
+        if (hit !== undefined || !await discovery.find(hash)) return hit
+        return await (await caches())?.narInfo(hash)
+      },
+      nar: async (cid) => await current?.nar(cid),
+      realisation: async (id) => await current?.realisation(id),
+      log: async (drv) => await current?.log(drv)
+    }
+  }
+}
+
+/** The names of the caches in `sources` that hold a narinfo for `hash` (what a node tells discovering peers). */
+export async function cachesHolding (sources: Map<string, IndexSource>, hash: string): Promise<string[]> {
+  const holding = await Promise.all([...sources].map(async ([name, source]) => {
+    const index = await source.current().catch(() => undefined)
+    return (await index?.narInfo(hash).catch(() => undefined)) === undefined ? [] : [name]
+  }))
+  return holding.flat()
+}
