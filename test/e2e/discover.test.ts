@@ -6,7 +6,7 @@ import { ipnsNameOf } from '../../src/ipfs/ipns.js'
 import { formatPublicKey, generateSecretKey, parsePublicKey, publicKeyOf, type PublicKey } from '../../src/nix/signing.js'
 import { signedCache } from '../helpers/cache.js'
 import { runCli, tmp } from '../helpers/cli.js'
-import { startTestNode, type TestNode } from '../helpers/dht.js'
+import { startTestNode, tamperedClosure, type TestNode } from '../helpers/dht.js'
 import { nixAsync, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
 // gateway --discover on a loopback DHT: two honest builders (K1, K2) publish
@@ -52,15 +52,7 @@ describe.runIf(nixAvailable)('gateway --discover', () => {
       honest.push(key)
       await start({ label: `honest${i}`, repo, own: ipnsNameOf(key.key), bootstrap: [nodes.at(-1)!.address] })
     }
-    // The tampered library: same store path, one byte of its file changed (a valid NAR with another NarHash).
-    const nar = nixDump(lib)
-    const tampered = Buffer.from(nar)
-    const at = tampered.indexOf('honest library')
-    tampered.write('HONEST', at)
-    const items = [
-      { path: lib, nar: tampered },
-      { path: top, nar: nixDump(top), alter: (i: { references: string[] }) => ({ ...i, references: [basename(lib)] }) }
-    ]
+    const items = tamperedClosure(lib, top)
     for (let i = 0; i < 3; i++) {
       const key = generateSecretKey(i === 0 ? 'builder-3' : `sybil-${i}`)
       const repo = tmp()

@@ -6,7 +6,7 @@ import { ipnsNameOf } from '../../src/ipfs/ipns.js'
 import { formatPublicKey, generateSecretKey, parsePublicKey, publicKeyOf, type PublicKey } from '../../src/nix/signing.js'
 import { signedCache } from '../helpers/cache.js'
 import { runCli, runCliAsync, tmp } from '../helpers/cli.js'
-import { startTestNode, type TestNode } from '../helpers/dht.js'
+import { startTestNode, tamperedClosure, type TestNode } from '../helpers/dht.js'
 import { nixAsync, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
 // The network of issue 17 at its smallest size: 12 nodes on a loopback DHT,
@@ -65,13 +65,7 @@ describe.runIf(nixAvailable)('a 12-node network: discover, flag, survive', () =>
       honest.push(key)
       await start(`honest${i}`, { repo, own: ipnsNameOf(key.key) })
     }
-    // The tampered library: same store path, one word of its file changed (a valid NAR with another NarHash).
-    const tampered = Buffer.from(nixDump(lib))
-    tampered.write('HONEST', tampered.indexOf('honest library'))
-    const items = [
-      { path: lib, nar: tampered },
-      { path: top, nar: nixDump(top), alter: (i: { references: string[] }) => ({ ...i, references: [basename(lib)] }) }
-    ]
+    const items = tamperedClosure(lib, top)
     for (let i = 0; i < 6; i++) {
       const key = generateSecretKey(i === 0 ? 'builder-4' : `sybil-${i}`)
       const repo = tmp()

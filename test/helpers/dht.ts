@@ -1,7 +1,9 @@
+import { basename } from 'node:path'
 import { startDaemon, type Daemon } from '../../src/daemon.js'
 import { DEFAULT_EXPIRED_GRACE_MS } from '../../src/constants.js'
 import type { DaemonOptions } from '../../src/daemon.js'
 import { tmp } from './cli.js'
+import { nixDump } from './nix.js'
 
 /** An in-process node (gateway) on loopback, with its log kept for assertions. */
 export interface TestNode {
@@ -57,4 +59,14 @@ export async function startTestNode (options: Partial<DaemonOptions> & { bootstr
       await daemon.stop()
     }
   }
+}
+
+/** The items of a cache that serves `top` honestly and `lib` tampered (one word of its file changed: a valid NAR with another NarHash), for signedCache. */
+export function tamperedClosure (lib: string, top: string): unknown {
+  const tampered = Buffer.from(nixDump(lib))
+  tampered.write('HONEST', tampered.indexOf('honest library'))
+  return [
+    { path: lib, nar: tampered },
+    { path: top, nar: nixDump(top), alter: (i: { references: string[] }) => ({ ...i, references: [basename(lib)] }) }
+  ]
 }
