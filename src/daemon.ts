@@ -157,6 +157,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       repo,
       network,
       ...options.discover,
+      enough: options.trust?.threshold,
       caches: { sources, served, open: name => repoIndexSource(repo, network.blocks, name, sourceOptions) },
       followOptions: { intervalMs: options.followIntervalMs, fetch: 'index', maxIndexBytes: options.maxIndexBytes, log },
       log

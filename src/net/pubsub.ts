@@ -89,6 +89,30 @@ export class Announcements {
     return recipients.length
   }
 
+  /**
+   * Waits (at most `timeoutMs`) until a peer hearing `topic` holds `data` in its backlog: a publish only queues
+   * the message, and a command that stops its node right after it may take the message down with it.
+   * Returns whether one did.
+   */
+  async heldByPeer (topic: string, data: Uint8Array, timeoutMs: number): Promise<boolean> {
+    const wanted = Buffer.from(data).toString('base64')
+    for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+      const held = await Promise.all(this.node.libp2p.services.pubsub.getSubscribers(topic).map(async peer =>
+        (await this.backlogOf(topic, peer, AbortSignal.timeout(Math.max(1, deadline - Date.now()))).catch((): string[] => [])).includes(wanted)))
+      if (held.includes(true)) return true
+      await new Promise(resolve => setTimeout(resolve, 200))
+    }
+    return false
+  }
+
+  /** A peer's backlog of `topic`: the items it holds, each base64. */
+  private async backlogOf (topic: string, peer: PeerId, signal: AbortSignal): Promise<string[]> {
+    const bytes = await this.node.libp2p.services.fetch.fetch(peer, topic, { signal })
+    if (bytes === undefined || bytes.length > MAX_BACKLOG_BYTES) return []
+    const items = JSON.parse(new TextDecoder().decode(bytes)) as unknown
+    return Array.isArray(items) ? items.filter((item): item is string => typeof item === 'string') : []
+  }
+
   /** What the listener makes of one announcement; a listener that fails (a full disk) drops it without blaming the sender. */
   private async check (topic: string, data: Uint8Array, from: string): Promise<Hearing> {
     const listener = this.listeners.get(topic)
@@ -107,12 +131,8 @@ export class Announcements {
     if (Date.now() - (this.asked.get(key) ?? -Infinity) < BACKLOG_EVERY_MS) return
     this.asked.set(key, Date.now())
     void (async () => {
-      const bytes = await this.node.libp2p.services.fetch.fetch(peer, topic, { signal: AbortSignal.timeout(BACKLOG_TIMEOUT_MS) })
-      if (bytes === undefined || bytes.length > MAX_BACKLOG_BYTES) return
-      const items = JSON.parse(new TextDecoder().decode(bytes)) as unknown
-      if (!Array.isArray(items)) return
-      for (const item of items) {
-        if (typeof item === 'string') await this.check(topic, Buffer.from(item, 'base64'), peer.toString())
+      for (const item of await this.backlogOf(topic, peer, AbortSignal.timeout(BACKLOG_TIMEOUT_MS))) {
+        await this.check(topic, Buffer.from(item, 'base64'), peer.toString())
       }
     })().catch((err: Error) => this.log.debug(`backlog of ${topic} from ${peer.toString()}: ${err.message}`))
   }

@@ -36,6 +36,9 @@ export interface Routing {
   size: () => number
 }
 
+/** How long a record lookup goes on after the first record came (a newer one may come from another peer). */
+const RECORD_SETTLE_MS = 1_000
+
 /** The DHT key of an IPNS name's record: `/ipns/` + the multihash of its key. */
 export function ipnsRoutingKey (name: string): Uint8Array {
   return multihashToIPNSRoutingKey(peerIdFromString(name).toMultihash())
@@ -67,8 +70,21 @@ export function dhtRouting (dht: KadDHT & { routingTable?: { size: number } }, s
     },
     getRecord: async (name, options = {}) => {
       const found: FoundRecord[] = []
-      for await (const event of dht.get(ipnsRoutingKey(name), options)) {
-        if (event.name === 'VALUE' && !found.some(f => Buffer.compare(f.bytes, event.value) === 0)) found.push({ from: `dht:${event.from.toString()}`, bytes: event.value })
+      // A query goes on until every closest peer answered or failed (a stopped one only by a timeout):
+      // once a record came, the others are waited for a little, then the records found are what counts.
+      const settled = new AbortController()
+      const signal = options.signal === undefined ? settled.signal : AbortSignal.any([options.signal, settled.signal])
+      let timer: NodeJS.Timeout | undefined
+      try {
+        for await (const event of dht.get(ipnsRoutingKey(name), { ...options, signal })) {
+          if (event.name !== 'VALUE' || found.some(f => Buffer.compare(f.bytes, event.value) === 0)) continue
+          found.push({ from: `dht:${event.from.toString()}`, bytes: event.value })
+          timer ??= setTimeout(() => settled.abort(), RECORD_SETTLE_MS)
+        }
+      } catch (err) {
+        if (found.length === 0) throw err
+      } finally {
+        clearTimeout(timer)
       }
       return found
     },

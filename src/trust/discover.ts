@@ -17,7 +17,7 @@ export const DEFAULT_DISCOVER_DEADLINE_MS = 3_000
 export const DEFAULT_DISCOVERED_CACHES = 16
 /** How long a path nobody trusted was found for is not looked up again. */
 const MISS_MS = 5 * 60_000
-/** A provider search ends when none came for this long after the first. */
+/** A provider search ends when none came for this long, once enough trusted caches were named. */
 const QUIET_MS = 300
 /** Providers asked per lookup at most (a thousand Sybils must not cost a thousand requests). */
 const MAX_PROVIDERS = 20
@@ -35,6 +35,8 @@ export interface DiscoveryOptions {
   followOptions: FollowOptions
   deadlineMs?: number
   maxCaches?: number
+  /** trusted caches that can settle a path (the --threshold; 1 without --trust): a provider search does not end early with fewer */
+  enough?: number
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
 
@@ -57,8 +59,11 @@ export interface Discovery {
 export function startDiscovery (options: DiscoveryOptions): Discovery {
   const deadlineMs = options.deadlineMs ?? DEFAULT_DISCOVER_DEADLINE_MS
   const maxCaches = options.maxCaches ?? DEFAULT_DISCOVERED_CACHES
+  const enough = options.enough ?? 1
   const allowed = new Map(options.keys.map(k => [ipnsNameOf(k.key), k]))
   const misses = new Map<string, number>()
+  /** trusted names whose record the network did not have, and until when they are not asked for again */
+  const absent = new Map<string, number>()
   const inflight = new Map<string, Promise<boolean>>()
   /** discovered caches, least recently useful first (a Map keeps insertion order) */
   const discovered = new Map<string, true>()
@@ -92,7 +97,10 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     for (const { from, bytes } of await options.network.records(name, signal)) {
       await acceptRecord(options.repo, name, bytes).catch((err: Error) => options.log.debug(`discovery: a record of /ipns/${name} from ${from} refused: ${err.message}`))
     }
-    if (await loadRecord(options.repo, name) === undefined) return false
+    if (await loadRecord(options.repo, name) === undefined) {
+      absent.set(name, Date.now() + MISS_MS)
+      return false
+    }
     add(name)
     touch(name)
     while (discovered.size > maxCaches) {
@@ -118,39 +126,59 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     const asks: Array<Promise<void>> = []
     const names = new Set<string>()
     const following = new Map<string, Promise<boolean>>()
+    /** trusted caches this lookup began to follow, and those whose record could not be had (yet) */
+    const followed = new Set<string>()
+    const failed = new Set<string>()
+    const startFollow = (name: string): void => {
+      failed.delete(name)
+      following.set(name, follow(name, signal).catch((err: Error) => {
+        options.log.debug(`discovery: following /ipns/${name}: ${err.message}`)
+        return false
+      }).then(ok => { (ok ? followed : failed).add(name); return ok }))
+    }
+    // The search ends at half the deadline (the rest is for records), at MAX_PROVIDERS, once every trusted cache is
+    // served or followed, or once no new provider came for a while after enough trusted caches were named:
+    // Sybils answering first must not end it before the trusted caches were heard of.
+    const quiet = new AbortController()
+    const search = AbortSignal.any([signal, quiet.signal, AbortSignal.timeout(deadlineMs / 2)])
+    let lastProvider = Date.now()
+    const unknown = (name: string): boolean => !served.has(name) && !following.has(name) && (absent.get(name) ?? 0) <= Date.now()
+    const maybeEnd = (): void => {
+      const named = [...names].filter(n => allowed.has(n)).length
+      const all = [...allowed.keys()].every(n => served.has(n) || followed.has(n))
+      if (all || (named >= enough && Date.now() - lastProvider >= QUIET_MS)) quiet.abort()
+    }
     const ask = async (provider: Provider): Promise<void> => {
       for (const name of await options.network.cachesHolding(provider, hash, signal).catch(() => [])) {
         names.add(name)
         if (!allowed.has(name)) continue
         if (served.has(name)) { if (discovered.has(name)) touch(name); continue }
-        if (following.has(name)) continue
-        following.set(name, follow(name, signal).catch((err: Error) => {
-          options.log.debug(`discovery: following /ipns/${name}: ${err.message}`)
-          return false
-        }))
+        // A provider that names a cache also hands over its record (it is connected now): try once more.
+        if (!following.has(name) || failed.has(name)) startFollow(name)
       }
+      maybeEnd()
     }
-    // The DHT query goes on after the providers near the key answered: the search ends at half the deadline
-    // (the rest is for their records), or once no new provider came for a while after the first.
-    const quiet = new AbortController()
-    const search = AbortSignal.any([signal, quiet.signal, AbortSignal.timeout(deadlineMs / 2)])
-    let timer: NodeJS.Timeout | undefined
+    // A trusted cache is also looked up by its own name, so that Sybils crowding the rendezvous CID's
+    // providers cannot hide it (bounded: only while all trusted caches fit the followed ones).
+    const direct = allowed.size <= maxCaches ? [...allowed.keys()].filter(unknown) : []
+    for (const name of direct) startFollow(name)
+    const timer = setInterval(maybeEnd, QUIET_MS / 3)
     try {
+      maybeEnd()
       for await (const provider of routing.findProviders(rendezvousCid(hash), { signal: search })) {
         asks.push(ask(provider))
+        lastProvider = Date.now()
         if (asks.length >= MAX_PROVIDERS) break
-        clearTimeout(timer)
-        timer = setTimeout(() => quiet.abort(), QUIET_MS)
       }
     } catch (err) {
       if (!search.aborted) throw err
     } finally {
-      clearTimeout(timer)
+      clearInterval(timer)
     }
     await Promise.all(asks)
     const added = (await Promise.all(following.values())).filter(Boolean).length
     const trusted = [...names].filter(n => allowed.has(n)).length
-    options.log.info(`discovery: ${hash}: ${asks.length} providers, ${names.size} caches, ${trusted} trusted, ${added} newly followed, in ${Date.now() - started} ms`)
+    options.log.info(`discovery: ${hash}: ${asks.length} providers, ${names.size} caches, ${trusted} trusted, ${direct.length} trusted asked by name, ${added} newly followed, in ${Date.now() - started} ms`)
     return added > 0
   }
 

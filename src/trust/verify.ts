@@ -104,7 +104,9 @@ export async function verifyAndPublish (options: VerifyOptions): Promise<Verific
         const announcements = new Announcements(network.p2p, log)
         const sent: number[] = []
         for (const { text } of statements) sent.push(await announcements.announce(DISPUTES_TOPIC, new TextEncoder().encode(text), ANNOUNCE_WAIT_MS))
+        const last = new TextEncoder().encode(statements.at(-1)!.text)
         if (sent.every(n => n === 0)) log.warn(`no peer hears ${DISPUTES_TOPIC} yet; a gateway serving this cache announces the statements, and hands them to peers as they join`)
+        else if (!await announcements.heldByPeer(DISPUTES_TOPIC, last, ANNOUNCE_WAIT_MS)) log.warn(`sent ${statements.length} dispute statement(s) on ${DISPUTES_TOPIC} to ${Math.max(...sent)} peer(s), but none confirmed it within ${ANNOUNCE_WAIT_MS / 1000} s; a gateway serving this cache announces the statements again`)
         else log.info(`announced ${statements.length} dispute statement(s) on ${DISPUTES_TOPIC} to ${Math.max(...sent)} peer(s)`)
       }
     }
