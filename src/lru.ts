@@ -1,7 +1,10 @@
 /** A bounded map that forgets the least recently used entry: for caches that outside requests fill. */
 export class Lru<V> {
   private readonly map = new Map<string, V>()
-  constructor (private readonly max: number) {}
+  private weight = 0
+
+  /** At most `max` entries and, when `weigh` is given, at most `maxWeight` in total (e.g. bytes a stranger may make us hold). */
+  constructor (private readonly max: number, private readonly weigh?: (value: V) => number, private readonly maxWeight = Infinity) {}
 
   get (key: string): V | undefined {
     const v = this.map.get(key)
@@ -10,12 +13,16 @@ export class Lru<V> {
   }
 
   set (key: string, value: V): void {
-    this.map.delete(key)
+    this.delete(key)
     this.map.set(key, value)
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!)
+    this.weight += this.weigh?.(value) ?? 0
+    while (this.map.size > this.max || (this.weight > this.maxWeight && this.map.size > 1)) this.delete(this.map.keys().next().value!)
   }
 
   delete (key: string): void {
+    const v = this.map.get(key)
+    if (v === undefined) return
     this.map.delete(key)
+    this.weight -= this.weigh?.(v) ?? 0
   }
 }

@@ -90,8 +90,10 @@ export function routingViewOf (sources: RoutingSource[]): RoutingView {
   }
 }
 
-/** Records of names this node neither publishes nor follows, kept for routing clients: at most this many. */
+/** Records of names this node neither publishes nor follows, kept for routing clients: at most this many… */
 const FOREIGN_RECORDS = 10_000
+/** …and at most this many bytes: anyone can make names, and 10 000 records of 10 KiB would be 100 MiB. */
+export const FOREIGN_RECORD_BYTES = 8 * 1024 * 1024
 
 /** libp2p protocol ids and the transfer protocol names routing announces for them. */
 const TRANSFER_PROTOCOLS: Array<[RegExp, string]> = [[/^\/ipfs\/bitswap(\/|$)/, 'transport-bitswap']]
@@ -107,6 +109,8 @@ export interface NodeRoutingOptions {
   followed: ReadonlySet<string>
   /** stores a record for a followed name (refusing rollbacks and conflicts) */
   accept: (name: string, bytes: Uint8Array) => Promise<void>
+  /** bytes of records kept for names this node neither publishes nor follows (FOREIGN_RECORD_BYTES) */
+  foreignRecordBytes?: number
   /** libp2p's peer store, when libp2p runs */
   peerStore?: { get: (id: ReturnType<typeof peerIdFromString>) => Promise<{ addresses: Array<{ multiaddr: { toString: () => string } }>, protocols: string[] }> }
 }
@@ -117,7 +121,7 @@ export interface NodeRoutingOptions {
  * the peers libp2p met.
  */
 export function nodeRouting (options: NodeRoutingOptions): RoutingSource {
-  const foreign = new Lru<{ bytes: Uint8Array, sequence: bigint }>(FOREIGN_RECORDS)
+  const foreign = new Lru<{ bytes: Uint8Array, sequence: bigint }>(FOREIGN_RECORDS, r => r.bytes.length, options.foreignRecordBytes ?? FOREIGN_RECORD_BYTES)
   return {
     async * providers (cid) {
       if (await options.has(cid)) yield options.self()

@@ -5,7 +5,7 @@ import { base36 } from 'multiformats/bases/base36'
 import { CID } from 'multiformats/cid'
 import { describe, expect, it } from 'vitest'
 import { PeerError, RecordError } from '../../src/errors.js'
-import { networkRouting, routingViewOf, type NetworkRouting, type RoutingSource } from '../../src/net/routing-view.js'
+import { FOREIGN_RECORD_BYTES, networkRouting, nodeRouting, routingViewOf, type NetworkRouting, type RoutingSource } from '../../src/net/routing-view.js'
 
 // The view /routing/v1 answers from, over several sources: what each source
 // hands it is checked, and the DHT facade (net/routing.ts) plugs in through
@@ -30,6 +30,26 @@ function facade (records: Uint8Array[], failPut?: Error): NetworkRouting & { put
 }
 
 describe('routing view', () => {
+  it('keeps records that routing clients put for names of strangers within a byte budget, the newest first', async () => {
+    // Anyone can make names: before the budget, 10 000 records of up to 10 KiB each (100 MiB) were kept.
+    expect(FOREIGN_RECORD_BYTES).toBeLessThanOrEqual(8 * 1024 * 1024)
+    const budget = 64 * 1024
+    const node = nodeRouting({ self: () => ({ id: 'self', addresses: [], protocols: [] }), has: async () => false, stored: async () => undefined, followed: new Set(), accept: async () => {}, foreignRecordBytes: budget })
+    const names: string[] = []
+    let size = 0
+    for (let i = 0; i < 24; i++) {
+      const { key, name } = await keyAndName()
+      const bytes = marshalIPNSRecord(await createIPNSRecord(key, `/ipfs/${cid.toString()}/${'a'.repeat(2000)}`, 1n, 3600_000))
+      size = bytes.length
+      await node.putRecord!(name, bytes)
+      names.push(name)
+    }
+    const kept = await Promise.all(names.map(async n => (await node.records!(n)).length))
+    const keptCount = Math.floor(budget / size)
+    expect(size * names.length).toBeGreaterThan(budget)
+    expect(kept).toEqual(names.map((_, i) => i >= names.length - keptCount ? 1 : 0))
+  })
+
   it('hands on the newest valid record among all sources: forged and expired candidates never', async () => {
     const { key, name } = await keyAndName()
     const valid2 = marshalIPNSRecord(await createIPNSRecord(key, cid, 2n, 3600_000))
