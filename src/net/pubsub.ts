@@ -1,4 +1,5 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
+import { createTopicScoreParams, type PeerScore } from '@libp2p/gossipsub/score'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Lru } from '../lru.js'
@@ -32,6 +33,27 @@ const BACKLOG_TIMEOUT_MS = 10_000
 /** A peer's backlog of a topic is asked for at most this often (a peer that subscribes again and again gets no more of this node's work). */
 const BACKLOG_EVERY_MS = 60_000
 
+/** Invalid items a peer's backlog may hold before the rest of it is left unread (each costs a signature check). */
+const BACKLOG_INVALID_MAX = 3
+
+/**
+ * How a topic scores its peers: only invalid announcements count, -10 × their
+ * number squared, so a third one (-90) falls below gossipsub's graylist
+ * threshold (-80) and the peer's messages are no longer even read. The
+ * defaults score nothing at all for a topic without parameters, and their
+ * delivery-rate penalties would push honest peers down on topics as quiet as disputes.
+ */
+const TOPIC_SCORE = createTopicScoreParams({
+  topicWeight: 1,
+  timeInMeshWeight: 0,
+  firstMessageDeliveriesWeight: 0,
+  meshMessageDeliveriesWeight: 0,
+  meshFailurePenaltyWeight: 0,
+  invalidMessageDeliveriesWeight: -10,
+  // per second: the penalty halves in about a minute
+  invalidMessageDeliveriesDecay: 0.99
+})
+
 const RESULT = { accept: TopicValidatorResult.Accept, ignore: TopicValidatorResult.Ignore, reject: TopicValidatorResult.Reject } as const
 
 /**
@@ -61,6 +83,8 @@ export class Announcements {
   hear (topic: string, listener: Listener, backlog?: () => Promise<Uint8Array[]>): void {
     const { pubsub, fetch } = this.node.libp2p.services
     this.listeners.set(topic, listener)
+    // Topics are scored by name; IPNS topics come and go, so parameters are added as topics are heard (the interface does not show the scorer).
+    ;(pubsub as unknown as { score: PeerScore }).score.params.topics[topic] = TOPIC_SCORE
     pubsub.topicValidators.set(topic, async (peer, message) => RESULT[await this.check(topic, message.data, peer.toString())])
     if (backlog !== undefined) {
       fetch.registerLookupFunction(topic, async () => {
@@ -131,8 +155,12 @@ export class Announcements {
     if (Date.now() - (this.asked.get(key) ?? -Infinity) < BACKLOG_EVERY_MS) return
     this.asked.set(key, Date.now())
     void (async () => {
+      let invalid = 0
       for (const item of await this.backlogOf(topic, peer, AbortSignal.timeout(BACKLOG_TIMEOUT_MS))) {
-        await this.check(topic, Buffer.from(item, 'base64'), peer.toString())
+        if (await this.check(topic, Buffer.from(item, 'base64'), peer.toString()) === 'reject' && ++invalid >= BACKLOG_INVALID_MAX) {
+          this.log.debug(`the backlog of ${topic} from ${peer.toString()} holds ${invalid} invalid items; the rest is left unread`)
+          break
+        }
       }
     })().catch((err: Error) => this.log.debug(`backlog of ${topic} from ${peer.toString()}: ${err.message}`))
   }
