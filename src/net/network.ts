@@ -168,6 +168,9 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       ...http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) })),
       ...delegated.map(async server => ({ from: server.name, bytes: await server.getRecord(name, { signal: sig }) }))
     ]
+    // Observed at once: the loop below awaits the peer store (on disk), and a refused request failing meanwhile
+    // was an unhandled rejection that killed the process (a mirror whose --http-gateway had stopped).
+    for (const ask of asks) ask.catch(() => {})
     // On a DHT a node is connected to many peers, most of which do not speak the fetch protocol (kubo, Helia):
     // ask only those that do, the named --peer ones first, at most RECORD_PEERS of them (the DHT is asked besides).
     const named = new Set(options.peers.map(a => a.split('/p2p/').at(-1)))
@@ -183,7 +186,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
         from: conn.remotePeer.toString(),
         bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: sig })
       }))()
-      ask.catch(() => {}) // observed below, after the loop's other awaits
+      ask.catch(() => {})
       asks.push(ask)
     }
     // Settled together: an answer that fails before the others come in must not go unobserved.

@@ -1,0 +1,52 @@
+import { createServer } from 'node:net'
+import { MemoryDatastore } from 'datastore-core'
+import { afterAll, describe, expect, it } from 'vitest'
+import { PackStore } from '../../src/ipfs/pack-store.js'
+import { startNetwork, type Network } from '../../src/net/network.js'
+import { dialPeer, startP2p, type P2pNode } from '../../src/net/p2p.js'
+import { tmp } from '../helpers/cli.js'
+
+// A mirror crashed (an unhandled rejection killed the process) when a follow
+// poll asked an --http-gateway that had gone away: the refused connection
+// failed while records() still awaited the peer store (on disk) for the
+// connected libp2p peers, before anything observed that request.
+const quiet = { info: () => {}, warn: () => {}, debug: () => {} }
+
+/** A loopback port nothing listens on. */
+async function closedPort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+describe('network records', () => {
+  const stops: Array<() => Promise<void>> = []
+  afterAll(async () => { for (const stop of stops) await stop() })
+
+  it('asks a gone HTTP peer and many libp2p peers for a record without an unhandled rejection', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const repo = tmp()
+      const gone = await Promise.all(Array.from({ length: 8 }, async () => `http://127.0.0.1:${await closedPort()}`))
+      const network: Network = await startNetwork(repo, await PackStore.openRepo(repo), { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], httpGateways: gone, peerTimeoutMs: 2_000, peerConnections: 2, log: quiet })
+      stops.push(async () => { await network.stop() })
+      const others: P2pNode[] = []
+      for (let i = 0; i < 6; i++) {
+        const node = await startP2p({ blocks: await PackStore.openRepo(tmp()), datastore: new MemoryDatastore(), listen: ['/ip4/127.0.0.1/tcp/0'], peerSeed: crypto.getRandomValues(new Uint8Array(32)), lookupRecord: async () => undefined })
+        stops.push(async () => { await node.stop() })
+        await dialPeer(node, network.addresses[0]!)
+        others.push(node)
+      }
+      const name = 'k51qzi5uqu5dlgi9mydqc0vga1hgh7x1rv67d8qs6zptf5sje3eswjydr0vuuw'
+      for (let i = 0; i < 3; i++) expect(await network.records(name)).toEqual([])
+      await new Promise(resolve => setTimeout(resolve, 100))
+      expect(unhandled.map(e => (e as Error).message)).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  }, 60_000)
+})
