@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises'
 import type { P2pNode } from './p2p.js'
 import { dialPeer } from './p2p.js'
 
@@ -20,6 +21,14 @@ const BACKOFF_MAX_MS = 30_000
 const DIAL_TIMEOUT_MS = 5_000
 
 /**
+ * Waits `ms`, or less when `signal` aborts. It leaves no listener on the
+ * signal (a listener per wait, never removed, grew by one every 30 s per peer).
+ */
+export async function pause (ms: number, signal: AbortSignal): Promise<void> {
+  await delay(ms, undefined, { signal }).catch(() => {})
+}
+
+/**
  * Dials each bootstrap peer until it answers, retrying with exponential
  * backoff (libp2p's own bootstrap module dials once: under load, nodes never
  * joined). Once connected, the DHT fills its routing table through it. A
@@ -29,10 +38,7 @@ export function startBootstrap (node: P2pNode, addresses: string[], log: { info:
   const abort = new AbortController()
   let joinedResolve!: () => void
   const joined = new Promise<void>(resolve => { joinedResolve = resolve })
-  const sleep = async (ms: number): Promise<void> => await new Promise(resolve => {
-    const t = setTimeout(resolve, ms)
-    abort.signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
-  })
+  const sleep = async (ms: number): Promise<void> => { await pause(ms, abort.signal) }
   const connected = (peer: string): boolean => node.libp2p.getConnections().some(c => c.remotePeer.toString() === peer)
 
   async function keepDialling (address: string): Promise<void> {
