@@ -35,6 +35,10 @@ export const DHT_PROTOCOL = '/ipfs/kad/1.0.0'
 
 /** Loopback: connections from it are not rate limited (libp2p's 5 a second per host breaks a network of nodes on one machine). */
 const LOOPBACK = '/ip4/127.0.0.0/ipcidr/8'
+/** Inbound connections whose handshake may be under way at once (libp2p's default: 10). */
+const MAX_PENDING_HANDSHAKES = 256
+/** How long an inbound connection may take to finish its handshake (libp2p's default: 10 s). */
+const HANDSHAKE_TIMEOUT_MS = 5_000
 
 export interface P2pOptions {
   blocks: PackStore
@@ -70,7 +74,14 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: [],
-    connectionManager: { allow: [LOOPBACK] },
+    connectionManager: {
+      allow: [LOOPBACK],
+      // libp2p lets one host open 5 connections a second (inboundConnectionThreshold) but, by default, only 10
+      // handshakes be pending at once, each for up to 10 s: one host that opens connections and sends nothing
+      // held every slot, and no other machine could connect. Now one host can hold at most 5 × 5 = 25 of 256.
+      maxIncomingPendingConnections: MAX_PENDING_HANDSHAKES,
+      inboundUpgradeTimeout: HANDSHAKE_TIMEOUT_MS
+    },
     services: {
       identify: identify(),
       // kad-dht and libp2p's connection monitor both ping: with one stream at a time, one of them fails (an unhandled rejection in libp2p).
