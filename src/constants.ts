@@ -40,3 +40,10 @@ export const DEFAULT_MAX_INDEX = '1G'
 
 /** HTTP connections to one peer at once (--peer-connections). */
 export const DEFAULT_PEER_CONNECTIONS = 16
+
+/** HTTP connections the gateway serves at once unless told otherwise: sized for a public server (an idle connection costs a few KiB and a file descriptor). */
+export const DEFAULT_MAX_CONNECTIONS = 8192
+/** Largest HTTP request head the gateway accepts unless told otherwise (Node's own default). */
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+/** Time to send a whole request head unless told otherwise: a head is a few hundred bytes, so slow dripping (slowloris) or silence is cut off. */
+export const DEFAULT_HEAD_TIMEOUT_MS = 10_000

@@ -7,6 +7,7 @@ import { Lru } from '../lru.js'
 import { stalledResponsesCut } from './drain.js'
 import { statusOf } from './http-errors.js'
 import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
+import { DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from '../constants.js'
 import { ANY_METHOD, INDEX_FREE, ROUTES, type Handler, type RouteContext } from './routes.js'
 
 export interface GatewayOptions {
@@ -36,12 +37,6 @@ export interface GatewayOptions {
   logger?: { debug: (m: string) => void, warn: (m: string) => void }
 }
 
-/** Connections served at once unless told otherwise: sized for a public server (an idle connection costs a few KiB and a file descriptor). */
-export const DEFAULT_MAX_CONNECTIONS = 8192
-/** Largest request head accepted unless told otherwise (Node's own default). */
-export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024
-/** Time to send a whole request head unless told otherwise: a head is a few hundred bytes, so slow dripping (slowloris) or silence is cut off. */
-export const DEFAULT_HEAD_TIMEOUT_MS = 10_000
 /** A kept-alive connection that sends nothing for this long is closed (told to clients in `Keep-Alive: timeout=`, which they keep to). */
 const KEEP_ALIVE_MS = 60_000
 

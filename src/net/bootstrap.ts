@@ -1,6 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import type { P2pNode } from './p2p.js'
-import { dialPeer } from './p2p.js'
 
 /**
  * The public IPFS network's bootstrap peers (kubo's default list), for
@@ -52,6 +51,8 @@ export function startBootstrap (node: P2pNode, addresses: string[], log: { info:
         continue
       }
       try {
+        // Loaded here: commands that only name PUBLIC_BOOTSTRAP must not load the libp2p stack.
+        const { dialPeer } = await import('./p2p.js')
         await dialPeer(node, address, AbortSignal.any([abort.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]))
         log.info(`bootstrap: connected to ${address}`)
         warned = false

@@ -15,23 +15,7 @@ import { createHeliaLight } from 'helia'
 import { ipnsSelector } from 'ipns/selector'
 import { ipnsValidator } from 'ipns/validator'
 import type { PackStore } from '../ipfs/pack-store.js'
-
-/** Prefix of libp2p fetch keys under which nodes hand out IPNS records: `/ipns/<name>`. */
-export const RECORD_KEY_PREFIX = '/ipns/'
-
-/**
- * Prefix of libp2p fetch keys under which nodes say which caches they hold a
- * narinfo in: `/nixipfs/narinfo/<32-char store path hash>` answers the IPNS
- * names (k51…), one per line; no value when none. Asked of the providers of
- * a path's rendezvous CID (discovery).
- */
-export const NARINFO_KEY_PREFIX = '/nixipfs/narinfo/'
-
-/** The libp2p fetch protocol nodes hand out records over. */
-export const FETCH_PROTOCOL = '/libp2p/fetch/0.0.1'
-
-/** The DHT protocol of the public IPFS network (kubo's Amino DHT). */
-export const DHT_PROTOCOL = '/ipfs/kad/1.0.0'
+import { DHT_PROTOCOL, RECORD_KEY_PREFIX } from './protocols.js'
 
 /** Loopback: connections from it are not rate limited (libp2p's 5 a second per host breaks a network of nodes on one machine). */
 const LOOPBACK = '/ip4/127.0.0.0/ipcidr/8'
