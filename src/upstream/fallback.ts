@@ -21,6 +21,8 @@ export interface FallbackCounters {
   imported: number
   /** upstream failures and refusals (bad signature, NarHash mismatch, outage) */
   errors: number
+  /** NAR bytes streamed from upstream (uncompressed) */
+  narBytes: number
 }
 
 export interface FallbackOptions {
@@ -52,7 +54,7 @@ export interface UpstreamNar {
  * (write-through), so the next request is local and peers can fetch it.
  */
 export class UpstreamFallback {
-  readonly counters: FallbackCounters = { narInfoHits: 0, narInfoMisses: 0, imported: 0, errors: 0 }
+  readonly counters: FallbackCounters = { narInfoHits: 0, narInfoMisses: 0, imported: 0, errors: 0, narBytes: 0 }
   // Bounded: clients choose the hashes asked for.
   private readonly missing = new Lru<number>(100_000)
   private readonly found = new Lru<{ info: NarInfo, upstream: HttpBinaryCache }>(10_000)
@@ -124,6 +126,7 @@ export class UpstreamFallback {
     let held: Uint8Array | undefined
     const writeEpoch = this.options.blocks.writeEpoch
     const { cid, tsize } = await importUpstreamNar(this.options.blocks, info, upstream, this.options.recipe.chunker, async chunk => {
+      this.counters.narBytes += chunk.length
       if (held !== undefined) await write(held)
       held = chunk
     })
