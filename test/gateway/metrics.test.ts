@@ -188,10 +188,11 @@ describe.runIf(nixAvailable)('GET /metrics of a gateway serving real nix copy', 
     for (const u of narUrls) narBytes += (await (await fetch(`${gw.url}/${u}`)).arrayBuffer()).byteLength
     expect((await fetch(`${gw.url}/nix-cache-info`, { method: 'HEAD' })).status).toBe(200)
     expect((await fetch(`${gw.url}/no/such/route`)).status).toBe(404)
+    // Counted and logged at once, when a response closes: once the last is logged, all are counted.
+    await gw.waitForLog(/"path":"\/no\/such\/route"/)
     const after = await scrape()
 
     // What the gateway logged (--log-json) of these requests; Nix 2.8 asks for each narinfo twice, each NAR once.
-    await gw.waitForLog(/"path":"\/no\/such\/route"/)
     const logged: Record<string, number> = {}
     for (const line of gw.output().slice(mark).split('\n').filter(l => l.includes('"message":"request"'))) {
       const { route, status } = JSON.parse(line) as { route: string, status: number }
@@ -249,6 +250,10 @@ describe.runIf(nixAvailable)('GET /metrics of a gateway serving real nix copy', 
     const first = await scrape()
     let sent = 0
     for (let i = 0; i < 15; i++) sent += await hostile()
+    const last = `/last-${randomBytes(8).toString('hex')}`
+    await (await fetch(gw.url + last)).arrayBuffer()
+    sent++
+    await gw.waitForLog(new RegExp(`"path":"${last}"`))
     const second = await scrape()
     // The same series, only their counts grew: by every request sent (and the first scrape).
     expect(series(second.samples)).toEqual(series(first.samples))
