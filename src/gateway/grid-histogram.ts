@@ -23,6 +23,8 @@ export interface GridHistogramConfig {
  * observed without allocating: counts and sums live in typed arrays, indexed
  * by the labels' positions, and are turned into samples only when scraped.
  * The label values are fixed up front, so no input can add a series.
+ * Observe with `record`; prom-client's own `observe` and `labels` write a
+ * map this class does not expose.
  */
 export class GridHistogram extends Histogram<string> {
   private readonly metricName: string

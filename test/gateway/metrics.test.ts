@@ -46,7 +46,7 @@ function valueOf (samples: Sample[], name: string, labels: Record<string, string
 const PROMQL_KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan'])
 
 /** The metric names a PromQL expression reads (functions, keywords, label names and Grafana variables left out). */
-export function metricNamesOf (expr: string): string[] {
+function metricNamesOf (expr: string): string[] {
   const e = expr
     .replace(/"(?:[^"\\]|\\.)*"/g, '""') // string literals (label values, regexes)
     .replace(/\{[^}]*\}/g, ' ') // label matchers
