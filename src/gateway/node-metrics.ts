@@ -28,8 +28,8 @@ const UPSTREAM_EVENTS = ['narInfoHits', 'narInfoMisses', 'imported', 'errors'] a
 /** Registers the node's metrics beside the HTTP ones: blocks and bytes by source, verification, quorum, records, upstream, peers. */
 export function registerNodeMetrics (registry: Registry, { repo, names, blocks, local, quorum, refusedRecords, upstream, peers }: NodeMetricSources): void {
   const c = blocks.counters
-  counterOf(registry, 'nixipfs_blocks_served_total', 'Blocks read for requests, by where they came from (local: the repo; http: a single block from an HTTP peer; car: a block of a CAR stream from an HTTP peer; bitswap: a libp2p peer).', ['source'],
-    () => BLOCK_SOURCES.map(source => [{ source }, c[source]] as const))
+  counterOf(registry, 'nixipfs_blocks_served_total', 'Blocks read for requests, by where they came from (local: the repo; http: a single block from an HTTP peer; car: a block of a CAR stream from an HTTP peer; bitswap: a libp2p peer; upstream: a block of a NAR streamed from an HTTP binary cache, stored as it passed).', ['source'],
+    () => [...BLOCK_SOURCES.map(source => [{ source }, c[source]] as const), ...(upstream === undefined ? [] : [[{ source: 'upstream' }, upstream.counters.narBlocks] as const])])
   counterOf(registry, 'nixipfs_fetched_bytes_total', 'Bytes fetched and checked, by where they came from (http, car, bitswap: blocks from peers; upstream: NAR bytes from HTTP binary caches, uncompressed).', ['source'],
     () => [...(['http', 'car', 'bitswap'] as const).map(source => [{ source }, blocks.bytes[source]] as const), ...(upstream === undefined ? [] : [[{ source: 'upstream' }, upstream.counters.narBytes] as const])])
   counterOf(registry, 'nixipfs_verification_failures_total', 'Blocks from peers that did not hash to their CID.', [], () => [[{}, c.corrupt]])
