@@ -80,7 +80,11 @@ export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
     rawArgs = rawArgs.filter(a => a !== '--log-json')
     process.env.NIXIPFS_LOG_JSON = '1'
   }
-  if (process.env.NIXIPFS_LOG_JSON === '1') consola.setReporters([jsonReporter])
+  if (process.env.NIXIPFS_LOG_JSON === '1') {
+    consola.setReporters([jsonReporter])
+    // consola drops a line alike to the five before it within a second (one request line is alike to the next): structured logs keep every one.
+    consola.options.throttle = 0
+  }
   let name: string | undefined
   try {
     if (rawArgs.length === 1 && (rawArgs[0] === '--version' || rawArgs[0] === '-v')) {

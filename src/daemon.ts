@@ -14,7 +14,7 @@ import { startGossip } from './trust/gossip.js'
 import { ipnsNameOf } from './ipfs/ipns.js'
 import { RECIPES } from './cache/recipes.js'
 import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
-import { nodeMetricFamilies } from './gateway/node-metrics.js'
+import { registerNodeMetrics } from './gateway/node-metrics.js'
 import { UnavailableError } from './errors.js'
 import { quorumOf, type TrustPolicy } from './trust/quorum.js'
 import { QuorumLog } from './trust/quorum-log.js'
@@ -180,7 +180,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     disputes: async () => await allDisputes(repo, local, log.warn),
     upstream,
     stats: () => ({ blocks: network.blocks.counters, upstream: upstream?.counters }),
-    metrics: async () => await nodeMetricFamilies({ repo, names, blocks: network.blocks, local, quorum, refusedRecords, upstream }),
+    metrics: registry => registerNodeMetrics(registry, { repo, names, blocks: network.blocks, local, quorum, refusedRecords, upstream, peers: () => ({ libp2p: network.p2p?.libp2p.getPeers().length ?? 0, http: network.blocks.usableHttpPeers() }) }),
     blocks: network.blocks,
     local,
     record: async name => await loadRecordBytes(repo, name),

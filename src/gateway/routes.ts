@@ -63,6 +63,16 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/routing\/v1(\/.*)?$/, serveRoutingV1]
 ]
 
+/**
+ * The name each route is counted and logged under (its handler's, without
+ * "serve"), by its index in ROUTES, then `unmatched` for every other path:
+ * a fixed set, so no path a client sends adds a metric label value.
+ */
+export const ROUTE_NAMES: readonly string[] = [...ROUTES.map(([, handler]) => handler.name.replace(/^serve/, '').toLowerCase()), 'unmatched']
+
+/** The index in ROUTE_NAMES of paths no route takes. */
+export const UNMATCHED = ROUTES.length
+
 /** Routes that answer without the served caches, so they still work when none can be opened. */
 export const INDEX_FREE: ReadonlySet<Handler> = new Set([serveIpfs, serveIpns, serveDisputes, serveStats, serveMetrics, serveHealth, serveRoutingV1])
 

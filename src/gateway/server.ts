@@ -6,9 +6,10 @@ import { InconsistentCacheError, ListenError, NixipfsError } from '../errors.js'
 import { Lru } from '../lru.js'
 import { stalledResponsesCut } from './drain.js'
 import { statusOf } from './http-errors.js'
-import { HttpMetrics, formatMetrics, type MetricFamily } from './metrics.js'
+import { Registry } from 'prom-client'
 import { DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from '../constants.js'
-import { ANY_METHOD, INDEX_FREE, ROUTES, type Handler, type RouteContext } from './routes.js'
+import { HttpMetrics, counterOf, gaugeOf, metricsText, processMetrics } from './metrics.js'
+import { ANY_METHOD, INDEX_FREE, ROUTE_NAMES, ROUTES, UNMATCHED, type Handler, type RouteContext } from './routes.js'
 
 export interface GatewayOptions {
   /** the caches served to Nix, as they stand now (undefined while none is servable) */
@@ -25,8 +26,8 @@ export interface GatewayOptions {
   maxHeaderBytes?: number
   /** called once per answered request (by default a debug log line) */
   onRequest?: (r: RequestLog) => void
-  /** metric families beside the HTTP ones (fetches, verification, records…) */
-  metrics?: () => Promise<MetricFamily[]>
+  /** registers metrics beside the HTTP ones (fetches, verification, records…) in the gateway's registry */
+  metrics?: (registry: Registry) => void
   blocks: RouteContext['blocks']
   local: RouteContext['local']
   record: RouteContext['record']
@@ -57,12 +58,11 @@ function countBodyBytes (res: ServerResponse): () => number {
   return () => bytes
 }
 
-/** The connection limits' metrics: what is open, and what they closed (a flood shows here). */
-function connectionFamilies (c: ConnectionCounters): MetricFamily[] {
-  return [
-    { name: 'nixipfs_http_connections_open', help: 'HTTP connections open now.', type: 'gauge', samples: [{ value: c.open }] },
-    { name: 'nixipfs_http_connections_closed_total', help: 'HTTP connections closed by the limits: head_timeout (no whole request head in time), shed (idle longest, closed at --max-connections for a new one), refused (new, at --max-connections while all were answering), stalled (a response whose client took nothing for 30 s, or longest while waiting responses held too much memory).', type: 'counter', samples: [{ labels: { reason: 'head_timeout' }, value: c.headTimeouts }, { labels: { reason: 'shed' }, value: c.shed }, { labels: { reason: 'refused' }, value: c.refused }, { labels: { reason: 'stalled' }, value: stalledResponsesCut() }] }
-  ]
+/** Registers the connection limits' metrics: what is open, and what they closed (a flood shows here). */
+function registerConnectionMetrics (registry: Registry, c: ConnectionCounters): void {
+  gaugeOf(registry, 'nixipfs_http_connections_open', 'HTTP connections open now.', [], () => [[{}, c.open]])
+  counterOf(registry, 'nixipfs_http_connections_closed_total', 'HTTP connections closed by the limits: head_timeout (no whole request head in time), shed (idle longest, closed at --max-connections for a new one), refused (new, at --max-connections while all were answering), stalled (a response whose client took nothing for 30 s, or longest while waiting responses held too much memory).', ['reason'],
+    () => [[{ reason: 'head_timeout' }, c.headTimeouts], [{ reason: 'shed' }, c.shed], [{ reason: 'refused' }, c.refused], [{ reason: 'stalled' }, stalledResponsesCut()]])
 }
 
 /** What is logged of one request. */
@@ -87,13 +87,17 @@ export interface Gateway {
 /** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
   const { caches, blocks, local, record, routing, disputes, upstream, stats, logger } = options
-  const http = new HttpMetrics()
+  // Each gateway has its own registry (several can run in one process, as in the tests); process metrics are shared.
+  const registry = new Registry()
+  processMetrics()
+  const http = new HttpMetrics(registry, ROUTE_NAMES)
 
-  /** The route a path takes: its handler and the name metrics count it under. */
-  function routeOf (path: string): { handler: Handler, params: string[], name: string } | undefined {
-    for (const [pattern, handler] of ROUTES) {
+  /** The route a path takes: its handler, and its index in ROUTES (and ROUTE_NAMES, the names metrics count it under). */
+  function routeOf (path: string): { handler: Handler, params: string[], index: number } | undefined {
+    for (let index = 0; index < ROUTES.length; index++) {
+      const [pattern, handler] = ROUTES[index]!
       const m = pattern.exec(path)
-      if (m !== null) return { handler, params: m.slice(1), name: handler.name.replace(/^serve/, '').toLowerCase() }
+      if (m !== null) return { handler, params: m.slice(1), index }
     }
     return undefined
   }
@@ -138,10 +142,11 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
     let error: string | undefined
     let code: string | undefined
     res.once('close', () => {
-      const entry: RequestLog = { method: req.method ?? 'GET', path: req.url ?? '/', route: route?.name ?? 'unmatched', status: res.statusCode, bytes: sent(), ms: Math.round((performance.now() - started) * 10) / 10, ...(error === undefined ? {} : { error }), ...(code === undefined ? {} : { code }) }
-      http.observe(entry.route, entry.status, entry.bytes, code)
-      if (options.onRequest !== undefined) options.onRequest(entry)
-      else logger?.debug(`${entry.method} ${entry.path} ${entry.status}${error === undefined ? '' : `: ${error}`}`)
+      const ms = performance.now() - started
+      const index = route?.index ?? UNMATCHED
+      http.observe(index, res.statusCode, sent(), ms / 1000, code)
+      if (options.onRequest !== undefined) options.onRequest({ method: req.method ?? 'GET', path: req.url ?? '/', route: ROUTE_NAMES[index]!, status: res.statusCode, bytes: sent(), ms: Math.round(ms * 10) / 10, ...(error === undefined ? {} : { error }), ...(code === undefined ? {} : { code }) })
+      else logger?.debug(`${req.method ?? 'GET'} ${req.url ?? '/'} ${res.statusCode}${error === undefined ? '' : `: ${error}`}`)
       if (--active === 0) closing?.()
     })
     handle(req, res, route).then(
@@ -161,7 +166,9 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
   const maxConnections = connectionCapWithin(wanted, fileLimit)
   if (maxConnections < wanted) logger?.warn(`serving at most ${maxConnections} HTTP connections at once, not ${wanted}: the open-file limit is ${fileLimit}; raise it (ulimit -n, or LimitNOFILE= for a service) to allow more`)
   const connections = limitConnections(server, { maxConnections, headTimeoutMs: options.headTimeoutMs ?? DEFAULT_HEAD_TIMEOUT_MS, keepAliveMs: KEEP_ALIVE_MS })
-  const metrics = async (): Promise<string> => formatMetrics([...http.families(), ...connectionFamilies(connections), ...(await options.metrics?.() ?? [])])
+  registerConnectionMetrics(registry, connections)
+  options.metrics?.(registry)
+  const metrics = async (): Promise<string> => await metricsText(registry)
   await new Promise<void>((resolve, reject) => {
     const failed = (err: Error): void => reject(listenError(err, options.host, options.port))
     server.once('error', failed)

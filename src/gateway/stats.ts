@@ -1,3 +1,4 @@
+import { METRICS_CONTENT_TYPE } from './metrics.js'
 import type { RouteContext } from './routes.js'
 
 /** `GET /stats`: where served blocks and narinfos came from, as JSON. */
@@ -7,10 +8,10 @@ export function serveStats ({ res, stats, head }: RouteContext): void {
   res.end(head ? undefined : body)
 }
 
-/** `GET /metrics`: Prometheus text format (requests by route and status, bytes, fetches by source, verification failures, quorum refusals, records). */
+/** `GET /metrics`: Prometheus text format (requests and their durations by route, bytes, blocks by source, verification failures, quorum refusals, records, peers, the process's own). */
 export async function serveMetrics ({ res, metrics, head }: RouteContext): Promise<void> {
   const body = await metrics()
-  res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-cache' })
+  res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-cache' })
   res.end(head ? undefined : body)
 }
 

@@ -21,6 +21,13 @@ export interface FetchCounters {
   unavailable: number
 }
 
+/** Bytes of the blocks fetched from peers and checked, by how they came. */
+export interface FetchedBytes {
+  http: number
+  car: number
+  bitswap: number
+}
+
 export interface NetworkBlocksOptions {
   http: HttpPeer[]
   bitswap?: BitswapSource
@@ -55,6 +62,7 @@ function hashesTo (cid: CID, bytes: Uint8Array): boolean {
  */
 export class NetworkBlocks implements BlockGetter {
   readonly counters: FetchCounters = { local: 0, http: 0, car: 0, bitswap: 0, corrupt: 0, unavailable: 0 }
+  readonly bytes: FetchedBytes = { http: 0, car: 0, bitswap: 0 }
   private readonly inflight = new Map<string, Promise<Uint8Array>>()
   private localCheckedAt = 0
   private readonly bans: PeerBans
@@ -72,7 +80,7 @@ export class NetworkBlocks implements BlockGetter {
       stored: cid => local.has(cid),
       fetching: cid => this.inflight.has(cid.toString()),
       peer: () => this.bans.usable()[0],
-      keep: async (cid, bytes) => await this.keeper.keep(cid, bytes),
+      keep: async (cid, bytes) => { this.bytes.car += bytes.length; return await this.keeper.keep(cid, bytes) },
       delivered: () => { this.counters.car++ },
       corrupt: (peer, cid) => this.corrupt(peer, cid),
       fetch: async cid => await this.block(cid),
@@ -131,6 +139,11 @@ export class NetworkBlocks implements BlockGetter {
     this.options.log?.warn(`peer ${peer} sent a corrupt block for ${cid.toString()}; skipping that peer for a while and asking others`)
   }
 
+  /** HTTP peers blocks are asked from now (not skipped for sending corrupt blocks). */
+  usableHttpPeers (): number {
+    return this.bans.usable().length
+  }
+
   /** Notes that the NAR under `root` (of `size` bytes) was just asked for: what --max-cache keeps longest. */
   touch (root: CID, size: number): void {
     this.recent.touch(root, size)
@@ -173,6 +186,7 @@ export class NetworkBlocks implements BlockGetter {
       if (bytes === undefined) { asked.push(`${peer.url}: does not have it`); continue }
       if (!hashesTo(cid, bytes)) { this.corrupt(peer.url, cid); asked.push(`${peer.url}: sent a corrupt block`); continue }
       this.counters.http++
+      this.bytes.http += bytes.length
       return await this.keeper.keep(cid, bytes)
     }
     if (this.bitswap !== undefined) {
@@ -180,6 +194,7 @@ export class NetworkBlocks implements BlockGetter {
       if (bytes === undefined) asked.push(`bitswap: no answer in ${BITSWAP_ATTEMPTS} tries`)
       else if (hashesTo(cid, bytes)) {
         this.counters.bitswap++
+        this.bytes.bitswap += bytes.length
         return await this.keeper.keep(cid, bytes)
       } else {
         this.corrupt('bitswap', cid)

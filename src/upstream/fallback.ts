@@ -3,6 +3,7 @@ import { appendEntries, type CidRecipe } from '../cache/publish.js'
 import { UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
 import type { CacheBlocks } from '../ipfs/blocks.js'
+import type { BlockPutter } from '../ipfs/block.js'
 import { formatNarInfo, type NarInfo } from '../nix/narinfo.js'
 import type { PublicKey, SecretKey } from '../nix/signing.js'
 import { parseStorePath } from '../nix/store-path.js'
@@ -21,6 +22,10 @@ export interface FallbackCounters {
   imported: number
   /** upstream failures and refusals (bad signature, NarHash mismatch, outage) */
   errors: number
+  /** NAR bytes streamed from upstream (uncompressed) */
+  narBytes: number
+  /** blocks of those NARs stored in the own cache as they streamed */
+  narBlocks: number
 }
 
 export interface FallbackOptions {
@@ -52,7 +57,7 @@ export interface UpstreamNar {
  * (write-through), so the next request is local and peers can fetch it.
  */
 export class UpstreamFallback {
-  readonly counters: FallbackCounters = { narInfoHits: 0, narInfoMisses: 0, imported: 0, errors: 0 }
+  readonly counters: FallbackCounters = { narInfoHits: 0, narInfoMisses: 0, imported: 0, errors: 0, narBytes: 0, narBlocks: 0 }
   // Bounded: clients choose the hashes asked for.
   private readonly missing = new Lru<number>(100_000)
   private readonly found = new Lru<{ info: NarInfo, upstream: HttpBinaryCache }>(10_000)
@@ -123,7 +128,9 @@ export class UpstreamFallback {
     // The last chunk is held back until the NAR matched its narinfo: a complete response is a correct one.
     let held: Uint8Array | undefined
     const writeEpoch = this.options.blocks.writeEpoch
-    const { cid, tsize } = await importUpstreamNar(this.options.blocks, info, upstream, this.options.recipe.chunker, async chunk => {
+    const counted: BlockPutter = { put: async (cid, bytes, options) => { this.counters.narBlocks++; return await this.options.blocks.put(cid, bytes, options) } }
+    const { cid, tsize } = await importUpstreamNar(counted, info, upstream, this.options.recipe.chunker, async chunk => {
+      this.counters.narBytes += chunk.length
       if (held !== undefined) await write(held)
       held = chunk
     })

@@ -250,4 +250,19 @@ describe('structured logs', () => {
       await g.stop()
     }
   })
+
+  it('--log-json logs every request, also many alike in a second (none collapsed as repeats)', async () => {
+    const key = join(tmp(), 'k.secret')
+    runCli(['keygen', 'up-1', '--secret-key-file', key])
+    const g = await startGatewayProcess(['--repo', tmp(), '--log-json', '--upstream', 'http://127.0.0.1:9', '--upstream-key', readFileSync(`${key}.pub`, 'utf8').trim()])
+    try {
+      for (let i = 0; i < 20; i++) await (await fetch(`${g.url}/nix-cache-info`)).text()
+      await (await fetch(`${g.url}/healthz`)).text()
+      const out = await g.waitForLog(/"route":"health"/)
+      expect(out.split('\n').filter(l => l.includes('"route":"cacheinfo"'))).toHaveLength(20)
+      expect(out).not.toMatch(/repeated/)
+    } finally {
+      await g.stop()
+    }
+  })
 })

@@ -58,6 +58,11 @@ describe.runIf(nixAvailable)('gateway --upstream', () => {
     expect(first.upstream.imported).toBe(2)
     expect(first.upstream.narInfoHits).toBeGreaterThanOrEqual(2)
     expect(runCli(['ls', '--repo', repo]).stdout).toContain(top)
+    // In /metrics: the NARs' bytes fetched from upstream, their blocks served from it.
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text()
+    const narBytes = closure.reduce((a, p) => a + nixDump(p).length, 0)
+    expect(Number(/^nixipfs_fetched_bytes_total\{source="upstream"\} (\d+)$/m.exec(metrics)?.[1])).toBe(narBytes)
+    expect(Number(/^nixipfs_blocks_served_total\{source="upstream"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(closure.length)
 
     await copy()
     const second = await stats()
