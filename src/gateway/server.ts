@@ -30,6 +30,8 @@ export interface GatewayOptions {
   local: RouteContext['local']
   record: RouteContext['record']
   routing?: RouteContext['routing']
+  /** the Pinning Service API at /psa (off without it) */
+  pinning?: RouteContext['pinning']
   host: string
   /** 0 picks a free port */
   port: number
@@ -91,7 +93,7 @@ export interface Gateway {
 
 /** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
-  const { caches, blocks, local, record, routing, disputes, upstream, stats, logger } = options
+  const { caches, blocks, local, record, routing, pinning, disputes, upstream, stats, logger } = options
   const http = new HttpMetrics()
 
   /** The route a path takes: its handler and the name metrics count it under. */
@@ -121,7 +123,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       indexError = err
       return undefined
     })
-    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, disputes, upstream, stats, metrics, head: method === 'HEAD' })
+    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, pinning, disputes, upstream, stats, metrics, head: method === 'HEAD' })
   }
 
   // A refused narinfo is logged once per NAR, not on every request Nix repeats.
