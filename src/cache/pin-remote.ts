@@ -64,7 +64,8 @@ export async function ownOrigins (gatewayUrl: string, root: CID, warn: (m: strin
     if (origins.length === 0) warn(`the gateway at ${gatewayUrl} does not hold ${root.toString()}; the service gets no origins and must find the blocks by itself`)
     return [...new Set(origins)].slice(0, 20)
   } catch (err) {
-    warn(`asking the gateway at ${gatewayUrl} for this node's addresses failed (${(err as Error).message}); start it (nixipfs gateway) or give --origin MULTIADDR, else the service must find the blocks by itself`)
+    const cause = (err as Error & { cause?: { code?: string } }).cause?.code
+    warn(`asking the gateway at ${gatewayUrl} for this node's addresses failed (${cause ?? (err as Error).message}); start it (nixipfs gateway) or give --origin MULTIADDR, else the service must find the blocks by itself`)
     return []
   }
 }
