@@ -24,6 +24,8 @@ describe.runIf(nixAvailable)('nixipfs pin-remote → a nixipfs mirror\'s Pinning
   let builder: GatewayProcess
   let mirror: GatewayProcess
   let proxy: SpecProxy
+  let mirror2: GatewayProcess
+  let proxy2: SpecProxy
   let tokenFile: string
   let tokens: string
   const nodes: GatewayProcess[] = []
@@ -39,16 +41,19 @@ describe.runIf(nixAvailable)('nixipfs pin-remote → a nixipfs mirror\'s Pinning
     tokenFile = join(dir, 'my-token')
     writeFileSync(tokenFile, 'pin-token-b1\n')
     mirrorRepo = tmp()
-    ;[builder, mirror] = await Promise.all([
+    ;[builder, mirror, mirror2] = await Promise.all([
       startGatewayProcess(['--repo', builderRepo]),
-      startNodeProcess('mirror', ['--repo', mirrorRepo, '--pin-token-file', tokens])
+      startNodeProcess('mirror', ['--repo', mirrorRepo, '--pin-token-file', tokens]),
+      startNodeProcess('mirror', ['--repo', tmp(), '--pin-token-file', tokens])
     ])
-    nodes.push(builder, mirror)
+    nodes.push(builder, mirror, mirror2)
     proxy = await specProxy(`${mirror.url}/psa`)
+    proxy2 = await specProxy(`${mirror2.url}/psa`)
   })
   afterAll(async () => {
     await Promise.all(nodes.map(async n => await n.stop()))
     await proxy?.close()
+    await proxy2?.close()
   })
 
   const pinRemote = async (repo: string, extra: string[] = [], service = proxy.url): Promise<{ status: number, out: string }> => {
@@ -87,6 +92,17 @@ describe.runIf(nixAvailable)('nixipfs pin-remote → a nixipfs mirror\'s Pinning
     expect(results[0]!.status).toBe('pinned')
     expect(second.out).toContain(results[0]!.pin.cid)
 
+    // With --closure: the narinfo and NAR of each path of the closure, each a pin of its own, on another mirror.
+    const closure = await pinRemote(builderRepo, ['--closure', paths[1]!], proxy2.url)
+    expect(closure.out).toMatch(/pinning 2 CID\(s\)/)
+    expect(closure.out).toMatch(/pinned 2 CID\(s\) in [\d.]+ s: 2 added, 0 replaced/)
+    expect(closure.status).toBe(0)
+    const names = await fetch(`${mirror2.url}/psa/pins`, { headers: { authorization: 'Bearer pin-token-b1' } }).then(async r => await r.json() as { results: Array<{ pin: { name: string } }> })
+    const hash = paths[1]!.slice('/nix/store/'.length, '/nix/store/'.length + 32)
+    const got = names.results.map(r => r.pin.name.replace(/k51\w+/, 'NAME'))
+    expect(got).toHaveLength(2)
+    expect(got).toEqual(expect.arrayContaining([`nixipfs NAME ${hash}.narinfo`, expect.stringMatching(/^nixipfs NAME nar\/bafk\w+\.nar$/)]))
+
     await builder.stop()
     const copied = await nixCopy(mirror.url, paths[0]!)
     expect(copied.stderr).not.toMatch(/lacks a valid signature/)
@@ -107,6 +123,7 @@ describe.runIf(nixAvailable)('nixipfs pin-remote → a nixipfs mirror\'s Pinning
     expect(gc.status).toBe(0)
 
     expect(proxy.problems).toEqual([])
+    expect(proxy2.problems).toEqual([])
     expect(proxy.exchanges).toEqual(expect.arrayContaining([
       expect.stringMatching(/^GET \/pins\?name=nixipfs\+k51\w+&match=partial&status=queued%2Cpinning%2Cpinned%2Cfailed&limit=1000 200$/),
       expect.stringMatching(/^POST \/pins 202$/),
@@ -116,8 +133,6 @@ describe.runIf(nixAvailable)('nixipfs pin-remote → a nixipfs mirror\'s Pinning
   })
 
   it('says clearly when the service is unreachable, refuses the token, or fails the pin', async () => {
-    const mirror2 = await startNodeProcess('mirror', ['--repo', tmp(), '--pin-token-file', tokens])
-    nodes.push(mirror2)
     const closed = createServer()
     await new Promise<void>(resolve => closed.listen(0, '127.0.0.1', resolve))
     const port = (closed.address() as AddressInfo).port
@@ -132,10 +147,11 @@ describe.runIf(nixAvailable)('nixipfs pin-remote → a nixipfs mirror\'s Pinning
     expect(refused.out).toMatch(/refused the access token \(401: UNAUTHORIZED: .*\); check --token-file.*\[ERR_PIN_SERVICE_AUTH\]/)
     writeFileSync(tokenFile, 'pin-token-b1\n')
 
-    // The builder is gone (previous test) and mirror2 has no peer: nobody has the blocks.
-    const failed = await pinRemote(builderRepo, [], `${mirror2.url}/psa`)
+    // The builder is gone (previous test) and mirror2 holds only a closure: nobody has the root's blocks.
+    const failed = await pinRemote(builderRepo, [], proxy2.url)
     expect(failed.status).toBe(1)
     expect(failed.out).toMatch(/asking the gateway at http:\/\/127\.0\.0\.1:\d+ for this node's addresses failed \(ECONNREFUSED\)/)
     expect(failed.out).toMatch(/failed to pin bafy\w+: .*\[ERR_PIN_FAILED\]/)
+    expect(proxy2.problems).toEqual([])
   })
 })
