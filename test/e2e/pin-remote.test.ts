@@ -155,3 +155,33 @@ describe.runIf(nixAvailable)('nixipfs pin-remote → a nixipfs mirror\'s Pinning
     expect(proxy2.problems).toEqual([])
   })
 })
+
+describe.runIf(nixAvailable)('a pin request whose only origin is a libp2p address', () => {
+  it('is dialled, and the blocks come over bitswap', async () => {
+    const [path] = nixBuild(shellDerivation(`pin-remote-p2p-${salt}`, `mkdir -p $out; echo p2p ${salt} > $out/n`))
+    const repo = tmp()
+    expect(runCli(['publish', '--repo', repo, path!]).status).toBe(0)
+    const dir = tmp()
+    writeFileSync(join(dir, 'tokens'), 'p2p-token\n')
+    const p2p = ['--listen-p2p', '/ip4/127.0.0.1/tcp/0']
+    const [builder, mirror] = await Promise.all([
+      startGatewayProcess(['--repo', repo, ...p2p]),
+      startNodeProcess('mirror', ['--repo', tmp(), '--pin-token-file', join(dir, 'tokens'), ...p2p])
+    ])
+    try {
+      const origin = builder.p2p()!
+      expect(origin).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3Koo\w+$/)
+      // No gateway to ask (port 1 is closed): the --origin given is the only one.
+      const r = await runCliAsync(['pin-remote', '--repo', repo, '--service', `${mirror.url}/psa`, '--token-file', join(dir, 'tokens'), '--gateway', 'http://127.0.0.1:1', '--origin', origin, '--timeout', '60'])
+      expect(r.stdout + r.stderr).toMatch(new RegExp(`origins: ${origin}\\n`))
+      expect(r.stdout + r.stderr).toMatch(/: pinned \(\d+ blocks/)
+      expect(r.status).toBe(0)
+      expect(await mirror.waitForLog(/connected to pin origin/)).toContain(`connected to pin origin ${origin}`)
+      const { blocks } = await (await fetch(`${mirror.url}/stats`)).json() as { blocks: Record<string, number> }
+      expect(blocks.bitswap).toBeGreaterThan(0)
+      expect(blocks.http + blocks.car).toBe(0)
+    } finally {
+      await Promise.all([builder.stop(), mirror.stop()])
+    }
+  })
+})
