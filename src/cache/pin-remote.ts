@@ -107,6 +107,8 @@ export async function pushPins (options: PushOptions): Promise<PushResult> {
     if (same!.status === 'pinned') kept++
     pending.push(same!)
   }
+  /** what each replacing request replaced: asked for again should the new one fail, so the service keeps the last good pin */
+  const replacedBy = new Map<string, RemotePinStatus>()
   for (const w of toPin) {
     const pin = { cid: w.cid.toString(), name: w.name, origins: options.origins }
     const old = stale.shift()
@@ -115,12 +117,25 @@ export async function pushPins (options: PushOptions): Promise<PushResult> {
       added++
       onProgress(`${w.cid.toString()}: pin requested (${w.name})`)
     } else {
-      pending.push(await client.replace(old.requestid, pin))
+      const request = await client.replace(old.requestid, pin)
+      pending.push(request)
+      if (old.status === 'pinned') replacedBy.set(request.requestid, old)
       replaced++
       onProgress(`${w.cid.toString()}: replaces ${old.pin.cid} (${w.name})`)
     }
   }
-  const pinned = await waitPinned(options, pending)
+  let pinned: RemotePinStatus[]
+  try {
+    pinned = await waitPinned(options, pending)
+  } catch (err) {
+    const failed = (err as { requestid?: string }).requestid
+    const old = failed === undefined ? undefined : replacedBy.get(failed)
+    if (old === undefined) throw err
+    // The replaced pin was good: ask for it again rather than leave the service with nothing.
+    await client.add({ ...old.pin, origins: options.origins })
+    onProgress(`${old.pin.cid}: the pin it replaced is requested again (${old.pin.name ?? ''})`)
+    throw new PinServiceError('ERR_PIN_FAILED', `${(err as Error).message}; the pin it replaced (${old.pin.cid}) was requested again`)
+  }
   for (const old of stale) {
     await client.remove(old.requestid)
     onProgress(`${old.pin.cid}: old pin removed (${old.pin.name ?? ''})`)
@@ -137,7 +152,9 @@ async function waitPinned (options: PushOptions, requests: RemotePinStatus[]): P
     for (const p of current) {
       const line = `${p.pin.cid}: ${p.status}${p.info?.status_details === undefined ? '' : ` (${p.info.status_details})`}`
       if (said.get(p.requestid) !== line) { said.set(p.requestid, line); options.onProgress(line) }
-      if (p.status === 'failed') throw new PinServiceError('ERR_PIN_FAILED', `the pinning service ${options.client.endpoint} failed to pin ${p.pin.cid}${p.info?.status_details === undefined ? '' : `: ${p.info.status_details}`}; check that it can reach the origins (${options.origins.join(', ') || 'none given'})`)
+      if (p.status === 'failed') {
+        throw Object.assign(new PinServiceError('ERR_PIN_FAILED', `the pinning service ${options.client.endpoint} failed to pin ${p.pin.cid}${p.info?.status_details === undefined ? '' : `: ${p.info.status_details}`}; check that it can reach the origins (${options.origins.join(', ') || 'none given'})`), { requestid: p.requestid })
+      }
     }
     if (current.every(p => p.status === 'pinned')) return current
     if (Date.now() >= deadline) {

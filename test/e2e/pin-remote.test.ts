@@ -151,7 +151,16 @@ describe.runIf(nixAvailable)('nixipfs pin-remote → a nixipfs mirror\'s Pinning
     const failed = await pinRemote(builderRepo, [], proxy2.url)
     expect(failed.status).toBe(1)
     expect(failed.out).toMatch(/asking the gateway at http:\/\/127\.0\.0\.1:\d+ for this node's addresses failed \(ECONNREFUSED\)/)
-    expect(failed.out).toMatch(/failed to pin bafy\w+: .*\[ERR_PIN_FAILED\]/)
+    expect(failed.out).toMatch(/failed to pin bafy\w+: .*; the pin it replaced \(bafk\w+\) was requested again \[ERR_PIN_FAILED\]/)
+    // The service is left with the closure's pins it had (the replaced one asked for again), not with nothing.
+    const auth = { headers: { authorization: 'Bearer pin-token-b1' } }
+    let left: Array<{ status: string, pin: { name: string } }> = []
+    for (let i = 0; i < 50; i++) {
+      left = (await fetch(`${mirror2.url}/psa/pins?status=queued,pinning,pinned,failed`, auth).then(async r => await r.json() as { results: typeof left })).results
+      if (left.filter(p => p.status === 'pinned').length === 2) break
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    expect(left.map(p => `${p.status} ${p.pin.name.replace(/^nixipfs k51\w+ /, '').replace(/\w{20,}/, 'X')}`).sort()).toEqual(['failed nixipfs X', 'pinned X.narinfo', 'pinned nar/X.nar'].sort())
     expect(proxy2.problems).toEqual([])
   })
 })
