@@ -48,7 +48,7 @@ export default defineCommand({
     const repo = repoOf(args)
     const follow = repeatedArg(rawArgs, 'follow').map(followedName)
     const upstreamUrls = repeatedArg(rawArgs, 'upstream')
-    const pinTokens = args['pin-token-file'] === undefined ? undefined : await readTokenFile(args['pin-token-file'], '--pin-token-file')
+    const pinTokens = args['pin-token-file'] === undefined ? undefined : await readTokenFile(args['pin-token-file'], '--pin-token-file', m => consola.warn(m))
     const trust = await trustPolicyOf(args, rawArgs)
     // A union must not hide the narinfo the local Nix would accept behind another cache's (Nix itself would try the next substituter).
     const nixKeys = trust === undefined ? await nixTrustedKeys().catch((err: Error) => { consola.warn(`reading the local Nix's trusted-public-keys failed (${err.message}); preferring only --prefer keys${args.discover === true ? ', and --discover finds nothing' : ''}`); return [] }) : []

@@ -26,7 +26,7 @@ export default defineCommand({
   async run ({ args, rawArgs }) {
     const node = nodeOptionsOf(args, rawArgs) // flags checked before any work
     const follow = repeatedArg(rawArgs, 'follow').map(followedName)
-    const pinTokens = args['pin-token-file'] === undefined ? undefined : await readTokenFile(args['pin-token-file'], '--pin-token-file')
+    const pinTokens = args['pin-token-file'] === undefined ? undefined : await readTokenFile(args['pin-token-file'], '--pin-token-file', m => consola.warn(m))
     if (follow.length === 0 && pinTokens === undefined) throw new UsageError('a mirror needs at least one --follow KEY, or --pin-token-file FILE to keep what it is asked to pin')
     const closures = repeatedArg(rawArgs, 'closure')
     const daemon = await startDaemon({

@@ -32,7 +32,7 @@ export default defineCommand({
     if (args['token-file'] === undefined) throw new UsageError('--token-file FILE is needed: the access token the service gave you, on one line')
     const timeout = Number(args.timeout)
     if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got ${args.timeout}`)
-    const [token] = await readTokenFile(args['token-file'], '--token-file')
+    const [token] = await readTokenFile(args['token-file'], '--token-file', m => consola.warn(m))
     const repo = repoOf(args)
     const name = await cacheName(repo, args.cache)
     if (name === undefined) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH)`)

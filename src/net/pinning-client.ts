@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { PinServiceError, UsageError } from '../errors.js'
 
 // A client of the IPFS Pinning Service API v1.0.0 (ipfs/pinning-services-api-spec):
@@ -28,14 +28,17 @@ export interface RemotePinStatus {
 /** How long one request to the service may take. */
 const REQUEST_TIMEOUT_MS = 30_000
 
-/** The access tokens in FILE: one per line, blank lines and `#` comments skipped. */
-export async function readTokenFile (path: string, flag: string): Promise<string[]> {
+/** The access tokens in FILE: one per line, blank lines and `#` comments skipped; `warn` is told when others may read the file. */
+export async function readTokenFile (path: string, flag: string, warn: (m: string) => void = () => {}): Promise<string[]> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
   } catch (err) {
     throw new UsageError(`${flag} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give a file with one access token per line`)
   }
+  const mode = (await stat(path)).mode & 0o777
+  // A token is a password: readable by others, anyone on the machine can pin (or unpin) in its name.
+  if ((mode & 0o077) !== 0) warn(`${flag} ${path} can be read by others (mode ${mode.toString(8).padStart(4, '0')}); chmod 600 ${path}`)
   const tokens = text.split('\n').map(l => l.replace(/#.*/, '').trim()).filter(l => l !== '')
   if (tokens.length === 0) throw new UsageError(`${flag} ${path} holds no token; put one access token per line`)
   const spaced = tokens.find(t => /\s/.test(t))

@@ -138,6 +138,12 @@ describe('first contact: typos, usage errors, help', () => {
       expect(r.stdout + r.stderr, args.join(' ')).toMatch(message)
       expect(r.stdout + r.stderr).toMatch(/\[ERR_USAGE\]/)
     }
+    // A token is a password: a file others can read is named, with the fix.
+    writeFileSync(join(dir, 'token'), 'tok\n', { mode: 0o644 })
+    chmodSync(join(dir, 'token'), 0o644)
+    const open = runCli(['pin-remote', '--service', 'http://127.0.0.1:1/psa', '--token-file', join(dir, 'token'), '--repo', tmp()])
+    expect(open.stdout + open.stderr).toMatch(/--token-file .*token can be read by others \(mode 0644\); chmod 600 /)
+    expect(open.stdout + open.stderr).toMatch(/has no cache yet; publish something first/)
   })
 
   it('--help in a pipe is plain text of at most 100 columns, and names the options of every command', () => {
