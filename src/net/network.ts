@@ -247,13 +247,21 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }))
   }
 
+  // HTTP peers that pin requests named, oldest first: at the cap the oldest gives way, so old requests' origins never crowd out new ones.
+  const originPeers: HttpPeer[] = []
   async function dialOrigin (address: string): Promise<void> {
     const m = /^\/(ip4|ip6|dns|dns4|dns6)\/([^/]+)\/tcp\/(\d+)(\/tls)?\/(https?)(?:\/p2p\/\w+)?$/.exec(address)
     if (m !== null) {
       const url = `${m[5] === 'https' || m[4] !== undefined ? 'https' : 'http'}://${m[1] === 'ip6' ? `[${m[2]!}]` : m[2]!}:${m[3]!}`
-      if (http.length >= MAX_HTTP_PEERS || http.some(p => p.url === url)) return
+      if (http.some(p => p.url === url)) return
+      if (http.length >= MAX_HTTP_PEERS) {
+        const oldest = originPeers.shift()
+        if (oldest === undefined) return
+        http.splice(http.indexOf(oldest), 1)
+      }
+      originPeers.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
       // The block source reads this list at each fetch; every block from it is checked against its CID.
-      http.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
+      http.push(originPeers.at(-1)!)
       options.log.info(`pin origin ${url} added as a trustless gateway peer`)
       return
     }
