@@ -174,7 +174,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   let pinnedServed: IndexSource[] = []
   const servePinned = (): void => {
     if (pinned === undefined) return
-    for (const s of pinnedServed) served.splice(served.indexOf(s), 1)
+    for (const s of pinnedServed) { const i = served.indexOf(s); if (i >= 0) served.splice(i, 1) }
     pinnedServed = pinned.sources()
     served.push(...pinnedServed)
   }
