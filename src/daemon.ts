@@ -181,7 +181,15 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   servePinned()
   const pinWorker = remotePins === undefined
     ? undefined
-    : startPinWorker({ store: remotePins, blocks: network.blocks, local, dialOrigin: network.dialOrigin, onPinned: servePinned, log })
+    : startPinWorker({
+      store: remotePins,
+      blocks: network.blocks,
+      local,
+      dialOrigin: network.dialOrigin,
+      fetchedBlocks: () => { const c = network.blocks.counters; return c.http + c.car + c.bitswap },
+      onPinned: servePinned,
+      log
+    })
   const judged = options.trust === undefined
     ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder('followed caches') })
     : quorumOf(served, { ...quorum.hooks(options.trust), votes: hash => heard.votes(hash) })

@@ -12,6 +12,8 @@ export interface PinWorkerOptions {
   local: DurableWrites
   /** dials one of a request's origins (a libp2p or an HTTP multiaddr), best effort */
   dialOrigin: (address: string) => Promise<void>
+  /** blocks fetched from peers so far (all requests): progress while a whole DAG comes in as one CAR stream */
+  fetchedBlocks?: () => number
   /** called when a request is pinned */
   onPinned?: (pin: StoredPin) => void
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
@@ -52,9 +54,11 @@ export function startPinWorker (options: PinWorkerOptions): { wake: () => void, 
     let blocks = 0
     let bytes = 0
     const started = Date.now()
+    const fetchedBefore = options.fetchedBlocks?.() ?? 0
     const ticker = setInterval(() => {
       if (store.get(id) === undefined) gone.abort(new Error('the pin request was removed'))
-      store.progress(id, `fetched ${blocks} blocks (${mib(bytes)}) in ${Math.round((Date.now() - started) / 1000)} s`)
+      const fetched = options.fetchedBlocks === undefined ? '' : `, ${options.fetchedBlocks() - fetchedBefore} fetched from peers`
+      store.progress(id, `walked ${blocks} blocks (${mib(bytes)})${fetched} in ${Math.round((Date.now() - started) / 1000)} s`)
     }, PROGRESS_MS)
     try {
       const epoch = options.local.writeEpoch
