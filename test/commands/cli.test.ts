@@ -146,6 +146,20 @@ describe('first contact: typos, usage errors, help', () => {
     expect(open.stdout + open.stderr).toMatch(/has no cache yet; publish something first/)
   })
 
+  it('a gateway with --pin-token-file starts on an empty repo and serves the Pinning Service API', async () => {
+    const dir = tmp()
+    writeFileSync(join(dir, 'tokens'), 'gw-token\n', { mode: 0o600 })
+    const gw = await startGatewayProcess(['--repo', tmp(), '--pin-token-file', join(dir, 'tokens')])
+    try {
+      expect((await fetch(`${gw.url}/psa/pins`)).status).toBe(401)
+      const r = await fetch(`${gw.url}/psa/pins`, { headers: { authorization: 'Bearer gw-token' } })
+      expect(r.status).toBe(200)
+      expect(await r.json()).toEqual({ count: 0, results: [] })
+    } finally {
+      await gw.stop()
+    }
+  })
+
   it('--help in a pipe is plain text of at most 100 columns, and names the options of every command', () => {
     const top = runCli(['--help'])
     expect(top.status).toBe(0)
