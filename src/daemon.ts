@@ -29,6 +29,10 @@ import type { PublicKey, SecretKey } from './nix/signing.js'
 import { startNetwork, type Network, type NetworkOptions } from './net/network.js'
 import { httpMultiaddrsOf, nodeRouting, routingViewOf, withoutPeerId, type PeerInfo } from './net/routing-view.js'
 import { startRecordPush } from './net/record-push.js'
+import { RemotePinStore } from './cache/remote-pins.js'
+import { startPinWorker } from './cache/pin-worker.js'
+import { PinnedCaches } from './cache/pinned-caches.js'
+import type { IndexSource } from './cache/source.js'
 
 export interface DaemonOptions {
   repo: string
@@ -61,6 +65,8 @@ export interface DaemonOptions {
   headTimeoutMs?: number
   /** look for caches that hold what no served cache has (gateway --discover): those under these keys are followed on demand */
   discover?: { keys: PublicKey[], requireSignature: boolean, deadlineMs?: number, maxCaches?: number }
+  /** serve the Pinning Service API at /psa to these bearer tokens, and pin what it is asked to */
+  pinTokens?: string[]
   /** keep the repo's packs under this many bytes by evicting least recently used NARs of followed caches */
   maxCacheBytes?: number
   expiredGraceMs: number
@@ -90,8 +96,9 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const heard = await HeardStatements.open(repo, name => keptNames.has(name))
 
   const local = await PackStore.openRepo(repo)
-  // Following means writing fetched blocks; gc must not compact under it.
-  const unregister = options.follow.length > 0 || options.discover !== undefined ? await registerFetcher(repo) : undefined
+  const remotePins = options.pinTokens === undefined ? undefined : await RemotePinStore.open(repo)
+  // Following (or pinning) means writing fetched blocks; gc must not compact under it.
+  const unregister = options.follow.length > 0 || options.discover !== undefined || remotePins !== undefined ? await registerFetcher(repo) : undefined
 
   const network = await startNetwork(repo, local, { ...options.network, log })
 
@@ -162,6 +169,27 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       followOptions: { intervalMs: options.followIntervalMs, fetch: 'index', maxIndexBytes: options.maxIndexBytes, log },
       log
     })
+  // Pinned cache roots are served after the followed caches, newest first (see PinnedCaches).
+  const pinned = remotePins === undefined ? undefined : new PinnedCaches(remotePins, network.blocks)
+  let pinnedServed: IndexSource[] = []
+  const servePinned = (): void => {
+    if (pinned === undefined) return
+    for (const s of pinnedServed) { const i = served.indexOf(s); if (i >= 0) served.splice(i, 1) }
+    pinnedServed = pinned.sources()
+    served.push(...pinnedServed)
+  }
+  servePinned()
+  const pinWorker = remotePins === undefined
+    ? undefined
+    : startPinWorker({
+      store: remotePins,
+      blocks: network.blocks,
+      local,
+      dialOrigin: network.dialOrigin,
+      fetchedBlocks: () => { const c = network.blocks.counters; return c.http + c.car + c.bitswap },
+      onPinned: servePinned,
+      log
+    })
   const judged = options.trust === undefined
     ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder('followed caches') })
     : quorumOf(served, { ...quorum.hooks(options.trust), votes: hash => heard.votes(hash) })
@@ -185,6 +213,15 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     local,
     record: async name => await loadRecordBytes(repo, name),
     routing,
+    pinning: remotePins === undefined
+      ? undefined
+      : {
+          store: remotePins,
+          tokens: options.pinTokens ?? [],
+          // The spec's delegates end in /p2p/<id>: this node's libp2p addresses and its trustless gateway.
+          delegates: () => self().addresses.map(a => `${a}/p2p/${network.peerId}`),
+          changed: () => { servePinned(); pinWorker?.wake() }
+        },
     host: options.host,
     port: options.port,
     logger: log,
@@ -193,6 +230,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     maxHeaderBytes: options.maxHeaderBytes,
     headTimeoutMs: options.headTimeoutMs
   }).catch(async (err: Error) => {
+    await pinWorker?.stop()
     gossip?.stop()
     follower?.stop()
     await network.stop()
@@ -229,6 +267,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       evictor?.stop()
       gossip?.stop()
       follower?.stop()
+      await pinWorker?.stop()
       await gateway.close()
       await network.stop()
       await local.close()

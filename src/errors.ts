@@ -187,3 +187,15 @@ export class RepoDamagedError extends NixipfsError {
   override name = 'RepoDamagedError'
   constructor (message: string) { super('ERR_REPO_DAMAGED', message) }
 }
+
+/** A Pinning Service API server refused or failed a request, or cannot be reached; `code` says which (ERR_PIN_SERVICE_UNREACHABLE, ERR_PIN_SERVICE_AUTH, ERR_PIN_SERVICE, ERR_PIN_FAILED, ERR_PIN_TIMEOUT). */
+export class PinServiceError extends NixipfsError {
+  override name = 'PinServiceError'
+  constructor (code: string, message: string) { super(code, message) }
+}
+
+/** The repo's remote pins file (`remote-pins.json`) cannot be read. */
+export class RemotePinsError extends NixipfsError {
+  override name = 'RemotePinsError'
+  constructor (message: string) { super('ERR_REMOTE_PINS', message) }
+}

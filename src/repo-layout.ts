@@ -38,6 +38,11 @@ export function pinsPath (repo: string): string {
   return join(repo, 'pins')
 }
 
+/** File holding the pin requests taken over the Pinning Service API (JSON; their CIDs are kept by gc like `pins`). */
+export function remotePinsPath (repo: string): string {
+  return join(repo, 'remote-pins.json')
+}
+
 /** The folder of this node's dispute ledger (`<hash>.json` per disputed store path). */
 export function disputesDir (repo: string): string {
   return join(repo, 'disputes')

@@ -5,6 +5,7 @@ import type { NetworkBlocks } from '../net/fetcher.js'
 import { withRepoLock } from '../repo.js'
 import { markReachable } from './gc.js'
 import { readPins } from './pins.js'
+import { remotePinCids } from './remote-pins.js'
 import { loadRecord } from './records.js'
 import { packsDir } from '../repo-layout.js'
 
@@ -53,7 +54,7 @@ export async function evictToFit (repo: string, local: CompactableBlocks, blocks
         const root = (await loadRecord(repo, name))?.root
         if (root !== undefined) (name === options.own ? own : indexes).push(root)
       }
-      const marks = await markReachable(local, await readPins(repo), ignore)
+      const marks = await markReachable(local, [...await readPins(repo), ...await remotePinCids(repo)], ignore)
       await markReachable(local, own, ignore, { marks, layout: 'cache' })
       await markReachable(local, indexes, ignore, { marks, layout: 'index' })
       // The indexes count: the NARs share what they leave of the limit.

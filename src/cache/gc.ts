@@ -9,6 +9,7 @@ import { runningFetcher, withRepoLock } from '../repo.js'
 import { recordNames } from '../repo-layout.js'
 import { CacheLayout } from './layout.js'
 import { readPins } from './pins.js'
+import { remotePinCids } from './remote-pins.js'
 import { loadRecord } from './records.js'
 
 export interface GcOptions {
@@ -31,7 +32,7 @@ export interface GcResult extends CompactResult {
   tableBytes: { before: number, after: number }
 }
 
-/** Every root gc keeps: the root of each stored record (own and followed caches) and each pin. */
+/** Every root gc keeps: the root of each stored record (own and followed caches), each pin and each Pinning Service API request. */
 async function gcRoots (repo: string): Promise<{ records: CID[], pins: CID[] }> {
   const records: CID[] = []
   for (const name of await recordNames(repo)) {
@@ -39,7 +40,7 @@ async function gcRoots (repo: string): Promise<{ records: CID[], pins: CID[] }> 
     const record = await loadRecord(repo, name)
     if (record !== undefined) records.push(record.root)
   }
-  return { records, pins: await readPins(repo) }
+  return { records, pins: [...await readPins(repo), ...await remotePinCids(repo)] }
 }
 
 /**

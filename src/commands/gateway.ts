@@ -8,7 +8,8 @@ import { startDaemon } from '../daemon.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, ownCacheName, repeatedArg, repoArg, repoOf, servedKeys, signingKey } from './common.js'
 import { nixConfLines } from '../nix/nix-conf.js'
-import { followedName, nodeArgs, nodeOptionsOf, parseSize } from './network-args.js'
+import { followedName, nodeArgs, nodeOptionsOf, parseSize, pinTokenArg } from './network-args.js'
+import { readTokenFile } from '../net/pinning-client.js'
 import { runUntilSignal } from './run.js'
 import { trustPolicyOf } from './trust-args.js'
 import { DEFAULT_DISCOVER_DEADLINE_MS, DEFAULT_DISCOVERED_CACHES } from '../trust/discover.js'
@@ -39,13 +40,15 @@ export default defineCommand({
     'max-discovered': { type: 'string', default: String(DEFAULT_DISCOVERED_CACHES), description: 'Most caches --discover follows at once; the least recently useful is dropped first' },
     'max-cache': { type: 'string', description: 'Keep the repo, indexes included, under this size (e.g. 20G): NARs of followed caches asked for least recently are dropped first; the own cache and indexes are kept', valueHint: 'SIZE' },
     'expired-grace-hours': { type: 'string', default: String(DEFAULT_EXPIRED_GRACE_MS / HOUR_MS), description: 'Keep serving a cache this many hours after its record expired (with a warning), then stop' },
-    ...lifetimeArgs
+    ...lifetimeArgs,
+    ...pinTokenArg
   },
   async run ({ args, rawArgs }) {
     const node = nodeOptionsOf(args, rawArgs) // flags checked before any work
     const repo = repoOf(args)
     const follow = repeatedArg(rawArgs, 'follow').map(followedName)
     const upstreamUrls = repeatedArg(rawArgs, 'upstream')
+    const pinTokens = args['pin-token-file'] === undefined ? undefined : await readTokenFile(args['pin-token-file'], '--pin-token-file', m => consola.warn(m))
     const trust = await trustPolicyOf(args, rawArgs)
     // A union must not hide the narinfo the local Nix would accept behind another cache's (Nix itself would try the next substituter).
     const nixKeys = trust === undefined ? await nixTrustedKeys().catch((err: Error) => { consola.warn(`reading the local Nix's trusted-public-keys failed (${err.message}); preferring only --prefer keys${args.discover === true ? ', and --discover finds nothing' : ''}`); return [] }) : []
@@ -59,7 +62,7 @@ export default defineCommand({
     const own = upstreamKey !== undefined && args.cache === undefined
       ? ipnsNameOf(upstreamKey.publicKey)
       : follow.length > 0 && args.cache === undefined ? await ownCacheName(repo) : await cacheName(repo, args.cache)
-    if (own === undefined && follow.length === 0 && discover === undefined) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH), follow one with --follow KEY, or fall back to one with --upstream URL`)
+    if (own === undefined && follow.length === 0 && discover === undefined && pinTokens === undefined) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH), follow one with --follow KEY, or fall back to one with --upstream URL`)
     const graceHours = Number(args['expired-grace-hours'])
     if (!(graceHours >= 0)) throw new UsageError(`--expired-grace-hours must be a number ≥ 0, got ${args['expired-grace-hours']}`)
     const recordLifetimeMs = lifetimeMsOf(args)
@@ -75,6 +78,7 @@ export default defineCommand({
       follow,
       pin: 'index',
       closures: [],
+      pinTokens,
       trust,
       prefer,
       discover,

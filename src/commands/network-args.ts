@@ -28,6 +28,11 @@ export const nodeArgs = {
   'peer-connections': { type: 'string', default: String(DEFAULT_PEER_CONNECTIONS), description: 'HTTP connections (requests in flight) to one --http-gateway peer at once' }
 } as const
 
+/** The flag that turns on the Pinning Service API of a gateway or mirror. */
+export const pinTokenArg = {
+  'pin-token-file': { type: 'string', description: 'Serve the IPFS Pinning Service API at /psa to the bearer tokens in FILE (one per line) and keep what it is asked to pin', valueHint: 'FILE' }
+} as const
+
 /** The IPNS name of a cache given by Nix public key or by name. */
 export function followedName (value: string): string {
   if (value.includes(':')) return ipnsNameOf(parsePublicKey(value).key)

@@ -18,5 +18,6 @@ export const SUBCOMMANDS: Record<string, () => Promise<CommandDef<any>>> = {
   verify: async () => (await import('./verify.js')).default,
   import: async () => (await import('./import.js')).default,
   use: async () => (await import('./use.js')).default,
-  watch: async () => (await import('./watch.js')).default
+  watch: async () => (await import('./watch.js')).default,
+  'pin-remote': async () => (await import('./pin-remote.js')).default
 }

@@ -14,6 +14,7 @@ import { serveLog } from './log.js'
 import type { CID } from 'multiformats/cid'
 import type { RoutingView } from '../net/routing-view.js'
 import { serveRoutingV1 } from './routing-v1.js'
+import { servePinning, type PinningApi } from './pinning.js'
 
 /** What every handler gets. */
 export interface RouteContext {
@@ -35,6 +36,8 @@ export interface RouteContext {
   disputes: () => Promise<unknown[]>
   /** what /routing/v1 answers from (undefined: not served) */
   routing?: RoutingView
+  /** the Pinning Service API's pin requests (undefined: the API is off) */
+  pinning?: PinningApi
   /** HTTP binary caches asked for what the served caches miss */
   upstream?: UpstreamFallback
   /** counters, as JSON */
@@ -60,7 +63,8 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/stats$/, serveStats],
   [/^\/metrics$/, serveMetrics],
   [/^\/healthz$/, serveHealth],
-  [/^\/routing\/v1(\/.*)?$/, serveRoutingV1]
+  [/^\/routing\/v1(\/.*)?$/, serveRoutingV1],
+  [/^\/psa(\/.*)?$/, servePinning]
 ]
 
 /**
@@ -74,7 +78,7 @@ export const ROUTE_NAMES: readonly string[] = [...ROUTES.map(([, handler]) => ha
 export const UNMATCHED = ROUTES.length
 
 /** Routes that answer without the served caches, so they still work when none can be opened. */
-export const INDEX_FREE: ReadonlySet<Handler> = new Set([serveIpfs, serveIpns, serveDisputes, serveStats, serveMetrics, serveHealth, serveRoutingV1])
+export const INDEX_FREE: ReadonlySet<Handler> = new Set([serveIpfs, serveIpns, serveDisputes, serveStats, serveMetrics, serveHealth, serveRoutingV1, servePinning])
 
 /** Routes that take more methods than GET and HEAD, checking the method themselves. */
-export const ANY_METHOD: ReadonlySet<Handler> = new Set([serveRoutingV1])
+export const ANY_METHOD: ReadonlySet<Handler> = new Set([serveRoutingV1, servePinning])

@@ -32,6 +32,8 @@ export interface GatewayOptions {
   local: RouteContext['local']
   record: RouteContext['record']
   routing?: RouteContext['routing']
+  /** the Pinning Service API at /psa (off without it) */
+  pinning?: RouteContext['pinning']
   host: string
   /** 0 picks a free port */
   port: number
@@ -86,7 +88,7 @@ export interface Gateway {
 
 /** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
-  const { caches, blocks, local, record, routing, disputes, upstream, stats, logger } = options
+  const { caches, blocks, local, record, routing, pinning, disputes, upstream, stats, logger } = options
   // Each gateway has its own registry (several can run in one process, as in the tests); process metrics are shared.
   const registry = new Registry()
   processMetrics()
@@ -120,7 +122,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       indexError = err
       return undefined
     })
-    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, disputes, upstream, stats, metrics, head: method === 'HEAD' })
+    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, pinning, disputes, upstream, stats, metrics, head: method === 'HEAD' })
   }
 
   // A refused narinfo is logged once per NAR, not on every request Nix repeats.

@@ -56,6 +56,8 @@ export interface Network {
   records: (name: string, signal?: AbortSignal) => Promise<Array<{ from: string, bytes: Uint8Array }>>
   /** answers peers asking which caches hold a narinfo for a store path hash (see NARINFO_KEY_PREFIX) */
   serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
+  /** dials a pin request's origin (best effort): an HTTP multiaddr joins the trustless gateways blocks come from, a libp2p one is dialled */
+  dialOrigin: (address: string) => Promise<void>
   /** the IPNS names of the caches in which `provider` says it holds a narinfo for `hash` (unverified) */
   cachesHolding: (provider: Provider, hash: string, signal: AbortSignal) => Promise<string[]>
   stop: () => Promise<void>
@@ -249,10 +251,35 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }))
   }
 
+  // HTTP peers that pin requests named, oldest first: at the cap the oldest gives way, so old requests' origins never crowd out new ones.
+  const originPeers: HttpPeer[] = []
+  async function dialOrigin (address: string): Promise<void> {
+    const m = /^\/(ip4|ip6|dns|dns4|dns6)\/([^/]+)\/tcp\/(\d+)(\/tls)?\/(https?)(?:\/p2p\/\w+)?$/.exec(address)
+    if (m !== null) {
+      const url = `${m[5] === 'https' || m[4] !== undefined ? 'https' : 'http'}://${m[1] === 'ip6' ? `[${m[2]!}]` : m[2]!}:${m[3]!}`
+      if (http.some(p => p.url === url)) return
+      if (http.length >= MAX_HTTP_PEERS) {
+        const oldest = originPeers.shift()
+        if (oldest === undefined) return
+        http.splice(http.indexOf(oldest), 1)
+      }
+      originPeers.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
+      // The block source reads this list at each fetch; every block from it is checked against its CID.
+      http.push(originPeers.at(-1)!)
+      options.log.info(`pin origin ${url} added as a trustless gateway peer`)
+      return
+    }
+    if (p2p === undefined || !address.includes('/p2p/')) return
+    const { dialPeer } = await import('./p2p.js')
+    await dialPeer(p2p, address, AbortSignal.timeout(5_000))
+    options.log.info(`connected to pin origin ${address}`)
+  }
+
   return {
     blocks,
     p2p,
     routing,
+    dialOrigin,
     serveNarInfoNames,
     cachesHolding,
     joined: routing !== undefined && (options.bootstrap ?? []).length > 0,

@@ -9,7 +9,7 @@ import { BIN, runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
 
 describe('nixipfs CLI', () => {
   it('explains every command with --help, including an example', () => {
-    for (const cmd of ['keygen', 'publish', 'gateway', 'info', 'ls', 'republish', 'gc']) {
+    for (const cmd of ['keygen', 'publish', 'gateway', 'info', 'ls', 'republish', 'gc', 'mirror', 'pin-remote']) {
       const r = runCli([cmd, '--help'])
       expect(r.status).toBe(0)
       expect(r.stdout + r.stderr).toMatch(/Example: nixipfs /)
@@ -121,11 +121,50 @@ describe('first contact: typos, usage errors, help', () => {
     expect(runCli(['info', '--repo', tmp(), '--log-json', '--config', join(tmp(), 'none.json')]).status).toBe(0)
   })
 
+  it('pin-remote and a pinning mirror say what they need', () => {
+    const dir = tmp()
+    writeFileSync(join(dir, 'empty'), '# no token yet\n')
+    const cases: Array<[string[], RegExp]> = [
+      [['pin-remote', '--token-file', join(dir, 'empty')], /--service takes the http\(s\) URL of a pinning service endpoint/],
+      [['pin-remote', '--service', 'http://127.0.0.1:1/psa'], /--token-file FILE is needed/],
+      [['pin-remote', '--service', 'http://127.0.0.1:1/psa', '--token-file', join(dir, 'empty')], /--token-file .*empty holds no token/],
+      [['pin-remote', '--service', 'http://127.0.0.1:1/psa', '--token-file', join(dir, 'none')], /--token-file .*none cannot be read \(ENOENT\)/],
+      [['mirror', '--offline'], /a mirror needs at least one --follow KEY, or --pin-token-file FILE/],
+      [['mirror', '--offline', '--pin-token-file', join(dir, 'empty')], /--pin-token-file .*empty holds no token/]
+    ]
+    for (const [args, message] of cases) {
+      const r = runCli([...args, '--repo', tmp()])
+      expect(r.status, args.join(' ')).toBe(1)
+      expect(r.stdout + r.stderr, args.join(' ')).toMatch(message)
+      expect(r.stdout + r.stderr).toMatch(/\[ERR_USAGE\]/)
+    }
+    // A token is a password: a file others can read is named, with the fix.
+    writeFileSync(join(dir, 'token'), 'tok\n', { mode: 0o644 })
+    chmodSync(join(dir, 'token'), 0o644)
+    const open = runCli(['pin-remote', '--service', 'http://127.0.0.1:1/psa', '--token-file', join(dir, 'token'), '--repo', tmp()])
+    expect(open.stdout + open.stderr).toMatch(/--token-file .*token can be read by others \(mode 0644\); chmod 600 /)
+    expect(open.stdout + open.stderr).toMatch(/has no cache yet; publish something first/)
+  })
+
+  it('a gateway with --pin-token-file starts on an empty repo and serves the Pinning Service API', async () => {
+    const dir = tmp()
+    writeFileSync(join(dir, 'tokens'), 'gw-token\n', { mode: 0o600 })
+    const gw = await startGatewayProcess(['--repo', tmp(), '--pin-token-file', join(dir, 'tokens')])
+    try {
+      expect((await fetch(`${gw.url}/psa/pins`)).status).toBe(401)
+      const r = await fetch(`${gw.url}/psa/pins`, { headers: { authorization: 'Bearer gw-token' } })
+      expect(r.status).toBe(200)
+      expect(await r.json()).toEqual({ count: 0, results: [] })
+    } finally {
+      await gw.stop()
+    }
+  })
+
   it('--help in a pipe is plain text of at most 100 columns, and names the options of every command', () => {
     const top = runCli(['--help'])
     expect(top.status).toBe(0)
     expect(top.stdout).toMatch(/^ {2}disputes +List the store paths builders disagree on: [^]*\(nixipfs\s+verify\)[^]*announced on\s+the network\.$/m)
-    for (const args of [['--help'], ...['keygen', 'publish', 'gateway', 'mirror', 'import', 'config', 'doctor'].map(c => [c, '--help'])]) {
+    for (const args of [['--help'], ...['keygen', 'publish', 'gateway', 'mirror', 'import', 'config', 'doctor', 'pin-remote'].map(c => [c, '--help'])]) {
       const r = runCli(args)
       expect(r.status).toBe(0)
       // eslint-disable-next-line no-control-regex
