@@ -14,8 +14,10 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
+// Smoke mode (BENCH_SMOKE=1, see bench/lib/mode.mjs): one short round.
+const SMOKE = process.env.BENCH_SMOKE === '1'
+const SECONDS = Number(process.env.BENCH_SECONDS ?? (SMOKE ? 1 : 5))
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (SMOKE ? 1 : 4))
 const CONNS = Number(process.env.BENCH_CONNS ?? 16)
 
 if (process.argv[2] === '--client') {

@@ -7,15 +7,16 @@ import { tmp } from '../helpers/cli.js'
 // Every benchmark runs in its smoke mode (BENCH_SMOKE=1: a tiny corpus or N, no targets checked), so a change
 // that breaks one fails here instead of when someone next runs it. npm test builds dist/ first.
 const BENCH = resolve(import.meta.dirname, '../../bench')
-/** The results file each benchmark writes (chunk-overlap only prints). */
-const RESULTS: Record<string, string | undefined> = {
+/** The results file each benchmark writes, or what it prints when it writes none. */
+const RESULTS: Record<string, string | RegExp> = {
   'p2p.mjs': 'p2p-results.md',
   'run.mjs': 'results.md',
   'index.mjs': 'index-results.md',
   'load.mjs': 'load-results.md',
   'soak.mjs': 'soak-results.md',
   'discovery.mjs': 'discovery-results.md',
-  'chunk-overlap.mjs': undefined
+  'chunk-overlap.mjs': /CDC storage \/ fixed storage = [0-9.]+/,
+  'metrics-overhead.mjs': /median [0-9.]+ µs CPU per request/
 }
 /** What the benchmarks run besides Node: .ci/run installs them; under CI=true a missing one fails the tests. */
 const TOOLS = ['nix-store', 'nginx', 'wrk', 'curl', 'python3', 'flock']
@@ -56,7 +57,7 @@ describe.runIf(missing.length === 0 || process.env.CI === 'true')('benchmark smo
     const { status, output } = await inLane(async () => await smoke(script, out))
     expect(status, output.slice(-3000)).toBe(0)
     const results = RESULTS[script]
-    if (results === undefined) expect(output).toMatch(/CDC storage \/ fixed storage = [0-9.]+/)
+    if (results instanceof RegExp) expect(output).toMatch(results)
     else expect(readFileSync(join(out, results), 'utf8')).toMatch(/^# /)
     for (const [file, text] of Object.entries(committed)) expect(readFileSync(join(BENCH, file), 'utf8'), `bench/${file} was overwritten`).toBe(text)
   }, 600_000)
