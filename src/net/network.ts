@@ -71,6 +71,9 @@ const STORE_HASH = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/
 /** Largest answer accepted to "which caches hold this narinfo" (some hundred names). */
 const MAX_NAMES_BYTES = 64 * 1024
 
+/** How long a NAR fetch asks the routing for more providers. */
+const PROVIDER_SEARCH_MS = 5_000
+
 /** Connected peers (beyond the named ones) asked for a record directly over fetch. */
 const RECORD_PEERS = 8
 
@@ -158,8 +161,53 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     http,
     bitswap: p2p === undefined ? undefined : { get: (cid: CID, o: { signal: AbortSignal }) => p2p.blockstore.get(cid, o) },
     stallMs: options.peerTimeoutMs,
+    providers: (root, signal) => routing === undefined && delegated.length === 0 ? undefined : httpProviders(root, signal),
     log: options.log
   })
+
+  /** The trustless HTTP gateways among the providers of `root` that the DHT and the --routing servers name (searched for PROVIDER_SEARCH_MS at most). */
+  async function * httpProviders (root: CID, given: AbortSignal): AsyncGenerator<HttpPeer> {
+    const signal = AbortSignal.any([given, AbortSignal.timeout(PROVIDER_SEARCH_MS)])
+    const { httpUrlsOf } = await import('./delegated.js')
+    const found: HttpPeer[] = []
+    let wake: (() => void) | undefined
+    let running = 0
+    const take = async (from: string, providers: AsyncIterable<{ id: string, addresses: string[] }>): Promise<void> => {
+      running++
+      try {
+        for await (const provider of providers) {
+          if (provider.id === peerId) continue // this node itself
+          for (const url of httpUrlsOf(provider.addresses)) {
+            let peer = http.find(p => p.url === url)
+            if (peer === undefined) {
+              if (http.length >= MAX_HTTP_PEERS) continue
+              peer = new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections })
+              // Kept for later block requests too; every block from it is checked against its CID.
+              http.push(peer)
+              options.log.info(`${from} names ${url} (peer ${provider.id}) as a provider of ${root.toString()}`)
+            }
+            found.push(peer)
+            wake?.()
+          }
+        }
+      } catch (err) {
+        if (!signal.aborted) options.log.debug(`providers of ${root.toString()} from ${from}: ${(err as Error).message}`)
+      } finally {
+        running--
+        wake?.()
+      }
+    }
+    if (routing !== undefined && routing.size() > 0) take('the DHT', routing.findProviders(root, { signal })).catch(() => {})
+    for (const server of delegated) take(server.name, server.findProviders(root, { signal })).catch(() => {})
+    const named = new Set<string>()
+    while (!signal.aborted) {
+      const next = found.shift()
+      if (next !== undefined) { if (!named.has(next.url)) { named.add(next.url); yield next } continue }
+      if (running === 0) return
+      await new Promise<void>(resolve => { wake = resolve; signal.addEventListener('abort', () => resolve(), { once: true }) })
+      wake = undefined
+    }
+  }
 
   async function records (name: string, signal?: AbortSignal): Promise<Array<{ from: string, bytes: Uint8Array }>> {
     const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
