@@ -228,6 +228,8 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       ...http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) })),
       ...delegated.map(async server => ({ from: server.name, bytes: await server.getRecord(name, { signal: sig }) }))
     ]
+    // Observed below, after the awaits of the loop over connections: one that fails meanwhile must not go unhandled.
+    for (const ask of asks) ask.catch(() => {})
     // On a DHT a node is connected to many peers, most of which do not speak the fetch protocol (kubo, Helia):
     // ask only those that do, the named --peer ones first, at most RECORD_PEERS of them (the DHT is asked besides).
     const named = new Set(options.peers.map(a => a.split('/p2p/').at(-1)))

@@ -121,7 +121,7 @@ export class Swarm {
   async fetch (root: CID, peers: HttpPeer[], options: { signal?: AbortSignal, joining?: AsyncIterable<HttpPeer> } = {}): Promise<SwarmReport | undefined> {
     const { source } = this
     const signal = options.signal
-    if (source.stored(root) || this.expected.has(root.toString()) || source.fetching(root)) return undefined
+    if (source.stored(root) || this.expected.has(root.toString())) return undefined
     const started = Date.now()
     const pending: Wanted[] = []
     const owned = new Map<string, Wanted>()
@@ -222,7 +222,7 @@ export class Swarm {
         owned.delete(key)
         this.expected.delete(key)
         // The children are taken charge of before anyone hears of them (the reader learns them from this block).
-        if (w.cid.code === dagPb.code) dagPb.decode(got).Links.forEach((l, i) => expect(l.Hash, [...w.order, i], l.Tsize ?? DEFAULT_BLOCK_BYTES))
+        if (w.cid.code === dagPb.code) links(got, w.order)
         w.waiter.resolve(got)
       }, (err: Error) => {
         settle()
@@ -242,7 +242,14 @@ export class Swarm {
       pending.splice(i, 0, w)
     }
 
-    expect(root, [], DEFAULT_BLOCK_BYTES)
+    const links = (bytes: Uint8Array, order: number[]): void => {
+      dagPb.decode(bytes).Links.forEach((l, i) => expect(l.Hash, [...order, i], l.Tsize ?? DEFAULT_BLOCK_BYTES))
+    }
+    if (!source.fetching(root)) expect(root, [], DEFAULT_BLOCK_BYTES)
+    else if (root.code === dagPb.code) {
+      // The reader got to the root first (bitswap, while the routing searched): the swarm takes the blocks below it.
+      try { links(await source.fetch(root), []) } catch { return undefined }
+    }
     if (owned.size === 0) return undefined
     for (const peer of peers) join(peer)
     if (options.joining !== undefined) {

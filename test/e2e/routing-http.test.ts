@@ -67,6 +67,34 @@ describe.runIf(nixAvailable)('HTTP gateways in routing: advertised, found, used'
     expect(stats.blocks.peers[builder.url.replace(/\/+$/, '')]).toBeGreaterThan(0)
   })
 
+  it('a client on the DHT provides the NAR it fetched; the next client swarms it from the builder and that seeder, both found by the DHT', async () => {
+    const hash = top.slice(11, 43)
+    const narCid = /^URL: nar\/(\w+)\.nar$/m.exec(await (await fetch(`${builder.url}/${hash}.narinfo`)).text())![1]!
+    const copyFrom = async (client: TestNode): Promise<void> => {
+      for (let i = 0; i < 100 && (await fetch(`${client.url}/${hash}.narinfo`)).status !== 200; i++) await new Promise(resolve => setTimeout(resolve, 100))
+      const store = tmp()
+      const r = await nixAsync(['copy', '--option', 'substituters', '', '--from', client.url, '--to', store, top, '--option', 'trusted-public-keys', formatPublicKey(key)])
+      expect(r.status, r.stderr + client.log.join('\n')).toBe(0)
+      expect(Buffer.compare(nixDump(top), nixDump(join(store, top)))).toBe(0)
+    }
+    const seeder = await start({ label: 'seeder', follow: [name], bootstrap: [boot.address] })
+    await copyFrom(seeder)
+    // The seeder's gateway is found as a provider of the NAR (announced at its next check, every 5 s).
+    let named = false
+    for (let i = 0; i < 150 && !named; i++) {
+      const providers = await (await fetch(`${boot.url}/routing/v1/providers/${narCid}`)).json() as { Providers: Array<{ ID: string, Addrs: string[] }> }
+      named = providers.Providers.some(p => p.ID === seeder.daemon.network.peerId && p.Addrs.includes(`/ip4/127.0.0.1/tcp/${new URL(seeder.url).port}/http`))
+      if (!named) await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    expect(named, seeder.log.join('\n')).toBe(true)
+    const client = await start({ label: 'swarming', follow: [name], bootstrap: [boot.address] })
+    await copyFrom(client)
+    const log = client.log.join('\n')
+    expect(log).toMatch(new RegExp(`swarm: ${narCid}: \\d+ blocks, .* from 2 peer\\(s\\)`))
+    const stats = await (await fetch(`${client.url}/stats`)).json() as { blocks: { peers: Record<string, number> } }
+    for (const node of [builder, seeder]) expect(stats.blocks.peers[node.url], JSON.stringify(stats) + log).toBeGreaterThan(0)
+  })
+
   it('gateway --discover with only --routing (no --bootstrap) finds and serves the builder\'s path', async () => {
     const client = await start({
       label: 'discover-routing',

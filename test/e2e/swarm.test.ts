@@ -138,6 +138,17 @@ describe.runIf(nixAvailable)('swarm: one NAR from three throttled providers', ()
     expect(swarm.ms).toBeLessThan(single.ms * 0.8)
   }, 60_000)
 
+  it('ranks providers by measured throughput: one at a quarter of the others\' rate sends the fewest blocks', async () => {
+    const fast = await Promise.all(providers.slice(0, 2).map(async p => await throttle(p.url, RATE)))
+    const slow = await throttle(providers[2]!.url, RATE / 4)
+    proxies.push(...fast, slow)
+    const { client } = await copyThrough([...fast, slow])
+    const report = new RegExp(`swarm: ${narCid}: \\d+ blocks, .* from 3 peer\\(s\\): (.*)`).exec(client.output())![1]!
+    const share = (p: Throttle): number => Number(new RegExp(`${p.url} (\\d+) blocks`).exec(report)?.[1] ?? 0)
+    console.log(`shares at 4/4/1 MiB/s: ${[...fast, slow].map(share).join('/')}`)
+    for (const f of fast) expect(share(slow)).toBeLessThan(share(f))
+  }, 60_000)
+
   it('completes the NAR when a provider dies halfway through its share', async () => {
     const dying = await throttle(providers[0]!.url, RATE, 2 * 1024 * 1024)
     const others = await Promise.all(providers.slice(1).map(async p => await throttle(p.url, RATE)))
