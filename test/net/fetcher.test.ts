@@ -127,13 +127,19 @@ describe('trustless gateway routes and the network block source', () => {
       stores.push(nowhere.local)
       await expect(collect(readFile(nowhere, root))).rejects.toBeInstanceOf(BlockUnavailableError)
       expect(nowhere.counters.corrupt).toBe(1)
-      // A corrupt CAR stream: the bad block is refused and fetched again block by block.
-      const viaCar = new NetworkBlocks(await PackStore.openRepo(tmp()), { http: [new HttpPeer(evil.url), new HttpPeer(gw.url)] })
-      stores.push(viaCar.local)
-      const prefetch = viaCar.prefetch(root)
-      expect(Buffer.compare(await collect(readFile(viaCar, root)), data)).toBe(0)
+      // A swarm of the two: the corrupt block is refused, that peer leaves the swarm, the other delivers every block once.
+      const viaSwarm = new NetworkBlocks(await PackStore.openRepo(tmp()), { http: [new HttpPeer(evil.url), new HttpPeer(gw.url)] })
+      stores.push(viaSwarm.local)
+      const prefetch = viaSwarm.prefetch(root)
+      expect(Buffer.compare(await collect(readFile(viaSwarm, root)), data)).toBe(0)
       await prefetch
-      expect(viaCar.counters.corrupt).toBeGreaterThanOrEqual(1)
+      expect(viaSwarm.counters.corrupt).toBeGreaterThanOrEqual(1)
+      let dagBlocks = 0
+      for await (const _ of walkDag(origin, root)) dagBlocks++
+      const [report] = viaSwarm.swarmReports()
+      expect(report!.blocks).toBe(dagBlocks)
+      expect(report!.peers).toEqual([{ url: evil.url, blocks: 0, rate: 0 }, { url: gw.url, blocks: dagBlocks, rate: expect.any(Number) }])
+      expect(viaSwarm.counters.peers).toEqual({ [gw.url]: dagBlocks })
       await local.close()
     } finally {
       evil.server.close()
