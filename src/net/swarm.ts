@@ -153,15 +153,22 @@ export class Swarm {
       pump()
     }
 
-    /** Whether `m` should take a block of `size` now: not when the other peers would finish all that is left before it finished this one. */
+    /**
+     * Whether `m` should take a block of `size` now: not when the other peers
+     * would be done with all that is left (this block included) before `m`
+     * finished it. A block goes to one peer whole, so the others can be done
+     * no sooner than the best of them could finish this block after its own.
+     */
     const worth = (m: Member, size: number): boolean => {
       const mine = memberRate(m)
       const others = members.filter(o => o !== m && !o.gone)
       if (others.length === 0 || !Number.isFinite(mine)) return true
-      const otherRate = others.reduce((sum, o) => sum + memberRate(o), 0)
+      const rates = others.map(memberRate)
+      const otherRate = rates.reduce((sum, r) => sum + r, 0)
       if (!Number.isFinite(otherRate)) return true
       const left = pending.reduce((sum, w) => sum + w.size, 0) + others.reduce((sum, o) => sum + o.inflightBytes, 0)
-      return (m.inflightBytes + size) / mine <= left / otherRate
+      const soonest = Math.min(...others.map((o, i) => (o.inflightBytes + size) / rates[i]!))
+      return (m.inflightBytes + size) / mine <= Math.max(left / otherRate, soonest)
     }
 
     const pump = (): void => {
@@ -171,6 +178,8 @@ export class Swarm {
       for (const m of live) {
         while (m.inflight < DEPTH && pending.length > 0 && worth(m, pending[0]!.size)) request(m, pending.shift()!)
       }
+      // Never all idle with blocks left: the fastest takes one whatever the estimates say.
+      if (pending.length > 0 && live.length > 0 && live.every(m => m.inflight === 0)) request(live[0]!, pending.shift()!)
       const busy = members.some(m => !m.gone && m.inflight > 0)
       if (!busy && pending.length > 0 && members.every(m => m.gone)) {
         // No peer left: the rest is fetched block by block (other peers, bitswap).

@@ -147,6 +147,31 @@ describe('trustless gateway routes and the network block source', () => {
     }
   })
 
+  it('swarms one DAG after another from three peers: throughput measured on the first never stalls the second', async () => {
+    const more = await Promise.all([serve(origin), serve(origin)])
+    const other = randomBytes(1024 * 1024 + 777)
+    const second = (await importFile(origin, once(other), fixedChunker(256 * 1024), 4)).cid
+    await origin.flush()
+    const local = await PackStore.openRepo(tmp())
+    try {
+      const blocks = new NetworkBlocks(local, { http: [gw, ...more].map(g => new HttpPeer(g.url)) })
+      for (const [cid, bytes] of [[root, data], [second, other]] as const) {
+        const prefetch = blocks.prefetch(cid)
+        const read = collect(readFile(blocks, cid))
+        const late = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`${cid.toString()} not read within 10 s`)), 10_000).unref())
+        expect(Buffer.compare(await Promise.race([read, late]), bytes)).toBe(0)
+        await prefetch
+      }
+      const reports = blocks.swarmReports()
+      expect(reports.map(r => r.root)).toEqual([root.toString(), second.toString()])
+      // Each block once, from the three together.
+      expect(Object.values(blocks.counters.peers).reduce((a, b) => a + b, 0)).toBe(reports[0]!.blocks + reports[1]!.blocks)
+    } finally {
+      await local.close()
+      await Promise.all(more.map(async g => await g.close()))
+    }
+  })
+
   it('keeps at most --peer-connections requests in flight to one peer', async () => {
     let inFlight = 0
     let most = 0
