@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { mkdir, readFile } from 'node:fs/promises'
@@ -190,18 +191,25 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     if (routing !== undefined && routing.size() > 0) take('the DHT', routing.findProviders(cid, { signal })).catch(() => {})
     for (const server of delegated) take(server.name, server.findProviders(cid, { signal })).catch(() => {})
     const seen = new Set<string>([peerId])
-    while (!signal.aborted) {
-      const next = found.shift()
-      if (next !== undefined) { if (!seen.has(next.id)) { seen.add(next.id); yield next } continue }
-      if (running === 0) return
-      await new Promise<void>(resolve => { wake = resolve; signal.addEventListener('abort', () => resolve(), { once: true }) })
-      wake = undefined
+    const onAbort = (): void => wake?.()
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      while (!signal.aborted) {
+        const next = found.shift()
+        if (next !== undefined) { if (!seen.has(next.id)) { seen.add(next.id); yield next } continue }
+        if (running === 0) return
+        await new Promise<void>(resolve => { wake = resolve })
+        wake = undefined
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort)
     }
   }
 
   /** The trustless HTTP gateways among the providers of `root` that the routing names (searched for PROVIDER_SEARCH_MS at most). */
   async function * httpProviders (root: CID, given: AbortSignal): AsyncGenerator<HttpPeer> {
     const signal = AbortSignal.any([given, AbortSignal.timeout(PROVIDER_SEARCH_MS)])
+    setMaxListeners(Infinity, signal) // the DHT query listens on it once per peer it asks
     const { httpUrlsOf } = await import('./delegated.js')
     const named = new Set<string>()
     for await (const provider of findProviders(root, signal)) {
