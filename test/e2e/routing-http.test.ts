@@ -14,7 +14,8 @@ import { nixAsync, nixAvailable, nixBuild, nixDump, shellDerivation } from '../h
 // libp2p follows the builder and fetches its NAR over HTTP from it, and a
 // --discover client with only --routing finds it.
 const salt = `${Date.now()}-${process.pid}`
-const EXPR = shellDerivation(`rhttp-${salt}`, 'mkdir -p $out; i=0; while [ $i -lt 30000 ]; do echo "line $i of a file spanning several blocks ' + salt + '"; i=$((i+1)); done > $out/big.txt')
+// 6 MiB: some 25 blocks, enough for two providers to share one NAR.
+const EXPR = shellDerivation(`rhttp-${salt}`, 'mkdir -p $out; head -c 6291456 /dev/urandom > $out/blob')
 
 const NETWORK = { listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], httpGateways: [], peerTimeoutMs: 10_000, peerConnections: 4 }
 
@@ -88,6 +89,15 @@ describe.runIf(nixAvailable)('HTTP gateways in routing: advertised, found, used'
     }
     expect(named, seeder.log.join('\n')).toBe(true)
     const client = await start({ label: 'swarming', follow: [name], bootstrap: [boot.address] })
+    // Provider records spread over the DHT peers a little after the boot node had the seeder's: wait until this client's DHT names both.
+    const { CID } = await import('multiformats/cid')
+    const both = [builder, seeder].map(n => n.daemon.network.peerId)
+    for (let i = 0; i < 50; i++) {
+      const ids: string[] = []
+      for await (const p of client.daemon.network.findProviders(CID.parse(narCid), AbortSignal.timeout(2_000))) ids.push(p.id)
+      if (both.every(id => ids.includes(id))) break
+      await new Promise(resolve => setTimeout(resolve, 200))
+    }
     await copyFrom(client)
     const log = client.log.join('\n')
     expect(log).toMatch(new RegExp(`swarm: ${narCid}: \\d+ blocks, .* from 2 peer\\(s\\)`))
