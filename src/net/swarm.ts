@@ -176,7 +176,9 @@ export class Swarm {
       // The fastest peers pick first.
       const live = members.filter(m => !m.gone).sort((a, b) => memberRate(b) - memberRate(a))
       for (const m of live) {
-        while (m.inflight < DEPTH && pending.length > 0 && worth(m, pending[0]!.size)) request(m, pending.shift()!)
+        // A peer not measured yet gets one block, its probe: a slow one must not hold DEPTH blocks before its rate is known.
+        const depth = m.rate.bytes === 0 ? 1 : DEPTH
+        while (m.inflight < depth && pending.length > 0 && worth(m, pending[0]!.size)) request(m, pending.shift()!)
       }
       // Never all idle with blocks left: the fastest takes one whatever the estimates say.
       if (pending.length > 0 && live.length > 0 && live.every(m => m.inflight === 0)) request(live[0]!, pending.shift()!)

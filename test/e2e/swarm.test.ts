@@ -143,9 +143,10 @@ describe.runIf(nixAvailable)('swarm: one NAR from three throttled providers', ()
     const slow = await throttle(providers[2]!.url, RATE / 4)
     proxies.push(...fast, slow)
     const { client } = await copyThrough([...fast, slow])
-    const report = new RegExp(`swarm: ${narCid}: \\d+ blocks, .* from 3 peer\\(s\\): (.*)`).exec(client.output())![1]!
+    const line = new RegExp(`swarm: ${narCid}: \\d+ blocks, [\\d.]+ MB in ([\\d.]+) s from 3 peer\\(s\\): (.*)`).exec(client.output())!
+    const report = line[2]!
     const share = (p: Throttle): number => Number(new RegExp(`${p.url} (\\d+) blocks`).exec(report)?.[1] ?? 0)
-    console.log(`shares at 4/4/1 MiB/s: ${[...fast, slow].map(share).join('/')}`)
+    console.log(`shares at 4/4/1 MiB/s: ${[...fast, slow].map(share).join('/')} in ${line[1]!} s (${(narSize / (9 * 1024 * 1024)).toFixed(2)} s at the sum of the rates)`)
     for (const f of fast) expect(share(slow)).toBeLessThan(share(f))
   }, 60_000)
 
