@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ipnsNameOf } from '../../src/ipfs/ipns.js'
 import { formatPublicKey, parsePublicKey, type PublicKey } from '../../src/nix/signing.js'
-import { runCli, tmp } from '../helpers/cli.js'
+import { runCli, startNodeProcess, tmp } from '../helpers/cli.js'
 import { startTestNode, type TestNode } from '../helpers/dht.js'
 import { nixAsync, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
@@ -117,5 +117,14 @@ describe.runIf(nixAvailable)('HTTP gateways in routing: advertised, found, used'
     expect(r.status, r.stderr + client.log.join('\n')).toBe(0)
     expect(Buffer.compare(nixDump(top), nixDump(join(store, top)))).toBe(0)
     expect(client.log.join('\n')).toContain(`following /ipns/${name}`)
+    // The CLI takes --discover with only --routing, and still refuses it with --offline.
+    const refused = runCli(['gateway', '--repo', tmp(), '--discover', '--routing', boot.url, '--offline'])
+    expect(refused.stderr).toMatch(/--discover asks the network: give --bootstrap MULTIADDR or --routing URL \(and no --offline\)/)
+    const cli = await startNodeProcess('gateway', ['--repo', tmp(), '--discover', '--routing', boot.url, '--listen-p2p', '/ip4/127.0.0.1/tcp/0'])
+    try {
+      expect((await fetch(`${cli.url}/nix-cache-info`)).status).toBe(200)
+    } finally {
+      await cli.stop()
+    }
   })
 })
