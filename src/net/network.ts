@@ -8,6 +8,7 @@ import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { writeFileAtomic } from '../atomic.js'
+import { Lru } from '../lru.js'
 import { datastoreDir, IPNS_NAME, keysDir, loadRecordBytes } from '../repo-layout.js'
 import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer } from './http-peer.js'
@@ -75,6 +76,9 @@ const RECORD_TIMEOUT_MS = 5_000
 const STORE_HASH = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/
 /** Largest answer accepted to "which caches hold this narinfo" (some hundred names). */
 const MAX_NAMES_BYTES = 64 * 1024
+
+/** HTTP peers found as providers kept for reuse (their connection pools) at most. */
+const MAX_FOUND_PEERS = 256
 
 /** How long a NAR fetch asks the routing for more providers. */
 const PROVIDER_SEARCH_MS = 5_000
@@ -206,6 +210,9 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }
   }
 
+  /** HTTP peers the routing named as providers, by URL (a few hundred at most: the oldest go first). */
+  const foundPeers = new Lru<HttpPeer>(MAX_FOUND_PEERS)
+
   /** The trustless HTTP gateways among the providers of `root` that the routing names (searched for PROVIDER_SEARCH_MS at most). */
   async function * httpProviders (root: CID, given: AbortSignal): AsyncGenerator<HttpPeer> {
     const signal = AbortSignal.any([given, AbortSignal.timeout(PROVIDER_SEARCH_MS)])
@@ -216,13 +223,13 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       for (const url of httpUrlsOf(provider.addresses)) {
         if (named.has(url)) continue
         named.add(url)
-        let peer = http.find(p => p.url === url)
+        // Only this NAR's swarm asks them: in the list every single-block fetch walks, each provider the DHT names
+        // (a Sybil's too) would cost every later block a request.
+        let peer = http.find(p => p.url === url) ?? foundPeers.get(url)
         if (peer === undefined) {
-          if (http.length >= MAX_HTTP_PEERS) continue
           peer = new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections })
-          // Kept for later block requests too; every block from it is checked against its CID.
-          http.push(peer)
-          options.log.info(`the routing names ${url} (peer ${provider.id}) as a provider of ${root.toString()}`)
+          foundPeers.set(url, peer)
+          options.log.debug(`the routing names ${url} (peer ${provider.id}) as a provider of ${root.toString()}`)
         }
         yield peer
       }
