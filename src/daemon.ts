@@ -27,7 +27,7 @@ import { registerFetcher } from './repo.js'
 import { loadRecordBytes } from './repo-layout.js'
 import type { PublicKey, SecretKey } from './nix/signing.js'
 import { startNetwork, type Network, type NetworkOptions } from './net/network.js'
-import { httpMultiaddrsOf, nodeRouting, routingViewOf, withoutPeerId, type PeerInfo } from './net/routing-view.js'
+import { httpMultiaddrsOf, networkRouting, nodeRouting, routingViewOf, withoutPeerId, type PeerInfo } from './net/routing-view.js'
 import { startRecordPush } from './net/record-push.js'
 import { RemotePinStore } from './cache/remote-pins.js'
 import { startPinWorker } from './cache/pin-worker.js'
@@ -143,7 +143,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   // This node as routing names it: its libp2p addresses (bitswap) and its trustless gateway over HTTP.
   const self = (): PeerInfo => ({
     id: network.peerId,
-    addresses: [...(network.p2p?.libp2p.getMultiaddrs().map(a => withoutPeerId(a.toString())) ?? []), ...(gatewayUrl === undefined ? [] : httpMultiaddrsOf(gatewayUrl))],
+    addresses: [...new Set([...(network.p2p?.libp2p.getMultiaddrs().map(a => withoutPeerId(a.toString())) ?? []), ...(gatewayUrl === undefined ? [] : httpMultiaddrsOf(gatewayUrl))])],
     protocols: [...(network.p2p === undefined ? [] : ['transport-bitswap']), 'transport-ipfs-gateway-http']
   })
   const routing = routingViewOf([nodeRouting({
@@ -153,7 +153,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     followed: new Set(options.follow.filter(n => n !== options.own)),
     accept: async (name, bytes) => { if (await acceptRecord(repo, name, bytes) === 'newer') follower?.poll().catch(() => {}) },
     peerStore: network.p2p?.libp2p.peerStore
-  })]) // the DHT joins this list as networkRouting(<the routing facade>)
+  }), ...(network.routing === undefined ? [] : [networkRouting(network.routing, () => network.routing!.size() > 0)])]) // on a DHT, /routing/v1 answers from it too
   const quorum = new QuorumLog(repo, log)
   const served = [...sources.values()]
   // Every node on a network says which of its caches hold a narinfo; --discover asks that of others and follows what it trusts.
@@ -239,6 +239,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     throw err
   })
   gatewayUrl = gateway.url
+  await network.announceGateway(gateway.url).catch((err: Error) => log.warn(`announcing the HTTP gateway with the peer record failed: ${err.message}`))
   const own = options.own
   const pusher = own === undefined || network.delegated.length === 0 ? undefined : startRecordPush(async () => await loadRecord(repo, own), network.delegated, log)
 

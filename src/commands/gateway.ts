@@ -35,7 +35,7 @@ export default defineCommand({
     'non-reproducible': { type: 'string', description: 'Store path names (glob, e.g. "*-doc") known not to build reproducibly: builders disagreeing on them is not recorded as a dispute; repeatable', valueHint: 'GLOB' },
     upstream: { type: 'string', description: 'HTTP binary cache to fall back to for what the served caches miss; what Nix fetches through it is imported into the own cache (write-through); repeatable', valueHint: 'URL' },
     'upstream-key': { type: 'string', description: 'Key an upstream narinfo must be signed by (repeatable; default: the --trust keys)', valueHint: 'KEY' },
-    discover: { type: 'boolean', description: 'For a path no served cache has, ask the network (DHT, needs --bootstrap) which caches hold it and follow those under trusted keys on demand (--trust keys; without --trust, the local Nix\'s trusted-public-keys)' },
+    discover: { type: 'boolean', description: 'For a path no served cache has, ask the network (the DHT through --bootstrap, or --routing servers) which caches hold it and follow those under trusted keys on demand (--trust keys; without --trust, the local Nix\'s trusted-public-keys)' },
     'discover-timeout': { type: 'string', default: String(DEFAULT_DISCOVER_DEADLINE_MS / 1000), description: 'Seconds one --discover lookup may take before the path counts as missing (a miss is remembered for 5 minutes)' },
     'max-discovered': { type: 'string', default: String(DEFAULT_DISCOVERED_CACHES), description: 'Most caches --discover follows at once; the least recently useful is dropped first' },
     'max-cache': { type: 'string', description: 'Keep the repo, indexes included, under this size (e.g. 20G): NARs of followed caches asked for least recently are dropped first; the own cache and indexes are kept', valueHint: 'SIZE' },
@@ -102,7 +102,8 @@ export default defineCommand({
 
 /** What `--discover` needs: trusted keys, a deadline, a bound; and a network to ask. */
 function discoverOptionsOf (args: Record<string, unknown>, keys: PublicKey[], requireSignature: boolean, network: DaemonOptions['network']): NonNullable<DaemonOptions['discover']> {
-  if (network.offline || (network.bootstrap ?? []).length === 0) throw new UsageError('--discover asks the network: give --bootstrap MULTIADDR (and no --offline)')
+  // Providers answer "which caches hold this path" over libp2p: --offline cannot ask them.
+  if (network.offline || ((network.bootstrap ?? []).length === 0 && (network.routing ?? []).length === 0)) throw new UsageError('--discover asks the network: give --bootstrap MULTIADDR or --routing URL (and no --offline)')
   const seconds = Number(args['discover-timeout'])
   if (!(seconds > 0)) throw new UsageError(`--discover-timeout must be a positive number of seconds, got ${String(args['discover-timeout'])}`)
   const maxCaches = Number(args['max-discovered'])

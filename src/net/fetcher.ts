@@ -8,6 +8,7 @@ import type { HttpPeer } from './http-peer.js'
 import { PeerBans } from './peer-bans.js'
 import { CarPrefetch } from './prefetch.js'
 import { RecentNars } from './recent-nars.js'
+import { Swarm, type SwarmReport } from './swarm.js'
 
 /** Where the blocks served so far came from, and what went wrong. */
 export interface FetchCounters {
@@ -19,6 +20,8 @@ export interface FetchCounters {
   corrupt: number
   /** blocks no source could supply */
   unavailable: number
+  /** blocks fetched over HTTP (block by block, swarm or CAR), by peer URL */
+  peers: Record<string, number>
 }
 
 /** Bytes of the blocks fetched from peers and checked, by how they came. */
@@ -35,8 +38,13 @@ export interface NetworkBlocksOptions {
   stallMs?: number
   /** how long a peer that sent a corrupt block is skipped */
   banMs?: number
-  log?: { warn: (m: string) => void, debug: (m: string) => void }
+  /** trustless HTTP peers the routing names as providers of a DAG root (searched while a NAR is fetched; they join its swarm) */
+  providers?: (root: CID, signal: AbortSignal) => AsyncIterable<HttpPeer> | undefined
+  log?: { info?: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
+
+/** How long a fetch with no known peer waits for the routing to name a first provider before it goes block by block. */
+const FIRST_PROVIDER_MS = 2_000
 
 /** How often, at most, a local miss makes the repo's block index be read again. */
 const LOCAL_RECHECK_MS = 200
@@ -61,7 +69,7 @@ function hashesTo (cid: CID, bytes: Uint8Array): boolean {
  * taken from another.
  */
 export class NetworkBlocks implements BlockGetter {
-  readonly counters: FetchCounters = { local: 0, http: 0, car: 0, bitswap: 0, corrupt: 0, unavailable: 0 }
+  readonly counters: FetchCounters = { local: 0, http: 0, car: 0, bitswap: 0, corrupt: 0, unavailable: 0, peers: {} }
   readonly bytes: FetchedBytes = { http: 0, car: 0, bitswap: 0 }
   private readonly inflight = new Map<string, Promise<Uint8Array>>()
   private localCheckedAt = 0
@@ -69,6 +77,7 @@ export class NetworkBlocks implements BlockGetter {
   private readonly keeper: BlockKeeper
   private readonly recent = new RecentNars()
   private readonly car: CarPrefetch
+  private readonly swarm: Swarm
   private readonly bitswap?: BitswapWants
 
   constructor (readonly local: LocalBlocks, private readonly options: NetworkBlocksOptions) {
@@ -78,15 +87,33 @@ export class NetworkBlocks implements BlockGetter {
     if (options.bitswap !== undefined) this.bitswap = new BitswapWants(options.bitswap, stallMs, options.log)
     this.car = new CarPrefetch({
       stored: cid => local.has(cid),
-      fetching: cid => this.inflight.has(cid.toString()),
+      fetching: cid => this.inflight.has(cid.toString()) || this.swarm.delivery(cid) !== undefined,
       peer: () => this.bans.usable()[0],
       keep: async (cid, bytes) => { this.bytes.car += bytes.length; return await this.keeper.keep(cid, bytes) },
-      delivered: () => { this.counters.car++ },
+      delivered: (peer) => { this.counters.car++; this.byPeer(peer) },
       corrupt: (peer, cid) => this.corrupt(peer, cid),
       fetch: async cid => await this.block(cid),
       stallMs,
       log: options.log
     })
+    this.swarm = new Swarm({
+      stored: cid => local.has(cid),
+      fetching: cid => this.inflight.has(cid.toString()) || this.car.delivery(cid) !== undefined,
+      keep: async (cid, bytes) => { this.bytes.http += bytes.length; return await this.keeper.keep(cid, bytes) },
+      delivered: (peer) => { this.counters.http++; this.byPeer(peer) },
+      corrupt: (peer, cid) => this.corrupt(peer, cid),
+      fetch: async cid => await this.block(cid),
+      log: options.log
+    })
+  }
+
+  private byPeer (url: string): void {
+    this.counters.peers[url] = (this.counters.peers[url] ?? 0) + 1
+  }
+
+  /** What the last swarm fetches did (blocks and measured throughput by peer), newest last. */
+  swarmReports (): SwarmReport[] {
+    return [...this.swarm.reports]
   }
 
   async * get (cid: CID, options?: { signal?: AbortSignal }): AsyncGenerator<Uint8Array> {
@@ -111,7 +138,7 @@ export class NetworkBlocks implements BlockGetter {
       this.counters.local++
       return { bytes: await this.local.read(cid), checked: false }
     }
-    const delivery = this.car.delivery(cid)
+    const delivery = this.car.delivery(cid) ?? this.swarm.delivery(cid)
     if (delivery !== undefined) return { bytes: await delivery, checked: true }
     const key = cid.toString()
     let fetching = this.inflight.get(key)
@@ -160,12 +187,35 @@ export class NetworkBlocks implements BlockGetter {
   }
 
   /**
-   * Starts fetching the whole DAG under `root` as one CAR stream from an HTTP
-   * peer, so that reading it afterwards (block by block, in order) rarely
-   * waits a round trip (see CarPrefetch).
+   * Starts fetching the whole DAG under `root` ahead of its reader, so that
+   * reading it afterwards (block by block, in order) rarely waits a round
+   * trip: as one CAR stream when one HTTP peer is known, else from several
+   * at once (a swarm), which the providers the routing finds join as they
+   * are found; with none known, the first one found starts the swarm.
    */
   async prefetch (root: CID, signal?: AbortSignal): Promise<void> {
-    await this.car.prefetch(root, signal)
+    if (this.local.has(root) || this.car.delivery(root) !== undefined || this.swarm.delivery(root) !== undefined) return
+    const peers = this.bans.usable()
+    // A single configured peer streams the whole DAG in one response: no round trip per block.
+    if (peers.length === 1) { await this.car.prefetch(root, signal); return }
+    const search = new AbortController()
+    const joining = this.options.providers?.(root, signal === undefined ? search.signal : AbortSignal.any([signal, search.signal]))
+    try {
+      if (joining === undefined) {
+        if (peers.length > 1) await this.swarm.fetch(root, peers, { signal })
+        return
+      }
+      const found = joining[Symbol.asyncIterator]()
+      if (peers.length === 0) {
+        // Nobody known yet: the first provider the routing names starts the swarm (meanwhile the reader asks bitswap).
+        const first = await Promise.race([found.next(), new Promise<undefined>(resolve => setTimeout(() => resolve(undefined), FIRST_PROVIDER_MS).unref())])
+        if (first === undefined || first.done === true) return
+        peers.push(first.value)
+      }
+      await this.swarm.fetch(root, peers, { signal, joining: { [Symbol.asyncIterator]: () => found } })
+    } finally {
+      search.abort()
+    }
   }
 
   private async fetchOne (cid: CID): Promise<Uint8Array> {
@@ -187,6 +237,7 @@ export class NetworkBlocks implements BlockGetter {
       if (!hashesTo(cid, bytes)) { this.corrupt(peer.url, cid); asked.push(`${peer.url}: sent a corrupt block`); continue }
       this.counters.http++
       this.bytes.http += bytes.length
+      this.byPeer(peer.url)
       return await this.keeper.keep(cid, bytes)
     }
     if (this.bitswap !== undefined) {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { mkdir, readFile } from 'node:fs/promises'
@@ -7,6 +8,7 @@ import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { writeFileAtomic } from '../atomic.js'
+import { Lru } from '../lru.js'
 import { datastoreDir, IPNS_NAME, keysDir, loadRecordBytes } from '../repo-layout.js'
 import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer } from './http-peer.js'
@@ -52,12 +54,16 @@ export interface Network {
   delegated: DelegatedRouting[]
   /** the multiaddrs peers can dial this node at */
   addresses: string[]
+  /** announces this node's trustless HTTP gateway at `url` with its peer record (to connected peers at once, to others as they connect) */
+  announceGateway: (url: string) => Promise<void>
   /** candidate records for `name` from every peer that answers (unverified) */
   records: (name: string, signal?: AbortSignal) => Promise<Array<{ from: string, bytes: Uint8Array }>>
   /** answers peers asking which caches hold a narinfo for a store path hash (see NARINFO_KEY_PREFIX) */
   serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
   /** dials a pin request's origin (best effort): an HTTP multiaddr joins the trustless gateways blocks come from, a libp2p one is dialled */
   dialOrigin: (address: string) => Promise<void>
+  /** the providers of `cid` the DHT (once joined) and the --routing servers name, each once, as they are found */
+  findProviders: (cid: CID, signal: AbortSignal) => AsyncIterable<Provider>
   /** the IPNS names of the caches in which `provider` says it holds a narinfo for `hash` (unverified) */
   cachesHolding: (provider: Provider, hash: string, signal: AbortSignal) => Promise<string[]>
   stop: () => Promise<void>
@@ -73,6 +79,12 @@ const RECORD_TIMEOUT_MS = 5_000
 const STORE_HASH = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/
 /** Largest answer accepted to "which caches hold this narinfo" (some hundred names). */
 const MAX_NAMES_BYTES = 64 * 1024
+
+/** HTTP peers found as providers kept for reuse (their connection pools) at most. */
+const MAX_FOUND_PEERS = 256
+
+/** How long a NAR fetch asks the routing for more providers. */
+const PROVIDER_SEARCH_MS = 5_000
 
 /** Connected peers (beyond the named ones) asked for a record directly over fetch. */
 const RECORD_PEERS = 8
@@ -107,6 +119,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   let routing: Routing | undefined
   let redial: NodeJS.Timeout | undefined
   let bootstrap: { stop: () => void } | undefined
+  let gatewayAddresses: string[] = []
   if (!options.offline) {
     // Loaded only when networking is on: libp2p costs seconds of start-up and tens of MB.
     const { startP2p, dialPeer } = await import('./p2p.js')
@@ -119,6 +132,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       listen: options.listen,
       publicNetwork: options.publicNetwork,
       peerSeed: seed,
+      extraAddresses: () => gatewayAddresses,
       lookupRecord: async (name: string) => await loadRecordBytes(repo, name)
     }
     try {
@@ -161,8 +175,69 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     http,
     bitswap: p2p === undefined ? undefined : { get: (cid: CID, o: { signal: AbortSignal }) => p2p.blockstore.get(cid, o) },
     stallMs: options.peerTimeoutMs,
+    providers: (root, signal) => routing === undefined && delegated.length === 0 ? undefined : httpProviders(root, signal),
     log: options.log
   })
+
+  /** The providers of `cid` the DHT (once joined) and the --routing servers name, each peer once, as they are found. */
+  async function * findProviders (cid: CID, signal: AbortSignal): AsyncGenerator<Provider> {
+    const found: Provider[] = []
+    let wake: (() => void) | undefined
+    let running = 0
+    const take = async (from: string, providers: AsyncIterable<Provider>): Promise<void> => {
+      running++
+      try {
+        for await (const provider of providers) { found.push(provider); wake?.() }
+      } catch (err) {
+        if (!signal.aborted) options.log.debug(`providers of ${cid.toString()} from ${from}: ${(err as Error).message}`)
+      } finally {
+        running--
+        wake?.()
+      }
+    }
+    if (routing !== undefined && routing.size() > 0) take('the DHT', routing.findProviders(cid, { signal })).catch(() => {})
+    for (const server of delegated) take(server.name, server.findProviders(cid, { signal })).catch(() => {})
+    const seen = new Set<string>([peerId])
+    const onAbort = (): void => wake?.()
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      while (!signal.aborted) {
+        const next = found.shift()
+        if (next !== undefined) { if (!seen.has(next.id)) { seen.add(next.id); yield next } continue }
+        if (running === 0) return
+        await new Promise<void>(resolve => { wake = resolve })
+        wake = undefined
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** HTTP peers the routing named as providers, by URL (a few hundred at most: the oldest go first). */
+  const foundPeers = new Lru<HttpPeer>(MAX_FOUND_PEERS)
+
+  /** The trustless HTTP gateways among the providers of `root` that the routing names (searched for PROVIDER_SEARCH_MS at most). */
+  async function * httpProviders (root: CID, given: AbortSignal): AsyncGenerator<HttpPeer> {
+    const signal = AbortSignal.any([given, AbortSignal.timeout(PROVIDER_SEARCH_MS)])
+    setMaxListeners(Infinity, signal) // the DHT query listens on it once per peer it asks
+    const { httpUrlsOf } = await import('./delegated.js')
+    const named = new Set<string>()
+    for await (const provider of findProviders(root, signal)) {
+      for (const url of httpUrlsOf(provider.addresses)) {
+        if (named.has(url)) continue
+        named.add(url)
+        // Only this NAR's swarm asks them: in the list every single-block fetch walks, each provider the DHT names
+        // (a Sybil's too) would cost every later block a request.
+        let peer = http.find(p => p.url === url) ?? foundPeers.get(url)
+        if (peer === undefined) {
+          peer = new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections })
+          foundPeers.set(url, peer)
+          options.log.debug(`the routing names ${url} (peer ${provider.id}) as a provider of ${root.toString()}`)
+        }
+        yield peer
+      }
+    }
+  }
 
   async function records (name: string, signal?: AbortSignal): Promise<Array<{ from: string, bytes: Uint8Array }>> {
     const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
@@ -282,11 +357,21 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     dialOrigin,
     serveNarInfoNames,
     cachesHolding,
+    findProviders,
     joined: routing !== undefined && (options.bootstrap ?? []).length > 0,
     peerId,
     delegated,
     addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],
     records,
+    announceGateway: async (url) => {
+      const { httpMultiaddrsOf } = await import('./routing-view.js')
+      gatewayAddresses = httpMultiaddrsOf(url)
+      if (p2p === undefined) return
+      // Patching its own peer record makes libp2p push it (identify push) to every connected peer.
+      const { multiaddr } = await import('@multiformats/multiaddr')
+      const own = p2p.libp2p.getMultiaddrs().map(a => multiaddr(a.toString().replace(/\/p2p\/[^/]+$/, '')))
+      await p2p.libp2p.peerStore.patch(p2p.libp2p.peerId, { multiaddrs: own })
+    },
     stop: async () => {
       clearInterval(redial)
       bootstrap?.stop()

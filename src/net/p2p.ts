@@ -39,6 +39,8 @@ export interface P2pOptions {
    * loopback only stays a DHT client (nobody out there could reach it)
    */
   publicNetwork?: boolean
+  /** more addresses to announce beside the listening ones (the trustless HTTP gateway's `/ip4/…/tcp/PORT/http`), read whenever libp2p announces */
+  extraAddresses?: () => string[]
 }
 
 export type P2pNode = HeliaWithLibp2p<{ identify: unknown, ping: unknown, fetch: Fetch, dht: KadDHT, pubsub: GossipSub }>
@@ -53,7 +55,8 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
   const privateKey = privateKeyFromRaw(await ed25519Expanded(options.peerSeed))
   const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore: options.blocks, datastore: options.datastore, routers: [], blockBrokers: [] }), {
     privateKey,
-    addresses: { listen: options.listen },
+    // The HTTP gateway's /http address goes with the peer record (identify, DHT provider answers), so HTTP-only clients find it; no transport dials it.
+    addresses: { listen: options.listen, announceFilter: addrs => [...addrs, ...(options.extraAddresses?.() ?? []).map(a => multiaddr(a))] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

@@ -14,8 +14,8 @@ export interface PrefetchSource {
   peer: () => HttpPeer | undefined
   /** stores a block the stream delivered (it was checked against its CID by the CAR reader) */
   keep: (cid: CID, bytes: Uint8Array) => Promise<unknown>
-  /** counts a block the stream delivered */
-  delivered: () => void
+  /** counts a block the stream delivered by `peer` */
+  delivered: (peer: string) => void
   /** notes that `peer` sent a corrupt block */
   corrupt: (peer: string, cid: CID) => void
   /** fetches one block the stream did not deliver */
@@ -81,7 +81,7 @@ export class CarPrefetch {
         const mine = owned.get(key)
         if (mine === undefined) continue // not asked for (or someone else fetches it): ignore
         await source.keep(cid, bytes)
-        source.delivered()
+        source.delivered(peer.url)
         owned.delete(key)
         this.expected.delete(key)
         mine.waiter.resolve(bytes)

@@ -187,15 +187,17 @@ export interface NetworkRouting {
   findPeer: (id: string, options?: { signal?: AbortSignal }) => Promise<{ id: string, addresses: string[] } | undefined>
 }
 
-/** The DHT as a routing source: its providers and peers (transfer protocols unknown), its records, and records put into it. */
-export function networkRouting (routing: NetworkRouting): RoutingSource {
+/** The DHT as a routing source: its providers and peers (transfer protocols unknown), its records, and records put into it; asked only while `live()` (it knows a peer). */
+export function networkRouting (routing: NetworkRouting, live: () => boolean = () => true): RoutingSource {
   return {
     async * providers (cid, signal) {
+      if (!live()) return
       for await (const p of routing.findProviders(cid, { signal })) yield { id: p.id, addresses: p.addresses.map(withoutPeerId), protocols: [] }
     },
-    records: async (name, signal) => (await routing.getRecord(name, { signal })).map(r => r.bytes),
-    putRecord: async (name, bytes, signal) => { await routing.putRecord(name, bytes, { signal }) },
+    records: async (name, signal) => live() ? (await routing.getRecord(name, { signal })).map(r => r.bytes) : [],
+    putRecord: async (name, bytes, signal) => { if (live()) await routing.putRecord(name, bytes, { signal }) },
     async peer (id, signal) {
+      if (!live()) return undefined
       const p = await routing.findPeer(id, { signal })
       return p === undefined ? undefined : { id: p.id, addresses: p.addresses.map(withoutPeerId), protocols: [] }
     }

@@ -49,7 +49,7 @@ export interface Discovery {
 
 /**
  * Discovery (gateway --discover): for a narinfo no served cache has, asks the
- * DHT who provides the path's rendezvous CID, asks each provider (a bounded
+ * DHT and the --routing servers who provides the path's rendezvous CID, asks each provider (a bounded
  * number) which caches it holds the narinfo in, and follows those whose key
  * is trusted, on demand: their record comes from the network and is checked
  * as any followed cache's. Discovery finds candidates, never trust: what they
@@ -113,13 +113,13 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   }
 
   async function lookup (hash: string): Promise<boolean> {
-    const routing = options.network.routing
-    if (routing === undefined) return false
+    const { routing, delegated } = options.network
+    if (routing === undefined && delegated.length === 0) return false
     const started = Date.now()
     const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(deadlineMs)])
     setMaxListeners(Infinity, signal)
-    // A node that has just started may not have its first DHT peer yet.
-    while (routing.size() === 0 && !signal.aborted) await new Promise(resolve => setTimeout(resolve, 50))
+    // A node that has just started may not have its first DHT peer yet (a --routing server is asked at once).
+    while (delegated.length === 0 && routing!.size() === 0 && !signal.aborted) await new Promise(resolve => setTimeout(resolve, 50))
     const served = new Set(sources.keys())
     // Each provider is asked as soon as it is found, and each trusted cache it names is followed at once:
     // the DHT query may go on for a while after the first providers came in.
@@ -165,7 +165,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     const timer = setInterval(maybeEnd, QUIET_MS / 3)
     try {
       maybeEnd()
-      for await (const provider of routing.findProviders(rendezvousCid(hash), { signal: search })) {
+      for await (const provider of options.network.findProviders(rendezvousCid(hash), search)) {
         asks.push(ask(provider))
         lastProvider = Date.now()
         if (asks.length >= MAX_PROVIDERS) break

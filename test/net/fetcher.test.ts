@@ -127,17 +127,48 @@ describe('trustless gateway routes and the network block source', () => {
       stores.push(nowhere.local)
       await expect(collect(readFile(nowhere, root))).rejects.toBeInstanceOf(BlockUnavailableError)
       expect(nowhere.counters.corrupt).toBe(1)
-      // A corrupt CAR stream: the bad block is refused and fetched again block by block.
-      const viaCar = new NetworkBlocks(await PackStore.openRepo(tmp()), { http: [new HttpPeer(evil.url), new HttpPeer(gw.url)] })
-      stores.push(viaCar.local)
-      const prefetch = viaCar.prefetch(root)
-      expect(Buffer.compare(await collect(readFile(viaCar, root)), data)).toBe(0)
+      // A swarm of the two: the corrupt block is refused, that peer leaves the swarm, the other delivers every block once.
+      const viaSwarm = new NetworkBlocks(await PackStore.openRepo(tmp()), { http: [new HttpPeer(evil.url), new HttpPeer(gw.url)] })
+      stores.push(viaSwarm.local)
+      const prefetch = viaSwarm.prefetch(root)
+      expect(Buffer.compare(await collect(readFile(viaSwarm, root)), data)).toBe(0)
       await prefetch
-      expect(viaCar.counters.corrupt).toBeGreaterThanOrEqual(1)
+      expect(viaSwarm.counters.corrupt).toBeGreaterThanOrEqual(1)
+      let dagBlocks = 0
+      for await (const _ of walkDag(origin, root)) dagBlocks++
+      const [report] = viaSwarm.swarmReports()
+      expect(report!.blocks).toBe(dagBlocks)
+      expect(report!.peers).toEqual([{ url: evil.url, blocks: 0, rate: 0 }, { url: gw.url, blocks: dagBlocks, rate: expect.any(Number) }])
+      expect(viaSwarm.counters.peers).toEqual({ [gw.url]: dagBlocks })
       await local.close()
     } finally {
       evil.server.close()
       await Promise.all(stores.map(async s => await s.close()))
+    }
+  })
+
+  it('swarms one DAG after another from three peers: throughput measured on the first never stalls the second', async () => {
+    const more = await Promise.all([serve(origin), serve(origin)])
+    const other = randomBytes(1024 * 1024 + 777)
+    const second = (await importFile(origin, once(other), fixedChunker(256 * 1024), 4)).cid
+    await origin.flush()
+    const local = await PackStore.openRepo(tmp())
+    try {
+      const blocks = new NetworkBlocks(local, { http: [gw, ...more].map(g => new HttpPeer(g.url)) })
+      for (const [cid, bytes] of [[root, data], [second, other]] as const) {
+        const prefetch = blocks.prefetch(cid)
+        const read = collect(readFile(blocks, cid))
+        const late = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`${cid.toString()} not read within 10 s`)), 10_000).unref())
+        expect(Buffer.compare(await Promise.race([read, late]), bytes)).toBe(0)
+        await prefetch
+      }
+      const reports = blocks.swarmReports()
+      expect(reports.map(r => r.root)).toEqual([root.toString(), second.toString()])
+      // Each block once, from the three together.
+      expect(Object.values(blocks.counters.peers).reduce((a, b) => a + b, 0)).toBe(reports[0]!.blocks + reports[1]!.blocks)
+    } finally {
+      await local.close()
+      await Promise.all(more.map(async g => await g.close()))
     }
   })
 
