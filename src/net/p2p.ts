@@ -15,6 +15,7 @@ import { createHeliaLight } from 'helia'
 import { ipnsSelector } from 'ipns/selector'
 import { ipnsValidator } from 'ipns/validator'
 import type { PackStore } from '../ipfs/pack-store.js'
+import { withPeersInMemory } from './memory-peers.js'
 
 /** Prefix of libp2p fetch keys under which nodes hand out IPNS records: `/ipns/<name>`. */
 export const RECORD_KEY_PREFIX = '/ipns/'
@@ -65,6 +66,8 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
   const privateKey = privateKeyFromRaw(await ed25519Expanded(options.peerSeed))
   const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore: options.blocks, datastore: options.datastore, routers: [], blockBrokers: [] }), {
     privateKey,
+    // The peer store is rewritten at every identify and DHT answer: on disk, that was a file write each.
+    datastore: withPeersInMemory(options.datastore),
     addresses: { listen: options.listen },
     transports: [tcp()],
     connectionEncrypters: [noise()],
