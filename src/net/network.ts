@@ -51,8 +51,8 @@ export interface Network {
   delegated: DelegatedRouting[]
   /** the multiaddrs peers can dial this node at */
   addresses: string[]
-  /** candidate records for `name` from every peer that answers (unverified) */
-  records: (name: string, signal?: AbortSignal) => Promise<Array<{ from: string, bytes: Uint8Array }>>
+  /** candidate records for `name` from every peer that answers (unverified); the DHT lookup ends `settleMs` after its first record */
+  records: (name: string, signal?: AbortSignal, settleMs?: number) => Promise<Array<{ from: string, bytes: Uint8Array }>>
   /** answers peers asking which caches hold a narinfo for a store path hash (see NARINFO_KEY_PREFIX) */
   serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
   /** the IPNS names of the caches in which `provider` says it holds a narinfo for `hash` (unverified) */
@@ -161,7 +161,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     log: options.log
   })
 
-  async function records (name: string, signal?: AbortSignal): Promise<Array<{ from: string, bytes: Uint8Array }>> {
+  async function records (name: string, signal?: AbortSignal, settleMs?: number): Promise<Array<{ from: string, bytes: Uint8Array }>> {
     const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
     const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = [
@@ -188,7 +188,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }
     // Settled together: an answer that fails before the others come in must not go unobserved.
     const [fromRouting, answers] = await Promise.all([
-      routing === undefined || routing.size() === 0 ? [] : routing.getRecord(name, { signal: sig }).catch((err: Error) => { options.log.debug(`DHT record lookup for ${name}: ${err.message}`); return [] }),
+      routing === undefined || routing.size() === 0 ? [] : routing.getRecord(name, { signal: sig, settleMs }).catch((err: Error) => { options.log.debug(`DHT record lookup for ${name}: ${err.message}`); return [] }),
       Promise.allSettled(asks)
     ])
     const found: Array<{ from: string, bytes: Uint8Array }> = [...fromRouting]

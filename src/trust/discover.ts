@@ -19,6 +19,12 @@ export const DEFAULT_DISCOVERED_CACHES = 16
 const MISS_MS = 5 * 60_000
 /** A provider search ends when none came for this long, once enough trusted caches were named. */
 const QUIET_MS = 300
+/**
+ * How long a discovered cache's record lookup goes on after the first record came (the DHT's default is a second,
+ * a floor under every discovered narinfo): the follower asks again for newer ones, and the provider that named
+ * the cache, asked beside the DHT, hands over its current one.
+ */
+const RECORD_SETTLE_MS = 200
 /** Providers asked per lookup at most (a thousand Sybils must not cost a thousand requests). */
 const MAX_PROVIDERS = 20
 
@@ -94,7 +100,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   }
 
   async function follow (name: string, signal: AbortSignal): Promise<boolean> {
-    for (const { from, bytes } of await options.network.records(name, signal)) {
+    for (const { from, bytes } of await options.network.records(name, signal, RECORD_SETTLE_MS)) {
       await acceptRecord(options.repo, name, bytes).catch((err: Error) => options.log.debug(`discovery: a record of /ipns/${name} from ${from} refused: ${err.message}`))
     }
     if (await loadRecord(options.repo, name) === undefined) {
