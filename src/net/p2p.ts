@@ -1,6 +1,7 @@
 import { withBitswap } from '@helia/bitswap'
 import { withLibp2pLight, type HeliaWithLibp2p } from '@helia/libp2p'
 import { privateKeyFromRaw } from '@libp2p/crypto/keys'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { fetch as fetchService, type Fetch } from '@libp2p/fetch'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
@@ -107,6 +108,14 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
 /** Dials `address` (a multiaddr ending in /p2p/<peer id>) so bitswap and record requests can reach it. */
 export async function dialPeer (node: P2pNode, address: string, signal?: AbortSignal): Promise<void> {
   await node.libp2p.dial(multiaddr(address), { signal })
+}
+
+/** Dials `provider` (a peer a routing lookup named, with the addresses it gave) unless it is connected already. */
+export async function dialProvider (node: P2pNode, provider: { id: string, addresses: string[] }, signal?: AbortSignal): Promise<void> {
+  const peer = peerIdFromString(provider.id)
+  if (node.libp2p.getConnections(peer).length > 0) return
+  if (provider.addresses.length > 0) await node.libp2p.peerStore.merge(peer, { multiaddrs: provider.addresses.map(a => multiaddr(a)) })
+  await node.libp2p.dial(peer, { signal })
 }
 
 function isLoopback (address: string): boolean {
