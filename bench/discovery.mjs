@@ -161,7 +161,7 @@ try {
       log: { ...quiet, ...(VERBOSE ? { info: (m) => log(`client ${c}: ${m}`), warn: (m) => log(`client ${c} warn: ${m}`) } : {}) }
     })
     clients.push(client)
-    await waitFor('the client to know a few DHT peers', () => (client.network.routing?.size() ?? 0) >= Math.min(5, addresses.length), 20_000)
+    await waitOrNote(`client ${c} to know a few DHT peers`, () => (client.network.routing?.size() ?? 0) >= Math.min(5, addresses.length), 60_000)
     const ask = async (path, into) => {
       const t = performance.now()
       const r = await fetch(`${client.gateway.url}/${hashOf(path)}.narinfo`)
