@@ -53,3 +53,20 @@ export function memoryOf (pid) {
 
 /** The machine's load average over 1, 5 and 15 minutes, as /proc/loadavg gives it. */
 export const loadAverage = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+
+/**
+ * Runs this script again in a network namespace of its own (`unshare -n`, as
+ * root), with only its loopback up, and exits with its status: its loopback
+ * byte counts are then its own, not those of everything else on the machine.
+ * Resolves 'own' inside it, or 'shared' when that is not possible (not root,
+ * no unshare, or BENCH_NETNS=0); never resolves in the process that re-ran it.
+ */
+export async function ownLoopback () {
+  if (process.env.BENCH_NETNS === 'inside') return 'own'
+  if (process.env.BENCH_NETNS === '0') return 'shared'
+  if (spawnSync('unshare', ['-n', 'ip', 'link', 'set', 'lo', 'up'], { stdio: 'ignore' }).status !== 0) return 'shared'
+  const { spawn } = await import('node:child_process')
+  const child = spawn('unshare', ['-n', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_NETNS: 'inside' } })
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal))
+  return await new Promise(() => child.on('exit', (code, signal) => process.exit(code ?? (signal === null ? 1 : 128))))
+}

@@ -56,8 +56,8 @@ export interface Network {
   addresses: string[]
   /** announces this node's trustless HTTP gateway at `url` with its peer record (to connected peers at once, to others as they connect) */
   announceGateway: (url: string) => Promise<void>
-  /** candidate records for `name` from every peer that answers (unverified) */
-  records: (name: string, signal?: AbortSignal) => Promise<Array<{ from: string, bytes: Uint8Array }>>
+  /** candidate records for `name` from every peer that answers (unverified); the DHT lookup ends `settleMs` after its first record */
+  records: (name: string, signal?: AbortSignal, settleMs?: number) => Promise<Array<{ from: string, bytes: Uint8Array }>>
   /** answers peers asking which caches hold a narinfo for a store path hash (see NARINFO_KEY_PREFIX) */
   serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
   /** dials a pin request's origin (best effort): an HTTP multiaddr joins the trustless gateways blocks come from, a libp2p one is dialled */
@@ -239,7 +239,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }
   }
 
-  async function records (name: string, signal?: AbortSignal): Promise<Array<{ from: string, bytes: Uint8Array }>> {
+  async function records (name: string, signal?: AbortSignal, settleMs?: number): Promise<Array<{ from: string, bytes: Uint8Array }>> {
     const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
     const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = [
@@ -269,7 +269,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }
     // Settled together: an answer that fails before the others come in must not go unobserved.
     const [fromRouting, answers] = await Promise.all([
-      routing === undefined || routing.size() === 0 ? [] : routing.getRecord(name, { signal: sig }).catch((err: Error) => { options.log.debug(`DHT record lookup for ${name}: ${err.message}`); return [] }),
+      routing === undefined || routing.size() === 0 ? [] : routing.getRecord(name, { signal: sig, settleMs }).catch((err: Error) => { options.log.debug(`DHT record lookup for ${name}: ${err.message}`); return [] }),
       Promise.allSettled(asks)
     ])
     const found: Array<{ from: string, bytes: Uint8Array }> = [...fromRouting]

@@ -1,6 +1,7 @@
 import { withBitswap } from '@helia/bitswap'
 import { withLibp2pLight, type HeliaWithLibp2p } from '@helia/libp2p'
 import { privateKeyFromRaw } from '@libp2p/crypto/keys'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { fetch as fetchService, type Fetch } from '@libp2p/fetch'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
@@ -16,6 +17,7 @@ import { ipnsSelector } from 'ipns/selector'
 import { ipnsValidator } from 'ipns/validator'
 import type { PackStore } from '../ipfs/pack-store.js'
 import { DHT_PROTOCOL, RECORD_KEY_PREFIX } from './protocols.js'
+import { withPeersInMemory } from './memory-peers.js'
 
 /** Loopback: connections from it are not rate limited (libp2p's 5 a second per host breaks a network of nodes on one machine). */
 const LOOPBACK = '/ip4/127.0.0.0/ipcidr/8'
@@ -55,6 +57,8 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
   const privateKey = privateKeyFromRaw(await ed25519Expanded(options.peerSeed))
   const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore: options.blocks, datastore: options.datastore, routers: [], blockBrokers: [] }), {
     privateKey,
+    // The peer store is rewritten at every identify and DHT answer: on disk, that was a file write each.
+    datastore: withPeersInMemory(options.datastore),
     // The HTTP gateway's /http address goes with the peer record (identify, DHT provider answers), so HTTP-only clients find it; no transport dials it.
     addresses: { listen: options.listen, announceFilter: addrs => [...addrs, ...(options.extraAddresses?.() ?? []).map(a => multiaddr(a))] },
     transports: [tcp()],
@@ -102,6 +106,14 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
 /** Dials `address` (a multiaddr ending in /p2p/<peer id>) so bitswap and record requests can reach it. */
 export async function dialPeer (node: P2pNode, address: string, signal?: AbortSignal): Promise<void> {
   await node.libp2p.dial(multiaddr(address), { signal })
+}
+
+/** Dials `provider` (a peer a routing lookup named, with the addresses it gave) unless it is connected already. */
+export async function dialProvider (node: P2pNode, provider: { id: string, addresses: string[] }, signal?: AbortSignal): Promise<void> {
+  const peer = peerIdFromString(provider.id)
+  if (node.libp2p.getConnections(peer).length > 0) return
+  if (provider.addresses.length > 0) await node.libp2p.peerStore.merge(peer, { multiaddrs: provider.addresses.map(a => multiaddr(a)) })
+  await node.libp2p.dial(peer, { signal })
 }
 
 function isLoopback (address: string): boolean {

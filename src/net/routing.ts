@@ -18,6 +18,8 @@ export interface FoundRecord {
 
 export interface RoutingCallOptions {
   signal?: AbortSignal
+  /** getRecord: how long the lookup goes on after the first record came (default RECORD_SETTLE_MS) */
+  settleMs?: number
 }
 
 /** What a node asks the network: who has a CID, what a name's record is; and what it tells it. */
@@ -37,7 +39,7 @@ export interface Routing {
 }
 
 /** How long a record lookup goes on after the first record came (a newer one may come from another peer). */
-const RECORD_SETTLE_MS = 1_000
+export const RECORD_SETTLE_MS = 1_000
 
 /** The DHT key of an IPNS name's record: `/ipns/` + the multihash of its key. */
 export function ipnsRoutingKey (name: string): Uint8Array {
@@ -79,7 +81,7 @@ export function dhtRouting (dht: KadDHT & { routingTable?: { size: number } }, s
         for await (const event of dht.get(ipnsRoutingKey(name), { ...options, signal })) {
           if (event.name !== 'VALUE' || found.some(f => Buffer.compare(f.bytes, event.value) === 0)) continue
           found.push({ from: `dht:${event.from.toString()}`, bytes: event.value })
-          timer ??= setTimeout(() => settled.abort(), RECORD_SETTLE_MS)
+          timer ??= setTimeout(() => settled.abort(), options.settleMs ?? RECORD_SETTLE_MS)
         }
       } catch (err) {
         if (found.length === 0) throw err

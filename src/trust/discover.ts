@@ -7,6 +7,7 @@ import type { IndexSource } from '../cache/source.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { fingerprint } from '../nix/narinfo.js'
 import { verifyFingerprint, type PublicKey } from '../nix/signing.js'
+import type { CID } from 'multiformats/cid'
 import type { Network } from '../net/network.js'
 import { rendezvousCid } from '../net/rendezvous.js'
 import type { Provider } from '../net/routing.js'
@@ -19,6 +20,16 @@ export const DEFAULT_DISCOVERED_CACHES = 16
 const MISS_MS = 5 * 60_000
 /** A provider search ends when none came for this long, once enough trusted caches were named. */
 const QUIET_MS = 300
+/**
+ * How long a discovered cache's record lookup goes on after the first record came (the DHT's default is a second,
+ * a floor under every discovered narinfo): the follower asks again for newer ones, and the provider that named
+ * the cache, asked beside the DHT, hands over its current one.
+ */
+const RECORD_SETTLE_MS = 200
+/** Peers holding a discovered cache's root that are dialled (bitswap asks only connected peers for blocks). */
+const HOLDERS = 2
+/** How long finding and dialling them may take. */
+const HOLDERS_MS = 10_000
 /** Providers asked per lookup at most (a thousand Sybils must not cost a thousand requests). */
 const MAX_PROVIDERS = 20
 
@@ -94,13 +105,17 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   }
 
   async function follow (name: string, signal: AbortSignal): Promise<boolean> {
-    for (const { from, bytes } of await options.network.records(name, signal)) {
+    for (const { from, bytes } of await options.network.records(name, signal, RECORD_SETTLE_MS)) {
       await acceptRecord(options.repo, name, bytes).catch((err: Error) => options.log.debug(`discovery: a record of /ipns/${name} from ${from} refused: ${err.message}`))
     }
-    if (await loadRecord(options.repo, name) === undefined) {
+    const record = await loadRecord(options.repo, name)
+    if (record === undefined) {
       absent.set(name, Date.now() + MISS_MS)
       return false
     }
+    // A cache found by its name (or named by a peer that lacks its blocks) has no block source connected yet:
+    // without one, bitswap wants for its index go unanswered until they time out.
+    connectHolders(record.root).catch((err: Error) => options.log.debug(`discovery: dialling holders of ${record.root.toString()}: ${err.message}`))
     add(name)
     touch(name)
     while (discovered.size > maxCaches) {
@@ -110,6 +125,19 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       options.log.info(`discovery: stopped following /ipns/${oldest} (more than ${maxCaches} discovered caches; least recently useful)`)
     }
     return true
+  }
+
+  /** Dials up to HOLDERS peers that provide `root` (the DHT names them), in the background. */
+  async function connectHolders (root: CID): Promise<void> {
+    const { routing, p2p } = options.network
+    if (routing === undefined || p2p === undefined) return
+    const { dialProvider } = await import('../net/p2p.js')
+    const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(HOLDERS_MS)])
+    let dialled = 0
+    for await (const provider of routing.findProviders(root, { signal })) {
+      const ok = await dialProvider(p2p, provider, signal).then(() => true, () => false)
+      if (ok && ++dialled >= HOLDERS) return
+    }
   }
 
   async function lookup (hash: string): Promise<boolean> {
