@@ -5,14 +5,14 @@ import { verifyAndPublish } from '../trust/verify.js'
 import { lifetimeArgs, lifetimeMsOf, repeatedArg, repoArg, repoOf, signingKey } from './common.js'
 import { followedName, networkOptionsOf, nodeArgs } from './network-args.js'
 
-const { follow, peer, 'http-gateway': httpGateway, 'listen-p2p': listenP2p, offline } = nodeArgs
+const { follow, peer, bootstrap, routing, 'http-gateway': httpGateway, 'listen-p2p': listenP2p, offline } = nodeArgs
 
 export default defineCommand({
   meta: {
     name: 'verify',
     description: 'Rebuild store paths locally (nix-store --realise --check) and compare with what followed builders signed.\n' +
       'A mismatch is published as a signed dispute statement (disputes/<hash>.json) in the own cache, for followers to see,\n' +
-      'and announced on /nixipfs/disputes/1 to the network of --peer (every node checks, keeps, lists and relays it);\n' +
+      'and announced on /nixipfs/disputes/1 to the network of --peer or --bootstrap (every node checks, keeps, lists and relays it);\n' +
       'with --cosign, a match is published in the own cache signed by the own key (a co-signature for quorums).\n\n' +
       'Example: nixipfs verify /nix/store/…-hello-2.12 --follow builder-1:AbC…= --http-gateway http://mirror.example:8080 --cosign'
   },
@@ -20,6 +20,8 @@ export default defineCommand({
     path: { type: 'positional', required: true, description: 'Store paths to rebuild (their derivations must be known to the local Nix)' },
     follow,
     peer,
+    bootstrap,
+    routing,
     'http-gateway': httpGateway,
     'listen-p2p': listenP2p,
     offline,
