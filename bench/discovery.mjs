@@ -154,6 +154,35 @@ try {
   const discovered = []
   const followed = []
   const misses = []
+  /** Writes the results so far (after each client: a run cut short still leaves its numbers). */
+  const writeResults = (clientsDone) => {
+    const ms = (x) => x === undefined ? '—' : `${x.toFixed(1)} ms`
+    const table = [
+      '| what | samples | p50 | p99 | max |',
+      '| --- | ---: | ---: | ---: | ---: |',
+      `| narinfo found by discovery (rendezvous CID → providers → follow) | ${discovered.length} | ${ms(quantile(discovered, 0.5))} | ${ms(quantile(discovered, 0.99))} | ${ms(Math.max(...discovered))} |`,
+      `| narinfo of a cache followed on demand | ${followed.length} | ${ms(quantile(followed, 0.5))} | ${ms(quantile(followed, 0.99))} | ${ms(Math.max(...followed))} |`
+    ]
+    const p99 = quantile(discovered, 0.99)
+    const out = [
+      '# Discovery on a loopback DHT',
+      '',
+      `Written by \`node bench/discovery.mjs\` on ${new Date().toISOString()} (Node ${process.version}; load average ${loadAtStart} at start, ${loadAverage()} at the end, on ${cpus().length} cores; ${Math.round((Date.now() - tStart) / 1000)} s in all).`,
+      `${NODES} nixipfs nodes on 127.0.0.1 (${HOSTS} processes of ${Math.ceil((NODES - CLIENTS) / HOSTS)} nodes or fewer, the clients in the bench's own), each told one bootstrap address: 1 bootstrap node, ${BUILDERS} builders with ${PATHS} paths each, ${NODES - 1 - BUILDERS - CLIENTS} routing-only nodes, ${CLIENTS} clients with an empty repo, \`--discover\` and \`--trust\` all builder keys (threshold 1).`,
+      '',
+      ...table,
+      '',
+      ...(shortfalls.length === 0 ? [] : [`Went on after: ${shortfalls.join('; ')} (${announcedNew} of ${BUILDERS} new records announced by then).`, '']),
+      `Clients measured: ${clientsDone} of ${CLIENTS}. Misses: ${misses.length}${misses.length > 0 ? ` (${misses.slice(0, 5).join('; ')})` : ''}.`,
+      '',
+      `DHT bytes per published path: ${Math.round(bytesPerPath)} B (loopback bytes while ${BUILDERS} builders published ${PATHS} paths each and announced them — IPNS record put, provider records for the root, NAR roots and rendezvous CIDs, gossipsub record announcements — less the idle traffic of a window as long, measured over at most 30 s and scaled; ${loopback === 'own' ? 'the run had a network namespace of its own, so these are its bytes only' : 'the loopback was shared with the rest of the machine, so other traffic may be counted'}).`,
+      '',
+      `Target (issue 17): p99 of a discovered narinfo < 1 s — ${p99 !== undefined && p99 < 1000 ? 'met' : 'NOT met'} (${ms(p99)}).`,
+      ''
+    ].join('\n')
+    fs.writeFileSync(resultsFile('discovery-results.md'), out)
+    log(out)
+  }
   for (let c = 0; c < CLIENTS; c++) {
     const bootstrap = [addresses[Math.floor(Math.random() * addresses.length)]]
     const client = await startDaemon({
@@ -171,33 +200,8 @@ try {
     }
     for (const b of builders) await ask(b.paths[0], discovered)
     for (const b of builders) for (const p of [...b.paths.slice(1), ...more[builders.indexOf(b)]]) await ask(p, followed)
+    writeResults(c + 1)
   }
-  const ms = (x) => x === undefined ? '—' : `${x.toFixed(1)} ms`
-  const table = [
-    '| what | samples | p50 | p99 | max |',
-    '| --- | ---: | ---: | ---: | ---: |',
-    `| narinfo found by discovery (rendezvous CID → providers → follow) | ${discovered.length} | ${ms(quantile(discovered, 0.5))} | ${ms(quantile(discovered, 0.99))} | ${ms(Math.max(...discovered))} |`,
-    `| narinfo of a cache followed on demand | ${followed.length} | ${ms(quantile(followed, 0.5))} | ${ms(quantile(followed, 0.99))} | ${ms(Math.max(...followed))} |`
-  ]
-  const p99 = quantile(discovered, 0.99)
-  const out = [
-    '# Discovery on a loopback DHT',
-    '',
-    `Written by \`node bench/discovery.mjs\` on ${new Date().toISOString()} (Node ${process.version}; load average ${loadAtStart} at start, ${loadAverage()} at the end, on ${cpus().length} cores; ${Math.round((Date.now() - tStart) / 1000)} s in all).`,
-    `${NODES} nixipfs nodes on 127.0.0.1 (${HOSTS} processes of ${Math.ceil((NODES - CLIENTS) / HOSTS)} nodes or fewer, the clients in the bench's own), each told one bootstrap address: 1 bootstrap node, ${BUILDERS} builders with ${PATHS} paths each, ${NODES - 1 - BUILDERS - CLIENTS} routing-only nodes, ${CLIENTS} clients with an empty repo, \`--discover\` and \`--trust\` all builder keys (threshold 1).`,
-    '',
-    ...table,
-    '',
-    ...(shortfalls.length === 0 ? [] : [`Went on after: ${shortfalls.join('; ')} (${announcedNew} of ${BUILDERS} new records announced by then).`, '']),
-    `Misses: ${misses.length}${misses.length > 0 ? ` (${misses.slice(0, 5).join('; ')})` : ''}.`,
-    '',
-    `DHT bytes per published path: ${Math.round(bytesPerPath)} B (loopback bytes while ${BUILDERS} builders published ${PATHS} paths each and announced them — IPNS record put, provider records for the root, NAR roots and rendezvous CIDs, gossipsub record announcements — less the idle traffic of a window as long, measured over at most 30 s and scaled; ${loopback === 'own' ? 'the run had a network namespace of its own, so these are its bytes only' : 'the loopback was shared with the rest of the machine, so other traffic may be counted'}).`,
-    '',
-    `Target (issue 17): p99 of a discovered narinfo < 1 s — ${p99 !== undefined && p99 < 1000 ? 'met' : 'NOT met'} (${ms(p99)}).`,
-    ''
-  ].join('\n')
-  fs.writeFileSync(resultsFile('discovery-results.md'), out)
-  log(out)
   if (misses.length > 0 && !SMOKE) process.exitCode = 1
   if (SMOKE && discovered.length === 0) throw new Error(`nothing was discovered: ${misses.join('; ')}`)
 } finally {
