@@ -36,7 +36,7 @@ async function inLane<T> (fn: () => Promise<T>): Promise<T> {
 /** Runs one benchmark in smoke mode with its output under `out`; resolves with its exit status and output. */
 async function smoke (script: string, out: string): Promise<{ status: number | null, output: string }> {
   return await new Promise(resolve => {
-    const child = spawn(process.execPath, [join(BENCH, script)], { env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: out, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000 })
+    const child = spawn(process.execPath, [join(BENCH, script)], { env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: out, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 400_000 })
     let output = ''
     child.stdout.on('data', b => { output += b })
     child.stderr.on('data', b => { output += b })
