@@ -105,7 +105,8 @@ describe.runIf(nixAvailable)('flagging over gossipsub: disputes and IPNS records
 
     const v = await runCliAsync(['verify', path, '--repo', repos.v, '--secret-key-file', keys.v.secret!, ...follows('k1', 'k2', 't', 't2'), '--listen-p2p', '/ip4/127.0.0.1/tcp/0', '--peer', nodes[3]!.p2p()!])
     expect(v.status, v.stdout + v.stderr).toBe(1)
-    expect(v.stdout + v.stderr).toMatch(/announced 1 dispute statement\(s\) on \/nixipfs\/disputes\/1 to 1 peer/)
+    // It dialled one node; the DHT queries for the NAR's providers (the swarm) may connect it to more.
+    expect(v.stdout + v.stderr).toMatch(/announced 1 dispute statement\(s\) on \/nixipfs\/disputes\/1 to [1-9]\d* peer/)
     const ended = Date.now()
     const reached = await Promise.all(nodes.map(async (node) => {
       for (;;) {
@@ -134,7 +135,11 @@ describe.runIf(nixAvailable)('flagging over gossipsub: disputes and IPNS records
     const hostile = await rawNode(nodes[3]!)
     const observer = await rawNode(nodes[3]!)
     const heard: string[] = []
-    observer.libp2p.services.pubsub.addEventListener('message', (e) => { if (e.detail.topic === DISPUTES_TOPIC) heard.push(new TextDecoder().decode(e.detail.data)) })
+    // Only what node 3 relays counts: the DHT may also connect the observer to the hostile node directly.
+    const relay = nodes[3]!.p2p()!.split('/p2p/').at(-1)
+    observer.libp2p.services.pubsub.addEventListener('gossipsub:message', (e) => {
+      if (e.detail.msg.topic === DISPUTES_TOPIC && e.detail.propagationSource.toString() === relay) heard.push(new TextDecoder().decode(e.detail.msg.data))
+    })
     observer.libp2p.services.pubsub.subscribe(DISPUTES_TOPIC)
     for (let i = 0; i < 100 && hostile.libp2p.services.pubsub.getSubscribers(DISPUTES_TOPIC).length === 0; i++) await new Promise(resolve => setTimeout(resolve, 100))
     await new Promise(resolve => setTimeout(resolve, 1_500)) // a heartbeat, for the observer to be in node 3's mesh
