@@ -25,9 +25,11 @@ export interface PrefetchSource {
   log?: { warn: (m: string) => void, debug: (m: string) => void }
 }
 
-interface Waiter { promise: Promise<Uint8Array>, resolve: (b: Uint8Array) => void, reject: (e: Error) => void }
+/** A block promised to readers before it has come, settled by whoever fetches it. */
+export interface Waiter { promise: Promise<Uint8Array>, resolve: (b: Uint8Array) => void, reject: (e: Error) => void }
 
-function waiter (): Waiter {
+/** A new Waiter, whose rejection is left to whoever awaits it. */
+export function waiter (): Waiter {
   let resolve!: (b: Uint8Array) => void
   let reject!: (e: Error) => void
   const promise = new Promise<Uint8Array>((res, rej) => { resolve = res; reject = rej })

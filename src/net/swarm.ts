@@ -3,6 +3,7 @@ import type { CID } from 'multiformats/cid'
 import { PeerError } from '../errors.js'
 import { checkBlock } from '../ipfs/block.js'
 import type { HttpPeer } from './http-peer.js'
+import { waiter, type Waiter } from './prefetch.js'
 
 /** What a swarm fetch asks of the block source it fills. */
 export interface SwarmSource {
@@ -28,15 +29,6 @@ const DEFAULT_BLOCK_BYTES = 256 * 1024
 /** Throughput assumed for a peer not measured yet (bytes/ms): optimistic, so it is tried. */
 const UNMEASURED_RATE = Number.POSITIVE_INFINITY
 
-interface Waiter { promise: Promise<Uint8Array>, resolve: (b: Uint8Array) => void, reject: (e: Error) => void }
-
-function waiter (): Waiter {
-  let resolve!: (b: Uint8Array) => void
-  let reject!: (e: Error) => void
-  const promise = new Promise<Uint8Array>((res, rej) => { resolve = res; reject = rej })
-  promise.catch(() => {}) // rejections are observed by whoever awaits it
-  return { promise, resolve, reject }
-}
 
 /** A block the swarm took charge of: where it stands in the DAG's reading order, its expected size, who waits for it. */
 interface Wanted { cid: CID, order: number[], size: number, waiter: Waiter }
