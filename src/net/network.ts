@@ -62,7 +62,7 @@ export interface Network {
   serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
   /** dials a pin request's origin (best effort): an HTTP multiaddr joins the trustless gateways blocks come from, a libp2p one is dialled */
   dialOrigin: (address: string) => Promise<void>
-  /** the providers of `cid` the DHT (once joined) and the --routing servers name, each once, as they are found */
+  /** the providers of `cid` the DHT (once joined) and the --routing servers name, each once, as they are found (those named in the last minute first) */
   findProviders: (cid: CID, signal: AbortSignal) => AsyncIterable<Provider>
   /** the IPNS names of the caches in which `provider` says it holds a narinfo for `hash` (unverified) */
   cachesHolding: (provider: Provider, hash: string, signal: AbortSignal) => Promise<string[]>
@@ -85,6 +85,12 @@ const MAX_FOUND_PEERS = 256
 
 /** How long a NAR fetch asks the routing for more providers. */
 const PROVIDER_SEARCH_MS = 5_000
+
+/** How long the providers named for a CID are remembered: a question asked again soon (the NAR after a search for it, a second lookup) starts with them instead of waiting on a DHT query. */
+const RECENT_PROVIDERS_MS = 60_000
+/** CIDs whose providers are remembered, and providers remembered per CID, at most (a Sybil naming itself a thousand times fills one slot). */
+const RECENT_CIDS = 1024
+const RECENT_PER_CID = 32
 
 /** Connected peers (beyond the named ones) asked for a record directly over fetch. */
 const RECORD_PEERS = 8
@@ -180,14 +186,28 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   })
 
   /** The providers of `cid` the DHT (once joined) and the --routing servers name, each peer once, as they are found. */
+  /** Providers named lately, by CID. */
+  const recentProviders = new Lru<{ at: number, providers: Map<string, Provider> }>(RECENT_CIDS)
+  const remember = (key: string, provider: Provider): void => {
+    const entry = recentProviders.get(key)
+    if (entry === undefined || Date.now() - entry.at > RECENT_PROVIDERS_MS) {
+      recentProviders.set(key, { at: Date.now(), providers: new Map([[provider.id, provider]]) })
+    } else if (entry.providers.size < RECENT_PER_CID || entry.providers.has(provider.id)) {
+      entry.providers.set(provider.id, provider)
+      entry.at = Date.now()
+    }
+  }
+
   async function * findProviders (cid: CID, signal: AbortSignal): AsyncGenerator<Provider> {
-    const found: Provider[] = []
+    const key = cid.toString()
+    const recent = recentProviders.get(key)
+    const found: Provider[] = recent !== undefined && Date.now() - recent.at <= RECENT_PROVIDERS_MS ? [...recent.providers.values()] : []
     let wake: (() => void) | undefined
     let running = 0
     const take = async (from: string, providers: AsyncIterable<Provider>): Promise<void> => {
       running++
       try {
-        for await (const provider of providers) { found.push(provider); wake?.() }
+        for await (const provider of providers) { remember(key, provider); found.push(provider); wake?.() }
       } catch (err) {
         if (!signal.aborted) options.log.debug(`providers of ${cid.toString()} from ${from}: ${(err as Error).message}`)
       } finally {
