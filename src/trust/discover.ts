@@ -162,12 +162,15 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     /** trusted caches this lookup began to follow, and those whose record could not be had (yet) */
     const followed = new Set<string>()
     const failed = new Set<string>()
+    /** when (ms into the lookup) each step first succeeded, for the log: where a slow lookup spent its time */
+    const marks: Record<string, number> = {}
+    const mark = (step: string): void => { marks[step] ??= Date.now() - started }
     const startFollow = (name: string): void => {
       failed.delete(name)
       following.set(name, follow(name, signal).catch((err: Error) => {
         options.log.debug(`discovery: following /ipns/${name}: ${err.message}`)
         return false
-      }).then(ok => { (ok ? followed : failed).add(name); return ok }))
+      }).then(ok => { (ok ? followed : failed).add(name); if (ok) mark('followed'); return ok }))
     }
     // The search ends at half the deadline (the rest is for records), at MAX_PROVIDERS, once every trusted cache is
     // served or followed, or once no new provider came for a while after enough trusted caches were named:
@@ -185,6 +188,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       for (const name of await options.network.cachesHolding(provider, hash, signal).catch(() => [])) {
         names.add(name)
         if (!allowed.has(name)) continue
+        mark('trusted named')
         if (served.has(name)) { if (discovered.has(name)) touch(name); continue }
         // A provider that names a cache also hands over its record (it is connected now): try once more.
         if (!following.has(name) || failed.has(name)) startFollow(name)
@@ -199,6 +203,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     try {
       maybeEnd()
       for await (const provider of options.network.findProviders(rendezvousCid(hash), search)) {
+        mark('provider')
         asks.push(ask(provider))
         lastProvider = Date.now()
         if (asks.length >= MAX_PROVIDERS) break
@@ -211,7 +216,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     await Promise.all(asks)
     const added = (await Promise.all(following.values())).filter(Boolean).length
     const trusted = [...names].filter(n => allowed.has(n)).length
-    options.log.info(`discovery: ${hash}: ${asks.length} providers, ${names.size} caches, ${trusted} trusted, ${direct.length} trusted asked by name, ${added} newly followed, in ${Date.now() - started} ms`)
+    options.log.info(`discovery: ${hash}: ${asks.length} providers, ${names.size} caches, ${trusted} trusted, ${direct.length} trusted asked by name, ${added} newly followed, in ${Date.now() - started} ms${Object.keys(marks).length === 0 ? '' : ` (first ${Object.entries(marks).map(([step, ms]) => `${step} at ${ms} ms`).join(', ')})`}`)
     return added > 0
   }
 
