@@ -14,7 +14,7 @@ import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer } from './http-peer.js'
 import type { P2pNode } from './p2p.js'
 import { FETCH_PROTOCOL, NARINFO_KEY_PREFIX, RECORD_KEY_PREFIX } from './protocols.js'
-import type { Provider, Routing } from './routing.js'
+import { RECORD_SETTLE_MS, type Provider, type Routing } from './routing.js'
 import type { DelegatedRouting } from './delegated.js'
 import { openRecord } from '../ipfs/ipns.js'
 
@@ -262,9 +262,17 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   async function records (name: string, signal?: AbortSignal, settleMs?: number): Promise<Array<{ from: string, bytes: Uint8Array }>> {
     const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+    // A record a peer hands over directly ends the DHT query as a DHT record would (settleMs later): the query
+    // otherwise walks on until the record's closest peers answered, seconds on a busy network.
+    const settled = new AbortController()
+    let settle: NodeJS.Timeout | undefined
+    const got = <T extends { bytes: Uint8Array | undefined }>(answer: T): T => {
+      if (answer.bytes !== undefined) settle ??= setTimeout(() => settled.abort(), settleMs ?? RECORD_SETTLE_MS)
+      return answer
+    }
     const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = [
-      ...http.map(async peer => ({ from: peer.url, bytes: await peer.record(name, sig) })),
-      ...delegated.map(async server => ({ from: server.name, bytes: await server.getRecord(name, { signal: sig }) }))
+      ...http.map(async peer => got({ from: peer.url, bytes: await peer.record(name, sig) })),
+      ...delegated.map(async server => got({ from: server.name, bytes: await server.getRecord(name, { signal: sig }) }))
     ]
     // Observed at once: the loop below awaits the peer store (on disk), and a refused request failing meanwhile
     // was an unhandled rejection that killed the process (a mirror whose --http-gateway had stopped).
@@ -280,7 +288,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       const isNamed = named.has(conn.remotePeer.toString())
       if (!isNamed && !await speaks(p2p!, conn.remotePeer, FETCH_PROTOCOL)) continue
       if (!isNamed) asked++
-      const ask = (async () => ({
+      const ask = (async () => got({
         from: conn.remotePeer.toString(),
         bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: sig })
       }))()
@@ -289,9 +297,14 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }
     // Settled together: an answer that fails before the others come in must not go unobserved.
     const [fromRouting, answers] = await Promise.all([
-      routing === undefined || routing.size() === 0 ? [] : routing.getRecord(name, { signal: sig, settleMs }).catch((err: Error) => { options.log.debug(`DHT record lookup for ${name}: ${err.message}`); return [] }),
+      routing === undefined || routing.size() === 0
+        ? []
+        : routing.getRecord(name, { signal: AbortSignal.any([sig, settled.signal]), settleMs }).catch((err: Error) => {
+          if (!settled.signal.aborted) options.log.debug(`DHT record lookup for ${name}: ${err.message}`)
+          return []
+        }),
       Promise.allSettled(asks)
-    ])
+    ]).finally(() => clearTimeout(settle))
     const found: Array<{ from: string, bytes: Uint8Array }> = [...fromRouting]
     for (const a of answers) {
       if (a.status === 'fulfilled' && a.value.bytes !== undefined) found.push({ from: a.value.from, bytes: a.value.bytes })

@@ -35,6 +35,12 @@ const HOLDERS_MS = 10_000
  * but under load they overran it (seen: 12.4 s on a 50-node bench); the lookup goes on, and a later request gains by it.
  */
 const DEADLINE_GRACE_MS = 500
+/**
+ * How long following a trusted cache (its record from the network) may take. It outlives the lookup's deadline:
+ * a record that comes late still serves the next request, and a request for a path a trusted cache was named for
+ * waits for it (a 404 makes Nix build from source and remember the miss for an hour).
+ */
+const FOLLOW_MS = 10_000
 /** Providers asked per lookup at most (a thousand Sybils must not cost a thousand requests). */
 const MAX_PROVIDERS = 20
 
@@ -80,7 +86,9 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   const misses = new Map<string, number>()
   /** trusted names whose record the network did not have, and until when they are not asked for again */
   const absent = new Map<string, number>()
-  const inflight = new Map<string, Promise<boolean>>()
+  const inflight = new Map<string, { result: Promise<boolean>, hopeful: () => boolean }>()
+  /** follows under way, by name: concurrent lookups share one (two lookups naming one cache had each added it) */
+  const joining = new Map<string, Promise<boolean>>()
   /** discovered caches, least recently useful first (a Map keeps insertion order) */
   const discovered = new Map<string, true>()
   const abort = new AbortController()
@@ -109,7 +117,20 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     if (source !== undefined) servedList.splice(servedList.indexOf(source), 1)
   }
 
+  /** Starts following trusted cache `name` (once, however many lookups ask); true once it is served. */
+  function join (name: string): Promise<boolean> {
+    let running = joining.get(name)
+    if (running === undefined) {
+      running = follow(name, AbortSignal.any([abort.signal, AbortSignal.timeout(FOLLOW_MS)]))
+        .catch((err: Error) => { options.log.debug(`discovery: following /ipns/${name}: ${err.message}`); return false })
+        .finally(() => joining.delete(name))
+      joining.set(name, running)
+    }
+    return running
+  }
+
   async function follow (name: string, signal: AbortSignal): Promise<boolean> {
+    setMaxListeners(Infinity, signal)
     for (const { from, bytes } of await options.network.records(name, signal, RECORD_SETTLE_MS)) {
       await acceptRecord(options.repo, name, bytes).catch((err: Error) => options.log.debug(`discovery: a record of /ipns/${name} from ${from} refused: ${err.message}`))
     }
@@ -118,6 +139,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       absent.set(name, Date.now() + MISS_MS)
       return false
     }
+    if (sources.has(name)) { if (discovered.has(name)) touch(name); return true } // another lookup's follow added it meanwhile
     // A cache found by its name (or named by a peer that lacks its blocks) has no block source connected yet:
     // without one, bitswap wants for its index go unanswered until they time out.
     connectHolders(record.root).catch((err: Error) => options.log.debug(`discovery: dialling holders of ${record.root.toString()}: ${err.message}`))
@@ -145,7 +167,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     }
   }
 
-  async function lookup (hash: string): Promise<boolean> {
+  async function lookup (hash: string, state: { hopeful: boolean }): Promise<boolean> {
     const { routing, delegated } = options.network
     if (routing === undefined && delegated.length === 0) return false
     const started = Date.now()
@@ -167,10 +189,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     const mark = (step: string): void => { marks[step] ??= Date.now() - started }
     const startFollow = (name: string): void => {
       failed.delete(name)
-      following.set(name, follow(name, signal).catch((err: Error) => {
-        options.log.debug(`discovery: following /ipns/${name}: ${err.message}`)
-        return false
-      }).then(ok => { (ok ? followed : failed).add(name); if (ok) mark('followed'); return ok }))
+      following.set(name, join(name).then(ok => { (ok ? followed : failed).add(name); if (ok) mark('followed'); return ok }))
     }
     // The search ends at half the deadline (the rest is for records), at MAX_PROVIDERS, once every trusted cache is
     // served or followed, or once no new provider came for a while after enough trusted caches were named:
@@ -189,9 +208,10 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
         names.add(name)
         if (!allowed.has(name)) continue
         mark('trusted named')
+        state.hopeful = true
         if (served.has(name)) { if (discovered.has(name)) touch(name); continue }
         // A provider that names a cache also hands over its record (it is connected now): try once more.
-        if (!following.has(name) || failed.has(name)) startFollow(name)
+        if (!following.has(name) || (failed.has(name) && !joining.has(name))) startFollow(name)
       }
       maybeEnd()
     }
@@ -226,18 +246,26 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       if (missUntil !== undefined && missUntil > Date.now()) return false
       let running = inflight.get(hash)
       if (running === undefined) {
-        running = lookup(hash).catch((err: Error) => { options.log.warn(`discovery: ${hash}: ${err.message}`); return false })
+        const state = { hopeful: false }
+        const result = lookup(hash, state).catch((err: Error) => { options.log.warn(`discovery: ${hash}: ${err.message}`); return false })
           .then(found => { if (!found) misses.set(hash, Date.now() + MISS_MS); else misses.delete(hash); return found })
           .finally(() => inflight.delete(hash))
+        running = { result, hopeful: () => state.hopeful }
         inflight.set(hash, running)
       }
-      let timer: NodeJS.Timeout | undefined
-      const late = new Promise<false>(resolve => { timer = setTimeout(() => resolve(false), deadlineMs + DEADLINE_GRACE_MS) })
-      try {
-        return await Promise.race([running, late])
-      } finally {
-        clearTimeout(timer)
+      // The deadline holds unless a trusted cache was named as holding the path: then its follow is waited for.
+      const wait = async (ms: number): Promise<boolean | undefined> => {
+        let timer: NodeJS.Timeout | undefined
+        const late = new Promise<undefined>(resolve => { timer = setTimeout(() => resolve(undefined), ms) })
+        try {
+          return await Promise.race([running.result, late])
+        } finally {
+          clearTimeout(timer)
+        }
       }
+      const found = await wait(deadlineMs + DEADLINE_GRACE_MS)
+      if (found !== undefined) return found
+      return running.hopeful() ? await wait(FOLLOW_MS) ?? false : false
     },
     stop: () => {
       abort.abort()
