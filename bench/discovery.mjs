@@ -20,7 +20,7 @@
 // BENCH_HOSTS [4]: processes the non-client nodes are spread over (one event
 // loop for 50 libp2p nodes saturates: queries and pings time out, connections
 // churn, the run never ends); the clients run in this process. BENCH_SMOKE=1:
-// 8 nodes, 1 host. BENCH_VERBOSE=1: the nodes' log lines. As root the run
+// 8 nodes, 1 host. BENCH_VERBOSE=1: the nodes' log lines (2: the clients' debug lines too). As root the run
 // has a network namespace of its own (unshare -n), so the loopback bytes it
 // counts are its own; BENCH_NETNS=0 shares the machine's. All traffic is to 127.0.0.1.
 import fs from 'node:fs'
@@ -54,7 +54,7 @@ if (NODES < 1 + BUILDERS + CLIENTS) throw new Error(`BENCH_NODES (${NODES}) must
 rmrf(WORK)
 fs.mkdirSync(WORK, { recursive: true })
 const salt = `${Date.now()}-${process.pid}`
-const VERBOSE = process.env.BENCH_VERBOSE === '1'
+const VERBOSE = process.env.BENCH_VERBOSE === '1' || process.env.BENCH_VERBOSE === '2'
 const quiet = { info () {}, warn () {}, debug () {}, success () {} }
 
 /** `n` new store paths (small text files added to the store: real paths, no build needed). */
@@ -151,6 +151,15 @@ try {
   log(`publishing ${BUILDERS * PATHS} paths: ${busy} loopback bytes in ${window} ms, idle ${idle}: ${Math.round(bytesPerPath)} B per path`)
 
   const keys = builders.map(b => b.key)
+  /** when each step of a lookup first succeeded (ms into it), from the clients' discovery log lines */
+  const steps = { provider: [], 'trusted named': [], followed: [] }
+  const lookups = []
+  const noteLookup = (m) => {
+    const line = /^discovery: \w{32}: .* in (\d+) ms(?: \(first (.*)\))?$/.exec(m)
+    if (line === null) return
+    lookups.push(Number(line[1]))
+    for (const [, step, ms] of (line[2] ?? '').matchAll(/(provider|trusted named|followed) at (\d+) ms/g)) steps[step].push(Number(ms))
+  }
   const discovered = []
   const followed = []
   const misses = []
@@ -161,7 +170,9 @@ try {
       '| what | samples | p50 | p99 | max |',
       '| --- | ---: | ---: | ---: | ---: |',
       `| narinfo found by discovery (rendezvous CID → providers → follow) | ${discovered.length} | ${ms(quantile(discovered, 0.5))} | ${ms(quantile(discovered, 0.99))} | ${ms(Math.max(...discovered))} |`,
-      `| narinfo of a cache followed on demand | ${followed.length} | ${ms(quantile(followed, 0.5))} | ${ms(quantile(followed, 0.99))} | ${ms(Math.max(...followed))} |`
+      `| narinfo of a cache followed on demand | ${followed.length} | ${ms(quantile(followed, 0.5))} | ${ms(quantile(followed, 0.99))} | ${ms(Math.max(...followed))} |`,
+      `| discovery lookups (all, from the clients' logs) | ${lookups.length} | ${ms(quantile(lookups, 0.5))} | ${ms(quantile(lookups, 0.99))} | ${ms(Math.max(...lookups))} |`,
+      ...Object.entries(steps).map(([step, xs]) => `| … first ${step}, ms into a lookup | ${xs.length} | ${ms(quantile(xs, 0.5))} | ${ms(quantile(xs, 0.99))} | ${ms(Math.max(...xs))} |`)
     ]
     const p99 = quantile(discovered, 0.99)
     const out = [
@@ -187,7 +198,12 @@ try {
     const bootstrap = [addresses[Math.floor(Math.random() * addresses.length)]]
     const client = await startDaemon({
       ...nodeOptions(join(WORK, `client-${c}`), bootstrap, { trust: { keys, threshold: 1 }, discover: { keys, requireSignature: false, deadlineMs: 3_000 } }),
-      log: { ...quiet, ...(VERBOSE ? { info: (m) => log(`client ${c}: ${m}`), warn: (m) => log(`client ${c} warn: ${m}`) } : {}) }
+      log: {
+        ...quiet,
+        info: (m) => { noteLookup(m); if (VERBOSE) log(`client ${c}: ${m}`) },
+        ...(VERBOSE ? { warn: (m) => log(`client ${c} warn: ${m}`) } : {}),
+        ...(process.env.BENCH_VERBOSE === '2' ? { debug: (m) => log(`client ${c} debug: ${m}`) } : {})
+      }
     })
     clients.push(client)
     await waitOrNote(`client ${c} to know a few DHT peers`, () => (client.network.routing?.size() ?? 0) >= Math.min(5, addresses.length), 60_000)

@@ -156,15 +156,25 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
 
   /** Dials up to HOLDERS peers that provide `root` (the DHT names them), in the background. */
   async function connectHolders (root: CID): Promise<void> {
-    const { routing, p2p } = options.network
-    if (routing === undefined || p2p === undefined) return
+    const { p2p } = options.network
+    if (p2p === undefined) return
     const { dialProvider } = await import('../net/p2p.js')
     const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(HOLDERS_MS)])
+    const started = Date.now()
+    let found = 0
     let dialled = 0
-    for await (const provider of routing.findProviders(root, { signal })) {
-      const ok = await dialProvider(p2p, provider, signal).then(() => true, () => false)
-      if (ok && ++dialled >= HOLDERS) return
+    try {
+      for await (const provider of options.network.findProviders(root, signal)) {
+        found++
+        const ok = await dialProvider(p2p, provider, signal).then(() => true, (err: Error) => { options.log.debug(`discovery: dialling ${provider.id}: ${err.message}`); return false })
+        if (ok && ++dialled >= HOLDERS) break
+      }
+    } catch (err) {
+      if (!signal.aborted) throw err
     }
+    const outcome = `${dialled} of ${found} peer(s) holding ${root.toString()} connected in ${Date.now() - started} ms`
+    if (dialled === 0) options.log.warn(`discovery: ${outcome}: its index can come only from peers connected otherwise`)
+    else options.log.debug(`discovery: ${outcome}`)
   }
 
   async function lookup (hash: string, state: { hopeful: boolean }): Promise<boolean> {
