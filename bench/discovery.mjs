@@ -37,6 +37,7 @@ await import('../dist/shim.js')
 const { startDaemon } = await import('../dist/daemon.js')
 const { ipnsNameOf } = await import('../dist/ipfs/ipns.js')
 const { parsePublicKey } = await import('../dist/nix/signing.js')
+const { rendezvousCid } = await import('../dist/net/rendezvous.js')
 
 const NODES = Number(process.env.BENCH_NODES || (SMOKE ? 8 : 50))
 const BUILDERS = Number(process.env.BENCH_BUILDERS || (SMOKE ? 3 : 20))
@@ -162,6 +163,8 @@ try {
   }
   const discovered = []
   const followed = []
+  /** time to the first provider of a rendezvous CID, the DHT alone (each client after its lookups, connections warm) */
+  const searches = []
   const misses = []
   /** Writes the results so far (after each client: a run cut short still leaves its numbers). */
   const writeResults = (clientsDone) => {
@@ -172,6 +175,7 @@ try {
       `| narinfo found by discovery (rendezvous CID → providers → follow) | ${discovered.length} | ${ms(quantile(discovered, 0.5))} | ${ms(quantile(discovered, 0.99))} | ${ms(Math.max(...discovered))} |`,
       `| narinfo of a cache followed on demand | ${followed.length} | ${ms(quantile(followed, 0.5))} | ${ms(quantile(followed, 0.99))} | ${ms(Math.max(...followed))} |`,
       `| discovery lookups (all, from the clients' logs) | ${lookups.length} | ${ms(quantile(lookups, 0.5))} | ${ms(quantile(lookups, 0.99))} | ${ms(Math.max(...lookups))} |`,
+      `| DHT provider search alone (first provider; each client after its lookups) | ${searches.length} | ${ms(quantile(searches, 0.5))} | ${ms(quantile(searches, 0.99))} | ${ms(Math.max(...searches))} |`,
       ...Object.entries(steps).map(([step, xs]) => `| … first ${step}, ms into a lookup | ${xs.length} | ${ms(quantile(xs, 0.5))} | ${ms(quantile(xs, 0.99))} | ${ms(Math.max(...xs))} |`)
     ]
     const p99 = quantile(discovered, 0.99)
@@ -216,6 +220,13 @@ try {
     }
     for (const b of builders) await ask(b.paths[0], discovered)
     for (const b of builders) for (const p of [...b.paths.slice(1), ...more[builders.indexOf(b)]]) await ask(p, followed)
+    // The DHT alone (its routing, not the network facade, which keeps the providers named lately).
+    for (const b of builders) {
+      const t = performance.now()
+      try {
+        for await (const provider of client.network.routing.findProviders(rendezvousCid(hashOf(b.paths.at(-1))), { signal: AbortSignal.timeout(10_000) })) { searches.push(performance.now() - t); break }
+      } catch {}
+    }
     writeResults(c + 1)
   }
   if (misses.length > 0 && !SMOKE) process.exitCode = 1

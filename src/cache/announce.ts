@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import type { CID } from 'multiformats/cid'
 import { BlockNotFoundError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
@@ -44,6 +45,9 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
   const rootsDone = new Map<string, string>()
   const provided = new Set<string>()
   const abort = new AbortController()
+  // Shared by every DHT query the announcer runs (several provides at once, each listening once per peer it asks):
+  // past 10 listeners Node warned of a leak that is none (each query removes its own when it ends).
+  setMaxListeners(Infinity, abort.signal)
   let running: Promise<void> | undefined
 
   async function provideAll (cids: CID[]): Promise<number> {

@@ -59,6 +59,8 @@ export interface DiscoveryOptions {
   maxCaches?: number
   /** trusted caches that can settle a path (the --threshold; 1 without --trust): a provider search does not end early with fewer */
   enough?: number
+  /** look up the trusted caches by name at start (default true, when they fit `maxCaches`) */
+  warmUp?: boolean
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
 
@@ -117,11 +119,11 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     if (source !== undefined) servedList.splice(servedList.indexOf(source), 1)
   }
 
-  /** Starts following trusted cache `name` (once, however many lookups ask); true once it is served. */
-  function join (name: string): Promise<boolean> {
+  /** Starts following trusted cache `name` (once, however many lookups ask); true once it is served. A lookup's failure is remembered (`absent`). */
+  function join (name: string, remember = true): Promise<boolean> {
     let running = joining.get(name)
     if (running === undefined) {
-      running = follow(name, AbortSignal.any([abort.signal, AbortSignal.timeout(FOLLOW_MS)]))
+      running = follow(name, AbortSignal.any([abort.signal, AbortSignal.timeout(FOLLOW_MS)]), remember)
         .catch((err: Error) => { options.log.debug(`discovery: following /ipns/${name}: ${err.message}`); return false })
         .finally(() => joining.delete(name))
       joining.set(name, running)
@@ -129,14 +131,14 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     return running
   }
 
-  async function follow (name: string, signal: AbortSignal): Promise<boolean> {
+  async function follow (name: string, signal: AbortSignal, remember: boolean): Promise<boolean> {
     setMaxListeners(Infinity, signal)
     for (const { from, bytes } of await options.network.records(name, signal, RECORD_SETTLE_MS)) {
       await acceptRecord(options.repo, name, bytes).catch((err: Error) => options.log.debug(`discovery: a record of /ipns/${name} from ${from} refused: ${err.message}`))
     }
     const record = await loadRecord(options.repo, name)
     if (record === undefined) {
-      absent.set(name, Date.now() + MISS_MS)
+      if (remember) absent.set(name, Date.now() + MISS_MS)
       return false
     }
     if (sources.has(name)) { if (discovered.has(name)) touch(name); return true } // another lookup's follow added it meanwhile
@@ -249,6 +251,19 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     options.log.info(`discovery: ${hash}: ${asks.length} providers, ${names.size} caches, ${trusted} trusted, ${direct.length} trusted asked by name, ${added} newly followed, in ${Date.now() - started} ms${Object.keys(marks).length === 0 ? '' : ` (first ${Object.entries(marks).map(([step, ms]) => `${step} at ${ms} ms`).join(', ')})`}`)
     return added > 0
   }
+
+  // Trusted caches that fit the bound are looked up by name from the start, as the first lookup would do:
+  // Nix's first requests then find them followed. Not finding one now (the node has just joined) is not
+  // remembered as a miss: lookups still ask for it by name.
+  async function warmUp (): Promise<void> {
+    const { routing, delegated } = options.network
+    if (allowed.size > maxCaches || (routing === undefined && delegated.length === 0)) return
+    while (delegated.length === 0 && routing!.size() === 0 && !abort.signal.aborted) await new Promise(resolve => setTimeout(resolve, 100))
+    const names = [...allowed.keys()].filter(name => !sources.has(name))
+    const found = (await Promise.all(names.map(async name => await join(name, false)))).filter(Boolean).length
+    if (names.length > 0) options.log.info(`discovery: ${found} of ${names.length} trusted cache(s) found by name at start`)
+  }
+  if (options.warmUp !== false) warmUp().catch((err: Error) => options.log.debug(`discovery: looking up the trusted caches at start: ${err.message}`))
 
   return {
     find: async (hash) => {

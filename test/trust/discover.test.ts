@@ -64,6 +64,7 @@ describe('discovery', () => {
       caches: { sources, served: [], open: (n) => { opened.push(n); return { current: async () => undefined, recheck: () => {} } } },
       followOptions: { intervalMs: 3600_000 } as never,
       deadlineMs: 300,
+      warmUp: false,
       log: quiet
     })
     return { discovery, opened, sources }
@@ -92,4 +93,42 @@ describe('discovery', () => {
       discovery.stop()
     }
   }, 20_000)
+
+  it('looks the trusted caches up by name at start, and a failure then does not keep a lookup from asking again', async () => {
+    const key = generateSecretKey('builder')
+    const name = ipnsNameOf(key.publicKey)
+    const record = (await signRecord(key.seed, CID.parse('bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'), 1n, 3600_000)).bytes
+    let published = false
+    const asked: string[] = []
+    const network = {
+      routing: { size: () => 1, findProviders: async function * () {} },
+      delegated: [],
+      findProviders: async function * () {},
+      cachesHolding: async () => [],
+      records: async (n: string) => { asked.push(n); return published ? [{ from: 'dht', bytes: record }] : [] },
+      blocks: { get: async () => { throw new Error('no blocks here') } }
+    } as unknown as Network
+    const opened: string[] = []
+    const discovery = startDiscovery({
+      repo: tmp(),
+      network,
+      keys: [publicKeyOf(key)],
+      requireSignature: false,
+      caches: { sources: new Map(), served: [], open: (n) => { opened.push(n); return { current: async () => undefined, recheck: () => {} } } },
+      followOptions: { intervalMs: 3600_000 } as never,
+      deadlineMs: 300,
+      log: quiet
+    })
+    try {
+      for (let i = 0; i < 50 && asked.length === 0; i++) await sleep(10)
+      expect(asked).toEqual([name]) // at start, before any request
+      await sleep(50)
+      published = true
+      expect(await discovery.find('0c6kzph7l0dcbfmjap64f0czdafn3b7x')).toBe(true)
+      expect(asked.slice(0, 2)).toEqual([name, name]) // asked again by the lookup (then by the follower it started)
+      expect(opened).toEqual([name])
+    } finally {
+      discovery.stop()
+    }
+  }, 10_000)
 })
