@@ -71,6 +71,9 @@ export interface VerifyOptions {
   log: NetworkOptions['log']
 }
 
+/** Record lookups a verify makes on a DHT before a cache counts as not found. */
+const RECORD_ATTEMPTS = 3
+
 /**
  * Fetches the followed caches' records and indexes, rebuilds each path, and
  * publishes the outcome in the own cache: a co-signature when the rebuild
@@ -82,12 +85,17 @@ export async function verifyAndPublish (options: VerifyOptions): Promise<Verific
   const network = await startNetwork(repo, local, { ...options.network, log })
   try {
     const follower = startFollowing(repo, options.follow, network.records, network.blocks, { intervalMs: 3_600_000, fetch: 'index', log })
-    await follower.poll()
+    // A node that has just joined a DHT may not reach a record's holders at its first query (seen under load): ask again.
+    for (let attempt = 1; attempt <= RECORD_ATTEMPTS; attempt++) {
+      await follower.poll()
+      const missing = await Promise.all(options.follow.map(async name => await loadRecord(repo, name) === undefined))
+      if (!missing.includes(true) || network.routing === undefined) break
+    }
     follower.stop()
     const caches: Array<{ name: string, index: CacheIndex }> = []
     for (const name of options.follow) {
       const record = await loadRecord(repo, name)
-      if (record === undefined) throw new PeerError(name, `no record for /ipns/${name} could be found; check --http-gateway / --peer`)
+      if (record === undefined) throw new PeerError(name, `no record for /ipns/${name} could be found; check --http-gateway / --peer / --bootstrap / --routing`)
       caches.push({ name, index: await openIndex(network.blocks, record.root) })
     }
     const results: Verification[] = []
