@@ -185,7 +185,6 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     log: options.log
   })
 
-  /** The providers of `cid` the DHT (once joined) and the --routing servers name, each peer once, as they are found. */
   /** Providers named lately, by CID. */
   const recentProviders = new Lru<{ at: number, providers: Map<string, Provider> }>(RECENT_CIDS)
   const remember = (key: string, provider: Provider): void => {
@@ -198,6 +197,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }
   }
 
+  /** The providers of `cid` the DHT (once joined) and the --routing servers name, each peer once, as they are found. */
   async function * findProviders (cid: CID, signal: AbortSignal): AsyncGenerator<Provider> {
     const key = cid.toString()
     const recent = recentProviders.get(key)
