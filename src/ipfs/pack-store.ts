@@ -95,6 +95,8 @@ export class PackStore extends BaseBlockstore {
   private indexReadBytes = 0
   private checkedAt = 0
   private refreshing: Promise<void> = Promise.resolve()
+  /** the refresh `hasFresh` misses wait for */
+  private missRefresh?: Promise<void>
   private writer?: Writer
   private buffer: Buffer[] = []
   private bufferBytes = 0
@@ -194,6 +196,18 @@ export class PackStore extends BaseBlockstore {
   override has (cid: CID): boolean {
     const digest = this.digestOf(cid)
     return this.pending.has(key(digest)) || this.index.has(digest)
+  }
+
+  /**
+   * Whether the store holds `cid`, reading the index again on a miss: another process, `publish` above all, may
+   * have added it since. What peers asking for blocks are answered from.
+   */
+  async hasFresh (cid: CID): Promise<boolean> {
+    if (this.has(cid)) return true
+    // Misses at once share one read of the index's new records (a stranger asking for absent blocks costs little).
+    this.missRefresh ??= this.refresh().finally(() => { this.missRefresh = undefined })
+    await this.missRefresh
+    return this.has(cid)
   }
 
   override async put (cid: CID, val: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<CID> {

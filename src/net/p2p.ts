@@ -10,6 +10,7 @@ import { noise } from '@libp2p/noise'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
+import type { CID } from 'multiformats/cid'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Datastore } from 'interface-datastore'
 import { createHeliaLight } from 'helia'
@@ -55,7 +56,12 @@ export type P2pNode = HeliaWithLibp2p<{ identify: unknown, ping: unknown, fetch:
  */
 export async function startP2p (options: P2pOptions): Promise<P2pNode> {
   const privateKey = privateKeyFromRaw(await ed25519Expanded(options.peerSeed))
-  const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore: options.blocks, datastore: options.datastore, routers: [], blockBrokers: [] }), {
+  // Bitswap answers a want only when `has` says yes: a store that never looked again missed every block another
+  // process (publish, as a post-build hook) wrote after it opened, and peers were told it had none of them.
+  const blockstore = new Proxy(options.blocks, {
+    get: (store, prop, receiver) => prop === 'has' ? async (cid: CID) => await store.hasFresh(cid) : Reflect.get(store, prop, receiver)
+  })
+  const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore, datastore: options.datastore, routers: [], blockBrokers: [] }), {
     privateKey,
     // The peer store is rewritten at every identify and DHT answer: on disk, that was a file write each.
     datastore: withPeersInMemory(options.datastore),
