@@ -5,6 +5,7 @@ import { parsePublicKey } from '../nix/signing.js'
 import { consola } from 'consola'
 import type { DaemonOptions } from '../daemon.js'
 import type { NetworkOptions } from '../net/network.js'
+import { PEER_COMPRESSIONS, type PeerCompression } from '../net/http-peer.js'
 import { IPNS_NAME } from '../repo-layout.js'
 import { PUBLIC_BOOTSTRAP } from '../net/bootstrap.js'
 import { repeatedArg } from './common.js'
@@ -25,7 +26,8 @@ export const nodeArgs = {
   'max-index': { type: 'string', default: DEFAULT_MAX_INDEX, description: 'Most bytes one followed cache\'s index (narinfos, directories) may take; past it, following that cache stops with a warning', valueHint: 'SIZE' },
   'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' },
   'peer-timeout': { type: 'string', default: String(DEFAULT_PEER_TIMEOUT_S), description: 'Seconds a peer or --upstream may stall (no answer, no next block) before it is given up and others are asked' },
-  'peer-connections': { type: 'string', default: String(DEFAULT_PEER_CONNECTIONS), description: 'HTTP connections (requests in flight) to one --http-gateway peer at once' }
+  'peer-connections': { type: 'string', default: String(DEFAULT_PEER_CONNECTIONS), description: 'HTTP connections (requests in flight) to one --http-gateway peer at once' },
+  'peer-compression': { type: 'string', default: 'auto', description: 'Ask HTTP peers for compressed blocks and CAR streams (Accept-Encoding: zstd, br, gzip): auto (every peer but one on loopback, where it only costs CPU), always, never', valueHint: 'auto|always|never' }
 } as const
 
 /** The flag that turns on the Pinning Service API of a gateway or mirror. */
@@ -74,10 +76,13 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
   if (!(peerTimeout > 0)) throw new UsageError(`--peer-timeout must be a positive number of seconds, got ${String(args['peer-timeout'])}`)
   const peerConnections = Number(args['peer-connections'] ?? DEFAULT_PEER_CONNECTIONS)
   if (!Number.isInteger(peerConnections) || peerConnections < 1) throw new UsageError(`--peer-connections must be a whole number ≥ 1, got ${String(args['peer-connections'])}`)
+  const peerCompression = String(args['peer-compression'] ?? 'auto') as PeerCompression
+  if (!PEER_COMPRESSIONS.includes(peerCompression)) throw new UsageError(`--peer-compression must be auto, always or never, got ${JSON.stringify(args['peer-compression'])}`)
   return {
     offline: args.offline === true,
     peerTimeoutMs: peerTimeout * 1000,
     peerConnections,
+    peerCompression,
     listen: listen.length > 0 ? listen : [DEFAULT_LISTEN_P2P],
     peers,
     bootstrap,
