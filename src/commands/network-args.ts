@@ -6,6 +6,8 @@ import { consola } from 'consola'
 import type { DaemonOptions } from '../daemon.js'
 import type { NetworkOptions } from '../net/network.js'
 import { PEER_COMPRESSIONS, type PeerCompression } from '../net/http-peer.js'
+import { CODINGS } from '../codings.js'
+import { NAR_COMPRESSIONS, type NarCompression } from '../gateway/encode.js'
 import { IPNS_NAME } from '../repo-layout.js'
 import { PUBLIC_BOOTSTRAP } from '../net/bootstrap.js'
 import { repeatedArg } from './common.js'
@@ -13,6 +15,7 @@ import { repeatedArg } from './common.js'
 /** Flags of every command that runs a node: HTTP listen address, peers, following. */
 export const nodeArgs = {
   listen: { type: 'string', default: DEFAULT_LISTEN, description: 'HTTP address for Nix and for peers (HOST:PORT; port 0 picks a free one)', valueHint: 'HOST:PORT' },
+  'compress-nar': { type: 'string', default: 'auto', description: `Point Nix at NARs compressed on the fly (narinfos with Compression: ${CODINGS[0]!}, no FileHash/FileSize; signatures stay valid): auto (for Nix on other hosts only; on loopback raw NARs cost no CPU), none, or one of ${CODINGS.join(', ')} for every client`, valueHint: `auto|none|${CODINGS.join('|')}` },
   follow: { type: 'string', description: 'Follow a cache by its Nix public key (name:base64) or IPNS name (k51…); repeatable', valueHint: 'KEY|NAME' },
   peer: { type: 'string', description: 'libp2p peer to dial and keep connected, e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…; repeatable', valueHint: 'MULTIADDR' },
   bootstrap: { type: 'string', description: 'Join the IPFS DHT (/ipfs/kad/1.0.0) through this libp2p peer, e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…; repeatable. "public" names the public IPFS bootstrap peers (untested here)', valueHint: 'MULTIADDR' },
@@ -114,8 +117,10 @@ export function parseSize (value: string, flag: string): number {
 }
 
 /** What every node command (gateway, mirror) passes to startDaemon from its flags: addresses, networking, following, logging. */
-export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'maxIndexBytes' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes' | 'headTimeoutMs'> {
+export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'maxIndexBytes' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes' | 'headTimeoutMs' | 'compressNar'> {
   const { host, port } = parseListen(args.listen)
+  const compressNar = String(args['compress-nar'] ?? 'auto') as NarCompression
+  if (!NAR_COMPRESSIONS.includes(compressNar)) throw new UsageError(`--compress-nar must be one of ${NAR_COMPRESSIONS.join(', ')} (this Node writes ${CODINGS.join(', ')}), got ${JSON.stringify(args['compress-nar'])}`)
   const positive = (flag: string): number => {
     const n = Number(args[flag])
     if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} must be a whole number ≥ 1, got ${String(args[flag])}`)
@@ -124,6 +129,7 @@ export function nodeOptionsOf (args: Record<string, unknown> & { listen: string 
   return {
     host,
     port,
+    compressNar,
     maxConnections: positive('max-connections'),
     maxHeaderBytes: positive('max-header-bytes'),
     headTimeoutMs: headTimeoutMsOf(args),

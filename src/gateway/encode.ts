@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable, type Transform } from 'node:stream'
-import { compressor, negotiate, type Coding } from '../codings.js'
+import { CODINGS, compressor, negotiate, type Coding } from '../codings.js'
 
 // Compression of trustless-gateway responses, only where it pays: NARs of
 // binaries shrink 2–3× (bench/compression-results.md), but blocks of data that
@@ -74,4 +74,33 @@ export function compressedStream (coding: Coding, body: Readable): Transform {
   body.on('error', err => out.destroy(err))
   out.on('close', () => { if (!body.readableEnded) body.destroy() })
   return body.pipe(out)
+}
+
+/** What `--compress-nar` asks for: `auto` (compressed towards other hosts, raw towards loopback), `none`, or one coding for every client. */
+export type NarCompression = 'auto' | 'none' | Coding
+export const NAR_COMPRESSIONS: readonly NarCompression[] = ['auto', 'none', ...CODINGS]
+
+/** The extension of a compressed NAR's URL (`nar/<cid>.nar.<ext>`) by coding, as Nix's own caches name them. */
+export const NAR_EXTENSIONS: Readonly<Record<Coding, string>> = { zstd: 'zst', br: 'br', gzip: 'gz' }
+
+/** The coding of a compressed NAR's URL extension, if this Node writes it. */
+export function codingOfExtension (extension: string): Coding | undefined {
+  return CODINGS.find(c => NAR_EXTENSIONS[c] === extension)
+}
+
+/** True when the request comes from this machine (127.0.0.0/8, ::1, or either mapped into IPv6). */
+export function fromLoopback (req: IncomingMessage): boolean {
+  const address = req.socket.remoteAddress ?? ''
+  return address === '::1' || /^(::ffff:)?127\./i.test(address)
+}
+
+/**
+ * The coding narinfos point Nix at for this request, if any: `auto` compresses
+ * for other hosts only (on loopback, bytes are free and compressing costs CPU),
+ * with the best coding this Node writes (zstd, else brotli: Nix reads both).
+ */
+export function narCodingFor (mode: NarCompression, req: IncomingMessage): Coding | undefined {
+  if (mode === 'none') return undefined
+  if (mode === 'auto') return fromLoopback(req) ? undefined : CODINGS[0]
+  return mode
 }
