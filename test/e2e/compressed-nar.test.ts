@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
-import { readFileSync } from 'node:fs'
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import * as zlib from 'node:zlib'
@@ -85,6 +85,26 @@ describe.runIf(nixAvailable)('NARs compressed on the fly for Nix on other hosts'
       await g.stop()
     })
   }
+
+  it('cuts the compressed stream when a stored block is corrupt: Nix refuses the path, none becomes valid', async () => {
+    const copy = tmp()
+    cpSync(repo, copy, { recursive: true })
+    const lib = closure.find(p => p.includes('cnar-lib'))!
+    const pack = join(copy, 'packs', readdirSync(join(copy, 'packs')).find(f => f.endsWith('.pack'))!)
+    const bytes = readFileSync(pack)
+    // Far into the NAR: the headers (and compressed bytes of earlier blocks) are out when the block is read.
+    const at = bytes.indexOf(nixDump(lib).subarray(900_000, 900_064))
+    expect(at).toBeGreaterThan(0)
+    bytes[at]! ^= 0xff
+    writeFileSync(pack, bytes)
+    const g = await startGatewayProcess(['--repo', copy, '--compress-nar', CODINGS[0]!])
+    gateways.push(g)
+    const store = tmp()
+    const r = nix(['copy', '--from', g.url, '--to', store, lib, '--option', 'trusted-public-keys', pub], { allowFail: true })
+    expect(r.status).not.toBe(0)
+    expect(nix(['path-info', '--store', store, lib], { allowFail: true }).status).not.toBe(0)
+    await g.stop()
+  })
 
   it('keeps raw NARs for loopback clients by default', async () => {
     const g = await startGatewayProcess(['--repo', repo])
