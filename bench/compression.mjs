@@ -59,7 +59,7 @@ for (const path of paths) {
   const dir = mkdtempSync(join(tmpdir(), 'nixipfs-bench-'))
   try {
     writeFileSync(join(dir, 'nar'), nar)
-    const r = spawnSync('zstd', ['-b1', '-e6', '-i3', join(dir, 'nar')], { encoding: 'utf8' })
+    const r = spawnSync('zstd', ['-b1', SMOKE ? '-e1' : '-e6', SMOKE ? '-i1' : '-i3', join(dir, 'nar')], { encoding: 'utf8' })
     // zstd -b prints one line per level, progress pieces separated by \r, the level last ("… 3#").
     for (const line of (r.stderr + r.stdout).split('\n')) {
       const level = /(\d+)#\s*$/.exec(line)?.[1]
