@@ -10,6 +10,7 @@ import { walkDag } from '../ipfs/dag.js'
 import { fileSizeOf, walkEntity, type ByteRange } from '../ipfs/entity.js'
 import { resolvePath } from '../ipfs/hamt.js'
 import { recordCacheSeconds } from '../ipfs/ipns.js'
+import { CODINGS } from '../codings.js'
 import { compressedIfPays, encodedStream, wantedCoding } from './encode.js'
 import { HttpError } from './http-errors.js'
 import type { RouteContext } from './routes.js'
@@ -33,11 +34,12 @@ function wantedOf (ctx: RouteContext, query: URLSearchParams): { format?: string
   return { format, carVersion }
 }
 
-/** True when an If-None-Match header names `etag` (or is `*`): the client already holds this response. */
+/** True when an If-None-Match header names `etag`, one of its compressed variants (`"….br"`), or is `*`: the client already holds this response. */
 function notModified (ctx: RouteContext, etag: string): boolean {
   const header = ctx.req.headers['if-none-match']
   if (header === undefined) return false
-  return header.split(',').map(t => t.trim().replace(/^W\//, '')).some(t => t === '*' || t === etag)
+  const variants = new Set([etag, ...CODINGS.map(c => etag.replace(/"$/, `.${c}"`))])
+  return header.split(',').map(t => t.trim().replace(/^W\//, '')).some(t => t === '*' || variants.has(t))
 }
 
 /** Answers 304 when the client holds the response already; true when it did. */

@@ -84,6 +84,9 @@ describe('compression between peers (trustless gateway responses)', () => {
       expect(packed.headers.vary).toMatch(/Accept-Encoding/)
       expect(packed.headers.etag).not.toBe(raw.headers.etag)
       expect(packed.body.length * 1.5).toBeLessThan(raw.body.length)
+      // The compressed response's ETag is its own, and a client holding it gets 304 (as with the raw one).
+      const again = await rawGet(`${gw.url}/ipfs/${code.toString()}?format=car`, { 'accept-encoding': coding, 'if-none-match': String(packed.headers.etag) })
+      expect(again.status).toBe(304)
     }
     const always = new HttpPeer(gw.url, { idleMs: 5000, connections: 4, compression: 'always' })
     const never = new HttpPeer(gw.url, { idleMs: 5000, connections: 4, compression: 'never' })
