@@ -30,7 +30,7 @@ export const nodeArgs = {
   'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' },
   'peer-timeout': { type: 'string', default: String(DEFAULT_PEER_TIMEOUT_S), description: 'Seconds a peer or --upstream may stall (no answer, no next block) before it is given up and others are asked' },
   'peer-connections': { type: 'string', default: String(DEFAULT_PEER_CONNECTIONS), description: 'HTTP connections (requests in flight) to one --http-gateway peer at once' },
-  'peer-compression': { type: 'string', default: 'auto', description: 'Ask HTTP peers for compressed blocks and CAR streams (Accept-Encoding: zstd, br, gzip): auto (every peer but one on loopback, where it only costs CPU), always, never', valueHint: 'auto|always|never' }
+  'peer-compression': { type: 'string', default: 'auto', description: `Ask HTTP peers for compressed blocks and CAR streams (Accept-Encoding: ${CODINGS.join(', ')}): auto (every peer but one on loopback, where it only costs CPU), always, never`, valueHint: 'auto|always|never' }
 } as const
 
 /** The flag that turns on the Pinning Service API of a gateway or mirror. */
