@@ -114,7 +114,9 @@ describe('compression between peers (trustless gateway responses)', () => {
     const honest = gzipSync(binary.subarray(0, 200_000))
     const cases: Array<[string, { headers: OutgoingHttpHeaders, body: Buffer }, RegExp]> = [
       ['says gzip, sends raw', { headers: { 'content-encoding': 'gzip' }, body: binary.subarray(0, 200_000) }, /does not decode as gzip/],
-      ['says br, sends garbage', { headers: { 'content-encoding': 'br' }, body: randomBytes(100_000) }, /does not decode as br/],
+      // Not random bytes: those now and then start with a valid, empty brotli stream (and then decode to wrong bytes, which
+      // the CID check refuses, as for any peer sending wrong bytes).
+      ['says br, sends garbage', { headers: { 'content-encoding': 'br' }, body: Buffer.from('not brotli at all, just text\n'.repeat(3000)) }, /does not decode as br/],
       ['gzip cut in the middle', { headers: { 'content-encoding': 'gzip' }, body: honest.subarray(0, honest.length >> 1) }, /does not decode as gzip/],
       ['gzip with a flipped byte', { headers: { 'content-encoding': 'gzip' }, body: Buffer.from(honest).fill(0x55, 1000, 1010) }, /does not decode as gzip/],
       ['a coding never asked for', { headers: { 'content-encoding': 'compress' }, body: honest }, /Content-Encoding "compress"/]
