@@ -15,6 +15,7 @@ import { ipnsNameOf } from './ipfs/ipns.js'
 import { RECIPES } from './cache/recipes.js'
 import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
 import { registerNodeMetrics } from './gateway/node-metrics.js'
+import type { NarCompression } from './gateway/encode.js'
 import { UnavailableError } from './errors.js'
 import { quorumOf, type TrustPolicy } from './trust/quorum.js'
 import { QuorumLog } from './trust/quorum-log.js'
@@ -63,6 +64,8 @@ export interface DaemonOptions {
   maxConnections?: number
   maxHeaderBytes?: number
   headTimeoutMs?: number
+  /** which narinfos point Nix at NARs compressed on the fly (--compress-nar) */
+  compressNar?: NarCompression
   /** look for caches that hold what no served cache has (gateway --discover): those under these keys are followed on demand */
   discover?: { keys: PublicKey[], requireSignature: boolean, deadlineMs?: number, maxCaches?: number }
   /** serve the Pinning Service API at /psa to these bearer tokens, and pin what it is asked to */
@@ -228,7 +231,8 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     onRequest: options.onRequest,
     maxConnections: options.maxConnections,
     maxHeaderBytes: options.maxHeaderBytes,
-    headTimeoutMs: options.headTimeoutMs
+    headTimeoutMs: options.headTimeoutMs,
+    compressNar: options.compressNar
   }).catch(async (err: Error) => {
     await pinWorker?.stop()
     gossip?.stop()

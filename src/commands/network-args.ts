@@ -5,6 +5,9 @@ import { parsePublicKey } from '../nix/signing.js'
 import { consola } from 'consola'
 import type { DaemonOptions } from '../daemon.js'
 import type { NetworkOptions } from '../net/network.js'
+import { PEER_COMPRESSIONS, type PeerCompression } from '../net/http-peer.js'
+import { CODINGS } from '../codings.js'
+import { NAR_COMPRESSIONS, type NarCompression } from '../gateway/encode.js'
 import { IPNS_NAME } from '../repo-layout.js'
 import { PUBLIC_BOOTSTRAP } from '../net/bootstrap.js'
 import { repeatedArg } from './common.js'
@@ -12,6 +15,7 @@ import { repeatedArg } from './common.js'
 /** Flags of every command that runs a node: HTTP listen address, peers, following. */
 export const nodeArgs = {
   listen: { type: 'string', default: DEFAULT_LISTEN, description: 'HTTP address for Nix and for peers (HOST:PORT; port 0 picks a free one)', valueHint: 'HOST:PORT' },
+  'compress-nar': { type: 'string', default: 'auto', description: `Point Nix at NARs compressed on the fly (narinfos with Compression: ${CODINGS[0]!}, no FileHash/FileSize; signatures stay valid): auto (for Nix on other hosts only; on loopback raw NARs cost no CPU), none, or one of ${CODINGS.join(', ')} for every client`, valueHint: `auto|none|${CODINGS.join('|')}` },
   follow: { type: 'string', description: 'Follow a cache by its Nix public key (name:base64) or IPNS name (k51…); repeatable', valueHint: 'KEY|NAME' },
   peer: { type: 'string', description: 'libp2p peer to dial and keep connected, e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…; repeatable', valueHint: 'MULTIADDR' },
   bootstrap: { type: 'string', description: 'Join the IPFS DHT (/ipfs/kad/1.0.0) through this libp2p peer, e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3Koo…; repeatable. "public" names the public IPFS bootstrap peers (untested here)', valueHint: 'MULTIADDR' },
@@ -25,7 +29,8 @@ export const nodeArgs = {
   'max-index': { type: 'string', default: DEFAULT_MAX_INDEX, description: 'Most bytes one followed cache\'s index (narinfos, directories) may take; past it, following that cache stops with a warning', valueHint: 'SIZE' },
   'follow-interval': { type: 'string', default: String(DEFAULT_FOLLOW_INTERVAL_S), description: 'Seconds between asking peers for newer records of followed caches' },
   'peer-timeout': { type: 'string', default: String(DEFAULT_PEER_TIMEOUT_S), description: 'Seconds a peer or --upstream may stall (no answer, no next block) before it is given up and others are asked' },
-  'peer-connections': { type: 'string', default: String(DEFAULT_PEER_CONNECTIONS), description: 'HTTP connections (requests in flight) to one --http-gateway peer at once' }
+  'peer-connections': { type: 'string', default: String(DEFAULT_PEER_CONNECTIONS), description: 'HTTP connections (requests in flight) to one --http-gateway peer at once' },
+  'peer-compression': { type: 'string', default: 'auto', description: `Ask HTTP peers for compressed blocks and CAR streams (Accept-Encoding: ${CODINGS.join(', ')}): auto (every peer but one on loopback, where it only costs CPU), always, never`, valueHint: 'auto|always|never' }
 } as const
 
 /** The flag that turns on the Pinning Service API of a gateway or mirror. */
@@ -74,10 +79,13 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
   if (!(peerTimeout > 0)) throw new UsageError(`--peer-timeout must be a positive number of seconds, got ${String(args['peer-timeout'])}`)
   const peerConnections = Number(args['peer-connections'] ?? DEFAULT_PEER_CONNECTIONS)
   if (!Number.isInteger(peerConnections) || peerConnections < 1) throw new UsageError(`--peer-connections must be a whole number ≥ 1, got ${String(args['peer-connections'])}`)
+  const peerCompression = String(args['peer-compression'] ?? 'auto') as PeerCompression
+  if (!PEER_COMPRESSIONS.includes(peerCompression)) throw new UsageError(`--peer-compression must be auto, always or never, got ${JSON.stringify(args['peer-compression'])}`)
   return {
     offline: args.offline === true,
     peerTimeoutMs: peerTimeout * 1000,
     peerConnections,
+    peerCompression,
     listen: listen.length > 0 ? listen : [DEFAULT_LISTEN_P2P],
     peers,
     bootstrap,
@@ -109,8 +117,10 @@ export function parseSize (value: string, flag: string): number {
 }
 
 /** What every node command (gateway, mirror) passes to startDaemon from its flags: addresses, networking, following, logging. */
-export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'maxIndexBytes' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes' | 'headTimeoutMs'> {
+export function nodeOptionsOf (args: Record<string, unknown> & { listen: string }, rawArgs: string[]): Pick<DaemonOptions, 'host' | 'port' | 'network' | 'followIntervalMs' | 'maxIndexBytes' | 'log' | 'onRequest' | 'maxConnections' | 'maxHeaderBytes' | 'headTimeoutMs' | 'compressNar'> {
   const { host, port } = parseListen(args.listen)
+  const compressNar = String(args['compress-nar'] ?? 'auto') as NarCompression
+  if (!NAR_COMPRESSIONS.includes(compressNar)) throw new UsageError(`--compress-nar must be one of ${NAR_COMPRESSIONS.join(', ')} (this Node writes ${CODINGS.join(', ')}), got ${JSON.stringify(args['compress-nar'])}`)
   const positive = (flag: string): number => {
     const n = Number(args[flag])
     if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} must be a whole number ≥ 1, got ${String(args[flag])}`)
@@ -119,6 +129,7 @@ export function nodeOptionsOf (args: Record<string, unknown> & { listen: string 
   return {
     host,
     port,
+    compressNar,
     maxConnections: positive('max-connections'),
     maxHeaderBytes: positive('max-header-bytes'),
     headTimeoutMs: headTimeoutMsOf(args),

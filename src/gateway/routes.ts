@@ -12,6 +12,7 @@ import type { UpstreamFallback } from '../upstream/fallback.js'
 import { serveRealisation } from './realisation.js'
 import { serveLog } from './log.js'
 import type { CID } from 'multiformats/cid'
+import type { NarCompression } from './encode.js'
 import type { RoutingView } from '../net/routing-view.js'
 import { serveRoutingV1 } from './routing-v1.js'
 import { servePinning, type PinningApi } from './pinning.js'
@@ -45,6 +46,8 @@ export interface RouteContext {
   /** every metric, in the Prometheus text format */
   metrics: () => Promise<string>
   head: boolean
+  /** which narinfos point Nix at NARs compressed on the fly (--compress-nar) */
+  compressNar: NarCompression
 }
 
 export type Handler = (ctx: RouteContext) => Promise<void> | void
@@ -53,7 +56,7 @@ export type Handler = (ctx: RouteContext) => Promise<void> | void
 export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/nix-cache-info$/, serveCacheInfo],
   [/^\/([0-9a-df-np-sv-z]{32})\.narinfo$/, serveNarInfo],
-  [/^\/nar\/([a-z0-9]{1,128})\.nar$/, serveNar],
+  [/^\/nar\/([a-z0-9]{1,128})\.nar(?:\.(zst|br|gz))?$/, serveNar],
   [/^\/nar\/upstream\/([0-9a-df-np-sv-z]{32})\.nar$/, serveUpstreamNar],
   [/^\/ipfs\/([a-zA-Z0-9]{1,128})(\/.*)?$/, serveIpfs],
   [/^\/ipns\/([a-z0-9]{1,128})\/?$/, serveIpns],

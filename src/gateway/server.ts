@@ -9,6 +9,7 @@ import { statusOf } from './http-errors.js'
 import { Registry } from 'prom-client'
 import { DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES } from '../constants.js'
 import { HttpMetrics, counterOf, gaugeOf, metricsText, processMetrics } from './metrics.js'
+import type { NarCompression } from './encode.js'
 import { ANY_METHOD, INDEX_FREE, ROUTE_NAMES, ROUTES, UNMATCHED, type Handler, type RouteContext } from './routes.js'
 
 export interface GatewayOptions {
@@ -34,6 +35,8 @@ export interface GatewayOptions {
   routing?: RouteContext['routing']
   /** the Pinning Service API at /psa (off without it) */
   pinning?: RouteContext['pinning']
+  /** which narinfos point Nix at NARs compressed on the fly. @default 'auto' (for clients on other hosts) */
+  compressNar?: NarCompression
   host: string
   /** 0 picks a free port */
   port: number
@@ -122,7 +125,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       indexError = err
       return undefined
     })
-    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, pinning, disputes, upstream, stats, metrics, head: method === 'HEAD' })
+    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, pinning, disputes, upstream, stats, metrics, head: method === 'HEAD', compressNar: options.compressNar ?? 'auto' })
   }
 
   // A refused narinfo is logged once per NAR, not on every request Nix repeats.

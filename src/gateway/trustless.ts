@@ -10,6 +10,8 @@ import { walkDag } from '../ipfs/dag.js'
 import { fileSizeOf, walkEntity, type ByteRange } from '../ipfs/entity.js'
 import { resolvePath } from '../ipfs/hamt.js'
 import { recordCacheSeconds } from '../ipfs/ipns.js'
+import { CODINGS } from '../codings.js'
+import { compressedIfPays, encodedStream, wantedCoding } from './encode.js'
 import { HttpError } from './http-errors.js'
 import type { RouteContext } from './routes.js'
 
@@ -32,11 +34,12 @@ function wantedOf (ctx: RouteContext, query: URLSearchParams): { format?: string
   return { format, carVersion }
 }
 
-/** True when an If-None-Match header names `etag` (or is `*`): the client already holds this response. */
+/** True when an If-None-Match header names `etag`, one of its compressed variants (`"….br"`), or is `*`: the client already holds this response. */
 function notModified (ctx: RouteContext, etag: string): boolean {
   const header = ctx.req.headers['if-none-match']
   if (header === undefined) return false
-  return header.split(',').map(t => t.trim().replace(/^W\//, '')).some(t => t === '*' || t === etag)
+  const variants = new Set([etag, ...CODINGS.map(c => etag.replace(/"$/, `.${c}"`))])
+  return header.split(',').map(t => t.trim().replace(/^W\//, '')).some(t => t === '*' || variants.has(t))
 }
 
 /** Answers 304 when the client holds the response already; true when it did. */
@@ -85,11 +88,20 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
   const names = namesOf(params[1])
   if (format === 'raw' && names.length > 0) throw new HttpError('ERR_BAD_REQUEST', 'a raw block has no path: ask for /ipfs/<cid>?format=raw, or for the path with ?format=car')
   if (!local.has(cid)) throw new HttpError('ERR_NOT_FOUND', `block ${cid.toString()} is not on this node`)
-  const common = { 'cache-control': 'public, max-age=29030400, immutable', 'x-content-type-options': 'nosniff', vary: 'Accept' }
+  const common = { 'cache-control': 'public, max-age=29030400, immutable', 'x-content-type-options': 'nosniff', vary: 'Accept, Accept-Encoding' }
+  // Compressed only when the client asks (Accept-Encoding) and it pays; HEAD answers as for an uncompressed GET.
+  const coding = head ? undefined : wantedCoding(ctx.req)
   if (format === 'raw') {
     const headers = { ...common, etag: `"${cid.toString()}.raw"`, 'content-disposition': `attachment; filename="${cid.toString()}.bin"` }
     if (answeredNotModified(ctx, headers)) return
     const bytes = await getVerified(local, cid)
+    const packed = coding === undefined ? undefined : await compressedIfPays(coding, bytes)
+    if (packed !== undefined) {
+      // Each coding of a response is its own representation, with its own ETag (RFC 9110 §8.8.3).
+      res.writeHead(200, { ...headers, etag: `"${cid.toString()}.raw.${coding!}"`, 'content-type': RAW, 'content-encoding': coding!, 'content-length': packed.length })
+      res.end(packed)
+      return
+    }
     res.writeHead(200, { ...headers, 'content-type': RAW, 'content-length': bytes.length })
     res.end(head ? undefined : bytes)
     return
@@ -109,12 +121,22 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
     const size = await fileSizeOf(local, resolved.cid)
     if (size !== undefined) range = byteRangeOf(entityBytes, size)
   }
-  res.writeHead(200, { ...headers, 'content-type': `${CAR}; version=1; order=dfs; dups=n` })
-  if (head) { res.end(); return }
+  const type = `${CAR}; version=1; order=dfs; dups=n`
+  if (head) { res.writeHead(200, { ...headers, 'content-type': type }); res.end(); return }
   const abort = new AbortController()
   setMaxListeners(Infinity, abort.signal) // shared by the walk's read-ahead
   res.on('close', () => abort.abort())
-  await pipeline(Readable.from(carBytes([cid], pathThenTarget(local, resolved, scope, range, abort.signal))), res)
+  const car = carBytes([cid], pathThenTarget(local, resolved, scope, range, abort.signal))
+  if (coding === undefined) {
+    res.writeHead(200, { ...headers, 'content-type': type })
+    await pipeline(Readable.from(car), res)
+    return
+  }
+  // The first blocks decide: a DAG of already-compressed data goes out as it is.
+  const encoded = await encodedStream(coding, car)
+  const etag = encoded.coding === undefined ? headers.etag : headers.etag.replace(/"$/, `.${encoded.coding}"`)
+  res.writeHead(200, { ...headers, etag, 'content-type': type, ...(encoded.coding === undefined ? {} : { 'content-encoding': encoded.coding }) })
+  await pipeline(encoded.body, res)
 }
 
 /** The blocks on the way through the path, then the target's as `scope` says, each block once (dups=n). */

@@ -1,8 +1,19 @@
 import type { Readable } from 'node:stream'
 import type { CID } from 'multiformats/cid'
 import { collectAtMost } from '../bytes.js'
+import { CODINGS, type Coding } from '../codings.js'
 import { PeerError } from '../errors.js'
+import { decodedBody } from './decode.js'
 import { discard, HttpPool, type HttpResponse } from './http-get.js'
+
+/**
+ * Whether responses are asked for compressed: `auto` asks every peer but a
+ * loopback one (on loopback, bytes are free and compressing costs CPU on both
+ * ends), `always` asks every peer (tests and shaped-network benchmarks on
+ * one machine), `never` asks none.
+ */
+export type PeerCompression = 'auto' | 'always' | 'never'
+export const PEER_COMPRESSIONS: readonly PeerCompression[] = ['auto', 'always', 'never']
 
 /** Limits per peer: a peer that stalls is dropped, never waited on for ever; a peer gets a bounded number of connections. */
 export interface HttpPeerLimits {
@@ -10,13 +21,28 @@ export interface HttpPeerLimits {
   idleMs: number
   /** connections (so requests) to one peer at once */
   connections: number
+  /** whether responses are asked for compressed. @default 'auto' */
+  compression?: PeerCompression
 }
 
 const DEFAULT_LIMITS: HttpPeerLimits = { idleMs: 10_000, connections: 16 }
 
-/** Largest block or record a peer may send in answer to a single-block request. */
+/** Largest block or record a peer may send in answer to a single-block request (decoded, when it came compressed). */
 const MAX_BLOCK_BYTES = 4 * 1024 * 1024
 const MAX_RECORD_BYTES = 10 * 1024
+/**
+ * Most bytes a compressed CAR stream may decode to per byte received (past
+ * the first 4 MiB): the NARs measured shrink 2–4×, and a CAR sends each
+ * distinct block once (a run of zeros becomes one block), so 64× is far beyond
+ * any real stream and still stops a bomb at 64 bytes per byte.
+ */
+const MAX_CAR_RATIO = 64
+
+/** True when `url` names this machine by a loopback address. */
+export function isLoopbackUrl (url: string): boolean {
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, '')
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./i.test(host)
+}
 
 /** Keep-alive connection pools (one per origin inside), shared by the HTTP peers with the same limits. */
 const pools = new Map<string, HttpPool>()
@@ -37,8 +63,12 @@ function pool (limits: HttpPeerLimits): HttpPool {
  */
 export class HttpPeer {
   readonly url: string
+  /** the codings asked for in Accept-Encoding (none: responses come as they are) */
+  readonly codings: readonly Coding[]
   constructor (url: string, private readonly limits: HttpPeerLimits = DEFAULT_LIMITS) {
     this.url = url.replace(/\/+$/, '')
+    const compression = limits.compression ?? 'auto'
+    this.codings = compression === 'always' || (compression === 'auto' && !isLoopbackUrl(this.url)) ? CODINGS : []
   }
 
   /** One block (`?format=raw`), unverified; undefined when the peer does not have it. */
@@ -55,13 +85,15 @@ export class HttpPeer {
   async car (cid: CID, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array> | undefined> {
     const res = await this.send(`/ipfs/${cid.toString()}?format=car&dag-scope=all`, 'application/vnd.ipld.car; version=1; order=dfs; dups=n', signal)
     if (res === undefined) return undefined
-    return chunksOf(res.body)
+    return chunksOf(decodedBody(this.url, `the CAR of ${cid.toString()} from ${this.url}`, res.headers, res.body, this.codings, { maxRatio: MAX_CAR_RATIO }))
   }
 
   private async send (path: string, accept: string, signal?: AbortSignal): Promise<HttpResponse | undefined> {
     let res: HttpResponse
     try {
-      res = await pool(this.limits).get(this.url + path, { headers: { accept }, signal })
+      const headers: Record<string, string> = { accept }
+      if (this.codings.length > 0) headers['accept-encoding'] = this.codings.join(', ')
+      res = await pool(this.limits).get(this.url + path, { headers, signal })
     } catch (err) {
       if (signal?.aborted === true) throw err
       throw new PeerError(this.url, `cannot reach ${this.url}: ${(err as Error).message}`)
@@ -83,7 +115,8 @@ export class HttpPeer {
       const res = await this.send(path, accept, signal)
       if (res === undefined) return undefined
       try {
-        return await collectAtMost(res.body, max, () => new PeerError(this.url, `${this.url}${path} sent more than ${max} bytes`))
+        const body = decodedBody(this.url, `${this.url}${path}`, res.headers, res.body, this.codings, { maxBytes: max })
+        return await collectAtMost(body, max, () => new PeerError(this.url, `${this.url}${path} sent more than ${max} bytes`))
       } catch (err) {
         res.body.destroy()
         if (err instanceof PeerError || signal.aborted) throw err

@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../atomic.js'
 import { Lru } from '../lru.js'
 import { datastoreDir, IPNS_NAME, keysDir, loadRecordBytes } from '../repo-layout.js'
 import { NetworkBlocks } from './fetcher.js'
-import { HttpPeer } from './http-peer.js'
+import { HttpPeer, type PeerCompression } from './http-peer.js'
 import type { P2pNode } from './p2p.js'
 import { FETCH_PROTOCOL, NARINFO_KEY_PREFIX, RECORD_KEY_PREFIX } from './protocols.js'
 import { RECORD_SETTLE_MS, type Provider, type Routing } from './routing.js'
@@ -37,6 +37,8 @@ export interface NetworkOptions {
   peerTimeoutMs: number
   /** HTTP connections to one peer at once */
   peerConnections: number
+  /** whether HTTP peers are asked for compressed responses (--peer-compression). @default 'auto' */
+  peerCompression?: PeerCompression
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
 
@@ -115,7 +117,7 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
  * source over all of them that keeps what it fetches in `local`.
  */
 export async function startNetwork (repo: string, local: PackStore, options: NetworkOptions): Promise<Network> {
-  const http = options.httpGateways.map(url => new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
+  const http = options.httpGateways.map(url => new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression }))
   // Loaded only when asked for, as libp2p below: the client pulls in part of libp2p.
   const servers = options.routing ?? []
   const delegated = servers.length === 0 ? [] : await import('./delegated.js').then(({ DelegatedRouting }) => servers.map(url => new DelegatedRouting(url, options.log)))
@@ -250,7 +252,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
         // (a Sybil's too) would cost every later block a request.
         let peer = http.find(p => p.url === url) ?? foundPeers.get(url)
         if (peer === undefined) {
-          peer = new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections })
+          peer = new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression })
           foundPeers.set(url, peer)
           options.log.debug(`the routing names ${url} (peer ${provider.id}) as a provider of ${root.toString()}`)
         }
@@ -349,7 +351,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
           for (const url of gatewayUrlsOf(provider)) {
             if (http.length >= MAX_HTTP_PEERS || http.some(p => p.url === url)) continue
             // The block source reads this list at each fetch; every block from it is checked against its CID.
-            http.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
+            http.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression }))
             options.log.info(`${server.name} names ${url} (peer ${provider.id}) as a provider of /ipns/${name}`)
           }
         }
@@ -371,7 +373,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
         if (oldest === undefined) return
         http.splice(http.indexOf(oldest), 1)
       }
-      originPeers.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections }))
+      originPeers.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression }))
       // The block source reads this list at each fetch; every block from it is checked against its CID.
       http.push(originPeers.at(-1)!)
       options.log.info(`pin origin ${url} added as a trustless gateway peer`)

@@ -111,3 +111,18 @@ export function fingerprint (info: Pick<NarInfo, 'storePath' | 'narHash' | 'narS
   const refs = [...info.references].sort().map(ref => `${STORE_DIR}/${ref}`).join(',')
   return `1;${info.storePath};${info.narHash};${info.narSize};${refs}`
 }
+
+/**
+ * The narinfo `text` pointing at its NAR compressed on the fly: `URL:` gains
+ * `extension`, `Compression:` becomes `compression`, and FileHash/FileSize
+ * go (a stream compressed as it is sent has neither in advance; Nix then
+ * checks only NarHash and NarSize). The signature stays valid: it covers only
+ * the fingerprint. Undefined unless the NAR is an uncompressed `nar/….nar`.
+ */
+export function withCompressedNar (text: string, compression: string, extension: string): string | undefined {
+  if (!/^URL: nar\/[^/\n]+\.nar$/m.test(text) || !/^Compression: none$/m.test(text)) return undefined
+  return text
+    .replace(/^(URL: nar\/[^/\n]+\.nar)$/m, `$1.${extension}`)
+    .replace(/^Compression: none$/m, `Compression: ${compression}`)
+    .replace(/^File(Hash|Size): .*\n/gm, '')
+}

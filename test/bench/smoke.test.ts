@@ -15,6 +15,7 @@ const RESULTS: Record<string, string | RegExp> = {
   'load.mjs': 'load-results.md',
   'soak.mjs': 'soak-results.md',
   'discovery.mjs': 'discovery-results.md',
+  'compression.mjs': 'compression-results.md',
   'chunk-overlap.mjs': /CDC storage \/ fixed storage = [0-9.]+/,
   'metrics-overhead.mjs': /median [0-9.]+ µs CPU per request/
 }

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto'
-import { createServer, type Server } from 'node:http'
+import { readFileSync } from 'node:fs'
+import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { CarBlockIterator } from '@ipld/car'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BlockUnavailableError } from '../../src/errors.js'
-import { cidOf, RAW_CODE } from '../../src/ipfs/block.js'
+import { checkBlock, cidOf, RAW_CODE } from '../../src/ipfs/block.js'
 import { fixedChunker } from '../../src/ipfs/chunker.js'
 import { walkDag } from '../../src/ipfs/dag.js'
 import { importFile, readFile } from '../../src/ipfs/file-dag.js'
@@ -189,4 +190,100 @@ describe('trustless gateway routes and the network block source', () => {
       slow.close()
     }
   })
+})
+
+describe('a peer that dies in the middle of a compressed CAR stream', () => {
+  // Real machine code, so the CAR goes out compressed.
+  const data = readFileSync(process.execPath).subarray(0, 3 * 1024 * 1024)
+  let origin: PackStore
+  let root: Awaited<ReturnType<typeof importFile>>['cid']
+  let gw: Gateway
+
+  beforeAll(async () => {
+    origin = await PackStore.openRepo(tmp())
+    root = (await importFile(origin, once(data), fixedChunker(256 * 1024), 4)).cid
+    await origin.flush()
+    gw = await serve(origin)
+  })
+  afterAll(async () => { await gw.close(); await origin.close() })
+
+  /**
+   * A proxy in front of the gateway that passes CAR responses through as sent
+   * (compressed) but stops after `cutAfter` bytes of body, by resetting the
+   * connection (`reset`) or by ending the response cleanly (`end`); single
+   * blocks it passes through (`raw: 'honest'`) or lacks (`raw: 'missing'`).
+   */
+  async function dying (how: 'reset' | 'end', raw: 'honest' | 'missing', cutAfter = 300_000): Promise<{ url: string, encodings: string[], close: () => void }> {
+    const encodings: string[] = []
+    const server = createServer((req, res) => {
+      const car = (req.url ?? '').includes('format=car')
+      if (!car && raw === 'missing') { res.writeHead(404); res.end(); return }
+      request(gw.url + (req.url ?? '/'), { headers: { accept: req.headers.accept ?? '*/*', 'accept-encoding': req.headers['accept-encoding'] ?? '' } }, up => {
+        const headers = { ...up.headers }
+        delete headers['content-length']
+        res.writeHead(up.statusCode ?? 502, headers)
+        if (!car) { up.pipe(res); return }
+        encodings.push(String(up.headers['content-encoding']))
+        let sent = 0
+        up.on('data', (chunk: Buffer) => {
+          if (sent >= cutAfter) return
+          const piece = chunk.subarray(0, cutAfter - sent)
+          sent += piece.length
+          res.write(piece)
+          if (sent < cutAfter) return
+          up.destroy()
+          if (how === 'reset') res.destroy()
+          else res.end()
+        })
+      }).on('error', () => res.destroy()).end()
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, encodings, close: () => { server.closeAllConnections(); server.close() } }
+  }
+
+  /** Every block of the DAG the repo holds matches its CID; the number held. */
+  async function keptIntact (local: PackStore): Promise<number> {
+    let held = 0
+    for await (const { cid } of walkDag(origin, root)) {
+      if (!local.has(cid)) continue
+      held++
+      const parts: Uint8Array[] = []
+      for await (const p of local.get(cid) as AsyncIterable<Uint8Array>) parts.push(p)
+      expect(() => checkBlock(cid, Buffer.concat(parts))).not.toThrow()
+    }
+    return held
+  }
+
+  for (const how of ['reset', 'end'] as const) {
+    it(`(${how === 'reset' ? 'connection reset' : 'response ended early'}): the rest comes block by block, or the read fails clearly; nothing corrupt is kept`, async () => {
+      const stores: PackStore[] = []
+      const peers = [await dying(how, 'honest'), await dying(how, 'missing')]
+      try {
+        // The rest of the NAR comes block by block (here from the same peer, which still answers those).
+        const local = await PackStore.openRepo(tmp())
+        stores.push(local)
+        const blocks = new NetworkBlocks(local, { http: [new HttpPeer(peers[0]!.url, { idleMs: 5000, connections: 4, compression: 'always' })] })
+        const prefetch = blocks.prefetch(root)
+        expect(Buffer.compare(await collect(readFile(blocks, root)), data)).toBe(0)
+        await prefetch
+        expect(peers[0]!.encodings[0]).toMatch(/^(zstd|br|gzip)$/)
+        expect(blocks.counters.car).toBeGreaterThan(0) // the stream delivered its first blocks…
+        expect(blocks.counters.http).toBeGreaterThan(0) // …and single blocks the rest
+        expect(blocks.counters.corrupt).toBe(0)
+        expect(await keptIntact(local)).toBe(blocks.counters.car + blocks.counters.http)
+        // No one has the rest: the read fails with BlockUnavailableError, and what was kept is intact.
+        const alone = await PackStore.openRepo(tmp())
+        stores.push(alone)
+        const stranded = new NetworkBlocks(alone, { http: [new HttpPeer(peers[1]!.url, { idleMs: 5000, connections: 4, compression: 'always' })] })
+        const started = stranded.prefetch(root)
+        await expect(collect(readFile(stranded, root))).rejects.toBeInstanceOf(BlockUnavailableError)
+        await started
+        expect(stranded.counters.car).toBeGreaterThan(0)
+        expect(await keptIntact(alone)).toBe(stranded.counters.car)
+      } finally {
+        for (const p of peers) p.close()
+        await Promise.all(stores.map(async s => await s.close()))
+      }
+    })
+  }
 })

@@ -2,7 +2,7 @@ import { chmodSync, copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { fingerprint, formatNarInfo, MAX_NARINFO_BYTES, parseNarInfo, type NarInfo } from '../../src/nix/narinfo.js'
+import { fingerprint, formatNarInfo, MAX_NARINFO_BYTES, parseNarInfo, withCompressedNar, type NarInfo } from '../../src/nix/narinfo.js'
 import { parsePublicKey, parseSecretKey, signFingerprint, verifyFingerprint } from '../../src/nix/signing.js'
 import { formatSha256, parseSha256 } from '../../src/nix/hash.js'
 import { readSecretKeyFile } from '../../src/repo.js'
@@ -266,5 +266,18 @@ describe('parseNarInfo: edge cases Nix decides', () => {
     const info = parseNarInfo(`${base}NarSize: 8\nReferences:  ag7lhjpn4zjmmlf7557wdw9llzvshsww-t1  \nFileHash: sha256:${'AB'.repeat(32)}\n`)
     expect(info.references).toEqual(['ag7lhjpn4zjmmlf7557wdw9llzvshsww-t1'])
     expect(info.fileHash).toBe(formatSha256(parseSha256(`sha256:${'ab'.repeat(32)}`)))
+  })
+})
+
+describe('withCompressedNar', () => {
+  const text = 'StorePath: /nix/store/0c7yh7q0prw63kcrk7rvhwp3jfrxczc3-hello\nURL: nar/bafkreiabc.nar\nCompression: none\nFileHash: sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s\nFileSize: 120\nNarHash: sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s\nNarSize: 120\nReferences: \nSig: k:c2ln\nX-Unknown: kept\n'
+  it('points at the compressed NAR, drops FileHash/FileSize, keeps the rest (the fingerprint unchanged)', () => {
+    const out = withCompressedNar(text, 'zstd', 'zst')!
+    expect(out).toBe('StorePath: /nix/store/0c7yh7q0prw63kcrk7rvhwp3jfrxczc3-hello\nURL: nar/bafkreiabc.nar.zst\nCompression: zstd\nNarHash: sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s\nNarSize: 120\nReferences: \nSig: k:c2ln\nX-Unknown: kept\n')
+    expect(fingerprint(parseNarInfo(out))).toBe(fingerprint(parseNarInfo(text)))
+  })
+  it('leaves alone what is compressed already or not a nar/….nar', () => {
+    expect(withCompressedNar(text.replace('Compression: none', 'Compression: xz'), 'br', 'br')).toBeUndefined()
+    expect(withCompressedNar(text.replace('URL: nar/bafkreiabc.nar', 'URL: nar/upstream/abc.nar'), 'br', 'br')).toBeUndefined()
   })
 })

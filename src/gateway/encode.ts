@@ -1,0 +1,106 @@
+import type { IncomingMessage } from 'node:http'
+import { Readable, type Transform } from 'node:stream'
+import { CODINGS, compressor, negotiate, type Coding } from '../codings.js'
+
+// Compression of trustless-gateway responses, only where it pays: NARs of
+// binaries shrink 2–3× (bench/compression-results.md), but blocks of data that
+// is already compressed (tarballs, images, .gz manuals) do not shrink at all,
+// and compressing them costs both ends CPU for nothing.
+
+/** A response must shrink at least this much to go out compressed (below it, the saving is worth less than the CPU on both ends). */
+export const MIN_RATIO = 1.1
+/** Bytes at the start of a CAR compressed as a sample to decide whether the whole stream is compressed. */
+export const SAMPLE_BYTES = 1024 * 1024
+
+/** The coding the client asks for (Accept-Encoding) that this node writes, if any. */
+export function wantedCoding (req: IncomingMessage): Coding | undefined {
+  return negotiate(req.headers['accept-encoding'])
+}
+
+/** `bytes` compressed whole with `coding`. */
+export async function compressed (coding: Coding, bytes: Uint8Array): Promise<Buffer> {
+  const parts: Buffer[] = []
+  const stream = compressor(coding)
+  stream.on('data', (c: Buffer) => parts.push(c))
+  await new Promise<void>((resolve, reject) => {
+    stream.on('end', resolve)
+    stream.on('error', reject)
+    stream.end(bytes)
+  })
+  return Buffer.concat(parts)
+}
+
+/** `bytes` compressed with `coding` when that saves at least MIN_RATIO, else undefined (send them as they are). */
+export async function compressedIfPays (coding: Coding, bytes: Uint8Array): Promise<Buffer | undefined> {
+  if (bytes.length === 0) return undefined
+  const out = await compressed(coding, bytes)
+  return out.length * MIN_RATIO <= bytes.length ? out : undefined
+}
+
+/** A stream to send: its coding (undefined: as it is) and its body. */
+export interface Encoded { coding: Coding | undefined, body: Readable }
+
+/**
+ * `chunks` as a response body, compressed with `coding` when a sample of its
+ * first SAMPLE_BYTES compresses by MIN_RATIO, else as they are. Only the
+ * sample is held; the rest streams.
+ */
+export async function encodedStream (coding: Coding, chunks: AsyncIterable<Uint8Array>): Promise<Encoded> {
+  const it = chunks[Symbol.asyncIterator]()
+  const sample: Uint8Array[] = []
+  let sampled = 0
+  let done = false
+  while (sampled < SAMPLE_BYTES) {
+    const next = await it.next()
+    if (next.done === true) { done = true; break }
+    sample.push(next.value)
+    sampled += next.value.length
+  }
+  const pays = await compressedIfPays(coding, Buffer.concat(sample)) !== undefined
+  async function * all (): AsyncGenerator<Uint8Array> {
+    yield * sample
+    if (done) return
+    // The iterator is ours from here: resuming a `for await` over it would end it early.
+    for (let next = await it.next(); next.done !== true; next = await it.next()) yield next.value
+  }
+  const body = Readable.from(all(), { objectMode: false })
+  if (!pays) return { coding: undefined, body }
+  return { coding, body: compressedStream(coding, body) }
+}
+
+/** `body` piped through a compressor for `coding`; an error on either side destroys both. */
+export function compressedStream (coding: Coding, body: Readable): Transform {
+  const out = compressor(coding)
+  body.on('error', err => out.destroy(err))
+  out.on('close', () => { if (!body.readableEnded) body.destroy() })
+  return body.pipe(out)
+}
+
+/** What `--compress-nar` asks for: `auto` (compressed towards other hosts, raw towards loopback), `none`, or one coding for every client. */
+export type NarCompression = 'auto' | 'none' | Coding
+export const NAR_COMPRESSIONS: readonly NarCompression[] = ['auto', 'none', ...CODINGS]
+
+/** The extension of a compressed NAR's URL (`nar/<cid>.nar.<ext>`) by coding, as Nix's own caches name them. */
+export const NAR_EXTENSIONS: Readonly<Record<Coding, string>> = { zstd: 'zst', br: 'br', gzip: 'gz' }
+
+/** The coding of a compressed NAR's URL extension, if this Node writes it. */
+export function codingOfExtension (extension: string): Coding | undefined {
+  return CODINGS.find(c => NAR_EXTENSIONS[c] === extension)
+}
+
+/** True when the request comes from this machine (127.0.0.0/8, ::1, or either mapped into IPv6). */
+export function fromLoopback (req: IncomingMessage): boolean {
+  const address = req.socket.remoteAddress ?? ''
+  return address === '::1' || /^(::ffff:)?127\./i.test(address)
+}
+
+/**
+ * The coding narinfos point Nix at for this request, if any: `auto` compresses
+ * for other hosts only (on loopback, bytes are free and compressing costs CPU),
+ * with the best coding this Node writes (zstd, else brotli: Nix reads both).
+ */
+export function narCodingFor (mode: NarCompression, req: IncomingMessage): Coding | undefined {
+  if (mode === 'none') return undefined
+  if (mode === 'auto') return fromLoopback(req) ? undefined : CODINGS[0]
+  return mode
+}
