@@ -390,13 +390,18 @@ export class PackStore extends BaseBlockstore {
   /** The bytes stored for `cid`, unverified (callers check them against the CID). */
   async read (cid: CID): Promise<Uint8Array> {
     const digest = this.digestOf(cid)
-    const buffered = this.pending.get(key(digest))
-    if (buffered !== undefined) return buffered
-    if (Date.now() - this.checkedAt >= RECHECK_MS) await this.refresh() // let a compaction's freed space go
+    const k = key(digest)
+    if (!this.pending.has(k) && Date.now() - this.checkedAt >= RECHECK_MS) await this.refresh() // let a compaction's freed space go
     for (let attempt = 0; ; attempt++) {
+      // Looked at after every await: a put meanwhile indexes its block at once, at a place in the pack it is not
+      // written to yet (a read there returned 0 bytes, "corrupt" to the caller); until then the bytes are pending.
+      let buffered = this.pending.get(k)
+      if (buffered !== undefined) return buffered
       let loc = this.index.get(digest)
       if (loc === undefined) {
         await this.refresh() // another process may have added it
+        buffered = this.pending.get(k)
+        if (buffered !== undefined) return buffered
         loc = this.index.get(digest)
         if (loc === undefined) throw new BlockNotFoundError(cid.toString())
       }
