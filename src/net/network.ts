@@ -58,8 +58,11 @@ export interface Network {
   addresses: string[]
   /** announces this node's trustless HTTP gateway at `url` with its peer record (to connected peers at once, to others as they connect) */
   announceGateway: (url: string) => Promise<void>
-  /** candidate records for `name` from every peer that answers (unverified); the DHT lookup ends `settleMs` after its first record */
-  records: (name: string, signal?: AbortSignal, settleMs?: number) => Promise<Array<{ from: string, bytes: Uint8Array }>>
+  /**
+   * candidate records for `name` from every peer that answers (unverified); the DHT lookup ends `settleMs` after its
+   * first record; the libp2p peers `prefer` (ids, e.g. the provider that named the cache) are asked whatever else is connected
+   */
+  records: (name: string, signal?: AbortSignal, settleMs?: number, prefer?: string[]) => Promise<Array<{ from: string, bytes: Uint8Array }>>
   /** answers peers asking which caches hold a narinfo for a store path hash (see NARINFO_KEY_PREFIX) */
   serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
   /** dials a pin request's origin (best effort): an HTTP multiaddr joins the trustless gateways blocks come from, a libp2p one is dialled */
@@ -261,7 +264,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }
   }
 
-  async function records (name: string, signal?: AbortSignal, settleMs?: number): Promise<Array<{ from: string, bytes: Uint8Array }>> {
+  async function records (name: string, signal?: AbortSignal, settleMs?: number, prefer: string[] = []): Promise<Array<{ from: string, bytes: Uint8Array }>> {
     const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
     // A record a peer hands over directly ends the DHT query as a DHT record would (settleMs later): the query
@@ -281,7 +284,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     for (const ask of asks) ask.catch(() => {})
     // On a DHT a node is connected to many peers, most of which do not speak the fetch protocol (kubo, Helia):
     // ask only those that do, the named --peer ones first, at most RECORD_PEERS of them (the DHT is asked besides).
-    const named = new Set(options.peers.map(a => a.split('/p2p/').at(-1)))
+    const named = new Set([...options.peers.map(a => a.split('/p2p/').at(-1)), ...prefer])
     const connections = [...(p2p?.libp2p.getConnections() ?? [])].sort((a, b) => Number(named.has(b.remotePeer.toString())) - Number(named.has(a.remotePeer.toString())))
     let asked = 0
     for (const conn of connections) {
