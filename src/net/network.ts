@@ -267,17 +267,20 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   async function records (name: string, signal?: AbortSignal, settleMs?: number, prefer: string[] = []): Promise<Array<{ from: string, bytes: Uint8Array }>> {
     const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS)
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
-    // A record a peer hands over directly ends the DHT query as a DHT record would (settleMs later): the query
-    // otherwise walks on until the record's closest peers answered, seconds on a busy network.
+    // The first record, from wherever, ends the lookup settleMs later (a newer one may come meanwhile): the DHT query
+    // otherwise walks on until the record's closest peers answered, and a busy peer's answer took up to the timeout,
+    // seconds on a busy network.
     const settled = new AbortController()
+    const asking = AbortSignal.any([sig, settled.signal])
+    setMaxListeners(Infinity, asking)
     let settle: NodeJS.Timeout | undefined
     const got = <T extends { bytes: Uint8Array | undefined }>(answer: T): T => {
       if (answer.bytes !== undefined) settle ??= setTimeout(() => settled.abort(), settleMs ?? RECORD_SETTLE_MS)
       return answer
     }
     const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = [
-      ...http.map(async peer => got({ from: peer.url, bytes: await peer.record(name, sig) })),
-      ...delegated.map(async server => got({ from: server.name, bytes: await server.getRecord(name, { signal: sig }) }))
+      ...http.map(async peer => got({ from: peer.url, bytes: await peer.record(name, asking) })),
+      ...delegated.map(async server => got({ from: server.name, bytes: await server.getRecord(name, { signal: asking }) }))
     ]
     // Observed at once: the loop below awaits the peer store (on disk), and a refused request failing meanwhile
     // was an unhandled rejection that killed the process (a mirror whose --http-gateway had stopped).
@@ -295,7 +298,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       if (!isNamed) asked++
       const ask = (async () => got({
         from: conn.remotePeer.toString(),
-        bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: sig })
+        bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: asking })
       }))()
       ask.catch(() => {})
       asks.push(ask)
@@ -304,7 +307,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const [fromRouting, answers] = await Promise.all([
       routing === undefined || routing.size() === 0
         ? []
-        : routing.getRecord(name, { signal: AbortSignal.any([sig, settled.signal]), settleMs }).catch((err: Error) => {
+        : routing.getRecord(name, { signal: asking, settleMs }).catch((err: Error) => {
           if (!settled.signal.aborted) options.log.debug(`DHT record lookup for ${name}: ${err.message}`)
           return []
         }),
@@ -313,7 +316,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const found: Array<{ from: string, bytes: Uint8Array }> = [...fromRouting]
     for (const a of answers) {
       if (a.status === 'fulfilled' && a.value.bytes !== undefined) found.push({ from: a.value.from, bytes: a.value.bytes })
-      else if (a.status === 'rejected') options.log.debug(`record request for ${name}: ${(a.reason as Error).message}`)
+      else if (a.status === 'rejected' && !settled.signal.aborted) options.log.debug(`record request for ${name}: ${(a.reason as Error).message}`)
     }
     // Before the follower fetches a root, the routing servers name who has it.
     const distinct = new Map(found.map(({ bytes }) => [Buffer.from(bytes).toString('base64'), bytes]))

@@ -70,4 +70,24 @@ describe('network records', () => {
     const found = await network.records(name, undefined, 50, [holder.libp2p.peerId.toString()])
     expect(found.map(f => [f.from, [...f.bytes]])).toEqual([[holder.libp2p.peerId.toString(), [1, 2, 3]]])
   }, 60_000)
+
+  it('ends a record lookup soon after the first record, without waiting for a peer that is slow to answer', async () => {
+    const repo = tmp()
+    const network: Network = await startNetwork(repo, await PackStore.openRepo(repo), { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], httpGateways: [], peerTimeoutMs: 2_000, peerConnections: 2, log: quiet })
+    stops.push(async () => { await network.stop() })
+    const name = 'k51qzi5uqu5dlgi9mydqc0vga1hgh7x1rv67d8qs6zptf5sje3eswjydr0vuuw'
+    const start = async (lookupRecord: () => Promise<Uint8Array | undefined>): Promise<P2pNode> => {
+      const node = await startP2p({ blocks: await PackStore.openRepo(tmp()), datastore: new MemoryDatastore(), listen: ['/ip4/127.0.0.1/tcp/0'], peerSeed: crypto.getRandomValues(new Uint8Array(32)), lookupRecord })
+      stops.push(async () => { await node.stop() })
+      await dialPeer(node, network.addresses[0]!)
+      return node
+    }
+    await start(async () => { await new Promise(resolve => setTimeout(resolve, 4_000)); return undefined }) // a busy peer
+    const holder = await start(async () => Uint8Array.of(1, 2, 3))
+    await new Promise(resolve => setTimeout(resolve, 500)) // identify: the peers' protocols are known
+    const t = Date.now()
+    const found = await network.records(name, undefined, 50, [holder.libp2p.peerId.toString()])
+    expect(found.map(f => [...f.bytes])).toEqual([[1, 2, 3]])
+    expect(Date.now() - t).toBeLessThan(2_000) // before: the slow peer's 4 s
+  }, 60_000)
 })
