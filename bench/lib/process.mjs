@@ -1,6 +1,6 @@
 // Processes, ports, logging and memory: what every benchmark script needs to
 // run commands and servers on this machine.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import { createServer } from 'node:net'
 
@@ -37,6 +37,29 @@ export function runSync (cmd, args, options = {}) {
   const r = spawnSync(cmd, args, { env: LOCAL_ENV, encoding: 'utf8', maxBuffer: 1 << 28, ...options })
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${(r.stderr || '').slice(-2000)}`)
   return { stdout: r.stdout, seconds: Number(process.hrtime.bigint() - t) / 1e9 }
+}
+
+/**
+ * Runs a command to completion without blocking the event loop (so servers
+ * and timers of the calling script keep running); resolves with its stdout
+ * and how long it took, or rejects with the end of its stderr. `onSpawn`
+ * gets the child (e.g. for its pid).
+ */
+export function runAsync (cmd, args, options = {}, onSpawn = () => {}) {
+  const t = process.hrtime.bigint()
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: LOCAL_ENV, stdio: ['ignore', 'pipe', 'pipe'], ...options })
+    onSpawn(child)
+    let stdout = ''; let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d })
+    child.stderr.setEncoding('utf8').on('data', (d) => { stderr = (stderr + d).slice(-20000) })
+    child.on('error', reject)
+    child.on('close', (status) => {
+      const seconds = Number(process.hrtime.bigint() - t) / 1e9
+      if (status === 0) resolve({ stdout, seconds })
+      else reject(new Error(`${cmd} ${args.join(' ')} failed (${status}):\n${stderr.slice(-2000)}`))
+    })
+  })
 }
 
 /** Installs the apt package `pkg` when `cmd` is not on the PATH. */
