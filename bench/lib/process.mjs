@@ -62,6 +62,50 @@ export function runAsync (cmd, args, options = {}, onSpawn = () => {}) {
   })
 }
 
+/**
+ * Starts `cmd` in the background (its own process group, output to
+ * `logFile`) and resolves once its log matches `ready`, with the child, a
+ * `log()` reader, the `match` and `readyAfter` seconds. Rejects if it exits
+ * first or takes longer than `timeoutMs`.
+ */
+export async function startBackground (logFile, cmd, args, ready, { timeoutMs = 600_000, onSpawn = () => {} } = {}) {
+  const fd = fs.openSync(logFile, 'w')
+  const child = spawn(cmd, args, { env: LOCAL_ENV, stdio: ['ignore', fd, fd], detached: true })
+  fs.closeSync(fd)
+  onSpawn(child)
+  const bg = { child, log: () => fs.readFileSync(logFile, 'utf8'), match: null, readyAfter: 0 }
+  const start = Date.now()
+  await waitForLog(bg, ready, timeoutMs)
+  bg.match = ready.exec(bg.log())
+  bg.readyAfter = (Date.now() - start) / 1000
+  return bg
+}
+
+/** Waits until the log of a startBackground process matches `re`; rejects if it exits first or after `timeoutMs`. */
+export async function waitForLog (bg, re, timeoutMs = 600_000) {
+  const start = Date.now()
+  while (!re.test(bg.log())) {
+    if (bg.child.exitCode !== null || bg.child.signalCode !== null) throw new Error(`${bg.child.spawnargs.join(' ')} exited:\n${bg.log().slice(-2000)}`)
+    if (Date.now() - start > timeoutMs) throw new Error(`no ${re} after ${timeoutMs / 1000} s:\n${bg.log().slice(-2000)}`)
+    await sleep(50)
+  }
+}
+
+/** Stops a startBackground process: SIGTERM, then SIGKILL to its group after 10 s. */
+export async function stopBackground (bg) {
+  if (bg.child.exitCode !== null || bg.child.signalCode !== null) return
+  const exited = new Promise(resolve => bg.child.once('exit', resolve))
+  bg.child.kill('SIGTERM')
+  await Promise.race([exited, sleep(10_000).then(() => { try { process.kill(-bg.child.pid, 'SIGKILL') } catch {} })])
+}
+
+/** CPU seconds (user + system) process `pid` has used so far: fields 14 and 15 of /proc/PID/stat. */
+export function cpuSeconds (pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK
+}
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100
+
 /** Installs the apt package `pkg` when `cmd` is not on the PATH. */
 export function installIfMissing (cmd, pkg = cmd) {
   if (!has(cmd)) runSync('apt-get', ['install', '-y', pkg])
