@@ -59,8 +59,26 @@ const log = logger('wan')
 const SERVING_ANY = /serving .*at (http:\/\/[0-9.]+:\d+)/
 
 // Every process started here, killed (whole group) at exit whatever happens.
+// Their pids also go to PIDS, so a run after one killed with SIGKILL (no exit
+// handler ran) can stop the proxies and client gateways it left in the root
+// namespace; those in the namespaces go with them (cleanupNetns).
 const children = new Set()
-const track = (child) => { children.add(child); child.on('exit', () => children.delete(child)) }
+const PIDS = `/run/${PREFIX}.pids`
+const track = (child) => {
+  children.add(child); child.on('exit', () => children.delete(child))
+  fs.appendFileSync(PIDS, `${child.pid}\n`)
+}
+/** Kills the process groups listed in PIDS by a run that could not clean up, if they are still ours (node, nginx, ip). */
+function killLeftovers () {
+  let pids = []
+  try { pids = fs.readFileSync(PIDS, 'utf8').split('\n').filter(Boolean).map(Number) } catch { return }
+  for (const pid of pids) {
+    let cmd = ''
+    try { cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') } catch { continue }
+    if (/delay-proxy\.mjs|nixipfs|nginx/.test(cmd)) try { process.kill(-pid, 'SIGKILL') } catch { try { process.kill(pid, 'SIGKILL') } catch {} }
+  }
+  fs.rmSync(PIDS, { force: true })
+}
 let cleaned = false
 /** Kills what this run started and deletes its namespaces, veths (and so their qdiscs). Synchronous, idempotent. */
 function cleanup () {
@@ -68,6 +86,7 @@ function cleanup () {
   cleaned = true
   for (const c of children) try { process.kill(-c.pid, 'SIGKILL') } catch {}
   cleanupNetns(PREFIX)
+  fs.rmSync(PIDS, { force: true })
 }
 process.on('exit', cleanup)
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => { log(`${signal}: tearing down`); cleanup(); process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)) })
@@ -121,7 +140,7 @@ function corpusPaths () {
 
 async function main () {
   if (!netnsAvailable()) throw new Error('bench/wan.mjs needs root with ip and tc (network namespaces, veth pairs, tbf)')
-  cleanupNetns(PREFIX) // what a killed run left
+  killLeftovers(); cleanupNetns(PREFIX) // what a killed run left
   rmrf(WORK); fs.mkdirSync(WORK, { recursive: true })
   installIfMissing('nginx', 'nginx-light')
 
@@ -201,11 +220,13 @@ async function main () {
         '--peer-compression', 'auto', ...proxies.flatMap(p => ['--http-gateway', p.url])]], SERVING_ANY)
       await waitForLog(c, /indexed root/)
       const indexSeconds = (Date.now() - t0) / 1000
-      let cpu0 = 0
-      const r = await copy(c.match[1], mirrorPub, ps, narHash, used, label, () => { cpu0 = cpuSeconds(c.child.pid) })
+      let cpu0 = 0; let mirrorCpu0 = 0
+      const mirrorCpu = () => mirrors.slice(0, n).reduce((a, m) => a + cpuSeconds(m.child.pid), 0)
+      const r = await copy(c.match[1], mirrorPub, ps, narHash, used, label, () => { cpu0 = cpuSeconds(c.child.pid); mirrorCpu0 = mirrorCpu() })
       const cpu = cpuSeconds(c.child.pid) - cpu0
+      const mCpu = mirrorCpu() - mirrorCpu0
       const peers = c.log().split('\n').filter(l => /blocks|sent|rate/i.test(l) && /http:\/\//.test(l)).slice(-6)
-      return { ...r, cpu, indexSeconds, peers }
+      return { ...r, cpu, mirrorCpu: mCpu, indexSeconds, peers }
     } finally {
       if (c) await stopBackground(c)
       for (const p of proxies) await stopBackground(p.bg)
@@ -259,7 +280,7 @@ async function main () {
     const met = target == null ? '—' : SMOKE ? 'n/a (smoke)' : ratio <= target ? 'yes' : '**no**'
     return `| ${what} | ${link} | ${r.seconds.toFixed(2)} s | ${r === ref ? 'reference' : ratio.toFixed(2) + '×'} | ${target == null ? '—' : '≤ ' + target.toFixed(1) + '×'} | ${met} | ${(r.wire / narBytes).toFixed(3)} (${mib(r.wire)} MiB) | ${r.cpu == null ? '—' : r.cpu.toFixed(2)} |`
   }).join('\n')
-  const notes = rows.filter(x => x.r.indexSeconds !== undefined).map(({ what, link, r }) => `- ${what}, ${link}: C fetched the index in ${r.indexSeconds.toFixed(1)} s before the copy (not in the time); raw times ${r.all.map(s => s.toFixed(2)).join(', ')} s.${r.peers.length ? ' C\'s log: ' + r.peers.map(l => '`' + l.replace(/\s+/g, ' ').slice(0, 200) + '`').join('; ') : ''}`).join('\n')
+  const notes = rows.filter(x => x.r.indexSeconds !== undefined).map(({ what, link, r }) => `- ${what}, ${link}: C fetched the index in ${r.indexSeconds.toFixed(1)} s before the copy (not in the time); during the copy C used ${(100 * r.cpu / r.seconds).toFixed(0)}% of a core, the mirror(s) ${r.mirrorCpu.toFixed(2)} CPU s (${(100 * r.mirrorCpu / r.seconds).toFixed(0)}% of a core); raw times ${r.all.map(s => s.toFixed(2)).join(', ')} s.${r.peers.length ? ' C\'s log: ' + r.peers.map(l => '`' + l.replace(/\s+/g, ' ').slice(0, 200) + '`').join('; ') : ''}`).join('\n')
   const md = `# Substitution over shaped links (bench/wan.mjs)
 
 Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model} (load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')} at the end), Node ${process.version}, ${run('nix', ['--version']).stdout.trim()}, kernel ${os.release()}.
