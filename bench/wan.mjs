@@ -35,7 +35,8 @@
 // Everything it creates is named nxwan*; it deletes leftovers of a killed
 // run at start and its own at exit (also on failure and SIGINT/SIGTERM).
 // BENCH_SMOKE=1: the tiny corpus, one link shape (100 Mbit/s, 40 ms), the
-// one-mirror and upgrade cases only (see bench/lib/mode.mjs).
+// one-mirror and upgrade cases only (see bench/lib/mode.mjs); with
+// BENCH_WAN_ALL_CASES=1 every case, on the tiny corpus.
 import fs from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
@@ -51,6 +52,8 @@ const WORK = workDir('wan')
 const RUNS = Number(process.env.BENCH_RUNS || 1)
 const CORPUS = SMOKE ? 'smoke' : (process.env.BENCH_WAN_CORPUS || 'subset')
 const STORES = storeBase(WORK)
+/** Every case, as a real run has them (BENCH_WAN_ALL_CASES=1 keeps them in smoke mode, to try them on the tiny corpus). */
+const ALL_CASES = !SMOKE || process.env.BENCH_WAN_ALL_CASES === '1'
 const MIRROR_PORT = 8080
 const NGINX_PORT = { zstd: 8081, xz: 8082 }
 const PROXY = join(ROOT, 'bench', 'lib', 'delay-proxy.mjs')
@@ -161,7 +164,7 @@ async function main () {
   const refPub = fs.readFileSync(`${key}.public`, 'utf8').trim()
   const cacheBytes = {}
   for (const c of ['zstd', 'xz']) {
-    if (SMOKE && c === 'xz') continue
+    if (!ALL_CASES && c === 'xz') continue
     const dir = join(WORK, `cache-${c}`)
     // xz on both cores (parallel-compression), or making the cache would take minutes; it does not change what is served.
     const r = run('nix', ['copy', ...NIXFLAGS, '--to', `file://${dir}?compression=${c}&secret-key=${key}.secret${c === 'xz' ? '&parallel-compression=true' : ''}`, ...paths])
@@ -178,7 +181,7 @@ async function main () {
   run(process.execPath, [CLI, 'publish', '--repo', seed, older])
 
   // Links, mirrors, nginx.
-  const nLinks = SMOKE ? 1 : 3
+  const nLinks = ALL_CASES ? 3 : 1
   const links = []
   for (let i = 0; i < nLinks; i++) { links.push(addLink(PREFIX, i)); shapeLink(links[i], 100) }
   const mirrors = []
@@ -256,17 +259,17 @@ async function main () {
   row('nginx, zstd file:// cache', '100 Mbit/s, 40 ms', ref100, ref100, null, setBytes)
   if (cacheBytes.xz) row('nginx, xz file:// cache', '100 Mbit/s, 40 ms', await repeat('nginx-xz-100', (l) => viaNginx('xz', 40, paths, l)), ref100, null, setBytes)
   row('nixipfs, 1 mirror', '100 Mbit/s, 40 ms', await repeat('nixipfs-1-100', (l) => viaNixipfs(1, 40, paths, l)), ref100, 1.0, setBytes)
-  if (!SMOKE) row('nixipfs, 3 mirrors', '3 × 100 Mbit/s, 40 ms', await repeat('nixipfs-3-100', (l) => viaNixipfs(3, 40, paths, l)), ref100, 0.5, setBytes)
+  if (ALL_CASES) row('nixipfs, 3 mirrors', '3 × 100 Mbit/s, 40 ms', await repeat('nixipfs-3-100', (l) => viaNixipfs(3, 40, paths, l)), ref100, 0.5, setBytes)
 
   // Upgrade at 100 Mbit/s, 40 ms: C holds the older Inkscape build.
   const refUp = await repeat('nginx-zstd-upgrade', (l) => viaNginx('zstd', 40, upgradePaths, l))
   row('nginx, zstd: the newer Inkscape', '100 Mbit/s, 40 ms', refUp, refUp, null, sizeOf(upgradePaths))
   row('nixipfs, upgrade (holds the older one)', '100 Mbit/s, 40 ms', await repeat('nixipfs-upgrade', (l) => viaNixipfs(1, 40, upgradePaths, l, seed)), refUp, 0.5, sizeOf(upgradePaths))
   // Diagnosis, no target: the same mirror under two URLs makes C take its swarm path (block by block, skipping held blocks) instead of one CAR stream.
-  if (!SMOKE) row('nixipfs, upgrade, the mirror named twice (swarm path)', '100 Mbit/s, 40 ms', await repeat('nixipfs-upgrade-swarm', (l) => viaNixipfs(1, 40, upgradePaths, l, seed, 2)), refUp, null, sizeOf(upgradePaths))
+  if (ALL_CASES) row('nixipfs, upgrade, the mirror named twice (swarm path)', '100 Mbit/s, 40 ms', await repeat('nixipfs-upgrade-swarm', (l) => viaNixipfs(1, 40, upgradePaths, l, seed, 2)), refUp, null, sizeOf(upgradePaths))
 
   // 1 Gbit/s, 5 ms.
-  if (!SMOKE) {
+  if (ALL_CASES) {
     shapeLink(links[0], 1000)
     const ref1g = await repeat('nginx-zstd-1g', (l) => viaNginx('zstd', 5, paths, l))
     row('nginx, zstd file:// cache', '1 Gbit/s, 5 ms', ref1g, ref1g, null, setBytes)
@@ -280,7 +283,7 @@ async function main () {
     const met = target == null ? '—' : SMOKE ? 'n/a (smoke)' : ratio <= target ? 'yes' : '**no**'
     return `| ${what} | ${link} | ${r.seconds.toFixed(2)} s | ${r === ref ? 'reference' : ratio.toFixed(2) + '×'} | ${target == null ? '—' : '≤ ' + target.toFixed(1) + '×'} | ${met} | ${(r.wire / narBytes).toFixed(3)} (${mib(r.wire)} MiB) | ${r.cpu == null ? '—' : r.cpu.toFixed(2)} |`
   }).join('\n')
-  const notes = rows.filter(x => x.r.indexSeconds !== undefined).map(({ what, link, r }) => `- ${what}, ${link}: C fetched the index in ${r.indexSeconds.toFixed(1)} s before the copy (not in the time); during the copy C used ${(100 * r.cpu / r.seconds).toFixed(0)}% of a core, the mirror(s) ${r.mirrorCpu.toFixed(2)} CPU s (${(100 * r.mirrorCpu / r.seconds).toFixed(0)}% of a core); raw times ${r.all.map(s => s.toFixed(2)).join(', ')} s.${r.peers.length ? ' C\'s log: ' + r.peers.map(l => '`' + l.replace(/\s+/g, ' ').slice(0, 200) + '`').join('; ') : ''}`).join('\n')
+  const notes = rows.filter(x => x.r.indexSeconds !== undefined).map(({ what, link, r }) => `- ${what}, ${link}: C fetched the index in ${r.indexSeconds.toFixed(1)} s before the copy (not in the time); during the copy C used ${(100 * r.cpu / r.seconds).toFixed(0)}% of a core, the mirror(s) ${r.mirrorCpu.toFixed(2)} CPU s (${(100 * r.mirrorCpu / r.seconds).toFixed(0)}% of a core); raw times ${r.all.map(s => s.toFixed(2)).join(', ')} s.${r.peers.length ? ' C\'s log: ' + r.peers.map(l => '`' + l.replace(/\s+/g, ' ').slice(0, 400) + '`').join('; ') : ''}`).join('\n')
   const md = `# Substitution over shaped links (bench/wan.mjs)
 
 Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model} (load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')} at the end), Node ${process.version}, ${run('nix', ['--version']).stdout.trim()}, kernel ${os.release()}.
