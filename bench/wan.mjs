@@ -31,7 +31,8 @@
 // Usage: node bench/wan.mjs   (root: namespaces, veths, tc). Knobs:
 // BENCH_WAN_CORPUS=subset (default: the second Inkscape build and LLVM, two
 // large real packages, so a run fits in minutes on 2 cores) or full (the
-// whole corpus), BENCH_RUNS [1], BENCH_KEEP=1 keeps bench/work/wan.
+// whole corpus), BENCH_RUNS [1], BENCH_KEEP=1 keeps bench/work/wan,
+// BENCH_WAN_PROFILE=DIR profiles each client gateway (node --cpu-prof).
 // Everything it creates is named nxwan*; it deletes leftovers of a killed
 // run at start and its own at exit (also on failure and SIGINT/SIGTERM).
 // BENCH_SMOKE=1: the tiny corpus, one link shape (100 Mbit/s, 40 ms), the
@@ -52,6 +53,8 @@ const WORK = workDir('wan')
 const RUNS = Number(process.env.BENCH_RUNS || 1)
 const CORPUS = SMOKE ? 'smoke' : (process.env.BENCH_WAN_CORPUS || 'subset')
 const STORES = storeBase(WORK)
+/** Node flags of C: BENCH_WAN_PROFILE=DIR writes a V8 CPU profile of each client gateway there (times then include the profiler). */
+const PROFILE = process.env.BENCH_WAN_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_WAN_PROFILE] : []
 /** Every case, as a real run has them (BENCH_WAN_ALL_CASES=1 keeps them in smoke mode, to try them on the tiny corpus). */
 const ALL_CASES = !SMOKE || process.env.BENCH_WAN_ALL_CASES === '1'
 const MIRROR_PORT = 8080
@@ -219,7 +222,7 @@ async function main () {
     try {
       for (const [i, link] of used.entries()) for (let u = 0; u < urls; u++) proxies.push(await delayProxy(link, MIRROR_PORT, rttMs, `proxy-${label}-${i}-${u}`))
       const t0 = Date.now()
-      c = await background(`client-${label}`, [process.execPath, [CLI, 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--follow', mirrorPub, '--offline',
+      c = await background(`client-${label}`, [process.execPath, [...PROFILE, CLI, 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--follow', mirrorPub, '--offline',
         '--peer-compression', 'auto', ...proxies.flatMap(p => ['--http-gateway', p.url])]], SERVING_ANY)
       await waitForLog(c, /indexed root/)
       const indexSeconds = (Date.now() - t0) / 1000
