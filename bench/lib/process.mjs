@@ -1,6 +1,6 @@
 // Processes, ports, logging and memory: what every benchmark script needs to
 // run commands and servers on this machine.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import { createServer } from 'node:net'
 
@@ -38,6 +38,73 @@ export function runSync (cmd, args, options = {}) {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${(r.stderr || '').slice(-2000)}`)
   return { stdout: r.stdout, seconds: Number(process.hrtime.bigint() - t) / 1e9 }
 }
+
+/**
+ * Runs a command to completion without blocking the event loop (so servers
+ * and timers of the calling script keep running); resolves with its stdout
+ * and how long it took, or rejects with the end of its stderr. `onSpawn`
+ * gets the child (e.g. for its pid).
+ */
+export function runAsync (cmd, args, options = {}, onSpawn = () => {}) {
+  const t = process.hrtime.bigint()
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: LOCAL_ENV, stdio: ['ignore', 'pipe', 'pipe'], ...options })
+    onSpawn(child)
+    let stdout = ''; let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d })
+    child.stderr.setEncoding('utf8').on('data', (d) => { stderr = (stderr + d).slice(-20000) })
+    child.on('error', reject)
+    child.on('close', (status) => {
+      const seconds = Number(process.hrtime.bigint() - t) / 1e9
+      if (status === 0) resolve({ stdout, seconds })
+      else reject(new Error(`${cmd} ${args.join(' ')} failed (${status}):\n${stderr.slice(-2000)}`))
+    })
+  })
+}
+
+/**
+ * Starts `cmd` in the background (its own process group, output to
+ * `logFile`) and resolves once its log matches `ready`, with the child, a
+ * `log()` reader, the `match` and `readyAfter` seconds. Rejects if it exits
+ * first or takes longer than `timeoutMs`.
+ */
+export async function startBackground (logFile, cmd, args, ready, { timeoutMs = 600_000, onSpawn = () => {} } = {}) {
+  const fd = fs.openSync(logFile, 'w')
+  const child = spawn(cmd, args, { env: LOCAL_ENV, stdio: ['ignore', fd, fd], detached: true })
+  fs.closeSync(fd)
+  onSpawn(child)
+  const bg = { child, log: () => fs.readFileSync(logFile, 'utf8'), match: null, readyAfter: 0 }
+  const start = Date.now()
+  await waitForLog(bg, ready, timeoutMs)
+  bg.match = ready.exec(bg.log())
+  bg.readyAfter = (Date.now() - start) / 1000
+  return bg
+}
+
+/** Waits until the log of a startBackground process matches `re`; rejects if it exits first or after `timeoutMs`. */
+export async function waitForLog (bg, re, timeoutMs = 600_000) {
+  const start = Date.now()
+  while (!re.test(bg.log())) {
+    if (bg.child.exitCode !== null || bg.child.signalCode !== null) throw new Error(`${bg.child.spawnargs.join(' ')} exited:\n${bg.log().slice(-2000)}`)
+    if (Date.now() - start > timeoutMs) throw new Error(`no ${re} after ${timeoutMs / 1000} s:\n${bg.log().slice(-2000)}`)
+    await sleep(50)
+  }
+}
+
+/** Stops a startBackground process: SIGTERM, then SIGKILL to its group after 10 s. */
+export async function stopBackground (bg) {
+  if (bg.child.exitCode !== null || bg.child.signalCode !== null) return
+  const exited = new Promise(resolve => bg.child.once('exit', resolve))
+  bg.child.kill('SIGTERM')
+  await Promise.race([exited, sleep(10_000).then(() => { try { process.kill(-bg.child.pid, 'SIGKILL') } catch {} })])
+}
+
+/** CPU seconds (user + system) process `pid` has used so far: fields 14 and 15 of /proc/PID/stat. */
+export function cpuSeconds (pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK
+}
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100
 
 /** Installs the apt package `pkg` when `cmd` is not on the PATH. */
 export function installIfMissing (cmd, pkg = cmd) {

@@ -11,11 +11,11 @@ export const CLI = process.env.BENCH_CLI ? resolve(process.env.BENCH_CLI) : join
 export const SERVING = /serving .*at (http:\/\/127\.0\.0\.1:\d+)/
 
 /**
- * An nginx.conf serving the binary cache in `root` on 127.0.0.1:`port` as
- * statically as nginx can (sendfile, keep-alive), with its pid, logs and
- * temporary files under `prefix`.
+ * An nginx.conf serving the binary cache in `root` on `host`:`port`
+ * (127.0.0.1 unless given) as statically as nginx can (sendfile,
+ * keep-alive), with its pid, logs and temporary files under `prefix`.
  */
-export function nginxConfig ({ prefix, port, root, workers = '1' }) {
+export function nginxConfig ({ prefix, port, root, workers = '1', host = '127.0.0.1' }) {
   return `# a minimal static binary cache for the benchmarks
 user root;
 worker_processes ${workers};
@@ -37,7 +37,7 @@ http {
   types { text/x-nix-narinfo narinfo; text/plain nix-cache-info; application/x-nix-nar nar; }
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:${port};
+    listen ${host}:${port};
     root ${root};
   }
 }

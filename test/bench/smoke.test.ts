@@ -16,11 +16,12 @@ const RESULTS: Record<string, string | RegExp> = {
   'soak.mjs': 'soak-results.md',
   'discovery.mjs': 'discovery-results.md',
   'compression.mjs': 'compression-results.md',
+  'wan.mjs': 'wan-results.md',
   'chunk-overlap.mjs': /CDC storage \/ fixed storage = [0-9.]+/,
   'metrics-overhead.mjs': /median [0-9.]+ µs CPU per request/
 }
 /** What the benchmarks run besides Node: .ci/run installs them; under CI=true a missing one fails the tests. */
-const TOOLS = ['nix-store', 'nginx', 'wrk', 'curl', 'python3', 'flock']
+const TOOLS = ['nix-store', 'nginx', 'wrk', 'curl', 'python3', 'flock', 'ip', 'tc']
 const missing = TOOLS.filter(t => spawnSync('sh', ['-c', `command -v ${t} || test -x /usr/sbin/${t}`], { stdio: 'ignore' }).status !== 0)
 /** Slowest first: two at a time, as many as the cores. */
 const SCRIPTS = Object.keys(RESULTS)
