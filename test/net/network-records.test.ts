@@ -24,25 +24,31 @@ async function closedPort (): Promise<number> {
 describe('network records', () => {
   const stops: Array<() => Promise<void>> = []
   afterAll(async () => { for (const stop of stops) await stop() })
+  const NAME = 'k51qzi5uqu5dlgi9mydqc0vga1hgh7x1rv67d8qs6zptf5sje3eswjydr0vuuw'
+  /** A network on loopback with its own repo and the given --http-gateway peers. */
+  const newNetwork = async (httpGateways: string[] = []): Promise<Network> => {
+    const repo = tmp()
+    const network = await startNetwork(repo, await PackStore.openRepo(repo), { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], httpGateways, peerTimeoutMs: 2_000, peerConnections: 2, log: quiet })
+    stops.push(async () => { await network.stop() })
+    return network
+  }
+  /** A libp2p node answering record requests with `lookupRecord`, connected to `network`. */
+  const peerOf = async (network: Network, lookupRecord: (name: string) => Promise<Uint8Array | undefined> = async () => undefined): Promise<P2pNode> => {
+    const node = await startP2p({ blocks: await PackStore.openRepo(tmp()), datastore: new MemoryDatastore(), listen: ['/ip4/127.0.0.1/tcp/0'], peerSeed: crypto.getRandomValues(new Uint8Array(32)), lookupRecord })
+    stops.push(async () => { await node.stop() })
+    await dialPeer(node, network.addresses[0]!)
+    return node
+  }
 
   it('asks a gone HTTP peer and many libp2p peers for a record without an unhandled rejection', async () => {
     const unhandled: unknown[] = []
     const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
     process.on('unhandledRejection', onUnhandled)
     try {
-      const repo = tmp()
       const gone = await Promise.all(Array.from({ length: 8 }, async () => `http://127.0.0.1:${await closedPort()}`))
-      const network: Network = await startNetwork(repo, await PackStore.openRepo(repo), { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], httpGateways: gone, peerTimeoutMs: 2_000, peerConnections: 2, log: quiet })
-      stops.push(async () => { await network.stop() })
-      const others: P2pNode[] = []
-      for (let i = 0; i < 6; i++) {
-        const node = await startP2p({ blocks: await PackStore.openRepo(tmp()), datastore: new MemoryDatastore(), listen: ['/ip4/127.0.0.1/tcp/0'], peerSeed: crypto.getRandomValues(new Uint8Array(32)), lookupRecord: async () => undefined })
-        stops.push(async () => { await node.stop() })
-        await dialPeer(node, network.addresses[0]!)
-        others.push(node)
-      }
-      const name = 'k51qzi5uqu5dlgi9mydqc0vga1hgh7x1rv67d8qs6zptf5sje3eswjydr0vuuw'
-      for (let i = 0; i < 3; i++) expect(await network.records(name)).toEqual([])
+      const network = await newNetwork(gone)
+      for (let i = 0; i < 6; i++) await peerOf(network)
+      for (let i = 0; i < 3; i++) expect(await network.records(NAME)).toEqual([])
       await new Promise(resolve => setTimeout(resolve, 100))
       expect(unhandled.map(e => (e as Error).message)).toEqual([])
     } finally {
@@ -53,40 +59,22 @@ describe('network records', () => {
   // Discovery follows a cache named by a provider; among many connections, that provider was often not among the few
   // peers asked for the record, and the record then came from the DHT seconds later, if at all.
   it('asks the peers it is told to prefer for a record, however many others are connected', async () => {
-    const repo = tmp()
-    const network: Network = await startNetwork(repo, await PackStore.openRepo(repo), { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], httpGateways: [], peerTimeoutMs: 2_000, peerConnections: 2, log: quiet })
-    stops.push(async () => { await network.stop() })
-    const name = 'k51qzi5uqu5dlgi9mydqc0vga1hgh7x1rv67d8qs6zptf5sje3eswjydr0vuuw'
-    const start = async (record?: Uint8Array): Promise<P2pNode> => {
-      const node = await startP2p({ blocks: await PackStore.openRepo(tmp()), datastore: new MemoryDatastore(), listen: ['/ip4/127.0.0.1/tcp/0'], peerSeed: crypto.getRandomValues(new Uint8Array(32)), lookupRecord: async (n) => n === name ? record : undefined })
-      stops.push(async () => { await node.stop() })
-      await dialPeer(node, network.addresses[0]!)
-      return node
-    }
-    for (let i = 0; i < 10; i++) await start()
-    const holder = await start(Uint8Array.of(1, 2, 3))
+    const network = await newNetwork()
+    for (let i = 0; i < 10; i++) await peerOf(network)
+    const holder = await peerOf(network, async (n) => n === NAME ? Uint8Array.of(1, 2, 3) : undefined)
     await new Promise(resolve => setTimeout(resolve, 500)) // identify: the peers' protocols are known
-    expect(await network.records(name)).toEqual([]) // not among the peers asked
-    const found = await network.records(name, undefined, 50, [holder.libp2p.peerId.toString()])
+    expect(await network.records(NAME)).toEqual([]) // not among the peers asked
+    const found = await network.records(NAME, undefined, 50, [holder.libp2p.peerId.toString()])
     expect(found.map(f => [f.from, [...f.bytes]])).toEqual([[holder.libp2p.peerId.toString(), [1, 2, 3]]])
   }, 60_000)
 
   it('ends a record lookup soon after the first record, without waiting for a peer that is slow to answer', async () => {
-    const repo = tmp()
-    const network: Network = await startNetwork(repo, await PackStore.openRepo(repo), { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], httpGateways: [], peerTimeoutMs: 2_000, peerConnections: 2, log: quiet })
-    stops.push(async () => { await network.stop() })
-    const name = 'k51qzi5uqu5dlgi9mydqc0vga1hgh7x1rv67d8qs6zptf5sje3eswjydr0vuuw'
-    const start = async (lookupRecord: () => Promise<Uint8Array | undefined>): Promise<P2pNode> => {
-      const node = await startP2p({ blocks: await PackStore.openRepo(tmp()), datastore: new MemoryDatastore(), listen: ['/ip4/127.0.0.1/tcp/0'], peerSeed: crypto.getRandomValues(new Uint8Array(32)), lookupRecord })
-      stops.push(async () => { await node.stop() })
-      await dialPeer(node, network.addresses[0]!)
-      return node
-    }
-    await start(async () => { await new Promise(resolve => setTimeout(resolve, 4_000)); return undefined }) // a busy peer
-    const holder = await start(async () => Uint8Array.of(1, 2, 3))
+    const network = await newNetwork()
+    await peerOf(network, async () => { await new Promise(resolve => setTimeout(resolve, 4_000)); return undefined }) // a busy peer
+    const holder = await peerOf(network, async () => Uint8Array.of(1, 2, 3))
     await new Promise(resolve => setTimeout(resolve, 500)) // identify: the peers' protocols are known
     const t = Date.now()
-    const found = await network.records(name, undefined, 50, [holder.libp2p.peerId.toString()])
+    const found = await network.records(NAME, undefined, 50, [holder.libp2p.peerId.toString()])
     expect(found.map(f => [...f.bytes])).toEqual([[1, 2, 3]])
     expect(Date.now() - t).toBeLessThan(2_000) // before: the slow peer's 4 s
   }, 60_000)
