@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { cpSync, existsSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { flipPackedByte } from '../helpers/packs.js'
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadRecord } from '../../src/cache/records.js'
@@ -139,12 +140,7 @@ describe.runIf(nixAvailable)('tamper matrix, end to end with real Nix', () => {
   it('a flipped byte in a stored block', async () => {
     const repo = tmp()
     cpSync(builder, repo, { recursive: true })
-    const pack = join(repo, 'packs', readdirSync(join(repo, 'packs')).find(f => f.endsWith('.pack'))!)
-    const bytes = readFileSync(pack)
-    const at = bytes.indexOf(nixDump(p).subarray(300_000, 300_064))
-    expect(at).toBeGreaterThan(0)
-    bytes[at]! ^= 0xff
-    writeFileSync(pack, bytes)
+    flipPackedByte(repo, nixDump(p).subarray(300_000, 300_064))
     const gw = await start(['--repo', repo])
     await refused('a flipped byte in a stored block', gw, p, pubB, /is corrupt/, ['nixipfs_http_errors_total', 'code="ERR_INTEGRITY"'], /error/)
   })
