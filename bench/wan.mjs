@@ -37,7 +37,9 @@
 // run at start and its own at exit (also on failure and SIGINT/SIGTERM).
 // BENCH_SMOKE=1: the tiny corpus, one link shape (100 Mbit/s, 40 ms), the
 // one-mirror and upgrade cases only (see bench/lib/mode.mjs); with
-// BENCH_WAN_ALL_CASES=1 every case, on the tiny corpus.
+// BENCH_WAN_ALL_CASES=1 every case, on the tiny corpus. BENCH_WAN_CASES
+// picks cases by name (comma-separated): xz, one, three, upgrade, 1g
+// (default: all); each runs with its nginx reference.
 import fs from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
@@ -57,6 +59,9 @@ const STORES = storeBase(WORK)
 const PROFILE = process.env.BENCH_WAN_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_WAN_PROFILE] : []
 /** Every case, as a real run has them (BENCH_WAN_ALL_CASES=1 keeps them in smoke mode, to try them on the tiny corpus). */
 const ALL_CASES = !SMOKE || process.env.BENCH_WAN_ALL_CASES === '1'
+const CASES = (process.env.BENCH_WAN_CASES || 'xz,one,three,upgrade,1g').split(',')
+/** Whether case `name` runs (the smoke run has only `one` and `upgrade`, unless BENCH_WAN_ALL_CASES=1). */
+const runs = (name) => CASES.includes(name) && (ALL_CASES || name === 'one' || name === 'upgrade')
 const MIRROR_PORT = 8080
 const NGINX_PORT = { zstd: 8081, xz: 8082 }
 const PROXY = join(ROOT, 'bench', 'lib', 'delay-proxy.mjs')
@@ -167,7 +172,7 @@ async function main () {
   const refPub = fs.readFileSync(`${key}.public`, 'utf8').trim()
   const cacheBytes = {}
   for (const c of ['zstd', 'xz']) {
-    if (!ALL_CASES && c === 'xz') continue
+    if (c === 'xz' && !runs('xz')) continue
     const dir = join(WORK, `cache-${c}`)
     // xz on both cores (parallel-compression), or making the cache would take minutes; it does not change what is served.
     const r = run('nix', ['copy', ...NIXFLAGS, '--to', `file://${dir}?compression=${c}&secret-key=${key}.secret${c === 'xz' ? '&parallel-compression=true' : ''}`, ...paths])
@@ -184,7 +189,7 @@ async function main () {
   run(process.execPath, [CLI, 'publish', '--repo', seed, older])
 
   // Links, mirrors, nginx.
-  const nLinks = ALL_CASES ? 3 : 1
+  const nLinks = runs('three') ? 3 : 1
   const links = []
   for (let i = 0; i < nLinks; i++) { links.push(addLink(PREFIX, i)); shapeLink(links[i], 100) }
   const mirrors = []
@@ -207,12 +212,8 @@ async function main () {
       return { ...r, cpu: null }
     } finally { await stopBackground(proxy.bg) }
   }
-  /**
-   * A fresh client C (or one starting from `seedRepo`) over the first `n`
-   * mirrors with `rttMs`: one timed copy of `ps`. `urls` > 1 gives C that
-   * many URLs of each mirror (each through its own proxy on the same link).
-   */
-  const viaNixipfs = async (n, rttMs, ps, label, seedRepo, urls = 1) => {
+  /** A fresh client C (or one starting from `seedRepo`) over the first `n` mirrors with `rttMs`: one timed copy of `ps`. */
+  const viaNixipfs = async (n, rttMs, ps, label, seedRepo) => {
     const used = links.slice(0, n)
     const proxies = []
     const repo = join(WORK, `repo-c-${label}`)
@@ -220,7 +221,7 @@ async function main () {
     if (seedRepo) run('cp', ['-a', seedRepo, repo])
     let c
     try {
-      for (const [i, link] of used.entries()) for (let u = 0; u < urls; u++) proxies.push(await delayProxy(link, MIRROR_PORT, rttMs, `proxy-${label}-${i}-${u}`))
+      for (const [i, link] of used.entries()) proxies.push(await delayProxy(link, MIRROR_PORT, rttMs, `proxy-${label}-${i}`))
       const t0 = Date.now()
       c = await background(`client-${label}`, [process.execPath, [...PROFILE, CLI, 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--follow', mirrorPub, '--offline',
         '--peer-compression', 'auto', ...proxies.flatMap(p => ['--http-gateway', p.url])]], SERVING_ANY)
@@ -258,21 +259,23 @@ async function main () {
 
   // 100 Mbit/s, 40 ms.
   for (const l of links) shapeLink(l, 100)
-  const ref100 = await repeat('nginx-zstd-100', (l) => viaNginx('zstd', 40, paths, l))
-  row('nginx, zstd file:// cache', '100 Mbit/s, 40 ms', ref100, ref100, null, setBytes)
-  if (cacheBytes.xz) row('nginx, xz file:// cache', '100 Mbit/s, 40 ms', await repeat('nginx-xz-100', (l) => viaNginx('xz', 40, paths, l)), ref100, null, setBytes)
-  row('nixipfs, 1 mirror', '100 Mbit/s, 40 ms', await repeat('nixipfs-1-100', (l) => viaNixipfs(1, 40, paths, l)), ref100, 1.0, setBytes)
-  if (ALL_CASES) row('nixipfs, 3 mirrors', '3 × 100 Mbit/s, 40 ms', await repeat('nixipfs-3-100', (l) => viaNixipfs(3, 40, paths, l)), ref100, 0.5, setBytes)
+  if (runs('one') || runs('three') || runs('xz')) {
+    const ref100 = await repeat('nginx-zstd-100', (l) => viaNginx('zstd', 40, paths, l))
+    row('nginx, zstd file:// cache', '100 Mbit/s, 40 ms', ref100, ref100, null, setBytes)
+    if (cacheBytes.xz) row('nginx, xz file:// cache', '100 Mbit/s, 40 ms', await repeat('nginx-xz-100', (l) => viaNginx('xz', 40, paths, l)), ref100, null, setBytes)
+    if (runs('one')) row('nixipfs, 1 mirror', '100 Mbit/s, 40 ms', await repeat('nixipfs-1-100', (l) => viaNixipfs(1, 40, paths, l)), ref100, 1.0, setBytes)
+    if (runs('three')) row('nixipfs, 3 mirrors', '3 × 100 Mbit/s, 40 ms', await repeat('nixipfs-3-100', (l) => viaNixipfs(3, 40, paths, l)), ref100, 0.5, setBytes)
+  }
 
   // Upgrade at 100 Mbit/s, 40 ms: C holds the older Inkscape build.
-  const refUp = await repeat('nginx-zstd-upgrade', (l) => viaNginx('zstd', 40, upgradePaths, l))
-  row('nginx, zstd: the newer Inkscape', '100 Mbit/s, 40 ms', refUp, refUp, null, sizeOf(upgradePaths))
-  row('nixipfs, upgrade (holds the older one)', '100 Mbit/s, 40 ms', await repeat('nixipfs-upgrade', (l) => viaNixipfs(1, 40, upgradePaths, l, seed)), refUp, 0.5, sizeOf(upgradePaths))
-  // Diagnosis, no target: the same mirror under two URLs makes C take its swarm path (block by block, skipping held blocks) instead of one CAR stream.
-  if (ALL_CASES) row('nixipfs, upgrade, the mirror named twice (swarm path)', '100 Mbit/s, 40 ms', await repeat('nixipfs-upgrade-swarm', (l) => viaNixipfs(1, 40, upgradePaths, l, seed, 2)), refUp, null, sizeOf(upgradePaths))
+  if (runs('upgrade')) {
+    const refUp = await repeat('nginx-zstd-upgrade', (l) => viaNginx('zstd', 40, upgradePaths, l))
+    row('nginx, zstd: the newer Inkscape', '100 Mbit/s, 40 ms', refUp, refUp, null, sizeOf(upgradePaths))
+    row('nixipfs, upgrade (holds the older one)', '100 Mbit/s, 40 ms', await repeat('nixipfs-upgrade', (l) => viaNixipfs(1, 40, upgradePaths, l, seed)), refUp, 0.5, sizeOf(upgradePaths))
+  }
 
   // 1 Gbit/s, 5 ms.
-  if (ALL_CASES) {
+  if (runs('1g')) {
     shapeLink(links[0], 1000)
     const ref1g = await repeat('nginx-zstd-1g', (l) => viaNginx('zstd', 5, paths, l))
     row('nginx, zstd file:// cache', '1 Gbit/s, 5 ms', ref1g, ref1g, null, setBytes)

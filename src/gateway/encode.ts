@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable, type Transform } from 'node:stream'
-import { CODINGS, compressor, negotiate, type Coding } from '../codings.js'
+import { CODINGS, compressor, compressSync, negotiate, type Coding } from '../codings.js'
 
 // Compression of trustless-gateway responses, only where it pays: NARs of
 // binaries shrink 2–3× (bench/compression-results.md), but blocks of data that
@@ -17,23 +17,10 @@ export function wantedCoding (req: IncomingMessage): Coding | undefined {
   return negotiate(req.headers['accept-encoding'])
 }
 
-/** `bytes` compressed whole with `coding`. */
-export async function compressed (coding: Coding, bytes: Uint8Array): Promise<Buffer> {
-  const parts: Buffer[] = []
-  const stream = compressor(coding)
-  stream.on('data', (c: Buffer) => parts.push(c))
-  await new Promise<void>((resolve, reject) => {
-    stream.on('end', resolve)
-    stream.on('error', reject)
-    stream.end(bytes)
-  })
-  return Buffer.concat(parts)
-}
-
 /** `bytes` compressed with `coding` when that saves at least MIN_RATIO, else undefined (send them as they are). */
-export async function compressedIfPays (coding: Coding, bytes: Uint8Array): Promise<Buffer | undefined> {
+export function compressedIfPays (coding: Coding, bytes: Uint8Array): Buffer | undefined {
   if (bytes.length === 0) return undefined
-  const out = await compressed(coding, bytes)
+  const out = compressSync(coding, bytes)
   return out.length * MIN_RATIO <= bytes.length ? out : undefined
 }
 
@@ -56,7 +43,7 @@ export async function encodedStream (coding: Coding, chunks: AsyncIterable<Uint8
     sample.push(next.value)
     sampled += next.value.length
   }
-  const pays = await compressedIfPays(coding, Buffer.concat(sample)) !== undefined
+  const pays = compressedIfPays(coding, Buffer.concat(sample)) !== undefined
   async function * all (): AsyncGenerator<Uint8Array> {
     yield * sample
     if (done) return

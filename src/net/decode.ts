@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { Transform, type Readable } from 'node:stream'
-import { codingOf, decompressor, type Coding } from '../codings.js'
+import { codingOf, decompressor, decompressSync, type Coding } from '../codings.js'
 import { PeerError } from '../errors.js'
 
 /** A peer's response body that does not decode as its Content-Encoding says (unknown coding, corrupt stream, or too large once decoded). */
@@ -27,12 +27,8 @@ const SLACK_BYTES = 4 * 1024 * 1024
  * decodes to more than `limits` allow. Destroying it destroys `body`.
  */
 export function decodedBody (peer: string, what: string, headers: IncomingHttpHeaders, body: Readable, accepted: readonly Coding[], limits: DecodeLimits): Readable {
-  const coding = codingOf(headers['content-encoding'], accepted)
+  const coding = responseCoding(peer, what, headers, body, accepted)
   if (coding === undefined) return body
-  if (typeof coding === 'object') {
-    body.destroy()
-    throw new PeerEncodingError(peer, `${what} came with Content-Encoding ${JSON.stringify(coding.unknown)}, which was not asked for (asked: ${accepted.length === 0 ? 'none' : accepted.join(', ')})`)
-  }
   let received = 0
   body.on('data', (c: Buffer) => { received += c.length })
   let decoded = 0
@@ -51,4 +47,22 @@ export function decodedBody (peer: string, what: string, headers: IncomingHttpHe
   inflate.on('error', err => bound.destroy(err instanceof PeerError ? err : new PeerEncodingError(peer, `${what} does not decode as ${coding}: ${err.message}`)))
   bound.on('close', () => { inflate.destroy(); if (!body.readableEnded) body.destroy() })
   return body.pipe(inflate).pipe(bound)
+}
+
+/** The Content-Encoding of a peer's response (undefined: none); PeerEncodingError, and `body` destroyed, for one `accepted` does not include. */
+export function responseCoding (peer: string, what: string, headers: IncomingHttpHeaders, body: Readable, accepted: readonly Coding[]): Coding | undefined {
+  const coding = codingOf(headers['content-encoding'], accepted)
+  if (typeof coding !== 'object') return coding
+  body.destroy()
+  throw new PeerEncodingError(peer, `${what} came with Content-Encoding ${JSON.stringify(coding.unknown)}, which was not asked for (asked: ${accepted.length === 0 ? 'none' : accepted.join(', ')})`)
+}
+
+/** A whole compressed body (one block or record) decoded; PeerEncodingError when it is corrupt, cut, or decodes to more than `maxBytes`. */
+export function decodedBytes (peer: string, what: string, coding: Coding, bytes: Uint8Array, maxBytes: number): Uint8Array {
+  try {
+    return decompressSync(coding, bytes, maxBytes)
+  } catch (err) {
+    if (err instanceof RangeError) throw new PeerEncodingError(peer, `${what} decodes (${coding}) to more than ${maxBytes} bytes`)
+    throw new PeerEncodingError(peer, `${what} does not decode as ${coding}: ${(err as Error).message}`)
+  }
 }

@@ -1,3 +1,4 @@
+import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import { BlockUnavailableError } from '../errors.js'
 import { checkBlock, type BlockGetter } from '../ipfs/block.js'
@@ -8,7 +9,7 @@ import type { HttpPeer } from './http-peer.js'
 import { PeerBans } from './peer-bans.js'
 import { CarPrefetch } from './prefetch.js'
 import { RecentNars } from './recent-nars.js'
-import { Swarm, type SwarmReport } from './swarm.js'
+import { childrenOf, Swarm, type Missing, type SwarmReport } from './swarm.js'
 
 /** Where the blocks served so far came from, and what went wrong. */
 export interface FetchCounters {
@@ -45,6 +46,9 @@ export interface NetworkBlocksOptions {
 
 /** How long a fetch with no known peer waits for the routing to name a first provider before it goes block by block. */
 const FIRST_PROVIDER_MS = 2_000
+
+/** Most DAG nodes of one level the look at a DAG's upper levels reads at once; a wider level is left to the fetch below. */
+const PROBE_NODES = 16
 
 /** How often, at most, a local miss makes the repo's block index be read again. */
 const LOCAL_RECHECK_MS = 200
@@ -189,15 +193,16 @@ export class NetworkBlocks implements BlockGetter {
   /**
    * Starts fetching the whole DAG under `root` ahead of its reader, so that
    * reading it afterwards (block by block, in order) rarely waits a round
-   * trip: as one CAR stream when one HTTP peer is known, else from several
-   * at once (a swarm), which the providers the routing finds join as they
-   * are found; with none known, the first one found starts the swarm.
+   * trip. From one HTTP peer: as one CAR stream, or block by block for only
+   * the blocks missing when this node holds part of the DAG already (an
+   * earlier build of the same program shares most chunks). From several at
+   * once (a swarm), which the providers the routing finds join as they are
+   * found; with none known, the first one found starts the swarm.
    */
   async prefetch (root: CID, signal?: AbortSignal): Promise<void> {
     if (this.local.has(root) || this.car.delivery(root) !== undefined || this.swarm.delivery(root) !== undefined) return
     const peers = this.bans.usable()
-    // A single configured peer streams the whole DAG in one response: no round trip per block.
-    if (peers.length === 1) { await this.car.prefetch(root, signal); return }
+    if (peers.length === 1) { await this.fromOnePeer(root, peers[0]!, signal); return }
     const search = new AbortController()
     const joining = this.options.providers?.(root, signal === undefined ? search.signal : AbortSignal.any([signal, search.signal]))
     try {
@@ -216,6 +221,49 @@ export class NetworkBlocks implements BlockGetter {
     } finally {
       search.abort()
     }
+  }
+
+  /** Prefetches the DAG under `root` from `peer`: one CAR stream of what is missing, or (holding part of it) only the missing blocks. */
+  private async fromOnePeer (root: CID, peer: HttpPeer, signal?: AbortSignal): Promise<void> {
+    if (root.code !== dagPb.code) { await this.car.prefetch(root, signal); return }
+    let below: { missing: Missing[], holdsSome: boolean }
+    try {
+      below = await this.missingBelow(root, signal)
+    } catch (err) {
+      // A peer may serve CARs but not single blocks: stream it all.
+      this.options.log?.debug(`prefetch of ${root.toString()}: ${(err as Error).message}; asking for one CAR of it all`)
+      await this.car.prefetch(root, signal)
+      return
+    }
+    if (below.missing.length === 0) return
+    // A CAR stream carries every block below the root, held ones included: holding some, ask for each missing one instead.
+    if (below.holdsSome) await this.swarm.fetch(root, [peer], { signal, frontier: below.missing })
+    else await this.car.prefetch(root, signal, below.missing.map(m => m.cid))
+  }
+
+  /**
+   * The blocks under `root` that this node lacks, and whether it holds any
+   * block under it: reads (fetching them if need be, a round trip per level)
+   * the DAG's upper levels down to the leaves' parents, or to a level wider
+   * than PROBE_NODES, which is then itself counted missing.
+   */
+  private async missingBelow (root: CID, signal?: AbortSignal): Promise<{ missing: Missing[], holdsSome: boolean }> {
+    const missing: Missing[] = []
+    let holdsSome = false
+    let level: Missing[] = [{ cid: root, order: [], size: 0 }]
+    while (level.length > 0 && level.length <= PROBE_NODES) {
+      const nodes = await Promise.all(level.map(async node => ({ node, bytes: await this.block(node.cid, signal) })))
+      level = []
+      for (const { node, bytes } of nodes) {
+        for (const child of childrenOf(bytes, node.order)) {
+          if (this.local.has(child.cid)) holdsSome = true
+          else if (child.cid.code === dagPb.code) level.push(child)
+          else missing.push(child)
+        }
+      }
+    }
+    missing.push(...level)
+    return { missing, holdsSome }
   }
 
   private async fetchOne (cid: CID): Promise<Uint8Array> {

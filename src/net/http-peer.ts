@@ -3,7 +3,7 @@ import type { CID } from 'multiformats/cid'
 import { collectAtMost } from '../bytes.js'
 import { CODINGS, type Coding } from '../codings.js'
 import { PeerError } from '../errors.js'
-import { decodedBody } from './decode.js'
+import { decodedBody, decodedBytes, responseCoding } from './decode.js'
 import { discard, HttpPool, type HttpResponse } from './http-get.js'
 
 /**
@@ -115,8 +115,10 @@ export class HttpPeer {
       const res = await this.send(path, accept, signal)
       if (res === undefined) return undefined
       try {
-        const body = decodedBody(this.url, `${this.url}${path}`, res.headers, res.body, this.codings, { maxBytes: max })
-        return await collectAtMost(body, max, () => new PeerError(this.url, `${this.url}${path} sent more than ${max} bytes`))
+        // Decoded whole once in: for one block, a stream's set-up and thread-pool round trips cost more than the decoding.
+        const coding = responseCoding(this.url, `${this.url}${path}`, res.headers, res.body, this.codings)
+        const bytes = await collectAtMost(res.body, max, () => new PeerError(this.url, `${this.url}${path} sent more than ${max} bytes`))
+        return coding === undefined ? bytes : decodedBytes(this.url, `${this.url}${path}`, coding, bytes, max)
       } catch (err) {
         res.body.destroy()
         if (err instanceof PeerError || signal.aborted) throw err

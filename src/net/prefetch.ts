@@ -51,12 +51,14 @@ export class CarPrefetch {
 
   /**
    * Starts fetching the whole DAG under `root` as one CAR stream from a
-   * peer. Blocks the stream fails to deliver are fetched one by one.
-   * Resolves when every block it took charge of has arrived or failed.
+   * peer; with `frontier`, takes charge only of those blocks and what lies
+   * below them (the stream's blocks above them are held). Blocks the stream
+   * fails to deliver are fetched one by one. Resolves when every block it
+   * took charge of has arrived or failed.
    */
-  async prefetch (root: CID, signal?: AbortSignal): Promise<void> {
+  async prefetch (root: CID, signal?: AbortSignal, frontier?: CID[]): Promise<void> {
     const { source } = this
-    if (source.stored(root) || this.expected.has(root.toString())) return
+    if (frontier === undefined && (source.stored(root) || this.expected.has(root.toString()))) return
     const peer = source.peer()
     if (peer === undefined) return
     const owned = new Map<string, { cid: CID, waiter: Waiter }>()
@@ -67,7 +69,8 @@ export class CarPrefetch {
       this.expected.set(key, w)
       owned.set(key, { cid, waiter: w })
     }
-    expect(root)
+    for (const cid of frontier ?? [root]) expect(cid)
+    if (owned.size === 0) return
     // A peer that trickles (or stops sending) is dropped once no block came for a while: the rest is fetched block by block.
     const stall = new AbortController()
     const { stallMs } = source

@@ -22,16 +22,21 @@ export interface SwarmSource {
   log?: { info?: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
 
-/** Requests one peer has under way at once: one arriving, the next queued behind it, so the peer's link never idles for a round trip. */
+/** Requests one peer has under way at least: one arriving, the next queued behind it, so the peer's link never idles for a round trip. */
 const DEPTH = 3
+/** Requests one peer may have under way at most (a long fat link needs more than DEPTH to stay full). */
+const MAX_DEPTH = 16
 /** Size assumed for a block whose parent gave none (cdc-v1's average chunk). */
 const DEFAULT_BLOCK_BYTES = 256 * 1024
 /** Throughput assumed for a peer not measured yet (bytes/ms): optimistic, so it is tried. */
 const UNMEASURED_RATE = Number.POSITIVE_INFINITY
 
 
-/** A block the swarm took charge of: where it stands in the DAG's reading order, its expected size, who waits for it. */
-interface Wanted { cid: CID, order: number[], size: number, waiter: Waiter }
+/** A block to fetch: where it stands in the DAG's reading order (link indices from the root) and its expected size. */
+export interface Missing { cid: CID, order: number[], size: number }
+
+/** A block the swarm took charge of, and who waits for it. */
+interface Wanted extends Missing { waiter: Waiter }
 
 /** Throughput of one peer, measured over the time it had requests under way (bytes and ms, kept across NARs). */
 export interface PeerRate { bytes: number, busyMs: number }
@@ -43,6 +48,8 @@ interface Member {
   inflight: number
   inflightBytes: number
   busySince: number
+  /** the quickest request so far (ms): the round trip and one block's transfer, unloaded */
+  quickestMs: number
   /** blocks it delivered in this fetch */
   blocks: number
   gone: boolean
@@ -57,6 +64,25 @@ function rateOf (r: PeerRate, busyNowMs = 0): number {
 /** A member's current rate, counting the time its requests under way have run so far. */
 function memberRate (m: Member): number {
   return rateOf(m.rate, m.inflight > 0 ? Date.now() - m.busySince : 0)
+}
+
+/**
+ * How many requests `m` should have under way: enough bytes in flight to
+ * cover its measured rate over an unloaded request's time (the
+ * bandwidth-delay product) and two blocks more, so a link with a long round
+ * trip stays full; DEPTH at least, MAX_DEPTH at most.
+ */
+function depthOf (m: Member, blockBytes: number): number {
+  // A peer not measured yet gets one block, its probe: a slow one must not hold DEPTH blocks before its rate is known.
+  if (m.rate.bytes === 0) return 1
+  const rate = memberRate(m)
+  if (!Number.isFinite(rate) || !Number.isFinite(m.quickestMs)) return DEPTH
+  return Math.min(MAX_DEPTH, Math.max(DEPTH, Math.ceil(rate * m.quickestMs / blockBytes) + 2))
+}
+
+/** The links of dag-pb node `bytes` (at `order` in the DAG) as blocks to fetch. */
+export function childrenOf (bytes: Uint8Array, order: number[]): Missing[] {
+  return dagPb.decode(bytes).Links.map((l, i) => ({ cid: l.Hash, order: [...order, i], size: l.Tsize ?? DEFAULT_BLOCK_BYTES }))
 }
 
 /** Reading order: lexicographic on the path of link indices from the root. */
@@ -107,13 +133,14 @@ export class Swarm {
 
   /**
    * Fetches the DAG under `root` from `peers` (more may join from `joining`
-   * while it runs). Resolves when every block it took charge of has arrived
-   * or been handed to single-block fetches.
+   * while it runs); with `frontier`, only those blocks and what lies below
+   * them (the rest of the DAG is held). Resolves when every block it took
+   * charge of has arrived or been handed to single-block fetches.
    */
-  async fetch (root: CID, peers: HttpPeer[], options: { signal?: AbortSignal, joining?: AsyncIterable<HttpPeer> } = {}): Promise<SwarmReport | undefined> {
+  async fetch (root: CID, peers: HttpPeer[], options: { signal?: AbortSignal, joining?: AsyncIterable<HttpPeer>, frontier?: Missing[] } = {}): Promise<SwarmReport | undefined> {
     const { source } = this
     const signal = options.signal
-    if (source.stored(root) || this.expected.has(root.toString())) return undefined
+    if (options.frontier === undefined && (source.stored(root) || this.expected.has(root.toString()))) return undefined
     const started = Date.now()
     const pending: Wanted[] = []
     const owned = new Map<string, Wanted>()
@@ -141,7 +168,7 @@ export class Swarm {
       // Earlier fetches count half as much as this one's (a peer's link changes).
       rate.bytes /= 2
       rate.busyMs /= 2
-      members.push({ peer, rate, inflight: 0, inflightBytes: 0, busySince: 0, blocks: 0, gone: false })
+      members.push({ peer, rate, inflight: 0, inflightBytes: 0, busySince: 0, quickestMs: Number.POSITIVE_INFINITY, blocks: 0, gone: false })
       pump()
     }
 
@@ -168,8 +195,7 @@ export class Swarm {
       // The fastest peers pick first.
       const live = members.filter(m => !m.gone).sort((a, b) => memberRate(b) - memberRate(a))
       for (const m of live) {
-        // A peer not measured yet gets one block, its probe: a slow one must not hold DEPTH blocks before its rate is known.
-        const depth = m.rate.bytes === 0 ? 1 : DEPTH
+        const depth = depthOf(m, bytes > 0 ? bytes / delivered : DEFAULT_BLOCK_BYTES)
         while (m.inflight < depth && pending.length > 0 && worth(m, pending[0]!.size)) request(m, pending.shift()!)
       }
       // Never all idle with blocks left: the fastest takes one whatever the estimates say.
@@ -197,7 +223,8 @@ export class Swarm {
     }
 
     const request = (m: Member, w: Wanted): void => {
-      if (m.inflight === 0) m.busySince = Date.now()
+      const asked = Date.now()
+      if (m.inflight === 0) m.busySince = asked
       m.inflight++
       m.inflightBytes += w.size
       const settle = (): void => {
@@ -215,6 +242,7 @@ export class Swarm {
           return
         }
         m.rate.bytes += got.length
+        m.quickestMs = Math.min(m.quickestMs, Date.now() - asked)
         m.blocks++
         source.log?.debug(`swarm: +${Date.now() - started} ms ${m.peer.url} sent ${got.length} bytes (${m.inflight} under way, ${pending.length} blocks not asked yet); MB/s by peer: ${members.map(o => (memberRate(o) / 1000).toFixed(2)).join('/')}`)
         bytes += got.length
@@ -246,9 +274,10 @@ export class Swarm {
     }
 
     const links = (bytes: Uint8Array, order: number[]): void => {
-      dagPb.decode(bytes).Links.forEach((l, i) => expect(l.Hash, [...order, i], l.Tsize ?? DEFAULT_BLOCK_BYTES))
+      for (const child of childrenOf(bytes, order)) expect(child.cid, child.order, child.size)
     }
-    if (!source.fetching(root)) expect(root, [], DEFAULT_BLOCK_BYTES)
+    if (options.frontier !== undefined) for (const { cid, order, size } of options.frontier) expect(cid, order, size)
+    else if (!source.fetching(root)) expect(root, [], DEFAULT_BLOCK_BYTES)
     else if (root.code === dagPb.code) {
       // The reader got to the root first (bitswap, while the routing searched): the swarm takes the blocks below it.
       try { links(await source.fetch(root), []) } catch { return undefined }
