@@ -76,6 +76,8 @@ export class NetworkBlocks implements BlockGetter {
   readonly counters: FetchCounters = { local: 0, http: 0, car: 0, bitswap: 0, corrupt: 0, unavailable: 0, peers: {} }
   readonly bytes: FetchedBytes = { http: 0, car: 0, bitswap: 0 }
   private readonly inflight = new Map<string, Promise<Uint8Array>>()
+  /** blocks below DAG nodes a one-peer prefetch has read while it decides how to fetch the rest; settled once it has taken charge */
+  private readonly deciding = new Map<string, Promise<void>>()
   private localCheckedAt = 0
   private readonly bans: PeerBans
   private readonly keeper: BlockKeeper
@@ -145,6 +147,9 @@ export class NetworkBlocks implements BlockGetter {
     const delivery = this.car.delivery(cid) ?? this.swarm.delivery(cid)
     if (delivery !== undefined) return { bytes: await delivery, checked: true }
     const key = cid.toString()
+    // Fetched alone now, the block would come a second time in the prefetch's CAR stream: wait (a round trip at most) for it to take charge.
+    const deciding = this.deciding.get(key)
+    if (deciding !== undefined) { await deciding; return await this.lookup(cid, signal) }
     let fetching = this.inflight.get(key)
     if (fetching === undefined) {
       // Shared by every request for this block, so not tied to the first one's signal (peers have timeouts of their own).
@@ -226,40 +231,61 @@ export class NetworkBlocks implements BlockGetter {
   /** Prefetches the DAG under `root` from `peer`: one CAR stream of what is missing, or (holding part of it) only the missing blocks. */
   private async fromOnePeer (root: CID, peer: HttpPeer, signal?: AbortSignal): Promise<void> {
     if (root.code !== dagPb.code) { await this.car.prefetch(root, signal); return }
-    let below: { missing: Missing[], holdsSome: boolean }
+    const reserved: string[] = []
+    let decided!: () => void
+    const decision = new Promise<void>(resolve => { decided = resolve })
+    const settle = (): void => {
+      for (const key of reserved) this.deciding.delete(key)
+      decided()
+    }
+    let fetching: Promise<unknown>
     try {
-      below = await this.missingBelow(root, signal)
+      const below = await this.missingBelow(root, signal, cid => {
+        const key = cid.toString()
+        // Not the DAG nodes: the probe fetches the next level itself, through lookup().
+        if (cid.code === dagPb.code || this.deciding.has(key)) return
+        this.deciding.set(key, decision)
+        reserved.push(key)
+      })
+      if (below.missing.length === 0) return
+      // A CAR stream carries every block below the root, held ones included: holding some, ask for each missing one instead.
+      // Either takes charge of the missing blocks before its first await, so the readers waiting on the decision find them.
+      fetching = below.holdsSome
+        ? this.swarm.fetch(root, [peer], { signal, frontier: below.missing })
+        : this.car.prefetch(root, signal, below.missing.map(m => m.cid))
     } catch (err) {
       // A peer may serve CARs but not single blocks: stream it all.
       this.options.log?.debug(`prefetch of ${root.toString()}: ${(err as Error).message}; asking for one CAR of it all`)
-      await this.car.prefetch(root, signal)
-      return
+      fetching = this.car.prefetch(root, signal)
+    } finally {
+      settle()
     }
-    if (below.missing.length === 0) return
-    // A CAR stream carries every block below the root, held ones included: holding some, ask for each missing one instead.
-    if (below.holdsSome) await this.swarm.fetch(root, [peer], { signal, frontier: below.missing })
-    else await this.car.prefetch(root, signal, below.missing.map(m => m.cid))
+    await fetching
   }
 
   /**
    * The blocks under `root` that this node lacks, and whether it holds any
    * block under it: reads (fetching them if need be, a round trip per level)
    * the DAG's upper levels down to the leaves' parents, or to a level wider
-   * than PROBE_NODES, which is then itself counted missing.
+   * than PROBE_NODES, which is then itself counted missing. Tells `seen` of
+   * every link of a node it read.
    */
-  private async missingBelow (root: CID, signal?: AbortSignal): Promise<{ missing: Missing[], holdsSome: boolean }> {
+  private async missingBelow (root: CID, signal: AbortSignal | undefined, seen: (cid: CID) => void): Promise<{ missing: Missing[], holdsSome: boolean }> {
     const missing: Missing[] = []
     let holdsSome = false
     let level: Missing[] = [{ cid: root, order: [], size: 0 }]
     while (level.length > 0 && level.length <= PROBE_NODES) {
-      const nodes = await Promise.all(level.map(async node => ({ node, bytes: await this.block(node.cid, signal) })))
+      const nodes = await Promise.all(level.map(async node => {
+        const children = childrenOf(await this.block(node.cid, signal), node.order)
+        // As each node comes, not once the level is in: a reader that got it first is about to ask for its children.
+        for (const child of children) seen(child.cid)
+        return children
+      }))
       level = []
-      for (const { node, bytes } of nodes) {
-        for (const child of childrenOf(bytes, node.order)) {
-          if (this.local.has(child.cid)) holdsSome = true
-          else if (child.cid.code === dagPb.code) level.push(child)
-          else missing.push(child)
-        }
+      for (const child of nodes.flat()) {
+        if (this.local.has(child.cid)) holdsSome = true
+        else if (child.cid.code === dagPb.code) level.push(child)
+        else missing.push(child)
       }
     }
     missing.push(...level)

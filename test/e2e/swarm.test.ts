@@ -116,8 +116,11 @@ describe.runIf(nixAvailable)('swarm: one NAR from three throttled providers', ()
     const one = await throttle(providers[0]!.url, RATE)
     proxies.push(one)
     const single = await copyThrough([one])
-    // One peer, nothing else to ask: the NAR comes as one CAR stream.
-    expect(single.stats.blocks.car).toBeGreaterThanOrEqual(dagBlocks)
+    // One peer, nothing else to ask: the upper levels come as single blocks, the rest as one CAR stream, each block once.
+    expect(single.stats.blocks.car).toBeGreaterThan(0)
+    expect(single.stats.blocks.car + single.stats.blocks.http).toBeGreaterThanOrEqual(dagBlocks)
+    expect(one.sent()).toBeGreaterThan(narSize)
+    expect(one.sent()).toBeLessThan(narSize * 1.05 + 1024 * 1024)
 
     const three = await Promise.all(providers.map(async p => await throttle(p.url, RATE)))
     proxies.push(...three)

@@ -130,6 +130,26 @@ describe('trustless gateway routes and the network block source', () => {
     await local.close()
   })
 
+  it('read while it is prefetched from one peer, a DAG crosses the wire once: the reader waits for the CAR rather than fetching blocks beside it', async () => {
+    const big = randomBytes(8 * 1024 * 1024)
+    const bigRoot = (await importFile(origin, once(big), fixedChunker(64 * 1024))).cid
+    await origin.flush()
+    const relay = await countingRelay(Number(new URL(gw.url).port))
+    const local = await PackStore.openRepo(tmp())
+    try {
+      const blocks = new NetworkBlocks(local, { http: [new HttpPeer(relay.url)] })
+      const prefetch = blocks.prefetch(bigRoot)
+      expect(Buffer.compare(await collect(readFile(blocks, bigRoot)), big)).toBe(0)
+      await prefetch
+      // 8 MiB of leaves, the root, HTTP and CAR framing: not the leaves the reader's read-ahead took (1 MiB) a second time.
+      expect(relay.received()).toBeLessThan(big.length + 128 * 1024)
+      expect(blocks.counters.car).toBeGreaterThan(100)
+    } finally {
+      relay.close()
+      await local.close()
+    }
+  })
+
   it('holding part of a DAG (an earlier build), fetches from one peer only the blocks it lacks', async () => {
     // The next build: one 256 KiB chunk in the middle changed, the other 13 the same.
     const next = Buffer.from(data)
@@ -211,6 +231,40 @@ describe('trustless gateway routes and the network block source', () => {
     } finally {
       await local.close()
       await Promise.all(more.map(async g => await g.close()))
+    }
+  })
+
+  it('has more blocks under way with a peer the longer its round trip: a swarm of two peers 150 ms away ask each for more than 3 at once', async () => {
+    const many = randomBytes(4 * 1024 * 1024)
+    const manyRoot = (await importFile(origin, once(many), fixedChunker(64 * 1024))).cid
+    await origin.flush()
+    /** A peer answering `gw`'s blocks 150 ms late, counting the most requests it had at once. */
+    const far = async (): Promise<{ url: string, most: () => number, server: Server }> => {
+      let inFlight = 0
+      let most = 0
+      const server = createServer((req, res) => {
+        most = Math.max(most, ++inFlight)
+        setTimeout(() => {
+          fetch(gw.url + (req.url ?? '/'), { headers: { accept: req.headers.accept ?? '*/*' } }).then(async up => {
+            res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? '' })
+            res.end(Buffer.from(await up.arrayBuffer()))
+          }, () => { res.writeHead(502); res.end() }).finally(() => inFlight--)
+        }, 150)
+      })
+      await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+      return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, most: () => most, server }
+    }
+    const peers = [await far(), await far()]
+    const local = await PackStore.openRepo(tmp())
+    try {
+      const blocks = new NetworkBlocks(local, { http: peers.map(p => new HttpPeer(p.url)) })
+      await blocks.prefetch(manyRoot)
+      expect(Buffer.compare(await collect(readFile(blocks, manyRoot)), many)).toBe(0)
+      expect(blocks.swarmReports()[0]!.blocks).toBeGreaterThan(64)
+      expect(Math.max(...peers.map(p => p.most()))).toBeGreaterThan(3)
+    } finally {
+      for (const p of peers) p.server.close()
+      await local.close()
     }
   })
 
