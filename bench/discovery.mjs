@@ -215,8 +215,10 @@ try {
       const t = performance.now()
       const r = await fetch(`${client.gateway.url}/${hashOf(path)}.narinfo`)
       await r.arrayBuffer()
-      if (r.status === 200) into.push(performance.now() - t)
+      const took = performance.now() - t
+      if (r.status === 200) into.push(took)
       else misses.push(`${path}: ${r.status}`)
+      if (VERBOSE && (r.status !== 200 || took > 1000)) log(`client ${c}: ${hashOf(path)}.narinfo ${r.status} in ${took.toFixed(0)} ms (${into === discovered ? 'first of its builder' : 'builder seen before'})`)
     }
     for (const b of builders) await ask(b.paths[0], discovered)
     for (const b of builders) for (const p of [...b.paths.slice(1), ...more[builders.indexOf(b)]]) await ask(p, followed)

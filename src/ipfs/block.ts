@@ -47,3 +47,13 @@ export function checkBlock (cid: CID, bytes: Uint8Array): void {
     throw new IntegrityError(`block ${cid.toString()} is corrupt: its bytes do not hash to its CID`)
   }
 }
+
+/** True when `bytes` hash to `cid` (checkBlock, as a test). */
+export function hashesTo (cid: CID, bytes: Uint8Array): boolean {
+  try {
+    checkBlock(cid, bytes)
+    return true
+  } catch {
+    return false
+  }
+}

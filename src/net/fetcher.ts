@@ -1,7 +1,7 @@
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import { BlockUnavailableError } from '../errors.js'
-import { checkBlock, type BlockGetter } from '../ipfs/block.js'
+import { checkBlock, hashesTo, type BlockGetter } from '../ipfs/block.js'
 import type { LocalBlocks } from '../ipfs/blocks.js'
 import { BITSWAP_ATTEMPTS, BitswapWants, type BitswapSource } from './bitswap-wants.js'
 import { BlockKeeper } from './block-keeper.js'
@@ -55,15 +55,6 @@ const LOCAL_RECHECK_MS = 200
 
 /** How long a peer may stall unless told otherwise. */
 const DEFAULT_STALL_MS = 10_000
-
-function hashesTo (cid: CID, bytes: Uint8Array): boolean {
-  try {
-    checkBlock(cid, bytes)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /**
  * A block source that reads the local pack store first and otherwise fetches

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import type { PackStore } from '../ipfs/pack-store.js'
+import { hashesTo } from '../ipfs/block.js'
 import { writeFileAtomic } from '../atomic.js'
 import { Lru } from '../lru.js'
 import { datastoreDir, IPNS_NAME, keysDir, loadRecordBytes } from '../repo-layout.js'
@@ -67,6 +68,11 @@ export interface Network {
   serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
   /** dials a pin request's origin (best effort): an HTTP multiaddr joins the trustless gateways blocks come from, a libp2p one is dialled */
   dialOrigin: (address: string) => Promise<void>
+  /**
+   * adds the trustless HTTP gateway of `provider` (from its provider record, or its peer record once dialled) to the
+   * peers blocks come from, once it served `root` checked; true when it was added or was there already
+   */
+  addHolder: (provider: Provider, root: CID, signal: AbortSignal) => Promise<boolean>
   /** the providers of `cid` the DHT (once joined) and the --routing servers name, each once, as they are found (those named in the last minute first) */
   findProviders: (cid: CID, signal: AbortSignal) => AsyncIterable<Provider>
   /** the IPNS names of the caches in which `provider` says it holds a narinfo for `hash` (unverified) */
@@ -78,6 +84,8 @@ export interface Network {
 const REDIAL_MS = 30_000
 /** Most trustless HTTP gateways used at once, those given and those routing servers named together. */
 const MAX_HTTP_PEERS = 32
+/** How long a provider's trustless gateway may take to serve the root it claims before it is passed over. */
+const HOLDER_CHECK_MS = 2_000
 /** How long a peer may take to answer a record request. */
 const RECORD_TIMEOUT_MS = 5_000
 /** A store path's hash: 32 characters of Nix's base32. */
@@ -391,11 +399,39 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     options.log.info(`connected to pin origin ${address}`)
   }
 
+  async function addHolder (provider: Provider, root: CID, signal: AbortSignal): Promise<boolean> {
+    if (provider.id === peerId) return false
+    const { httpUrlsOf } = await import('./delegated.js')
+    let addresses = provider.addresses
+    if (httpUrlsOf(addresses).length === 0 && p2p !== undefined) {
+      // The DHT's provider records often come without addresses: identify told the peer's own, the gateway's included.
+      const { peerIdFromString } = await import('@libp2p/peer-id')
+      const known = await p2p.libp2p.peerStore.get(peerIdFromString(provider.id)).catch(() => undefined)
+      addresses = known?.addresses.map(a => a.multiaddr.toString()) ?? []
+    }
+    for (const url of httpUrlsOf(addresses)) {
+      if (http.some(p => p.url === url)) return true
+      if (http.length >= MAX_HTTP_PEERS) return false
+      const peer = foundPeers.get(url) ?? new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression })
+      // A provider record is anyone's claim: the gateway joins the peers every block is asked of only once it served the root.
+      const bytes = await peer.block(root, AbortSignal.any([signal, AbortSignal.timeout(HOLDER_CHECK_MS)])).catch(() => undefined)
+      if (bytes === undefined || !hashesTo(root, bytes)) continue
+      if (http.some(p => p.url === url)) return true
+      if (http.length >= MAX_HTTP_PEERS) return false
+      // The block source reads this list at each fetch; every block from it is checked against its CID.
+      http.push(peer)
+      options.log.info(`${url} (peer ${provider.id}) serves ${root.toString()}: added as a trustless gateway peer`)
+      return true
+    }
+    return false
+  }
+
   return {
     blocks,
     p2p,
     routing,
     dialOrigin,
+    addHolder,
     serveNarInfoNames,
     cachesHolding,
     findProviders,

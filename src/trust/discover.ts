@@ -26,10 +26,16 @@ const QUIET_MS = 300
  * the cache, asked beside the DHT, hands over its current one.
  */
 const RECORD_SETTLE_MS = 200
-/** Peers holding a discovered cache's root that are dialled (bitswap asks only connected peers for blocks). */
+/** Peers holding a discovered cache's root that are dialled (bitswap asks only connected peers for blocks) and whose trustless gateways join the block sources. */
 const HOLDERS = 2
 /** How long finding and dialling them may take. */
 const HOLDERS_MS = 10_000
+/**
+ * How long following waits for a first holder before it fetches the index anyway. Fetched before, the index
+ * went to bitswap alone: wants for eight caches' blocks filled its slots, each unanswered one for its whole
+ * timeout, and indexes of 11 blocks took 4–34 s (24-node bench).
+ */
+const FIRST_HOLDER_MS = 3_000
 /**
  * How long past its deadline a narinfo request waits for a lookup: each step of a lookup honours the deadline,
  * but under load they overran it (seen: 12.4 s on a 50-node bench); the lookup goes on, and a later request gains by it.
@@ -120,7 +126,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   }
 
   /** Starts following trusted cache `name` (once, however many lookups ask); true once it is served. A lookup's failure is remembered (`absent`). */
-  function join (name: string, remember = true, via?: string): Promise<boolean> {
+  function join (name: string, remember = true, via?: Provider): Promise<boolean> {
     let running = joining.get(name)
     if (running === undefined) {
       running = follow(name, AbortSignal.any([abort.signal, AbortSignal.timeout(FOLLOW_MS)]), remember, via)
@@ -131,11 +137,11 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     return running
   }
 
-  async function follow (name: string, signal: AbortSignal, remember: boolean, via?: string): Promise<boolean> {
+  async function follow (name: string, signal: AbortSignal, remember: boolean, via?: Provider): Promise<boolean> {
     setMaxListeners(Infinity, signal)
     // The provider that named the cache holds it, so its record: asked first (among many connections it was often not
     // among the few asked, and the DHT query took seconds: 2–8 s from "named" to "followed" on the 50-node bench).
-    for (const { from, bytes } of await options.network.records(name, signal, RECORD_SETTLE_MS, via === undefined ? [] : [via])) {
+    for (const { from, bytes } of await options.network.records(name, signal, RECORD_SETTLE_MS, via === undefined ? [] : [via.id])) {
       await acceptRecord(options.repo, name, bytes).catch((err: Error) => options.log.debug(`discovery: a record of /ipns/${name} from ${from} refused: ${err.message}`))
     }
     const record = await loadRecord(options.repo, name)
@@ -146,7 +152,13 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     if (sources.has(name)) { if (discovered.has(name)) touch(name); return true } // another lookup's follow added it meanwhile
     // A cache found by its name (or named by a peer that lacks its blocks) has no block source connected yet:
     // without one, bitswap wants for its index go unanswered until they time out.
-    connectHolders(record.root).catch((err: Error) => options.log.debug(`discovery: dialling holders of ${record.root.toString()}: ${err.message}`))
+    let holderFound!: () => void
+    const firstHolder = new Promise<void>(resolve => { holderFound = resolve })
+    connectHolders(record.root, via, holderFound)
+      .catch((err: Error) => options.log.debug(`discovery: dialling holders of ${record.root.toString()}: ${err.message}`))
+      .finally(holderFound)
+    await Promise.race([firstHolder, new Promise(resolve => setTimeout(resolve, FIRST_HOLDER_MS).unref())])
+    if (sources.has(name)) { if (discovered.has(name)) touch(name); return true }
     add(name)
     touch(name)
     while (discovered.size > maxCaches) {
@@ -158,24 +170,37 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     return true
   }
 
-  /** Dials up to HOLDERS peers that provide `root` (the DHT names them), in the background. */
-  async function connectHolders (root: CID): Promise<void> {
+  /**
+   * Connects up to HOLDERS peers that provide `root` (`via` first, then those the routing names): dials them and
+   * adds their trustless gateways, checked, to the block sources. Calls `connected` when the first one is.
+   */
+  async function connectHolders (root: CID, via: Provider | undefined, connected: () => void): Promise<void> {
     const { p2p } = options.network
-    if (p2p === undefined) return
-    const { dialProvider } = await import('../net/p2p.js')
+    const dialProvider = p2p === undefined ? undefined : (await import('../net/p2p.js')).dialProvider
     const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(HOLDERS_MS)])
     const started = Date.now()
-    let found = 0
+    const network = options.network
+    async function * candidates (): AsyncGenerator<Provider> {
+      if (via !== undefined) yield via
+      yield * network.findProviders(root, signal)
+    }
+    const seen = new Set<string>()
     let dialled = 0
     try {
-      for await (const provider of options.network.findProviders(root, signal)) {
-        found++
-        const ok = await dialProvider(p2p, provider, signal).then(() => true, (err: Error) => { options.log.debug(`discovery: dialling ${provider.id}: ${err.message}`); return false })
-        if (ok && ++dialled >= HOLDERS) break
+      for await (const provider of candidates()) {
+        if (seen.has(provider.id)) continue
+        seen.add(provider.id)
+        const ok = dialProvider !== undefined && await dialProvider(p2p!, provider, signal).then(() => true, (err: Error) => { options.log.debug(`discovery: dialling ${provider.id}: ${err.message}`); return false })
+        // After the dial: identify has told the peer's addresses, its gateway's among them.
+        const serves = await network.addHolder(provider, root, signal)
+        if (!ok && !serves) continue
+        connected()
+        if (++dialled >= HOLDERS) break
       }
     } catch (err) {
       if (!signal.aborted) throw err
     }
+    const found = seen.size
     const outcome = `${dialled} of ${found} peer(s) holding ${root.toString()} connected in ${Date.now() - started} ms`
     if (dialled === 0) options.log.warn(`discovery: ${outcome}: its index can come only from peers connected otherwise`)
     else options.log.debug(`discovery: ${outcome}`)
@@ -201,7 +226,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     /** when (ms into the lookup) each step first succeeded, for the log: where a slow lookup spent its time */
     const marks: Record<string, number> = {}
     const mark = (step: string): void => { marks[step] ??= Date.now() - started }
-    const startFollow = (name: string, via?: string): void => {
+    const startFollow = (name: string, via?: Provider): void => {
       failed.delete(name)
       following.set(name, join(name, true, via).then(ok => { (ok ? followed : failed).add(name); if (ok) mark('followed'); return ok }))
     }
@@ -225,7 +250,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
         state.hopeful = true
         if (served.has(name)) { if (discovered.has(name)) touch(name); continue }
         // A provider that names a cache also hands over its record (it is connected now): try once more.
-        if (!following.has(name) || (failed.has(name) && !joining.has(name))) startFollow(name, provider.id)
+        if (!following.has(name) || (failed.has(name) && !joining.has(name))) startFollow(name, provider)
       }
       maybeEnd()
     }

@@ -84,6 +84,13 @@ describe.runIf(nixAvailable)('gateway --discover', () => {
     const log = client.log.join('\n')
     for (const key of honest) expect(log).toContain(`following /ipns/${ipnsNameOf(key.key)}`)
     for (const key of sybils) expect(log).not.toContain(ipnsNameOf(key.key))
+    // The followed caches' holders were found and their trustless gateways, checked, joined the block sources:
+    // every block came over HTTP, none waited on bitswap (whose wants for the indexes timed out on a busy DHT).
+    const { counters } = client.daemon.network.blocks
+    console.log(`discover: blocks ${JSON.stringify({ http: counters.http, car: counters.car, bitswap: counters.bitswap })}`)
+    for (const n of nodes.slice(1, 3)) expect(log).toContain(`${n.url} (peer `)
+    expect(counters.http + counters.car).toBeGreaterThan(0)
+    expect(counters.bitswap).toBe(0)
     // The trusted but tampered builder was found and outvoted: a dispute, not a served NAR.
     expect(log).toMatch(/dispute: trusted builders signed 2 different NARs/)
     const narinfo = await (await fetch(`${client.url}/${basename(lib).slice(0, 32)}.narinfo`)).text()

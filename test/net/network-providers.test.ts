@@ -4,6 +4,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import { afterAll, describe, expect, it } from 'vitest'
+import { cidOf, getVerified, RAW_CODE } from '../../src/ipfs/block.js'
 import { PackStore } from '../../src/ipfs/pack-store.js'
 import { startNetwork } from '../../src/net/network.js'
 import { tmp } from '../helpers/cli.js'
@@ -44,6 +45,55 @@ describe('provider searches', () => {
       expect(asked).toBe(2) // the routing was asked again, and named nobody
       // Another CID gets nothing from the memory.
       expect(await search(CID.parse('bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4'))).toEqual([])
+    } finally {
+      await network.stop()
+    }
+  }, 30_000)
+})
+
+// Discovery adds the trustless gateways of the peers that provide a followed
+// cache's root (its index then comes over HTTP, not over bitswap alone). A
+// provider record is anyone's claim, so a gateway joins the peers every block
+// is asked of only once it served that root, checked.
+describe('holders', () => {
+  const servers: Server[] = []
+  afterAll(async () => { for (const s of servers) { s.closeAllConnections(); await new Promise(resolve => s.close(resolve)) } })
+  /** A trustless gateway answering every block request with `body` (undefined: never answering). */
+  async function gateway (body: Uint8Array | undefined): Promise<string> {
+    const server = createServer((_req, res) => {
+      if (body === undefined) return
+      res.writeHead(200, { 'content-type': 'application/vnd.ipld.raw', 'content-length': body.length })
+      res.end(body)
+    })
+    servers.push(server)
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    return `/ip4/127.0.0.1/tcp/${(server.address() as AddressInfo).port}/http`
+  }
+
+  it('take a provider\'s trustless gateway as a block source only once it served the root it claims, checked', async () => {
+    const bytes = new TextEncoder().encode('the root of a followed cache')
+    const root = cidOf(RAW_CODE, bytes)
+    const honest = await gateway(bytes)
+    const liar = await gateway(new TextEncoder().encode('something else'))
+    const silent = await gateway(undefined)
+    const repo = tmp()
+    const network = await startNetwork(repo, await PackStore.openRepo(repo), { offline: true, listen: [], peers: [], httpGateways: [], peerTimeoutMs: 10_000, peerConnections: 2, log: quiet })
+    try {
+      const id = async (): Promise<string> => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+      const signal = AbortSignal.timeout(10_000)
+      const started = Date.now()
+      expect(await network.addHolder({ id: await id(), addresses: [liar] }, root, signal)).toBe(false)
+      expect(await network.addHolder({ id: await id(), addresses: [silent] }, root, signal)).toBe(false)
+      // The silent one is passed over after 2 s, not after the 10 s a block may take.
+      expect(Date.now() - started).toBeLessThan(8_000)
+      expect(await network.addHolder({ id: await id(), addresses: [] }, root, signal)).toBe(false)
+      expect(network.blocks.usableHttpPeers()).toBe(0)
+      const holder = await id()
+      expect(await network.addHolder({ id: holder, addresses: [honest] }, root, signal)).toBe(true)
+      expect(await network.addHolder({ id: holder, addresses: [honest] }, root, signal)).toBe(true)
+      expect(network.blocks.usableHttpPeers()).toBe(1)
+      expect(Buffer.from(await getVerified(network.blocks, root)).equals(bytes)).toBe(true)
+      expect(network.blocks.counters.http).toBe(1)
     } finally {
       await network.stop()
     }
