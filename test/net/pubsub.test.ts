@@ -140,10 +140,9 @@ describe.runIf(nixAvailable)('flagging over gossipsub: disputes and IPNS records
     observer.libp2p.addEventListener('connection:open', (e) => { if (e.detail.remotePeer.equals(hostile.libp2p.peerId)) cut() })
     cut()
     const heard: string[] = []
-    // Only what node 3 relays counts: the DHT may also connect the observer to the hostile node directly.
-    const relay = nodes[3]!.p2p()!.split('/p2p/').at(-1)
+    // Only what the nodes relay counts: node 3, or another node the DHT connected to the hostile one, whichever came first.
     observer.libp2p.services.pubsub.addEventListener('gossipsub:message', (e) => {
-      if (e.detail.msg.topic === DISPUTES_TOPIC && e.detail.propagationSource.toString() === relay) heard.push(new TextDecoder().decode(e.detail.msg.data))
+      if (e.detail.msg.topic === DISPUTES_TOPIC && !e.detail.propagationSource.equals(hostile.libp2p.peerId)) heard.push(new TextDecoder().decode(e.detail.msg.data))
     })
     observer.libp2p.services.pubsub.subscribe(DISPUTES_TOPIC)
     for (let i = 0; i < 100 && hostile.libp2p.services.pubsub.getSubscribers(DISPUTES_TOPIC).length === 0; i++) await new Promise(resolve => setTimeout(resolve, 100))
@@ -156,8 +155,8 @@ describe.runIf(nixAvailable)('flagging over gossipsub: disputes and IPNS records
     await hostile.libp2p.services.pubsub.publish(DISPUTES_TOPIC, new TextEncoder().encode(forged))
     await hostile.libp2p.services.pubsub.publish(DISPUTES_TOPIC, new TextEncoder().encode(valid))
     for (let i = 0; i < 100 && !heard.includes(valid); i++) await new Promise(resolve => setTimeout(resolve, 100))
-    expect(heard).toContain(valid) // the observer hears what node 3 relays…
-    expect(heard).not.toContain(forged) // …and node 3 did not relay the forgery
+    expect(heard).toContain(valid) // the observer hears what the nodes relay…
+    expect(heard).not.toContain(forged) // …and none relayed the forgery
     expect(await nodes[3]!.waitForLog(/refused a dispute statement from \S+: a dispute statement in \/ipns\/\S+ has a bad signature/)).toMatch(/bad signature/)
     for (const node of [nodes[0]!, trusting]) {
       for (let i = 0; i < 100 && !(await disputesAt(node)).some(d => d.by?.startsWith('nobody:') === true); i++) await new Promise(resolve => setTimeout(resolve, 100))
