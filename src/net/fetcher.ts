@@ -70,6 +70,8 @@ export class NetworkBlocks implements BlockGetter {
   /** blocks below DAG nodes a one-peer prefetch has read while it decides how to fetch the rest; settled once it has taken charge */
   private readonly deciding = new Map<string, Promise<void>>()
   private localCheckedAt = 0
+  /** the HTTP peer that served the last single block */
+  private lastServed: string | undefined
   private readonly bans: PeerBans
   private readonly keeper: BlockKeeper
   private readonly recent = new RecentNars()
@@ -286,7 +288,9 @@ export class NetworkBlocks implements BlockGetter {
   private async fetchOne (cid: CID): Promise<Uint8Array> {
     // What each source said, for the error when none could supply the block.
     const asked: string[] = []
-    const peers = this.bans.usable()
+    // The peer that served the last block first: the next is most likely of the same DAG (an index walk), and each peer
+    // asked before the one holding it costs a round trip (discovered caches' holders add a peer each).
+    const peers = this.bans.usable().sort((a, b) => Number(b.url === this.lastServed) - Number(a.url === this.lastServed))
     const skipped = this.options.http.length - peers.length
     if (skipped > 0) asked.push(`${skipped} peer(s) skipped for sending corrupt blocks`)
     for (const peer of peers) {
@@ -303,6 +307,7 @@ export class NetworkBlocks implements BlockGetter {
       this.counters.http++
       this.bytes.http += bytes.length
       this.byPeer(peer.url)
+      this.lastServed = peer.url
       return await this.keeper.keep(cid, bytes)
     }
     if (this.bitswap !== undefined) {

@@ -5,7 +5,7 @@ import { connect, createServer as createTcpServer, type AddressInfo } from 'node
 import { CarBlockIterator } from '@ipld/car'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BlockUnavailableError } from '../../src/errors.js'
-import { checkBlock, cidOf, DAG_PB_CODE, RAW_CODE } from '../../src/ipfs/block.js'
+import { checkBlock, cidOf, DAG_PB_CODE, getVerified, RAW_CODE } from '../../src/ipfs/block.js'
 import { fixedChunker } from '../../src/ipfs/chunker.js'
 import { walkDag } from '../../src/ipfs/dag.js'
 import { importFile, readFile } from '../../src/ipfs/file-dag.js'
@@ -128,6 +128,25 @@ describe('trustless gateway routes and the network block source', () => {
     expect(Buffer.compare(await collect(readFile(offline, root)), data)).toBe(0)
     expect(offline.counters.local).toBe(kinds.nodes + kinds.leaves)
     await local.close()
+  })
+
+  it('asks first the peer that served the last block: a walk of one DAG costs a peer without it one request, not one per block', async () => {
+    let misses = 0
+    const empty = createServer((_req, res) => { misses++; res.writeHead(404); res.end() })
+    await new Promise<void>(resolve => empty.listen(0, '127.0.0.1', resolve))
+    try {
+      const blocks = new NetworkBlocks(await PackStore.openRepo(tmp()), { http: [new HttpPeer(`http://127.0.0.1:${(empty.address() as AddressInfo).port}`), new HttpPeer(gw.url)] })
+      let walked = 0
+      for await (const { cid } of walkDag(origin, root)) {
+        await getVerified(blocks, cid)
+        walked++
+      }
+      expect(walked).toBeGreaterThan(8)
+      expect(blocks.counters.http).toBe(walked)
+      expect(misses).toBeLessThanOrEqual(1)
+    } finally {
+      empty.close()
+    }
   })
 
   it('read while it is prefetched from one peer, a DAG crosses the wire once: the reader waits for the CAR rather than fetching blocks beside it', async () => {
