@@ -53,6 +53,8 @@ const PROBE_NODES = 16
 /** How often, at most, a local miss makes the repo's block index be read again. */
 const LOCAL_RECHECK_MS = 200
 
+/** How long an HTTP peer whose single-block request failed is asked after the others. */
+const FAILED_PEER_MS = 60_000
 /** How long a peer may stall unless told otherwise. */
 const DEFAULT_STALL_MS = 10_000
 
@@ -72,6 +74,8 @@ export class NetworkBlocks implements BlockGetter {
   private localCheckedAt = 0
   /** the HTTP peer that served the last single block */
   private lastServed: string | undefined
+  /** when HTTP peers last failed a single-block request (unreachable, stalled, an HTTP error) */
+  private readonly failedAt = new Map<string, number>()
   private readonly bans: PeerBans
   private readonly keeper: BlockKeeper
   private readonly recent = new RecentNars()
@@ -289,8 +293,11 @@ export class NetworkBlocks implements BlockGetter {
     // What each source said, for the error when none could supply the block.
     const asked: string[] = []
     // The peer that served the last block first: the next is most likely of the same DAG (an index walk), and each peer
-    // asked before the one holding it costs a round trip (discovered caches' holders add a peer each).
-    const peers = this.bans.usable().sort((a, b) => Number(b.url === this.lastServed) - Number(a.url === this.lastServed))
+    // asked before the one holding it costs a round trip (discovered caches' holders add a peer each). A peer that
+    // failed lately last: one that stalls (a provider record is anyone's claim) would cost every block a timeout.
+    const now = Date.now()
+    const rank = (p: HttpPeer): number => p.url === this.lastServed ? 0 : now - (this.failedAt.get(p.url) ?? -Infinity) < FAILED_PEER_MS ? 2 : 1
+    const peers = this.bans.usable().sort((a, b) => rank(a) - rank(b))
     const skipped = this.options.http.length - peers.length
     if (skipped > 0) asked.push(`${skipped} peer(s) skipped for sending corrupt blocks`)
     for (const peer of peers) {
@@ -298,6 +305,7 @@ export class NetworkBlocks implements BlockGetter {
       try {
         bytes = await peer.block(cid)
       } catch (err) {
+        this.failedAt.set(peer.url, Date.now())
         this.options.log?.debug((err as Error).message)
         asked.push((err as Error).message)
         continue
@@ -308,6 +316,7 @@ export class NetworkBlocks implements BlockGetter {
       this.bytes.http += bytes.length
       this.byPeer(peer.url)
       this.lastServed = peer.url
+      this.failedAt.delete(peer.url)
       return await this.keeper.keep(cid, bytes)
     }
     if (this.bitswap !== undefined) {

@@ -149,6 +149,33 @@ describe('trustless gateway routes and the network block source', () => {
     }
   })
 
+  it('asks a peer that failed lately after the others: one that never answers costs one timeout, not one per block', async () => {
+    let silentHits = 0
+    const silent = createServer(() => { silentHits++ }) // takes requests, never answers
+    await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+    const other = await PackStore.openRepo(tmp())
+    const otherRoot = (await importFile(other, once(randomBytes(1024 * 1024)), fixedChunker(64 * 1024))).cid
+    const gw2 = await serve(other)
+    try {
+      const limits = { idleMs: 300, connections: 4 }
+      const blocks = new NetworkBlocks(await PackStore.openRepo(tmp()), { http: [new HttpPeer(`http://127.0.0.1:${(silent.address() as AddressInfo).port}`, limits), new HttpPeer(gw.url, limits), new HttpPeer(gw2.url, limits)] })
+      const cids = async (r: typeof root, from: PackStore): Promise<Array<typeof root>> => { const all = []; for await (const { cid } of walkDag(from, r)) all.push(cid); return all }
+      const [mine, theirs] = [await cids(root, origin), await cids(otherRoot, other)]
+      // Blocks of two DAGs held by two peers, alternately: each block is first asked of the peer that served the last.
+      for (let i = 0; i < Math.min(mine.length, theirs.length); i++) {
+        await getVerified(blocks, mine[i]!)
+        await getVerified(blocks, theirs[i]!)
+      }
+      expect(Math.min(mine.length, theirs.length)).toBeGreaterThan(8)
+      expect(silentHits).toBeLessThanOrEqual(1)
+    } finally {
+      silent.closeAllConnections()
+      silent.close()
+      await gw2.close()
+      await other.close()
+    }
+  })
+
   it('read while it is prefetched from one peer, a DAG crosses the wire once: the reader waits for the CAR rather than fetching blocks beside it', async () => {
     const big = randomBytes(8 * 1024 * 1024)
     const bigRoot = (await importFile(origin, once(big), fixedChunker(64 * 1024))).cid
