@@ -185,7 +185,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       yield * network.findProviders(root, signal)
     }
     const seen = new Set<string>()
-    let dialled = 0
+    let holders = 0
     try {
       for await (const provider of candidates()) {
         if (seen.has(provider.id)) continue
@@ -195,14 +195,14 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
         const serves = await network.addHolder(provider, root, signal)
         if (!ok && !serves) continue
         connected()
-        if (++dialled >= HOLDERS) break
+        if (++holders >= HOLDERS) break
       }
     } catch (err) {
       if (!signal.aborted) throw err
     }
     const found = seen.size
-    const outcome = `${dialled} of ${found} peer(s) holding ${root.toString()} connected in ${Date.now() - started} ms`
-    if (dialled === 0) options.log.warn(`discovery: ${outcome}: its index can come only from peers connected otherwise`)
+    const outcome = `${holders} of ${found} peer(s) holding ${root.toString()} connected in ${Date.now() - started} ms`
+    if (holders === 0) options.log.warn(`discovery: ${outcome}: its index can come only from peers connected otherwise`)
     else options.log.debug(`discovery: ${outcome}`)
   }
 
