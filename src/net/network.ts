@@ -375,22 +375,31 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }))
   }
 
-  // HTTP peers that pin requests named, oldest first: at the cap the oldest gives way, so old requests' origins never crowd out new ones.
-  const originPeers: HttpPeer[] = []
+  // HTTP peers this node found itself (pin requests' origins, discovered caches' holders), oldest first: at the cap the
+  // oldest gives way, so old finds never crowd out new ones (the --http-gateway peers stay).
+  const foundHttp: HttpPeer[] = []
+  /** Adds `peer` to the HTTP peers blocks come from; false when they are all given ones and at the cap. */
+  function addFoundPeer (peer: HttpPeer): boolean {
+    if (http.some(p => p.url === peer.url)) return true
+    if (http.length >= MAX_HTTP_PEERS) {
+      const oldest = foundHttp.shift()
+      if (oldest === undefined) return false
+      http.splice(http.indexOf(oldest), 1)
+    }
+    foundHttp.push(peer)
+    // The block source reads this list at each fetch; every block from it is checked against its CID.
+    http.push(peer)
+    return true
+  }
+
   async function dialOrigin (address: string): Promise<void> {
     const m = /^\/(ip4|ip6|dns|dns4|dns6)\/([^/]+)\/tcp\/(\d+)(\/tls)?\/(https?)(?:\/p2p\/\w+)?$/.exec(address)
     if (m !== null) {
       const url = `${m[5] === 'https' || m[4] !== undefined ? 'https' : 'http'}://${m[1] === 'ip6' ? `[${m[2]!}]` : m[2]!}:${m[3]!}`
       if (http.some(p => p.url === url)) return
-      if (http.length >= MAX_HTTP_PEERS) {
-        const oldest = originPeers.shift()
-        if (oldest === undefined) return
-        http.splice(http.indexOf(oldest), 1)
+      if (addFoundPeer(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression }))) {
+        options.log.info(`pin origin ${url} added as a trustless gateway peer`)
       }
-      originPeers.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression }))
-      // The block source reads this list at each fetch; every block from it is checked against its CID.
-      http.push(originPeers.at(-1)!)
-      options.log.info(`pin origin ${url} added as a trustless gateway peer`)
       return
     }
     if (p2p === undefined || !address.includes('/p2p/')) return
@@ -411,15 +420,11 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }
     for (const url of httpUrlsOf(addresses)) {
       if (http.some(p => p.url === url)) return true
-      if (http.length >= MAX_HTTP_PEERS) return false
       const peer = foundPeers.get(url) ?? new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression })
       // A provider record is anyone's claim: the gateway joins the peers every block is asked of only once it served the root.
       const bytes = await peer.block(root, AbortSignal.any([signal, AbortSignal.timeout(HOLDER_CHECK_MS)])).catch(() => undefined)
       if (bytes === undefined || !hashesTo(root, bytes)) continue
-      if (http.some(p => p.url === url)) return true
-      if (http.length >= MAX_HTTP_PEERS) return false
-      // The block source reads this list at each fetch; every block from it is checked against its CID.
-      http.push(peer)
+      if (!addFoundPeer(peer)) return false
       options.log.info(`${url} (peer ${provider.id}) serves ${root.toString()}: added as a trustless gateway peer`)
       return true
     }

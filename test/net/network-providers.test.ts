@@ -94,6 +94,9 @@ describe('holders', () => {
       expect(network.blocks.usableHttpPeers()).toBe(1)
       expect(Buffer.from(await getVerified(network.blocks, root)).equals(bytes)).toBe(true)
       expect(network.blocks.counters.http).toBe(1)
+      // Holders of caches followed long ago give way to new ones at the cap of 32 HTTP peers.
+      for (let i = 0; i < 40; i++) expect(await network.addHolder({ id: await id(), addresses: [await gateway(bytes)] }, root, signal)).toBe(true)
+      expect(network.blocks.usableHttpPeers()).toBe(32)
     } finally {
       await network.stop()
     }
