@@ -127,9 +127,37 @@ export async function firstAnswer<T> (indexes: CacheIndex[], ask: (i: CacheIndex
   return undefined
 }
 
-/** The servable indexes of several sources; one that cannot be opened is left out, unless none can be served (then its error is thrown). */
+/**
+ * How long the other caches may still take once one has answered: a cache whose blocks cannot be had must not hold
+ * every request (seen: 105 s for a narinfo on the 50-node discovery bench, one discovered cache's root unreachable).
+ */
+const STRAGGLER_MS = 2_000
+
+/**
+ * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
+ * the first answer with a value are rejected with UnavailableError, as a cache that cannot be read is.
+ */
+export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>): Promise<Array<PromiseSettledResult<T | undefined>>> {
+  const results: Array<PromiseSettledResult<T | undefined> | undefined> = items.map(() => undefined)
+  let pending = items.length
+  let done!: () => void
+  const finished = new Promise<void>(resolve => { done = resolve })
+  let timer: NodeJS.Timeout | undefined
+  if (pending === 0) done()
+  items.forEach((item, n) => {
+    ask(item).then(value => {
+      results[n] = { status: 'fulfilled', value }
+      if (value !== undefined) timer ??= setTimeout(done, STRAGGLER_MS)
+    }, (reason: unknown) => { results[n] = { status: 'rejected', reason } }).finally(() => { if (--pending === 0) done() })
+  })
+  await finished
+  clearTimeout(timer)
+  return results.map(r => r ?? { status: 'rejected', reason: new UnavailableError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`) })
+}
+
+/** The servable indexes of several sources; one that cannot be opened (or takes long once another is open) is left out, unless none can be served (then its error is thrown). */
 export async function currentIndexes (sources: IndexSource[]): Promise<CacheIndex[]> {
-  const results = await Promise.allSettled(sources.map(async s => await s.current()))
+  const results = await settledAnswers(sources, async s => await s.current())
   const indexes = results.flatMap(r => r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [])
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (indexes.length === 0 && failed !== undefined) throw failed.reason

@@ -2,7 +2,7 @@ import { Lru } from '../lru.js'
 import { fingerprint } from '../nix/narinfo.js'
 import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
 import type { CacheIndex, LogEntry, NarEntry, NarInfoEntry } from './index.js'
-import { currentIndexes, firstAnswer, type IndexSource } from './source.js'
+import { currentIndexes, firstAnswer, settledAnswers, type IndexSource } from './source.js'
 
 /** What the gateway serves: one or more caches answering as one. */
 export type ServedCaches = Omit<CacheIndex, 'root'>
@@ -64,7 +64,7 @@ export function unionOf (sources: IndexSource[], options: UnionOptions = {}): ()
     return {
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash): Promise<NarInfoEntry | undefined> => {
-        const results = await Promise.allSettled(indexes.map(async i => await i.narInfo(hash)))
+        const results = await settledAnswers(indexes, async i => await i.narInfo(hash))
         const hits = results.flatMap((r, n) => r.status === 'fulfilled' && r.value !== undefined ? [{ entry: r.value, index: indexes[n]! }] : [])
         if (hits.length === 0) {
           const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')

@@ -1,5 +1,5 @@
 import type { NarEntry, NarInfoEntry } from '../cache/index.js'
-import { currentIndexes, firstAnswer, type IndexSource } from '../cache/source.js'
+import { currentIndexes, firstAnswer, settledAnswers, type IndexSource } from '../cache/source.js'
 import type { Dispute, ServedCaches } from '../cache/union.js'
 import { UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
@@ -158,7 +158,7 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash) => {
         // A cache whose narinfo cannot be read or is refused simply does not count towards the quorum.
-        const results = await Promise.allSettled(indexes.map(async i => await i.narInfo(hash)))
+        const results = await settledAnswers(indexes, async i => await i.narInfo(hash))
         const entries = results.flatMap(r => r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [])
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
         if (entries.length === 0 && failed !== undefined) throw failed.reason
