@@ -6,6 +6,8 @@ export class Lru<V> {
   /** At most `max` entries and, when `weigh` is given, at most `maxWeight` in total (e.g. bytes a stranger may make us hold). */
   constructor (private readonly max: number, private readonly weigh?: (value: V) => number, private readonly maxWeight = Infinity) {}
 
+  get size (): number { return this.map.size }
+
   get (key: string): V | undefined {
     const v = this.map.get(key)
     if (v !== undefined) { this.map.delete(key); this.map.set(key, v) }

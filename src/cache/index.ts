@@ -56,6 +56,9 @@ export interface CacheIndex {
   log: (drv: string) => Promise<LogEntry | undefined>
 }
 
+/** What a served cache answers: a cache root's index, or several answering as one. */
+export type ServedIndex = Omit<CacheIndex, 'root'>
+
 /** Narinfos (and NARs) kept in memory after a lookup. */
 const ENTRY_CACHE = 2_000
 

@@ -2,14 +2,14 @@ import { stat } from 'node:fs/promises'
 import { DEFAULT_EXPIRED_GRACE_MS } from '../constants.js'
 import { UnavailableError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
-import { openIndex, type CacheIndex } from './index.js'
+import { openIndex, type CacheIndex, type ServedIndex } from './index.js'
 import { recordPath } from '../repo-layout.js'
 import { loadRecord } from './records.js'
 
 /** Supplies the gateway with the index of the cache it serves, kept in step with the record. */
 export interface IndexSource {
   /** the current index (one that refuses its paths while they may not be served), or undefined while there is none */
-  current: () => Promise<CacheIndex | undefined>
+  current: () => Promise<ServedIndex | undefined>
   /** look at the stored record again on the next request (a newer one was just stored) */
   recheck: () => void
 }
@@ -112,8 +112,14 @@ function withheld (index: CacheIndex, reason: string): CacheIndex {
   }
 }
 
+/** An index every lookup of which fails with `error`. */
+function unavailable (error: Error): ServedIndex {
+  const fail = async (): Promise<never> => { throw error }
+  return { cacheInfo: '', narInfo: fail, nar: fail, realisation: fail, log: fail }
+}
+
 /** The first answer of `indexes` to `ask`; one that fails (refused, a corrupt block) does not hide the next one's answer, and its error is thrown only when none answers. */
-export async function firstAnswer<T> (indexes: CacheIndex[], ask: (i: CacheIndex) => Promise<T | undefined>): Promise<T | undefined> {
+export async function firstAnswer<T> (indexes: ServedIndex[], ask: (i: ServedIndex) => Promise<T | undefined>): Promise<T | undefined> {
   let failure: unknown
   for (const index of indexes) {
     try {
@@ -130,8 +136,12 @@ export async function firstAnswer<T> (indexes: CacheIndex[], ask: (i: CacheIndex
 /**
  * How long the other caches may still take once one has answered: a cache whose blocks cannot be had must not hold
  * every request (seen: 105 s for a narinfo on the 50-node discovery bench, one discovered cache's root unreachable).
+ * Not less: a cache just discovered opens its index in seconds on a loaded machine, and at 2 s a quorum it was needed
+ * for became a 503, which fails `nix copy` (e2e/discover.test under the full suite).
  */
-const STRAGGLER_MS = 2_000
+const STRAGGLER_MS = 10_000
+/** The code of settledAnswers' rejection of an answer that came too late. */
+const LATE = 'ERR_LATE'
 
 /**
  * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
@@ -152,13 +162,19 @@ export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promis
   })
   await finished
   clearTimeout(timer)
-  return results.map(r => r ?? { status: 'rejected', reason: new UnavailableError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`) })
+  return results.map(r => r ?? { status: 'rejected', reason: new UnavailableError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`, LATE) })
 }
 
-/** The servable indexes of several sources; one that cannot be opened (or takes long once another is open) is left out, unless none can be served (then its error is thrown). */
-export async function currentIndexes (sources: IndexSource[]): Promise<CacheIndex[]> {
+/**
+ * The servable indexes of several sources. One that cannot be opened is left out, unless none can be served (then
+ * its error is thrown). One still opening 10 s after another opened answers UnavailableError: what only it may hold is
+ * a 503 for now, which Nix asks again, not a 404, which Nix remembers for an hour.
+ */
+export async function currentIndexes (sources: IndexSource[]): Promise<ServedIndex[]> {
   const results = await settledAnswers(sources, async s => await s.current())
-  const indexes = results.flatMap(r => r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [])
+  const indexes = results.flatMap(r => r.status === 'fulfilled' && r.value !== undefined
+    ? [r.value]
+    : r.status === 'rejected' && r.reason instanceof UnavailableError && r.reason.code === LATE ? [unavailable(r.reason)] : [])
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (indexes.length === 0 && failed !== undefined) throw failed.reason
   return indexes

@@ -1,11 +1,11 @@
 import { Lru } from '../lru.js'
 import { fingerprint } from '../nix/narinfo.js'
 import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
-import type { CacheIndex, LogEntry, NarEntry, NarInfoEntry } from './index.js'
+import type { LogEntry, NarEntry, NarInfoEntry, ServedIndex } from './index.js'
 import { currentIndexes, firstAnswer, settledAnswers, type IndexSource } from './source.js'
 
 /** What the gateway serves: one or more caches answering as one. */
-export type ServedCaches = Omit<CacheIndex, 'root'>
+export type ServedCaches = ServedIndex
 
 /** What builders signed for one store path when trusted keys disagree. */
 export interface Dispute {
@@ -55,12 +55,12 @@ function disputeOf (entries: NarInfoEntry[], prefer: PublicKey[]): Dispute | und
  */
 export function unionOf (sources: IndexSource[], options: UnionOptions = {}): () => Promise<ServedCaches | undefined> {
   const prefer = options.prefer ?? []
-  const servedFrom = new Lru<CacheIndex>(SERVED_NARS)
+  const servedFrom = new Lru<ServedIndex>(SERVED_NARS)
   return async () => {
     const indexes = await currentIndexes(sources)
     if (indexes.length === 0) return undefined
     if (indexes.length === 1) return indexes[0]
-    const first = async <T>(ask: (i: CacheIndex) => Promise<T | undefined>, among = indexes): Promise<T | undefined> => await firstAnswer(among, ask)
+    const first = async <T>(ask: (i: ServedIndex) => Promise<T | undefined>, among = indexes): Promise<T | undefined> => await firstAnswer(among, ask)
     return {
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash): Promise<NarInfoEntry | undefined> => {

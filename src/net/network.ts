@@ -10,11 +10,12 @@ import type { PackStore } from '../ipfs/pack-store.js'
 import { hashesTo } from '../ipfs/block.js'
 import { writeFileAtomic } from '../atomic.js'
 import { Lru } from '../lru.js'
-import { datastoreDir, IPNS_NAME, keysDir, loadRecordBytes } from '../repo-layout.js'
+import { datastoreDir, keysDir, loadRecordBytes } from '../repo-layout.js'
 import { NetworkBlocks } from './fetcher.js'
 import { HttpPeer, type PeerCompression } from './http-peer.js'
 import type { P2pNode } from './p2p.js'
 import { FETCH_PROTOCOL, NARINFO_KEY_PREFIX, RECORD_KEY_PREFIX } from './protocols.js'
+import { decodeHoldings, encodeHoldings, type Holding } from './rendezvous.js'
 import { RECORD_SETTLE_MS, type Provider, type Routing } from './routing.js'
 import type { DelegatedRouting } from './delegated.js'
 import { openRecord } from '../ipfs/ipns.js'
@@ -64,8 +65,8 @@ export interface Network {
    * first record; the libp2p peers `prefer` (ids, e.g. the provider that named the cache) are asked whatever else is connected
    */
   records: (name: string, signal?: AbortSignal, settleMs?: number, prefer?: string[]) => Promise<Array<{ from: string, bytes: Uint8Array }>>
-  /** answers peers asking which caches hold a narinfo for a store path hash (see NARINFO_KEY_PREFIX) */
-  serveNarInfoNames: (lookup: (hash: string) => Promise<string[]>) => void
+  /** answers peers asking which caches hold a narinfo for a store path hash, and what it says (see NARINFO_KEY_PREFIX) */
+  serveNarInfoNames: (lookup: (hash: string) => Promise<Holding[]>) => void
   /** dials a pin request's origin (best effort): an HTTP multiaddr joins the trustless gateways blocks come from, a libp2p one is dialled */
   dialOrigin: (address: string) => Promise<void>
   /**
@@ -75,8 +76,8 @@ export interface Network {
   addHolder: (provider: Provider, root: CID, signal: AbortSignal) => Promise<boolean>
   /** the providers of `cid` the DHT (once joined) and the --routing servers name, each once, as they are found (those named in the last minute first) */
   findProviders: (cid: CID, signal: AbortSignal) => AsyncIterable<Provider>
-  /** the IPNS names of the caches in which `provider` says it holds a narinfo for `hash` (unverified) */
-  cachesHolding: (provider: Provider, hash: string, signal: AbortSignal) => Promise<string[]>
+  /** the caches in which `provider` says it holds a narinfo for `hash`, with the narinfo it sent (unverified) */
+  cachesHolding: (provider: Provider, hash: string, signal: AbortSignal) => Promise<Holding[]>
   stop: () => Promise<void>
 }
 
@@ -90,8 +91,8 @@ const HOLDER_CHECK_MS = 2_000
 const RECORD_TIMEOUT_MS = 5_000
 /** A store path's hash: 32 characters of Nix's base32. */
 const STORE_HASH = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/
-/** Largest answer accepted to "which caches hold this narinfo" (some hundred names). */
-const MAX_NAMES_BYTES = 64 * 1024
+/** Largest answer accepted to "which caches hold this narinfo" (some hundred names, a few hundred KiB of narinfos). */
+const MAX_HOLDINGS_BYTES = 1024 * 1024
 
 /** HTTP peers found as providers kept for reuse (their connection pools) at most. */
 const MAX_FOUND_PEERS = 256
@@ -332,24 +333,24 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     return found
   }
 
-  function serveNarInfoNames (lookup: (hash: string) => Promise<string[]>): void {
+  function serveNarInfoNames (lookup: (hash: string) => Promise<Holding[]>): void {
     p2p?.libp2p.services.fetch.registerLookupFunction(NARINFO_KEY_PREFIX, async (key) => {
       const hash = new TextDecoder().decode(key).slice(NARINFO_KEY_PREFIX.length)
       if (!STORE_HASH.test(hash)) return undefined
-      const names = await lookup(hash)
-      return names.length === 0 ? undefined : new TextEncoder().encode(names.join('\n'))
+      const holdings = await lookup(hash)
+      return holdings.length === 0 ? undefined : new TextEncoder().encode(encodeHoldings(holdings))
     })
   }
 
-  async function cachesHolding (provider: Provider, hash: string, signal: AbortSignal): Promise<string[]> {
+  async function cachesHolding (provider: Provider, hash: string, signal: AbortSignal): Promise<Holding[]> {
     if (p2p === undefined) return []
     const { peerIdFromString } = await import('@libp2p/peer-id')
     const { multiaddr } = await import('@multiformats/multiaddr')
     const peer = peerIdFromString(provider.id)
     if (provider.addresses.length > 0) await p2p.libp2p.peerStore.merge(peer, { multiaddrs: provider.addresses.map(a => multiaddr(a)) })
     const bytes = await p2p.libp2p.services.fetch.fetch(peer, NARINFO_KEY_PREFIX + hash, { signal })
-    if (bytes === undefined || bytes.length > MAX_NAMES_BYTES) return []
-    return new TextDecoder().decode(bytes).split('\n').filter(n => IPNS_NAME.test(n))
+    if (bytes === undefined || bytes.length > MAX_HOLDINGS_BYTES) return []
+    return decodeHoldings(new TextDecoder().decode(bytes))
   }
 
   /** Adds the trustless gateways the routing servers name as providers of the root a (valid) record points to. */

@@ -6,9 +6,10 @@ export const RECORD_KEY_PREFIX = '/ipns/'
 
 /**
  * Prefix of libp2p fetch keys under which nodes say which caches they hold a
- * narinfo in: `/nixipfs/narinfo/<32-char store path hash>` answers the IPNS
- * names (k51…), one per line; no value when none. Asked of the providers of
- * a path's rendezvous CID (discovery).
+ * narinfo in: `/nixipfs/narinfo/<32-char store path hash>` answers, per cache,
+ * its IPNS name (k51…) on a line, then the narinfo's text (see
+ * net/rendezvous.ts); no value when none. Asked of the providers of a path's
+ * rendezvous CID (discovery).
  */
 export const NARINFO_KEY_PREFIX = '/nixipfs/narinfo/'
 

@@ -1,15 +1,18 @@
 import { setMaxListeners } from 'node:events'
-import type { CacheIndex } from '../cache/index.js'
+import { narCidOfUrl, type NarEntry, type NarInfoEntry, type ServedIndex } from '../cache/index.js'
 import type { ServedCaches } from '../cache/union.js'
 import { startFollowing, type Follower, type FollowOptions } from '../cache/follow.js'
 import { acceptRecord, loadRecord } from '../cache/records.js'
 import type { IndexSource } from '../cache/source.js'
+import { cidOf, RAW_CODE } from '../ipfs/block.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
-import { fingerprint } from '../nix/narinfo.js'
+import { fingerprint, MAX_NARINFO_BYTES, parseNarInfo } from '../nix/narinfo.js'
+import { parseStorePath } from '../nix/store-path.js'
+import { Lru } from '../lru.js'
 import { verifyFingerprint, type PublicKey } from '../nix/signing.js'
 import type { CID } from 'multiformats/cid'
 import type { Network } from '../net/network.js'
-import { rendezvousCid } from '../net/rendezvous.js'
+import { rendezvousCid, type Holding } from '../net/rendezvous.js'
 import type { Provider } from '../net/routing.js'
 
 /** How long one lookup may take before the narinfo counts as a miss. */
@@ -49,6 +52,14 @@ const DEADLINE_GRACE_MS = 500
 const FOLLOW_MS = 10_000
 /** Providers asked per lookup at most (a thousand Sybils must not cost a thousand requests). */
 const MAX_PROVIDERS = 20
+/**
+ * How long a narinfo a provider handed over for a discovered cache is served from memory. It is served before the
+ * cache's index is fetched (following took 4 s at p50 on the 50-node bench, the provider's answer 0.6 s); the index
+ * then says what the cache holds now.
+ */
+const VOUCHED_MS = 10 * 60_000
+/** Narinfos handed over kept per discovered cache at most. */
+const VOUCHED_PER_CACHE = 1_000
 
 export interface DiscoveryOptions {
   repo: string
@@ -106,23 +117,62 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   const followers = new Map<string, Follower>()
   const { sources, served: servedList } = options.caches
 
-  function add (name: string): void {
-    const opened = options.caches.open(name)
+  /** narinfos that providers handed over, by discovered cache (see `withVouched`) */
+  const vouched = new Map<string, Vouched>()
+
+  /** Serves discovered cache `name` (once): the narinfos handed over for it, and its index once it is followed. */
+  function serve (name: string): void {
+    if (sources.has(name)) return
+    const handed: Vouched = { narInfos: new Lru(VOUCHED_PER_CACHE), nars: new Lru(VOUCHED_PER_CACHE) }
+    vouched.set(name, handed)
+    // Lookups of what was not handed over wait for the cache's follow under way, if any: before it, no record is stored.
+    const opened = withVouched(options.caches.open(name), handed, async () => await joining.get(name))
     const source = options.requireSignature ? signedOnly(opened, options.keys) : opened
     sources.set(name, source)
     servedList.push(source)
+    touch(name)
+    while (discovered.size > maxCaches) {
+      const oldest = discovered.keys().next().value!
+      discovered.delete(oldest)
+      remove(oldest)
+      options.log.info(`discovery: stopped following /ipns/${oldest} (more than ${maxCaches} discovered caches; least recently useful)`)
+    }
+  }
+
+  /** Serves discovered cache `name` and keeps its index in step with its record, from the network. */
+  function add (name: string): void {
+    serve(name)
+    const source = sources.get(name)!
     const follower = startFollowing(options.repo, [name], options.network.records, options.network.blocks, { ...options.followOptions, onRecord: () => source.recheck() })
     follower.poll().catch(() => {})
     followers.set(name, follower)
+    source.recheck() // the record follow() just stored
     options.log.info(`discovery: following /ipns/${name}`)
   }
+
+  /** True when cache `name` is followed: given with --follow, or discovered and followed (not only served from what was handed over). */
+  const isFollowed = (name: string): boolean => followers.has(name) || (sources.has(name) && !vouched.has(name))
 
   function remove (name: string): void {
     followers.get(name)?.stop()
     followers.delete(name)
+    vouched.delete(name)
     const source = sources.get(name)
     sources.delete(name)
     if (source !== undefined) servedList.splice(servedList.indexOf(source), 1)
+  }
+
+  /** Keeps `text`, handed over by a provider as cache `name`'s narinfo for `hash`, when a trusted key signed it for that path; true when kept. */
+  function vouch (name: string, hash: string, text: string): boolean {
+    const entry = signedNarInfo(text, hash, options.keys)
+    if (entry === undefined) return false
+    serve(name)
+    const handed = vouched.get(name)
+    if (handed === undefined) return false // a cache followed otherwise (--follow): its index answers
+    const until = Date.now() + VOUCHED_MS
+    handed.narInfos.set(hash, { entry, until })
+    handed.nars.set(entry.nar.toString(), { entry: { cid: entry.nar, narSize: entry.info.narSize, narHash: entry.info.narHash, narHashFrom: entry.info.storePath }, until })
+    return true
   }
 
   /** Starts following trusted cache `name` (once, however many lookups ask); true once it is served. A lookup's failure is remembered (`absent`). */
@@ -149,7 +199,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       if (remember) absent.set(name, Date.now() + MISS_MS)
       return false
     }
-    if (sources.has(name)) { if (discovered.has(name)) touch(name); return true } // another lookup's follow added it meanwhile
+    if (isFollowed(name)) { if (discovered.has(name)) touch(name); return true } // another lookup's follow added it meanwhile
     // A cache found by its name (or named by a peer that lacks its blocks) has no block source connected yet:
     // without one, bitswap wants for its index go unanswered until they time out.
     let holderFound!: () => void
@@ -158,15 +208,8 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       .catch((err: Error) => options.log.debug(`discovery: dialling holders of ${record.root.toString()}: ${err.message}`))
       .finally(holderFound)
     await Promise.race([firstHolder, new Promise(resolve => setTimeout(resolve, FIRST_HOLDER_MS).unref())])
-    if (sources.has(name)) { if (discovered.has(name)) touch(name); return true }
-    add(name)
-    touch(name)
-    while (discovered.size > maxCaches) {
-      const oldest = discovered.keys().next().value!
-      discovered.delete(oldest)
-      remove(oldest)
-      options.log.info(`discovery: stopped following /ipns/${oldest} (more than ${maxCaches} discovered caches; least recently useful)`)
-    }
+    if (!isFollowed(name)) add(name)
+    if (discovered.has(name)) touch(name)
     return true
   }
 
@@ -223,6 +266,10 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     /** trusted caches this lookup began to follow, and those whose record could not be had (yet) */
     const followed = new Set<string>()
     const failed = new Set<string>()
+    /** trusted caches whose narinfo for the path a provider handed over, signed: served at once (their index comes later) */
+    const handedOver = new Set<string>()
+    let haveEnough!: () => void
+    const enoughHandedOver = new Promise<void>(resolve => { haveEnough = resolve })
     /** when (ms into the lookup) each step first succeeded, for the log: where a slow lookup spent its time */
     const marks: Record<string, number> = {}
     const mark = (step: string): void => { marks[step] ??= Date.now() - started }
@@ -243,11 +290,16 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       if (all || (named >= enough && Date.now() - lastProvider >= QUIET_MS)) quiet.abort()
     }
     const ask = async (provider: Provider): Promise<void> => {
-      for (const name of await options.network.cachesHolding(provider, hash, signal).catch(() => [])) {
+      for (const { name, narinfo } of await options.network.cachesHolding(provider, hash, signal).catch((): Holding[] => [])) {
         names.add(name)
         if (!allowed.has(name)) continue
         mark('trusted named')
         state.hopeful = true
+        if (narinfo !== '' && vouch(name, hash, narinfo)) {
+          mark('narinfo handed over')
+          handedOver.add(name)
+          if (handedOver.size >= enough) { quiet.abort(); haveEnough() }
+        }
         if (served.has(name)) { if (discovered.has(name)) touch(name); continue }
         // A provider that names a cache also hands over its record (it is connected now): try once more.
         if (!following.has(name) || (failed.has(name) && !joining.has(name))) startFollow(name, provider)
@@ -272,11 +324,13 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     } finally {
       clearInterval(timer)
     }
-    await Promise.all(asks)
-    const added = (await Promise.all(following.values())).filter(Boolean).length
+    // Enough narinfos handed over settle the request; following their caches goes on (later lookups are local).
+    const settled = Promise.all(asks).then(async () => (await Promise.all(following.values())).filter(Boolean).length)
+    settled.catch(() => {})
+    const added = await Promise.race([settled, enoughHandedOver.then(() => 0)])
     const trusted = [...names].filter(n => allowed.has(n)).length
-    options.log.info(`discovery: ${hash}: ${asks.length} providers, ${names.size} caches, ${trusted} trusted, ${direct.length} trusted asked by name, ${added} newly followed, in ${Date.now() - started} ms${Object.keys(marks).length === 0 ? '' : ` (first ${Object.entries(marks).map(([step, ms]) => `${step} at ${ms} ms`).join(', ')})`}`)
-    return added > 0
+    options.log.info(`discovery: ${hash}: ${asks.length} providers, ${names.size} caches, ${trusted} trusted, ${direct.length} trusted asked by name, ${handedOver.size} handed the narinfo over, ${added} newly followed, in ${Date.now() - started} ms${Object.keys(marks).length === 0 ? '' : ` (first ${Object.entries(marks).map(([step, ms]) => `${step} at ${ms} ms`).join(', ')})`}`)
+    return added > 0 || handedOver.size > 0
   }
 
   // Trusted caches that fit the bound are looked up by name from the start, as the first lookup would do:
@@ -333,7 +387,7 @@ function signedOnly (source: IndexSource, keys: PublicKey[]): IndexSource {
     current: async () => {
       const index = await source.current()
       if (index === undefined) return undefined
-      const filtered: CacheIndex = {
+      const filtered: ServedIndex = {
         ...index,
         narInfo: async (hash) => {
           const entry = await index.narInfo(hash)
@@ -347,7 +401,7 @@ function signedOnly (source: IndexSource, keys: PublicKey[]): IndexSource {
   }
 }
 
-/** The served caches, with discovery asked for each narinfo they miss (and the caches asked again if it found some). */
+/** The served caches, with discovery asked for each narinfo they miss (and the caches asked again). */
 export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, discovery: Discovery): () => Promise<ServedCaches | undefined> {
   return async () => {
     const current = await caches()
@@ -355,7 +409,10 @@ export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, 
       cacheInfo: current?.cacheInfo ?? '',
       narInfo: async (hash) => {
         const hit = await current?.narInfo(hash)
-        if (hit !== undefined || !await discovery.find(hash)) return hit
+        if (hit !== undefined) return hit
+        // Asked again even when this lookup added nothing: a cache another lookup (or the start) was following may
+        // be served by now, and a quorum refused without it may be met with it (seen: a library refused at 1 of 2).
+        await discovery.find(hash)
         return await (await caches())?.narInfo(hash)
       },
       nar: async (cid) => await current?.nar(cid),
@@ -365,11 +422,58 @@ export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, 
   }
 }
 
-/** The names of the caches in `sources` that hold a narinfo for `hash` (what a node tells discovering peers). */
-export async function cachesHolding (sources: Map<string, IndexSource>, hash: string): Promise<string[]> {
+/** The caches in `sources` that hold a narinfo for `hash`, with its text (what a node tells discovering peers). */
+export async function cachesHolding (sources: Map<string, IndexSource>, hash: string): Promise<Holding[]> {
   const holding = await Promise.all([...sources].map(async ([name, source]) => {
     const index = await source.current().catch(() => undefined)
-    return (await index?.narInfo(hash).catch(() => undefined)) === undefined ? [] : [name]
+    const entry = await index?.narInfo(hash).catch(() => undefined)
+    return entry === undefined ? [] : [{ name, narinfo: entry.text }]
   }))
   return holding.flat()
+}
+
+/** Narinfos (and the NARs they name) handed over for one discovered cache, each served until `until`. */
+interface Vouched {
+  narInfos: Lru<{ entry: NarInfoEntry, until: number }>
+  nars: Lru<{ entry: NarEntry, until: number }>
+}
+
+/** `text` as a narinfo entry when it is one for store path hash `hash`, signed by one of `keys`, naming its NAR by CID. */
+function signedNarInfo (text: string, hash: string, keys: PublicKey[]): NarInfoEntry | undefined {
+  if (text.length > MAX_NARINFO_BYTES) return undefined
+  try {
+    const info = parseNarInfo(text)
+    const nar = narCidOfUrl(info.url)
+    if (nar === undefined || parseStorePath(info.storePath).hash !== hash) return undefined
+    const fp = fingerprint(info)
+    if (!info.sigs.some(s => verifyFingerprint(keys, fp, s))) return undefined
+    return { text, info, cid: cidOf(RAW_CODE, new TextEncoder().encode(text)), nar }
+  } catch {
+    return undefined // not a narinfo: a provider's word, nothing more
+  }
+}
+
+/**
+ * A discovered cache as served: before its index (or beside an index that lacks them), the narinfos its holders
+ * handed over; for the rest, its index once `followed` settles. Each is signed by a trusted key for its path, as any narinfo served is, and every NAR is still
+ * checked against its NarHash, so a provider can hand over nothing a trusted builder did not sign.
+ */
+function withVouched (source: IndexSource, handed: Vouched, followed: () => Promise<unknown>): IndexSource {
+  const fresh = <T>(hit: { entry: T, until: number } | undefined): T | undefined => hit !== undefined && hit.until > Date.now() ? hit.entry : undefined
+  return {
+    recheck: () => source.recheck(),
+    current: async () => {
+      if (handed.narInfos.size === 0) return await source.current()
+      // Not awaited here: what was handed over is served while the index is fetched. An index that cannot be opened
+      // holds nothing more, as a cache that cannot be opened is left out beside others.
+      const index = followed().then(async () => await source.current()).catch(() => undefined)
+      return {
+        cacheInfo: '',
+        narInfo: async (hash) => fresh(handed.narInfos.get(hash)) ?? await (await index)?.narInfo(hash),
+        nar: async (cid) => fresh(handed.nars.get(cid)) ?? await (await index)?.nar(cid),
+        realisation: async (id) => await (await index)?.realisation(id),
+        log: async (drv) => await (await index)?.log(drv)
+      }
+    }
+  }
 }

@@ -1,6 +1,9 @@
 import { execFileSync } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { rendezvousCid } from '../../src/net/rendezvous.js'
+import { decodeHoldings, encodeHoldings, rendezvousCid } from '../../src/net/rendezvous.js'
+import { IPNS_NAME } from '../../src/repo-layout.js'
 
 /** RFC 4648 base32, lower case, no padding: multibase prefix `b`, as CIDv1 strings are written. */
 function base32 (bytes: Uint8Array): string {
@@ -34,5 +37,31 @@ describe('rendezvous CID', () => {
 
   it('differs per store path', () => {
     expect(rendezvousCid('0'.repeat(32)).equals(rendezvousCid('1'.repeat(32)))).toBe(false)
+  })
+})
+
+// What a provider of a rendezvous CID answers: each cache's name, then the narinfo it holds there (narinfos made by
+// `nix copy --to file://…`, see fixtures/make-fixtures.sh).
+describe('the answer to /nixipfs/narinfo/<hash>', () => {
+  const names = ['k51qzi5uqu5dlh7cc6xqn21dqsr896i6i34zvwqqw2vv39m3ckvj5436pu2rjg', 'k51qzi5uqu5dhvkiyfe7npiy8u2lk4vs2271xv465ymyhsxzqo2vpr0jjbqhcm']
+  const dir = 'fixtures/binary-cache'
+  const texts = readdirSync(dir).filter(f => f.endsWith('.narinfo')).slice(0, 2).map(f => readFileSync(join(dir, f), 'utf8'))
+
+  it('carries each cache\'s narinfo byte for byte', () => {
+    expect(texts).toHaveLength(2)
+    const holdings = names.map((name, i) => ({ name, narinfo: texts[i]! }))
+    expect(decodeHoldings(encodeHoldings(holdings))).toEqual(holdings)
+  })
+
+  it('reads an answer of names alone (the first format), and such a reader finds the names alone in it', () => {
+    expect(decodeHoldings(names.join('\n'))).toEqual(names.map(name => ({ name, narinfo: '' })))
+    const answer = encodeHoldings(names.map((name, i) => ({ name, narinfo: texts[i]! })))
+    expect(answer.split('\n').filter(line => IPNS_NAME.test(line))).toEqual(names) // what the first format's reader kept
+  })
+
+  it('sends names alone past a bound on narinfo text, so that a path with huge narinfos still has an answer', () => {
+    const huge = `StorePath: /nix/store/x\nReferences: ${'a'.repeat(300 * 1024)}\n`
+    expect(decodeHoldings(encodeHoldings([{ name: names[0]!, narinfo: huge }, { name: names[1]!, narinfo: texts[0]! }])))
+      .toEqual([{ name: names[0], narinfo: '' }, { name: names[1], narinfo: texts[0] }])
   })
 })

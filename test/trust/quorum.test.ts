@@ -124,8 +124,8 @@ describe('quorum of trusted builders', () => {
 
 // A cache whose blocks cannot be had (its holder gone, bitswap timing out) held every narinfo request of a gateway
 // that served it among others: 105 s for one on the 50-node discovery bench. Once one cache has answered, the
-// others get 2 s more; a cache still out then does not count, as one that cannot be read.
-describe('a cache that does not answer', () => {
+// others get 10 s more; a cache still out then does not count, as one that cannot be read.
+describe.concurrent('a cache that does not answer', () => {
   const never = new Promise<never>(() => {})
   const index = (narInfo: CacheIndex['narInfo']): CacheIndex => ({ root: cidOf(RAW_CODE, Buffer.from('root')), cacheInfo: '', narInfo, nar: async () => undefined, realisation: async () => undefined, log: async () => undefined })
   const source = (current: IndexSource['current']): IndexSource => ({ current, recheck: () => {} })
@@ -135,21 +135,26 @@ describe('a cache that does not answer', () => {
     source(async () => await never) // never opens
   ]
 
-  it('holds a quorum\'s narinfo 2 s at most once another cache has answered', async () => {
+  it('holds a quorum\'s narinfo 10 s per step at most (opening, answering) once another cache has', async () => {
     const started = Date.now()
     const served = await (await quorumOf(sources(), { policy: policy(1) })())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')
     expect(served?.info.narHash).toBe(honest.narHash)
-    expect(Date.now() - started).toBeLessThan(4_500)
-  }, 10_000)
+    expect(Date.now() - started).toBeLessThan(22_500)
+  }, 30_000)
 
-  it('holds a union\'s narinfo 2 s at most once another cache has answered', async () => {
+  it('holds a union\'s narinfo 10 s per step at most (opening, answering) once another cache has', async () => {
     const started = Date.now()
     const served = await (await unionOf(sources())())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')
     expect(served?.info.narHash).toBe(honest.narHash)
-    expect(Date.now() - started).toBeLessThan(4_500)
-  }, 10_000)
+    expect(Date.now() - started).toBeLessThan(22_500)
+  }, 30_000)
+
+  it('makes a path that no cache answering holds a 503 (asked again), not a 404 (remembered for an hour): the late one may hold it', async () => {
+    const late = [source(async () => index(async () => undefined)), source(async () => await never)]
+    await expect((await unionOf(late)())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')).rejects.toThrow(/did not answer within 10 s/)
+  }, 30_000)
 
   it('is not counted towards the threshold: a narinfo it might have tipped is unavailable now, not a miss', async () => {
-    await expect((await quorumOf(sources(), { policy: policy(2) })())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')).rejects.toThrow(/did not answer within 2 s/)
-  }, 10_000)
+    await expect((await quorumOf(sources(), { policy: policy(2) })())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')).rejects.toThrow(/did not answer within 10 s/)
+  }, 30_000)
 })
