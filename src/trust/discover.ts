@@ -93,7 +93,9 @@ export interface Discovery {
  * DHT and the --routing servers who provides the path's rendezvous CID, asks each provider (a bounded
  * number) which caches it holds the narinfo in, and follows those whose key
  * is trusted, on demand: their record comes from the network and is checked
- * as any followed cache's. Discovery finds candidates, never trust: what they
+ * as any followed cache's. A narinfo a provider hands over with a cache's name
+ * is served before that cache's index, when a trusted key signed it for the
+ * path. Discovery finds candidates, never trust: what they
  * serve goes through the same union or quorum as followed caches. A lookup
  * has a deadline and a miss is remembered for a while.
  */
@@ -162,17 +164,21 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     if (source !== undefined) servedList.splice(servedList.indexOf(source), 1)
   }
 
-  /** Keeps `text`, handed over by a provider as cache `name`'s narinfo for `hash`, when a trusted key signed it for that path; true when kept. */
-  function vouch (name: string, hash: string, text: string): boolean {
-    const entry = signedNarInfo(text, hash, options.keys)
-    if (entry === undefined) return false
+  /**
+   * Keeps `text`, handed over by a provider as cache `name`'s narinfo for `hash`, when a trusted key signed it for that
+   * path; the names of the trusted keys that signed it when kept.
+   */
+  function vouch (name: string, hash: string, text: string): string[] {
+    const signed = signedNarInfo(text, hash, options.keys)
+    if (signed === undefined) return []
     serve(name)
     const handed = vouched.get(name)
-    if (handed === undefined) return false // a cache followed otherwise (--follow): its index answers
+    if (handed === undefined) return [] // a cache followed otherwise (--follow): its index answers
+    const { entry, signers } = signed
     const until = Date.now() + VOUCHED_MS
     handed.narInfos.set(hash, { entry, until })
     handed.nars.set(entry.nar.toString(), { entry: { cid: entry.nar, narSize: entry.info.narSize, narHash: entry.info.narHash, narHashFrom: entry.info.storePath }, until })
-    return true
+    return signers
   }
 
   /** Starts following trusted cache `name` (once, however many lookups ask); true once it is served. A lookup's failure is remembered (`absent`). */
@@ -266,8 +272,12 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     /** trusted caches this lookup began to follow, and those whose record could not be had (yet) */
     const followed = new Set<string>()
     const failed = new Set<string>()
-    /** trusted caches whose narinfo for the path a provider handed over, signed: served at once (their index comes later) */
+    /**
+     * trusted caches whose narinfo for the path a provider handed over, signed: served at once (their index comes
+     * later); and the trusted keys that signed them, which settle the request once they are `enough` (the quorum counts keys)
+     */
     const handedOver = new Set<string>()
+    const signers = new Set<string>()
     let haveEnough!: () => void
     const enoughHandedOver = new Promise<void>(resolve => { haveEnough = resolve })
     /** when (ms into the lookup) each step first succeeded, for the log: where a slow lookup spent its time */
@@ -295,10 +305,12 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
         if (!allowed.has(name)) continue
         mark('trusted named')
         state.hopeful = true
-        if (narinfo !== '' && vouch(name, hash, narinfo)) {
+        const signedBy = narinfo === '' ? [] : vouch(name, hash, narinfo)
+        if (signedBy.length > 0) {
           mark('narinfo handed over')
           handedOver.add(name)
-          if (handedOver.size >= enough) { quiet.abort(); haveEnough() }
+          for (const key of signedBy) signers.add(key)
+          if (signers.size >= enough) { quiet.abort(); haveEnough() }
         }
         if (served.has(name)) { if (discovered.has(name)) touch(name); continue }
         // A provider that names a cache also hands over its record (it is connected now): try once more.
@@ -438,16 +450,17 @@ interface Vouched {
   nars: Lru<{ entry: NarEntry, until: number }>
 }
 
-/** `text` as a narinfo entry when it is one for store path hash `hash`, signed by one of `keys`, naming its NAR by CID. */
-function signedNarInfo (text: string, hash: string, keys: PublicKey[]): NarInfoEntry | undefined {
+/** `text` as a narinfo entry, with the names of those of `keys` that signed it, when it is one for store path hash `hash` naming its NAR by CID. */
+function signedNarInfo (text: string, hash: string, keys: PublicKey[]): { entry: NarInfoEntry, signers: string[] } | undefined {
   if (text.length > MAX_NARINFO_BYTES) return undefined
   try {
     const info = parseNarInfo(text)
     const nar = narCidOfUrl(info.url)
     if (nar === undefined || parseStorePath(info.storePath).hash !== hash) return undefined
     const fp = fingerprint(info)
-    if (!info.sigs.some(s => verifyFingerprint(keys, fp, s))) return undefined
-    return { text, info, cid: cidOf(RAW_CODE, new TextEncoder().encode(text)), nar }
+    const signers = keys.filter(k => info.sigs.some(s => verifyFingerprint([k], fp, s))).map(k => k.name)
+    if (signers.length === 0) return undefined
+    return { entry: { text, info, cid: cidOf(RAW_CODE, new TextEncoder().encode(text)), nar }, signers: [...new Set(signers)] }
   } catch {
     return undefined // not a narinfo: a provider's word, nothing more
   }

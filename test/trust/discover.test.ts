@@ -148,14 +148,14 @@ describe('narinfos handed over by a provider', () => {
   }
 
   /** Discovery on a network whose one provider names `name` with `narinfo`, and whose records never come. */
-  function handingOver (key: SecretKey, narinfo: (name: string) => string, enough = 1): { discovery: ReturnType<typeof startDiscovery>, sources: Map<string, IndexSource>, opened: string[] } {
+  function handingOver (key: SecretKey, narinfo: (name: string) => string, enough = 1, also?: SecretKey): { discovery: ReturnType<typeof startDiscovery>, sources: Map<string, IndexSource>, opened: string[] } {
     const name = ipnsNameOf(key.publicKey)
     async function * provider (): AsyncGenerator<{ id: string, addresses: string[] }> { await sleep(20); yield { id: 'provider', addresses: [] } }
     const network = {
       routing: { size: () => 1, findProviders: async function * () {} },
       delegated: [],
       findProviders: provider,
-      cachesHolding: async () => [{ name, narinfo: narinfo(name) }],
+      cachesHolding: async () => [{ name, narinfo: narinfo(name) }, ...(also === undefined ? [] : [{ name: ipnsNameOf(also.publicKey), narinfo: narinfo(name) }])],
       records: async (_name: string, signal: AbortSignal) => await new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
       blocks: { get: async () => { throw new Error('no blocks here') } }
     } as unknown as Network
@@ -164,7 +164,7 @@ describe('narinfos handed over by a provider', () => {
     const discovery = startDiscovery({
       repo: tmp(),
       network,
-      keys: [publicKeyOf(key)],
+      keys: [key, ...(also === undefined ? [] : [also])].map(publicKeyOf),
       requireSignature: true,
       enough,
       caches: { sources, served: [], open: (n) => { opened.push(n); return { current: async () => await new Promise(() => {}), recheck: () => {} } } },
@@ -210,9 +210,10 @@ describe('narinfos handed over by a provider', () => {
     }))
   }, 30_000)
 
-  it('waits for the index when fewer caches handed a narinfo over than the threshold needs', async () => {
+  it('waits for the index when fewer trusted keys signed what was handed over than the threshold needs', async () => {
     const key = generateSecretKey('builder')
-    const { discovery } = handingOver(key, () => narInfoText(key), 2)
+    // Two trusted caches hand over the same narinfo, which one key signed: one vote, not two.
+    const { discovery } = handingOver(key, () => narInfoText(key), 2, generateSecretKey('builder-2'))
     try {
       const started = Date.now()
       await discovery.find(HASH)
