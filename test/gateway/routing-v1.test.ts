@@ -255,10 +255,19 @@ describe.runIf(nixAvailable)('/routing/v1 on the gateway port (spec, stock clien
     // Only this gateway as router, no recursive gateway; libp2p's defaults (public bootstrap peers, mDNS, UPnP, autoNAT,
     // listening on every interface) replaced: it listens nowhere and dials only what the routing answers name.
     const asked: string[] = []
+    // Routing answers still being read: the stock client cancels a body its reader holds when it stops, an
+    // unhandled rejection ("ReadableStream is locked", seen once under load), so stop() waits for them first.
+    const reading = new Set<Promise<void>>()
     const realFetch = globalThis.fetch
     globalThis.fetch = async (input, init) => {
-      asked.push(input instanceof Request ? input.url : String(input))
-      return await realFetch(input, init)
+      const url = input instanceof Request ? input.url : String(input)
+      asked.push(url)
+      const res = await realFetch(input, init)
+      if (!url.includes('/routing/v1/') || res.body === null) return res
+      const { readable, writable } = new TransformStream()
+      const done = res.body.pipeTo(writable).catch(() => {}).finally(() => reading.delete(done))
+      reading.add(done)
+      return new Response(readable, res)
     }
     try {
       const verifiedFetch = await createVerifiedFetch({
@@ -277,6 +286,7 @@ describe.runIf(nixAvailable)('/routing/v1 on the gateway port (spec, stock clien
         expect(byCid.status).toBe(200)
         expect(Buffer.compare(Buffer.from(await byCid.arrayBuffer()), dump)).toBe(0)
       } finally {
+        await Promise.race([Promise.all(reading), new Promise(resolve => setTimeout(resolve, 15_000))])
         await verifiedFetch.stop()
       }
     } finally {
