@@ -134,8 +134,9 @@ export async function firstAnswer<T> (indexes: ServedIndex[], ask: (i: ServedInd
 }
 
 /**
- * How long the other caches may still take once one has answered: a cache whose blocks cannot be had must not hold
- * every request (seen: 105 s for a narinfo on the 50-node discovery bench, one discovered cache's root unreachable).
+ * How long the other caches may still take once one has answered, even that it lacks the path: a cache whose blocks
+ * cannot be had must not hold every request (seen on the 50-node discovery bench: 105 s for a narinfo, one
+ * discovered cache's root unreachable; 57 s for a path no served cache held, beside indexes still being fetched).
  * Not less: a cache just discovered opens its index in seconds on a loaded machine, and at 2 s a quorum it was needed
  * for became a 503, which fails `nix copy` (e2e/discover.test under the full suite).
  */
@@ -145,7 +146,7 @@ const LATE = 'ERR_LATE'
 
 /**
  * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
- * the first answer with a value are rejected with UnavailableError, as a cache that cannot be read is.
+ * the first answer (or failure) are rejected with UnavailableError, as a cache that cannot be read is.
  */
 export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>): Promise<Array<PromiseSettledResult<T | undefined>>> {
   const results: Array<PromiseSettledResult<T | undefined> | undefined> = items.map(() => undefined)
@@ -155,10 +156,8 @@ export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promis
   let timer: NodeJS.Timeout | undefined
   if (pending === 0) done()
   items.forEach((item, n) => {
-    ask(item).then(value => {
-      results[n] = { status: 'fulfilled', value }
-      if (value !== undefined) timer ??= setTimeout(done, STRAGGLER_MS)
-    }, (reason: unknown) => { results[n] = { status: 'rejected', reason } }).finally(() => { if (--pending === 0) done() })
+    ask(item).then(value => { results[n] = { status: 'fulfilled', value } }, (reason: unknown) => { results[n] = { status: 'rejected', reason } })
+      .finally(() => { if (--pending === 0) done(); else timer ??= setTimeout(done, STRAGGLER_MS) })
   })
   await finished
   clearTimeout(timer)

@@ -11,6 +11,7 @@ import { parseStorePath } from '../nix/store-path.js'
 import { Lru } from '../lru.js'
 import { verifyFingerprint, type PublicKey } from '../nix/signing.js'
 import type { CID } from 'multiformats/cid'
+import { UnavailableError } from '../errors.js'
 import type { Network } from '../net/network.js'
 import { rendezvousCid, type Holding } from '../net/rendezvous.js'
 import type { Provider } from '../net/routing.js'
@@ -420,12 +421,21 @@ export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, 
     return {
       cacheInfo: current?.cacheInfo ?? '',
       narInfo: async (hash) => {
-        const hit = await current?.narInfo(hash)
+        // A cache that may hold the path could not answer in time (UnavailableError): discovery may find it elsewhere,
+        // and if not, the request stays a 503 (asked again), not a 404 (remembered).
+        let unavailable: UnavailableError | undefined
+        const hit = await current?.narInfo(hash).catch((err: unknown) => {
+          if (!(err instanceof UnavailableError)) throw err
+          unavailable = err
+          return undefined
+        })
         if (hit !== undefined) return hit
         // Asked again even when this lookup added nothing: a cache another lookup (or the start) was following may
         // be served by now, and a quorum refused without it may be met with it (seen: a library refused at 1 of 2).
         await discovery.find(hash)
-        return await (await caches())?.narInfo(hash)
+        const found = await (await caches())?.narInfo(hash)
+        if (found === undefined && unavailable !== undefined) throw unavailable
+        return found
       },
       nar: async (cid) => await current?.nar(cid),
       realisation: async (id) => await current?.realisation(id),

@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest'
 import type { IndexSource } from '../../src/cache/source.js'
 import { ipnsNameOf, signRecord } from '../../src/ipfs/ipns.js'
 import type { Network } from '../../src/net/network.js'
-import { startDiscovery } from '../../src/trust/discover.js'
+import { startDiscovery, withDiscovery } from '../../src/trust/discover.js'
+import { UnavailableError } from '../../src/errors.js'
+import type { ServedCaches } from '../../src/cache/union.js'
 import { cidOf, RAW_CODE } from '../../src/ipfs/block.js'
 import { fingerprint, formatNarInfo, type NarInfo } from '../../src/nix/narinfo.js'
 import { generateSecretKey, publicKeyOf, signFingerprint, type SecretKey } from '../../src/nix/signing.js'
@@ -222,4 +224,30 @@ describe('narinfos handed over by a provider', () => {
       discovery.stop()
     }
   }, 30_000)
+})
+
+// A served cache that may hold the path did not answer in time (a 503): discovery is asked all the same, and the
+// path is served if it finds it; otherwise the 503 stands, which Nix asks again, where a 404 is remembered an hour.
+describe('served caches with discovery', () => {
+  const late = new UnavailableError('a cache did not answer within 10 s of another; not counted this time')
+  const served = (answers: Array<() => unknown>): (() => Promise<ServedCaches>) => {
+    let n = 0
+    return async () => ({ cacheInfo: '', narInfo: async () => answers[Math.min(n++, answers.length - 1)]!() as never, nar: async () => undefined, realisation: async () => undefined, log: async () => undefined })
+  }
+  const finding = (): { find: (hash: string) => Promise<boolean>, stop: () => void, asked: string[] } => {
+    const asked: string[] = []
+    return { asked, find: async (hash) => { asked.push(hash); return true }, stop: () => {} }
+  }
+
+  it('asks discovery when a cache was late, and serves what it found', async () => {
+    const discovery = finding()
+    const found = { text: 'found' }
+    expect(await (await withDiscovery(served([() => { throw late }, () => found]), discovery)())!.narInfo('0c6kzph7l0dcbfmjap64f0czdafn3b7x')).toBe(found)
+    expect(discovery.asked).toEqual(['0c6kzph7l0dcbfmjap64f0czdafn3b7x'])
+  })
+
+  it('keeps the 503 when discovery finds nothing either', async () => {
+    const discovery = finding()
+    await expect((await withDiscovery(served([() => { throw late }, () => undefined]), discovery)())!.narInfo('0c6kzph7l0dcbfmjap64f0czdafn3b7x')).rejects.toBe(late)
+  })
 })

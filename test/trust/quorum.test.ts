@@ -154,6 +154,14 @@ describe.concurrent('a cache that does not answer', () => {
     await expect((await unionOf(late)())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')).rejects.toThrow(/did not answer within 10 s/)
   }, 30_000)
 
+  it('holds a path no answering cache holds 10 s at most, beside a cache that opened and does not answer; then a 503', async () => {
+    const started = Date.now()
+    const stuck = [source(async () => index(async () => undefined)), source(async () => index(async () => await never))]
+    await expect((await unionOf(stuck)())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')).rejects.toThrow(/did not answer within 10 s/)
+    await expect((await quorumOf(stuck, { policy: policy(1) })())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')).rejects.toThrow(/did not answer within 10 s/)
+    expect(Date.now() - started).toBeLessThan(22_500)
+  }, 30_000)
+
   it('is not counted towards the threshold: a narinfo it might have tipped is unavailable now, not a miss', async () => {
     await expect((await quorumOf(sources(), { policy: policy(2) })())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')).rejects.toThrow(/did not answer within 10 s/)
   }, 30_000)
