@@ -81,6 +81,11 @@ export class UnavailableError extends NixipfsError {
   constructor (message: string, code = 'ERR_UNAVAILABLE') { super(code, message) }
 }
 
+/** A cache did not answer in time, while others did: it does not count this time (a 503, as any UnavailableError). */
+export class LateAnswerError extends UnavailableError {
+  override name = 'LateAnswerError'
+}
+
 /** A cache contradicts itself: two of its narinfos give one NAR different NarHashes, so the later one is refused. */
 export class InconsistentCacheError extends UnavailableError {
   override name = 'InconsistentCacheError'

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises'
 import { DEFAULT_EXPIRED_GRACE_MS } from '../constants.js'
-import { UnavailableError } from '../errors.js'
+import { LateAnswerError, UnavailableError } from '../errors.js'
 import type { BlockGetter } from '../ipfs/block.js'
 import { openIndex, type CacheIndex, type ServedIndex } from './index.js'
 import { recordPath } from '../repo-layout.js'
@@ -141,12 +141,10 @@ export async function firstAnswer<T> (indexes: ServedIndex[], ask: (i: ServedInd
  * for became a 503, which fails `nix copy` (e2e/discover.test under the full suite).
  */
 const STRAGGLER_MS = 10_000
-/** The code of settledAnswers' rejection of an answer that came too late. */
-const LATE = 'ERR_LATE'
 
 /**
  * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
- * the first answer (or failure) are rejected with UnavailableError, as a cache that cannot be read is.
+ * the first answer (or failure) are rejected with LateAnswerError, as a cache that cannot be read is.
  */
 export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>): Promise<Array<PromiseSettledResult<T | undefined>>> {
   const results: Array<PromiseSettledResult<T | undefined> | undefined> = items.map(() => undefined)
@@ -161,7 +159,7 @@ export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promis
   })
   await finished
   clearTimeout(timer)
-  return results.map(r => r ?? { status: 'rejected', reason: new UnavailableError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`, LATE) })
+  return results.map(r => r ?? { status: 'rejected', reason: new LateAnswerError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`) })
 }
 
 /**
@@ -173,7 +171,7 @@ export async function currentIndexes (sources: IndexSource[]): Promise<ServedInd
   const results = await settledAnswers(sources, async s => await s.current())
   const indexes = results.flatMap(r => r.status === 'fulfilled' && r.value !== undefined
     ? [r.value]
-    : r.status === 'rejected' && r.reason instanceof UnavailableError && r.reason.code === LATE ? [unavailable(r.reason)] : [])
+    : r.status === 'rejected' && r.reason instanceof LateAnswerError ? [unavailable(r.reason)] : [])
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (indexes.length === 0 && failed !== undefined) throw failed.reason
   return indexes
