@@ -153,13 +153,13 @@ try {
 
   const keys = builders.map(b => b.key)
   /** when each step of a lookup first succeeded (ms into it), from the clients' discovery log lines */
-  const steps = { provider: [], 'trusted named': [], followed: [] }
+  const steps = { provider: [], 'trusted named': [], 'narinfo handed over': [], followed: [] }
   const lookups = []
   const noteLookup = (m) => {
     const line = /^discovery: \w{32}: .* in (\d+) ms(?: \(first (.*)\))?$/.exec(m)
     if (line === null) return
     lookups.push(Number(line[1]))
-    for (const [, step, ms] of (line[2] ?? '').matchAll(/(provider|trusted named|followed) at (\d+) ms/g)) steps[step].push(Number(ms))
+    for (const [, step, ms] of (line[2] ?? '').matchAll(/(provider|trusted named|narinfo handed over|followed) at (\d+) ms/g)) steps[step].push(Number(ms))
   }
   const discovered = []
   const followed = []
@@ -168,11 +168,11 @@ try {
   const misses = []
   /** Writes the results so far (after each client: a run cut short still leaves its numbers). */
   const writeResults = (clientsDone) => {
-    const ms = (x) => x === undefined ? '—' : `${x.toFixed(1)} ms`
+    const ms = (x) => x === undefined || !Number.isFinite(x) ? '—' : `${x.toFixed(1)} ms`
     const table = [
       '| what | samples | p50 | p99 | max |',
       '| --- | ---: | ---: | ---: | ---: |',
-      `| narinfo found by discovery (rendezvous CID → providers → follow) | ${discovered.length} | ${ms(quantile(discovered, 0.5))} | ${ms(quantile(discovered, 0.99))} | ${ms(Math.max(...discovered))} |`,
+      `| narinfo found by discovery (rendezvous CID → providers → narinfo handed over, or follow) | ${discovered.length} | ${ms(quantile(discovered, 0.5))} | ${ms(quantile(discovered, 0.99))} | ${ms(Math.max(...discovered))} |`,
       `| narinfo of a cache followed on demand | ${followed.length} | ${ms(quantile(followed, 0.5))} | ${ms(quantile(followed, 0.99))} | ${ms(Math.max(...followed))} |`,
       `| discovery lookups (all, from the clients' logs) | ${lookups.length} | ${ms(quantile(lookups, 0.5))} | ${ms(quantile(lookups, 0.99))} | ${ms(Math.max(...lookups))} |`,
       `| DHT provider search alone (first provider; each client after its lookups) | ${searches.length} | ${ms(quantile(searches, 0.5))} | ${ms(quantile(searches, 0.99))} | ${ms(Math.max(...searches))} |`,
