@@ -160,7 +160,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const quorum = new QuorumLog(repo, log)
   const served = [...sources.values()]
   // Every node on a network says which of its caches hold a narinfo; --discover asks that of others and follows what it trusts.
-  network.serveNarInfoNames(async (hash) => await cachesHolding(sources, hash))
+  network.serveHoldings(async (hash) => await cachesHolding(sources, hash))
   const discovery = options.discover === undefined
     ? undefined
     : startDiscovery({

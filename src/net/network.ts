@@ -66,7 +66,7 @@ export interface Network {
    */
   records: (name: string, signal?: AbortSignal, settleMs?: number, prefer?: string[]) => Promise<Array<{ from: string, bytes: Uint8Array }>>
   /** answers peers asking which caches hold a narinfo for a store path hash, and what it says (see NARINFO_KEY_PREFIX) */
-  serveNarInfoNames: (lookup: (hash: string) => Promise<Holding[]>) => void
+  serveHoldings: (lookup: (hash: string) => Promise<Holding[]>) => void
   /** dials a pin request's origin (best effort): an HTTP multiaddr joins the trustless gateways blocks come from, a libp2p one is dialled */
   dialOrigin: (address: string) => Promise<void>
   /**
@@ -333,7 +333,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     return found
   }
 
-  function serveNarInfoNames (lookup: (hash: string) => Promise<Holding[]>): void {
+  function serveHoldings (lookup: (hash: string) => Promise<Holding[]>): void {
     p2p?.libp2p.services.fetch.registerLookupFunction(NARINFO_KEY_PREFIX, async (key) => {
       const hash = new TextDecoder().decode(key).slice(NARINFO_KEY_PREFIX.length)
       if (!STORE_HASH.test(hash)) return undefined
@@ -438,7 +438,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     routing,
     dialOrigin,
     addHolder,
-    serveNarInfoNames,
+    serveHoldings,
     cachesHolding,
     findProviders,
     joined: routing !== undefined && (options.bootstrap ?? []).length > 0,
