@@ -1,6 +1,6 @@
 import { Lru } from '../lru.js'
-import { fingerprint } from '../nix/narinfo.js'
-import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
+import { fingerprint, signersOf } from '../nix/narinfo.js'
+import { formatPublicKey, type PublicKey } from '../nix/signing.js'
 import type { LogEntry, NarEntry, NarInfoEntry, ServedIndex } from './index.js'
 import { currentIndexes, firstAnswer, settledAnswers, type IndexSource } from './source.js'
 
@@ -25,8 +25,7 @@ const SERVED_NARS = 50_000
 
 /** The signers of a narinfo: `prefer` keys that verify it (name:base64), then the names of the other signatures (unchecked). */
 function signers (entry: NarInfoEntry, prefer: PublicKey[]): { trusted: string[], others: string[] } {
-  const fp = fingerprint(entry.info)
-  const trusted = prefer.filter(k => entry.info.sigs.some(s => verifyFingerprint([k], fp, s)))
+  const trusted = signersOf(entry.info, prefer)
   const names = new Set(trusted.map(k => k.name))
   return { trusted: trusted.map(formatPublicKey), others: entry.info.sigs.map(s => s.slice(0, s.indexOf(':'))).filter(n => !names.has(n)) }
 }

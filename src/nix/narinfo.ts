@@ -1,6 +1,7 @@
 import { NarInfoParseError } from '../errors.js'
 import { STORE_DIR } from '../constants.js'
 import { formatSha256, parseSha256 } from './hash.js'
+import { verifyFingerprint, type PublicKey } from './signing.js'
 import { parseStoreBaseName, parseStorePath } from './store-path.js'
 
 /** A narinfo: what a binary cache says about one store path. */
@@ -110,6 +111,12 @@ export function formatNarInfo (info: NarInfo): string {
 export function fingerprint (info: Pick<NarInfo, 'storePath' | 'narHash' | 'narSize' | 'references'>): string {
   const refs = [...info.references].sort().map(ref => `${STORE_DIR}/${ref}`).join(',')
   return `1;${info.storePath};${info.narHash};${info.narSize};${refs}`
+}
+
+/** Those of `keys` that signed `info` (their signature of its fingerprint verifies). */
+export function signersOf (info: NarInfo, keys: PublicKey[]): PublicKey[] {
+  const fp = fingerprint(info)
+  return keys.filter(k => info.sigs.some(s => verifyFingerprint([k], fp, s)))
 }
 
 /**

@@ -6,10 +6,10 @@ import { acceptRecord, loadRecord } from '../cache/records.js'
 import type { IndexSource } from '../cache/source.js'
 import { cidOf, RAW_CODE } from '../ipfs/block.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
-import { fingerprint, MAX_NARINFO_BYTES, parseNarInfo } from '../nix/narinfo.js'
+import { MAX_NARINFO_BYTES, parseNarInfo, signersOf } from '../nix/narinfo.js'
 import { parseStorePath } from '../nix/store-path.js'
 import { Lru } from '../lru.js'
-import { verifyFingerprint, type PublicKey } from '../nix/signing.js'
+import type { PublicKey } from '../nix/signing.js'
 import type { CID } from 'multiformats/cid'
 import { UnavailableError } from '../errors.js'
 import type { Network } from '../net/network.js'
@@ -412,8 +412,7 @@ function signedOnly (source: IndexSource, keys: PublicKey[]): IndexSource {
         narInfo: async (hash) => {
           const entry = await index.narInfo(hash)
           if (entry === undefined) return undefined
-          const fp = fingerprint(entry.info)
-          return entry.info.sigs.some(s => verifyFingerprint(keys, fp, s)) ? entry : undefined
+          return signersOf(entry.info, keys).length > 0 ? entry : undefined
         }
       }
       return filtered
@@ -474,8 +473,7 @@ function signedNarInfo (text: string, hash: string, keys: PublicKey[]): { entry:
     const info = parseNarInfo(text)
     const nar = narCidOfUrl(info.url)
     if (nar === undefined || parseStorePath(info.storePath).hash !== hash) return undefined
-    const fp = fingerprint(info)
-    const signers = keys.filter(k => info.sigs.some(s => verifyFingerprint([k], fp, s))).map(k => k.name)
+    const signers = signersOf(info, keys).map(k => k.name)
     if (signers.length === 0) return undefined
     return { entry: { text, info, cid: cidOf(RAW_CODE, new TextEncoder().encode(text)), nar }, signers: [...new Set(signers)] }
   } catch {
@@ -485,8 +483,9 @@ function signedNarInfo (text: string, hash: string, keys: PublicKey[]): { entry:
 
 /**
  * A discovered cache as served: before its index (or beside an index that lacks them), the narinfos its holders
- * handed over; for the rest, its index once `followed` settles. Each is signed by a trusted key for its path, as any narinfo served is, and every NAR is still
- * checked against its NarHash, so a provider can hand over nothing a trusted builder did not sign.
+ * handed over; for the rest, its index once `followed` settles. Each is signed by a trusted key for its path, as any
+ * narinfo served is, and every NAR is still checked against its NarHash, so a provider can hand over nothing a
+ * trusted builder did not sign.
  */
 function withVouched (source: IndexSource, handed: Vouched, followed: () => Promise<unknown>): IndexSource {
   const fresh = <T>(hit: { entry: T, until: number } | undefined): T | undefined => hit !== undefined && hit.until > Date.now() ? hit.entry : undefined

@@ -9,8 +9,8 @@ import type { BlockPutter } from '../ipfs/block.js'
 import type { Chunker } from '../ipfs/chunker.js'
 import { importFile } from '../ipfs/file-dag.js'
 import { checkedNar } from '../nix/nar/check.js'
-import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../nix/narinfo.js'
-import { signFingerprint, verifyFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
+import { fingerprint, formatNarInfo, parseNarInfo, signersOf, type NarInfo } from '../nix/narinfo.js'
+import { signFingerprint, type PublicKey, type SecretKey } from '../nix/signing.js'
 import { parseStoreBaseName, parseStorePath } from '../nix/store-path.js'
 import { decompress } from './decompress.js'
 import type { HttpBinaryCache } from './http-cache.js'
@@ -88,8 +88,7 @@ function referencesFirst (infos: Map<string, NarInfo>): NarInfo[] {
 export function trustedNarInfo (text: string, hash: string, keys: PublicKey[], from: string): NarInfo {
   const info = parseNarInfo(text)
   if (parseStorePath(info.storePath).hash !== hash) throw new IntegrityError(`${from}/${hash}.narinfo describes ${info.storePath}`)
-  const fp = fingerprint(info)
-  if (!info.sigs.some(sig => verifyFingerprint(keys, fp, sig))) {
+  if (signersOf(info, keys).length === 0) {
     throw new IntegrityError(`${info.storePath} from ${from} has no valid signature by a trusted key (${keys.map(k => k.name).join(', ')})`)
   }
   return info
