@@ -14,15 +14,28 @@ import { tmp } from '../helpers/cli.js'
 const quiet = { info: () => {}, warn: () => {}, debug: () => {} }
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
+/** An in-memory stand-in of the network facade: one DHT peer, no provider, no record, no block, but for `parts`. */
+const fakeNetwork = (parts: Partial<Record<keyof Network, unknown>>): Network => ({
+  routing: { size: () => 1, findProviders: async function * () {} },
+  delegated: [],
+  findProviders: async function * () {},
+  cachesHolding: async () => [],
+  records: async () => [],
+  blocks: { get: async () => { throw new Error('no blocks here') } },
+  ...parts
+}) as unknown as Network
+/** A provider search that finds one provider after 20 ms. */
+async function * oneProvider (): AsyncGenerator<{ id: string, addresses: string[] }> { await sleep(20); yield { id: 'provider', addresses: [] } }
+
 // The end-to-end behaviour is in test/e2e/discover.test.ts and network.test.ts
 // on a real loopback DHT. Here, a routing that overruns the deadline, which a
-// loaded DHT did (12.4 s for a 3 s deadline): an in-memory stand-in of the
-// network facade whose provider search ignores its signal.
+// loaded DHT did (12.4 s for a 3 s deadline): a stand-in network whose
+// provider search ignores its signal.
 describe('discovery', () => {
   it('answers a narinfo request soon after the deadline even when the provider search overruns it', async () => {
     let searching = true
     async function * stuck (): AsyncGenerator<never> { while (searching) await new Promise(resolve => setTimeout(resolve, 50)) }
-    const network = { routing: { size: () => 1, findProviders: stuck }, delegated: [], findProviders: stuck, cachesHolding: async () => [], records: async () => [] } as unknown as Network
+    const network = fakeNetwork({ routing: { size: () => 1, findProviders: stuck }, findProviders: stuck })
     const key = publicKeyOf(generateSecretKey('builder'))
     const discovery = startDiscovery({
       repo: tmp(),
@@ -49,15 +62,11 @@ describe('discovery', () => {
     const key = generateSecretKey('builder')
     const name = ipnsNameOf(key.publicKey)
     const record = (await signRecord(key.seed, CID.parse('bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'), 1n, 3600_000)).bytes
-    async function * provider (): AsyncGenerator<{ id: string, addresses: string[] }> { await sleep(20); yield { id: 'provider', addresses: [] } }
-    const network = {
-      routing: { size: () => 1, findProviders: async function * () {} },
-      delegated: [],
-      findProviders: provider,
+    const network = fakeNetwork({
+      findProviders: oneProvider,
       cachesHolding: async () => [{ name, narinfo: '' }],
-      records: async () => { await sleep(recordMs); return [{ from: 'provider', bytes: record }] },
-      blocks: { get: async () => { throw new Error('no blocks here') } }
-    } as unknown as Network
+      records: async () => { await sleep(recordMs); return [{ from: 'provider', bytes: record }] }
+    })
     const opened: string[] = []
     const sources = new Map<string, IndexSource>()
     const discovery = startDiscovery({
@@ -104,14 +113,7 @@ describe('discovery', () => {
     const record = (await signRecord(key.seed, CID.parse('bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'), 1n, 3600_000)).bytes
     let published = false
     const asked: string[] = []
-    const network = {
-      routing: { size: () => 1, findProviders: async function * () {} },
-      delegated: [],
-      findProviders: async function * () {},
-      cachesHolding: async () => [],
-      records: async (n: string) => { asked.push(n); return published ? [{ from: 'dht', bytes: record }] : [] },
-      blocks: { get: async () => { throw new Error('no blocks here') } }
-    } as unknown as Network
+    const network = fakeNetwork({ records: async (n: string) => { asked.push(n); return published ? [{ from: 'dht', bytes: record }] : [] } })
     const opened: string[] = []
     const discovery = startDiscovery({
       repo: tmp(),
@@ -152,15 +154,11 @@ describe('narinfos handed over by a provider', () => {
   /** Discovery on a network whose one provider names `name` with `narinfo`, and whose records never come. */
   function handingOver (key: SecretKey, narinfo: (name: string) => string, enough = 1, also?: SecretKey): { discovery: ReturnType<typeof startDiscovery>, sources: Map<string, IndexSource>, opened: string[] } {
     const name = ipnsNameOf(key.publicKey)
-    async function * provider (): AsyncGenerator<{ id: string, addresses: string[] }> { await sleep(20); yield { id: 'provider', addresses: [] } }
-    const network = {
-      routing: { size: () => 1, findProviders: async function * () {} },
-      delegated: [],
-      findProviders: provider,
+    const network = fakeNetwork({
+      findProviders: oneProvider,
       cachesHolding: async () => [{ name, narinfo: narinfo(name) }, ...(also === undefined ? [] : [{ name: ipnsNameOf(also.publicKey), narinfo: narinfo(name) }])],
-      records: async (_name: string, signal: AbortSignal) => await new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
-      blocks: { get: async () => { throw new Error('no blocks here') } }
-    } as unknown as Network
+      records: async (_name: string, signal: AbortSignal) => await new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+    })
     const sources = new Map<string, IndexSource>()
     const opened: string[] = []
     const discovery = startDiscovery({
