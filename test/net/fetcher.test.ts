@@ -196,6 +196,29 @@ describe('trustless gateway routes and the network block source', () => {
     }
   })
 
+  it('crosses the wire once also when the prefetch\'s look at the repo is slower than the peer (a loaded disk): the reader still waits for its decision', async () => {
+    const big = randomBytes(4 * 1024 * 1024)
+    const bigRoot = (await importFile(origin, once(big), fixedChunker(64 * 1024))).cid
+    await origin.flush()
+    const relay = await countingRelay(Number(new URL(gw.url).port))
+    const local = await PackStore.openRepo(tmp())
+    // The prefetch reads the repo's block index again before its first fetch; the reader finds it just read and goes on.
+    const refresh = local.refresh.bind(local)
+    local.refresh = async () => { await new Promise(resolve => setTimeout(resolve, 300)); await refresh() }
+    try {
+      const blocks = new NetworkBlocks(local, { http: [new HttpPeer(relay.url)] })
+      const prefetch = blocks.prefetch(bigRoot)
+      expect(Buffer.compare(await collect(readFile(blocks, bigRoot)), big)).toBe(0)
+      await prefetch
+      // The CAR stream took the leaves (the reader fetched them alone before, and the stream carried them again).
+      expect(blocks.counters.car).toBeGreaterThan(48)
+      expect(relay.received()).toBeLessThan(big.length + 128 * 1024)
+    } finally {
+      relay.close()
+      await local.close()
+    }
+  }, 30_000)
+
   it('holding part of a DAG (an earlier build), fetches from one peer only the blocks it lacks', async () => {
     // The next build: one 256 KiB chunk in the middle changed, the other 13 the same.
     const next = Buffer.from(data)
