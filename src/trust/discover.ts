@@ -135,7 +135,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     const handed: Vouched = { narInfos: new Lru(VOUCHED_PER_CACHE), nars: new Lru(VOUCHED_PER_CACHE) }
     vouched.set(name, handed)
     // Lookups of what was not handed over wait for the cache's follow under way, if any: before it, no record is stored.
-    const opened = withVouched(options.caches.open(name), handed, async () => await joining.get(name))
+    const opened = withVouched(options.caches.open(name), handed, () => joining.get(name))
     const source = options.requireSignature ? signedOnly(opened, options.keys) : opened
     sources.set(name, source)
     servedList.push(source)
@@ -482,24 +482,40 @@ function signedNarInfo (text: string, hash: string, keys: PublicKey[]): { entry:
 }
 
 /**
- * A discovered cache as served: before its index (or beside an index that lacks them), the narinfos its holders
- * handed over; for the rest, its index once `followed` settles. Each is signed by a trusted key for its path, as any
+ * A discovered cache as served: while it is being followed, the narinfos its holders handed over; then its index,
+ * and what was handed over only for what the index lacks. Each is signed by a trusted key for its path, as any
  * narinfo served is, and every NAR is still checked against its NarHash, so a provider can hand over nothing a
- * trusted builder did not sign.
+ * trusted builder did not sign. The signature covers neither URL nor FileHash, though: a provider can hand over a
+ * trusted narinfo naming a NAR of its own, so the index's entry wins once it is open, and a NAR asked for under the
+ * other name (a Nix keeps the narinfos it was given) is the index's NAR of that path, if it has the same NarHash.
  */
-function withVouched (source: IndexSource, handed: Vouched, followed: () => Promise<unknown>): IndexSource {
+function withVouched (source: IndexSource, handed: Vouched, following: () => Promise<unknown> | undefined): IndexSource {
   const fresh = <T>(hit: { entry: T, until: number } | undefined): T | undefined => hit !== undefined && hit.until > Date.now() ? hit.entry : undefined
   return {
     recheck: () => source.recheck(),
     current: async () => {
       if (handed.narInfos.size === 0) return await source.current()
+      const pending = following()
       // Not awaited here: what was handed over is served while the index is fetched. An index that cannot be opened
       // holds nothing more, as a cache that cannot be opened is left out beside others.
-      const index = followed().then(async () => await source.current()).catch(() => undefined)
+      const index = (pending ?? Promise.resolve()).then(async () => await source.current()).catch(() => undefined)
+      const first = async <T>(handedOver: T | undefined, own: (index: ServedIndex) => Promise<T | undefined>): Promise<T | undefined> => {
+        if (handedOver !== undefined && pending !== undefined) return handedOver
+        const opened = await index
+        return (opened === undefined ? undefined : await own(opened)) ?? handedOver
+      }
       return {
         cacheInfo: '',
-        narInfo: async (hash) => fresh(handed.narInfos.get(hash)) ?? await (await index)?.narInfo(hash),
-        nar: async (cid) => fresh(handed.nars.get(cid)) ?? await (await index)?.nar(cid),
+        narInfo: async (hash) => await first(fresh(handed.narInfos.get(hash)), async index => await index.narInfo(hash)),
+        nar: async (cid) => {
+          const handedOver = handed.nars.get(cid)?.entry
+          return await first(fresh(handed.nars.get(cid)), async index => {
+            const own = await index.nar(cid)
+            if (own !== undefined || handedOver?.narHashFrom === undefined) return own
+            const info = await index.narInfo(parseStorePath(handedOver.narHashFrom).hash)
+            return info?.info.narHash === handedOver.narHash ? await index.nar(info!.nar.toString()) : undefined
+          })
+        },
         realisation: async (id) => await (await index)?.realisation(id),
         log: async (drv) => await (await index)?.log(drv)
       }

@@ -1,5 +1,6 @@
 import { CID } from 'multiformats/cid'
 import { describe, expect, it } from 'vitest'
+import type { ServedIndex } from '../../src/cache/index.js'
 import type { IndexSource } from '../../src/cache/source.js'
 import { ipnsNameOf, signRecord } from '../../src/ipfs/ipns.js'
 import type { Network } from '../../src/net/network.js'
@@ -7,7 +8,7 @@ import { startDiscovery, withDiscovery } from '../../src/trust/discover.js'
 import { UnavailableError } from '../../src/errors.js'
 import type { ServedCaches } from '../../src/cache/union.js'
 import { cidOf, RAW_CODE } from '../../src/ipfs/block.js'
-import { fingerprint, formatNarInfo, type NarInfo } from '../../src/nix/narinfo.js'
+import { fingerprint, formatNarInfo, parseNarInfo, type NarInfo } from '../../src/nix/narinfo.js'
 import { generateSecretKey, publicKeyOf, signFingerprint, type SecretKey } from '../../src/nix/signing.js'
 import { tmp } from '../helpers/cli.js'
 
@@ -145,19 +146,20 @@ describe('discovery', () => {
 describe('narinfos handed over by a provider', () => {
   const HASH = '0c6kzph7l0dcbfmjap64f0czdafn3b7x'
   const narCid = cidOf(RAW_CODE, Buffer.from('a NAR'))
-  const narInfoText = (signer: SecretKey, storePath = `/nix/store/${HASH}-hello-2.12`, forge?: SecretKey): string => {
-    const base: NarInfo = { storePath, url: `nar/${narCid.toString()}.nar`, compression: 'none', narHash: 'sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s', narSize: 1000, references: [], sigs: [] }
+  const narInfoText = (signer: SecretKey, storePath = `/nix/store/${HASH}-hello-2.12`, forge?: SecretKey, nar = narCid): string => {
+    const base: NarInfo = { storePath, url: `nar/${nar.toString()}.nar`, compression: 'none', narHash: 'sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s', narSize: 1000, references: [], sigs: [] }
     const sig = signFingerprint(forge ?? signer, fingerprint(base)).replace(/^[^:]*:/, `${signer.name}:`)
     return formatNarInfo({ ...base, sigs: [sig] })
   }
 
   /** Discovery on a network whose one provider names `name` with `narinfo`, and whose records never come. */
-  function handingOver (key: SecretKey, narinfo: (name: string) => string, enough = 1, also?: SecretKey): { discovery: ReturnType<typeof startDiscovery>, sources: Map<string, IndexSource>, opened: string[] } {
+  function handingOver (key: SecretKey, narinfo: (name: string) => string, enough = 1, also?: SecretKey, index?: ServedIndex): { discovery: ReturnType<typeof startDiscovery>, sources: Map<string, IndexSource>, opened: string[] } {
     const name = ipnsNameOf(key.publicKey)
     const network = fakeNetwork({
       findProviders: oneProvider,
       cachesHolding: async () => [{ name, narinfo: narinfo(name) }, ...(also === undefined ? [] : [{ name: ipnsNameOf(also.publicKey), narinfo: narinfo(name) }])],
-      records: async (_name: string, signal: AbortSignal) => await new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+      // With an index, the record search ends at once (the index stands for what the repo holds).
+      records: async (_name: string, signal: AbortSignal) => index !== undefined ? [] : await new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
     })
     const sources = new Map<string, IndexSource>()
     const opened: string[] = []
@@ -167,7 +169,7 @@ describe('narinfos handed over by a provider', () => {
       keys: [key, ...(also === undefined ? [] : [also])].map(publicKeyOf),
       requireSignature: true,
       enough,
-      caches: { sources, served: [], open: (n) => { opened.push(n); return { current: async () => await new Promise(() => {}), recheck: () => {} } } },
+      caches: { sources, served: [], open: (n) => { opened.push(n); return { current: async () => index ?? await new Promise(() => {}), recheck: () => {} } } },
       followOptions: { intervalMs: 3600_000 } as never,
       deadlineMs: 2_000,
       warmUp: false,
@@ -209,6 +211,35 @@ describe('narinfos handed over by a provider', () => {
       }
     }))
   }, 30_000)
+
+  it('serves the cache\'s own NAR once its index is open, where a provider handed over its signed narinfo naming another NAR', async () => {
+    const key = generateSecretKey('builder')
+    // The signature covers neither URL nor FileHash: a Sybil can hand over the builder's narinfo with a NAR of its own.
+    const bogus = cidOf(RAW_CODE, Buffer.from('not that NAR'))
+    const genuine = narInfoText(key)
+    const index: ServedIndex = {
+      cacheInfo: '',
+      narInfo: async (hash) => hash === HASH ? { text: genuine, info: parseNarInfo(genuine), cid: cidOf(RAW_CODE, Buffer.from(genuine)), nar: narCid } : undefined,
+      nar: async (cid) => cid === narCid.toString() ? { cid: narCid, narSize: 1000 } : undefined,
+      realisation: async () => undefined,
+      log: async () => undefined
+    }
+    const { discovery, sources } = handingOver(key, () => narInfoText(key, undefined, undefined, bogus), 1, undefined, index)
+    try {
+      expect(await discovery.find(HASH)).toBe(true)
+      // Served at once, the handed-over narinfo; asked again once the cache's follow has ended, the index's.
+      let served = await [...sources.values()][0]!.current()
+      for (let i = 0; i < 20 && (await served!.narInfo(HASH))?.nar.toString() !== narCid.toString(); i++) {
+        await sleep(100)
+        served = await [...sources.values()][0]!.current()
+      }
+      expect((await served!.narInfo(HASH))?.nar.toString()).toBe(narCid.toString())
+      // A Nix that was handed the other URL meanwhile (it keeps narinfos for a month) gets the cache's NAR under it.
+      expect((await served!.nar(bogus.toString()))?.cid.toString()).toBe(narCid.toString())
+    } finally {
+      discovery.stop()
+    }
+  }, 10_000)
 
   it('waits for the index when fewer trusted keys signed what was handed over than the threshold needs', async () => {
     const key = generateSecretKey('builder')
