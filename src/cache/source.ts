@@ -144,21 +144,27 @@ const STRAGGLER_MS = 10_000
 
 /**
  * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
- * the first answer (or failure) are rejected with LateAnswerError, as a cache that cannot be read is.
+ * the first answer (or failure), or `afterHitMs` after the first answer that is not undefined, are rejected with
+ * LateAnswerError, as a cache that cannot be read is.
  */
-export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>): Promise<Array<PromiseSettledResult<T | undefined>>> {
+export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>, afterHitMs = STRAGGLER_MS): Promise<Array<PromiseSettledResult<T | undefined>>> {
   const results: Array<PromiseSettledResult<T | undefined> | undefined> = items.map(() => undefined)
   let pending = items.length
   let done!: () => void
   const finished = new Promise<void>(resolve => { done = resolve })
   let timer: NodeJS.Timeout | undefined
+  let hitTimer: NodeJS.Timeout | undefined
   if (pending === 0) done()
   items.forEach((item, n) => {
-    ask(item).then(value => { results[n] = { status: 'fulfilled', value } }, (reason: unknown) => { results[n] = { status: 'rejected', reason } })
+    ask(item).then(value => {
+      results[n] = { status: 'fulfilled', value }
+      if (value !== undefined) hitTimer ??= setTimeout(done, afterHitMs)
+    }, (reason: unknown) => { results[n] = { status: 'rejected', reason } })
       .finally(() => { if (--pending === 0) done(); else timer ??= setTimeout(done, STRAGGLER_MS) })
   })
   await finished
   clearTimeout(timer)
+  clearTimeout(hitTimer)
   return results.map(r => r ?? { status: 'rejected', reason: new LateAnswerError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`) })
 }
 

@@ -22,6 +22,12 @@ export interface UnionOptions {
 
 /** NARs remembered with the cache whose narinfo named them (a narinfo lookup, then its NAR, comes well within this many others). */
 const SERVED_NARS = 50_000
+/**
+ * How long the other caches may still take once one has a path's narinfo (they are asked for the dispute it may be,
+ * and for a preferred signer). Not the 10 s a path no cache has answered for gets: on the 50-node discovery bench,
+ * a cache whose index was still being fetched held narinfos of followed caches for up to 9 s.
+ */
+const AFTER_HIT_MS = 1_000
 
 /** The signers of a narinfo: `prefer` keys that verify it (name:base64), then the names of the other signatures (unchecked). */
 function signers (entry: NarInfoEntry, prefer: PublicKey[]): { trusted: string[], others: string[] } {
@@ -63,7 +69,7 @@ export function unionOf (sources: IndexSource[], options: UnionOptions = {}): ()
     return {
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash): Promise<NarInfoEntry | undefined> => {
-        const results = await settledAnswers(indexes, async i => await i.narInfo(hash))
+        const results = await settledAnswers(indexes, async i => await i.narInfo(hash), AFTER_HIT_MS)
         const hits = results.flatMap((r, n) => r.status === 'fulfilled' && r.value !== undefined ? [{ entry: r.value, index: indexes[n]! }] : [])
         if (hits.length === 0) {
           const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')

@@ -26,6 +26,8 @@ const LOOPBACK = '/ip4/127.0.0.0/ipcidr/8'
 const MAX_PENDING_HANDSHAKES = 256
 /** How long an inbound connection may take to finish its handshake (libp2p's default: 10 s). */
 const HANDSHAKE_TIMEOUT_MS = 5_000
+/** How often libp2p pings each connection (its default: 10 s). */
+const PING_INTERVAL_MS = 60_000
 
 export interface P2pOptions {
   blocks: PackStore
@@ -71,6 +73,7 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: [],
+    connectionMonitor: { pingInterval: PING_INTERVAL_MS },
     connectionManager: {
       allow: [LOOPBACK],
       // libp2p lets one host open 5 connections a second (inboundConnectionThreshold) but, by default, only 10

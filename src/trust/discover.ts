@@ -420,6 +420,12 @@ function signedOnly (source: IndexSource, keys: PublicKey[]): IndexSource {
   }
 }
 
+/** How long the served caches may take to answer a narinfo request before discovery is asked beside them. */
+const HEDGE_MS = 250
+const LATER = Symbol('later')
+/** LATER, after `ms`. */
+const later = async (ms: number): Promise<typeof LATER> => await new Promise(resolve => setTimeout(() => resolve(LATER), ms).unref())
+
 /** The served caches, with discovery asked for each narinfo they miss (and the caches asked again). */
 export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, discovery: Discovery): () => Promise<ServedCaches | undefined> {
   return async () => {
@@ -430,15 +436,23 @@ export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, 
         // A cache that may hold the path could not answer in time (UnavailableError): discovery may find it elsewhere,
         // and if not, the request stays a 503 (asked again), not a 404 (remembered).
         let unavailable: UnavailableError | undefined
-        const hit = await current?.narInfo(hash).catch((err: unknown) => {
+        const asked = (current?.narInfo(hash) ?? Promise.resolve(undefined)).catch((err: unknown) => {
           if (!(err instanceof UnavailableError)) throw err
           unavailable = err
           return undefined
         })
-        if (hit !== undefined) return hit
+        const first = await Promise.race([asked, later(HEDGE_MS)])
+        if (first !== undefined && first !== LATER) return first
+        const finding = discovery.find(hash)
+        // Served caches answer from memory or disk, but one whose index is still being fetched may take seconds (10 at
+        // most): discovery is asked meanwhile, and whichever finds the path first answers.
+        if (first === LATER) {
+          const hit = await Promise.race([asked, finding.then((): typeof LATER => LATER)])
+          if (hit !== undefined && hit !== LATER) return hit
+        }
         // Asked again even when this lookup added nothing: a cache another lookup (or the start) was following may
         // be served by now, and a quorum refused without it may be met with it (seen: a library refused at 1 of 2).
-        await discovery.find(hash)
+        await finding
         const found = await (await caches())?.narInfo(hash)
         if (found === undefined && unavailable !== undefined) throw unavailable
         return found

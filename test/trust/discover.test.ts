@@ -275,6 +275,14 @@ describe('served caches with discovery', () => {
     expect(discovery.asked).toEqual(['0c6kzph7l0dcbfmjap64f0czdafn3b7x'])
   })
 
+  it('asks discovery while a served cache is slow to answer, and serves what it found without waiting for that cache', async () => {
+    const discovery = finding()
+    const found = { text: 'found' }
+    const started = Date.now()
+    expect(await (await withDiscovery(served([async () => { await sleep(3_000); throw late }, () => found]), discovery)())!.narInfo('0c6kzph7l0dcbfmjap64f0czdafn3b7x')).toBe(found)
+    expect(Date.now() - started).toBeLessThan(1_500)
+  }, 10_000)
+
   it('keeps the 503 when discovery finds nothing either', async () => {
     const discovery = finding()
     await expect((await withDiscovery(served([() => { throw late }, () => undefined]), discovery)())!.narInfo('0c6kzph7l0dcbfmjap64f0czdafn3b7x')).rejects.toBe(late)
