@@ -20,7 +20,10 @@ export function nodeOptions (repo, bootstrap, extra = {}) {
 
 /** Starts a host process; `onEvent` gets its events; returns start(options) → address, and stop(). */
 export function startHost (onEvent) {
-  const child = fork(fileURLToPath(import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, NODE_HOST: '1' } })
+  // BENCH_PROF_DIR: each host writes a CPU profile there when it stops (where a loaded network's time goes).
+  const prof = process.env.BENCH_PROF_DIR
+  const execArgv = prof === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', prof]
+  const child = fork(fileURLToPath(import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, NODE_HOST: '1' }, execArgv })
   const waiting = new Map()
   let next = 0
   child.on('message', (m) => {
