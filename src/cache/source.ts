@@ -112,10 +112,27 @@ function withheld (index: CacheIndex, reason: string): CacheIndex {
   }
 }
 
-/** An index every lookup of which fails with `error`. */
-function unavailable (error: Error): ServedIndex {
-  const fail = async (): Promise<never> => { throw error }
-  return { cacheInfo: '', narInfo: fail, nar: fail, realisation: fail, log: fail }
+/** A cache still opening: each lookup waits for it until `deadline`, then fails with LateAnswerError; one that fails to open holds nothing. */
+function stillOpening (opening: Promise<ServedIndex | undefined>, deadline: number): ServedIndex {
+  const ask = async <T>(lookup: (index: ServedIndex) => Promise<T | undefined>): Promise<T | undefined> => {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(lateAnswer()), deadline - Date.now())
+    })
+    try {
+      const index = await Promise.race([opening.catch(() => undefined), late])
+      return index === undefined ? undefined : await lookup(index)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+  return {
+    cacheInfo: '',
+    narInfo: async hash => await ask(i => i.narInfo(hash)),
+    nar: async cid => await ask(i => i.nar(cid)),
+    realisation: async id => await ask(i => i.realisation(id)),
+    log: async drv => await ask(i => i.log(drv))
+  }
 }
 
 /** The first answer of `indexes` to `ask`; one that fails (refused, a corrupt block) does not hide the next one's answer, and its error is thrown only when none answers. */
@@ -141,6 +158,7 @@ export async function firstAnswer<T> (indexes: ServedIndex[], ask: (i: ServedInd
  * for became a 503, which fails `nix copy` (e2e/discover.test under the full suite).
  */
 const STRAGGLER_MS = 10_000
+const lateAnswer = (): LateAnswerError => new LateAnswerError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`)
 
 /**
  * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
@@ -165,19 +183,26 @@ export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promis
   await finished
   clearTimeout(timer)
   clearTimeout(hitTimer)
-  return results.map(r => r ?? { status: 'rejected', reason: new LateAnswerError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`) })
+  return results.map(r => r ?? { status: 'rejected', reason: lateAnswer() })
 }
+
+/** How long the other caches may take to open once one has: those still opening then are asked as they come (see `stillOpening`). */
+const OPENING_MS = 250
 
 /**
  * The servable indexes of several sources. One that cannot be opened is left out, unless none can be served (then
- * its error is thrown). One still opening 10 s after another opened answers UnavailableError: what only it may hold is
- * a 503 for now, which Nix asks again, not a 404, which Nix remembers for an hour.
+ * its error is thrown). One still opening OPENING_MS after another opened is asked once it has, for up to 10 s: an
+ * index fetched from peers must not hold the paths the others have (12 s for a narinfo discovery had found in 1.2 s
+ * on the 50-node bench), and what only it may hold is a 503 after that, which Nix asks again, not a 404, which Nix
+ * remembers for an hour.
  */
 export async function currentIndexes (sources: IndexSource[]): Promise<ServedIndex[]> {
-  const results = await settledAnswers(sources, async s => await s.current())
-  const indexes = results.flatMap(r => r.status === 'fulfilled' && r.value !== undefined
+  const opening = sources.map(s => s.current())
+  const results = await settledAnswers(opening, async o => await o, OPENING_MS)
+  const deadline = Date.now() + STRAGGLER_MS
+  const indexes = results.flatMap((r, n) => r.status === 'fulfilled' && r.value !== undefined
     ? [r.value]
-    : r.status === 'rejected' && r.reason instanceof LateAnswerError ? [unavailable(r.reason)] : [])
+    : r.status === 'rejected' && r.reason instanceof LateAnswerError ? [stillOpening(opening[n]!, deadline)] : [])
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (indexes.length === 0 && failed !== undefined) throw failed.reason
   return indexes

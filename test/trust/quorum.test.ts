@@ -158,6 +158,14 @@ describe.concurrent('a cache that does not answer', () => {
     expect(Date.now() - started).toBeLessThan(3_000)
   }, 30_000)
 
+  it('serves a union\'s hit without waiting for a cache still opening its index', async () => {
+    const opened = [source(async () => index(async () => entry(honest, [trusted[0]!]))), source(async () => await never)]
+    const started = Date.now()
+    const served = await (await unionOf(opened)())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')
+    expect(served?.info.narHash).toBe(honest.narHash)
+    expect(Date.now() - started).toBeLessThan(3_000)
+  }, 30_000)
+
   it('makes a path that no cache answering holds a 503 (asked again), not a 404 (remembered for an hour): the late one may hold it', async () => {
     const late = [source(async () => index(async () => undefined)), source(async () => await never)]
     const err = await (await unionOf(late)())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz').catch((e: unknown) => e)
