@@ -92,6 +92,8 @@ export interface DiscoveryOptions {
 export interface Discovery {
   /** looks for trusted caches holding a narinfo for `hash` and starts serving them; true when one was added */
   find: (hash: string) => Promise<boolean>
+  /** remembers `hash` as a miss: the caches a lookup added (by name, say) were asked and lack it */
+  missed: (hash: string) => void
   stop: () => void
 }
 
@@ -393,6 +395,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       if (found !== undefined) return found
       return running.hopeful() ? await wait(FOLLOW_MS) ?? false : false
     },
+    missed: (hash) => { misses.set(hash, Date.now() + MISS_MS) },
     stop: () => {
       abort.abort()
       for (const follower of followers.values()) follower.stop()
@@ -455,6 +458,8 @@ export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, 
         await finding
         const found = await (await caches())?.narInfo(hash)
         if (found === undefined && unavailable !== undefined) throw unavailable
+        // A lookup that added a cache (one followed by name) is no miss by itself; this is, unless a cache was late.
+        if (found === undefined) discovery.missed(hash)
         return found
       },
       nar: async (cid) => await current?.nar(cid),

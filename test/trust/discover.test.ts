@@ -263,9 +263,10 @@ describe('served caches with discovery', () => {
     let n = 0
     return async () => ({ cacheInfo: '', narInfo: async () => answers[Math.min(n++, answers.length - 1)]!() as never, nar: async () => undefined, realisation: async () => undefined, log: async () => undefined })
   }
-  const finding = (): { find: (hash: string) => Promise<boolean>, stop: () => void, asked: string[] } => {
+  const finding = (): { find: (hash: string) => Promise<boolean>, missed: (hash: string) => void, stop: () => void, asked: string[], misses: string[] } => {
     const asked: string[] = []
-    return { asked, find: async (hash) => { asked.push(hash); return true }, stop: () => {} }
+    const misses: string[] = []
+    return { asked, misses, find: async (hash) => { asked.push(hash); return true }, missed: (hash) => { misses.push(hash) }, stop: () => {} }
   }
 
   it('asks discovery when a cache was late, and serves what it found', async () => {
@@ -282,6 +283,16 @@ describe('served caches with discovery', () => {
     expect(await (await withDiscovery(served([async () => { await sleep(3_000); throw late }, () => found]), discovery)())!.narInfo('0c6kzph7l0dcbfmjap64f0czdafn3b7x')).toBe(found)
     expect(Date.now() - started).toBeLessThan(1_500)
   }, 10_000)
+
+  it('remembers a miss when the caches a lookup added lack the path too, and not while a cache was late', async () => {
+    // The lookup added a cache (found: true), which was asked and has nothing: the next request must not look again
+    // (the e2e test saw a second lookup for a path nobody has, after one had followed a trusted cache by name).
+    const discovery = finding()
+    expect(await (await withDiscovery(served([() => undefined]), discovery)())!.narInfo('0c6kzph7l0dcbfmjap64f0czdafn3b7x')).toBeUndefined()
+    expect(discovery.misses).toEqual(['0c6kzph7l0dcbfmjap64f0czdafn3b7x'])
+    await expect((await withDiscovery(served([() => { throw late }, () => undefined]), discovery)())!.narInfo('1c6kzph7l0dcbfmjap64f0czdafn3b7x')).rejects.toBe(late)
+    expect(discovery.misses).toHaveLength(1)
+  })
 
   it('keeps the 503 when discovery finds nothing either', async () => {
     const discovery = finding()
