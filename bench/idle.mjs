@@ -7,19 +7,21 @@
 // lookups: on the 50-node discovery bench the hosts had no idle time at all
 // while libp2p pinged each connection every 10 s.
 //
-// Usage: npm run build && node bench/idle.mjs. Prints one line of JSON. All traffic is to 127.0.0.1.
+// Usage: npm run build && node bench/idle.mjs (BENCH_SMOKE=1: 3 nodes, 2 s). Prints one line of JSON; writes no
+// results file. All traffic is to 127.0.0.1.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { SMOKE } from './lib/mode.mjs'
 import { nodeOptions } from './lib/node-host.mjs'
 import { sleep } from './lib/process.mjs'
 
 await import('../dist/shim.js')
 const { startDaemon } = await import('../dist/daemon.js')
 
-const NODES = Number(process.env.BENCH_NODES || 30)
-const SETTLE_S = Number(process.env.BENCH_SETTLE_S || 30)
-const WINDOW_S = Number(process.env.BENCH_WINDOW_S || 60)
+const NODES = Number(process.env.BENCH_NODES || (SMOKE ? 3 : 30))
+const SETTLE_S = Number(process.env.BENCH_SETTLE_S || (SMOKE ? 1 : 30))
+const WINDOW_S = Number(process.env.BENCH_WINDOW_S || (SMOKE ? 2 : 60))
 const quiet = { info () {}, warn () {}, debug () {}, success () {} }
 
 const work = mkdtempSync(join(tmpdir(), 'nixipfs-idle-'))

@@ -18,7 +18,8 @@ const RESULTS: Record<string, string | RegExp> = {
   'compression.mjs': 'compression-results.md',
   'wan.mjs': 'wan-results.md',
   'chunk-overlap.mjs': /CDC storage \/ fixed storage = [0-9.]+/,
-  'metrics-overhead.mjs': /median [0-9.]+ µs CPU per request/
+  'metrics-overhead.mjs': /median [0-9.]+ µs CPU per request/,
+  'idle.mjs': /"cpuSecondsPerMinute":[0-9.]+/
 }
 /** What the benchmarks run besides Node: .ci/run installs them; under CI=true a missing one fails the tests. */
 const TOOLS = ['nix-store', 'nginx', 'wrk', 'curl', 'python3', 'flock', 'ip', 'tc']
