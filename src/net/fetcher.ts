@@ -71,7 +71,7 @@ export class NetworkBlocks implements BlockGetter {
   private readonly inflight = new Map<string, Promise<Uint8Array>>()
   /** blocks below DAG nodes a one-peer prefetch has read while it decides how to fetch the rest; settled once it has taken charge */
   private readonly deciding = new Map<string, Promise<void>>()
-  /** DAG nodes a one-peer prefetch is reading, with what to do with their bytes once anyone has them */
+  /** DAG nodes a one-peer prefetch's probe is reading, with what to do with their bytes once anyone has them */
   private readonly probing = new Map<string, (bytes: Uint8Array) => void>()
   private localCheckedAt = 0
   /** the HTTP peer that served the last single block */
@@ -240,27 +240,20 @@ export class NetworkBlocks implements BlockGetter {
   private async fromOnePeer (root: CID, peer: HttpPeer, signal?: AbortSignal): Promise<void> {
     if (root.code !== dagPb.code) { await this.car.prefetch(root, signal); return }
     const reserved: string[] = []
-    const probed: string[] = []
     let decided!: () => void
     const decision = new Promise<void>(resolve => { decided = resolve })
     const settle = (): void => {
       for (const key of reserved) this.deciding.delete(key)
-      for (const key of probed) this.probing.delete(key)
       decided()
     }
     let fetching: Promise<unknown>
     try {
-      const below = await this.missingBelow(root, signal, (node, children) => {
-        probed.push(node)
-        this.probing.set(node, bytes => {
-          for (const { cid } of children(bytes)) {
-            const key = cid.toString()
-            // Not the DAG nodes: the probe fetches the next level itself, through lookup().
-            if (cid.code === dagPb.code || this.deciding.has(key)) continue
-            this.deciding.set(key, decision)
-            reserved.push(key)
-          }
-        })
+      const below = await this.missingBelow(root, signal, cid => {
+        const key = cid.toString()
+        // Not the DAG nodes: the probe fetches the next level itself, through lookup().
+        if (cid.code === dagPb.code || this.deciding.has(key)) return
+        this.deciding.set(key, decision)
+        reserved.push(key)
       })
       if (below.missing.length === 0) return
       // A CAR stream carries every block below the root, held ones included: holding some, ask for each missing one instead.
@@ -282,18 +275,30 @@ export class NetworkBlocks implements BlockGetter {
    * The blocks under `root` that this node lacks, and whether it holds any
    * block under it: reads (fetching them if need be, a round trip per level)
    * the DAG's upper levels down to the leaves' parents, or to a level wider
-   * than PROBE_NODES, which is then itself counted missing. Tells `reading`
-   * of every node before it reads it.
+   * than PROBE_NODES, which is then itself counted missing. Tells `seen` of
+   * every link of a node it read.
    */
-  private async missingBelow (root: CID, signal: AbortSignal | undefined, reading: (node: string, children: (bytes: Uint8Array) => Missing[]) => void): Promise<{ missing: Missing[], holdsSome: boolean }> {
+  private async missingBelow (root: CID, signal: AbortSignal | undefined, seen: (cid: CID) => void): Promise<{ missing: Missing[], holdsSome: boolean }> {
     const missing: Missing[] = []
     let holdsSome = false
     let level: Missing[] = [{ cid: root, order: [], size: 0 }]
     while (level.length > 0 && level.length <= PROBE_NODES) {
       const nodes = await Promise.all(level.map(async node => {
-        const children = (bytes: Uint8Array): Missing[] => childrenOf(bytes, node.order)
-        reading(node.cid.toString(), children)
-        return children(await this.block(node.cid, signal))
+        const key = node.cid.toString()
+        let children: Missing[] | undefined
+        // Told by whoever reads the node first (see lookup()): a reader that got it first is about to ask for its children.
+        const probe = (bytes: Uint8Array): void => {
+          children = childrenOf(bytes, node.order)
+          for (const child of children) seen(child.cid)
+        }
+        this.probing.set(key, probe)
+        try {
+          const bytes = await this.block(node.cid, signal)
+          if (children === undefined) probe(bytes) // another probe of the same node took the slot
+          return children ?? []
+        } finally {
+          if (this.probing.get(key) === probe) this.probing.delete(key)
+        }
       }))
       level = []
       for (const child of nodes.flat()) {

@@ -527,8 +527,9 @@ function withVouched (source: IndexSource, handed: Vouched, following: () => Pro
         cacheInfo: '',
         narInfo: async (hash) => await first(fresh(handed.narInfos.get(hash)), async index => await index.narInfo(hash)),
         nar: async (cid) => {
-          const handedOver = handed.nars.get(cid)?.entry
-          return await first(fresh(handed.nars.get(cid)), async index => {
+          const hit = handed.nars.get(cid)
+          const handedOver = hit?.entry
+          return await first(fresh(hit), async index => {
             const own = await index.nar(cid)
             if (own !== undefined || handedOver?.narHashFrom === undefined) return own
             const info = await index.narInfo(parseStorePath(handedOver.narHashFrom).hash)
