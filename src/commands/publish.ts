@@ -8,10 +8,6 @@ import { Progress } from '../progress.js'
 import { lifetimeArgs, lifetimeMsOf, publishOptionsOf, repeatedArg, repoArg, repoOf } from './common.js'
 import { recipeOf } from './recipes.js'
 import { networkOptionsOf, nodeArgs } from './network-args.js'
-import { putRecordOnce } from '../cache/announce.js'
-import { PackStore } from '../ipfs/pack-store.js'
-import { startNetwork } from '../net/network.js'
-import { putToRoutingServers } from '../net/record-push.js'
 import { loadRecord } from '../cache/records.js'
 
 /** The directory of a chroot store given as DIR or as Nix's `local?root=DIR`: its files are read from there. */
@@ -80,8 +76,10 @@ export default defineCommand({
       consola.success(`published ${result.published.length} path(s), ${result.skipped} already there; NAR ${progress.status()}`)
       consola.log(`root:     /ipfs/${result.root.toString()}`)
       consola.log(`name:     /ipns/${result.name} (sequence ${result.sequence})`)
-      const record = await loadRecord(repo, result.name)
-      if (record !== undefined) await putToRoutingServers(record, repeatedArg(rawArgs, 'routing'), consola)
+      const routing = repeatedArg(rawArgs, 'routing')
+      const record = routing.length === 0 ? undefined : await loadRecord(repo, result.name)
+      // Loaded only when used: the network modules take longer to load than a small publish takes to run.
+      if (record !== undefined) await (await import('../net/record-push.js')).putToRoutingServers(record, routing, consola)
     }
     try {
       if (args.hook === true) {
@@ -112,6 +110,7 @@ export default defineCommand({
 
 /** Joins the DHT on a free loopback port for as long as putting the record of `name` there takes. */
 async function putIntoDht (repo: string, name: string, options: ReturnType<typeof networkOptionsOf>): Promise<void> {
+  const [{ PackStore }, { startNetwork }, { putRecordOnce }] = await Promise.all([import('../ipfs/pack-store.js'), import('../net/network.js'), import('../cache/announce.js')])
   const blocks = await PackStore.openRepo(repo)
   const network = await startNetwork(repo, blocks, { ...options, listen: ['/ip4/127.0.0.1/tcp/0'], log: { info: () => {}, warn: (m: string) => consola.warn(m), debug: (m: string) => consola.debug(m) } })
   try {
