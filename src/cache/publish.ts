@@ -65,7 +65,8 @@ export interface PublishComponents {
 async function importStorePath (blocks: BlockPutter, info: PathInfo, recipe: CidRecipe, storeRoot = '', onBytes?: (bytes: number) => void): Promise<{ cid: CID, tsize: number }> {
   const hasher = new NarHasher()
   async function * hashed (): AsyncGenerator<Uint8Array> {
-    for await (const chunk of encodeNar(walkPath(storeRoot + info.path))) {
+    // The chunker copies what it keeps, so the NAR is read into reused buffers.
+    for await (const chunk of encodeNar(walkPath(storeRoot + info.path, { reuseBuffers: true }), { reuseBuffer: true })) {
       hasher.update(chunk)
       onBytes?.(chunk.length)
       yield chunk

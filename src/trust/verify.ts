@@ -34,7 +34,7 @@ export interface Verification {
 /** NarHash and NarSize of a directory tree as Nix would serialize it. */
 async function narHashOf (path: string): Promise<{ narHash: string, narSize: number }> {
   const hasher = new NarHasher()
-  for await (const chunk of encodeNar(walkPath(path))) hasher.update(chunk)
+  for await (const chunk of encodeNar(walkPath(path, { reuseBuffers: true }), { reuseBuffer: true })) hasher.update(chunk)
   return { narHash: hasher.digest(), narSize: hasher.size }
 }
 

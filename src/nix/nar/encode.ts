@@ -19,8 +19,12 @@ const ENTRY_NAME = Uint8Array.from([...T('entry'), ...OPEN, ...T('name')])
 const NODE = T('node')
 const ZEROS = new Uint8Array(8)
 
-/** Serializes NAR events into NAR bytes, streaming; small pieces are batched into larger chunks. */
-export async function * encodeNar (events: AsyncIterable<NarEvent>): AsyncGenerator<Uint8Array> {
+/**
+ * Serializes NAR events into NAR bytes, streaming; small pieces are batched
+ * into larger chunks. With `reuseBuffer` each chunk is valid only until the
+ * next is asked for (as the chunks of `walkPath(…, { reuseBuffers: true })`).
+ */
+export async function * encodeNar (events: AsyncIterable<NarEvent>, options: { reuseBuffer?: boolean } = {}): AsyncGenerator<Uint8Array> {
   let buf = new Uint8Array(FLUSH_BYTES)
   let used = 0
   const put = (bytes: Uint8Array): void => {
@@ -33,7 +37,8 @@ export async function * encodeNar (events: AsyncIterable<NarEvent>): AsyncGenera
     used += bytes.length
   }
   const take = (): Uint8Array => {
-    const out = buf.slice(0, used)
+    // A reused buffer is written again only after the consumer asked for more.
+    const out = options.reuseBuffer === true ? buf.subarray(0, used) : buf.slice(0, used)
     used = 0
     return out
   }

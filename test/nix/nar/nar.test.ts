@@ -43,6 +43,24 @@ describe('walkPath + encodeNar against the NARs of nix-store --dump (fixtures/na
   })
 })
 
+describe('walkPath + encodeNar reusing their buffers', () => {
+  /** The chunks of a reusing walk, each copied before the next is asked for (or kept as given). */
+  const reusedNar = async (path: string, copy: boolean): Promise<Buffer> => {
+    const parts: Uint8Array[] = []
+    for await (const chunk of encodeNar(walkPath(path, { reuseBuffers: true }), { reuseBuffer: true })) parts.push(copy ? chunk.slice() : chunk)
+    return Buffer.concat(parts)
+  }
+
+  it.each(NAR_CASES)('%s: same bytes when each chunk is used before the next', async name => {
+    expect((await reusedNar(join(trees.dir, name), true)).equals(fixture(`nar/${name}.nar`))).toBe(true)
+  })
+
+  it('does reuse them: chunks kept without a copy are overwritten', async () => {
+    // 'large' has files of several reads each, and small files batched by the encoder.
+    expect((await reusedNar(join(trees.dir, 'large'), false)).equals(fixture('nar/large.nar'))).toBe(false)
+  })
+})
+
 describe.runIf(nixAvailable)('walkPath + encodeNar against the live nix-store --dump', () => {
   it.each(NAR_CASES)('%s: same bytes', async name => {
     const path = join(trees.dir, name)
