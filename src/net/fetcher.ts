@@ -5,6 +5,7 @@ import { checkBlock, hashesTo, type BlockGetter } from '../ipfs/block.js'
 import type { LocalBlocks } from '../ipfs/blocks.js'
 import { BITSWAP_ATTEMPTS, BitswapWants, type BitswapSource } from './bitswap-wants.js'
 import { BlockKeeper } from './block-keeper.js'
+import { FreshBlocks } from './fresh-blocks.js'
 import type { HttpPeer } from './http-peer.js'
 import { PeerBans } from './peer-bans.js'
 import { CarPrefetch } from './prefetch.js'
@@ -81,6 +82,7 @@ export class NetworkBlocks implements BlockGetter {
   private readonly bans: PeerBans
   private readonly keeper: BlockKeeper
   private readonly recent = new RecentNars()
+  private readonly fresh = new FreshBlocks()
   private readonly car: CarPrefetch
   private readonly swarm: Swarm
   private readonly bitswap?: BitswapWants
@@ -94,7 +96,7 @@ export class NetworkBlocks implements BlockGetter {
       stored: cid => local.has(cid),
       fetching: cid => this.inflight.has(cid.toString()) || this.swarm.delivery(cid) !== undefined,
       peer: () => this.bans.usable()[0],
-      keep: async (cid, bytes) => { this.bytes.car += bytes.length; return await this.keeper.keep(cid, bytes) },
+      keep: async (cid, bytes) => { this.bytes.car += bytes.length; return await this.kept(cid, bytes) },
       delivered: (peer) => { this.counters.car++; this.byPeer(peer) },
       corrupt: (peer, cid) => this.corrupt(peer, cid),
       fetch: async cid => await this.block(cid),
@@ -104,12 +106,18 @@ export class NetworkBlocks implements BlockGetter {
     this.swarm = new Swarm({
       stored: cid => local.has(cid),
       fetching: cid => this.inflight.has(cid.toString()) || this.car.delivery(cid) !== undefined,
-      keep: async (cid, bytes) => { this.bytes.http += bytes.length; return await this.keeper.keep(cid, bytes) },
+      keep: async (cid, bytes) => { this.bytes.http += bytes.length; return await this.kept(cid, bytes) },
       delivered: (peer) => { this.counters.http++; this.byPeer(peer) },
       corrupt: (peer, cid) => this.corrupt(peer, cid),
       fetch: async cid => await this.block(cid),
       log: options.log
     })
+  }
+
+  /** Stores a block fetched ahead of its reader (checked), and holds it for that reader. */
+  private async kept (cid: CID, bytes: Uint8Array): Promise<Uint8Array> {
+    this.fresh.add(cid.toString(), bytes)
+    return await this.keeper.keep(cid, bytes)
   }
 
   private byPeer (url: string): void {
@@ -148,13 +156,22 @@ export class NetworkBlocks implements BlockGetter {
 
   private async find (cid: CID, signal?: AbortSignal): Promise<{ bytes: Uint8Array, checked: boolean }> {
     signal?.throwIfAborted()
+    const key = cid.toString()
+    const fresh = this.fresh.take(key)
+    if (fresh !== undefined) {
+      this.counters.local++ // stored already, as a read from the repo would have found
+      return { bytes: fresh, checked: true }
+    }
     if (await this.hasLocal(cid)) {
       this.counters.local++
       return { bytes: await this.local.read(cid), checked: false }
     }
     const delivery = this.car.delivery(cid) ?? this.swarm.delivery(cid)
-    if (delivery !== undefined) return { bytes: await delivery, checked: true }
-    const key = cid.toString()
+    if (delivery !== undefined) {
+      const bytes = await delivery
+      this.fresh.take(key) // its reader came while it was on its way
+      return { bytes, checked: true }
+    }
     // Fetched alone now, the block would come a second time in the prefetch's CAR stream: wait (a round trip at most) for it to take charge.
     const deciding = this.deciding.get(key)
     if (deciding !== undefined) { await deciding; return await this.lookup(cid, signal) }

@@ -219,6 +219,29 @@ describe('trustless gateway routes and the network block source', () => {
     }
   }, 30_000)
 
+  it('gives the reader the blocks the prefetch fetched as they came, checked, not read back from the repo and hashed again', async () => {
+    const big = randomBytes(4 * 1024 * 1024)
+    const bigRoot = (await importFile(origin, once(big), fixedChunker(64 * 1024))).cid
+    await origin.flush()
+    const local = await PackStore.openRepo(tmp())
+    let reads = 0
+    const read = local.read.bind(local)
+    local.read = async cid => { reads++; return await read(cid) }
+    try {
+      const blocks = new NetworkBlocks(local, { http: [new HttpPeer(gw.url)] })
+      await blocks.prefetch(bigRoot)
+      expect(blocks.counters.car).toBe(64) // the 64 leaves; the root came first, alone
+      expect(Buffer.compare(await collect(readFile(blocks, bigRoot)), big)).toBe(0)
+      expect(reads).toBe(1) // the root, which the prefetch's look at the DAG fetched alone
+      // Stored all the same: a second reader finds every block in the repo.
+      const again = new NetworkBlocks(local, { http: [] })
+      expect(Buffer.compare(await collect(readFile(again, bigRoot)), big)).toBe(0)
+      expect(reads).toBeGreaterThanOrEqual(1 + 65)
+    } finally {
+      await local.close()
+    }
+  }, 30_000)
+
   it('holding part of a DAG (an earlier build), fetches from one peer only the blocks it lacks', async () => {
     // The next build: one 256 KiB chunk in the middle changed, the other 13 the same.
     const next = Buffer.from(data)
