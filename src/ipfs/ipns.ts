@@ -1,10 +1,9 @@
-import { generateKeyPairFromSeed, publicKeyFromRaw } from '@libp2p/crypto/keys'
-import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
-import { createIPNSRecord, marshalIPNSRecord, unmarshalIPNSRecord, type IPNSRecord } from 'ipns'
-import { validate } from 'ipns/validator'
-import { base36 } from 'multiformats/bases/base36'
 import { CID } from 'multiformats/cid'
 import { RecordError } from '../errors.js'
+import { createRecord, decodeRecord, ipnsName, publicKeyOfName, publicKeyOfSeed, signedBy, validityAt, type IpnsRecord } from './ipns-record.js'
+
+/** How long others may cache a record: 5 minutes, what the IPNS spec suggests (and js-ipns writes). */
+const RECORD_TTL_NS = 5n * 60n * 1_000_000_000n
 
 /** A validated IPNS record and what it says. */
 export interface CacheRecord {
@@ -21,44 +20,34 @@ export interface CacheRecord {
 
 /** The IPNS name (`k51…`, CIDv1 libp2p-key in base36) of a 32-byte Ed25519 public key. */
 export function ipnsNameOf (publicKey: Uint8Array): string {
-  const key = publicKeyFromRaw(publicKey)
-  if (key.type !== 'Ed25519') throw new RecordError('ERR_RECORD_KEY', 'IPNS names here come from Ed25519 keys only')
-  return peerIdFromPublicKey(key).toCID().toString(base36)
+  if (publicKey.length !== 32) throw new RecordError('ERR_RECORD_KEY', 'IPNS names here come from Ed25519 keys only')
+  return ipnsName(publicKey)
 }
 
 /** Signs a record pointing to `/ipfs/<root>` with the key made from an Ed25519 seed. */
 export async function signRecord (seed: Uint8Array, root: CID, sequence: bigint, lifetimeMs: number): Promise<CacheRecord> {
-  const key = await generateKeyPairFromSeed('Ed25519', seed)
-  const record = await createIPNSRecord(key, root, sequence, lifetimeMs, { v1Compatible: true })
-  const bytes = marshalIPNSRecord(record)
-  return { name: ipnsNameOf(key.publicKey.raw), root, sequence, validity: record.validity, bytes }
+  const validity = validityAt(Date.now() + lifetimeMs)
+  const bytes = createRecord(seed, { value: `/ipfs/${root.toV1().toString()}`, validity, sequence, ttlNs: RECORD_TTL_NS })
+  return { name: ipnsNameOf(publicKeyOfSeed(seed)), root, sequence, validity, bytes }
 }
 
 /**
  * Checks that `bytes` is a record for IPNS name `name`: signed by that name's
  * key and unexpired unless `allowExpired`, whatever value it points to.
  */
-export async function checkRecord (name: string, bytes: Uint8Array, options: { allowExpired?: boolean } = {}): Promise<IPNSRecord> {
-  let record: IPNSRecord
-  let publicKey
+export async function checkRecord (name: string, bytes: Uint8Array, options: { allowExpired?: boolean } = {}): Promise<IpnsRecord> {
+  let record: IpnsRecord
+  let publicKey: Uint8Array
   try {
-    record = unmarshalIPNSRecord(bytes)
-    const peer = peerIdFromString(name)
-    if (peer.publicKey === undefined) throw new Error('name does not embed a public key')
-    publicKey = peer.publicKey
+    record = decodeRecord(bytes)
+    publicKey = publicKeyOfName(name)
   } catch (err) {
     throw new RecordError('ERR_RECORD_MALFORMED', `IPNS record for ${name} cannot be read: ${(err as Error).message}`)
   }
-  try {
-    await validate(publicKey, bytes)
-  } catch (err) {
-    const e = err as Error
-    if (e.name === 'RecordExpiredError') {
-      if (options.allowExpired !== true) throw new RecordError('ERR_RECORD_EXPIRED', `IPNS record for ${name} expired at ${record.validity}; the publisher must run \`nixipfs republish\``)
-    } else {
-      throw new RecordError('ERR_RECORD_SIGNATURE', `IPNS record for ${name} is not validly signed by that name's key (${e.message})`)
-    }
-  }
+  if (!signedBy(record, publicKey)) throw new RecordError('ERR_RECORD_SIGNATURE', `IPNS record for ${name} is not validly signed by that name's key`)
+  const until = Date.parse(record.validity)
+  if (Number.isNaN(until)) throw new RecordError('ERR_RECORD_MALFORMED', `IPNS record for ${name} has a validity that is no time: ${JSON.stringify(record.validity.slice(0, 64))}`)
+  if (until < Date.now() && options.allowExpired !== true) throw new RecordError('ERR_RECORD_EXPIRED', `IPNS record for ${name} expired at ${record.validity}; the publisher must run \`nixipfs republish\``)
   return record
 }
 
@@ -77,11 +66,11 @@ export async function openRecord (name: string, bytes: Uint8Array, options: { al
 
 /** A marshalled record's TTL and the seconds left until its validity ends (both 0 for an unreadable record), and that end. */
 export function recordTimes (bytes: Uint8Array, now = Date.now()): { ttlSeconds: number, validSeconds: number, validUntil?: Date } {
-  let record: IPNSRecord
-  try { record = unmarshalIPNSRecord(bytes) } catch { return { ttlSeconds: 0, validSeconds: 0 } }
+  let record: IpnsRecord
+  try { record = decodeRecord(bytes) } catch { return { ttlSeconds: 0, validSeconds: 0 } }
   const until = Date.parse(record.validity)
   return {
-    ttlSeconds: Math.max(0, Math.floor(Number(record.ttl ?? 0n) / 1e9)),
+    ttlSeconds: Math.max(0, Math.floor(Number(record.ttlNs) / 1e9)),
     validSeconds: Number.isNaN(until) ? 0 : Math.max(0, Math.floor((until - now) / 1000)),
     ...(Number.isNaN(until) ? {} : { validUntil: new Date(until) })
   }
