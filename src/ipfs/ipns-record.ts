@@ -1,8 +1,8 @@
-import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto'
 import { base36 } from 'multiformats/bases/base36'
 import { base58btc } from 'multiformats/bases/base58'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
+import { publicKeyFromSeed, signWithSeed, verifySignature } from '../ed25519.js'
 
 /*
  * IPNS records of Ed25519 keys, as the IPNS Record specification gives them
@@ -16,9 +16,6 @@ import * as Digest from 'multiformats/hashes/digest'
 const ED25519_KEY_PREFIX = Uint8Array.from([0x08, 0x01, 0x12, 0x20])
 const LIBP2P_KEY_CODEC = 0x72
 const IDENTITY_HASH = 0x00
-/** PKCS#8 and SPKI DER prefixes of a raw Ed25519 seed and public key (RFC 8410). */
-const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
-const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 const V2_SIGNATURE_PREFIX = Buffer.from('ipns-signature:')
 /** The only validity type there is: the record is valid until `validity` (End Of Life). */
 const EOL = 0
@@ -62,27 +59,19 @@ export function publicKeyOfName (name: string): Uint8Array {
   return key.subarray(ED25519_KEY_PREFIX.length)
 }
 
-const privateKeyOf = (seed: Uint8Array): KeyObject => createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' })
-
-/** The Ed25519 public key of a 32-byte seed. */
-export function publicKeyOfSeed (seed: Uint8Array): Uint8Array {
-  return createPublicKey(privateKeyOf(seed)).export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length)
-}
-
 /** A signed, marshalled record of `fields` by the key of an Ed25519 seed. */
 export function createRecord (seed: Uint8Array, fields: IpnsFields): Uint8Array {
-  const key = privateKeyOf(seed)
   const value = Buffer.from(fields.value)
   const validity = Buffer.from(fields.validity)
   const data = encodeData(value, validity, fields.sequence, fields.ttlNs)
   const pb = new ProtoWriter()
   pb.bytes(1, value)
-  pb.bytes(2, sign(null, Buffer.concat([value, validity, Buffer.from('EOL')]), key))
+  pb.bytes(2, signWithSeed(seed, Buffer.concat([value, validity, Buffer.from('EOL')])))
   pb.varint(3, BigInt(EOL))
   pb.bytes(4, validity)
   pb.varint(5, fields.sequence)
   pb.varint(6, fields.ttlNs)
-  pb.bytes(8, sign(null, Buffer.concat([V2_SIGNATURE_PREFIX, data]), key))
+  pb.bytes(8, signWithSeed(seed, Buffer.concat([V2_SIGNATURE_PREFIX, data])))
   pb.bytes(9, data)
   return pb.finish()
 }
@@ -118,12 +107,7 @@ export function decodeRecord (bytes: Uint8Array): IpnsRecord {
 
 /** True when the record's V2 signature is by `publicKey` (32 bytes, Ed25519). */
 export function signedBy (record: IpnsRecord, publicKey: Uint8Array): boolean {
-  try {
-    const key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' })
-    return verify(null, Buffer.concat([V2_SIGNATURE_PREFIX, record.data]), key, record.signatureV2)
-  } catch {
-    return false
-  }
+  return verifySignature(publicKey, Buffer.concat([V2_SIGNATURE_PREFIX, record.data]), record.signatureV2)
 }
 
 /** The validity of a record that ends `ms` from the Unix epoch: RFC 3339 with nanoseconds, as go-ipns and js-ipns write it. */

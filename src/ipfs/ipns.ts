@@ -1,6 +1,7 @@
 import { CID } from 'multiformats/cid'
 import { RecordError } from '../errors.js'
-import { createRecord, decodeRecord, ipnsName, publicKeyOfName, publicKeyOfSeed, signedBy, validityAt, type IpnsRecord } from './ipns-record.js'
+import { publicKeyFromSeed } from '../ed25519.js'
+import { createRecord, decodeRecord, ipnsName, publicKeyOfName, signedBy, validityAt, type IpnsRecord } from './ipns-record.js'
 
 /** How long others may cache a record: 5 minutes, what the IPNS spec suggests (and js-ipns writes). */
 const RECORD_TTL_NS = 5n * 60n * 1_000_000_000n
@@ -28,7 +29,7 @@ export function ipnsNameOf (publicKey: Uint8Array): string {
 export async function signRecord (seed: Uint8Array, root: CID, sequence: bigint, lifetimeMs: number): Promise<CacheRecord> {
   const validity = validityAt(Date.now() + lifetimeMs)
   const bytes = createRecord(seed, { value: `/ipfs/${root.toV1().toString()}`, validity, sequence, ttlNs: RECORD_TTL_NS })
-  return { name: ipnsNameOf(publicKeyOfSeed(seed)), root, sequence, validity, bytes }
+  return { name: ipnsNameOf(publicKeyFromSeed(seed)), root, sequence, validity, bytes }
 }
 
 /**

@@ -1,9 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto'
-import * as ed from '@noble/ed25519'
+import { randomBytes } from 'node:crypto'
+import { publicKeyFromSeed, signWithSeed, verifySignature } from '../ed25519.js'
 import { InvalidKeyError } from '../errors.js'
-
-// @noble/ed25519 needs a synchronous SHA-512 for sign/verify; Node's is fast.
-ed.hashes.sha512 = (msg: Uint8Array) => new Uint8Array(createHash('sha512').update(msg).digest())
 
 /** A Nix signing key: `name:base64(seed ‖ public)` on disk. */
 export interface SecretKey {
@@ -38,7 +35,7 @@ export function parseSecretKey (text: string): SecretKey {
   if (bytes.length !== 64) throw new InvalidKeyError(`secret key ${JSON.stringify(name)} must be 64 bytes, got ${bytes.length}`)
   const seed = bytes.slice(0, 32)
   const publicKey = bytes.slice(32)
-  if (Buffer.compare(ed.getPublicKey(seed), publicKey) !== 0) throw new InvalidKeyError(`secret key ${JSON.stringify(name)} is corrupt: its public half does not match its seed`)
+  if (Buffer.compare(publicKeyFromSeed(seed), publicKey) !== 0) throw new InvalidKeyError(`secret key ${JSON.stringify(name)} is corrupt: its public half does not match its seed`)
   return { name, seed, publicKey }
 }
 
@@ -53,7 +50,7 @@ export function parsePublicKey (text: string): PublicKey {
 export function generateSecretKey (name: string): SecretKey {
   if (!NAME_RE.test(name)) throw new InvalidKeyError(`key name ${JSON.stringify(name)} must be non-empty without ":" or spaces`)
   const seed = new Uint8Array(randomBytes(32))
-  return { name, seed, publicKey: ed.getPublicKey(seed) }
+  return { name, seed, publicKey: publicKeyFromSeed(seed) }
 }
 
 /** The secret key in Nix's file format. */
@@ -73,7 +70,7 @@ export function publicKeyOf (key: SecretKey): PublicKey {
 
 /** Signs a fingerprint: returns a Nix `Sig:` value, `name:base64(signature)`. */
 export function signFingerprint (key: SecretKey, fingerprint: string): string {
-  const sig = ed.sign(new TextEncoder().encode(fingerprint), key.seed)
+  const sig = signWithSeed(key.seed, Buffer.from(fingerprint))
   return `${key.name}:${Buffer.from(sig).toString('base64')}`
 }
 
@@ -84,9 +81,6 @@ export function verifyFingerprint (keys: PublicKey[], fingerprint: string, sig: 
   const name = sig.slice(0, colon)
   const bytes = Buffer.from(sig.slice(colon + 1), 'base64')
   if (bytes.length !== 64) return false
-  const msg = new TextEncoder().encode(fingerprint)
-  return keys.some(k => {
-    if (k.name !== name) return false
-    try { return ed.verify(bytes, msg, k.key) } catch { return false } // malformed points are simply not valid
-  })
+  const msg = Buffer.from(fingerprint)
+  return keys.some(k => k.name === name && verifySignature(k.key, msg, bytes))
 }
