@@ -1,70 +1,101 @@
 import { IntegrityError, NarFormatError } from '../../errors.js'
 import { NarHasher } from '../hash.js'
-import { parseNar } from './parse.js'
+import { narGrammar, type GrammarStep } from './parse.js'
 
 /**
  * Checks a NAR's structure as its bytes pass by, for streams that are
  * forwarded rather than parsed (a NAR served to Nix, a NAR imported from
  * upstream): bad names (`..`, `/`, NUL), duplicate or unsorted entries,
  * truncation and trailing bytes all throw `NarFormatError` from the `update`
- * that brought them, before those bytes go further.
+ * that brought them, before those bytes go further. Synchronous: it drives
+ * the parser's grammar itself, and skips file contents without looking.
  */
 export class NarChecker {
-  /** the parser, waiting for its next chunk */
-  private feed?: (next: IteratorResult<Uint8Array>) => void
-  /** `update`/`end`, waiting for the parser to want more or to stop */
-  private wake?: () => void
+  private offset = 0
+  private readonly grammar = narGrammar(() => this.offset)
+  /** what the grammar waits for; undefined once the NAR has ended */
+  private step: GrammarStep | undefined
+  /** bytes gathered for a `take` that spans chunks */
+  private gathered?: Uint8Array
+  private got = 0
+  /** file contents still to pass */
+  private skipping = 0
   private error?: unknown
-  private finished = false
-  private readonly run: Promise<void>
 
   constructor () {
-    const source: AsyncIterable<Uint8Array> = {
-      [Symbol.asyncIterator]: () => ({
-        next: async () => await new Promise<IteratorResult<Uint8Array>>(resolve => { this.feed = resolve; this.settle() })
-      })
-    }
-    this.run = (async () => {
-      for await (const event of parseNar(source)) {
-        if (event.type === 'file') for await (const _ of event.contents) { /* contents need no checking */ }
+    this.advance(() => this.grammar.next())
+  }
+
+  /** Moves the grammar on; steps that need no bytes (events, empty strings and files) are passed at once. */
+  private advance (resume: () => IteratorResult<GrammarStep, void>): void {
+    try {
+      let r = resume()
+      for (;;) {
+        if (r.done === true) { this.step = undefined; break }
+        const s = r.value
+        if (s.kind === 'event' || (s.kind === 'file' && s.size === 0)) r = this.grammar.next()
+        else if (s.kind === 'take' && s.n === 0) r = this.grammar.next(new Uint8Array(0))
+        else { this.step = s; break }
       }
-    })().then(() => { this.finished = true }, err => { this.error = err }).finally(() => this.settle())
-  }
-
-  private settle (): void {
-    const wake = this.wake
-    this.wake = undefined
-    wake?.()
-  }
-
-  /** Resolves once the parser has taken everything given so far (or stopped). */
-  private async idle (): Promise<void> {
-    if (this.feed !== undefined || this.error !== undefined || this.finished) return
-    await new Promise<void>(resolve => { this.wake = resolve })
-  }
-
-  private give (next: IteratorResult<Uint8Array>): void {
-    const feed = this.feed!
-    this.feed = undefined
-    feed(next)
+    } catch (err) {
+      this.error = err
+      throw err
+    }
+    this.skipping = this.step?.kind === 'file' ? this.step.size : 0
+    this.gathered = undefined
+    this.got = 0
   }
 
   /** Checks the next bytes; throws `NarFormatError` if they break the format. */
-  async update (chunk: Uint8Array): Promise<void> {
-    await this.idle()
+  update (chunk: Uint8Array): void {
     if (this.error !== undefined) throw this.error
-    if (this.finished) throw new NarFormatError('trailing bytes after the NAR')
-    this.give({ done: false, value: chunk })
-    await this.idle()
-    if (this.error !== undefined) throw this.error
+    let pos = 0
+    while (pos < chunk.length) {
+      const s = this.step
+      if (s === undefined) {
+        this.error = new NarFormatError('trailing bytes after the NAR', this.offset)
+        throw this.error
+      }
+      if (s.kind === 'file') {
+        const n = Math.min(this.skipping, chunk.length - pos)
+        pos += n
+        this.offset += n
+        this.skipping -= n
+        if (this.skipping === 0) this.advance(() => this.grammar.next())
+      } else if (s.kind === 'take') {
+        const want = s.n - this.got
+        if (this.got === 0 && chunk.length - pos >= s.n) {
+          const bytes = chunk.subarray(pos, pos + s.n)
+          pos += s.n
+          this.offset += s.n
+          this.advance(() => this.grammar.next(bytes))
+          continue
+        }
+        this.gathered ??= new Uint8Array(s.n)
+        const n = Math.min(want, chunk.length - pos)
+        this.gathered.set(chunk.subarray(pos, pos + n), this.got)
+        this.got += n
+        pos += n
+        this.offset += n
+        if (this.got === s.n) {
+          const bytes = this.gathered
+          this.advance(() => this.grammar.next(bytes))
+        }
+      }
+    }
   }
 
   /** Ends the stream; throws `NarFormatError` if the NAR is incomplete. */
-  async end (): Promise<void> {
-    await this.idle()
-    if (this.feed !== undefined) this.give({ done: true, value: undefined })
-    await this.run
+  end (): void {
     if (this.error !== undefined) throw this.error
+    const s = this.step
+    if (s === undefined) return
+    const left = s.kind === 'file' ? this.skipping : s.kind === 'take' ? s.n - this.got : 0
+    const what = s.kind === 'take' ? s.what : 'file contents'
+    // Told to the grammar, which may judge it otherwise (a truncated magic is a bad magic).
+    const truncated = new NarFormatError(`NAR is truncated: ${what} needs ${left} more bytes`, this.offset)
+    this.advance(() => this.grammar.throw(truncated))
+    if (this.step !== undefined) throw truncated
   }
 }
 
@@ -83,12 +114,12 @@ export async function * checkedNar (chunks: AsyncIterable<Uint8Array>, expected:
   for await (const chunk of chunks) {
     hasher.update(chunk)
     if (hasher.size > expected.narSize) throw new IntegrityError(`${what} is longer than its NarSize ${expected.narSize} (tampered)`)
-    await checker.update(chunk).catch(malformed)
+    try { checker.update(chunk) } catch (err) { malformed(err) }
     yield chunk
   }
   const narHash = hasher.digest()
   if (hasher.size !== expected.narSize || (expected.narHash !== undefined && narHash !== expected.narHash)) {
     throw new IntegrityError(`${what} is ${hasher.size} bytes with ${narHash}, its narinfo says ${expected.narSize} bytes with ${expected.narHash} (truncated or tampered)`)
   }
-  await checker.end().catch(malformed)
+  try { checker.end() } catch (err) { malformed(err) }
 }
