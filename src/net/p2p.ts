@@ -28,6 +28,8 @@ const MAX_PENDING_HANDSHAKES = 256
 const HANDSHAKE_TIMEOUT_MS = 5_000
 /** How often libp2p pings each connection (its default: 10 s). */
 const PING_INTERVAL_MS = 60_000
+/** How long bitswap waits for its connected peers to send a block before it asks the routing who has it. */
+const PROVIDER_LOOKUP_DELAY_MS = 1_000
 
 export interface P2pOptions {
   blocks: PackStore
@@ -104,12 +106,35 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
     sendBlocksMaxQueueLength: 1024
   })
   await helia.start()
+  delayProviderLookups(helia.routing)
   const node = helia as unknown as P2pNode
   node.libp2p.services.fetch.registerLookupFunction(RECORD_KEY_PREFIX, async (key) => {
     const name = new TextDecoder().decode(key).slice(RECORD_KEY_PREFIX.length)
     return await options.lookupRecord(name)
   })
   return node
+}
+
+/**
+ * Bitswap asks the routing who has each block it wants, at once, beside
+ * asking the peers it is connected to. On the DHT that is a walk for every
+ * 256 KiB leaf, which nobody provides (nixipfs provides NAR roots; the
+ * fetcher looks those up): it made a NAR fetched over bitswap cost its
+ * holder and its fetcher twice the CPU. A block a connected peer holds comes
+ * in milliseconds; the walk now starts only if it has not come by then.
+ */
+function delayProviderLookups (routing: Pick<P2pNode['routing'], 'findProviders'>): void {
+  const find = routing.findProviders.bind(routing)
+  routing.findProviders = async function * (cid, options) {
+    const waited = await new Promise<boolean>(resolve => {
+      const signal = options?.signal
+      if (signal?.aborted === true) { resolve(false); return }
+      const onAbort = (): void => { clearTimeout(timer); resolve(false) }
+      const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(true) }, PROVIDER_LOOKUP_DELAY_MS)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+    if (waited) yield * find(cid, options)
+  }
 }
 
 /** Dials `address` (a multiaddr ending in /p2p/<peer id>) so bitswap and record requests can reach it. */

@@ -43,4 +43,30 @@ describe('blocks over bitswap', () => {
     for await (const chunk of client.blockstore.get(cid, { signal: AbortSignal.timeout(5_000) })) chunks.push(chunk)
     expect(Buffer.concat(chunks).equals(Buffer.from(bytes))).toBe(true)
   }, 20_000)
+
+  it('takes blocks a connected peer holds without asking the DHT who has each one', async () => {
+    const holder = await PackStore.openRepo(tmp())
+    const cids: CID[] = []
+    for (let i = 0; i < 40; i++) {
+      const bytes = new TextEncoder().encode(`block ${i} ${Date.now()}`)
+      const cid = CID.createV1(raw.code, await sha256.digest(bytes))
+      await holder.put(cid, bytes)
+      cids.push(cid)
+    }
+    await holder.flush()
+    const server = await node(holder)
+    stops.push(async () => { await server.stop() })
+    const client = await node(await PackStore.openRepo(tmp()))
+    stops.push(async () => { await client.stop() })
+    await dialPeer(client, server.libp2p.getMultiaddrs()[0]!.toString())
+    // Every provider lookup of bitswap goes through libp2p's content routing (the DHT).
+    let lookups = 0
+    const routing = client.libp2p.contentRouting
+    const findProviders = routing.findProviders.bind(routing)
+    routing.findProviders = (cid, options) => { lookups++; return findProviders(cid, options) }
+    for (const cid of cids) {
+      for await (const _ of client.blockstore.get(cid, { signal: AbortSignal.timeout(5_000) })) { /* got it */ }
+    }
+    expect(lookups).toBe(0)
+  }, 30_000)
 })
