@@ -12,6 +12,7 @@ const RANK: Record<string, number> = {
   constants: 0,
   bytes: 0,
   lru: 0,
+  ed25519: 0,
   shim: 0,
   disk: 0,
   atomic: 0,
