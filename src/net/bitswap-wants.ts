@@ -8,8 +8,13 @@ export interface BitswapSource {
 /** Times a block is wanted over bitswap before it counts as unavailable. */
 export const BITSWAP_ATTEMPTS = 3
 
-/** Helia's bitswap loses wants when many are in flight at once (seen with a few NARs read ahead in parallel). */
-const WANTS_AT_ONCE = 8
+/**
+ * Wants in flight at once. 8 came in when wants went unanswered with many in
+ * flight, together with p2p.ts's larger send queue (Helia's default of 10
+ * dropped blocks). With that queue no want went unanswered at 32, and a NAR
+ * closure came over bitswap in 9.7 s where 8 took 11.2 s (bench/p2p.mjs).
+ */
+const WANTS_AT_ONCE = 32
 
 /** At most `size` tasks at a time; the rest wait their turn. */
 class Slots {
