@@ -520,7 +520,10 @@ function withVouched (source: IndexSource, handed: Vouched, following: () => Pro
       const index = (pending ?? Promise.resolve()).then(async () => await source.current()).catch(() => undefined)
       const first = async <T>(handedOver: T | undefined, own: (index: ServedIndex) => Promise<T | undefined>): Promise<T | undefined> => {
         if (handedOver !== undefined && pending !== undefined) return handedOver
-        const opened = await index
+        // Followed, but its index may still be on its way (seen: 11 blocks in 12 s on a loaded network), and a request
+        // waited for it: what was handed over answers unless the index opens at once.
+        const opened = handedOver === undefined ? await index : await Promise.race([index, later(HEDGE_MS)])
+        if (opened === LATER) return handedOver
         return (opened === undefined ? undefined : await own(opened)) ?? handedOver
       }
       return {

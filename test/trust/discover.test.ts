@@ -153,7 +153,7 @@ describe('narinfos handed over by a provider', () => {
   }
 
   /** Discovery on a network whose one provider names `name` with `narinfo`, and whose records never come. */
-  function handingOver (key: SecretKey, narinfo: (name: string) => string, enough = 1, also?: SecretKey, index?: ServedIndex): { discovery: ReturnType<typeof startDiscovery>, sources: Map<string, IndexSource>, opened: string[] } {
+  function handingOver (key: SecretKey, narinfo: (name: string) => string, enough = 1, also?: SecretKey, index?: ServedIndex, indexAfterMs = 0): { discovery: ReturnType<typeof startDiscovery>, sources: Map<string, IndexSource>, opened: string[] } {
     const name = ipnsNameOf(key.publicKey)
     const network = fakeNetwork({
       findProviders: oneProvider,
@@ -169,7 +169,7 @@ describe('narinfos handed over by a provider', () => {
       keys: [key, ...(also === undefined ? [] : [also])].map(publicKeyOf),
       requireSignature: true,
       enough,
-      caches: { sources, served: [], open: (n) => { opened.push(n); return { current: async () => index ?? await new Promise(() => {}), recheck: () => {} } } },
+      caches: { sources, served: [], open: (n) => { opened.push(n); return { current: async () => { await sleep(indexAfterMs); return index ?? await new Promise(() => {}) }, recheck: () => {} } } },
       followOptions: { intervalMs: 3600_000 } as never,
       deadlineMs: 2_000,
       warmUp: false,
@@ -240,6 +240,30 @@ describe('narinfos handed over by a provider', () => {
       discovery.stop()
     }
   }, 10_000)
+
+  it('serves what was handed over while a followed cache\'s index is still on its way', async () => {
+    const key = generateSecretKey('builder')
+    const genuine = narInfoText(key)
+    const index: ServedIndex = {
+      cacheInfo: '',
+      narInfo: async (hash) => hash === HASH ? { text: genuine, info: parseNarInfo(genuine), cid: cidOf(RAW_CODE, Buffer.from(genuine)), nar: narCid } : undefined,
+      nar: async () => undefined,
+      realisation: async () => undefined,
+      log: async () => undefined
+    }
+    // The follow joins at once (its record search ends), and then its index takes 4 s to open.
+    const { discovery, sources } = handingOver(key, () => genuine, 1, undefined, index, 4_000)
+    try {
+      expect(await discovery.find(HASH)).toBe(true)
+      await sleep(300) // the follow has joined: nothing of it is pending but its index
+      const started = Date.now()
+      const served = await [...sources.values()][0]!.current()
+      expect((await served!.narInfo(HASH))?.text).toBe(genuine)
+      expect(Date.now() - started).toBeLessThan(1_500)
+    } finally {
+      discovery.stop()
+    }
+  }, 20_000)
 
   it('waits for the index when fewer trusted keys signed what was handed over than the threshold needs', async () => {
     const key = generateSecretKey('builder')
