@@ -161,22 +161,34 @@ const STRAGGLER_MS = 10_000
 const lateAnswer = (): LateAnswerError => new LateAnswerError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`)
 
 /**
- * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
- * the first answer (or failure), or `afterHitMs` after the first answer that is not undefined, are rejected with
- * LateAnswerError, as a cache that cannot be read is.
+ * How long the other caches may still take once enough have a path's narinfo to settle it (they are asked for the
+ * dispute it may be, and for a preferred signer). Not the 10 s a path no cache has answered for gets: on the 50-node
+ * discovery bench, a cache whose index was still being fetched held narinfos of followed caches for up to 9 s (up to
+ * 16 s under --trust).
  */
-export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>, afterHitMs = STRAGGLER_MS): Promise<Array<PromiseSettledResult<T | undefined>>> {
+export const AFTER_HIT_MS = 1_000
+
+/**
+ * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
+ * the first answer (or failure), or `afterHitMs` after the answers that are not undefined first `settle` the question
+ * (by default: one such answer), are rejected with LateAnswerError, as a cache that cannot be read is.
+ */
+export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>, afterHitMs = STRAGGLER_MS, settle: (hits: T[]) => boolean = hits => hits.length > 0): Promise<Array<PromiseSettledResult<T | undefined>>> {
   const results: Array<PromiseSettledResult<T | undefined> | undefined> = items.map(() => undefined)
   let pending = items.length
   let done!: () => void
   const finished = new Promise<void>(resolve => { done = resolve })
   let timer: NodeJS.Timeout | undefined
   let hitTimer: NodeJS.Timeout | undefined
+  const hits: T[] = []
   if (pending === 0) done()
   items.forEach((item, n) => {
     ask(item).then(value => {
       results[n] = { status: 'fulfilled', value }
-      if (value !== undefined) hitTimer ??= setTimeout(done, afterHitMs)
+      if (value !== undefined && hitTimer === undefined) {
+        hits.push(value)
+        if (settle(hits)) hitTimer = setTimeout(done, afterHitMs)
+      }
     }, (reason: unknown) => { results[n] = { status: 'rejected', reason } })
       .finally(() => { if (--pending === 0) done(); else timer ??= setTimeout(done, STRAGGLER_MS) })
   })

@@ -2,7 +2,7 @@ import { Lru } from '../lru.js'
 import { fingerprint, signersOf } from '../nix/narinfo.js'
 import { formatPublicKey, type PublicKey } from '../nix/signing.js'
 import type { LogEntry, NarEntry, NarInfoEntry, ServedIndex } from './index.js'
-import { currentIndexes, firstAnswer, settledAnswers, type IndexSource } from './source.js'
+import { AFTER_HIT_MS, currentIndexes, firstAnswer, settledAnswers, type IndexSource } from './source.js'
 
 /** What the gateway serves: one or more caches answering as one. */
 export type ServedCaches = ServedIndex
@@ -22,12 +22,6 @@ export interface UnionOptions {
 
 /** NARs remembered with the cache whose narinfo named them (a narinfo lookup, then its NAR, comes well within this many others). */
 const SERVED_NARS = 50_000
-/**
- * How long the other caches may still take once one has a path's narinfo (they are asked for the dispute it may be,
- * and for a preferred signer). Not the 10 s a path no cache has answered for gets: on the 50-node discovery bench,
- * a cache whose index was still being fetched held narinfos of followed caches for up to 9 s.
- */
-const AFTER_HIT_MS = 1_000
 
 /** The signers of a narinfo: `prefer` keys that verify it (name:base64), then the names of the other signatures (unchecked). */
 function signers (entry: NarInfoEntry, prefer: PublicKey[]): { trusted: string[], others: string[] } {

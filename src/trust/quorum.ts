@@ -1,5 +1,5 @@
 import type { NarEntry, NarInfoEntry } from '../cache/index.js'
-import { currentIndexes, firstAnswer, settledAnswers, type IndexSource } from '../cache/source.js'
+import { AFTER_HIT_MS, currentIndexes, firstAnswer, settledAnswers, type IndexSource } from '../cache/source.js'
 import type { Dispute, ServedCaches } from '../cache/union.js'
 import { UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
@@ -157,13 +157,16 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
     return {
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash) => {
-        // A cache whose narinfo cannot be read or is refused simply does not count towards the quorum.
-        const results = await settledAnswers(indexes, async i => await i.narInfo(hash))
+        // A cache whose narinfo cannot be read or is refused simply does not count towards the quorum. Once the
+        // answers so far would be served, the others get a second more: enough to see a disagreement, not the 10 s a
+        // cache whose index is still on its way held the path (up to 16 s for a narinfo on the 50-node bench).
+        const votes = options.votes?.(hash)
+        const results = await settledAnswers(indexes, async i => await i.narInfo(hash), AFTER_HIT_MS, hits => judge(hits, options.policy, votes).served !== undefined)
         const entries = results.flatMap(r => r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [])
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
         if (entries.length === 0 && failed !== undefined) throw failed.reason
         if (entries.length === 0) return undefined
-        const verdict = judge(entries, options.policy, options.votes?.(hash))
+        const verdict = judge(entries, options.policy, votes)
         if (verdict.dispute !== undefined) options.onDispute?.(verdict.dispute)
         // A content-addressed path certifies itself (Nix checks its bytes against the path): it needs no quorum.
         const selfCertified = verdict.served ?? entries.find(e => e.info.ca !== undefined && !e.info.ca.startsWith('text:'))

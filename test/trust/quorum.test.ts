@@ -160,6 +160,17 @@ describe.concurrent('a cache that does not answer', () => {
     expect(Date.now() - started).toBeLessThan(3_000)
   }, 30_000)
 
+  it.each([
+    ['threshold 1, one trusted hit', 1, [entry(honest, [trusted[0]!])]],
+    ['threshold 2, two trusted hits that agree', 2, [entry(honest, [trusted[0]!]), entry(honest, [trusted[1]!])]]
+  ])('serves a quorum met by the caches that answered about a second later, not 10 s, beside a cache still opening (%s)', async (_what, threshold, hits) => {
+    const started = Date.now()
+    const answering = hits.map(hit => source(async () => index(async () => hit)))
+    const served = await (await quorumOf([...answering, source(async () => await never)], { policy: policy(threshold) })())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')
+    expect(served?.info.narHash).toBe(honest.narHash)
+    expect(Date.now() - started).toBeLessThan(3_000)
+  }, 30_000)
+
   it('makes a path that no cache answering holds a 503 (asked again), not a 404 (remembered for an hour): the late one may hold it', async () => {
     const late = [source(async () => index(async () => undefined)), source(async () => await never)]
     const err = await (await unionOf(late)())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz').catch((e: unknown) => e)
