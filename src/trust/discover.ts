@@ -501,7 +501,7 @@ function signedNarInfo (text: string, hash: string, keys: PublicKey[]): { entry:
 }
 
 /**
- * A discovered cache as served: while it is being followed, the narinfos its holders handed over; then its index,
+ * A discovered cache as served: until its index opens, the narinfos its holders handed over; then its index,
  * and what was handed over only for what the index lacks. Each is signed by a trusted key for its path, as any
  * narinfo served is, and every NAR is still checked against its NarHash, so a provider can hand over nothing a
  * trusted builder did not sign. The signature covers neither URL nor FileHash, though: a provider can hand over a
