@@ -1,8 +1,9 @@
+import * as dagCbor from '@ipld/dag-cbor'
 import { base36 } from 'multiformats/bases/base36'
 import { base58btc } from 'multiformats/bases/base58'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
-import { publicKeyFromSeed, signWithSeed, verifySignature } from '../ed25519.js'
+import { signWithSeed, verifySignature } from '../ed25519.js'
 
 /*
  * IPNS records of Ed25519 keys, as the IPNS Record specification gives them
@@ -85,15 +86,20 @@ export function decodeRecord (bytes: Uint8Array): IpnsRecord {
   const signatureV2 = pb.get(8)
   const data = pb.get(9)
   if (!(signatureV2 instanceof Uint8Array) || !(data instanceof Uint8Array)) throw new Error('the record has no V2 signature or data')
-  const map = readCborMap(data)
-  const value = map.get('Value')
-  const validity = map.get('Validity')
-  const sequence = map.get('Sequence')
-  const ttlNs = map.get('TTL')
-  if (!(value instanceof Uint8Array) || !(validity instanceof Uint8Array) || typeof sequence !== 'bigint' || typeof ttlNs !== 'bigint') {
+  let map: Record<string, unknown>
+  try {
+    map = dagCbor.decode(data)
+  } catch (err) {
+    throw new Error(`the record's data is not DAG-CBOR: ${(err as Error).message}`)
+  }
+  if (typeof map !== 'object' || map === null) throw new Error('the record\'s data is not a map')
+  const { Value: value, Validity: validity } = map
+  const sequence = uintOf(map.Sequence)
+  const ttlNs = uintOf(map.TTL)
+  if (!(value instanceof Uint8Array) || !(validity instanceof Uint8Array) || sequence === undefined || ttlNs === undefined) {
     throw new Error('the record\'s data lacks Value, Validity, Sequence or TTL')
   }
-  if (map.get('ValidityType') !== BigInt(EOL)) throw new Error('the record\'s validity type is not EOL')
+  if (uintOf(map.ValidityType) !== BigInt(EOL)) throw new Error('the record\'s validity type is not EOL')
   if (pb.has(1) && pb.has(2)) {
     // A V1+V2 record: what V1 clients read must be what V2 signed.
     const same = (a: unknown, b: unknown): boolean => a instanceof Uint8Array && b instanceof Uint8Array ? Buffer.compare(a, b) === 0 : a === b
@@ -115,82 +121,15 @@ export function validityAt (ms: number): string {
   return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z')
 }
 
-/** The DAG-CBOR map V2 signs: keys sorted by length, then bytes. */
+/** The DAG-CBOR map V2 signs (the encoder sorts its keys as DAG-CBOR wants: by length, then bytes). */
 function encodeData (value: Uint8Array, validity: Uint8Array, sequence: bigint, ttlNs: bigint): Uint8Array {
-  const parts: Uint8Array[] = [Uint8Array.of(0xa5)]
-  const head = (major: number, n: bigint): void => { parts.push(cborHead(major, n)) }
-  const text = (s: string): void => { head(3, BigInt(s.length)); parts.push(Buffer.from(s)) }
-  const bytes = (b: Uint8Array): void => { head(2, BigInt(b.length)); parts.push(b) }
-  text('TTL'); head(0, ttlNs)
-  text('Value'); bytes(value)
-  text('Sequence'); head(0, sequence)
-  text('Validity'); bytes(validity)
-  text('ValidityType'); head(0, BigInt(EOL))
-  return Buffer.concat(parts)
+  return dagCbor.encode({ Value: value, Validity: validity, ValidityType: EOL, Sequence: sequence, TTL: ttlNs })
 }
 
-/** A CBOR head: major type and argument, in the fewest bytes. */
-function cborHead (major: number, n: bigint): Uint8Array {
-  const m = major << 5
-  if (n < 24n) return Uint8Array.of(m | Number(n))
-  if (n < 0x100n) return Uint8Array.of(m | 24, Number(n))
-  if (n < 0x10000n) { const b = Buffer.alloc(3); b[0] = m | 25; b.writeUInt16BE(Number(n), 1); return b }
-  if (n < 0x100000000n) { const b = Buffer.alloc(5); b[0] = m | 26; b.writeUInt32BE(Number(n), 1); return b }
-  const b = Buffer.alloc(9); b[0] = m | 27; b.writeBigUInt64BE(n, 1); return b
-}
-
-/**
- * The text-keyed entries of a CBOR map whose values are unsigned integers
- * (as bigint) or byte strings; other values (extensions of the record) are
- * read past and left out. Indefinite lengths (not DAG-CBOR) are refused.
- */
-function readCborMap (buf: Uint8Array): Map<string, bigint | Uint8Array> {
-  let at = 0
-  const head = (): { major: number, n: bigint } => {
-    if (at >= buf.length) throw new Error('the record\'s data is truncated')
-    const first = buf[at++]!
-    const info = first & 0x1f
-    const major = first >> 5
-    if (info < 24) return { major, n: BigInt(info) }
-    const size = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : 0
-    if (size === 0 || at + size > buf.length) throw new Error('the record\'s data is not DAG-CBOR')
-    let n = 0n
-    for (let i = 0; i < size; i++) n = (n << 8n) | BigInt(buf[at++]!)
-    return { major, n }
-  }
-  const take = (n: bigint): Uint8Array => {
-    if (BigInt(at) + n > BigInt(buf.length)) throw new Error('the record\'s data is truncated')
-    const out = buf.subarray(at, at + Number(n))
-    at += Number(n)
-    return out
-  }
-  // Reads one item; returns it when it is an unsigned integer or a byte string.
-  const item = (depth: number): bigint | Uint8Array | undefined => {
-    if (depth > 16) throw new Error('the record\'s data nests too deep')
-    const { major, n } = head()
-    switch (major) {
-      case 0: return n
-      case 1: return undefined
-      case 2: return take(n)
-      case 3: take(n); return undefined
-      case 4: for (let i = 0n; i < n; i++) item(depth + 1); return undefined
-      case 5: for (let i = 0n; i < 2n * n; i++) item(depth + 1); return undefined
-      case 6: item(depth + 1); return undefined
-      default: return undefined // simple values and floats: their bytes were the head's
-    }
-  }
-  const { major, n } = head()
-  if (major !== 5) throw new Error('the record\'s data is not a map')
-  const map = new Map<string, bigint | Uint8Array>()
-  for (let i = 0n; i < n; i++) {
-    const k = head()
-    if (k.major !== 3) throw new Error('the record\'s data has a key that is not text')
-    const name = Buffer.from(take(k.n)).toString('utf8')
-    const value = item(0)
-    if (value !== undefined) map.set(name, value)
-  }
-  if (at !== buf.length) throw new Error('the record\'s data has bytes after its map')
-  return map
+/** A whole number in the signed data: DAG-CBOR gives numbers up to 2^53 and bigints above. */
+function uintOf (value: unknown): bigint | undefined {
+  const n = typeof value === 'number' && Number.isInteger(value) ? BigInt(value) : value
+  return typeof n === 'bigint' && n >= 0n ? n : undefined
 }
 
 /** The fields of a protobuf message by number (the last of repeated ones), varints as bigint, byte fields as bytes. */
