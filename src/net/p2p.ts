@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises'
 import { withBitswap } from '@helia/bitswap'
 import { withLibp2pLight, type HeliaWithLibp2p } from '@helia/libp2p'
 import { privateKeyFromRaw } from '@libp2p/crypto/keys'
@@ -126,14 +127,9 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
 function delayProviderLookups (routing: Pick<P2pNode['routing'], 'findProviders'>): void {
   const find = routing.findProviders.bind(routing)
   routing.findProviders = async function * (cid, options) {
-    const waited = await new Promise<boolean>(resolve => {
-      const signal = options?.signal
-      if (signal?.aborted === true) { resolve(false); return }
-      const onAbort = (): void => { clearTimeout(timer); resolve(false) }
-      const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(true) }, PROVIDER_LOOKUP_DELAY_MS)
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
-    if (waited) yield * find(cid, options)
+    // Aborted meanwhile: bitswap has the block.
+    try { await delay(PROVIDER_LOOKUP_DELAY_MS, undefined, { signal: options?.signal }) } catch { return }
+    yield * find(cid, options)
   }
 }
 
