@@ -94,6 +94,8 @@ describe.runIf(nixAvailable)('the README post-build hook with real nix-build (Ni
       if (status !== 200) await new Promise(resolve => setTimeout(resolve, 100))
     }
     expect(status, gw.output()).toBe(200)
+    // The gateway serves the path once the record moved, and dequeues and logs just after: wait for its line.
+    for (let i = 0; i < 50 && !/published a queued request/.test(gw.output()); i++) await new Promise(resolve => setTimeout(resolve, 100))
     expect(gw.output()).toMatch(/published a queued request/)
     expect(queued(repo)).toHaveLength(0)
     const trusted = copy(gw.url, b.out, pub)
