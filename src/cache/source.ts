@@ -161,45 +161,70 @@ const STRAGGLER_MS = 10_000
 const lateAnswer = (): LateAnswerError => new LateAnswerError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`)
 
 /**
- * How long the other caches may still take once enough have a path's narinfo to settle it (they are asked for the
- * dispute it may be, and for a preferred signer). Not the 10 s a path no cache has answered for gets: on the 50-node
- * discovery bench, a cache whose index was still being fetched held narinfos of followed caches for up to 9 s (up to
- * 16 s under --trust).
+ * How long the other caches may still take once the answers so far settle a path (they are asked for the dispute it
+ * may be): an open index answers from the repo in milliseconds, one still being fetched from peers in seconds, and
+ * waiting a second for those was the floor under a discovered narinfo on the 50-node bench. A cache later than this
+ * is judged when it answers (see `settledAnswers`' `all`): the dispute it shows is still recorded.
+ */
+export const SETTLED_MS = 100
+/**
+ * How long the other caches may still take after a hit that does not settle the path: a narinfo no key the local Nix
+ * trusts signed waits this long for one that such a key signed (served, the first would fail `nix copy`). Not the
+ * 10 s a path no cache has answered for gets: on the 50-node discovery bench, a cache whose index was still being
+ * fetched held narinfos of followed caches for up to 9 s.
  */
 export const AFTER_HIT_MS = 1_000
 
+/** The answers to one question of several caches: those in time, and all of them once the late ones came. */
+export interface Settled<T> {
+  /** each item's answer; one still out when the question was settled is a LateAnswerError */
+  results: Array<PromiseSettledResult<T | undefined>>
+  /** each item's answer once every one came (the late ones are bounded by their own deadlines) */
+  all: Promise<Array<PromiseSettledResult<T | undefined>>>
+}
+
 /**
  * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
- * the first answer (or failure), or `afterHitMs` after the answers that are not undefined first `settle` the question
- * (by default: one such answer), are rejected with LateAnswerError, as a cache that cannot be read is.
+ * the first answer (or failure), or `wait(hits)` ms after the answers that are not undefined so far (`hits`), are
+ * rejected with LateAnswerError in `results`, as a cache that cannot be read is. `wait` gives undefined while the
+ * hits settle nothing.
  */
-export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>, afterHitMs = STRAGGLER_MS, settle: (hits: T[]) => boolean = hits => hits.length > 0): Promise<Array<PromiseSettledResult<T | undefined>>> {
+export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>, wait: (hits: T[]) => number | undefined): Promise<Settled<T>> {
   const results: Array<PromiseSettledResult<T | undefined> | undefined> = items.map(() => undefined)
   let pending = items.length
   let done!: () => void
   const finished = new Promise<void>(resolve => { done = resolve })
   let timer: NodeJS.Timeout | undefined
   let hitTimer: NodeJS.Timeout | undefined
+  let hitDeadline = Infinity
   const hits: T[] = []
   if (pending === 0) done()
-  items.forEach((item, n) => {
-    ask(item).then(value => {
+  const asks = items.map(async (item, n) => {
+    await ask(item).then(value => {
       results[n] = { status: 'fulfilled', value }
-      if (value !== undefined && hitTimer === undefined) {
-        hits.push(value)
-        if (settle(hits)) hitTimer = setTimeout(done, afterHitMs)
-      }
+      if (value === undefined) return
+      hits.push(value)
+      const ms = wait(hits)
+      if (ms === undefined || Date.now() + ms >= hitDeadline) return
+      hitDeadline = Date.now() + ms
+      clearTimeout(hitTimer)
+      hitTimer = setTimeout(done, ms)
     }, (reason: unknown) => { results[n] = { status: 'rejected', reason } })
       .finally(() => { if (--pending === 0) done(); else timer ??= setTimeout(done, STRAGGLER_MS) })
   })
   await finished
   clearTimeout(timer)
   clearTimeout(hitTimer)
-  return results.map(r => r ?? { status: 'rejected', reason: lateAnswer() })
+  const complete = (): Array<PromiseSettledResult<T | undefined>> => results.map(r => r ?? { status: 'rejected', reason: lateAnswer() })
+  return { results: complete(), all: Promise.all(asks).then(complete) }
 }
 
-/** How long the other caches may take to open once one has: those still opening then are asked as they come (see `stillOpening`). */
-const OPENING_MS = 250
+/**
+ * How long the other caches may take to open once one has: those still opening then are asked as they come (see
+ * `stillOpening`). An index in the repo opens in milliseconds; waiting 250 ms for one still being fetched was paid
+ * twice by every discovered narinfo.
+ */
+const OPENING_MS = 50
 
 /**
  * The servable indexes of several sources. One that cannot be opened is left out, unless none can be served (then
@@ -210,7 +235,7 @@ const OPENING_MS = 250
  */
 export async function currentIndexes (sources: IndexSource[]): Promise<ServedIndex[]> {
   const opening = sources.map(s => s.current())
-  const results = await settledAnswers(opening, async o => await o, OPENING_MS)
+  const { results } = await settledAnswers(opening, async o => await o, () => OPENING_MS)
   const deadline = Date.now() + STRAGGLER_MS
   const indexes = results.flatMap((r, n) => r.status === 'fulfilled' && r.value !== undefined
     ? [r.value]

@@ -2,7 +2,8 @@ import { Lru } from '../lru.js'
 import { fingerprint, signersOf } from '../nix/narinfo.js'
 import { formatPublicKey, type PublicKey } from '../nix/signing.js'
 import type { LogEntry, NarEntry, NarInfoEntry, ServedIndex } from './index.js'
-import { AFTER_HIT_MS, currentIndexes, firstAnswer, settledAnswers, type IndexSource } from './source.js'
+import { LateAnswerError } from '../errors.js'
+import { AFTER_HIT_MS, currentIndexes, firstAnswer, settledAnswers, SETTLED_MS, type IndexSource } from './source.js'
 
 /** What the gateway serves: one or more caches answering as one. */
 export type ServedCaches = ServedIndex
@@ -63,15 +64,24 @@ export function unionOf (sources: IndexSource[], options: UnionOptions = {}): ()
     return {
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash): Promise<NarInfoEntry | undefined> => {
-        const results = await settledAnswers(indexes, async i => await i.narInfo(hash), AFTER_HIT_MS)
-        const hits = results.flatMap((r, n) => r.status === 'fulfilled' && r.value !== undefined ? [{ entry: r.value, index: indexes[n]! }] : [])
+        // A hit no preferred key signed waits longer for one that such a key signed.
+        const preferred = (entry: NarInfoEntry): boolean => signers(entry, prefer).trusted.length > 0
+        const { results, all } = await settledAnswers(indexes, async i => await i.narInfo(hash), hits => prefer.length > 0 && !hits.some(preferred) ? AFTER_HIT_MS : SETTLED_MS)
+        const hitsOf = (answers: typeof results): Array<{ entry: NarInfoEntry, index: ServedIndex }> =>
+          answers.flatMap((r, n) => r.status === 'fulfilled' && r.value !== undefined ? [{ entry: r.value, index: indexes[n]! }] : [])
+        const hits = hitsOf(results)
         if (hits.length === 0) {
           const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
           if (failed !== undefined) throw failed.reason
           return undefined
         }
-        const dispute = hits.length > 1 ? disputeOf(hits.map(h => h.entry), prefer) : undefined
-        if (dispute !== undefined) options.onDispute?.(dispute)
+        const reportDispute = (among: typeof hits): void => {
+          const dispute = among.length > 1 ? disputeOf(among.map(h => h.entry), prefer) : undefined
+          if (dispute !== undefined) options.onDispute?.(dispute)
+        }
+        reportDispute(hits)
+        // Caches that answered late still show the dispute they are part of.
+        if (results.some(r => r.status === 'rejected' && r.reason instanceof LateAnswerError)) all.then(answers => reportDispute(hitsOf(answers)), () => {})
         const chosen = (prefer.length > 0 ? hits.find(h => signers(h.entry, prefer).trusted.length > 0) : undefined) ?? hits[0]!
         servedFrom.set(chosen.entry.nar.toString(), chosen.index)
         return chosen.entry

@@ -1,7 +1,7 @@
 import type { NarEntry, NarInfoEntry } from '../cache/index.js'
-import { AFTER_HIT_MS, currentIndexes, firstAnswer, settledAnswers, type IndexSource } from '../cache/source.js'
+import { currentIndexes, firstAnswer, settledAnswers, SETTLED_MS, type IndexSource } from '../cache/source.js'
 import type { Dispute, ServedCaches } from '../cache/union.js'
-import { UnavailableError } from '../errors.js'
+import { LateAnswerError, UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
 import { fingerprint, formatNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
@@ -151,6 +151,17 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
     if (known?.narHash !== narHash || known.narSize !== narSize) approved.set(nar, { narHash, narSize })
     return served
   }
+  /**
+   * Judges a served path again with the answers of the caches that were late: the dispute they show is recorded, and
+   * a NAR they deny the quorum (two NARs reached the threshold) is no longer served.
+   */
+  const rejudge = (served: NarInfoEntry, entries: NarInfoEntry[], votes: RebuildVote[] | undefined): void => {
+    const verdict = judge(entries, options.policy, votes)
+    if (verdict.dispute !== undefined) options.onDispute?.(verdict.dispute)
+    if (verdict.served?.info.narHash === served.info.narHash && verdict.served.info.narSize === served.info.narSize) return
+    approved.delete(served.nar.toString())
+    if (verdict.served === undefined) options.onRefused?.(verdict.reason)
+  }
   return async () => {
     const indexes = await currentIndexes(sources)
     if (indexes.length === 0) return undefined
@@ -158,11 +169,13 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash) => {
         // A cache whose narinfo cannot be read or is refused simply does not count towards the quorum. Once the
-        // answers so far would be served, the others get a second more: enough to see a disagreement, not the 10 s a
-        // cache whose index is still on its way held the path (up to 16 s for a narinfo on the 50-node bench).
+        // answers so far would be served, the others get SETTLED_MS more: an open index answers in that time, one
+        // still on its way is judged when it answers (below), not waited for (up to 16 s for a narinfo on the
+        // 50-node bench when it was).
         const votes = options.votes?.(hash)
-        const results = await settledAnswers(indexes, async i => await i.narInfo(hash), AFTER_HIT_MS, hits => judge(hits, options.policy, votes).served !== undefined)
-        const entries = results.flatMap(r => r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [])
+        const { results, all } = await settledAnswers(indexes, async i => await i.narInfo(hash), hits => judge(hits, options.policy, votes).served !== undefined ? SETTLED_MS : undefined)
+        const entriesOf = (answers: typeof results): NarInfoEntry[] => answers.flatMap(r => r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [])
+        const entries = entriesOf(results)
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
         if (entries.length === 0 && failed !== undefined) throw failed.reason
         if (entries.length === 0) return undefined
@@ -178,6 +191,9 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
           return undefined
         }
         if (verdict.served === undefined) return approve(selfCertified)
+        if (results.some(r => r.status === 'rejected' && r.reason instanceof LateAnswerError)) {
+          all.then(answers => rejudge(verdict.served!, entriesOf(answers), votes), () => {})
+        }
         return approve(verdict.served)
       },
       nar: async (cid): Promise<NarEntry | undefined> => {
