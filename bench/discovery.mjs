@@ -4,8 +4,11 @@
 //
 //   1 bootstrap node; BUILDERS nodes, each serving its own cache of PATHS
 //   store paths; plain nodes that only route; CLIENTS gateways with an empty
-//   repo, `--discover` and `--trust` every builder's key (threshold 1).
-//   Every node is told one address of a node started before it.
+//   repo, `--discover` and `--trust` every builder's key (threshold 1), room
+//   to follow every builder's cache, and no look-up of the trusted caches by
+//   name at start (which would follow them before the first request: the
+//   rendezvous CID is what is measured). Every node is told one address of a
+//   node started before it, and follows at the default interval.
 //
 // Each client first asks for one path of every builder (no cache holds it
 // yet for that client: found through the rendezvous CID, so "discovered"),
@@ -26,6 +29,7 @@
 import fs from 'node:fs'
 import { spawn } from 'node:child_process'
 import { cpus } from 'node:os'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { join } from 'node:path'
 import { SMOKE, resultsFile, workDir } from './lib/mode.mjs'
 import { LOCAL_ENV as ENV, loadAverage, logger, ownLoopback, rmrf, runSync as run, sleep } from './lib/process.mjs'
@@ -166,6 +170,8 @@ try {
   /** time to the first provider of a rendezvous CID, the DHT alone (each client after its lookups, connections warm) */
   const searches = []
   const misses = []
+  /** the event loop delay of the process the clients run in, while they looked paths up (ms; one value per client) */
+  const loopDelays = { 50: [], 99: [], max: [] }
   /** Writes the results so far (after each client: a run cut short still leaves its numbers). */
   const writeResults = (clientsDone) => {
     const ms = (x) => x === undefined || !Number.isFinite(x) ? '—' : `${x.toFixed(1)} ms`
@@ -176,7 +182,8 @@ try {
       `| narinfo of a cache followed on demand | ${followed.length} | ${ms(quantile(followed, 0.5))} | ${ms(quantile(followed, 0.99))} | ${ms(Math.max(...followed))} |`,
       `| discovery lookups (all, from the clients' logs) | ${lookups.length} | ${ms(quantile(lookups, 0.5))} | ${ms(quantile(lookups, 0.99))} | ${ms(Math.max(...lookups))} |`,
       `| DHT provider search alone (first provider; each client after its lookups) | ${searches.length} | ${ms(quantile(searches, 0.5))} | ${ms(quantile(searches, 0.99))} | ${ms(Math.max(...searches))} |`,
-      ...Object.entries(steps).map(([step, xs]) => `| … first ${step}, ms into a lookup | ${xs.length} | ${ms(quantile(xs, 0.5))} | ${ms(quantile(xs, 0.99))} | ${ms(Math.max(...xs))} |`)
+      ...Object.entries(steps).map(([step, xs]) => `| … first ${step}, ms into a lookup | ${xs.length} | ${ms(quantile(xs, 0.5))} | ${ms(quantile(xs, 0.99))} | ${ms(Math.max(...xs))} |`),
+      `| event loop delay of the clients' process while they looked up (worst client) | ${loopDelays.max.length} | ${ms(Math.max(...loopDelays[50]))} | ${ms(Math.max(...loopDelays[99]))} | ${ms(Math.max(...loopDelays.max))} |`
     ]
     const p99 = quantile(discovered, 0.99)
     const out = [
@@ -201,7 +208,7 @@ try {
   for (let c = 0; c < CLIENTS; c++) {
     const bootstrap = [addresses[Math.floor(Math.random() * addresses.length)]]
     const client = await startDaemon({
-      ...nodeOptions(join(WORK, `client-${c}`), bootstrap, { trust: { keys, threshold: 1 }, discover: { keys, requireSignature: false, deadlineMs: 3_000 } }),
+      ...nodeOptions(join(WORK, `client-${c}`), bootstrap, { trust: { keys, threshold: 1 }, discover: { keys, requireSignature: false, deadlineMs: 3_000, maxCaches: BUILDERS, warmUp: false } }),
       log: {
         ...quiet,
         info: (m) => { noteLookup(m); if (VERBOSE) log(`client ${c}: ${m}`) },
@@ -220,6 +227,8 @@ try {
       else misses.push(`${path}: ${r.status}`)
       if (VERBOSE && (r.status !== 200 || took > 1000)) log(`client ${c}: ${hashOf(path)}.narinfo ${r.status} in ${took.toFixed(0)} ms (${into === discovered ? 'first of its builder' : 'builder seen before'})`)
     }
+    const lag = monitorEventLoopDelay({ resolution: 10 })
+    lag.enable()
     for (const b of builders) await ask(b.paths[0], discovered)
     for (const b of builders) for (const p of [...b.paths.slice(1), ...more[builders.indexOf(b)]]) await ask(p, followed)
     // The DHT alone (its routing, not the network facade, which keeps the providers named lately).
@@ -229,6 +238,9 @@ try {
         for await (const provider of client.network.routing.findProviders(rendezvousCid(hashOf(b.paths.at(-1))), { signal: AbortSignal.timeout(10_000) })) { searches.push(performance.now() - t); break }
       } catch {}
     }
+    lag.disable()
+    for (const q of [50, 99]) loopDelays[q].push(lag.percentile(q) / 1e6)
+    loopDelays.max.push(lag.max / 1e6)
     writeResults(c + 1)
   }
   if (misses.length > 0 && !SMOKE) process.exitCode = 1

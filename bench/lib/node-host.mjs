@@ -8,11 +8,12 @@
 // parent: { event: 'announced' } per "announced root" log line.
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { DEFAULT_FOLLOW_INTERVAL_S } from '../../dist/constants.js'
 
 /** The options every benchmark node shares; `extra` adds to them. */
 export function nodeOptions (repo, bootstrap, extra = {}) {
   return {
-    repo, follow: [], pin: 'index', closures: [], followIntervalMs: 5_000, expiredGraceMs: 3_600_000, host: '127.0.0.1', port: 0,
+    repo, follow: [], pin: 'index', closures: [], followIntervalMs: DEFAULT_FOLLOW_INTERVAL_S * 1000, expiredGraceMs: 3_600_000, host: '127.0.0.1', port: 0,
     ...extra,
     network: { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], bootstrap, httpGateways: [], peerTimeoutMs: 10_000, peerConnections: 4 }
   }

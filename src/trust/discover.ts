@@ -52,9 +52,11 @@ const DEADLINE_GRACE_MS = 500
  */
 const FOLLOW_MS = 10_000
 /**
- * How long asking a provider found late may take: the provider search stops this long before the deadline. It
+ * How long asking a provider found late may take: the provider search stops this long before the deadline, and a
+ * provider is given at least this long to answer, past the deadline if need be (the request waits for it). It
  * stopped at half the deadline when the record had to follow; the 50-node bench had 404s after 1.5 s of search
- * that found no provider (first provider p99 4.9 s into a lookup under load 6 on 2 cores).
+ * that found no provider (first provider p99 4.9 s into a lookup under load 6 on 2 cores), and 404s for paths a
+ * provider found at 2.4 s was still being asked for at the deadline.
  */
 const ASK_MS = 750
 /** Providers asked per lookup at most (a thousand Sybils must not cost a thousand requests). */
@@ -87,6 +89,9 @@ export interface DiscoveryOptions {
   warmUp?: boolean
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
+
+/** How a lookup under way is doing: a trusted cache was named as holding the path; providers being asked. */
+interface LookupState { hopeful: boolean, asking: number }
 
 /** Finds caches that hold a store path, among those whose keys are trusted. */
 export interface Discovery {
@@ -264,7 +269,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     else options.log.debug(`discovery: ${outcome}`)
   }
 
-  async function lookup (hash: string, state: { hopeful: boolean }): Promise<boolean> {
+  async function lookup (hash: string, state: LookupState): Promise<boolean> {
     const { routing, delegated } = options.network
     if (routing === undefined && delegated.length === 0) return false
     const started = Date.now()
@@ -310,7 +315,10 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       if (all || (named >= enough && Date.now() - lastProvider >= QUIET_MS)) quiet.abort()
     }
     const ask = async (provider: Provider): Promise<void> => {
-      for (const { name, narinfo } of await options.network.cachesHolding(provider, hash, signal).catch((): Holding[] => [])) {
+      const asking = AbortSignal.any([abort.signal, AbortSignal.timeout(Math.max(started + deadlineMs - Date.now(), ASK_MS))])
+      state.asking++
+      const holdings = await options.network.cachesHolding(provider, hash, asking).catch((): Holding[] => []).finally(() => { state.asking-- })
+      for (const { name, narinfo } of holdings) {
         names.add(name)
         if (!allowed.has(name)) continue
         mark('trusted named')
@@ -323,8 +331,9 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
           if (signers.size >= enough) { quiet.abort(); haveEnough() }
         }
         if (served.has(name)) { if (discovered.has(name)) touch(name); continue }
-        // A provider that names a cache also hands over its record (it is connected now): try once more.
-        if (!following.has(name) || (failed.has(name) && !joining.has(name))) startFollow(name, provider)
+        // A provider that names a cache also hands over its record (it is connected now): try once more, or share the
+        // try another lookup started meanwhile.
+        if (!following.has(name) || failed.has(name)) startFollow(name, provider)
       }
       maybeEnd()
     }
@@ -374,14 +383,15 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       if (missUntil !== undefined && missUntil > Date.now()) return false
       let running = inflight.get(hash)
       if (running === undefined) {
-        const state = { hopeful: false }
+        const state: LookupState = { hopeful: false, asking: 0 }
         const result = lookup(hash, state).catch((err: Error) => { options.log.warn(`discovery: ${hash}: ${err.message}`); return false })
           .then(found => { if (!found) misses.set(hash, Date.now() + MISS_MS); else misses.delete(hash); return found })
           .finally(() => inflight.delete(hash))
-        running = { result, hopeful: () => state.hopeful }
+        running = { result, hopeful: () => state.hopeful || state.asking > 0 }
         inflight.set(hash, running)
       }
-      // The deadline holds unless a trusted cache was named as holding the path: then its follow is waited for.
+      // The deadline holds unless a trusted cache was named as holding the path, or a provider is still being asked:
+      // then they are waited for.
       const wait = async (ms: number): Promise<boolean | undefined> => {
         let timer: NodeJS.Timeout | undefined
         const late = new Promise<undefined>(resolve => { timer = setTimeout(() => resolve(undefined), ms) })
