@@ -256,7 +256,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   // On a network (--bootstrap, --routing), every served cache is announced: record, root, NARs, rendezvous CIDs.
   const announcer = network.routing === undefined || !network.joined
     ? undefined
-    : startAnnouncing(repo, local, network.routing, { names: () => [...sources.keys()], recent: () => network.blocks.recentlyUsed().map(n => n.root), log })
+    : startAnnouncing(repo, local, network.routing, { names: () => [...sources.keys()], own: options.own, recent: () => network.blocks.recentlyUsed().map(n => n.root), log })
   const queue = options.retryQueued === undefined
     ? undefined
     : startQueueRetry(repo, local, { ...options.retryQueued, log }, ownChanged)
