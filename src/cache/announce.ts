@@ -13,6 +13,13 @@ import { loadRecord } from './records.js'
 const CHECK_MS = 5_000
 /** A record is put into the DHT again this often even if unchanged: DHT nodes drop records after 36 h (kad-dht's maximum record age). */
 const REPUT_MS = 12 * 60 * 60 * 1000
+/**
+ * A name announced while the DHT routing table held fewer peers than this (kad-dht's K) is announced again each time
+ * the table doubles: the network was still forming, and its record and provider records went to the closest peers of
+ * a few, which the closest of many may not ask (the 50-node bench: a builder announced before most nodes had started,
+ * and both clients found no provider of its first path). A node joining a formed network fills its table at once.
+ */
+const FORMING_TABLE = 20
 /** Provides under way at once for the node's own cache. */
 const CONCURRENCY = 16
 /**
@@ -58,8 +65,11 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
   setMaxListeners(Infinity, abort.signal)
   let running: Promise<void> | undefined
 
-  async function provideAll (cids: CID[], concurrency: number): Promise<number> {
-    const todo = cids.filter(c => !provided.has(c.toString()))
+  /** the size of the routing table when each name's root was last announced */
+  const tableAt = new Map<string, number>()
+
+  async function provideAll (cids: CID[], concurrency: number, again = false): Promise<number> {
+    const todo = again ? [...cids] : cids.filter(c => !provided.has(c.toString()))
     let done = 0
     let failure: Error | undefined
     const work = async (): Promise<void> => {
@@ -81,14 +91,17 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
   async function announceName (name: string): Promise<void> {
     const bytes = await loadRecordBytes(repo, name)
     if (bytes === undefined) return
+    const size = routing.size()
+    const before = tableAt.get(name)
+    const grown = before !== undefined && before < FORMING_TABLE && size >= 2 * before
     const last = put.get(name)
-    if (last === undefined || Buffer.compare(last.bytes, bytes) !== 0 || Date.now() - last.at > REPUT_MS) {
+    if (last === undefined || Buffer.compare(last.bytes, bytes) !== 0 || Date.now() - last.at > REPUT_MS || grown) {
       await routing.putRecord(name, bytes, { signal: abort.signal })
       put.set(name, { bytes: Buffer.from(bytes), at: Date.now() })
       options.log.debug(`/ipns/${name}: record put into the DHT`)
     }
     const record = await loadRecord(repo, name)
-    if (record === undefined || rootsDone.get(name) === record.root.toString()) return
+    if (record === undefined || (rootsDone.get(name) === record.root.toString() && !grown)) return
     if (!local.has(record.root)) return // a followed root not fetched yet: next check
     const started = Date.now()
     const index = await openIndex(local, record.root)
@@ -98,9 +111,14 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
       const nar = (await index.narInfo(hash).catch(() => undefined))?.nar
       if (nar !== undefined && local.has(nar)) cids.push(nar)
     }
-    const count = await provideAll(cids, name === options.own ? CONCURRENCY : OTHERS_CONCURRENCY)
+    const again = grown && rootsDone.get(name) === record.root.toString()
+    const count = await provideAll(cids, name === options.own ? CONCURRENCY : OTHERS_CONCURRENCY, again)
     rootsDone.set(name, record.root.toString())
-    options.log.info(`/ipns/${name}: announced root ${record.root.toString()} to the DHT (record, ${count} new provider records) in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+    tableAt.set(name, size)
+    const took = `${((Date.now() - started) / 1000).toFixed(1)} s`
+    options.log.info(again
+      ? `/ipns/${name}: the DHT has grown from ${before!} to ${size} peers since root ${record.root.toString()} was announced: record and ${count} provider records put again in ${took}`
+      : `/ipns/${name}: announced root ${record.root.toString()} to the DHT (record, ${count} new provider records) in ${took}`)
   }
 
   async function check (): Promise<void> {

@@ -434,11 +434,12 @@ function signedOnly (source: IndexSource, keys: PublicKey[]): IndexSource {
 }
 
 /**
- * How long the served caches may take to answer a narinfo request before discovery is asked beside them. Open
- * indexes answer in milliseconds; one that is slower is being fetched, and at 250 ms the wait for it was a fifth of a
- * discovered narinfo's time on the 50-node bench.
+ * How long the served caches may take to answer a narinfo request before discovery is asked beside them: longer than
+ * a hit takes to settle beside a cache still opening (SETTLED_MS), so that a path a followed cache holds is answered
+ * before; shorter than the 250 ms that were a fifth of a discovered narinfo's time on the 50-node bench. At 50 ms, a
+ * loaded gateway asked the network for followed paths too (40 lookups became 75).
  */
-const HEDGE_MS = 50
+const HEDGE_MS = 150
 const LATER = Symbol('later')
 /** LATER, after `ms`. */
 const later = async (ms: number): Promise<typeof LATER> => await new Promise(resolve => setTimeout(() => resolve(LATER), ms).unref())

@@ -16,15 +16,14 @@ const ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz'
 /** A distinct store path hash per number and cache. */
 const hashOf = (cache: number, i: number): string => [...(cache * 1000 + i).toString(32).padStart(32, '0')].map(d => ALPHABET[parseInt(d, 32)]!).join('')
 
-// A gateway that had just discovered 20 caches provided their rendezvous CIDs 16 at a time, and the DHT answers
-// stalled its event loop (requests waited up to 1.3 s on the 50-node bench).
 describe('announcing to the DHT', () => {
-  it('provides the own cache 16 at a time, and caches others published 2 at a time', async () => {
+  /** A repo holding `count` caches of 40 paths each, with their records; and which cache each rendezvous CID is of. */
+  async function caches (count: number): Promise<{ repo: string, blocks: PackStore, names: string[], rendezvous: Map<string, string> }> {
     const repo = tmp()
     const blocks = await PackStore.openRepo(repo)
     const names: string[] = []
-    const rendezvous = new Map<string, string>() // rendezvous CID → the cache it belongs to
-    for (const cache of [0, 1]) {
+    const rendezvous = new Map<string, string>()
+    for (let cache = 0; cache < count; cache++) {
       const key = generateSecretKey(`builder-${cache}`)
       const entries: CacheEntry[] = []
       for (let i = 0; i < 40; i++) {
@@ -37,6 +36,14 @@ describe('announcing to the DHT', () => {
       await acceptRecord(repo, ipnsNameOf(key.publicKey), (await signRecord(key.seed, root, 1n, 3600_000)).bytes)
       names.push(ipnsNameOf(key.publicKey))
     }
+    return { repo, blocks, names, rendezvous }
+  }
+  const quiet = { info: () => {}, warn: () => {}, debug: () => {} }
+
+  // A gateway that had just discovered 20 caches provided their rendezvous CIDs 16 at a time, and the DHT answers
+  // stalled its event loop (requests waited up to 1.3 s on the 50-node bench).
+  it('provides the own cache 16 at a time, and caches others published 2 at a time', async () => {
+    const { repo, blocks, names, rendezvous } = await caches(2)
     const [own, other] = names as [string, string]
     const most = new Map<string, number>()
     const running = new Map<string, number>()
@@ -53,12 +60,34 @@ describe('announcing to the DHT', () => {
         provided++
       }
     } as unknown as Routing
-    const announcer = startAnnouncing(repo, blocks, routing, { names: () => [own, other], own, log: { info: () => {}, warn: () => {}, debug: () => {} } })
+    const announcer = startAnnouncing(repo, blocks, routing, { names: () => [own, other], own, log: quiet })
     try {
       await announcer.announce()
       expect(provided).toBe(2 * (40 + 1))
       expect(most.get(own)).toBe(16)
       expect(most.get(other)).toBe(2)
+    } finally {
+      announcer.stop()
+      await blocks.close()
+    }
+  })
+  // The 50-node bench: a builder announced before most nodes had started, and no client found a provider of its path.
+  it('announces a cache again each time a DHT that was still forming doubles, and not once it is formed', async () => {
+    const { repo, blocks, names: [name] } = await caches(1)
+    let size = 1
+    let puts = 0
+    let provides = 0
+    const routing = { size: () => size, putRecord: async () => { puts++ }, provide: async () => { provides++ } } as unknown as Routing
+    const announcer = startAnnouncing(repo, blocks, routing, { names: () => [name!], own: name, log: quiet, checkMs: 3600_000 })
+    try {
+      const after = async (peers: number): Promise<[number, number]> => { size = peers; await announcer.announce(); return [puts, provides] }
+      expect(await after(1)).toEqual([1, 41])
+      expect(await after(1)).toEqual([1, 41]) // nothing changed
+      expect(await after(2)).toEqual([2, 82]) // doubled
+      expect(await after(3)).toEqual([2, 82])
+      expect(await after(12)).toEqual([3, 123])
+      expect(await after(24)).toEqual([4, 164]) // announced at 12 peers, fewer than K: still forming then
+      expect(await after(200)).toEqual([4, 164]) // announced at 24: formed
     } finally {
       announcer.stop()
       await blocks.close()
