@@ -34,6 +34,7 @@ import { RemotePinStore } from './cache/remote-pins.js'
 import { startPinWorker } from './cache/pin-worker.js'
 import { PinnedCaches } from './cache/pinned-caches.js'
 import type { IndexSource } from './cache/source.js'
+import type { Holding } from './net/rendezvous.js'
 
 export interface DaemonOptions {
   repo: string
@@ -160,7 +161,8 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const quorum = new QuorumLog(repo, log)
   const served = [...sources.values()]
   // Every node on a network says which of its caches hold a narinfo; --discover asks that of others and follows what it trusts.
-  network.serveHoldings(async (hash) => await cachesHolding(sources, hash))
+  const holdings = async (hash: string): Promise<Holding[]> => await cachesHolding(sources, hash)
+  network.serveHoldings(holdings)
   const discovery = options.discover === undefined
     ? undefined
     : startDiscovery({
@@ -216,6 +218,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     local,
     record: async name => await loadRecordBytes(repo, name),
     routing,
+    holdings,
     pinning: remotePins === undefined
       ? undefined
       : {

@@ -16,6 +16,8 @@ import type { NarCompression } from './encode.js'
 import type { RoutingView } from '../net/routing-view.js'
 import { serveRoutingV1 } from './routing-v1.js'
 import { servePinning, type PinningApi } from './pinning.js'
+import { serveHoldings } from './holdings.js'
+import type { Holding } from '../net/rendezvous.js'
 
 /** What every handler gets. */
 export interface RouteContext {
@@ -37,6 +39,8 @@ export interface RouteContext {
   disputes: () => Promise<unknown[]>
   /** what /routing/v1 answers from (undefined: not served) */
   routing?: RoutingView
+  /** which served caches hold a narinfo for a store path hash, with its text (undefined: not answered) */
+  holdings?: (hash: string) => Promise<Holding[]>
   /** the Pinning Service API's pin requests (undefined: the API is off) */
   pinning?: PinningApi
   /** HTTP binary caches asked for what the served caches miss */
@@ -67,6 +71,7 @@ export const ROUTES: Array<[RegExp, Handler]> = [
   [/^\/metrics$/, serveMetrics],
   [/^\/healthz$/, serveHealth],
   [/^\/routing\/v1(\/.*)?$/, serveRoutingV1],
+  [/^\/nixipfs\/narinfo\/([0-9a-df-np-sv-z]{32})$/, serveHoldings],
   [/^\/psa(\/.*)?$/, servePinning]
 ]
 

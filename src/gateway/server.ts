@@ -33,6 +33,7 @@ export interface GatewayOptions {
   local: RouteContext['local']
   record: RouteContext['record']
   routing?: RouteContext['routing']
+  holdings?: RouteContext['holdings']
   /** the Pinning Service API at /psa (off without it) */
   pinning?: RouteContext['pinning']
   /** which narinfos point Nix at NARs compressed on the fly. @default 'auto' (for clients on other hosts) */
@@ -91,7 +92,7 @@ export interface Gateway {
 
 /** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
-  const { caches, blocks, local, record, routing, pinning, disputes, upstream, stats, logger } = options
+  const { caches, blocks, local, record, routing, holdings, pinning, disputes, upstream, stats, logger } = options
   // Each gateway has its own registry (several can run in one process, as in the tests); process metrics are shared.
   const registry = new Registry()
   processMetrics()
@@ -125,7 +126,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       indexError = err
       return undefined
     })
-    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, pinning, disputes, upstream, stats, metrics, head: method === 'HEAD', compressNar: options.compressNar ?? 'auto' })
+    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, holdings, pinning, disputes, upstream, stats, metrics, head: method === 'HEAD', compressNar: options.compressNar ?? 'auto' })
   }
 
   // A refused narinfo is logged once per NAR, not on every request Nix repeats.

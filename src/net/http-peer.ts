@@ -5,6 +5,8 @@ import { CODINGS, type Coding } from '../codings.js'
 import { PeerError } from '../errors.js'
 import { decodedBody, decodedBytes, responseCoding } from './decode.js'
 import { discard, HttpPool, type HttpResponse } from './http-get.js'
+import { NARINFO_KEY_PREFIX } from './protocols.js'
+import { decodeHoldings, MAX_HOLDINGS_BYTES, type Holding } from './rendezvous.js'
 
 /**
  * Whether responses are asked for compressed: `auto` asks every peer but a
@@ -79,6 +81,12 @@ export class HttpPeer {
   /** The signed IPNS record for `name`, unverified; undefined when the peer has none. */
   async record (name: string, signal?: AbortSignal): Promise<Uint8Array | undefined> {
     return await this.small(`/ipns/${name}?format=ipns-record`, 'application/vnd.ipfs.ipns-record', MAX_RECORD_BYTES, signal)
+  }
+
+  /** The caches in which the peer holds a narinfo for store path hash `hash`, with its text (unverified). */
+  async holdings (hash: string, signal?: AbortSignal): Promise<Holding[]> {
+    const answer = await this.small(`${NARINFO_KEY_PREFIX}${hash}`, 'text/plain', MAX_HOLDINGS_BYTES, signal)
+    return answer === undefined ? [] : decodeHoldings(new TextDecoder().decode(answer))
   }
 
   /** The DAG under `cid` as a CARv1 stream (depth first, no duplicates), unverified; undefined when the peer does not have it. */

@@ -28,6 +28,9 @@ export interface Holding {
   narinfo: string
 }
 
+/** Largest answer accepted to "which caches hold this narinfo" (some hundred names, a few hundred KiB of narinfos). */
+export const MAX_HOLDINGS_BYTES = 1024 * 1024
+
 /** Narinfo text sent along in one answer at most: beyond it, names only (a narinfo may list thousands of references). */
 const MAX_NARINFO_TEXT = 256 * 1024
 
