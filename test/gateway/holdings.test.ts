@@ -8,9 +8,9 @@ import { nixAvailable, nixBuild, shellDerivation } from '../helpers/nix.js'
 const quiet = { info: () => {}, warn: () => {}, debug: () => {} }
 const EXPR = shellDerivation(`holdings-${Date.now()}-${process.pid}`, 'mkdir -p $out; echo holdings > $out/a')
 
-// A discovering gateway asks the providers of a path's rendezvous CID which caches hold its narinfo. Over libp2p, a
-// first connection costs a Noise handshake and several negotiations: 270 ms at p50, 600 ms at p90 on the loaded
-// 50-node bench. A provider's trustless gateway answers the same question over plain HTTP.
+// A discovering gateway asks the providers of a path's rendezvous CID which caches hold its narinfo. It could ask
+// only over libp2p: a gateway on `--routing` alone (no libp2p) found providers and could ask none of them. A
+// provider's trustless gateway answers the same question over plain HTTP.
 describe.runIf(nixAvailable)('which caches hold a narinfo, over HTTP', () => {
   let gw: GatewayProcess
   let hash: string
