@@ -179,8 +179,8 @@ export const AFTER_HIT_MS = 1_000
 export interface Settled<T> {
   /** each item's answer; one still out when the question was settled is a LateAnswerError */
   results: Array<PromiseSettledResult<T | undefined>>
-  /** each item's answer once every one came (the late ones are bounded by their own deadlines) */
-  all: Promise<Array<PromiseSettledResult<T | undefined>>>
+  /** each item's answer once every one came, or STRAGGLER_MS after this is called (those still out then: LateAnswerError) */
+  all: () => Promise<Array<PromiseSettledResult<T | undefined>>>
 }
 
 /**
@@ -216,7 +216,14 @@ export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promis
   clearTimeout(timer)
   clearTimeout(hitTimer)
   const complete = (): Array<PromiseSettledResult<T | undefined>> => results.map(r => r ?? { status: 'rejected', reason: lateAnswer() })
-  return { results: complete(), all: Promise.all(asks).then(complete) }
+  // Late ones get STRAGGLER_MS more at most: a cache that never answers must not keep every question's answers alive.
+  const all = async (): Promise<Array<PromiseSettledResult<T | undefined>>> => {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([Promise.all(asks), new Promise<void>(resolve => { timer = setTimeout(resolve, STRAGGLER_MS).unref() })])
+    clearTimeout(timer)
+    return complete()
+  }
+  return { results: complete(), all }
 }
 
 /**

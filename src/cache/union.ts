@@ -81,7 +81,7 @@ export function unionOf (sources: IndexSource[], options: UnionOptions = {}): ()
         }
         reportDispute(hits)
         // Caches that answered late still show the dispute they are part of.
-        if (results.some(r => r.status === 'rejected' && r.reason instanceof LateAnswerError)) all.then(answers => reportDispute(hitsOf(answers)), () => {})
+        if (results.some(r => r.status === 'rejected' && r.reason instanceof LateAnswerError)) all().then(answers => reportDispute(hitsOf(answers)), () => {})
         const chosen = (prefer.length > 0 ? hits.find(h => signers(h.entry, prefer).trusted.length > 0) : undefined) ?? hits[0]!
         servedFrom.set(chosen.entry.nar.toString(), chosen.index)
         return chosen.entry

@@ -192,7 +192,7 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
         }
         if (verdict.served === undefined) return approve(selfCertified)
         if (results.some(r => r.status === 'rejected' && r.reason instanceof LateAnswerError)) {
-          all.then(answers => rejudge(verdict.served!, entriesOf(answers), votes), () => {})
+          all().then(answers => rejudge(verdict.served!, entriesOf(answers), votes), () => {})
         }
         return approve(verdict.served)
       },
