@@ -113,26 +113,26 @@ function withheld (index: CacheIndex, reason: string): CacheIndex {
 }
 
 /** A cache still opening: each lookup waits for it until `deadline`, then fails with LateAnswerError; one that fails to open holds nothing. */
-function stillOpening (opening: Promise<ServedIndex | undefined>, deadline: number): ServedIndex {
+function stillOpening (opened: Promise<ServedIndex | undefined>, deadline: number): ServedIndex {
   const ask = async <T>(lookup: (index: ServedIndex) => Promise<T | undefined>): Promise<T | undefined> => {
     let timer: NodeJS.Timeout | undefined
     const late = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(lateAnswer()), deadline - Date.now())
     })
     try {
-      const index = await Promise.race([opening.catch(() => undefined), late])
+      const index = await Promise.race([opened.catch(() => undefined), late])
       return index === undefined ? undefined : await lookup(index)
     } finally {
       clearTimeout(timer)
     }
   }
-  return {
+  return markOpening({
     cacheInfo: '',
     narInfo: async hash => await ask(i => i.narInfo(hash)),
     nar: async cid => await ask(i => i.nar(cid)),
     realisation: async id => await ask(i => i.realisation(id)),
     log: async drv => await ask(i => i.log(drv))
-  }
+  })
 }
 
 /** The first answer of `indexes` to `ask`; one that fails (refused, a corrupt block) does not hide the next one's answer, and its error is thrown only when none answers. */
@@ -161,19 +161,25 @@ const STRAGGLER_MS = 10_000
 const lateAnswer = (): LateAnswerError => new LateAnswerError(`a cache did not answer within ${STRAGGLER_MS / 1000} s of another; not counted this time`)
 
 /**
- * How long the other caches may still take once the answers so far settle a path (they are asked for the dispute it
- * may be): an open index answers from the repo in milliseconds, one still being fetched from peers in seconds, and
- * waiting a second for those was the floor under a discovered narinfo on the 50-node bench. A cache later than this
- * is judged when it answers (see `settledAnswers`' `all`): the dispute it shows is still recorded.
- */
-export const SETTLED_MS = 100
-/**
- * How long the other caches may still take after a hit that does not settle the path: a narinfo no key the local Nix
- * trusts signed waits this long for one that such a key signed (served, the first would fail `nix copy`). Not the
- * 10 s a path no cache has answered for gets: on the 50-node discovery bench, a cache whose index was still being
- * fetched held narinfos of followed caches for up to 9 s.
+ * How long the other open caches may still take once enough have a path's narinfo to settle it (they are asked for
+ * the dispute it may be, for their signatures, and for a preferred signer). Not the 10 s a path no cache has
+ * answered for gets: on the 50-node discovery bench, a cache whose index was still being fetched held narinfos of
+ * followed caches for up to 9 s. Caches still opening are not waited for at all (see `isOpening`).
  */
 export const AFTER_HIT_MS = 1_000
+
+/** Indexes whose answers wait for them to be fetched from peers (seconds, where an open index answers in milliseconds). */
+const opening = new WeakSet<ServedIndex>()
+/** Marks `index` as still opening: once a question is settled without it, it is not waited for (see `settledAnswers`). */
+export function markOpening<T extends ServedIndex> (index: T): T {
+  opening.add(index)
+  return index
+}
+/**
+ * True when `index` is still opening. Waiting a second for those was the floor under every discovered narinfo on the
+ * 50-node bench; a cache that answers later is judged when it does (see `settledAnswers`' `all`).
+ */
+export const isOpening = (index: ServedIndex): boolean => opening.has(index)
 
 /** The answers to one question of several caches: those in time, and all of them once the late ones came. */
 export interface Settled<T> {
@@ -187,11 +193,13 @@ export interface Settled<T> {
  * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
  * the first answer (or failure), or `wait(hits)` ms after the answers that are not undefined so far (`hits`), are
  * rejected with LateAnswerError in `results`, as a cache that cannot be read is. `wait` gives undefined while the
- * hits settle nothing.
+ * hits settle nothing; once they settle it, items for which `notWaitedFor(item, hits)` is true are not waited for.
  */
-export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>, wait: (hits: T[]) => number | undefined): Promise<Settled<T>> {
+export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>, wait: (hits: T[]) => number | undefined, notWaitedFor: (item: I, hits: T[]) => boolean = () => false): Promise<Settled<T>> {
   const results: Array<PromiseSettledResult<T | undefined> | undefined> = items.map(() => undefined)
   let pending = items.length
+  let settled = false
+  const waitedFor = (): boolean => items.some((item, n) => results[n] === undefined && !notWaitedFor(item, hits))
   let done!: () => void
   const finished = new Promise<void>(resolve => { done = resolve })
   let timer: NodeJS.Timeout | undefined
@@ -207,10 +215,14 @@ export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promis
       const ms = wait(hits)
       if (ms === undefined || Date.now() + ms >= hitDeadline) return
       hitDeadline = Date.now() + ms
+      settled = true
       clearTimeout(hitTimer)
       hitTimer = setTimeout(done, ms)
     }, (reason: unknown) => { results[n] = { status: 'rejected', reason } })
-      .finally(() => { if (--pending === 0) done(); else timer ??= setTimeout(done, STRAGGLER_MS) })
+      .finally(() => {
+        if (--pending === 0 || (settled && !waitedFor())) done()
+        else timer ??= setTimeout(done, STRAGGLER_MS)
+      })
   })
   await finished
   clearTimeout(timer)

@@ -3,7 +3,7 @@ import { fingerprint, signersOf } from '../nix/narinfo.js'
 import { formatPublicKey, type PublicKey } from '../nix/signing.js'
 import type { LogEntry, NarEntry, NarInfoEntry, ServedIndex } from './index.js'
 import { LateAnswerError } from '../errors.js'
-import { AFTER_HIT_MS, currentIndexes, firstAnswer, settledAnswers, SETTLED_MS, type IndexSource } from './source.js'
+import { AFTER_HIT_MS, currentIndexes, firstAnswer, isOpening, settledAnswers, type IndexSource } from './source.js'
 
 /** What the gateway serves: one or more caches answering as one. */
 export type ServedCaches = ServedIndex
@@ -64,9 +64,10 @@ export function unionOf (sources: IndexSource[], options: UnionOptions = {}): ()
     return {
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash): Promise<NarInfoEntry | undefined> => {
-        // A hit no preferred key signed waits longer for one that such a key signed.
+        // A hit no preferred key signed waits for the caches still opening too: one may hold a narinfo such a key signed.
         const preferred = (entry: NarInfoEntry): boolean => signers(entry, prefer).trusted.length > 0
-        const { results, all } = await settledAnswers(indexes, async i => await i.narInfo(hash), hits => prefer.length > 0 && !hits.some(preferred) ? AFTER_HIT_MS : SETTLED_MS)
+        const { results, all } = await settledAnswers(indexes, async i => await i.narInfo(hash), () => AFTER_HIT_MS,
+          (index, hits) => isOpening(index) && (prefer.length === 0 || hits.some(preferred)))
         const hitsOf = (answers: typeof results): Array<{ entry: NarInfoEntry, index: ServedIndex }> =>
           answers.flatMap((r, n) => r.status === 'fulfilled' && r.value !== undefined ? [{ entry: r.value, index: indexes[n]! }] : [])
         const hits = hitsOf(results)

@@ -3,7 +3,7 @@ import { narCidOfUrl, type NarEntry, type NarInfoEntry, type ServedIndex } from 
 import type { ServedCaches } from '../cache/union.js'
 import { startFollowing, type Follower, type FollowOptions } from '../cache/follow.js'
 import { acceptRecord, loadRecord } from '../cache/records.js'
-import type { IndexSource } from '../cache/source.js'
+import { markOpening, type IndexSource } from '../cache/source.js'
 import { cidOf, RAW_CODE } from '../ipfs/block.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { MAX_NARINFO_BYTES, parseNarInfo, signersOf } from '../nix/narinfo.js'
@@ -525,6 +525,8 @@ function signedNarInfo (text: string, hash: string, keys: PublicKey[]): { entry:
  */
 function withVouched (source: IndexSource, handed: Vouched, following: () => Promise<unknown> | undefined): IndexSource {
   const fresh = <T>(hit: { entry: T, until: number } | undefined): T | undefined => hit !== undefined && hit.until > Date.now() ? hit.entry : undefined
+  /** the cache's index opened once: its answers no longer wait for blocks from peers */
+  let indexOpened = false
   return {
     recheck: () => source.recheck(),
     current: async () => {
@@ -533,6 +535,7 @@ function withVouched (source: IndexSource, handed: Vouched, following: () => Pro
       // Not awaited here: what was handed over is served while the index is fetched. An index that cannot be opened
       // holds nothing more, as a cache that cannot be opened is left out beside others.
       const index = (pending ?? Promise.resolve()).then(async () => await source.current()).catch(() => undefined)
+      index.then(opened => { if (opened !== undefined) indexOpened = true }, () => {})
       const first = async <T>(handedOver: T | undefined, own: (index: ServedIndex) => Promise<T | undefined>): Promise<T | undefined> => {
         if (handedOver !== undefined && pending !== undefined) return handedOver
         // Followed, but its index may still be on its way (seen: 11 blocks in 12 s on a loaded network), and a request
@@ -541,7 +544,8 @@ function withVouched (source: IndexSource, handed: Vouched, following: () => Pro
         if (opened === LATER) return handedOver
         return (opened === undefined ? undefined : await own(opened)) ?? handedOver
       }
-      return {
+      // Until its index opened, a question settled by other caches does not wait for this one (see isOpening).
+      const served: ServedIndex = {
         cacheInfo: '',
         narInfo: async (hash) => await first(fresh(handed.narInfos.get(hash)), async index => await index.narInfo(hash)),
         nar: async (cid) => {
@@ -557,6 +561,7 @@ function withVouched (source: IndexSource, handed: Vouched, following: () => Pro
         realisation: async (id) => await (await index)?.realisation(id),
         log: async (drv) => await (await index)?.log(drv)
       }
+      return indexOpened ? served : markOpening(served)
     }
   }
 }

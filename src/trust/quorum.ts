@@ -1,5 +1,5 @@
 import type { NarEntry, NarInfoEntry } from '../cache/index.js'
-import { currentIndexes, firstAnswer, settledAnswers, SETTLED_MS, type IndexSource } from '../cache/source.js'
+import { AFTER_HIT_MS, currentIndexes, firstAnswer, isOpening, settledAnswers, type IndexSource } from '../cache/source.js'
 import type { Dispute, ServedCaches } from '../cache/union.js'
 import { LateAnswerError, UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
@@ -169,11 +169,11 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash) => {
         // A cache whose narinfo cannot be read or is refused simply does not count towards the quorum. Once the
-        // answers so far would be served, the others get SETTLED_MS more: an open index answers in that time, one
-        // still on its way is judged when it answers (below), not waited for (up to 16 s for a narinfo on the
-        // 50-node bench when it was).
+        // answers so far would be served, the other open caches get a second more: enough to see a disagreement.
+        // Caches still opening are not waited for (a second of every discovered narinfo on the 50-node bench; up
+        // to 16 s when they were waited for in full): they are judged when they answer (below).
         const votes = options.votes?.(hash)
-        const { results, all } = await settledAnswers(indexes, async i => await i.narInfo(hash), hits => judge(hits, options.policy, votes).served !== undefined ? SETTLED_MS : undefined)
+        const { results, all } = await settledAnswers(indexes, async i => await i.narInfo(hash), hits => judge(hits, options.policy, votes).served !== undefined ? AFTER_HIT_MS : undefined, isOpening)
         const entriesOf = (answers: typeof results): NarInfoEntry[] => answers.flatMap(r => r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [])
         const entries = entriesOf(results)
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')

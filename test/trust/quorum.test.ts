@@ -189,6 +189,17 @@ describe.concurrent('a cache that does not answer', () => {
     expect(served?.info.sigs[0]).toMatch(/^builder-2:/)
   }, 30_000)
 
+  it('waits for an open cache that is slow to answer (up to a second): its signature and its dispute are in the answer', async () => {
+    const disputes: string[][] = []
+    const slow = (hit: NarInfoEntry): IndexSource => source(async () => index(async () => { await new Promise(resolve => setTimeout(resolve, 300)); return hit }))
+    const caches = quorumOf([source(async () => index(async () => entry(honest, [trusted[0]!]))), source(async () => index(async () => entry(honest, [trusted[1]!]))), slow(entry(honest, [trusted[2]!])), slow(entry(tampered, [trusted[3]!]))], {
+      policy: policy(2), onDispute: d => disputes.push(d.groups.map(g => g.narHash))
+    })
+    const served = await (await caches())!.narInfo('0123456789abcdfghijklmnpqrsvwxyz')
+    expect(served?.info.sigs).toHaveLength(3)
+    expect(disputes).toEqual([[honest.narHash, tampered.narHash]])
+  }, 30_000)
+
   it('judges a cache that answers after the quorum was served: its dispute is recorded, and a NAR two quorums now claim is no longer served', async () => {
     const disputes: string[][] = []
     const refusals: string[] = []
