@@ -191,9 +191,10 @@ export interface Settled<T> {
 
 /**
  * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
- * the first answer (or failure), or `wait(hits)` ms after the answers that are not undefined so far (`hits`), are
- * rejected with LateAnswerError in `results`, as a cache that cannot be read is. `wait` gives undefined while the
- * hits settle nothing; once they settle it, items for which `notWaitedFor(item, hits)` is true are not waited for.
+ * the first answer (or failure), or `wait(hits)` ms after the answers that are not undefined so far (`hits`) first
+ * settled the question, are rejected with LateAnswerError in `results`, as a cache that cannot be read is. `wait`
+ * gives undefined while the hits settle nothing; once they do, items for which `notWaitedFor(item, hits)` is true
+ * are not waited for.
  */
 export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>, wait: (hits: T[]) => number | undefined, notWaitedFor: (item: I, hits: T[]) => boolean = () => false): Promise<Settled<T>> {
   const results: Array<PromiseSettledResult<T | undefined> | undefined> = items.map(() => undefined)
@@ -204,7 +205,6 @@ export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promis
   const finished = new Promise<void>(resolve => { done = resolve })
   let timer: NodeJS.Timeout | undefined
   let hitTimer: NodeJS.Timeout | undefined
-  let hitDeadline = Infinity
   const hits: T[] = []
   if (pending === 0) done()
   const asks = items.map(async (item, n) => {
@@ -212,11 +212,9 @@ export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promis
       results[n] = { status: 'fulfilled', value }
       if (value === undefined) return
       hits.push(value)
-      const ms = wait(hits)
-      if (ms === undefined || Date.now() + ms >= hitDeadline) return
-      hitDeadline = Date.now() + ms
+      const ms = settled ? undefined : wait(hits)
+      if (ms === undefined) return
       settled = true
-      clearTimeout(hitTimer)
       hitTimer = setTimeout(done, ms)
     }, (reason: unknown) => { results[n] = { status: 'rejected', reason } })
       .finally(() => {
