@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { PinsError } from '../errors.js'
 import { writeFileAtomic } from '../atomic.js'

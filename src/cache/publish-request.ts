@@ -1,5 +1,5 @@
 import { access, constants as fsConstants, stat } from 'node:fs/promises'
-import { dirname, join, resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { RepoError } from '../errors.js'
 import type { CacheBlocks } from '../ipfs/blocks.js'
 import { PackStore } from '../ipfs/pack-store.js'

@@ -71,7 +71,7 @@ export class HttpMetrics {
   private readonly duration: GridHistogram
 
   /** `routes`: every route name, by the index `observe` is given. */
-  constructor (registry: Registry, private readonly routes: readonly string[]) {
+  constructor (registry: Registry, routes: readonly string[]) {
     this.statuses = routes.map(() => new Map())
     this.bytes = new Float64Array(routes.length)
     this.duration = new GridHistogram({
