@@ -101,7 +101,8 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
       options.log.debug(`/ipns/${name}: record put into the DHT`)
     }
     const record = await loadRecord(repo, name)
-    if (record === undefined || (rootsDone.get(name) === record.root.toString() && !grown)) return
+    const announced = record !== undefined && rootsDone.get(name) === record.root.toString()
+    if (record === undefined || (announced && !grown)) return
     if (!local.has(record.root)) return // a followed root not fetched yet: next check
     const started = Date.now()
     const index = await openIndex(local, record.root)
@@ -111,7 +112,7 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
       const nar = (await index.narInfo(hash).catch(() => undefined))?.nar
       if (nar !== undefined && local.has(nar)) cids.push(nar)
     }
-    const again = grown && rootsDone.get(name) === record.root.toString()
+    const again = grown && announced
     const count = await provideAll(cids, name === options.own ? CONCURRENCY : OTHERS_CONCURRENCY, again)
     rootsDone.set(name, record.root.toString())
     tableAt.set(name, size)

@@ -185,6 +185,8 @@ export const isOpening = (index: ServedIndex): boolean => opening.has(index)
 export interface Settled<T> {
   /** each item's answer; one still out when the question was settled is a LateAnswerError */
   results: Array<PromiseSettledResult<T | undefined>>
+  /** true when some item was still out when the question was settled */
+  late: boolean
   /** each item's answer once every one came, or STRAGGLER_MS after this is called (those still out then: LateAnswerError) */
   all: () => Promise<Array<PromiseSettledResult<T | undefined>>>
 }
@@ -193,14 +195,14 @@ export interface Settled<T> {
  * `ask` of each of `items`, settled as Promise.allSettled settles them, except that those still out STRAGGLER_MS after
  * the first answer (or failure), or `wait(hits)` ms after the answers that are not undefined so far (`hits`) first
  * settled the question, are rejected with LateAnswerError in `results`, as a cache that cannot be read is. `wait`
- * gives undefined while the hits settle nothing; once they do, items for which `notWaitedFor(item, hits)` is true
- * are not waited for.
+ * gives undefined while the hits settle nothing; once they do, items for which `notWaitedFor(item)` is true are not
+ * waited for.
  */
-export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>, wait: (hits: T[]) => number | undefined, notWaitedFor: (item: I, hits: T[]) => boolean = () => false): Promise<Settled<T>> {
+export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promise<T | undefined>, wait: (hits: T[]) => number | undefined, notWaitedFor: (item: I) => boolean = () => false): Promise<Settled<T>> {
   const results: Array<PromiseSettledResult<T | undefined> | undefined> = items.map(() => undefined)
   let pending = items.length
   let settled = false
-  const waitedFor = (): boolean => items.some((item, n) => results[n] === undefined && !notWaitedFor(item, hits))
+  const waitedFor = (): boolean => items.some((item, n) => results[n] === undefined && !notWaitedFor(item))
   let done!: () => void
   const finished = new Promise<void>(resolve => { done = resolve })
   let timer: NodeJS.Timeout | undefined
@@ -233,7 +235,7 @@ export async function settledAnswers<I, T> (items: I[], ask: (item: I) => Promis
     clearTimeout(timer)
     return complete()
   }
-  return { results: complete(), all }
+  return { results: complete(), late: results.includes(undefined), all }
 }
 
 /**

@@ -2,7 +2,6 @@ import { Lru } from '../lru.js'
 import { fingerprint, signersOf } from '../nix/narinfo.js'
 import { formatPublicKey, type PublicKey } from '../nix/signing.js'
 import type { LogEntry, NarEntry, NarInfoEntry, ServedIndex } from './index.js'
-import { LateAnswerError } from '../errors.js'
 import { AFTER_HIT_MS, currentIndexes, firstAnswer, isOpening, settledAnswers, type IndexSource } from './source.js'
 
 /** What the gateway serves: one or more caches answering as one. */
@@ -65,9 +64,13 @@ export function unionOf (sources: IndexSource[], options: UnionOptions = {}): ()
       cacheInfo: indexes.find(i => i.cacheInfo !== '')?.cacheInfo ?? '',
       narInfo: async (hash): Promise<NarInfoEntry | undefined> => {
         // A hit no preferred key signed waits for the caches still opening too: one may hold a narinfo such a key signed.
-        const preferred = (entry: NarInfoEntry): boolean => signers(entry, prefer).trusted.length > 0
-        const { results, all } = await settledAnswers(indexes, async i => await i.narInfo(hash), () => AFTER_HIT_MS,
-          (index, hits) => isOpening(index) && (prefer.length === 0 || hits.some(preferred)))
+        let preferredHit = prefer.length === 0
+        const ask = async (index: ServedIndex): Promise<NarInfoEntry | undefined> => {
+          const entry = await index.narInfo(hash)
+          if (entry !== undefined && !preferredHit) preferredHit = signers(entry, prefer).trusted.length > 0
+          return entry
+        }
+        const { results, late, all } = await settledAnswers(indexes, ask, () => AFTER_HIT_MS, index => preferredHit && isOpening(index))
         const hitsOf = (answers: typeof results): Array<{ entry: NarInfoEntry, index: ServedIndex }> =>
           answers.flatMap((r, n) => r.status === 'fulfilled' && r.value !== undefined ? [{ entry: r.value, index: indexes[n]! }] : [])
         const hits = hitsOf(results)
@@ -82,7 +85,7 @@ export function unionOf (sources: IndexSource[], options: UnionOptions = {}): ()
         }
         reportDispute(hits)
         // Caches that answered late still show the dispute they are part of.
-        if (results.some(r => r.status === 'rejected' && r.reason instanceof LateAnswerError)) all().then(answers => reportDispute(hitsOf(answers)), () => {})
+        if (late) all().then(answers => reportDispute(hitsOf(answers)), () => {})
         const chosen = (prefer.length > 0 ? hits.find(h => signers(h.entry, prefer).trusted.length > 0) : undefined) ?? hits[0]!
         servedFrom.set(chosen.entry.nar.toString(), chosen.index)
         return chosen.entry

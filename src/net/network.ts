@@ -248,12 +248,13 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   /** HTTP peers the routing named as providers, by URL (a few hundred at most: the oldest go first). */
   const foundPeers = new Lru<HttpPeer>(MAX_FOUND_PEERS)
 
-  /** The HTTP peer at `url` that the routing named, kept for reuse (its connection pool). */
-  function foundPeer (url: string): HttpPeer {
+  /** The HTTP peer at `url` that the routing named as a provider (`provider`, of `what`), kept for reuse (its connection pool). */
+  function foundPeer (url: string, provider: Provider, what: string): HttpPeer {
     let peer = http.find(p => p.url === url) ?? foundPeers.get(url)
     if (peer === undefined) {
       peer = new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression })
       foundPeers.set(url, peer)
+      options.log.debug(`the routing names ${url} (peer ${provider.id}) as a provider of ${what}`)
     }
     return peer
   }
@@ -270,9 +271,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
         named.add(url)
         // Only this NAR's swarm asks them: in the list every single-block fetch walks, each provider the DHT names
         // (a Sybil's too) would cost every later block a request.
-        const known = http.find(p => p.url === url) ?? foundPeers.get(url)
-        if (known === undefined) options.log.debug(`the routing names ${url} (peer ${provider.id}) as a provider of ${root.toString()}`)
-        yield known ?? foundPeer(url)
+        yield foundPeer(url, provider, root.toString())
       }
     }
   }
@@ -355,7 +354,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const { httpUrlsOf } = await import('./delegated.js')
     for (const url of connected ? [] : httpUrlsOf(provider.addresses).slice(0, 1)) {
       try {
-        return await foundPeer(url).holdings(hash, signal)
+        return await foundPeer(url, provider, `the rendezvous CID of ${hash}`).holdings(hash, signal)
       } catch (err) {
         if (signal.aborted) throw err
         options.log.debug(`asking ${url} (peer ${provider.id}) which caches hold ${hash}: ${(err as Error).message}`)

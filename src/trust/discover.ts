@@ -434,10 +434,10 @@ function signedOnly (source: IndexSource, keys: PublicKey[]): IndexSource {
 }
 
 /**
- * How long the served caches may take to answer a narinfo request before discovery is asked beside them: longer than
- * a hit takes to settle beside a cache still opening (SETTLED_MS), so that a path a followed cache holds is answered
- * before; shorter than the 250 ms that were a fifth of a discovered narinfo's time on the 50-node bench. At 50 ms, a
- * loaded gateway asked the network for followed paths too (40 lookups became 75).
+ * How long the served caches may take to answer a narinfo request before discovery is asked beside them: open
+ * indexes answer in milliseconds (and caches still opening are not waited for once one has the path), so a path a
+ * followed cache holds is answered before; shorter than the 250 ms that were a fifth of a discovered narinfo's time
+ * on the 50-node bench. At 50 ms, a loaded gateway asked the network for followed paths too (40 lookups became 75).
  */
 const HEDGE_MS = 150
 const LATER = Symbol('later')

@@ -1,7 +1,7 @@
 import type { NarEntry, NarInfoEntry } from '../cache/index.js'
 import { AFTER_HIT_MS, currentIndexes, firstAnswer, isOpening, settledAnswers, type IndexSource } from '../cache/source.js'
 import type { Dispute, ServedCaches } from '../cache/union.js'
-import { LateAnswerError, UnavailableError } from '../errors.js'
+import { UnavailableError } from '../errors.js'
 import { Lru } from '../lru.js'
 import { fingerprint, formatNarInfo, type NarInfo } from '../nix/narinfo.js'
 import { formatPublicKey, verifyFingerprint, type PublicKey } from '../nix/signing.js'
@@ -173,7 +173,7 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
         // Caches still opening are not waited for (a second of every discovered narinfo on the 50-node bench; up
         // to 16 s when they were waited for in full): they are judged when they answer (below).
         const votes = options.votes?.(hash)
-        const { results, all } = await settledAnswers(indexes, async i => await i.narInfo(hash), hits => judge(hits, options.policy, votes).served !== undefined ? AFTER_HIT_MS : undefined, isOpening)
+        const { results, late, all } = await settledAnswers(indexes, async i => await i.narInfo(hash), hits => judge(hits, options.policy, votes).served !== undefined ? AFTER_HIT_MS : undefined, isOpening)
         const entriesOf = (answers: typeof results): NarInfoEntry[] => answers.flatMap(r => r.status === 'fulfilled' && r.value !== undefined ? [r.value] : [])
         const entries = entriesOf(results)
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
@@ -191,7 +191,7 @@ export function quorumOf (sources: IndexSource[], options: QuorumOptions): () =>
           return undefined
         }
         if (verdict.served === undefined) return approve(selfCertified)
-        if (results.some(r => r.status === 'rejected' && r.reason instanceof LateAnswerError)) {
+        if (late) {
           all().then(answers => rejudge(verdict.served!, entriesOf(answers), votes), () => {})
         }
         return approve(verdict.served)
