@@ -224,7 +224,7 @@ async function main () {
       for (const [i, link] of used.entries()) proxies.push(await delayProxy(link, MIRROR_PORT, rttMs, `proxy-${label}-${i}`))
       const t0 = Date.now()
       c = await background(`client-${label}`, [process.execPath, [...PROFILE, CLI, 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--follow', mirrorPub, '--offline',
-        '--peer-compression', 'auto', ...proxies.flatMap(p => ['--http-gateway', p.url])]], SERVING_ANY)
+        '--peer-compression', process.env.PC || 'auto', ...proxies.flatMap(p => ['--http-gateway', p.url])]], SERVING_ANY)
       await waitForLog(c, /indexed root/)
       const indexSeconds = (Date.now() - t0) / 1000
       let cpu0 = 0; let mirrorCpu0 = 0

@@ -1,5 +1,6 @@
 import type { Transform } from 'node:stream'
 import * as zlib from 'node:zlib'
+import { compressFrame, decompressFrames, frameCompressor, zstdDecompressor } from './zstd.js'
 
 // HTTP content codings (RFC 9110 §8.4.1) nixipfs speaks on the wire, with the
 // levels chosen by bench/compression.mjs (bench/compression-results.md): the
@@ -9,20 +10,8 @@ import * as zlib from 'node:zlib'
 /** A content coding nixipfs can both write and read. */
 export type Coding = 'zstd' | 'br' | 'gzip'
 
-/** zlib's zstd (Node ≥ 22.15; absent from Node 20's types, so looked up by name). */
-const zstdOf = zlib as unknown as {
-  createZstdCompress?: (o?: zlib.ZlibOptions & { params?: Record<number, number> }) => Transform
-  createZstdDecompress?: (o?: zlib.ZlibOptions) => Transform
-  zstdCompressSync?: (b: Uint8Array, o?: { params?: Record<number, number> }) => Buffer
-  zstdDecompressSync?: (b: Uint8Array, o?: { maxOutputLength?: number }) => Buffer
-  constants: { ZSTD_c_compressionLevel?: number }
-}
-
-/** True when this Node has zstd built in. */
-export const HAS_ZSTD = typeof zstdOf.createZstdCompress === 'function' && typeof zstdOf.zstdDecompressSync === 'function'
-
-/** The codings this Node can write and read, best first: zstd (fast at a good ratio), then brotli, then gzip. */
-export const CODINGS: readonly Coding[] = HAS_ZSTD ? ['zstd', 'br', 'gzip'] : ['br', 'gzip']
+/** The codings this Node can write and read, best first: zstd (fast at a good ratio; WebAssembly before Node 22.15), then brotli, then gzip. */
+export const CODINGS: readonly Coding[] = ['zstd', 'br', 'gzip']
 
 /** zstd level 3 (its default) and brotli quality 1: both compress at well over 100 MB/s; gzip only as the last resort (slower for the same ratio). */
 const ZSTD_LEVEL = 3
@@ -45,7 +34,7 @@ function brotliParams (size: number): Record<number, number> {
 /** A streaming compressor for `coding`. */
 export function compressor (coding: Coding): Transform {
   switch (coding) {
-    case 'zstd': return zstdOf.createZstdCompress!({ chunkSize: STREAM_CHUNK, params: { [zstdOf.constants.ZSTD_c_compressionLevel!]: ZSTD_LEVEL } })
+    case 'zstd': return frameCompressor(ZSTD_LEVEL)
     case 'br': return zlib.createBrotliCompress({ chunkSize: STREAM_CHUNK, params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_LGWIN]: 22 } })
     case 'gzip': return zlib.createGzip({ chunkSize: STREAM_CHUNK, level: GZIP_LEVEL })
   }
@@ -54,7 +43,7 @@ export function compressor (coding: Coding): Transform {
 /** A streaming decompressor for `coding` (it emits bounded pieces and waits for its reader, so memory stays bounded). */
 export function decompressor (coding: Coding): Transform {
   switch (coding) {
-    case 'zstd': return zstdOf.createZstdDecompress!({ chunkSize: STREAM_CHUNK })
+    case 'zstd': return zstdDecompressor(STREAM_CHUNK)
     case 'br': return zlib.createBrotliDecompress({ chunkSize: STREAM_CHUNK })
     case 'gzip': return zlib.createGunzip({ chunkSize: STREAM_CHUNK })
   }
@@ -67,7 +56,7 @@ export function decompressor (coding: Coding): Transform {
 /** `bytes` (one block: small) compressed whole with `coding`. */
 export function compressSync (coding: Coding, bytes: Uint8Array): Buffer {
   switch (coding) {
-    case 'zstd': return zstdOf.zstdCompressSync!(bytes, { params: { [zstdOf.constants.ZSTD_c_compressionLevel!]: ZSTD_LEVEL } })
+    case 'zstd': return compressFrame(bytes, ZSTD_LEVEL)
     case 'br': return zlib.brotliCompressSync(bytes, { params: brotliParams(bytes.length) })
     case 'gzip': return zlib.gzipSync(bytes, { level: GZIP_LEVEL })
   }
@@ -76,7 +65,7 @@ export function compressSync (coding: Coding, bytes: Uint8Array): Buffer {
 /** `bytes` (one compressed block) decompressed whole; throws a RangeError past `maxBytes` of output, and zlib's error when corrupt or cut. */
 export function decompressSync (coding: Coding, bytes: Uint8Array, maxBytes: number): Buffer {
   switch (coding) {
-    case 'zstd': return zstdOf.zstdDecompressSync!(bytes, { maxOutputLength: maxBytes })
+    case 'zstd': return decompressFrames(bytes, maxBytes)
     case 'br': return zlib.brotliDecompressSync(bytes, { maxOutputLength: maxBytes })
     case 'gzip': return zlib.gunzipSync(bytes, { maxOutputLength: maxBytes })
   }

@@ -20,8 +20,9 @@ const RANK: Record<string, number> = {
   types: 0,
   // streaming bzip2 decompression (build logs, upstream NARs)
   bunzip2: 0,
-  // HTTP content codings (zstd, br, gzip): compressors and decompressors both ends use
+  // HTTP content codings (zstd, br, gzip): compressors and decompressors both ends use; zstd frames (WebAssembly before Node 22.15)
   codings: 0,
+  zstd: 0,
   // progress lines and flag checking (no project imports beyond errors)
   progress: 0,
   flags: 0,
