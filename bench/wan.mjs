@@ -32,7 +32,8 @@
 // BENCH_WAN_CORPUS=subset (default: the second Inkscape build and LLVM, two
 // large real packages, so a run fits in minutes on 2 cores) or full (the
 // whole corpus), BENCH_RUNS [1], BENCH_KEEP=1 keeps bench/work/wan,
-// BENCH_WAN_PROFILE=DIR profiles each client gateway (node --cpu-prof).
+// BENCH_WAN_PROFILE=DIR profiles each client gateway (node --cpu-prof),
+// BENCH_WAN_PEER_COMPRESSION=never|always sets C's --peer-compression (auto).
 // Everything it creates is named nxwan*; it deletes leftovers of a killed
 // run at start and its own at exit (also on failure and SIGINT/SIGTERM).
 // BENCH_SMOKE=1: the tiny corpus, one link shape (100 Mbit/s, 40 ms), the
@@ -56,6 +57,8 @@ const RUNS = Number(process.env.BENCH_RUNS || 1)
 const CORPUS = SMOKE ? 'smoke' : (process.env.BENCH_WAN_CORPUS || 'subset')
 const STORES = storeBase(WORK)
 /** Node flags of C: BENCH_WAN_PROFILE=DIR writes a V8 CPU profile of each client gateway there (times then include the profiler). */
+/** C's --peer-compression: BENCH_WAN_PEER_COMPRESSION=never measures what compression on the wire gives. */
+const PEER_COMPRESSION = process.env.BENCH_WAN_PEER_COMPRESSION || 'auto'
 const PROFILE = process.env.BENCH_WAN_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_WAN_PROFILE] : []
 /** Every case, as a real run has them (BENCH_WAN_ALL_CASES=1 keeps them in smoke mode, to try them on the tiny corpus). */
 const ALL_CASES = !SMOKE || process.env.BENCH_WAN_ALL_CASES === '1'
@@ -224,7 +227,7 @@ async function main () {
       for (const [i, link] of used.entries()) proxies.push(await delayProxy(link, MIRROR_PORT, rttMs, `proxy-${label}-${i}`))
       const t0 = Date.now()
       c = await background(`client-${label}`, [process.execPath, [...PROFILE, CLI, 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--follow', mirrorPub, '--offline',
-        '--peer-compression', process.env.PC || 'auto', ...proxies.flatMap(p => ['--http-gateway', p.url])]], SERVING_ANY)
+        '--peer-compression', PEER_COMPRESSION, ...proxies.flatMap(p => ['--http-gateway', p.url])]], SERVING_ANY)
       await waitForLog(c, /indexed root/)
       const indexSeconds = (Date.now() - t0) / 1000
       let cpu0 = 0; let mirrorCpu0 = 0
@@ -294,7 +297,7 @@ async function main () {
 
 Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model} (load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')} at the end), Node ${process.version}, ${run('nix', ['--version']).stdout.trim()}, kernel ${os.release()}.
 Corpus (${CORPUS}): ${paths.map(p => '`' + p.replace(/^\/nix\/store\/[a-z0-9]+-/, '') + '`').join(', ')}: ${paths.length} paths, ${mib(setBytes)} MiB of NAR; as file:// caches ${Object.entries(cacheBytes).map(([c, b]) => `${c} ${mib(b)} MiB (${(setBytes / b).toFixed(2)}×)`).join(', ')}. Upgrade: \`${older.replace(/^\/nix\/store\/[a-z0-9]+-/, '')}\` held, \`${newer.replace(/^\/nix\/store\/[a-z0-9]+-/, '')}\` (${mib(sizeOf(upgradePaths))} MiB of NAR) fetched.
-Links: a veth pair per mirror between the root namespace and the mirror's, tbf at the rate on both ends (bucket ≥ 128 KiB, 50 ms queue); the round trip from a user-space delay proxy in the root namespace (RTT/2 each way, one RTT per new connection; TCP itself sees a short RTT, so slow start and window limits of a real long link are not modelled). Nix and the client gateway C run in the root namespace; nginx (1 worker, sendfile) and the mirrors (\`nixipfs gateway --offline\` over one repo the set was published into) in the mirrors' namespaces. C starts with an empty repo (the upgrade: one holding the older Inkscape build) and \`--peer-compression auto\` (the proxies listen on non-loopback addresses, so it asks). Each \`nix copy --from\` goes into a fresh store; every path it gives is hashed and matches the source NarHash. ${RUNS} run(s) per case, median. Wire bytes: the root-side veth counters (received + sent, headers included) during the copy.
+Links: a veth pair per mirror between the root namespace and the mirror's, tbf at the rate on both ends (bucket ≥ 128 KiB, 50 ms queue); the round trip from a user-space delay proxy in the root namespace (RTT/2 each way, one RTT per new connection; TCP itself sees a short RTT, so slow start and window limits of a real long link are not modelled). Nix and the client gateway C run in the root namespace; nginx (1 worker, sendfile) and the mirrors (\`nixipfs gateway --offline\` over one repo the set was published into) in the mirrors' namespaces. C starts with an empty repo (the upgrade: one holding the older Inkscape build) and \`--peer-compression ${PEER_COMPRESSION}\` (the proxies listen on non-loopback addresses, so auto asks). Each \`nix copy --from\` goes into a fresh store; every path it gives is hashed and matches the source NarHash. ${RUNS} run(s) per case, median. Wire bytes: the root-side veth counters (received + sent, headers included) during the copy.
 
 | case | link | time | ratio to nginx+zstd | target | met | wire bytes per NAR byte | C CPU s |
 | --- | --- | --- | --- | --- | --- | --- | --- |
