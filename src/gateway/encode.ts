@@ -43,16 +43,22 @@ export async function encodedStream (coding: Coding, chunks: AsyncIterable<Uint8
     sample.push(next.value)
     sampled += next.value.length
   }
-  const pays = compressedIfPays(coding, Buffer.concat(sample)) !== undefined
-  async function * all (): AsyncGenerator<Uint8Array> {
-    yield * sample
+  const packed = compressedIfPays(coding, Buffer.concat(sample))
+  async function * rest (): AsyncGenerator<Uint8Array> {
     if (done) return
     // The iterator is ours from here: resuming a `for await` over it would end it early.
     for (let next = await it.next(); next.done !== true; next = await it.next()) yield next.value
   }
-  const body = Readable.from(all(), { objectMode: false })
-  if (!pays) return { coding: undefined, body }
-  return { coding, body: compressedStream(coding, body) }
+  async function * all (): AsyncGenerator<Uint8Array> {
+    yield * sample
+    yield * rest()
+  }
+  if (packed === undefined) return { coding: undefined, body: Readable.from(all(), { objectMode: false }) }
+  if (coding !== 'zstd') return { coding, body: compressedStream(coding, Readable.from(all(), { objectMode: false })) }
+  // A zstd stream is a series of frames: the sample, compressed once already, is the first (not compressed twice).
+  const body = compressedStream(coding, Readable.from(rest(), { objectMode: false }))
+  body.push(packed)
+  return { coding, body }
 }
 
 /** `body` piped through a compressor for `coding`; an error on either side destroys both. */

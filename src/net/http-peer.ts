@@ -96,6 +96,13 @@ export class HttpPeer {
     return chunksOf(decodedBody(this.url, `the CAR of ${cid.toString()} from ${this.url}`, res.headers, res.body, this.codings, { maxRatio: MAX_CAR_RATIO }))
   }
 
+  /** The blocks of file `cid` that hold bytes `start` to `end` (inclusive), and the nodes above them, as a CARv1 stream, unverified; undefined when the peer does not have it. */
+  async carRange (cid: CID, start: number, end: number, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array> | undefined> {
+    const res = await this.send(`/ipfs/${cid.toString()}?format=car&dag-scope=entity&entity-bytes=${start}:${end}`, 'application/vnd.ipld.car; version=1; order=dfs; dups=n', signal)
+    if (res === undefined) return undefined
+    return chunksOf(decodedBody(this.url, `the CAR of bytes ${start}-${end} of ${cid.toString()} from ${this.url}`, res.headers, res.body, this.codings, { maxRatio: MAX_CAR_RATIO }))
+  }
+
   private async send (path: string, accept: string, signal?: AbortSignal): Promise<HttpResponse | undefined> {
     let res: HttpResponse
     try {

@@ -1,7 +1,9 @@
 import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
 import type { CID } from 'multiformats/cid'
-import { PeerError } from '../errors.js'
-import { checkBlock } from '../ipfs/block.js'
+import { IntegrityError, PeerError } from '../errors.js'
+import { checkBlock, RAW_CODE } from '../ipfs/block.js'
+import { readCar } from '../ipfs/car.js'
 import type { HttpPeer } from './http-peer.js'
 import { waiter, type Waiter } from './prefetch.js'
 
@@ -22,18 +24,26 @@ export interface SwarmSource {
   log?: { info?: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
 
-/** Requests one peer has under way at least: one arriving, the next queued behind it, so the peer's link never idles for a round trip. */
+/** Blocks one peer has under way at least: one arriving, the next queued behind it, so the peer's link never idles for a round trip. */
 const DEPTH = 3
-/** Requests one peer may have under way at most (a long fat link needs more than DEPTH to stay full). */
+/** Requests one peer may have under way at most (a long fat link needs more than DEPTH blocks to stay full). */
 const MAX_DEPTH = 16
 /** Size assumed for a block whose parent gave none (cdc-v1's average chunk). */
 const DEFAULT_BLOCK_BYTES = 256 * 1024
 /** Throughput assumed for a peer not measured yet (bytes/ms): optimistic, so it is tried. */
 const UNMEASURED_RATE = Number.POSITIVE_INFINITY
+/**
+ * Most bytes of a file asked of one peer in one request: a run of leaves
+ * as one CAR (`entity-bytes`), not a request per block, whose overhead
+ * (headers, a compression set-up, a round trip's wait) costs both ends
+ * CPU; small enough that the work still spreads over the peers.
+ */
+const RUN_BYTES = 4 * 1024 * 1024
+/** Fewest bytes in a run, once the file's end is near: the last ones are split finer, so no peer holds the tail alone. */
+const MIN_RUN_BYTES = 512 * 1024
 
-
-/** A block to fetch: where it stands in the DAG's reading order (link indices from the root) and its expected size. */
-export interface Missing { cid: CID, order: number[], size: number }
+/** A block to fetch: where it stands in the DAG's reading order (link indices from the root), its expected size and, when known, its data's offset in the file. */
+export interface Missing { cid: CID, order: number[], size: number, offset?: number }
 
 /** A block the swarm took charge of, and who waits for it. */
 interface Wanted extends Missing { waiter: Waiter }
@@ -53,6 +63,8 @@ interface Member {
   /** blocks it delivered in this fetch */
   blocks: number
   gone: boolean
+  /** false once it refused a byte range (it gets single blocks then) */
+  ranges: boolean
 }
 
 /** Bytes per ms a peer moved while it had requests under way (Infinity until measured). */
@@ -67,22 +79,40 @@ function memberRate (m: Member): number {
 }
 
 /**
- * How many requests `m` should have under way: enough bytes in flight to
- * cover its measured rate over an unloaded request's time (the
- * bandwidth-delay product) and two blocks more, so a link with a long round
- * trip stays full; DEPTH at least, MAX_DEPTH at most.
+ * How many bytes `m` should have under way: its measured rate over an
+ * unloaded request's time (the bandwidth-delay product) and two blocks
+ * more, so a link with a long round trip stays full; DEPTH blocks at least.
+ * None beyond the first request until the peer is measured: a slow one must
+ * not hold many blocks before its rate is known.
  */
-function depthOf (m: Member, blockBytes: number): number {
-  // A peer not measured yet gets one block, its probe: a slow one must not hold DEPTH blocks before its rate is known.
-  if (m.rate.bytes === 0) return 1
+function bytesAheadOf (m: Member, blockBytes: number): number {
+  if (m.rate.bytes === 0) return 0
   const rate = memberRate(m)
-  if (!Number.isFinite(rate) || !Number.isFinite(m.quickestMs)) return DEPTH
-  return Math.min(MAX_DEPTH, Math.max(DEPTH, Math.ceil(rate * m.quickestMs / blockBytes) + 2))
+  if (!Number.isFinite(rate) || !Number.isFinite(m.quickestMs)) return DEPTH * blockBytes
+  return Math.max(DEPTH * blockBytes, rate * m.quickestMs + 2 * blockBytes)
 }
 
-/** The links of dag-pb node `bytes` (at `order` in the DAG) as blocks to fetch. */
-export function childrenOf (bytes: Uint8Array, order: number[]): Missing[] {
-  return dagPb.decode(bytes).Links.map((l, i) => ({ cid: l.Hash, order: [...order, i], size: l.Tsize ?? DEFAULT_BLOCK_BYTES }))
+/** The links of dag-pb node `bytes` (at `order` in the DAG; a file's node at byte `offset`) as blocks to fetch, with their offsets when known. */
+export function childrenOf (bytes: Uint8Array, order: number[], offset?: number): Missing[] {
+  const pb = dagPb.decode(bytes)
+  const sizes = offset === undefined ? undefined : fileBlockSizes(pb)
+  let at = offset ?? 0
+  return pb.Links.map((l, i) => {
+    const child: Missing = { cid: l.Hash, order: [...order, i], size: l.Tsize ?? DEFAULT_BLOCK_BYTES }
+    if (sizes !== undefined) { child.offset = at; at += sizes[i]! }
+    return child
+  })
+}
+
+/** The file bytes under each link of a UnixFS file node, or undefined for any other node. */
+function fileBlockSizes (pb: dagPb.PBNode): number[] | undefined {
+  try {
+    const unixfs = pb.Data === undefined ? undefined : UnixFS.unmarshal(pb.Data)
+    if (unixfs?.type !== 'file' || unixfs.blockSizes.length !== pb.Links.length) return undefined
+    return unixfs.blockSizes.map(Number)
+  } catch {
+    return undefined
+  }
 }
 
 /** Reading order: lexicographic on the path of link indices from the root. */
@@ -150,10 +180,10 @@ export class Swarm {
     let finish!: () => void
     const finished = new Promise<void>(resolve => { finish = resolve })
 
-    const expect = (cid: CID, order: number[], size: number): void => {
+    const expect = (cid: CID, order: number[], size: number, offset?: number): void => {
       const key = cid.toString()
       if (source.stored(cid) || this.expected.has(key) || source.fetching(cid)) return
-      const wanted: Wanted = { cid, order, size, waiter: waiter() }
+      const wanted: Wanted = { cid, order, size, offset, waiter: waiter() }
       this.expected.set(key, wanted.waiter)
       owned.set(key, wanted)
       let i = pending.length
@@ -168,7 +198,7 @@ export class Swarm {
       // Earlier fetches count half as much as this one's (a peer's link changes).
       rate.bytes /= 2
       rate.busyMs /= 2
-      members.push({ peer, rate, inflight: 0, inflightBytes: 0, busySince: 0, quickestMs: Number.POSITIVE_INFINITY, blocks: 0, gone: false })
+      members.push({ peer, rate, inflight: 0, inflightBytes: 0, busySince: 0, quickestMs: Number.POSITIVE_INFINITY, blocks: 0, gone: false, ranges: true })
       pump()
     }
 
@@ -190,16 +220,39 @@ export class Swarm {
       return (m.inflightBytes + size) / mine <= Math.max(left / otherRate, soonest)
     }
 
+    /** The bytes of one request now: RUN_BYTES, less once what is left, split over the peers, is less. */
+    const runBytes = (live: number): number => {
+      const left = pending.reduce((sum, w) => sum + w.size, 0)
+      return Math.min(RUN_BYTES, Math.max(MIN_RUN_BYTES, left / (2 * Math.max(1, live))))
+    }
+
+    /** The next request for `m`: the first block wanted and, for a peer that takes byte ranges, the leaves that follow it in the file, up to `limit` bytes. */
+    const nextRun = (m: Member, limit: number): Wanted[] => {
+      const run = [pending.shift()!]
+      if (!m.ranges || run[0]!.cid.code !== RAW_CODE || run[0]!.offset === undefined) return run
+      let bytes = run[0]!.size
+      for (let last = run[0]!; pending.length > 0 && bytes + pending[0]!.size <= limit; last = run.at(-1)!) {
+        const next = pending[0]!
+        if (next.cid.code !== RAW_CODE || next.offset !== last.offset! + last.size) break
+        run.push(pending.shift()!)
+        bytes += next.size
+      }
+      return run
+    }
+
     const pump = (): void => {
       if (signal?.aborted === true) return
       // The fastest peers pick first.
       const live = members.filter(m => !m.gone).sort((a, b) => memberRate(b) - memberRate(a))
+      const limit = runBytes(live.length)
+      const blockBytes = bytes > 0 ? bytes / delivered : DEFAULT_BLOCK_BYTES
       for (const m of live) {
-        const depth = depthOf(m, bytes > 0 ? bytes / delivered : DEFAULT_BLOCK_BYTES)
-        while (m.inflight < depth && pending.length > 0 && worth(m, pending[0]!.size)) request(m, pending.shift()!)
+        // Bytes still to come count, not requests: a run's next is asked for while its last blocks are on their way.
+        const ahead = bytesAheadOf(m, blockBytes)
+        while ((m.inflight === 0 || (m.inflight < MAX_DEPTH && m.inflightBytes < ahead)) && pending.length > 0 && worth(m, pending[0]!.size)) request(m, nextRun(m, limit))
       }
       // Never all idle with blocks left: the fastest takes one whatever the estimates say.
-      if (pending.length > 0 && live.length > 0 && live.every(m => m.inflight === 0)) request(live[0]!, pending.shift()!)
+      if (pending.length > 0 && live.length > 0 && live.every(m => m.inflight === 0)) request(live[0]!, nextRun(live[0]!, limit))
       const busy = members.some(m => !m.gone && m.inflight > 0)
       if (!busy && pending.length > 0 && members.every(m => m.gone)) {
         // No peer left: the rest is fetched block by block (other peers, bitswap).
@@ -222,49 +275,76 @@ export class Swarm {
       source.log?.warn(`swarm: ${m.peer.url} left the fetch of ${root.toString()} (${why}); the other peers take its blocks`)
     }
 
-    const request = (m: Member, w: Wanted): void => {
+    /** Asks `m` for `run`: one block, or a run of leaves as a CAR of their byte range. What does not come goes back to the others. */
+    const request = (m: Member, run: Wanted[]): void => {
       const asked = Date.now()
       if (m.inflight === 0) m.busySince = asked
       m.inflight++
-      m.inflightBytes += w.size
-      const settle = (): void => {
-        m.inflight--
+      const left = new Map(run.map(w => [w.cid.toString(), w]))
+      for (const w of run) m.inflightBytes += w.size
+      /** A block of the run came, checked against its CID. */
+      const arrived = async (w: Wanted, got: Uint8Array): Promise<void> => {
+        const key = w.cid.toString()
+        left.delete(key)
         m.inflightBytes -= w.size
-        if (m.inflight === 0) m.rate.busyMs += Date.now() - m.busySince
-      }
-      const failed = (why: string): void => { leave(m, why); requeue(w) }
-      m.peer.block(w.cid, signal).then(async got => {
-        settle()
-        if (got === undefined) { failed(`it does not have ${w.cid.toString()}`); return }
-        try { checkBlock(w.cid, got) } catch {
-          source.corrupt(m.peer.url, w.cid)
-          failed(`it sent a corrupt block for ${w.cid.toString()}`)
-          return
-        }
+        if (left.size === run.length - 1) m.quickestMs = Math.min(m.quickestMs, Date.now() - asked)
         m.rate.bytes += got.length
-        m.quickestMs = Math.min(m.quickestMs, Date.now() - asked)
         m.blocks++
         source.log?.debug(`swarm: +${Date.now() - started} ms ${m.peer.url} sent ${got.length} bytes (${m.inflight} under way, ${pending.length} blocks not asked yet); MB/s by peer: ${members.map(o => (memberRate(o) / 1000).toFixed(2)).join('/')}`)
         bytes += got.length
         delivered++
-        await source.keep(w.cid, got)
-        source.delivered(m.peer.url)
-        const key = w.cid.toString()
+        let failed: Error | undefined
+        try { await source.keep(w.cid, got) } catch (err) { failed = err as Error }
+        // Only now: until the block is stored, a reader must wait for this delivery rather than fetch it again.
         owned.delete(key)
         this.expected.delete(key)
-        // The children are taken charge of before anyone hears of them (the reader learns them from this block).
-        if (w.cid.code === dagPb.code) links(got, w.order)
-        w.waiter.resolve(got)
-      }, (err: Error) => {
-        settle()
-        if (signal?.aborted === true) return // handed off by onAbort
-        failed(err.message)
-      }).catch((err: Error) => {
         // Keeping the block failed (the disk): the reader gets the error, the swarm goes on.
-        owned.delete(w.cid.toString())
-        this.expected.delete(w.cid.toString())
-        w.waiter.reject(err)
-      }).finally(pump)
+        if (failed !== undefined) { w.waiter.reject(failed); return }
+        source.delivered(m.peer.url)
+        // The children are taken charge of before anyone hears of them (the reader learns them from this block).
+        if (w.cid.code === dagPb.code) links(got, w.order, w.offset)
+        w.waiter.resolve(got)
+      }
+      const transfer = run.length === 1 ? oneBlock(m, run[0]!, arrived) : byteRange(m, run, left, arrived)
+      transfer.then(() => {
+        if (left.size > 0) leave(m, `it does not have ${[...left.values()][0]!.cid.toString()}`)
+      }, (err: Error) => {
+        if (signal?.aborted === true) return // handed off by onAbort
+        if (err instanceof IntegrityError) {
+          source.corrupt(m.peer.url, [...left.values()][0]?.cid ?? root)
+          leave(m, `it sent a corrupt block: ${err.message}`)
+        } else if (run.length > 1 && err instanceof PeerError && / answered HTTP 4\d\d$/.test(err.message)) {
+          m.ranges = false // a gateway that takes no byte ranges: single blocks then
+          source.log?.debug(`swarm: ${m.peer.url} refused a byte range (${err.message}); asking it block by block`)
+        } else leave(m, err.message)
+      }).finally(() => {
+        m.inflight--
+        for (const w of left.values()) m.inflightBytes -= w.size
+        if (m.inflight === 0) m.rate.busyMs += Date.now() - m.busySince
+        if (signal?.aborted !== true) for (const w of left.values()) requeue(w)
+        pump()
+      })
+    }
+
+    /** One block from `m`, checked against its CID. */
+    const oneBlock = async (m: Member, w: Wanted, arrived: (w: Wanted, got: Uint8Array) => Promise<void>): Promise<void> => {
+      const got = await m.peer.block(w.cid, signal)
+      if (got === undefined) return
+      try { checkBlock(w.cid, got) } catch (err) { throw new IntegrityError((err as Error).message) }
+      await arrived(w, got)
+    }
+
+    /** The leaves of `run` from `m` as one CAR of their byte range (the file's nodes above them come along and are passed over). */
+    const byteRange = async (m: Member, run: Wanted[], left: Map<string, Wanted>, arrived: (w: Wanted, got: Uint8Array) => Promise<void>): Promise<void> => {
+      const last = run.at(-1)!
+      const body = await m.peer.carRange(root, run[0]!.offset!, last.offset! + last.size - 1, signal)
+      if (body === undefined) return
+      const car = readCar(body) // every block checked against its CID (IntegrityError)
+      for await (const { cid, bytes: got } of car.blocks) {
+        const w = left.get(cid.toString())
+        if (w !== undefined) await arrived(w, got)
+        if (left.size === 0) break
+      }
     }
 
     const requeue = (w: Wanted): void => {
@@ -273,14 +353,14 @@ export class Swarm {
       pending.splice(i, 0, w)
     }
 
-    const links = (bytes: Uint8Array, order: number[]): void => {
-      for (const child of childrenOf(bytes, order)) expect(child.cid, child.order, child.size)
+    const links = (bytes: Uint8Array, order: number[], offset?: number): void => {
+      for (const child of childrenOf(bytes, order, offset)) expect(child.cid, child.order, child.size, child.offset)
     }
-    if (options.frontier !== undefined) for (const { cid, order, size } of options.frontier) expect(cid, order, size)
-    else if (!source.fetching(root)) expect(root, [], DEFAULT_BLOCK_BYTES)
+    if (options.frontier !== undefined) for (const { cid, order, size, offset } of options.frontier) expect(cid, order, size, offset)
+    else if (!source.fetching(root)) expect(root, [], DEFAULT_BLOCK_BYTES, 0)
     else if (root.code === dagPb.code) {
       // The reader got to the root first (bitswap, while the routing searched): the swarm takes the blocks below it.
-      try { links(await source.fetch(root), []) } catch { return undefined }
+      try { links(await source.fetch(root), [], 0) } catch { return undefined }
     }
     if (owned.size === 0) return undefined
     for (const peer of peers) join(peer)

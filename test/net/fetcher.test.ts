@@ -326,16 +326,20 @@ describe('trustless gateway routes and the network block source', () => {
     }
   })
 
-  it('has more blocks under way with a peer the longer its round trip: a swarm of two peers 150 ms away ask each for more than 3 at once', async () => {
+  it('asks peers 150 ms away for runs of blocks as byte ranges, several at once: fewer requests than blocks, none waiting on its own round trip', async () => {
     const many = randomBytes(4 * 1024 * 1024)
     const manyRoot = (await importFile(origin, once(many), fixedChunker(64 * 1024))).cid
     await origin.flush()
-    /** A peer answering `gw`'s blocks 150 ms late, counting the most requests it had at once. */
-    const far = async (): Promise<{ url: string, most: () => number, server: Server }> => {
+    /** A peer answering `gw`'s requests 150 ms late, counting them and the most it had at once. */
+    const far = async (): Promise<{ url: string, most: () => number, ranges: () => number, requests: () => number, server: Server }> => {
       let inFlight = 0
       let most = 0
+      let requests = 0
+      let ranges = 0
       const server = createServer((req, res) => {
         most = Math.max(most, ++inFlight)
+        requests++
+        if ((req.url ?? '').includes('entity-bytes=')) ranges++
         setTimeout(() => {
           fetch(gw.url + (req.url ?? '/'), { headers: { accept: req.headers.accept ?? '*/*' } }).then(async up => {
             res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? '' })
@@ -344,7 +348,7 @@ describe('trustless gateway routes and the network block source', () => {
         }, 150)
       })
       await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-      return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, most: () => most, server }
+      return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, most: () => most, ranges: () => ranges, requests: () => requests, server }
     }
     const peers = [await far(), await far()]
     const local = await PackStore.openRepo(tmp())
@@ -352,10 +356,92 @@ describe('trustless gateway routes and the network block source', () => {
       const blocks = new NetworkBlocks(local, { http: peers.map(p => new HttpPeer(p.url)) })
       await blocks.prefetch(manyRoot)
       expect(Buffer.compare(await collect(readFile(blocks, manyRoot)), many)).toBe(0)
-      expect(blocks.swarmReports()[0]!.blocks).toBeGreaterThan(64)
-      expect(Math.max(...peers.map(p => p.most()))).toBeGreaterThan(3)
+      const [report] = blocks.swarmReports()
+      expect(report!.blocks).toBeGreaterThan(64)
+      expect(report!.peers.every(p => p.blocks > 0)).toBe(true) // both took part
+      expect(peers.reduce((n, p) => n + p.requests(), 0)).toBeLessThan(64 / 4) // runs, not a request per block
+      expect(peers.reduce((n, p) => n + p.ranges(), 0)).toBeGreaterThan(0)
+      expect(Math.max(...peers.map(p => p.most()))).toBeGreaterThan(1)
     } finally {
       for (const p of peers) p.server.close()
+      await local.close()
+    }
+  })
+
+  /** A peer in front of `gw` that answers byte-range CARs its own way (`ranges`), and everything `delayMs` late; counts the requests. */
+  async function rangePeer (ranges: 'refuse' | 'die' | 'pass', delayMs = 0): Promise<{ url: string, requests: () => { blocks: number, ranges: number }, server: Server }> {
+    const seen = { blocks: 0, ranges: 0 }
+    const server = createServer((req, res) => {
+      const range = (req.url ?? '').includes('entity-bytes=')
+      if (range) seen.ranges++
+      else seen.blocks++
+      if (range && ranges === 'refuse') { res.writeHead(400); res.end('entity-bytes is not supported'); return }
+      setTimeout(() => request(gw.url + (req.url ?? '/'), { headers: { accept: req.headers.accept ?? '*/*' } }, up => {
+        const headers = { ...up.headers }
+        delete headers['content-length']
+        res.writeHead(up.statusCode ?? 502, headers)
+        if (!range || ranges === 'pass') { up.pipe(res); return }
+        // Half a block in, the connection is reset.
+        let sent = 0
+        up.on('data', (chunk: Buffer) => {
+          if (sent > 128 * 1024) return
+          res.write(chunk)
+          sent += chunk.length
+          if (sent > 128 * 1024) { up.destroy(); res.destroy() }
+        })
+      }).on('error', () => res.destroy()).end(), delayMs)
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => seen, server }
+  }
+
+  it('asks a peer that refuses byte ranges (HTTP 400) for single blocks instead: it stays in the swarm', async () => {
+    const refusing = await rangePeer('refuse')
+    // The other answers 200 ms late, so the refusing one is measured first and asked for runs.
+    const slow = await rangePeer('pass', 200)
+    const local = await PackStore.openRepo(tmp())
+    const said: string[] = []
+    const log = { warn: (m: string) => said.push(m), debug: (m: string) => said.push(m) }
+    try {
+      const blocks = new NetworkBlocks(local, { http: [new HttpPeer(refusing.url), new HttpPeer(slow.url)], log })
+      await blocks.prefetch(root)
+      expect(Buffer.compare(await collect(readFile(blocks, root)), data)).toBe(0)
+      expect(refusing.requests().ranges).toBeGreaterThan(0)
+      expect(said.some(m => m.includes(`${refusing.url} refused a byte range`))).toBe(true)
+      expect(said.filter(m => m.includes(`${refusing.url} left the fetch`))).toEqual([])
+      expect(blocks.counters.corrupt).toBe(0)
+    } finally {
+      refusing.server.close()
+      slow.server.close()
+      await local.close()
+    }
+  })
+
+  it('when a peer dies in the middle of a byte range, the others deliver the rest; nothing corrupt is kept', async () => {
+    const dying = await rangePeer('die')
+    // The other answers 200 ms late, so the dying one is measured first and given runs.
+    const slow = await rangePeer('pass', 200)
+    const local = await PackStore.openRepo(tmp())
+    try {
+      const blocks = new NetworkBlocks(local, { http: [new HttpPeer(dying.url), new HttpPeer(slow.url)] })
+      await blocks.prefetch(root)
+      expect(Buffer.compare(await collect(readFile(blocks, root)), data)).toBe(0)
+      const report = blocks.swarmReports()[0]!
+      expect(dying.requests().ranges).toBeGreaterThan(0)
+      let dagBlocks = 0
+      for await (const { cid } of walkDag(origin, root)) {
+        dagBlocks++
+        const parts: Uint8Array[] = []
+        for await (const p of local.get(cid) as AsyncIterable<Uint8Array>) parts.push(p)
+        expect(() => checkBlock(cid, Buffer.concat(parts))).not.toThrow()
+      }
+      // Every block once: the dying peer's lost run went to the other.
+      expect(report.blocks).toBe(dagBlocks)
+      expect(report.peers.find(p => p.url === slow.url)!.blocks).toBeGreaterThan(0)
+      expect(blocks.counters.corrupt).toBe(0)
+    } finally {
+      dying.server.close()
+      slow.server.close()
       await local.close()
     }
   })
