@@ -32,7 +32,8 @@
 // BENCH_WAN_CORPUS=subset (default: the second Inkscape build and LLVM, two
 // large real packages, so a run fits in minutes on 2 cores) or full (the
 // whole corpus), BENCH_RUNS [1], BENCH_KEEP=1 keeps bench/work/wan,
-// BENCH_WAN_PROFILE=DIR profiles each client gateway (node --cpu-prof),
+// BENCH_WAN_PROFILE=DIR profiles each client gateway and mirror (node
+// --cpu-prof, into DIR/client and DIR/mirror),
 // BENCH_WAN_PEER_COMPRESSION=never|always sets C's --peer-compression (auto).
 // Everything it creates is named nxwan*; it deletes leftovers of a killed
 // run at start and its own at exit (also on failure and SIGINT/SIGTERM).
@@ -56,10 +57,10 @@ const WORK = workDir('wan')
 const RUNS = Number(process.env.BENCH_RUNS || 1)
 const CORPUS = SMOKE ? 'smoke' : (process.env.BENCH_WAN_CORPUS || 'subset')
 const STORES = storeBase(WORK)
-/** Node flags of C: BENCH_WAN_PROFILE=DIR writes a V8 CPU profile of each client gateway there (times then include the profiler). */
 /** C's --peer-compression: BENCH_WAN_PEER_COMPRESSION=never measures what compression on the wire gives. */
 const PEER_COMPRESSION = process.env.BENCH_WAN_PEER_COMPRESSION || 'auto'
-const PROFILE = process.env.BENCH_WAN_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_WAN_PROFILE] : []
+/** Node flags of C and of the mirrors: BENCH_WAN_PROFILE=DIR writes a V8 CPU profile of each into DIR/client or DIR/mirror (times then include the profiler). */
+const profile = (who) => process.env.BENCH_WAN_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', join(process.env.BENCH_WAN_PROFILE, who)] : []
 /** Every case, as a real run has them (BENCH_WAN_ALL_CASES=1 keeps them in smoke mode, to try them on the tiny corpus). */
 const ALL_CASES = !SMOKE || process.env.BENCH_WAN_ALL_CASES === '1'
 const CASES = (process.env.BENCH_WAN_CASES || 'xz,one,three,upgrade,1g').split(',')
@@ -197,7 +198,7 @@ async function main () {
   for (let i = 0; i < nLinks; i++) { links.push(addLink(PREFIX, i)); shapeLink(links[i], 100) }
   const mirrors = []
   for (const [i, link] of links.entries()) {
-    mirrors.push(await background(`mirror-${i}`, inNs(link, process.execPath, [CLI, 'gateway', '--repo', repoM, '--listen', `${link.nsAddr}:${MIRROR_PORT}`, '--offline']), SERVING_ANY))
+    mirrors.push(await background(`mirror-${i}`, inNs(link, process.execPath, [...profile('mirror'), CLI, 'gateway', '--repo', repoM, '--listen', `${link.nsAddr}:${MIRROR_PORT}`, '--offline']), SERVING_ANY))
   }
   for (const c of Object.keys(cacheBytes)) {
     const prefix = join(WORK, `nginx-${c}`)
@@ -226,7 +227,7 @@ async function main () {
     try {
       for (const [i, link] of used.entries()) proxies.push(await delayProxy(link, MIRROR_PORT, rttMs, `proxy-${label}-${i}`))
       const t0 = Date.now()
-      c = await background(`client-${label}`, [process.execPath, [...PROFILE, CLI, 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--follow', mirrorPub, '--offline',
+      c = await background(`client-${label}`, [process.execPath, [...profile('client'), CLI, 'gateway', '--repo', repo, '--listen', '127.0.0.1:0', '--follow', mirrorPub, '--offline',
         '--peer-compression', PEER_COMPRESSION, ...proxies.flatMap(p => ['--http-gateway', p.url])]], SERVING_ANY)
       await waitForLog(c, /indexed root/)
       const indexSeconds = (Date.now() - t0) / 1000

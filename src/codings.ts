@@ -53,13 +53,11 @@ export function decompressor (coding: Coding): Transform {
 // half (decompressing) the CPU of zlib's streams, which pay a stream's set-up
 // and thread-pool round trips per block; a 256 KiB block takes about 1 ms.
 
-/** `bytes` (one block: small) compressed whole with `coding`. */
-export function compressSync (coding: Coding, bytes: Uint8Array): Buffer {
-  switch (coding) {
-    case 'zstd': return compressFrame(bytes, ZSTD_LEVEL)
-    case 'br': return zlib.brotliCompressSync(bytes, { params: brotliParams(bytes.length) })
-    case 'gzip': return zlib.gzipSync(bytes, { level: GZIP_LEVEL })
-  }
+/** `input` (one block, or a few pieces that follow each other: small) compressed whole with `coding`. */
+export function compressSync (coding: Coding, input: Uint8Array | Uint8Array[]): Buffer {
+  if (coding === 'zstd') return compressFrame(input, ZSTD_LEVEL)
+  const bytes = Array.isArray(input) ? Buffer.concat(input) : input
+  return coding === 'br' ? zlib.brotliCompressSync(bytes, { params: brotliParams(bytes.length) }) : zlib.gzipSync(bytes, { level: GZIP_LEVEL })
 }
 
 /** `bytes` (one compressed block) decompressed whole; throws a RangeError past `maxBytes` of output, and zlib's error when corrupt or cut. */

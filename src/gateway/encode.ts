@@ -17,11 +17,12 @@ export function wantedCoding (req: IncomingMessage): Coding | undefined {
   return negotiate(req.headers['accept-encoding'])
 }
 
-/** `bytes` compressed with `coding` when that saves at least MIN_RATIO, else undefined (send them as they are). */
-export function compressedIfPays (coding: Coding, bytes: Uint8Array): Buffer | undefined {
-  if (bytes.length === 0) return undefined
-  const out = compressSync(coding, bytes)
-  return out.length * MIN_RATIO <= bytes.length ? out : undefined
+/** `input` (bytes, or pieces that follow each other) compressed with `coding` when that saves at least MIN_RATIO, else undefined (send them as they are). */
+export function compressedIfPays (coding: Coding, input: Uint8Array | Uint8Array[]): Buffer | undefined {
+  const size = Array.isArray(input) ? input.reduce((n, p) => n + p.length, 0) : input.length
+  if (size === 0) return undefined
+  const out = compressSync(coding, input)
+  return out.length * MIN_RATIO <= size ? out : undefined
 }
 
 /** A stream to send: its coding (undefined: as it is) and its body. */
@@ -43,7 +44,7 @@ export async function encodedStream (coding: Coding, chunks: AsyncIterable<Uint8
     sample.push(next.value)
     sampled += next.value.length
   }
-  const packed = compressedIfPays(coding, Buffer.concat(sample))
+  const packed = compressedIfPays(coding, sample)
   async function * rest (): AsyncGenerator<Uint8Array> {
     if (done) return
     // The iterator is ours from here: resuming a `for await` over it would end it early.
