@@ -99,7 +99,12 @@ export function childrenOf (bytes: Uint8Array, order: number[], offset?: number)
   let at = offset ?? 0
   return pb.Links.map((l, i) => {
     const child: Missing = { cid: l.Hash, order: [...order, i], size: l.Tsize ?? DEFAULT_BLOCK_BYTES }
-    if (sizes !== undefined) { child.offset = at; at += sizes[i]! }
+    if (sizes !== undefined) {
+      child.offset = at
+      at += sizes[i]!
+      // A raw leaf is its data: the size the parent gives it is exact, and its byte range is asked by it.
+      if (l.Hash.code === RAW_CODE) child.size = sizes[i]!
+    }
     return child
   })
 }
