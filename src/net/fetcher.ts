@@ -298,6 +298,8 @@ export class NetworkBlocks implements BlockGetter {
   private async missingBelow (root: CID, signal: AbortSignal | undefined, seen: (cid: CID) => void): Promise<{ missing: Missing[], holdsSome: boolean }> {
     const missing: Missing[] = []
     let holdsSome = false
+    // No offsets: the missing blocks go one per request. Runs of them as byte ranges took 2.2 s against 2.0 s for the
+    // upgrade of bench/wan.mjs (one peer, 40 ms away): each range waits for the peer to compress its first MiB.
     let level: Missing[] = [{ cid: root, order: [], size: 0 }]
     while (level.length > 0 && level.length <= PROBE_NODES) {
       const nodes = await Promise.all(level.map(async node => {

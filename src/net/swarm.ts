@@ -252,7 +252,7 @@ export class Swarm {
       const limit = runBytes(live.length)
       const blockBytes = bytes > 0 ? bytes / delivered : DEFAULT_BLOCK_BYTES
       for (const m of live) {
-        // Bytes still to come count, not requests: a run's next is asked for while its last blocks are on their way.
+        // Bytes still to come count, not requests: a peer whose runs are mostly in is asked for more when a request ends.
         const ahead = bytesAheadOf(m, blockBytes)
         while ((m.inflight === 0 || (m.inflight < MAX_DEPTH && m.inflightBytes < ahead)) && pending.length > 0 && worth(m, pending[0]!.size)) request(m, nextRun(m, limit))
       }
@@ -335,7 +335,7 @@ export class Swarm {
     const oneBlock = async (m: Member, w: Wanted, arrived: (w: Wanted, got: Uint8Array) => Promise<void>): Promise<void> => {
       const got = await m.peer.block(w.cid, signal)
       if (got === undefined) return
-      try { checkBlock(w.cid, got) } catch (err) { throw new IntegrityError((err as Error).message) }
+      checkBlock(w.cid, got) // IntegrityError
       await arrived(w, got)
     }
 
