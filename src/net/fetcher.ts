@@ -110,6 +110,7 @@ export class NetworkBlocks implements BlockGetter {
       delivered: (peer) => { this.counters.http++; this.byPeer(peer) },
       corrupt: (peer, cid) => this.corrupt(peer, cid),
       fetch: async cid => await this.block(cid),
+      stallMs,
       log: options.log
     })
   }

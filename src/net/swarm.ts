@@ -21,6 +21,8 @@ export interface SwarmSource {
   corrupt: (peer: string, cid: CID) => void
   /** fetches one block no swarm peer could deliver (other peers, bitswap) */
   fetch: (cid: CID) => Promise<Uint8Array>
+  /** how long a byte range may go without a block before its peer leaves the swarm */
+  stallMs: number
   log?: { info?: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
 }
 
@@ -342,13 +344,25 @@ export class Swarm {
     /** The leaves of `run` from `m` as one CAR of their byte range (the file's nodes above them come along and are passed over). */
     const byteRange = async (m: Member, run: Wanted[], left: Map<string, Wanted>, arrived: (w: Wanted, got: Uint8Array) => Promise<void>): Promise<void> => {
       const last = run.at(-1)!
-      const body = await m.peer.carRange(root, run[0]!.offset!, last.offset! + last.size - 1, signal)
-      if (body === undefined) return
-      const car = readCar(body) // every block checked against its CID (IntegrityError)
-      for await (const { cid, bytes: got } of car.blocks) {
-        const w = left.get(cid.toString())
-        if (w !== undefined) await arrived(w, got)
-        if (left.size === 0) break
+      // A peer that trickles (a byte now and then keeps the connection alive) is given up once no block came for a while.
+      const stall = new AbortController()
+      let timer = setTimeout(() => stall.abort(), source.stallMs)
+      try {
+        const body = await m.peer.carRange(root, run[0]!.offset!, last.offset! + last.size - 1, signal === undefined ? stall.signal : AbortSignal.any([signal, stall.signal]))
+        if (body === undefined) return
+        const car = readCar(body) // every block checked against its CID (IntegrityError)
+        for await (const { cid, bytes: got } of car.blocks) {
+          clearTimeout(timer)
+          timer = setTimeout(() => stall.abort(), source.stallMs)
+          const w = left.get(cid.toString())
+          if (w !== undefined) await arrived(w, got)
+          if (left.size === 0) break
+        }
+      } catch (err) {
+        if (stall.signal.aborted && signal?.aborted !== true) throw new PeerError(m.peer.url, `it stalled: no block for ${source.stallMs / 1000} s`)
+        throw err
+      } finally {
+        clearTimeout(timer)
       }
     }
 

@@ -369,7 +369,7 @@ describe('trustless gateway routes and the network block source', () => {
   })
 
   /** A peer in front of `gw` that answers byte-range CARs its own way (`ranges`), and everything `delayMs` late; counts the requests. */
-  async function rangePeer (ranges: 'refuse' | 'die' | 'pass', delayMs = 0): Promise<{ url: string, requests: () => { blocks: number, ranges: number }, server: Server }> {
+  async function rangePeer (ranges: 'refuse' | 'die' | 'trickle' | 'pass', delayMs = 0): Promise<{ url: string, requests: () => { blocks: number, ranges: number }, server: Server }> {
     const seen = { blocks: 0, ranges: 0 }
     const server = createServer((req, res) => {
       const range = (req.url ?? '').includes('entity-bytes=')
@@ -381,6 +381,19 @@ describe('trustless gateway routes and the network block source', () => {
         delete headers['content-length']
         res.writeHead(up.statusCode ?? 502, headers)
         if (!range || ranges === 'pass') { up.pipe(res); return }
+        if (ranges === 'trickle') {
+          // Half a block, then a byte every 100 ms: the connection never goes idle, the run never ends.
+          const held: Buffer[] = []
+          up.on('data', (chunk: Buffer) => held.push(chunk))
+          up.on('end', () => {
+            const body = Buffer.concat(held)
+            res.write(body.subarray(0, 128 * 1024))
+            let at = 128 * 1024
+            const drip = setInterval(() => { if (at < body.length && !res.destroyed) res.write(body.subarray(at, ++at)); else clearInterval(drip) }, 100)
+            res.on('close', () => clearInterval(drip))
+          })
+          return
+        }
         // Half a block in, the connection is reset.
         let sent = 0
         up.on('data', (chunk: Buffer) => {
@@ -441,6 +454,27 @@ describe('trustless gateway routes and the network block source', () => {
       expect(blocks.counters.corrupt).toBe(0)
     } finally {
       dying.server.close()
+      slow.server.close()
+      await local.close()
+    }
+  })
+
+  it('gives up a byte range that trickles (no block for the stall time), and takes its blocks from the others', async () => {
+    const trickling = await rangePeer('trickle')
+    const slow = await rangePeer('pass', 200)
+    const local = await PackStore.openRepo(tmp())
+    const said: string[] = []
+    const log = { warn: (m: string) => said.push(m), debug: (m: string) => said.push(m) }
+    try {
+      const blocks = new NetworkBlocks(local, { http: [new HttpPeer(trickling.url), new HttpPeer(slow.url)], stallMs: 1000, log })
+      const read = (async () => { await blocks.prefetch(root); return await collect(readFile(blocks, root)) })()
+      const late = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('not read within 20 s')), 20_000).unref())
+      expect(Buffer.compare(await Promise.race([read, late]), data)).toBe(0)
+      expect(trickling.requests().ranges).toBeGreaterThan(0)
+      expect(said.some(m => m.includes(`${trickling.url} left the fetch`) && m.includes('stalled'))).toBe(true)
+    } finally {
+      trickling.server.closeAllConnections()
+      trickling.server.close()
       slow.server.close()
       await local.close()
     }
