@@ -3,6 +3,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { Transform, type TransformCallback } from 'node:stream'
 import * as zlib from 'node:zlib'
+import { inTurn } from './turns.js'
 
 // zstd on every Node: zlib has it from Node 22.15; before that, the zstd
 // library compiled to WebAssembly by @bokuweb/zstd-wasm does the work. Its
@@ -151,33 +152,36 @@ export function decompressFrames (input: Uint8Array | Uint8Array[], maxBytes: nu
   return copyOut(w, dst, n)
 }
 
-/** A stream compressor writing a frame per FRAME_BYTES of input (and one for what is left at the end). */
+/**
+ * A stream compressor writing a frame per FRAME_BYTES of input (and one for
+ * what is left at the end). Each frame is compressed in its turn (inTurn):
+ * many streams at once leave the event loop free between frames.
+ */
 export function frameCompressor (level: number): Transform {
   let held: Buffer[] = []
   let size = 0
-  const emit = (t: Transform): void => {
+  const emit = async (t: Transform): Promise<void> => {
     if (size === 0) return
     const input = held
     held = []
     size = 0
-    t.push(compressFrame(input, level))
+    t.push(await inTurn(() => compressFrame(input, level)))
   }
   return new Transform({
     transform (chunk: Buffer, _enc, done: TransformCallback) {
-      try {
+      (async () => {
         let pos = 0
         while (pos < chunk.length) {
           const take = Math.min(chunk.length - pos, FRAME_BYTES - size)
           held.push(pos === 0 && take === chunk.length ? chunk : chunk.subarray(pos, pos + take))
           size += take
           pos += take
-          if (size === FRAME_BYTES) emit(this)
+          if (size === FRAME_BYTES) await emit(this)
         }
-        done()
-      } catch (err) { done(err as Error) }
+      })().then(() => done(), done)
     },
     flush (done: TransformCallback) {
-      try { emit(this); done() } catch (err) { done(err as Error) }
+      emit(this).then(() => done(), done)
     }
   })
 }
@@ -187,69 +191,82 @@ const SKIPPABLE_MASK = 0xFFFFFFF0
 const SKIPPABLE_MAGIC = 0x184D2A50
 
 /**
- * Finds where the zstd frame (or skippable frame) at the start of a byte
- * list ends, reading only its headers (RFC 8878 §3.1.1: a frame header,
- * blocks with 3-byte headers, an optional checksum) as the bytes come.
+ * Holds a zstd stream's bytes until a frame (or skippable frame) is whole,
+ * reading only its headers (RFC 8878 §3.1.1: a frame header, blocks with
+ * 3-byte headers, an optional checksum) as the bytes come. The bytes are kept
+ * in one buffer, so work and memory follow the bytes, however finely a peer
+ * cuts them (a frame sent a byte at a time once took minutes and gigabytes).
  */
 class FrameScanner {
-  /** the bytes held, in order */
-  chunks: Buffer[] = []
-  total = 0
+  /** the bytes held: a view of `storage` (or of the last chunk given, while nothing else is held) */
+  private held: Buffer = Buffer.alloc(0)
+  /** buffer this scanner owns, that `held` ends at the end of the used part of, with room to append */
+  private storage?: Buffer
   /** where the next header to read starts; undefined until the frame header is read */
   private next?: number
   private checksum = 0
   /** where the frame ends, once known */
   private end?: number
 
-  /** The byte at `i` of what is held. */
-  private at (i: number): number {
-    for (const c of this.chunks) {
-      if (i < c.length) return c[i]!
-      i -= c.length
+  /** bytes held */
+  get total (): number {
+    return this.held.length
+  }
+
+  /** Appends `chunk` (copied, unless nothing is held). */
+  push (chunk: Buffer): void {
+    const held = this.held
+    if (held.length === 0) { this.held = chunk; this.storage = undefined; return }
+    const used = held.byteOffset + held.length
+    const s = this.storage
+    if (s !== undefined && held.buffer === s.buffer && used - s.byteOffset + chunk.length <= s.length) {
+      chunk.copy(s, used - s.byteOffset)
+      this.held = s.subarray(held.byteOffset - s.byteOffset, used - s.byteOffset + chunk.length)
+      return
     }
-    throw new RangeError('read past the held bytes')
+    const storage = Buffer.allocUnsafe(Math.max(64 * 1024, 2 * (held.length + chunk.length)))
+    held.copy(storage, 0)
+    chunk.copy(storage, held.length)
+    this.storage = storage
+    this.held = storage.subarray(0, held.length + chunk.length)
   }
 
   private u32 (i: number): number {
-    return (this.at(i) | (this.at(i + 1) << 8) | (this.at(i + 2) << 16) | (this.at(i + 3) << 24)) >>> 0
+    return this.held.readUInt32LE(i)
   }
 
   /** The frame's length once it is all held, else undefined; Error when the bytes are not a zstd frame. */
   complete (): number | undefined {
+    const h = this.held
     if (this.end === undefined && this.next === undefined) {
-      if (this.total < 8) return undefined
+      if (h.length < 8) return undefined
       const magic = this.u32(0)
       if (((magic & SKIPPABLE_MASK) >>> 0) === SKIPPABLE_MAGIC) this.end = 8 + this.u32(4)
       else if (magic !== FRAME_MAGIC) throw new Error('not a zstd frame (bad magic number)')
       else {
-        const descriptor = this.at(4)
+        const descriptor = h[4]!
         const singleSegment = (descriptor >> 5) & 1
         this.checksum = ((descriptor >> 2) & 1) * 4
         this.next = 5 + (singleSegment === 1 ? 0 : 1) + [0, 1, 2, 4][descriptor & 3]! + [singleSegment, 2, 4, 8][descriptor >> 6]!
       }
     }
-    while (this.end === undefined && this.next! + 3 <= this.total) {
-      const header = this.at(this.next!) | (this.at(this.next! + 1) << 8) | (this.at(this.next! + 2) << 16)
+    while (this.end === undefined && this.next! + 3 <= h.length) {
+      const header = h.readUIntLE(this.next!, 3)
       const type = (header >> 1) & 3
       if (type === 3) throw new Error('not a zstd frame (reserved block type)')
       this.next! += 3 + (type === 1 ? 1 : header >>> 3)
       if ((header & 1) === 1) this.end = this.next! + this.checksum
     }
-    return this.end !== undefined && this.end <= this.total ? this.end : undefined
+    return this.end !== undefined && this.end <= h.length ? this.end : undefined
   }
 
-  /** Takes the first `n` bytes held (a whole frame) and starts on the next frame. */
-  take (n: number): Buffer[] {
-    const out: Buffer[] = []
-    while (n > 0) {
-      const c = this.chunks[0]!
-      if (c.length <= n) { out.push(c); this.chunks.shift(); n -= c.length; this.total -= c.length } else {
-        out.push(c.subarray(0, n)); this.chunks[0] = c.subarray(n); this.total -= n; n = 0
-      }
-    }
+  /** Takes the first `n` bytes held (a whole frame; valid until the next push) and starts on the next frame. */
+  take (n: number): Buffer {
+    const frame = this.held.subarray(0, n)
+    this.held = this.held.subarray(n)
     this.next = undefined
     this.end = undefined
-    return out
+    return frame
   }
 }
 
@@ -269,7 +286,7 @@ export function frameDecompressor (maxFrameOutput = MAX_FRAME_INPUT): Transform 
   return new Transform({
     transform (chunk: Buffer, _enc, done: TransformCallback) {
       try {
-        if (chunk.length > 0) { frames.chunks.push(chunk); frames.total += chunk.length }
+        if (chunk.length > 0) frames.push(chunk)
         for (let n = frames.complete(); n !== undefined; n = frames.complete()) {
           const out = decompressFrames(frames.take(n), maxFrameOutput)
           if (out.length > 0) this.push(out)

@@ -14,6 +14,8 @@ const RANK: Record<string, number> = {
   lru: 0,
   ed25519: 0,
   shim: 0,
+  // CPU-heavy work taking turns on the event loop (compression for many responses at once)
+  turns: 0,
   disk: 0,
   atomic: 0,
   'repo-layout': 0,

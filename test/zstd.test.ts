@@ -52,6 +52,31 @@ describe('zstd on every Node (WebAssembly before 22.15)', () => {
     for (const size of [1, 2, 3, 7]) expect((await through(frameDecompressor(), short, size)).toString(), String(size)).toBe(`abcxxxxx${text.subarray(0, 5000).toString()}abcxxxxx`)
   }, 60_000)
 
+  it('decodes a frame sent a byte at a time with work that follows the bytes (a hostile peer froze a gateway for minutes)', async () => {
+    // 300 KB of frame: piece by piece, the held pieces were walked for every header byte and shifted one by one (70 s here).
+    const frame = compressFrame(binary.subarray(0, 300_000), 1)
+    const decoder = frameDecompressor()
+    const out: Buffer[] = []
+    decoder.on('data', (c: Buffer) => out.push(c))
+    for (let i = 0; i < frame.length; i++) decoder.write(frame.subarray(i, i + 1))
+    decoder.end()
+    await new Promise(resolve => decoder.on('end', resolve))
+    expect(Buffer.compare(Buffer.concat(out), binary.subarray(0, 300_000))).toBe(0)
+  }, 20_000)
+
+  it('compresses the frames of many streams in turns, with other work between them (clients reading nothing held a narinfo for seconds)', async () => {
+    const streams = Array.from({ length: 20 }, () => frameCompressor(3))
+    let frames = 0
+    let framesBeforeTimer: number | undefined
+    const ended = streams.map(async z => { z.on('data', () => frames++); await new Promise(resolve => z.on('end', resolve)) })
+    setTimeout(() => { framesBeforeTimer = frames }, 0)
+    for (const z of streams) { z.write(binary.subarray(0, 2 * FRAME_BYTES)); z.end() }
+    await Promise.all(ended)
+    expect(frames).toBe(40)
+    // Before, every frame was compressed inside write(): all 40 came before the timer could run.
+    expect(framesBeforeTimer).toBeLessThanOrEqual(2)
+  })
+
   it('refuses a cut stream, a corrupt one, bad magic, and frames past its bounds', async () => {
     const packed = compressFrame(binary.subarray(0, FRAME_BYTES), 3)
     await expect(through(frameDecompressor(), packed.subarray(0, packed.length - 1), 65_536)).rejects.toThrow(/cut inside a frame/)

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable, type Transform } from 'node:stream'
 import { CODINGS, compressor, compressSync, negotiate, type Coding } from '../codings.js'
+import { inTurn } from '../turns.js'
 
 // Compression of trustless-gateway responses, only where it pays: NARs of
 // binaries shrink 2–3× (bench/compression-results.md), but blocks of data that
@@ -17,11 +18,11 @@ export function wantedCoding (req: IncomingMessage): Coding | undefined {
   return negotiate(req.headers['accept-encoding'])
 }
 
-/** `input` (bytes, or pieces that follow each other) compressed with `coding` when that saves at least MIN_RATIO, else undefined (send them as they are). */
-export function compressedIfPays (coding: Coding, input: Uint8Array | Uint8Array[]): Buffer | undefined {
+/** `input` (bytes, or pieces that follow each other) compressed with `coding` (in its turn) when that saves at least MIN_RATIO, else undefined (send them as they are). */
+export async function compressedIfPays (coding: Coding, input: Uint8Array | Uint8Array[]): Promise<Buffer | undefined> {
   const size = Array.isArray(input) ? input.reduce((n, p) => n + p.length, 0) : input.length
   if (size === 0) return undefined
-  const out = compressSync(coding, input)
+  const out = await inTurn(() => compressSync(coding, input))
   return out.length * MIN_RATIO <= size ? out : undefined
 }
 
@@ -44,7 +45,7 @@ export async function encodedStream (coding: Coding, chunks: AsyncIterable<Uint8
     sample.push(next.value)
     sampled += next.value.length
   }
-  const packed = compressedIfPays(coding, sample)
+  const packed = await compressedIfPays(coding, sample)
   async function * rest (): AsyncGenerator<Uint8Array> {
     if (done) return
     // The iterator is ours from here: resuming a `for await` over it would end it early.

@@ -95,7 +95,7 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
     const headers = { ...common, etag: `"${cid.toString()}.raw"`, 'content-disposition': `attachment; filename="${cid.toString()}.bin"` }
     if (answeredNotModified(ctx, headers)) return
     const bytes = await getVerified(local, cid)
-    const packed = coding === undefined ? undefined : compressedIfPays(coding, bytes)
+    const packed = coding === undefined ? undefined : await compressedIfPays(coding, bytes)
     if (packed !== undefined) {
       // Each coding of a response is its own representation, with its own ETag (RFC 9110 §8.8.3).
       res.writeHead(200, { ...headers, etag: `"${cid.toString()}.raw.${coding!}"`, 'content-type': RAW, 'content-encoding': coding!, 'content-length': packed.length })
