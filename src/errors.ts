@@ -72,7 +72,8 @@ export class InsecureKeyFileError extends NixipfsError {
 /** Bytes do not hash to what their address or their signed metadata says. */
 export class IntegrityError extends NixipfsError {
   override name = 'IntegrityError'
-  constructor (message: string) { super('ERR_INTEGRITY', message) }
+  /** @param block the CID of the block that failed its check, when one did */
+  constructor (message: string, readonly block?: string) { super('ERR_INTEGRITY', message) }
 }
 
 /** Something exists but cannot be served right now (a followed cache whose record expired, an inconsistent cache…): HTTP 503, which Nix does not remember as a miss. */

@@ -44,7 +44,7 @@ export function checkBlock (cid: CID, bytes: Uint8Array): void {
   // Hashed inline: a round trip to a worker thread measured slower than hashing here.
   const digest = createHash('sha256').update(bytes).digest()
   if (Buffer.compare(digest, cid.multihash.digest) !== 0) {
-    throw new IntegrityError(`block ${cid.toString()} is corrupt: its bytes do not hash to its CID`)
+    throw new IntegrityError(`block ${cid.toString()} is corrupt: its bytes do not hash to its CID`, cid.toString())
   }
 }
 

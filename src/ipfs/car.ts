@@ -132,7 +132,7 @@ async function * readSections (input: ByteInput, header: Promise<CID[]>, maxBloc
       try {
         checkBlock(cid, bytes)
       } catch (err) {
-        throw new IntegrityError(`${(err as Error).message} (CAR section at byte ${start})`)
+        throw new IntegrityError(`${(err as Error).message} (CAR section at byte ${start})`, cid.toString())
       }
       yield { cid, bytes }
     }

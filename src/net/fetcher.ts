@@ -195,10 +195,10 @@ export class NetworkBlocks implements BlockGetter {
     return this.local.has(cid)
   }
 
-  private corrupt (peer: string, cid: CID): void {
+  private corrupt (peer: string, block: string): void {
     this.counters.corrupt++
     this.bans.ban(peer)
-    this.options.log?.warn(`peer ${peer} sent a corrupt block for ${cid.toString()}; skipping that peer for a while and asking others`)
+    this.options.log?.warn(`peer ${peer} sent a corrupt block for ${block}; skipping that peer for a while and asking others`)
   }
 
   /** HTTP peers blocks are asked from now (not skipped for sending corrupt blocks). */
@@ -353,7 +353,7 @@ export class NetworkBlocks implements BlockGetter {
         continue
       }
       if (bytes === undefined) { asked.push(`${peer.url}: does not have it`); continue }
-      if (!hashesTo(cid, bytes)) { this.corrupt(peer.url, cid); asked.push(`${peer.url}: sent a corrupt block`); continue }
+      if (!hashesTo(cid, bytes)) { this.corrupt(peer.url, cid.toString()); asked.push(`${peer.url}: sent a corrupt block`); continue }
       this.counters.http++
       this.bytes.http += bytes.length
       this.byPeer(peer.url)
@@ -369,7 +369,7 @@ export class NetworkBlocks implements BlockGetter {
         this.bytes.bitswap += bytes.length
         return await this.keeper.keep(cid, bytes)
       } else {
-        this.corrupt('bitswap', cid)
+        this.corrupt('bitswap', cid.toString())
         asked.push('bitswap: sent a corrupt block')
       }
     }

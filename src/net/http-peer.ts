@@ -137,13 +137,18 @@ export class HttpPeer {
       } catch (err) {
         res.body.destroy()
         if (err instanceof PeerError || signal.aborted) throw err
-        throw new PeerError(this.url, `${this.url}${path}: ${(err as Error).message}`)
+        throw new PeerError(this.url, `${this.url}${path}: ${bodyFailure(err as Error).message}`)
       }
     } catch (err) {
       if (deadline.aborted && given?.aborted !== true) throw new PeerError(this.url, `${this.url}${path} did not answer in full within ${ms / 1000} s`)
       throw err
     }
   }
+}
+
+/** A response body's error in words: Node says only "aborted" when the peer closed the connection before the body ended. */
+function bodyFailure (err: Error): Error {
+  return err.message === 'aborted' ? new Error('the peer closed the connection before the body ended') : err
 }
 
 /** Most bytes queued from a response before the socket is paused. */
@@ -177,7 +182,7 @@ async function * chunksOf (body: Readable): AsyncGenerator<Uint8Array> {
         yield piece
         continue
       }
-      if (failed !== undefined) throw failed
+      if (failed !== undefined) throw bodyFailure(failed)
       if (ended) return
       await new Promise<void>(resolve => { wake = resolve })
       wake = undefined

@@ -17,7 +17,7 @@ export interface PrefetchSource {
   /** counts a block the stream delivered by `peer` */
   delivered: (peer: string) => void
   /** notes that `peer` sent a corrupt block */
-  corrupt: (peer: string, cid: CID) => void
+  corrupt: (peer: string, block: string) => void
   /** fetches one block the stream did not deliver */
   fetch: (cid: CID) => Promise<Uint8Array>
   /** how long the stream may go without a block before the rest is fetched block by block */
@@ -80,11 +80,12 @@ export class CarPrefetch {
       if (body === undefined) return
       const car = readCar(body)
       for await (const { cid, bytes } of car.blocks) {
-        clearTimeout(timer)
-        timer = setTimeout(() => stall.abort(), stallMs)
         const key = cid.toString()
         const mine = owned.get(key)
-        if (mine === undefined) continue // not asked for (or someone else fetches it): ignore
+        // Not asked for (or someone else fetches it): ignored, and no sign of life (a peer sending only such blocks stalls).
+        if (mine === undefined) continue
+        clearTimeout(timer)
+        timer = setTimeout(() => stall.abort(), stallMs)
         await source.keep(cid, bytes)
         source.delivered(peer.url)
         owned.delete(key)
@@ -93,7 +94,7 @@ export class CarPrefetch {
         for (const link of linksOf(cid, bytes)) expect(link.cid)
       }
     } catch (err) {
-      if (err instanceof IntegrityError) source.corrupt(peer.url, root)
+      if (err instanceof IntegrityError) source.corrupt(peer.url, err.block ?? root.toString())
       else if (stall.signal.aborted) source.log?.warn(`peer ${peer.url} stalled sending ${root.toString()} (no block for ${stallMs / 1000} s); fetching the rest block by block`)
       else if (signal?.aborted !== true) source.log?.debug(`CAR of ${root.toString()} from ${peer.url}: ${(err as Error).message}`)
     } finally {

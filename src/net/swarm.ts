@@ -18,7 +18,7 @@ export interface SwarmSource {
   /** notes that `peer` delivered a block */
   delivered: (peer: string) => void
   /** notes that `peer` sent a corrupt block */
-  corrupt: (peer: string, cid: CID) => void
+  corrupt: (peer: string, block: string) => void
   /** fetches one block no swarm peer could deliver (other peers, bitswap) */
   fetch: (cid: CID) => Promise<Uint8Array>
   /** how long a byte range may go without a block before its peer leaves the swarm */
@@ -318,7 +318,7 @@ export class Swarm {
       }, (err: Error) => {
         if (signal?.aborted === true) return // handed off by onAbort
         if (err instanceof IntegrityError) {
-          source.corrupt(m.peer.url, [...left.values()][0]?.cid ?? root)
+          source.corrupt(m.peer.url, err.block ?? root.toString())
           leave(m, `it sent a corrupt block: ${err.message}`)
         } else if (run.length > 1 && err instanceof PeerError && / answered HTTP 4\d\d$/.test(err.message)) {
           m.ranges = false // a gateway that takes no byte ranges: single blocks then
@@ -352,10 +352,12 @@ export class Swarm {
         if (body === undefined) return
         const car = readCar(body) // every block checked against its CID (IntegrityError)
         for await (const { cid, bytes: got } of car.blocks) {
+          const w = left.get(cid.toString())
+          // Only a block of the run is a sign of life: a peer sending others (the file's nodes come first) may do so for ever.
+          if (w === undefined) continue
           clearTimeout(timer)
           timer = setTimeout(() => stall.abort(), source.stallMs)
-          const w = left.get(cid.toString())
-          if (w !== undefined) await arrived(w, got)
+          await arrived(w, got)
           if (left.size === 0) break
         }
       } catch (err) {

@@ -180,6 +180,8 @@ describe('readCar', () => {
     const err = await readError([data])
     expect(err).toBeInstanceOf(IntegrityError)
     expect(err.message).toContain(leaf.cid.toString())
+    // Named to the caller too: a peer's warning named the NAR's root instead of the block that failed.
+    expect((err as IntegrityError).block).toBe(leaf.cid.toString())
     const digest = Buffer.from(car)
     digest[digest.length - leaf.bytes.length - 1]! ^= 0x80
     expect(await readError([digest])).toBeInstanceOf(IntegrityError)

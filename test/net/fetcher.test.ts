@@ -8,6 +8,7 @@ import { BlockUnavailableError } from '../../src/errors.js'
 import { checkBlock, cidOf, DAG_PB_CODE, getVerified, RAW_CODE } from '../../src/ipfs/block.js'
 import { fixedChunker } from '../../src/ipfs/chunker.js'
 import { walkDag } from '../../src/ipfs/dag.js'
+import { carBytes } from '../../src/ipfs/car.js'
 import { importFile, readFile } from '../../src/ipfs/file-dag.js'
 import { PackStore } from '../../src/ipfs/pack-store.js'
 import { startGateway, type Gateway } from '../../src/gateway/server.js'
@@ -369,13 +370,26 @@ describe('trustless gateway routes and the network block source', () => {
   })
 
   /** A peer in front of `gw` that answers byte-range CARs its own way (`ranges`), and everything `delayMs` late; counts the requests. */
-  async function rangePeer (ranges: 'refuse' | 'die' | 'trickle' | 'pass', delayMs = 0): Promise<{ url: string, requests: () => { blocks: number, ranges: number }, server: Server }> {
+  async function rangePeer (ranges: 'refuse' | 'die' | 'trickle' | 'stray' | 'pass', delayMs = 0): Promise<{ url: string, requests: () => { blocks: number, ranges: number }, server: Server }> {
     const seen = { blocks: 0, ranges: 0 }
     const server = createServer((req, res) => {
       const range = (req.url ?? '').includes('entity-bytes=')
       if (range) seen.ranges++
       else seen.blocks++
       if (range && ranges === 'refuse') { res.writeHead(400); res.end('entity-bytes is not supported'); return }
+      if (ranges === 'stray' && (req.url ?? '').includes('format=car')) {
+        // A valid CAR of valid blocks, none of them asked for, one every 100 ms for ever.
+        res.writeHead(200, { 'content-type': 'application/vnd.ipld.car' })
+        const stray = async function * () {
+          while (!res.destroyed) {
+            const bytes = randomBytes(1024)
+            yield { cid: cidOf(RAW_CODE, bytes), bytes }
+            await new Promise(resolve => setTimeout(resolve, 100))
+          }
+        }
+        ;(async () => { for await (const piece of carBytes([root], stray())) if (!res.destroyed) res.write(piece) })().catch(() => {})
+        return
+      }
       setTimeout(() => request(gw.url + (req.url ?? '/'), { headers: { accept: req.headers.accept ?? '*/*' } }, up => {
         const headers = { ...up.headers }
         delete headers['content-length']
@@ -435,8 +449,10 @@ describe('trustless gateway routes and the network block source', () => {
     // The other answers 200 ms late, so the dying one is measured first and given runs.
     const slow = await rangePeer('pass', 200)
     const local = await PackStore.openRepo(tmp())
+    const said: string[] = []
+    const log = { warn: (m: string) => said.push(m), debug: (m: string) => said.push(m) }
     try {
-      const blocks = new NetworkBlocks(local, { http: [new HttpPeer(dying.url), new HttpPeer(slow.url)] })
+      const blocks = new NetworkBlocks(local, { http: [new HttpPeer(dying.url), new HttpPeer(slow.url)], log })
       await blocks.prefetch(root)
       expect(Buffer.compare(await collect(readFile(blocks, root)), data)).toBe(0)
       const report = blocks.swarmReports()[0]!
@@ -452,6 +468,8 @@ describe('trustless gateway routes and the network block source', () => {
       expect(report.blocks).toBe(dagBlocks)
       expect(report.peers.find(p => p.url === slow.url)!.blocks).toBeGreaterThan(0)
       expect(blocks.counters.corrupt).toBe(0)
+      // Said in words (Node's own message is a bare "aborted").
+      expect(said.some(m => m.includes(`${dying.url} left the fetch`) && m.includes('closed the connection before the body ended')), said.join('\n')).toBe(true)
     } finally {
       dying.server.close()
       slow.server.close()
@@ -479,6 +497,26 @@ describe('trustless gateway routes and the network block source', () => {
       await local.close()
     }
   })
+
+  it('gives up a CAR that brings only blocks nobody asked for: the others, or single blocks, deliver the rest', async () => {
+    // A peer that streamed stray blocks for ever kept its run (and a lone peer's whole CAR) and Nix waiting: each block reset the stall timer.
+    for (const peers of [['stray', 'pass'], ['stray']] as const) {
+      const servers = await Promise.all(peers.map(async mode => await rangePeer(mode, mode === 'pass' ? 200 : 0)))
+      const local = await PackStore.openRepo(tmp())
+      const said: string[] = []
+      const log = { warn: (m: string) => said.push(m), debug: (m: string) => said.push(m) }
+      try {
+        const blocks = new NetworkBlocks(local, { http: servers.map(s => new HttpPeer(s.url)), stallMs: 1000, log })
+        const read = (async () => { await blocks.prefetch(root); return await collect(readFile(blocks, root)) })()
+        const late = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`${peers.join(' and ')}: not read within 20 s`)), 20_000).unref())
+        expect(Buffer.compare(await Promise.race([read, late]), data)).toBe(0)
+        expect(said.some(m => m.includes(servers[0]!.url) && m.includes('stalled')), said.join('\n')).toBe(true)
+      } finally {
+        for (const s of servers) { s.server.closeAllConnections(); s.server.close() }
+        await local.close()
+      }
+    }
+  }, 60_000)
 
   it('keeps at most --peer-connections requests in flight to one peer', async () => {
     let inFlight = 0
