@@ -81,9 +81,13 @@ function memberRate (m: Member): number {
 }
 
 /**
- * How many bytes `m` should have under way: its measured rate over an
+ * How many bytes `m` should have under way: twice its measured rate over an
  * unloaded request's time (the bandwidth-delay product) and two blocks
  * more, so a link with a long round trip stays full; DEPTH blocks at least.
+ * Twice, as BBR's window gain: the rate is what the window let through, so
+ * with one BDP the window grew by two blocks a round trip and the fetch
+ * ended before it filled the link (an upgrade of bench/wan.mjs: 2.12 -> 1.98
+ * s); three times overfilled the link's queue, and lost packets cost more.
  * None beyond the first request until the peer is measured: a slow one must
  * not hold many blocks before its rate is known.
  */
@@ -91,7 +95,7 @@ function bytesAheadOf (m: Member, blockBytes: number): number {
   if (m.rate.bytes === 0) return 0
   const rate = memberRate(m)
   if (!Number.isFinite(rate) || !Number.isFinite(m.quickestMs)) return DEPTH * blockBytes
-  return Math.max(DEPTH * blockBytes, rate * m.quickestMs + 2 * blockBytes)
+  return Math.max(DEPTH * blockBytes, 2 * rate * m.quickestMs + 2 * blockBytes)
 }
 
 /** The links of dag-pb node `bytes` (at `order` in the DAG; a file's node at byte `offset`) as blocks to fetch, with their offsets when known. */
