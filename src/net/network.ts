@@ -326,9 +326,16 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       Promise.allSettled(asks)
     ]).finally(() => clearTimeout(settle))
     const found: Array<{ from: string, bytes: Uint8Array }> = [...fromRouting]
+    const failures: string[] = []
     for (const a of answers) {
       if (a.status === 'fulfilled' && a.value.bytes !== undefined) found.push({ from: a.value.from, bytes: a.value.bytes })
-      else if (a.status === 'rejected' && !settled.signal.aborted) options.log.debug(`record request for ${name}: ${(a.reason as Error).message}`)
+      else if (a.status === 'rejected' && !settled.signal.aborted) failures.push((a.reason as Error).message)
+    }
+    // With no record at all, why the peers gave none is the user's to know (a peer answering 502 is not one without the name).
+    if (failures.length > 0) {
+      const why = `record of /ipns/${name}: ${failures.slice(0, 3).join('; ')}${failures.length > 3 ? ` (and ${failures.length - 3} more)` : ''}`
+      if (found.length === 0) options.log.warn(why)
+      else options.log.debug(why)
     }
     // Before the follower fetches a root, the routing servers name who has it.
     const distinct = new Map(found.map(({ bytes }) => [Buffer.from(bytes).toString('base64'), bytes]))

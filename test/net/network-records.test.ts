@@ -1,3 +1,4 @@
+import { createServer as createHttpServer } from 'node:http'
 import { createServer } from 'node:net'
 import { MemoryDatastore } from 'datastore-core'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -55,6 +56,19 @@ describe('network records', () => {
       process.off('unhandledRejection', onUnhandled)
     }
   }, 60_000)
+
+  it('says why no record came when peers fail (a peer answering 502 was reported as one without the name)', async () => {
+    const failing = createHttpServer((_req, res) => { res.writeHead(502); res.end('bad gateway') })
+    await new Promise<void>(resolve => failing.listen(0, '127.0.0.1', resolve))
+    stops.push(async () => { await new Promise(resolve => failing.close(resolve)) })
+    const url = `http://127.0.0.1:${(failing.address() as { port: number }).port}`
+    const said: string[] = []
+    const repo = tmp()
+    const network = await startNetwork(repo, await PackStore.openRepo(repo), { offline: false, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], httpGateways: [url], peerTimeoutMs: 2_000, peerConnections: 2, log: { ...quiet, warn: (m: string) => said.push(m) } })
+    stops.push(async () => { await network.stop() })
+    expect(await network.records(NAME)).toEqual([])
+    expect(said.some(m => m.includes(NAME) && m.includes(url) && m.includes('502')), said.join('\n')).toBe(true)
+  }, 30_000)
 
   // Discovery follows a cache named by a provider; among many connections, that provider was often not among the few
   // peers asked for the record, and the record then came from the DHT seconds later, if at all.
