@@ -200,7 +200,7 @@ const SKIPPABLE_MAGIC = 0x184D2A50
 class FrameScanner {
   /** the bytes held: a view of `storage` (or of the last chunk given, while nothing else is held) */
   private held: Buffer = Buffer.alloc(0)
-  /** buffer this scanner owns, that `held` ends at the end of the used part of, with room to append */
+  /** buffer this scanner owns and appends to; `held` ends where its used part ends */
   private storage?: Buffer
   /** where the next header to read starts; undefined until the frame header is read */
   private next?: number
@@ -217,11 +217,12 @@ class FrameScanner {
   push (chunk: Buffer): void {
     const held = this.held
     if (held.length === 0) { this.held = chunk; this.storage = undefined; return }
-    const used = held.byteOffset + held.length
     const s = this.storage
-    if (s !== undefined && held.buffer === s.buffer && used - s.byteOffset + chunk.length <= s.length) {
-      chunk.copy(s, used - s.byteOffset)
-      this.held = s.subarray(held.byteOffset - s.byteOffset, used - s.byteOffset + chunk.length)
+    // With storage, what is held is in it (a chunk held as it came clears it).
+    const end = s === undefined ? 0 : held.byteOffset - s.byteOffset + held.length
+    if (s !== undefined && end + chunk.length <= s.length) {
+      chunk.copy(s, end)
+      this.held = s.subarray(end - held.length, end + chunk.length)
       return
     }
     const storage = Buffer.allocUnsafe(Math.max(64 * 1024, 2 * (held.length + chunk.length)))

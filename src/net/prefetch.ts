@@ -37,6 +37,38 @@ export function waiter (): Waiter {
   return { promise, resolve, reject }
 }
 
+/**
+ * Aborts its signal once `ms` pass without `alive()`: a CAR stream whose peer
+ * trickles, stops, or sends only blocks nobody asked for is given up.
+ */
+export class StallTimer {
+  private readonly stall = new AbortController()
+  private readonly timer: NodeJS.Timeout
+
+  constructor (readonly ms: number) {
+    this.timer = setTimeout(() => this.stall.abort(), ms)
+  }
+
+  /** true once it fired */
+  get stalled (): boolean {
+    return this.stall.signal.aborted
+  }
+
+  /** `signal` (the request's, if any) that also aborts on a stall */
+  signal (signal?: AbortSignal): AbortSignal {
+    return signal === undefined ? this.stall.signal : AbortSignal.any([signal, this.stall.signal])
+  }
+
+  /** A wanted block came: the wait starts again. */
+  alive (): void {
+    this.timer.refresh()
+  }
+
+  stop (): void {
+    clearTimeout(this.timer)
+  }
+}
+
 /** Fetches whole DAGs as one CAR stream each, handing out their blocks as they arrive. */
 export class CarPrefetch {
   /** blocks a running prefetch is expected to deliver */
@@ -72,11 +104,9 @@ export class CarPrefetch {
     for (const cid of frontier ?? [root]) expect(cid)
     if (owned.size === 0) return
     // A peer that trickles (or stops sending) is dropped once no block came for a while: the rest is fetched block by block.
-    const stall = new AbortController()
-    const { stallMs } = source
-    let timer = setTimeout(() => stall.abort(), stallMs)
+    const stall = new StallTimer(source.stallMs)
     try {
-      const body = await peer.car(root, signal === undefined ? stall.signal : AbortSignal.any([signal, stall.signal]))
+      const body = await peer.car(root, stall.signal(signal))
       if (body === undefined) return
       const car = readCar(body)
       for await (const { cid, bytes } of car.blocks) {
@@ -84,8 +114,7 @@ export class CarPrefetch {
         const mine = owned.get(key)
         // Not asked for (or someone else fetches it): ignored, and no sign of life (a peer sending only such blocks stalls).
         if (mine === undefined) continue
-        clearTimeout(timer)
-        timer = setTimeout(() => stall.abort(), stallMs)
+        stall.alive()
         await source.keep(cid, bytes)
         source.delivered(peer.url)
         owned.delete(key)
@@ -95,10 +124,10 @@ export class CarPrefetch {
       }
     } catch (err) {
       if (err instanceof IntegrityError) source.corrupt(peer.url, err.block ?? root.toString())
-      else if (stall.signal.aborted) source.log?.warn(`peer ${peer.url} stalled sending ${root.toString()} (no block for ${stallMs / 1000} s); fetching the rest block by block`)
+      else if (stall.stalled) source.log?.warn(`peer ${peer.url} stalled sending ${root.toString()} (no block for ${stall.ms / 1000} s); fetching the rest block by block`)
       else if (signal?.aborted !== true) source.log?.debug(`CAR of ${root.toString()} from ${peer.url}: ${(err as Error).message}`)
     } finally {
-      clearTimeout(timer)
+      stall.stop()
       // Whatever the stream did not deliver is fetched block by block (or fails with the request).
       for (const [key, { cid, waiter }] of owned) {
         this.expected.delete(key)

@@ -5,7 +5,7 @@ import { IntegrityError, PeerError } from '../errors.js'
 import { checkBlock, RAW_CODE } from '../ipfs/block.js'
 import { readCar } from '../ipfs/car.js'
 import type { HttpPeer } from './http-peer.js'
-import { waiter, type Waiter } from './prefetch.js'
+import { StallTimer, waiter, type Waiter } from './prefetch.js'
 
 /** What a swarm fetch asks of the block source it fills. */
 export interface SwarmSource {
@@ -349,26 +349,24 @@ export class Swarm {
     const byteRange = async (m: Member, run: Wanted[], left: Map<string, Wanted>, arrived: (w: Wanted, got: Uint8Array) => Promise<void>): Promise<void> => {
       const last = run.at(-1)!
       // A peer that trickles (a byte now and then keeps the connection alive) is given up once no block came for a while.
-      const stall = new AbortController()
-      let timer = setTimeout(() => stall.abort(), source.stallMs)
+      const stall = new StallTimer(source.stallMs)
       try {
-        const body = await m.peer.carRange(root, run[0]!.offset!, last.offset! + last.size - 1, signal === undefined ? stall.signal : AbortSignal.any([signal, stall.signal]))
+        const body = await m.peer.carRange(root, run[0]!.offset!, last.offset! + last.size - 1, stall.signal(signal))
         if (body === undefined) return
         const car = readCar(body) // every block checked against its CID (IntegrityError)
         for await (const { cid, bytes: got } of car.blocks) {
           const w = left.get(cid.toString())
           // Only a block of the run is a sign of life: a peer sending others (the file's nodes come first) may do so for ever.
           if (w === undefined) continue
-          clearTimeout(timer)
-          timer = setTimeout(() => stall.abort(), source.stallMs)
+          stall.alive()
           await arrived(w, got)
           if (left.size === 0) break
         }
       } catch (err) {
-        if (stall.signal.aborted && signal?.aborted !== true) throw new PeerError(m.peer.url, `it stalled: no block for ${source.stallMs / 1000} s`)
+        if (stall.stalled && signal?.aborted !== true) throw new PeerError(m.peer.url, `it stalled: no block for ${stall.ms / 1000} s`)
         throw err
       } finally {
-        clearTimeout(timer)
+        stall.stop()
       }
     }
 
