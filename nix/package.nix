@@ -18,10 +18,9 @@ buildNpmPackage {
   doCheck = false;
 
   postInstall = ''
-    # publish and import call the `nix` CLI; a gateway on a large index wants a capped heap (see README).
+    # publish and import call the `nix` CLI. No heap cap: bin/nixipfs.mjs sizes the heap's growth itself.
     wrapProgram $out/bin/nixipfs \
-      --prefix PATH : ${lib.makeBinPath [ nix ]} \
-      --set-default NODE_OPTIONS --max-old-space-size=192
+      --prefix PATH : ${lib.makeBinPath [ nix ]}
   '';
 
   meta = {
