@@ -9,3 +9,8 @@ export async function collectAtMost (source: AsyncIterable<Uint8Array>, max: num
   }
   return Buffer.concat(parts)
 }
+
+/** `bytes` as a flat string of one character a byte: a compact Map key (a CID's base32 `toString()` is a rope of ~50 pieces, kept whole as a key). */
+export function bytesKey (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+}

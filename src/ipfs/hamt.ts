@@ -2,6 +2,7 @@ import * as dagPb from '@ipld/dag-pb'
 import { murmur3128 } from '@multiformats/murmur3'
 import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
+import { bytesKey } from '../bytes.js'
 import { IntegrityError } from '../errors.js'
 import { DAG_PB_CODE, getVerified, type BlockGetter } from './block.js'
 
@@ -41,22 +42,19 @@ export class DirNodeCache {
   constructor (private readonly max = 256) {}
 
   get (cid: CID): DirNode | undefined {
-    const key = keyOf(cid)
+    const key = bytesKey(cid.bytes)
     const node = this.pinned.get(key) ?? this.recent.get(key)
     if (node !== undefined && this.recent.delete(key)) this.recent.set(key, node)
     return node
   }
 
   set (cid: CID, node: DirNode, depth: number): void {
-    const key = keyOf(cid)
+    const key = bytesKey(cid.bytes)
     if (depth <= PINNED_DEPTH && this.pinned.size < PINNED_MAX) { this.pinned.set(key, node); return }
     this.recent.set(key, node)
     if (this.recent.size > this.max) this.recent.delete(this.recent.keys().next().value!)
   }
 }
-
-/** A flat string of a CID's bytes: `toString()` builds its base32 a character at a time, a rope of ~50 pieces kept whole as a Map key. */
-const keyOf = (cid: CID): string => Buffer.from(cid.bytes.buffer, cid.bytes.byteOffset, cid.bytes.byteLength).toString('latin1')
 
 /** Reads and decodes a UnixFS directory node (flat or HAMT shard), checking that it is one. */
 export async function readDirNode (blocks: BlockGetter, cid: CID): Promise<{ pb: dagPb.PBNode, unixfs: UnixFS }> {
@@ -78,11 +76,10 @@ async function dirNode (blocks: BlockGetter, cid: CID, cache: DirNodeCache, dept
     if (!Number.isInteger(fanoutBits) || fanoutBits < 1 || fanoutBits > 16) throw new IntegrityError(`HAMT shard ${cid.toString()} has fanout ${fanout}`)
   }
   // CIDs are kept as bytes: a cached shard holds hundreds of links, and CID objects weigh several times more.
+  const cids = new Uint8Array(pb.Links.reduce((n, l) => n + l.Hash.bytes.length, 0))
   const ends = new Uint32Array(pb.Links.length)
   let end = 0
-  pb.Links.forEach((l, i) => { end += l.Hash.bytes.length; ends[i] = end })
-  const cids = new Uint8Array(end)
-  pb.Links.forEach((l, i) => cids.set(l.Hash.bytes, ends[i]! - l.Hash.bytes.length))
+  pb.Links.forEach((l, i) => { cids.set(l.Hash.bytes, end); end += l.Hash.bytes.length; ends[i] = end })
   const node: DirNode = { fanoutBits, links: new Map(pb.Links.map((l, i) => [l.Name ?? '', i])), cids, ends }
   cache.set(cid, node, depth)
   return node

@@ -5,6 +5,7 @@ import { BaseBlockstore } from 'blockstore-core/base'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { bytesKey } from '../bytes.js'
 import { asDiskError } from '../disk.js'
 import { BlockNotFoundError, NixipfsError, StoreError } from '../errors.js'
 import { BlockMarks } from './block-marks.js'
@@ -23,7 +24,7 @@ const REFRESH_CHUNK_RECORDS = 65536
 /** How often reads look whether another process compacted the store. */
 const RECHECK_MS = 1000
 
-const key = (digest: Uint8Array): string => Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1')
+const key = bytesKey
 
 /**
  * Reads the index records of `fh` from byte `from` on into `index`, a few MB
