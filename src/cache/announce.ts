@@ -38,6 +38,11 @@ export interface AnnounceOptions {
   recent?: () => CID[]
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
   checkMs?: number
+  /**
+   * resolves once no request waits on the network (a discovery lookup Nix is waiting for): what others published is
+   * announced only then, the node's own cache at once
+   */
+  idle?: (signal: AbortSignal) => Promise<void>
 }
 
 /** A running announcer. */
@@ -68,13 +73,21 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
   /** the size of the routing table when each name's root was last announced */
   const tableAt = new Map<string, number>()
 
-  async function provideAll (cids: CID[], concurrency: number, again = false): Promise<number> {
+  /**
+   * Waits, for what others published, until no request waits on the network: the client of a 50-node network announced
+   * the 20 caches it had just discovered (a record and 9 provider records each, every one a DHT walk) while Nix
+   * waited for its next lookups, and those took twice as long.
+   */
+  const othersTurn = async (own: boolean): Promise<void> => { if (!own) await options.idle?.(abort.signal) }
+
+  async function provideAll (cids: CID[], concurrency: number, own: boolean, again = false): Promise<number> {
     const todo = again ? [...cids] : cids.filter(c => !provided.has(c.toString()))
     let done = 0
     let failure: Error | undefined
     const work = async (): Promise<void> => {
       for (let cid = todo.shift(); cid !== undefined; cid = todo.shift()) {
         try {
+          await othersTurn(own)
           await routing.provide(cid, { signal: abort.signal })
           provided.add(cid.toString())
           done++
@@ -96,6 +109,7 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
     const grown = before !== undefined && before < FORMING_TABLE && size >= 2 * before
     const last = put.get(name)
     if (last === undefined || Buffer.compare(last.bytes, bytes) !== 0 || Date.now() - last.at > REPUT_MS || grown) {
+      await othersTurn(name === options.own)
       await routing.putRecord(name, bytes, { signal: abort.signal })
       put.set(name, { bytes: Buffer.from(bytes), at: Date.now() })
       options.log.debug(`/ipns/${name}: record put into the DHT`)
@@ -113,7 +127,7 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
       if (nar !== undefined && local.has(nar)) cids.push(nar)
     }
     const again = grown && announced
-    const count = await provideAll(cids, name === options.own ? CONCURRENCY : OTHERS_CONCURRENCY, again)
+    const count = await provideAll(cids, name === options.own ? CONCURRENCY : OTHERS_CONCURRENCY, name === options.own, again)
     rootsDone.set(name, record.root.toString())
     tableAt.set(name, size)
     const took = `${((Date.now() - started) / 1000).toFixed(1)} s`
@@ -132,7 +146,7 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
       })
     }
     const recent = (options.recent?.() ?? []).filter(c => local.has(c))
-    if (recent.length > 0) await provideAll(recent, OTHERS_CONCURRENCY).catch((err: Error) => options.log.debug(`providing fetched NARs: ${err.message}`))
+    if (recent.length > 0) await provideAll(recent, OTHERS_CONCURRENCY, false).catch((err: Error) => options.log.debug(`providing fetched NARs: ${err.message}`))
   }
 
   const announce = async (): Promise<void> => {

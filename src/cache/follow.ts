@@ -44,6 +44,8 @@ export interface FollowOptions {
 export interface Follower {
   /** asks peers once now (also done every interval) */
   poll: () => Promise<void>
+  /** fetches the root of the record stored for followed `name`, without asking peers (one was just stored) */
+  sync: (name: string) => Promise<void>
   /** takes a record for a followed name that a peer announced, as one a poll found (refusals throw) and fetches its root if it is newer */
   offer: (name: string, from: string, bytes: Uint8Array) => Promise<AcceptResult>
   stop: () => void
@@ -192,5 +194,5 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     return result
   }
 
-  return { poll, offer, stop: () => { clearInterval(timer); abort.abort() } }
+  return { poll, sync: syncStored, offer, stop: () => { clearInterval(timer); abort.abort() } }
 }

@@ -69,6 +69,10 @@ const MAX_PROVIDERS = 20
 const VOUCHED_MS = 10 * 60_000
 /** Narinfos handed over kept per discovered cache at most. */
 const VOUCHED_PER_CACHE = 1_000
+/** How long after the last lookup the node counts as busy (Nix asks for a closure's paths in bursts). */
+const BUSY_AFTER_MS = 5_000
+/** How long background work waits for the node to be idle at most (lookups every few seconds must not starve it). */
+const IDLE_WAIT_MS = 60_000
 
 export interface DiscoveryOptions {
   repo: string
@@ -99,6 +103,8 @@ export interface Discovery {
   find: (hash: string) => Promise<boolean>
   /** remembers `hash` as a miss: the caches a lookup added (by name, say) were asked and lack it */
   missed: (hash: string) => void
+  /** resolves once no lookup has been under way for a while (or after a minute, or when `signal` aborts): background network work waits for it */
+  idle: (signal: AbortSignal) => Promise<void>
   stop: () => void
 }
 
@@ -122,6 +128,8 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   /** trusted names whose record the network did not have, and until when they are not asked for again */
   const absent = new Map<string, number>()
   const inflight = new Map<string, { result: Promise<boolean>, hopeful: () => boolean }>()
+  /** when the last lookup ended */
+  let lastLookup = 0
   /** follows under way, by name: concurrent lookups share one (two lookups naming one cache had each added it) */
   const joining = new Map<string, Promise<boolean>>()
   /** discovered caches, least recently useful first (a Map keeps insertion order) */
@@ -160,7 +168,8 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     serve(name)
     const source = sources.get(name)!
     const follower = startFollowing(options.repo, [name], options.network.records, options.network.blocks, { ...options.followOptions, onRecord: () => source.recheck() })
-    follower.poll().catch(() => {})
+    // Its record was just looked up (see follow): asking the network again at once doubled the DHT walks of every discovered cache.
+    follower.sync(name).catch(() => {})
     followers.set(name, follower)
     source.recheck() // the record follow() just stored
     options.log.info(`discovery: following /ipns/${name}`)
@@ -386,7 +395,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
         const state: LookupState = { hopeful: false, asking: 0 }
         const result = lookup(hash, state).catch((err: Error) => { options.log.warn(`discovery: ${hash}: ${err.message}`); return false })
           .then(found => { if (!found) misses.set(hash, Date.now() + MISS_MS); else misses.delete(hash); return found })
-          .finally(() => inflight.delete(hash))
+          .finally(() => { inflight.delete(hash); lastLookup = Date.now() })
         running = { result, hopeful: () => state.hopeful || state.asking > 0 }
         inflight.set(hash, running)
       }
@@ -406,6 +415,12 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       return running.hopeful() ? await wait(FOLLOW_MS) ?? false : false
     },
     missed: (hash) => { misses.set(hash, Date.now() + MISS_MS) },
+    idle: async (signal) => {
+      const until = Date.now() + IDLE_WAIT_MS
+      while ((inflight.size > 0 || Date.now() - lastLookup < BUSY_AFTER_MS) && Date.now() < until && !signal.aborted && !abort.signal.aborted) {
+        await new Promise(resolve => setTimeout(resolve, 250).unref())
+      }
+    },
     stop: () => {
       abort.abort()
       for (const follower of followers.values()) follower.stop()

@@ -93,4 +93,31 @@ describe('announcing to the DHT', () => {
       await blocks.close()
     }
   })
+  // The 50-node bench: a client announced the 20 caches it had just discovered while Nix waited for its next
+  // lookups, which took twice as long.
+  it('announces what others published once no request waits on the network, and its own cache at once', async () => {
+    const { repo, blocks, names, rendezvous } = await caches(2)
+    const [own, other] = names as [string, string]
+    const announced = new Set<string>()
+    const routing = {
+      size: () => 1,
+      putRecord: async (name: string) => { announced.add(`record ${name}`) },
+      provide: async (cid: CID) => { announced.add(rendezvous.get(cid.toString()) ?? 'a root') }
+    } as unknown as Routing
+    let idle!: () => void
+    const idleNow = new Promise<void>(resolve => { idle = resolve })
+    const announcer = startAnnouncing(repo, blocks, routing, { names: () => [own, other], own, log: quiet, checkMs: 3600_000, idle: async () => await idleNow })
+    try {
+      const done = announcer.announce()
+      await new Promise(resolve => setTimeout(resolve, 200))
+      expect([...announced].sort()).toEqual(['a root', own, `record ${own}`].sort())
+      idle()
+      await done
+      expect(announced).toContain(`record ${other}`)
+      expect(announced).toContain(other)
+    } finally {
+      announcer.stop()
+      await blocks.close()
+    }
+  })
 })

@@ -22,7 +22,7 @@ const fakeNetwork = (parts: Partial<Record<keyof Network, unknown>>): Network =>
   findProviders: async function * () {},
   cachesHolding: async () => [],
   records: async () => [],
-  blocks: { get: async () => { throw new Error('no blocks here') } },
+  blocks: { get: async function * () { yield * []; throw new Error('no blocks here') } },
   ...parts
 }) as unknown as Network
 /** A provider search that finds one provider after 20 ms. */
@@ -128,7 +128,7 @@ describe('discovery', () => {
     }
   }, 10_000)
 
-  it('looks the trusted caches up by name at start, and a failure then does not keep a lookup from asking again', async () => {
+  it('looks the trusted caches up by name at start, and a failure then does not keep a lookup from asking again, nor its follower', async () => {
     const key = generateSecretKey('builder')
     const name = ipnsNameOf(key.publicKey)
     const record = (await signRecord(key.seed, CID.parse('bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'), 1n, 3600_000)).bytes
@@ -152,7 +152,10 @@ describe('discovery', () => {
       await sleep(50)
       published = true
       expect(await discovery.find('0c6kzph7l0dcbfmjap64f0czdafn3b7x')).toBe(true)
-      expect(asked.slice(0, 2)).toEqual([name, name]) // asked again by the lookup (then by the follower it started)
+      await sleep(100)
+      // Asked again by the lookup; not by the follower it started, which takes the record the lookup stored (asking
+      // at once doubled the DHT walks of every discovered cache).
+      expect(asked).toEqual([name, name])
       expect(opened).toEqual([name])
     } finally {
       discovery.stop()
