@@ -209,39 +209,66 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }
   }
 
-  /** The providers of `cid` the DHT (once joined) and the --routing servers name, each peer once, as they are found. */
-  async function * findProviders (cid: CID, signal: AbortSignal): AsyncGenerator<Provider> {
+  /** A provider search under way for one CID: what it found so far, and who waits for more. */
+  interface Search { found: Provider[], running: number, wakes: Set<() => void>, users: number, stop: AbortController }
+  /**
+   * Searches under way, by CID. Everyone who asks for a CID's providers meanwhile shares one: a discovered cache's root
+   * was searched twice at once (its holders were dialled, and its index fetch looked for their gateways), two DHT walks.
+   */
+  const searches = new Map<string, Search>()
+
+  /** The search under way for `cid`, started (with the providers named lately) if none is. */
+  function searchOf (cid: CID): Search {
     const key = cid.toString()
+    const under = searches.get(key)
+    if (under !== undefined) return under
     const recent = recentProviders.get(key)
-    const found: Provider[] = recent !== undefined && Date.now() - recent.at <= RECENT_PROVIDERS_MS ? [...recent.providers.values()] : []
-    let wake: (() => void) | undefined
-    let running = 0
+    const search: Search = { found: recent !== undefined && Date.now() - recent.at <= RECENT_PROVIDERS_MS ? [...recent.providers.values()] : [], running: 0, wakes: new Set(), users: 0, stop: new AbortController() }
+    setMaxListeners(Infinity, search.stop.signal) // the DHT query listens on it once per peer it asks
+    const wakeAll = (): void => { for (const wake of search.wakes) wake(); search.wakes.clear() }
     const take = async (from: string, providers: AsyncIterable<Provider>): Promise<void> => {
-      running++
+      search.running++
       try {
-        for await (const provider of providers) { remember(key, provider); found.push(provider); wake?.() }
+        for await (const provider of providers) { remember(key, provider); search.found.push(provider); wakeAll() }
       } catch (err) {
-        if (!signal.aborted) options.log.debug(`providers of ${cid.toString()} from ${from}: ${(err as Error).message}`)
+        if (!search.stop.signal.aborted) options.log.debug(`providers of ${key} from ${from}: ${(err as Error).message}`)
       } finally {
-        running--
-        wake?.()
+        if (--search.running === 0 && searches.get(key) === search) searches.delete(key)
+        wakeAll()
       }
     }
+    const { signal } = search.stop
     if (routing !== undefined && routing.size() > 0) take('the DHT', routing.findProviders(cid, { signal })).catch(() => {})
     for (const server of delegated) take(server.name, server.findProviders(cid, { signal })).catch(() => {})
+    if (search.running > 0) searches.set(key, search)
+    return search
+  }
+
+  /** The providers of `cid` the DHT (once joined) and the --routing servers name, each peer once, as they are found. */
+  async function * findProviders (cid: CID, signal: AbortSignal): AsyncGenerator<Provider> {
+    const search = searchOf(cid)
+    search.users++
     const seen = new Set<string>([peerId])
+    let next = 0
+    let wake: (() => void) | undefined
     const onAbort = (): void => wake?.()
     signal.addEventListener('abort', onAbort, { once: true })
     try {
       while (!signal.aborted) {
-        const next = found.shift()
-        if (next !== undefined) { if (!seen.has(next.id)) { seen.add(next.id); yield next } continue }
-        if (running === 0) return
-        await new Promise<void>(resolve => { wake = resolve })
+        const provider = search.found[next]
+        if (provider !== undefined) { next++; if (!seen.has(provider.id)) { seen.add(provider.id); yield provider } continue }
+        if (search.running === 0) return
+        await new Promise<void>(resolve => { wake = resolve; search.wakes.add(resolve) })
         wake = undefined
       }
     } finally {
       signal.removeEventListener('abort', onAbort)
+      if (wake !== undefined) search.wakes.delete(wake)
+      // Nobody waits for more: the walk stops, and whoever asks next starts a new one.
+      if (--search.users === 0) {
+        if (searches.get(cid.toString()) === search) searches.delete(cid.toString())
+        search.stop.abort()
+      }
     }
   }
 

@@ -49,6 +49,40 @@ describe('provider searches', () => {
       await network.stop()
     }
   }, 30_000)
+
+  // A discovered cache's root was searched twice at once: its holders were dialled, and its index fetch looked for
+  // their gateways; two DHT walks for one answer.
+  it('share one routing query among those who ask for the same CID meanwhile; the next one asks again', async () => {
+    const cid = CID.parse('bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy')
+    const id = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    let asked = 0
+    const slow = createServer((_req, res) => {
+      asked++
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ Providers: [{ Schema: 'peer', ID: id, Addrs: ['/ip4/127.0.0.1/tcp/9/http'], Protocols: ['transport-ipfs-gateway-http'] }] }))
+      }, 300)
+    })
+    await new Promise<void>(resolve => slow.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`
+    const repo = tmp()
+    const network = await startNetwork(repo, await PackStore.openRepo(repo), { offline: true, listen: [], peers: [], httpGateways: [], routing: [url], peerTimeoutMs: 2_000, peerConnections: 2, log: quiet })
+    try {
+      const search = async (): Promise<string[]> => {
+        const ids: string[] = []
+        for await (const p of network.findProviders(cid, AbortSignal.timeout(5_000))) ids.push(p.id)
+        return ids
+      }
+      expect(await Promise.all([search(), search(), search()])).toEqual([[id], [id], [id]])
+      expect(asked).toBe(1)
+      expect(await search()).toEqual([id])
+      expect(asked).toBe(2)
+    } finally {
+      await network.stop()
+      slow.closeAllConnections()
+      await new Promise(resolve => slow.close(resolve))
+    }
+  }, 30_000)
 })
 
 // Discovery adds the trustless gateways of the peers that provide a followed
