@@ -16,7 +16,7 @@ import { HttpPeer, type PeerCompression } from './http-peer.js'
 import type { P2pNode } from './p2p.js'
 import { FETCH_PROTOCOL, NARINFO_KEY_PREFIX, RECORD_KEY_PREFIX } from './protocols.js'
 import { decodeHoldings, encodeHoldings, MAX_HOLDINGS_BYTES, type Holding } from './rendezvous.js'
-import { RECORD_SETTLE_MS, type Provider, type Routing } from './routing.js'
+import { RECORD_SETTLE_MS, type FoundRecord, type Provider, type Routing } from './routing.js'
 import type { DelegatedRouting } from './delegated.js'
 import { openRecord } from '../ipfs/ipns.js'
 
@@ -62,7 +62,8 @@ export interface Network {
   announceGateway: (url: string) => Promise<void>
   /**
    * candidate records for `name` from every peer that answers (unverified); the DHT lookup ends `settleMs` after its
-   * first record; the libp2p peers `prefer` (ids, e.g. the provider that named the cache) are asked whatever else is connected
+   * first record; the libp2p peers `prefer` (ids, e.g. the provider that named the cache) are asked whatever else is
+   * connected, and the DHT only if they have none soon
    */
   records: (name: string, signal?: AbortSignal, settleMs?: number, prefer?: string[]) => Promise<Array<{ from: string, bytes: Uint8Array }>>
   /** answers peers asking which caches hold a narinfo for a store path hash, and what it says (see NARINFO_KEY_PREFIX) */
@@ -103,6 +104,18 @@ const RECENT_PROVIDERS_MS = 60_000
 /** CIDs whose providers are remembered, and providers remembered per CID, at most (a Sybil naming itself a thousand times fills one slot). */
 const RECENT_CIDS = 1024
 const RECENT_PER_CID = 32
+
+/**
+ * How long a record lookup waits for the preferred peers (the provider that named a discovered cache) before it walks
+ * the DHT too: a walk per discovered cache, for a record that peer had, loaded the client while Nix waited on its lookups.
+ */
+const PREFERRED_FIRST_MS = 500
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+const sleep = async (ms: number, signal: AbortSignal): Promise<void> => await new Promise(resolve => {
+  const timer = setTimeout(resolve, ms)
+  signal.addEventListener('abort', () => { clearTimeout(timer); resolve() }, { once: true })
+})
 
 /** Connected peers (beyond the named ones) asked for a record directly over fetch. */
 const RECORD_PEERS = 8
@@ -313,8 +326,10 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const asking = AbortSignal.any([sig, settled.signal])
     setMaxListeners(Infinity, asking)
     let settle: NodeJS.Timeout | undefined
+    let firstRecord!: () => void
+    const recordCame = new Promise<void>(resolve => { firstRecord = resolve })
     const got = <T extends { bytes: Uint8Array | undefined }>(answer: T): T => {
-      if (answer.bytes !== undefined) settle ??= setTimeout(() => settled.abort(), settleMs ?? RECORD_SETTLE_MS)
+      if (answer.bytes !== undefined) { settle ??= setTimeout(() => settled.abort(), settleMs ?? RECORD_SETTLE_MS); firstRecord() }
       return answer
     }
     const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = [
@@ -343,15 +358,17 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       asks.push(ask)
     }
     // Settled together: an answer that fails before the others come in must not go unobserved.
-    const [fromRouting, answers] = await Promise.all([
-      routing === undefined || routing.size() === 0
-        ? []
-        : routing.getRecord(name, { signal: asking, settleMs }).catch((err: Error) => {
-          if (!settled.signal.aborted) options.log.debug(`DHT record lookup for ${name}: ${err.message}`)
-          return []
-        }),
-      Promise.allSettled(asks)
-    ]).finally(() => clearTimeout(settle))
+    const fromDht = async (): Promise<FoundRecord[]> => {
+      if (routing === undefined || routing.size() === 0) return []
+      // A preferred peer holds the record (it named the cache): the DHT is walked only if none came from it soon.
+      if (prefer.length > 0 && await Promise.race([recordCame.then(() => true), sleep(PREFERRED_FIRST_MS, asking).then(() => false)])) return []
+      if (asking.aborted) return []
+      return await routing.getRecord(name, { signal: asking, settleMs }).catch((err: Error) => {
+        if (!settled.signal.aborted) options.log.debug(`DHT record lookup for ${name}: ${err.message}`)
+        return []
+      })
+    }
+    const [fromRouting, answers] = await Promise.all([fromDht(), Promise.allSettled(asks)]).finally(() => clearTimeout(settle))
     const found: Array<{ from: string, bytes: Uint8Array }> = [...fromRouting]
     const failures: string[] = []
     for (const a of answers) {

@@ -2,9 +2,11 @@ import { createServer as createHttpServer } from 'node:http'
 import { createServer } from 'node:net'
 import { MemoryDatastore } from 'datastore-core'
 import { afterAll, describe, expect, it } from 'vitest'
+import { ipnsNameOf } from '../../src/ipfs/ipns.js'
 import { PackStore } from '../../src/ipfs/pack-store.js'
 import { startNetwork, type Network } from '../../src/net/network.js'
 import { dialPeer, startP2p, type P2pNode } from '../../src/net/p2p.js'
+import { generateSecretKey } from '../../src/nix/signing.js'
 import { tmp } from '../helpers/cli.js'
 
 // A mirror crashed (an unhandled rejection killed the process) when a follow
@@ -80,6 +82,25 @@ describe('network records', () => {
     expect(await network.records(NAME)).toEqual([]) // not among the peers asked
     const found = await network.records(NAME, undefined, 50, [holder.libp2p.peerId.toString()])
     expect(found.map(f => [f.from, [...f.bytes]])).toEqual([[holder.libp2p.peerId.toString(), [1, 2, 3]]])
+  }, 60_000)
+
+  // The 50-node bench: every discovered cache's record was also looked up by a DHT walk, though the provider that
+  // named the cache handed it over at once; the walks loaded the client while Nix waited on its lookups.
+  it('walks the DHT for a record only when the preferred peers have none soon', async () => {
+    const network = await newNetwork()
+    const holder = await peerOf(network, async (n) => n === NAME ? Uint8Array.of(1, 2, 3) : undefined)
+    const empty = await peerOf(network)
+    await new Promise(resolve => setTimeout(resolve, 500)) // identify: the peers' protocols are known, and both are DHT peers
+    expect(network.routing!.size()).toBeGreaterThan(0)
+    let walks = 0
+    const getRecord = network.routing!.getRecord
+    network.routing!.getRecord = async (...args) => { walks++; return await getRecord(...args) }
+    const found = await network.records(NAME, undefined, 50, [holder.libp2p.peerId.toString()])
+    expect(found.map(f => [...f.bytes])).toEqual([[1, 2, 3]])
+    expect(walks).toBe(0)
+    // A name nobody connected has: the DHT is walked.
+    expect(await network.records(ipnsNameOf(generateSecretKey('nobody').publicKey), undefined, 50, [empty.libp2p.peerId.toString()])).toEqual([])
+    expect(walks).toBe(1)
   }, 60_000)
 
   it('ends a record lookup soon after the first record, without waiting for a peer that is slow to answer', async () => {
