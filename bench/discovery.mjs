@@ -25,14 +25,13 @@
 // BENCH_NODES [50], BENCH_BUILDERS [20], BENCH_PATHS [4], BENCH_CLIENTS [4],
 // BENCH_HOSTS [4]: processes the non-client nodes are spread over (one event
 // loop for 50 libp2p nodes saturates: queries and pings time out, connections
-// churn, the run never ends); the clients run in this process. BENCH_SMOKE=1:
+// churn, the run never ends); each client runs in a process of its own. BENCH_SMOKE=1:
 // 8 nodes, 1 host. BENCH_VERBOSE=1: the nodes' log lines (2: the clients' debug lines too). As root the run
 // has a network namespace of its own (unshare -n), so the loopback bytes it
 // counts are its own; BENCH_NETNS=0 shares the machine's. All traffic is to 127.0.0.1.
 import fs from 'node:fs'
 import { spawn } from 'node:child_process'
 import { cpus } from 'node:os'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { join } from 'node:path'
 import { SMOKE, resultsFile, workDir } from './lib/mode.mjs'
 import { LOCAL_ENV as ENV, loadAverage, logger, ownLoopback, rmrf, runSync as run, sleep } from './lib/process.mjs'
@@ -41,7 +40,6 @@ import { nodeOptions, startHost } from './lib/node-host.mjs'
 
 const loopback = await ownLoopback()
 await import('../dist/shim.js')
-const { startDaemon } = await import('../dist/daemon.js')
 const { ipnsNameOf } = await import('../dist/ipfs/ipns.js')
 const { generateSecretKey, parsePublicKey, publicKeyOf } = await import('../dist/nix/signing.js')
 const { rendezvousCid } = await import('../dist/net/rendezvous.js')
@@ -63,7 +61,6 @@ rmrf(WORK)
 fs.mkdirSync(WORK, { recursive: true })
 const salt = `${Date.now()}-${process.pid}`
 const VERBOSE = process.env.BENCH_VERBOSE === '1' || process.env.BENCH_VERBOSE === '2'
-const quiet = { info () {}, warn () {}, debug () {}, success () {} }
 
 /** `n` new store paths (small text files added to the store: real paths, no build needed). */
 function storePaths (tag, n) {
@@ -92,7 +89,7 @@ const hashOf = (path) => path.slice('/nix/store/'.length, '/nix/store/'.length +
 const loBytes = () => { const line = fs.readFileSync('/proc/net/dev', 'utf8').split('\n').find(l => l.trim().startsWith('lo:')); return Number(line.trim().split(/\s+/)[1]) }
 const quantile = (xs, q) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] }
 
-/** The DHT addresses of the nodes started so far; their hosts; the clients (in this process). */
+/** The DHT addresses of the nodes started so far; their hosts; the clients' hosts (one each). */
 const addresses = []
 const hosts = []
 const clients = []
@@ -102,7 +99,7 @@ async function startNode (extra = {}) {
   const n = created++
   const repo = extra.repo ?? join(WORK, `node-${n}`)
   const bootstrap = addresses.length === 0 ? [] : [addresses[Math.floor(Math.random() * addresses.length)]]
-  addresses.push(await hosts[n % hosts.length].start(nodeOptions(repo, bootstrap, extra)))
+  addresses.push((await hosts[n % hosts.length].start(nodeOptions(repo, bootstrap, extra))).address)
 }
 let created = 0
 /** Starts `n` nodes, STARTING at a time, each made by `extra(i)`. */
@@ -112,7 +109,7 @@ async function startNodes (n, extra = () => ({})) {
 }
 
 const waitFor = async (what, ok, ms) => {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(100)) if (ok()) return
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(100)) if (await ok()) return
   throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`)
 }
 /** What the run went on without (an announcement a loaded machine did not finish in time), for the results. */
@@ -173,8 +170,8 @@ try {
   /** time to the first provider of a rendezvous CID, the DHT alone (each client after its lookups, connections warm) */
   const searches = []
   const misses = []
-  /** the event loop delay of the process the clients run in, while they looked paths up (ms; one value per client) */
-  const loopDelays = { 50: [], 99: [], max: [] }
+  /** the event loop delay of each client's process while it looked paths up (ms; one value per client) */
+  const loopDelays = { p50: [], p99: [], max: [] }
   /** Writes the results so far (after each client: a run cut short still leaves its numbers). */
   const writeResults = (clientsDone) => {
     const ms = (x) => x === undefined || !Number.isFinite(x) ? '—' : `${x.toFixed(1)} ms`
@@ -186,14 +183,14 @@ try {
       `| discovery lookups (all, from the clients' logs) | ${lookups.length} | ${ms(quantile(lookups, 0.5))} | ${ms(quantile(lookups, 0.99))} | ${ms(Math.max(...lookups))} |`,
       `| DHT provider search alone (first provider; each client after its lookups) | ${searches.length} | ${ms(quantile(searches, 0.5))} | ${ms(quantile(searches, 0.99))} | ${ms(Math.max(...searches))} |`,
       ...Object.entries(steps).map(([step, xs]) => `| … first ${step}, ms into a lookup | ${xs.length} | ${ms(quantile(xs, 0.5))} | ${ms(quantile(xs, 0.99))} | ${ms(Math.max(...xs))} |`),
-      `| event loop delay of the clients' process while they looked up (worst client) | ${loopDelays.max.length} | ${ms(Math.max(...loopDelays[50]))} | ${ms(Math.max(...loopDelays[99]))} | ${ms(Math.max(...loopDelays.max))} |`
+      `| event loop delay of a client's process while it looked up (worst client) | ${loopDelays.max.length} | ${ms(Math.max(...loopDelays.p50))} | ${ms(Math.max(...loopDelays.p99))} | ${ms(Math.max(...loopDelays.max))} |`
     ]
     const p99 = quantile(discovered, 0.99)
     const out = [
       '# Discovery on a loopback DHT',
       '',
       `Written by \`node bench/discovery.mjs\` on ${new Date().toISOString()} (Node ${process.version}; load average ${loadAtStart} at start, ${loadAverage()} at the end, on ${cpus().length} cores; ${Math.round((Date.now() - tStart) / 1000)} s in all).`,
-      `${NODES} nixipfs nodes on 127.0.0.1 (${HOSTS} processes of ${Math.ceil((NODES - CLIENTS) / HOSTS)} nodes or fewer, the clients in the bench's own), each told one bootstrap address: 1 bootstrap node, ${BUILDERS} builders with ${PATHS} paths each, ${NODES - 1 - BUILDERS - CLIENTS} routing-only nodes, ${CLIENTS} clients with an empty repo, \`--discover\`, \`--trust\` all builder keys and as many of absent builders (threshold 1: more trusted keys than the ${BUILDERS} caches that may be followed, so discovery goes by the rendezvous CID alone).`,
+      `${NODES} nixipfs nodes on 127.0.0.1 (${HOSTS} processes of ${Math.ceil((NODES - CLIENTS) / HOSTS)} nodes or fewer, and one per client), each told one bootstrap address: 1 bootstrap node, ${BUILDERS} builders with ${PATHS} paths each, ${NODES - 1 - BUILDERS - CLIENTS} routing-only nodes, ${CLIENTS} clients with an empty repo, \`--discover\`, \`--trust\` all builder keys and as many of absent builders (threshold 1: more trusted keys than the ${BUILDERS} caches that may be followed, so discovery goes by the rendezvous CID alone).`,
       '',
       ...table,
       '',
@@ -210,45 +207,36 @@ try {
   }
   for (let c = 0; c < CLIENTS; c++) {
     const bootstrap = [addresses[Math.floor(Math.random() * addresses.length)]]
-    const client = await startDaemon({
-      ...nodeOptions(join(WORK, `client-${c}`), bootstrap, { trust: { keys: trusted, threshold: 1 }, discover: { keys: trusted, requireSignature: false, deadlineMs: 3_000, maxCaches: BUILDERS } }),
-      log: {
-        ...quiet,
-        info: (m) => { noteLookup(m); if (VERBOSE) log(`client ${c}: ${m}`) },
-        ...(VERBOSE ? { warn: (m) => log(`client ${c} warn: ${m}`) } : {}),
-        ...(process.env.BENCH_VERBOSE === '2' ? { debug: (m) => log(`client ${c} debug: ${m}`) } : {})
-      }
-    })
-    clients.push(client)
-    await waitOrNote(`client ${c} to know a few DHT peers`, () => (client.network.routing?.size() ?? 0) >= Math.min(5, addresses.length), 60_000)
+    // In a process of its own, as on a machine of its own: in this one, its event loop was also the previous
+    // clients' and this script's.
+    const host = startHost((m) => { if (m.event === 'log') { noteLookup(m.line); if (VERBOSE) log(`client ${c}: ${m.line}`) } })
+    clients.push(host)
+    const { url, node } = await host.start(nodeOptions(join(WORK, `client-${c}`), bootstrap, { trust: { keys: trusted, threshold: 1 }, discover: { keys: trusted, requireSignature: false, deadlineMs: 3_000, maxCaches: BUILDERS } }), true)
+    await waitOrNote(`client ${c} to know a few DHT peers`, async () => (await host.request({ op: 'routingSize', node })).size >= Math.min(5, addresses.length), 60_000)
     const ask = async (path, into) => {
       const t = performance.now()
-      const r = await fetch(`${client.gateway.url}/${hashOf(path)}.narinfo`)
+      const r = await fetch(`${url}/${hashOf(path)}.narinfo`)
       await r.arrayBuffer()
       const took = performance.now() - t
       if (r.status === 200) into.push(took)
       else misses.push(`${path}: ${r.status}`)
       if (VERBOSE && (r.status !== 200 || took > 1000)) log(`client ${c}: ${hashOf(path)}.narinfo ${r.status} in ${took.toFixed(0)} ms (${into === discovered ? 'first of its builder' : 'builder seen before'})`)
     }
-    const lag = monitorEventLoopDelay({ resolution: 10 })
-    lag.enable()
+    await host.request({ op: 'lag', start: true })
     for (const b of builders) await ask(b.paths[0], discovered)
     for (const b of builders) for (const p of [...b.paths.slice(1), ...more[builders.indexOf(b)]]) await ask(p, followed)
     // The DHT alone (its routing, not the network facade, which keeps the providers named lately).
     for (const b of builders) {
-      const t = performance.now()
-      try {
-        for await (const provider of client.network.routing.findProviders(rendezvousCid(hashOf(b.paths.at(-1))), { signal: AbortSignal.timeout(10_000) })) { searches.push(performance.now() - t); break }
-      } catch {}
+      const { ms } = await host.request({ op: 'firstProvider', node, cid: rendezvousCid(hashOf(b.paths.at(-1))).toString() })
+      if (ms >= 0) searches.push(ms)
     }
-    lag.disable()
-    for (const q of [50, 99]) loopDelays[q].push(lag.percentile(q) / 1e6)
-    loopDelays.max.push(lag.max / 1e6)
+    const lag = await host.request({ op: 'lag', start: false })
+    for (const q of Object.keys(loopDelays)) loopDelays[q].push(lag[q])
     writeResults(c + 1)
   }
   if (misses.length > 0 && !SMOKE) process.exitCode = 1
   if (SMOKE && discovered.length === 0) throw new Error(`nothing was discovered: ${misses.join('; ')}`)
 } finally {
-  await Promise.all([...clients.map(n => n.stop().catch(() => {})), ...hosts.map(h => h.stop())])
+  await Promise.all([...clients, ...hosts].map(h => h.stop()))
   if (process.env.BENCH_KEEP !== '1') rmrf(WORK)
 }
