@@ -6,7 +6,7 @@ import { cachesHolding, startDiscovery, withDiscovery } from './trust/discover.j
 import { acceptRecord, loadRecord } from './cache/records.js'
 import { startRepublisher } from './cache/republish.js'
 import { startQueueRetry } from './cache/publish-request.js'
-import { repoIndexSource } from './cache/source.js'
+import { openIndexesLack, repoIndexSource } from './cache/source.js'
 import type { CommitOptions } from './cache/commit.js'
 import { unionOf } from './cache/union.js'
 import { HeardStatements } from './trust/heard.js'
@@ -198,7 +198,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const judged = options.trust === undefined
     ? unionOf(served, { prefer: options.prefer, onDispute: quorum.disputeRecorder('followed caches') })
     : quorumOf(served, { ...quorum.hooks(options.trust), votes: hash => heard.votes(hash) })
-  const caches = discovery === undefined ? judged : withDiscovery(judged, discovery)
+  const caches = discovery === undefined ? judged : withDiscovery(judged, discovery, async hash => await openIndexesLack(served, hash))
 
   // A gateway that cannot listen (a busy --listen) must not leave the node running without it.
   const gateway = await startGateway({

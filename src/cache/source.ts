@@ -181,6 +181,13 @@ export function markOpening<T extends ServedIndex> (index: T): T {
  */
 export const isOpening = (index: ServedIndex): boolean => opening.has(index)
 
+/** True when every one of `sources` whose index is open (not still being fetched) lacks a narinfo for `hash`; one that fails counts as having it. */
+export async function openIndexesLack (sources: IndexSource[], hash: string): Promise<boolean> {
+  const open = (await currentIndexes(sources).catch((): ServedIndex[] => [])).filter(index => !isOpening(index))
+  const answers = await Promise.all(open.map(async index => await index.narInfo(hash).catch(() => null)))
+  return answers.every(answer => answer === undefined)
+}
+
 /** The answers to one question of several caches: those in time, and all of them once the late ones came. */
 export interface Settled<T> {
   /** each item's answer; one still out when the question was settled is a LateAnswerError */

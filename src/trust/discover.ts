@@ -459,8 +459,15 @@ const LATER = Symbol('later')
 /** LATER, after `ms`. */
 const later = async (ms: number): Promise<typeof LATER> => await new Promise(resolve => setTimeout(() => resolve(LATER), ms).unref())
 
-/** The served caches, with discovery asked for each narinfo they miss (and the caches asked again). */
-export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, discovery: Discovery): () => Promise<ServedCaches | undefined> {
+/** Never settles: a race entrant that never wins. */
+const NEVER = new Promise<never>(() => {})
+
+/**
+ * The served caches, with discovery asked for each narinfo they miss (and the caches asked again). `openLack(hash)`,
+ * true when every served cache whose index is open lacks the path, lets discovery start at once, not after
+ * HEDGE_MS: the caches still opening (a discovered cache's index on its way) held every discovered narinfo that long.
+ */
+export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, discovery: Pick<Discovery, 'find' | 'missed'>, openLack?: (hash: string) => Promise<boolean>): () => Promise<ServedCaches | undefined> {
   return async () => {
     const current = await caches()
     return {
@@ -474,7 +481,8 @@ export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, 
           unavailable = err
           return undefined
         })
-        const first = await Promise.race([asked, later(HEDGE_MS)])
+        const lacking = openLack === undefined ? NEVER : openLack(hash).then(lack => lack ? LATER : NEVER, () => NEVER)
+        const first = await Promise.race([asked, later(HEDGE_MS), lacking])
         if (first !== undefined && first !== LATER) return first
         const finding = discovery.find(hash)
         // Served caches answer from memory or disk, but one whose index is still being fetched may take seconds (10 at

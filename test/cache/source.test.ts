@@ -2,7 +2,8 @@ import { CID } from 'multiformats/cid'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { createCacheRoot } from '../../src/cache/directory.js'
 import { acceptRecord, saveRecord } from '../../src/cache/records.js'
-import { currentIndexes, repoIndexSource } from '../../src/cache/source.js'
+import { currentIndexes, markOpening, openIndexesLack, repoIndexSource, type IndexSource } from '../../src/cache/source.js'
+import type { ServedIndex } from '../../src/cache/index.js'
 import { cidOf, DAG_PB_CODE } from '../../src/ipfs/block.js'
 import { ipnsNameOf, signRecord } from '../../src/ipfs/ipns.js'
 import { PackStore } from '../../src/ipfs/pack-store.js'
@@ -71,5 +72,20 @@ describe('the index source behind the gateway', () => {
     const good = repoIndexSource(repo, blocks, otherName)
     expect((await currentIndexes([broken, good])).map(i => i.root.toString())).toEqual([root.toString()])
     await expect(currentIndexes([broken])).rejects.toThrow()
+  })
+
+  it('says a path is lacking when every open cache lacks it, whatever caches still opening would say', async () => {
+    const index = (narInfo: () => Promise<unknown>, opening = false): IndexSource => {
+      const served = { cacheInfo: '', narInfo, nar: async () => undefined, realisation: async () => undefined, log: async () => undefined } as unknown as ServedIndex
+      return { current: async () => opening ? markOpening(served) : served, recheck: () => {} }
+    }
+    const lacks = index(async () => undefined)
+    const has = index(async () => ({ text: 'a narinfo' }))
+    const fails = index(async () => { throw new Error('a corrupt block') })
+    const opening = index(async () => await new Promise(() => {}), true)
+    expect(await openIndexesLack([lacks, opening], 'x')).toBe(true)
+    expect(await openIndexesLack([lacks, has, opening], 'x')).toBe(false)
+    expect(await openIndexesLack([lacks, fails], 'x')).toBe(false)
+    expect(await openIndexesLack([], 'x')).toBe(true)
   })
 })

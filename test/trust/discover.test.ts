@@ -331,6 +331,25 @@ describe('served caches with discovery', () => {
     expect(Date.now() - started).toBeLessThan(1_500)
   }, 10_000)
 
+  // The 50-node bench: a discovered cache whose index was on its way held every later discovered narinfo for the
+  // whole hedge (150 ms, more under load) before discovery was asked.
+  it('asks discovery at once when every open cache lacks the path, while one still opening has not answered', async () => {
+    const asked: number[] = []
+    const started = Date.now()
+    const discovery = { find: async () => { asked.push(Date.now() - started); return true }, missed: () => {} }
+    const found = { text: 'found' }
+    const caches = withDiscovery(served([async () => { await sleep(1_000); return undefined }, () => found]), discovery, async () => true)
+    expect(await (await caches())!.narInfo('0c6kzph7l0dcbfmjap64f0czdafn3b7x')).toBe(found)
+    expect(asked).toHaveLength(1)
+    expect(asked[0]).toBeLessThan(100)
+    // An open cache that may have it: the hedge stands.
+    asked.length = 0
+    const hedged = withDiscovery(served([async () => { await sleep(1_000); return undefined }, () => found]), discovery, async () => false)
+    const t = Date.now()
+    await (await hedged())!.narInfo('1c6kzph7l0dcbfmjap64f0czdafn3b7x')
+    expect(asked[0]! - (t - started)).toBeGreaterThanOrEqual(140)
+  }, 10_000)
+
   it('remembers a miss when the caches a lookup added lack the path too, and not while a cache was late', async () => {
     // The lookup added a cache (found: true), which was asked and has nothing: the next request must not look again
     // (the e2e test saw a second lookup for a path nobody has, after one had followed a trusted cache by name).
