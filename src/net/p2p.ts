@@ -108,6 +108,7 @@ export async function startP2p (options: P2pOptions): Promise<P2pNode> {
   })
   await helia.start()
   delayProviderLookups(helia.routing)
+  dropRepeatedPeerNews((helia.libp2p.services as { dht: unknown }).dht)
   const node = helia as unknown as P2pNode
   node.libp2p.services.fetch.registerLookupFunction(RECORD_KEY_PREFIX, async (key) => {
     const name = new TextDecoder().decode(key).slice(RECORD_KEY_PREFIX.length)
@@ -130,6 +131,37 @@ function delayProviderLookups (routing: Pick<P2pNode['routing'], 'findProviders'
     // Aborted meanwhile: bitswap has the block.
     try { await delay(PROVIDER_LOOKUP_DELAY_MS, undefined, { signal: options?.signal }) } catch { return }
     yield * find(cid, options)
+  }
+}
+
+/** How long a peer a DHT answer named, with the same addresses, is old news (not handed on again). */
+const PEER_NEWS_MS = 30_000
+/** Peers remembered as named lately at most. */
+const PEER_NEWS_KEPT = 10_000
+
+/**
+ * kad-dht hands every peer each DHT answer names (up to 20 closer peers, and the providers) to its routing table
+ * and, as a discovered peer, to libp2p's peer store: a lock, a protobuf decode and encode each. On a network of
+ * 50 nodes the same peers come back in every answer, and that was a tenth of a discovering client's CPU while Nix
+ * waited. A peer named again within PEER_NEWS_MS with the same addresses is not handed on again.
+ */
+function dropRepeatedPeerNews (dht: unknown): void {
+  const network = (dht as { network?: { safeDispatchEvent?: (type: string, init?: { detail?: unknown }) => boolean } }).network
+  const dispatch = network?.safeDispatchEvent?.bind(network)
+  if (network === undefined || dispatch === undefined) return // another kad-dht: nothing to trim
+  const named = new Map<string, { at: number, addresses: string }>()
+  network.safeDispatchEvent = (type, init) => {
+    const peer = init?.detail as { id?: { toString: () => string }, multiaddrs?: Array<{ toString: () => string }> } | undefined
+    if (type !== 'peer' || peer?.id === undefined || peer.multiaddrs === undefined) return dispatch(type, init)
+    const id = peer.id.toString()
+    const addresses = peer.multiaddrs.map(String).join(' ')
+    const last = named.get(id)
+    const now = Date.now()
+    if (last !== undefined && last.addresses === addresses && now - last.at < PEER_NEWS_MS) return true
+    named.delete(id) // re-inserted last: the Map's order is the order peers were last named in
+    named.set(id, { at: now, addresses })
+    if (named.size > PEER_NEWS_KEPT) named.delete(named.keys().next().value!)
+    return dispatch(type, init)
   }
 }
 
