@@ -459,9 +459,6 @@ const LATER = Symbol('later')
 /** LATER, after `ms`. */
 const later = async (ms: number): Promise<typeof LATER> => await new Promise(resolve => setTimeout(() => resolve(LATER), ms).unref())
 
-/** Never settles: a race entrant that never wins. */
-const NEVER = new Promise<never>(() => {})
-
 /**
  * The served caches, with discovery asked for each narinfo they miss (and the caches asked again). `openLack(hash)`,
  * true when every served cache whose index is open lacks the path, lets discovery start at once, not after
@@ -481,7 +478,9 @@ export function withDiscovery (caches: () => Promise<ServedCaches | undefined>, 
           unavailable = err
           return undefined
         })
-        const lacking = openLack === undefined ? NEVER : openLack(hash).then(lack => lack ? LATER : NEVER, () => NEVER)
+        // Settles only when the open caches lack the path (a promise of its own: one shared that never settles would
+        // keep a reaction of every request's race).
+        const lacking = new Promise<typeof LATER>(resolve => { openLack?.(hash).then(lack => { if (lack) resolve(LATER) }, () => {}) })
         const first = await Promise.race([asked, later(HEDGE_MS), lacking])
         if (first !== undefined && first !== LATER) return first
         const finding = discovery.find(hash)
