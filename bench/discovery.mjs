@@ -172,6 +172,8 @@ try {
   const misses = []
   /** the event loop delay of each client's process while it looked paths up (ms; one value per client) */
   const loopDelays = { p50: [], p99: [], max: [] }
+  /** the same, of the other nodes' processes (where providers answer), one value per host and client */
+  const hostDelays = { p50: [], p99: [], max: [] }
   /** Writes the results so far (after each client: a run cut short still leaves its numbers). */
   const writeResults = (clientsDone) => {
     const ms = (x) => x === undefined || !Number.isFinite(x) ? '—' : `${x.toFixed(1)} ms`
@@ -183,7 +185,8 @@ try {
       `| discovery lookups (all, from the clients' logs) | ${lookups.length} | ${ms(quantile(lookups, 0.5))} | ${ms(quantile(lookups, 0.99))} | ${ms(Math.max(...lookups))} |`,
       `| DHT provider search alone (first provider; each client after its lookups) | ${searches.length} | ${ms(quantile(searches, 0.5))} | ${ms(quantile(searches, 0.99))} | ${ms(Math.max(...searches))} |`,
       ...Object.entries(steps).map(([step, xs]) => `| … first ${step}, ms into a lookup | ${xs.length} | ${ms(quantile(xs, 0.5))} | ${ms(quantile(xs, 0.99))} | ${ms(Math.max(...xs))} |`),
-      `| event loop delay of a client's process while it looked up (worst client) | ${loopDelays.max.length} | ${ms(Math.max(...loopDelays.p50))} | ${ms(Math.max(...loopDelays.p99))} | ${ms(Math.max(...loopDelays.max))} |`
+      `| event loop delay of a client's process while it looked up (worst client) | ${loopDelays.max.length} | ${ms(Math.max(...loopDelays.p50))} | ${ms(Math.max(...loopDelays.p99))} | ${ms(Math.max(...loopDelays.max))} |`,
+      `| … of the other nodes' processes meanwhile (worst host) | ${hostDelays.max.length} | ${ms(Math.max(...hostDelays.p50))} | ${ms(Math.max(...hostDelays.p99))} | ${ms(Math.max(...hostDelays.max))} |`
     ]
     const p99 = quantile(discovered, 0.99)
     const out = [
@@ -222,7 +225,7 @@ try {
       else misses.push(`${path}: ${r.status}`)
       if (VERBOSE && (r.status !== 200 || took > 1000)) log(`client ${c}: ${hashOf(path)}.narinfo ${r.status} in ${took.toFixed(0)} ms (${into === discovered ? 'first of its builder' : 'builder seen before'})`)
     }
-    await host.request({ op: 'lag', start: true })
+    await Promise.all([host, ...hosts].map(async h => await h.request({ op: 'lag', start: true })))
     for (const b of builders) await ask(b.paths[0], discovered)
     for (const b of builders) for (const p of [...b.paths.slice(1), ...more[builders.indexOf(b)]]) await ask(p, followed)
     // The DHT alone (its routing, not the network facade, which keeps the providers named lately).
@@ -230,8 +233,9 @@ try {
       const { ms } = await host.request({ op: 'firstProvider', node, cid: rendezvousCid(hashOf(b.paths.at(-1))).toString() })
       if (ms >= 0) searches.push(ms)
     }
-    const lag = await host.request({ op: 'lag', start: false })
+    const [lag, ...hostLags] = await Promise.all([host, ...hosts].map(async h => await h.request({ op: 'lag', start: false })))
     for (const q of Object.keys(loopDelays)) loopDelays[q].push(lag[q])
+    for (const other of hostLags) for (const q of Object.keys(hostDelays)) hostDelays[q].push(other[q])
     writeResults(c + 1)
   }
   if (misses.length > 0 && !SMOKE) process.exitCode = 1
