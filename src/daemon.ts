@@ -155,7 +155,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     has: async cid => await network.blocks.hasLocal(cid),
     stored: async name => await loadRecordBytes(repo, name),
     followed: new Set(options.follow.filter(n => n !== options.own)),
-    accept: async (name, bytes) => { if (await acceptRecord(repo, name, bytes) === 'newer' && options.follow.includes(name)) follower?.sync(name).catch(() => {}) },
+    accept: async (name, bytes) => { if (await acceptRecord(repo, name, bytes) === 'newer') follower?.sync(name).catch(() => {}) },
     peerStore: network.p2p?.libp2p.peerStore
   }), ...(network.routing === undefined ? [] : [networkRouting(network.routing, () => network.routing!.size() > 0)])]) // on a DHT, /routing/v1 answers from it too
   const quorum = new QuorumLog(repo, log)

@@ -44,7 +44,7 @@ export interface FollowOptions {
 export interface Follower {
   /** asks peers once now (also done every interval) */
   poll: () => Promise<void>
-  /** fetches the root of the record stored for followed `name`, without asking peers (one was just stored) */
+  /** fetches the root of the record stored for `name`, if followed, without asking peers (one was just stored) */
   sync: (name: string) => Promise<void>
   /** takes a record for a followed name that a peer announced, as one a poll found (refusals throw) and fetches its root if it is newer */
   offer: (name: string, from: string, bytes: Uint8Array) => Promise<AcceptResult>
@@ -194,5 +194,6 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     return result
   }
 
-  return { poll, sync: syncStored, offer, stop: () => { clearInterval(timer); abort.abort() } }
+  const syncFollowed = async (name: string): Promise<void> => { if (names.includes(name)) await syncStored(name) }
+  return { poll, sync: syncFollowed, offer, stop: () => { clearInterval(timer); abort.abort() } }
 }

@@ -18,6 +18,7 @@ import { FETCH_PROTOCOL, NARINFO_KEY_PREFIX, RECORD_KEY_PREFIX } from './protoco
 import { decodeHoldings, encodeHoldings, MAX_HOLDINGS_BYTES, type Holding } from './rendezvous.js'
 import { RECORD_SETTLE_MS, type FoundRecord, type Provider, type Routing } from './routing.js'
 import type { DelegatedRouting } from './delegated.js'
+import { pause, startBootstrap } from './bootstrap.js'
 import { openRecord } from '../ipfs/ipns.js'
 
 export interface NetworkOptions {
@@ -111,12 +112,6 @@ const RECENT_PER_CID = 32
  */
 const PREFERRED_FIRST_MS = 500
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-const sleep = async (ms: number, signal: AbortSignal): Promise<void> => await new Promise(resolve => {
-  const timer = setTimeout(resolve, ms)
-  signal.addEventListener('abort', () => { clearTimeout(timer); resolve() }, { once: true })
-})
-
 /** Connected peers (beyond the named ones) asked for a record directly over fetch. */
 const RECORD_PEERS = 8
 
@@ -192,7 +187,6 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const { dhtRouting } = await import('./routing.js')
     routing = dhtRouting(node.libp2p.services.dht, node.libp2p.peerId.toString())
     if ((options.bootstrap ?? []).length > 0) {
-      const { startBootstrap } = await import('./bootstrap.js')
       const joining = startBootstrap(node, options.bootstrap!, options.log)
       bootstrap = joining
       // Records and providers can be found only once some peer is known; a node whose bootstrap peers are all down still starts.
@@ -230,9 +224,8 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
    */
   const searches = new Map<string, Search>()
 
-  /** The search under way for `cid`, started (with the providers named lately) if none is. */
-  function searchOf (cid: CID): Search {
-    const key = cid.toString()
+  /** The search under way for `cid` (whose string is `key`), started (with the providers named lately) if none is. */
+  function searchOf (key: string, cid: CID): Search {
     const under = searches.get(key)
     if (under !== undefined) return under
     const recent = recentProviders.get(key)
@@ -259,7 +252,8 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
 
   /** The providers of `cid` the DHT (once joined) and the --routing servers name, each peer once, as they are found. */
   async function * findProviders (cid: CID, signal: AbortSignal): AsyncGenerator<Provider> {
-    const search = searchOf(cid)
+    const key = cid.toString()
+    const search = searchOf(key, cid)
     search.users++
     const seen = new Set<string>([peerId])
     let next = 0
@@ -279,7 +273,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       if (wake !== undefined) search.wakes.delete(wake)
       // Nobody waits for more: the walk stops, and whoever asks next starts a new one.
       if (--search.users === 0) {
-        if (searches.get(cid.toString()) === search) searches.delete(cid.toString())
+        if (searches.get(key) === search) searches.delete(key)
         search.stop.abort()
       }
     }
@@ -361,7 +355,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     const fromDht = async (): Promise<FoundRecord[]> => {
       if (routing === undefined || routing.size() === 0) return []
       // A preferred peer holds the record (it named the cache): the DHT is walked only if none came from it soon.
-      if (prefer.length > 0 && await Promise.race([recordCame.then(() => true), sleep(PREFERRED_FIRST_MS, asking).then(() => false)])) return []
+      if (prefer.length > 0 && await Promise.race([recordCame.then(() => true), pause(PREFERRED_FIRST_MS, asking).then(() => false)])) return []
       if (asking.aborted) return []
       return await routing.getRecord(name, { signal: asking, settleMs }).catch((err: Error) => {
         if (!settled.signal.aborted) options.log.debug(`DHT record lookup for ${name}: ${err.message}`)
