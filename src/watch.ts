@@ -55,8 +55,11 @@ export async function watchStore (options: StoreWatchOptions): Promise<{ stop: (
   }
   const check = async (): Promise<void> => {
     if (pending.size === 0) return
+    // Only entries seen before the listing began can be judged by it: one that appears while it is taken
+    // may be missing from it, though its event was handled before the listing came back.
+    const before = [...pending]
     const present = new Set(await readdir(STORE_DIR))
-    for (const entry of pending) if (!present.has(entry)) pending.delete(entry) // a failed build, cleaned up
+    for (const entry of before) if (!present.has(entry)) pending.delete(entry) // a failed build, cleaned up
     const valid = await validPaths([...pending].map(e => `${STORE_DIR}/${e}`))
     if (valid.length === 0) return
     for (const path of valid) {
