@@ -225,6 +225,10 @@ try {
       else misses.push(`${path}: ${r.status}`)
       if (VERBOSE && (r.status !== 200 || took > 1000)) log(`client ${c}: ${hashOf(path)}.narinfo ${r.status} in ${took.toFixed(0)} ms (${into === discovered ? 'first of its builder' : 'builder seen before'})`)
     }
+    // As Nix does before its first narinfo (and this process's first fetch, which loads undici, is not timed).
+    const info = await fetch(`${url}/nix-cache-info`)
+    if (info.status !== 200) throw new Error(`client ${c}: /nix-cache-info: ${info.status}`)
+    await info.arrayBuffer()
     await Promise.all([host, ...hosts].map(async h => await h.request({ op: 'lag', start: true })))
     for (const b of builders) await ask(b.paths[0], discovered)
     for (const b of builders) for (const p of [...b.paths.slice(1), ...more[builders.indexOf(b)]]) await ask(p, followed)

@@ -123,20 +123,3 @@ function peerInfoOf (record: unknown): PeerInfo | undefined {
 function nameCid (name: string): CID {
   return peerIdFromString(name).toCID()
 }
-
-/** The trustless gateway URLs a routing record gives for a peer: `/ip4/…/tcp/<port>/http(s)` (ip6, dns too) as http(s)://host:port. */
-export function gatewayUrlsOf (peer: PeerInfo): string[] {
-  // An /http address says it by itself when no protocol list came with it (the DHT gives none).
-  if (peer.protocols.length > 0 && !peer.protocols.includes('transport-ipfs-gateway-http')) return []
-  return httpUrlsOf(peer.addresses)
-}
-
-/** The http(s)://host:port of each `/ip4/…/tcp/<port>/http(s)` multiaddr (ip6, dns too; a trailing /p2p/<id> allowed) among `addresses`. */
-export function httpUrlsOf (addresses: string[]): string[] {
-  return addresses.flatMap(address => {
-    const m = /^\/(ip4|ip6|dns|dns4|dns6)\/([^/]+)\/tcp\/(\d+)(?:\/tls)?\/(https?)(?:\/p2p\/[^/]+)?$/.exec(address)
-    if (m === null) return []
-    const host = m[1] === 'ip6' ? `[${m[2]!}]` : m[2]!
-    return [`${m[4]!}://${host}:${m[3]!}`]
-  })
-}

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
@@ -20,6 +21,7 @@ import { RECORD_SETTLE_MS, type FoundRecord, type Provider, type Routing } from 
 import type { DelegatedRouting } from './delegated.js'
 import { pause, startBootstrap } from './bootstrap.js'
 import { openRecord } from '../ipfs/ipns.js'
+import { gatewayUrlsOf, httpMultiaddrsOf, httpUrlsOf } from './routing-view.js'
 
 export interface NetworkOptions {
   /** no libp2p at all: blocks only from the repo and `httpGateways` */
@@ -297,7 +299,6 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   async function * httpProviders (root: CID, given: AbortSignal): AsyncGenerator<HttpPeer> {
     const signal = AbortSignal.any([given, AbortSignal.timeout(PROVIDER_SEARCH_MS)])
     setMaxListeners(Infinity, signal) // the DHT query listens on it once per peer it asks
-    const { httpUrlsOf } = await import('./delegated.js')
     const named = new Set<string>()
     for await (const provider of findProviders(root, signal)) {
       for (const url of httpUrlsOf(provider.addresses)) {
@@ -396,7 +397,6 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     // Noise handshake and several negotiations); over a new libp2p connection when it has none or that fails. On the
     // 50-node bench, with the provider connected either way, both took about 0.4 s at p50 under load.
     const connected = p2p?.libp2p.getConnections().some(c => c.remotePeer.toString() === provider.id) === true
-    const { httpUrlsOf } = await import('./delegated.js')
     for (const url of connected ? [] : httpUrlsOf(provider.addresses).slice(0, 1)) {
       try {
         return await foundPeer(url, provider, `the rendezvous CID of ${hash}`).holdings(hash, signal)
@@ -406,8 +406,6 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       }
     }
     if (p2p === undefined) return []
-    const { peerIdFromString } = await import('@libp2p/peer-id')
-    const { multiaddr } = await import('@multiformats/multiaddr')
     const peer = peerIdFromString(provider.id)
     if (provider.addresses.length > 0) await p2p.libp2p.peerStore.merge(peer, { multiaddrs: provider.addresses.map(a => multiaddr(a)) })
     const bytes = await p2p.libp2p.services.fetch.fetch(peer, NARINFO_KEY_PREFIX + hash, { signal })
@@ -420,7 +418,6 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     if (delegated.length === 0) return
     const root = await openRecord(name, bytes).then(r => r.root, () => undefined)
     if (root === undefined) return
-    const { gatewayUrlsOf } = await import('./delegated.js')
     await Promise.all(delegated.map(async server => {
       try {
         for await (const provider of server.findProviders(root, { signal })) {
@@ -473,12 +470,10 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
 
   async function addHolder (provider: Provider, root: CID, signal: AbortSignal): Promise<boolean> {
     if (provider.id === peerId) return false
-    const { httpUrlsOf } = await import('./delegated.js')
     let addresses = provider.addresses
     if (httpUrlsOf(addresses).length === 0 && p2p !== undefined) {
       // The DHT's provider records often come without addresses: identify told the peer's own, the gateway's included.
-      const { peerIdFromString } = await import('@libp2p/peer-id')
-      const known = await p2p.libp2p.peerStore.get(peerIdFromString(provider.id)).catch(() => undefined)
+        const known = await p2p.libp2p.peerStore.get(peerIdFromString(provider.id)).catch(() => undefined)
       addresses = known?.addresses.map(a => a.multiaddr.toString()) ?? []
     }
     for (const url of httpUrlsOf(addresses)) {
@@ -509,12 +504,10 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],
     records,
     announceGateway: async (url) => {
-      const { httpMultiaddrsOf } = await import('./routing-view.js')
       gatewayAddresses = httpMultiaddrsOf(url)
       if (p2p === undefined) return
       // Patching its own peer record makes libp2p push it (identify push) to every connected peer.
-      const { multiaddr } = await import('@multiformats/multiaddr')
-      const own = p2p.libp2p.getMultiaddrs().map(a => multiaddr(a.toString().replace(/\/p2p\/[^/]+$/, '')))
+        const own = p2p.libp2p.getMultiaddrs().map(a => multiaddr(a.toString().replace(/\/p2p\/[^/]+$/, '')))
       await p2p.libp2p.peerStore.patch(p2p.libp2p.peerId, { multiaddrs: own })
     },
     stop: async () => {

@@ -9,7 +9,8 @@ import { createIPNSRecord, marshalIPNSRecord, unmarshalIPNSRecord } from 'ipns'
 import { base36 } from 'multiformats/bases/base36'
 import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DelegatedRouting, gatewayUrlsOf, routingBaseOf } from '../../src/net/delegated.js'
+import { DelegatedRouting, routingBaseOf } from '../../src/net/delegated.js'
+import { gatewayUrlsOf } from '../../src/net/routing-view.js'
 import { signRecord } from '../../src/ipfs/ipns.js'
 import { parseSecretKey } from '../../src/nix/signing.js'
 import { runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
@@ -23,12 +24,6 @@ describe('routing server URLs and provider addresses', () => {
     for (const url of ['http://127.0.0.1:8080', 'http://127.0.0.1:8080/', 'http://127.0.0.1:8080/routing/v1', 'http://127.0.0.1:8080/routing/v1/']) expect(routingBaseOf(url)).toBe('http://127.0.0.1:8080/')
     expect(routingBaseOf('https://example.org/prefix')).toBe('https://example.org/prefix/')
     expect(() => routingBaseOf('127.0.0.1:8080')).toThrow(/--routing takes an http\(s\) URL/)
-  })
-
-  it('turns the /http addresses of a gateway provider into URLs, and nothing else', () => {
-    const peer = { id: 'x', protocols: ['transport-bitswap', 'transport-ipfs-gateway-http'], addresses: ['/ip4/127.0.0.1/tcp/4001', '/ip4/127.0.0.1/tcp/8080/http', '/ip6/::1/tcp/8081/http', '/dns4/example.org/tcp/443/tls/https', '/ip4/10.0.0.1/udp/4001/quic-v1'] }
-    expect(gatewayUrlsOf(peer)).toEqual(['http://127.0.0.1:8080', 'http://[::1]:8081', 'https://example.org:443'])
-    expect(gatewayUrlsOf({ ...peer, protocols: ['transport-bitswap'] })).toEqual([])
   })
 })
 

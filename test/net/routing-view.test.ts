@@ -5,7 +5,7 @@ import { base36 } from 'multiformats/bases/base36'
 import { CID } from 'multiformats/cid'
 import { describe, expect, it } from 'vitest'
 import { PeerError, RecordError } from '../../src/errors.js'
-import { FOREIGN_RECORD_BYTES, networkRouting, nodeRouting, routingViewOf, type NetworkRouting, type RoutingSource } from '../../src/net/routing-view.js'
+import { FOREIGN_RECORD_BYTES, gatewayUrlsOf, networkRouting, nodeRouting, routingViewOf, type NetworkRouting, type RoutingSource } from '../../src/net/routing-view.js'
 
 // The view /routing/v1 answers from, over several sources: what each source
 // hands it is checked, and the DHT facade (net/routing.ts) plugs in through
@@ -104,5 +104,13 @@ describe('routing view', () => {
     expect(await view.peer(self.id)).toEqual(self)
     expect(await view.peer('known')).toEqual({ id: 'known', addresses: ['/ip4/10.0.0.2/tcp/4001'], protocols: [] })
     expect(await view.peer('nobody')).toBeUndefined()
+  })
+})
+
+describe('provider addresses', () => {
+  it('turns the /http addresses of a gateway provider into URLs, and nothing else', () => {
+    const peer = { id: 'x', protocols: ['transport-bitswap', 'transport-ipfs-gateway-http'], addresses: ['/ip4/127.0.0.1/tcp/4001', '/ip4/127.0.0.1/tcp/8080/http', '/ip6/::1/tcp/8081/http', '/dns4/example.org/tcp/443/tls/https', '/ip4/10.0.0.1/udp/4001/quic-v1'] }
+    expect(gatewayUrlsOf(peer)).toEqual(['http://127.0.0.1:8080', 'http://[::1]:8081', 'https://example.org:443'])
+    expect(gatewayUrlsOf({ ...peer, protocols: ['transport-bitswap'] })).toEqual([])
   })
 })
