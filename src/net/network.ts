@@ -473,7 +473,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     let addresses = provider.addresses
     if (httpUrlsOf(addresses).length === 0 && p2p !== undefined) {
       // The DHT's provider records often come without addresses: identify told the peer's own, the gateway's included.
-        const known = await p2p.libp2p.peerStore.get(peerIdFromString(provider.id)).catch(() => undefined)
+      const known = await p2p.libp2p.peerStore.get(peerIdFromString(provider.id)).catch(() => undefined)
       addresses = known?.addresses.map(a => a.multiaddr.toString()) ?? []
     }
     for (const url of httpUrlsOf(addresses)) {
@@ -507,7 +507,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       gatewayAddresses = httpMultiaddrsOf(url)
       if (p2p === undefined) return
       // Patching its own peer record makes libp2p push it (identify push) to every connected peer.
-        const own = p2p.libp2p.getMultiaddrs().map(a => multiaddr(a.toString().replace(/\/p2p\/[^/]+$/, '')))
+      const own = p2p.libp2p.getMultiaddrs().map(a => multiaddr(a.toString().replace(/\/p2p\/[^/]+$/, '')))
       await p2p.libp2p.peerStore.patch(p2p.libp2p.peerId, { multiaddrs: own })
     },
     stop: async () => {
