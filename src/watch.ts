@@ -70,8 +70,10 @@ export async function watchStore (options: StoreWatchOptions): Promise<{ stop: (
     await options.publish(valid)
   }
 
-  const watcher: FSWatcher = watchDir(STORE_DIR, (_event, entry) => {
+  const watcher: FSWatcher = watchDir(STORE_DIR, (event, entry) => {
     if (entry === null) return
+    // An entry that came or went: one seen before may be a path deleted and added again (a listing drops it if gone).
+    if (event === 'rename') known.delete(entry)
     see(entry)
     tick()
   })

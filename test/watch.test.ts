@@ -21,10 +21,14 @@ vi.mock('node:fs/promises', async importOriginal => {
 const { watchStore } = await import('../src/watch.js')
 
 /** Adds a new file to the real store (a valid path at once) and returns its store path. */
-function addToStore (name: string): string {
+function addToStore (name: string, text = `${name} ${Date.now()} ${Math.random()}\n`): string {
   const file = join(tmp(), name)
-  writeFileSync(file, `${name} ${Date.now()} ${Math.random()}\n`)
+  writeFileSync(file, text)
   return execFileSync('nix-store', ['--add', file], { encoding: 'utf8' }).trim()
+}
+
+const waitUntil = async (ok: () => boolean): Promise<void> => {
+  for (let i = 0; i < 50 && !ok(); i++) await new Promise(resolve => setTimeout(resolve, 100))
 }
 
 describe.runIf(nixAvailable)('watchStore', () => {
@@ -46,5 +50,17 @@ describe.runIf(nixAvailable)('watchStore', () => {
     expect(published).toContain(first)
     expect(during).not.toBe('')
     expect(published).toContain(during)
+  })
+
+  it('publishes a path that was there at start once it is deleted and added again', async () => {
+    const text = `watch-again ${Date.now()} ${Math.random()}\n`
+    const path = addToStore('watch-again', text)
+    const published: string[] = []
+    const watcher = await watchStore({ intervalMs: 100, log: { info: () => {}, warn: () => {} }, publish: async paths => { published.push(...paths) } })
+    stop = watcher.stop
+    execFileSync('nix-store', ['--delete', path], { stdio: 'ignore' })
+    expect(addToStore('watch-again', text)).toBe(path)
+    await waitUntil(() => published.includes(path))
+    expect(published).toContain(path)
   })
 })
