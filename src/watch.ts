@@ -12,8 +12,11 @@ export interface StoreWatchOptions {
   log: { info: (m: string) => void, warn: (m: string) => void }
 }
 
-/** How often the store directory is listed again, for events the watcher may have missed. */
+/** How often the store directory is listed again, for events the watcher may have missed; the longest wait between checks of a path not valid yet. */
 const RESCAN_MS = 60_000
+
+/** When a path not valid yet is checked next, and how long the wait before that was. */
+interface Due { at: number, waitMs: number }
 
 /** A store entry that may become a valid path worth publishing: not a lock, a derivation or a check build. */
 function candidate (entry: string): boolean {
@@ -29,8 +32,14 @@ function candidate (entry: string): boolean {
  */
 export async function watchStore (options: StoreWatchOptions): Promise<{ stop: () => Promise<void> }> {
   const known = new Set<string>()
-  /** entries seen that are not valid yet: being built, or left by a failed build */
-  const pending = new Set<string>()
+  /**
+   * Entries seen that are not valid yet (being built, or left by a failed build), each with when it is checked next.
+   * Each check that finds one still invalid doubles its wait, up to RESCAN_MS: Nix 2.8 leaves a failed build's output
+   * behind, and checking such leftovers every interval cost a tenth of a core for good. News of the entry or of its
+   * lock file (Nix deletes it when the build ends) makes it due at once.
+   */
+  const pending = new Map<string, Due>()
+  const fresh = (): Due => ({ at: 0, waitMs: options.intervalMs })
   const locked: string[] = []
   for (const entry of await readdir(STORE_DIR)) {
     known.add(entry)
@@ -39,9 +48,11 @@ export async function watchStore (options: StoreWatchOptions): Promise<{ stop: (
   // A path with a lock file that is not valid yet is being built right now: publish it once it is done
   // (Nix leaves some lock files behind after a build, so a lock alone does not mean that).
   const built = new Set(await validPaths(locked))
-  for (const path of locked) if (!built.has(path)) pending.add(path.slice(STORE_DIR.length + 1))
+  for (const path of locked) if (!built.has(path)) pending.set(path.slice(STORE_DIR.length + 1), fresh())
   const see = (entry: string): void => {
-    if (!known.has(entry) && candidate(entry)) pending.add(entry)
+    const locks = entry.endsWith('.lock') ? entry.slice(0, -'.lock'.length) : undefined
+    if (locks !== undefined) { if (pending.has(locks)) pending.set(locks, fresh()); return }
+    if (!known.has(entry) && candidate(entry)) pending.set(entry, fresh())
   }
 
   let running: Promise<void> | undefined
@@ -54,20 +65,27 @@ export async function watchStore (options: StoreWatchOptions): Promise<{ stop: (
     })
   }
   const check = async (): Promise<void> => {
-    if (pending.size === 0) return
+    const now = Date.now()
     // Only entries seen before the listing began can be judged by it: one that appears while it is taken
-    // may be missing from it, though its event was handled before the listing came back.
-    const before = [...pending]
+    // may be missing from it, though its event was handled before the listing came back (news replaces its Due).
+    const due = [...pending].filter(([, when]) => when.at <= now)
+    if (due.length === 0) return
     const present = new Set(await readdir(STORE_DIR))
-    for (const entry of before) if (!present.has(entry)) pending.delete(entry) // a failed build, cleaned up
-    const valid = await validPaths([...pending].map(e => `${STORE_DIR}/${e}`))
-    if (valid.length === 0) return
-    for (const path of valid) {
-      const entry = path.slice(STORE_DIR.length + 1)
-      pending.delete(entry)
-      known.add(entry)
+    const unchanged = ([entry, when]: [string, Due]): boolean => pending.get(entry) === when
+    for (const item of due) if (!present.has(item[0]) && unchanged(item)) pending.delete(item[0]) // a failed build, cleaned up
+    const asked = due.filter(([entry]) => pending.has(entry))
+    const valid = new Set(await validPaths(asked.map(([entry]) => `${STORE_DIR}/${entry}`)))
+    for (const item of asked) {
+      const [entry, when] = item
+      if (valid.has(`${STORE_DIR}/${entry}`)) {
+        pending.delete(entry)
+        known.add(entry)
+      } else if (unchanged(item)) {
+        when.waitMs = Math.min(when.waitMs * 2, RESCAN_MS)
+        when.at = Date.now() + when.waitMs
+      }
     }
-    await options.publish(valid)
+    if (valid.size > 0) await options.publish([...valid])
   }
 
   const watcher: FSWatcher = watchDir(STORE_DIR, (event, entry) => {
