@@ -20,13 +20,15 @@ export default defineCommand({
     ...repoArg,
     'secret-key-file': { type: 'string', description: 'Nix secret key that signs (default: the repo key, created on first use)', valueHint: 'FILE' },
     chunker: { type: 'string', default: 'cdc', description: 'CID recipe for new NARs: cdc or fixed' },
-    interval: { type: 'string', default: '1', description: 'Seconds between checks of paths that appeared but are not valid yet (being built)' },
+    interval: { type: 'string', default: '1', description: 'Seconds between checks of paths that appeared but are not valid yet (being built; 0.1 to 3600): a path still invalid is checked less and less often, down to once a minute, until news of it' },
     ...lifetimeArgs
   },
   async run ({ args }) {
     recipeOf(args.chunker) // an unknown chunker is refused before any work
     const interval = Number(args.interval)
-    if (!(interval > 0)) throw new UsageError(`--interval must be a positive number of seconds, got ${args.interval}`)
+    // Past an hour a path would wait that long after its build; below 0.1 s (or past what a timer can wait, as
+    // Infinity) Node's timer fires every millisecond.
+    if (!(interval >= 0.1 && interval <= 3600)) throw new UsageError(`--interval must be a number of seconds from 0.1 to 3600, got ${args.interval}`)
     const repo = repoOf(args)
     const options = publishOptionsOf(args)
     const watcher = await watchStore({

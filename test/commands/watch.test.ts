@@ -5,6 +5,16 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { nix, nixAvailable, nixBuild, shellDerivation } from '../helpers/nix.js'
 import { BIN, runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
 
+describe('nixipfs watch arguments', () => {
+  it('refuses an interval that is no number of seconds a timer can wait', () => {
+    for (const bad of ['0', '-1', 'abc', 'Infinity', '1e-9', '1e9']) {
+      const r = runCli(['watch', '--repo', tmp(), '--interval', bad])
+      expect(r.status, `--interval ${bad}: ${r.stdout}${r.stderr}`).toBe(1)
+      expect(r.stdout + r.stderr).toMatch(/--interval must be a number of seconds from 0\.1 to 3600/)
+    }
+  })
+})
+
 describe.runIf(nixAvailable)('nixipfs watch', () => {
   const stops: Array<() => Promise<void>> = []
   afterAll(async () => { for (const stop of stops) await stop() })
