@@ -136,6 +136,7 @@ export async function dryRun (repo: string, request: PublishRequest): Promise<st
   // The repo, or the directory it will be made in, must be writable.
   let dir = resolve(repo)
   while (!await stat(dir).then(() => true, () => false) && dirname(dir) !== dir) dir = dirname(dir)
+  if (!(await stat(dir)).isDirectory()) throw new RepoError(`the repo ${repo} cannot be made: ${dir} is a file, not a directory; choose another --repo`)
   await access(dir, fsConstants.W_OK).catch((err: Error) => { throw new RepoError(`the repo ${repo} is not writable: ${err.message}`) })
   if (await stat(packsDir(repo)).then(() => true, () => false)) {
     // Opening the store opens its index for appending: a read-only or unwritable store fails here.

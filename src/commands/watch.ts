@@ -2,7 +2,8 @@ import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { STORE_DIR } from '../constants.js'
 import { UsageError } from '../errors.js'
-import { publishOrQueue, retryQueue } from '../cache/publish-request.js'
+import { dryRun, publishOrQueue, retryQueue } from '../cache/publish-request.js'
+import type { PublishRequest } from '../cache/queue.js'
 import { watchStore } from '../watch.js'
 import { lifetimeArgs, publishOptionsOf, repoArg, repoOf } from './common.js'
 import { recipeOf } from './recipes.js'
@@ -31,16 +32,19 @@ export default defineCommand({
     if (!(interval >= 0.1 && interval <= 3600)) throw new UsageError(`--interval must be a number of seconds from 0.1 to 3600, got ${args.interval}`)
     const repo = repoOf(args)
     const options = publishOptionsOf(args)
+    const request = (paths: string[]): PublishRequest => ({
+      paths,
+      recursive: args.recursive === true,
+      chunker: args.chunker,
+      ...(args['secret-key-file'] !== undefined ? { secretKeyFile: args['secret-key-file'] } : {})
+    })
+    // What would make every publish fail (a repo that cannot be made, a key that cannot be read) is said now, not at the first build.
+    await dryRun(repo, request([]))
     const watcher = await watchStore({
       intervalMs: interval * 1000,
       log: consola,
       publish: async paths => {
-        const outcome = await publishOrQueue(repo, {
-          paths,
-          recursive: args.recursive === true,
-          chunker: args.chunker,
-          ...(args['secret-key-file'] !== undefined ? { secretKeyFile: args['secret-key-file'] } : {})
-        }, options)
+        const outcome = await publishOrQueue(repo, request(paths), options)
         if ('error' in outcome) {
           consola.error(`publishing ${paths.length} new path(s) failed: ${outcome.error.message}`)
           if (outcome.queued !== undefined) consola.warn(`queued in ${outcome.queued}; retried after the next publish`)

@@ -68,6 +68,14 @@ describe('nixipfs CLI', () => {
     expect(ls.stdout).toMatch(new RegExp(`^${out}\t\\d+\tnar/bafk[a-z0-9]+\\.nar\n$`))
   })
 
+  it.runIf(nixAvailable)('publish --dry-run says when the repo cannot be made (under a file)', () => {
+    const file = join(tmp(), 'a-file')
+    writeFileSync(file, 'not a directory\n')
+    const r = runCli(['publish', '--dry-run', '--repo', join(file, 'repo'), '/nix/store/00000000000000000000000000000000-any'])
+    expect(r.status).toBe(1)
+    expect(r.stderr + r.stdout).toMatch(/a-file is a file, not a directory; choose another --repo/)
+  })
+
   it.runIf(nixAvailable)('fails clearly on a path that is not in the store', () => {
     const repo = tmp()
     const r = runCli(['publish', '--repo', repo, '/nix/store/00000000000000000000000000000000-missing'])

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { nix, nixAvailable, nixBuild, shellDerivation } from '../helpers/nix.js'
@@ -12,6 +12,16 @@ describe('nixipfs watch arguments', () => {
       expect(r.status, `--interval ${bad}: ${r.stdout}${r.stderr}`).toBe(1)
       expect(r.stdout + r.stderr).toMatch(/--interval must be a number of seconds from 0\.1 to 3600/)
     }
+  })
+
+  it('refuses a repo that cannot be made before it watches anything', () => {
+    const file = join(tmp(), 'a-file')
+    writeFileSync(file, 'not a directory\n')
+    const r = spawnSync(process.execPath, [BIN, 'watch', '--repo', join(file, 'repo')], { encoding: 'utf8', timeout: 15_000 })
+    expect(r.signal, `still watching after 15 s: ${r.stdout}${r.stderr}`).toBeNull()
+    expect(r.status).toBe(1)
+    expect(r.stdout + r.stderr).toMatch(/a-file is a file, not a directory/)
+    expect(r.stdout + r.stderr).not.toMatch(/watching/)
   })
 })
 
