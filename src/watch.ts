@@ -49,10 +49,12 @@ export async function watchStore (options: StoreWatchOptions): Promise<{ stop: (
   // (Nix leaves some lock files behind after a build, so a lock alone does not mean that).
   const built = new Set(await validPaths(locked))
   for (const path of locked) if (!built.has(path)) pending.set(path.slice(STORE_DIR.length + 1), fresh())
-  const see = (entry: string): void => {
+  /** Notes store entry `entry`: a new candidate becomes pending; `news` of one pending (or of its lock file) makes it due at once. */
+  const see = (entry: string, news = true): void => {
     const locks = entry.endsWith('.lock') ? entry.slice(0, -'.lock'.length) : undefined
-    if (locks !== undefined) { if (pending.has(locks)) pending.set(locks, fresh()); return }
-    if (!known.has(entry) && candidate(entry)) pending.set(entry, fresh())
+    if (locks !== undefined) { if (news && pending.has(locks)) pending.set(locks, fresh()); return }
+    if (known.has(entry) || !candidate(entry) || (!news && pending.has(entry))) return
+    pending.set(entry, fresh())
   }
 
   let running: Promise<void> | undefined
@@ -98,7 +100,8 @@ export async function watchStore (options: StoreWatchOptions): Promise<{ stop: (
   watcher.on('error', (err: Error) => options.log.warn(`watch: watching ${STORE_DIR} failed (${err.message}); listing it every ${RESCAN_MS / 1000} s instead`))
   const poll = setInterval(tick, options.intervalMs)
   const rescan = setInterval(() => {
-    readdir(STORE_DIR).then(entries => { entries.forEach(see); tick() }, (err: Error) => options.log.warn(`watch: cannot list ${STORE_DIR}: ${err.message}`))
+    // A listing is no news of the paths already pending (it would make what failed builds left due every minute).
+    readdir(STORE_DIR).then(entries => { for (const entry of entries) see(entry, false); tick() }, (err: Error) => options.log.warn(`watch: cannot list ${STORE_DIR}: ${err.message}`))
   }, RESCAN_MS)
   return {
     stop: async () => {
