@@ -256,8 +256,9 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const republisher = options.ownKey === undefined || options.republish === undefined
     ? undefined
     : startRepublisher(repo, options.ownKey, options.republish, log)
-  // On a network (--bootstrap, --routing), every served cache is announced: record, root, NARs, rendezvous CIDs.
-  const announcer = network.routing === undefined || !network.joined
+  // On the DHT every served cache is announced: record, root, NARs, rendezvous CIDs. Once the routing table holds a
+  // peer, not only with --bootstrap: a node others bootstrap from (told no address itself) announced nothing.
+  const announcer = network.routing === undefined
     ? undefined
     : startAnnouncing(repo, local, network.routing, { names: () => [...sources.keys()], own: options.own, recent: () => network.blocks.recentlyUsed().map(n => n.root), idle: discovery?.idle, log })
   const queue = options.retryQueued === undefined

@@ -53,8 +53,6 @@ export interface Network {
   p2p?: P2pNode
   /** the DHT; undefined when offline */
   routing?: Routing
-  /** this node joins the DHT (--bootstrap): it announces what it serves there */
-  joined: boolean
   /** this node's libp2p peer ID (base58btc), also when libp2p is off: it names the node's HTTP gateway in routing records */
   peerId: string
   /** the `--routing` servers */
@@ -498,7 +496,6 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     serveHoldings,
     cachesHolding,
     findProviders,
-    joined: routing !== undefined && (options.bootstrap ?? []).length > 0,
     peerId,
     delegated,
     addresses: p2p?.libp2p.getMultiaddrs().map(String) ?? [],

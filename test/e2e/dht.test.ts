@@ -170,3 +170,20 @@ async function providersOf (node: TestNode, cid: CID, n: number, ms: number): Pr
   }
   return found
 }
+
+describe.runIf(nixAvailable)('a builder that others bootstrap from', () => {
+  it('announces its own cache once a peer has joined it, though it was told no bootstrap address', async () => {
+    const repo = tmp()
+    const [path] = nixBuild(shellDerivation(`dht-boot-builder-${salt}`, 'echo b > $out')) as [string]
+    expect(runCli(['publish', '--repo', repo, path]).status).toBe(0)
+    const own = ipnsNameOf(parsePublicKey(readFileSync(join(repo, 'keys', 'cache.public'), 'utf8').trim()).key)
+    const builder = await startTestNode({ label: 'boot-builder', repo, own })
+    const joiner = await startTestNode({ label: 'joiner', bootstrap: [builder.address] }).catch(async err => { await builder.stop(); throw err })
+    try {
+      expect(await builder.waitForLog(/announced root/, 30_000), builder.log.join('\n')).toBe(true)
+    } finally {
+      await joiner.stop()
+      await builder.stop()
+    }
+  })
+})
