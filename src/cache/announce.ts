@@ -56,7 +56,8 @@ export interface Announcer {
  * Tells the network what this node serves: for every served cache, its
  * signed IPNS record (put into the DHT, again when it changes and every
  * REPUT_MS), and provider records for its root CID, every local NAR root and
- * every store path's rendezvous CID (kad-dht re-provides them before they
+ * the rendezvous CID of every store path of its own cache and of every path
+ * whose NAR it holds of the others (kad-dht re-provides them before they
  * expire, as long as the node runs). Nothing is announced while the node
  * knows no DHT peer; it is retried at the next check.
  */
@@ -121,13 +122,18 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
     const started = Date.now()
     const index = await openIndex(local, record.root)
     const cids: CID[] = [record.root]
+    const own = name === options.own
     for await (const { hash } of listNarInfos(local, record.root)) {
-      cids.push(rendezvousCid(hash))
       const nar = (await index.narInfo(hash).catch(() => undefined))?.nar
-      if (nar !== undefined && local.has(nar)) cids.push(nar)
+      const held = nar !== undefined && local.has(nar)
+      if (held) cids.push(nar)
+      // Of a cache others published, only the paths whose NAR the node holds: it seeds those. Every path of a followed
+      // index was a DHT walk each (a client that had followed 20 caches of 8 paths ran 180 walks for what it had only
+      // looked up, and a million-path cache would cost a million).
+      if (own || held) cids.push(rendezvousCid(hash))
     }
     const again = grown && announced
-    const count = await provideAll(cids, name === options.own ? CONCURRENCY : OTHERS_CONCURRENCY, name === options.own, again)
+    const count = await provideAll(cids, own ? CONCURRENCY : OTHERS_CONCURRENCY, own, again)
     rootsDone.set(name, record.root.toString())
     tableAt.set(name, size)
     const took = `${((Date.now() - started) / 1000).toFixed(1)} s`

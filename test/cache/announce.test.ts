@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { CID } from 'multiformats/cid'
 import { startAnnouncing } from '../../src/cache/announce.js'
-import { addEntries, createCacheRoot, type CacheEntry } from '../../src/cache/directory.js'
+import { addEntries, createCacheRoot, narUrl, type CacheEntry } from '../../src/cache/directory.js'
 import { acceptRecord } from '../../src/cache/records.js'
 import { cidOf, RAW_CODE } from '../../src/ipfs/block.js'
 import { DirNodeCache } from '../../src/ipfs/hamt.js'
@@ -9,6 +9,8 @@ import { ipnsNameOf, signRecord } from '../../src/ipfs/ipns.js'
 import { PackStore } from '../../src/ipfs/pack-store.js'
 import { rendezvousCid } from '../../src/net/rendezvous.js'
 import type { Routing } from '../../src/net/routing.js'
+import { NarHasher } from '../../src/nix/hash.js'
+import { formatNarInfo } from '../../src/nix/narinfo.js'
 import { generateSecretKey } from '../../src/nix/signing.js'
 import { tmp } from '../helpers/cli.js'
 
@@ -17,33 +19,44 @@ const ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz'
 const hashOf = (cache: number, i: number): string => [...(cache * 1000 + i).toString(32).padStart(32, '0')].map(d => ALPHABET[parseInt(d, 32)]!).join('')
 
 describe('announcing to the DHT', () => {
-  /** A repo holding `count` caches of 40 paths each, with their records; and which cache each rendezvous CID is of. */
-  async function caches (count: number): Promise<{ repo: string, blocks: PackStore, names: string[], rendezvous: Map<string, string> }> {
+  /**
+   * A repo holding `count` caches of 40 paths each, with their records and the NARs of the paths `held` chooses (all
+   * by default); and which cache each rendezvous CID and each NAR is of.
+   */
+  async function caches (count: number, held = (i: number) => true): Promise<{ repo: string, blocks: PackStore, names: string[], rendezvous: Map<string, string>, nars: Map<string, string> }> {
     const repo = tmp()
     const blocks = await PackStore.openRepo(repo)
     const names: string[] = []
     const rendezvous = new Map<string, string>()
+    const nars = new Map<string, string>()
     for (let cache = 0; cache < count; cache++) {
       const key = generateSecretKey(`builder-${cache}`)
       const entries: CacheEntry[] = []
       for (let i = 0; i < 40; i++) {
         const bytes = new TextEncoder().encode(`nar ${cache} ${i}`)
         const nar = cidOf(RAW_CODE, bytes)
-        entries.push({ hash: hashOf(cache, i), nar, narTsize: bytes.length, narInfo: `StorePath: /nix/store/${hashOf(cache, i)}-x\nURL: nar/${nar.toString()}.nar\n` })
+        if (held(i)) await blocks.put(nar, bytes)
+        const hasher = new NarHasher()
+        hasher.update(bytes)
+        const narHash = hasher.digest()
+        const narInfo = formatNarInfo({ storePath: `/nix/store/${hashOf(cache, i)}-x`, url: narUrl(nar), compression: 'none', narHash, narSize: bytes.length, references: [], sigs: [] })
+        entries.push({ hash: hashOf(cache, i), nar, narTsize: bytes.length, narInfo })
         rendezvous.set(rendezvousCid(hashOf(cache, i)).toString(), ipnsNameOf(key.publicKey))
+        nars.set(nar.toString(), ipnsNameOf(key.publicKey))
       }
+      await blocks.sync()
       const root = await addEntries(blocks, await createCacheRoot(blocks, 'StoreDir: /nix/store\n'), entries, new DirNodeCache())
       await acceptRecord(repo, ipnsNameOf(key.publicKey), (await signRecord(key.seed, root, 1n, 3600_000)).bytes)
       names.push(ipnsNameOf(key.publicKey))
     }
-    return { repo, blocks, names, rendezvous }
+    return { repo, blocks, names, rendezvous, nars }
   }
   const quiet = { info: () => {}, warn: () => {}, debug: () => {} }
 
   // A gateway that had just discovered 20 caches provided their rendezvous CIDs 16 at a time, and the DHT answers
   // stalled its event loop (requests waited up to 1.3 s on the 50-node bench).
   it('provides the own cache 16 at a time, and caches others published 2 at a time', async () => {
-    const { repo, blocks, names, rendezvous } = await caches(2)
+    const { repo, blocks, names, rendezvous, nars } = await caches(2)
     const [own, other] = names as [string, string]
     const most = new Map<string, number>()
     const running = new Map<string, number>()
@@ -52,7 +65,7 @@ describe('announcing to the DHT', () => {
       size: () => 1,
       putRecord: async () => {},
       provide: async (cid: CID) => {
-        const cache = rendezvous.get(cid.toString()) ?? 'root'
+        const cache = rendezvous.get(cid.toString()) ?? nars.get(cid.toString()) ?? 'root'
         running.set(cache, (running.get(cache) ?? 0) + 1)
         most.set(cache, Math.max(most.get(cache) ?? 0, running.get(cache)!))
         await new Promise(resolve => setTimeout(resolve, 10))
@@ -63,9 +76,31 @@ describe('announcing to the DHT', () => {
     const announcer = startAnnouncing(repo, blocks, routing, { names: () => [own, other], own, log: quiet })
     try {
       await announcer.announce()
-      expect(provided).toBe(2 * (40 + 1))
+      expect(provided).toBe(2 * (40 + 40 + 1)) // rendezvous CIDs, NARs, root
       expect(most.get(own)).toBe(16)
       expect(most.get(other)).toBe(2)
+    } finally {
+      announcer.stop()
+      await blocks.close()
+    }
+  })
+  // The 50-node bench: a client that had followed 20 caches of 8 paths provided every path's rendezvous CID, 180 DHT
+  // walks for what it had only looked up, and the next client's lookups waited behind them.
+  it('provides the rendezvous CIDs of a cache others published only for the paths whose NAR the node holds', async () => {
+    const { repo, blocks, names, rendezvous } = await caches(2, i => i < 5)
+    const [own, other] = names as [string, string]
+    const provided = new Map<string, number>()
+    const routing = {
+      size: () => 1,
+      putRecord: async () => {},
+      provide: async (cid: CID) => { const of = rendezvous.get(cid.toString()) ?? 'other'; provided.set(of, (provided.get(of) ?? 0) + 1) }
+    } as unknown as Routing
+    const announcer = startAnnouncing(repo, blocks, routing, { names: () => [own, other], own, log: quiet, checkMs: 3600_000 })
+    try {
+      await announcer.announce()
+      expect(provided.get(own)).toBe(40) // its own cache: every path, held or not
+      expect(provided.get(other)).toBe(5)
+      expect(provided.get('other')).toBe(2 + 5 + 5) // the roots, and the NARs held
     } finally {
       announcer.stop()
       await blocks.close()
@@ -81,13 +116,13 @@ describe('announcing to the DHT', () => {
     const announcer = startAnnouncing(repo, blocks, routing, { names: () => [name!], own: name, log: quiet, checkMs: 3600_000 })
     try {
       const after = async (peers: number): Promise<[number, number]> => { size = peers; await announcer.announce(); return [puts, provides] }
-      expect(await after(1)).toEqual([1, 41])
-      expect(await after(1)).toEqual([1, 41]) // nothing changed
-      expect(await after(2)).toEqual([2, 82]) // doubled
-      expect(await after(3)).toEqual([2, 82])
-      expect(await after(12)).toEqual([3, 123])
-      expect(await after(24)).toEqual([4, 164]) // announced at 12 peers, fewer than K: still forming then
-      expect(await after(200)).toEqual([4, 164]) // announced at 24: formed
+      expect(await after(1)).toEqual([1, 81]) // the root, 40 NARs, 40 rendezvous CIDs
+      expect(await after(1)).toEqual([1, 81]) // nothing changed
+      expect(await after(2)).toEqual([2, 162]) // doubled
+      expect(await after(3)).toEqual([2, 162])
+      expect(await after(12)).toEqual([3, 243])
+      expect(await after(24)).toEqual([4, 324]) // announced at 12 peers, fewer than K: still forming then
+      expect(await after(200)).toEqual([4, 324]) // announced at 24: formed
     } finally {
       announcer.stop()
       await blocks.close()
