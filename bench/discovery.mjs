@@ -159,11 +159,15 @@ try {
   /** when each step of a lookup first succeeded (ms into it), from the clients' discovery log lines */
   const steps = { provider: [], 'trusted named': [], 'narinfo handed over': [], followed: [] }
   const lookups = []
-  const noteLookup = (m) => {
-    const line = /^discovery: \w{32}: .* in (\d+) ms(?: \(first (.*)\))?$/.exec(m)
+  /** each lookup's time, by client and path hash: a request's time beyond it is what serving it added */
+  const lookupOf = new Map()
+  const beyond = []
+  const noteLookup = (c, m) => {
+    const line = /^discovery: (\w{32}): .* in (\d+) ms(?: \(first (.*)\))?$/.exec(m)
     if (line === null) return
-    lookups.push(Number(line[1]))
-    for (const [, step, ms] of (line[2] ?? '').matchAll(/(provider|trusted named|narinfo handed over|followed) at (\d+) ms/g)) steps[step].push(Number(ms))
+    lookups.push(Number(line[2]))
+    lookupOf.set(`${c} ${line[1]}`, Number(line[2]))
+    for (const [, step, ms] of (line[3] ?? '').matchAll(/(provider|trusted named|narinfo handed over|followed) at (\d+) ms/g)) steps[step].push(Number(ms))
   }
   const discovered = []
   const followed = []
@@ -183,6 +187,7 @@ try {
       `| narinfo found by discovery (rendezvous CID → providers → narinfo handed over, or follow) | ${discovered.length} | ${ms(quantile(discovered, 0.5))} | ${ms(quantile(discovered, 0.99))} | ${ms(Math.max(...discovered))} |`,
       `| narinfo of a cache followed on demand | ${followed.length} | ${ms(quantile(followed, 0.5))} | ${ms(quantile(followed, 0.99))} | ${ms(Math.max(...followed))} |`,
       `| discovery lookups (all, from the clients' logs) | ${lookups.length} | ${ms(quantile(lookups, 0.5))} | ${ms(quantile(lookups, 0.99))} | ${ms(Math.max(...lookups))} |`,
+      `| … a discovered narinfo's time beyond its lookup | ${beyond.length} | ${ms(quantile(beyond, 0.5))} | ${ms(quantile(beyond, 0.99))} | ${ms(Math.max(...beyond))} |`,
       `| DHT provider search alone (first provider; each client after its lookups) | ${searches.length} | ${ms(quantile(searches, 0.5))} | ${ms(quantile(searches, 0.99))} | ${ms(Math.max(...searches))} |`,
       ...Object.entries(steps).map(([step, xs]) => `| … first ${step}, ms into a lookup | ${xs.length} | ${ms(quantile(xs, 0.5))} | ${ms(quantile(xs, 0.99))} | ${ms(Math.max(...xs))} |`),
       `| event loop delay of a client's process while it looked up (worst client) | ${loopDelays.max.length} | ${ms(Math.max(...loopDelays.p50))} | ${ms(Math.max(...loopDelays.p99))} | ${ms(Math.max(...loopDelays.max))} |`,
@@ -212,7 +217,7 @@ try {
     const bootstrap = [addresses[Math.floor(Math.random() * addresses.length)]]
     // In a process of its own, as on a machine of its own: in this one, its event loop was also the previous
     // clients' and this script's.
-    const host = startHost((m) => { if (m.event === 'log') { noteLookup(m.line); if (VERBOSE) log(`client ${c}: ${m.line}`) } })
+    const host = startHost((m) => { if (m.event === 'log') { noteLookup(c, m.line); if (VERBOSE) log(`client ${c}: ${m.line}`) } })
     clients.push(host)
     const { url, node } = await host.start(nodeOptions(join(WORK, `client-${c}`), bootstrap, { trust: { keys: trusted, threshold: 1 }, discover: { keys: trusted, requireSignature: false, deadlineMs: 3_000, maxCaches: BUILDERS } }), true)
     await waitOrNote(`client ${c} to know a few DHT peers`, async () => (await host.request({ op: 'routingSize', node })).size >= Math.min(5, addresses.length), 60_000)
@@ -222,7 +227,8 @@ try {
       await r.arrayBuffer()
       const took = performance.now() - t
       if (r.status === 200) into.push(took)
-      else misses.push(`${path}: ${r.status}`)
+      if (r.status === 200 && into === discovered && lookupOf.has(`${c} ${hashOf(path)}`)) beyond.push(took - lookupOf.get(`${c} ${hashOf(path)}`))
+      if (r.status !== 200) misses.push(`${path}: ${r.status}`)
       if (VERBOSE && (r.status !== 200 || took > 1000)) log(`client ${c}: ${hashOf(path)}.narinfo ${r.status} in ${took.toFixed(0)} ms (${into === discovered ? 'first of its builder' : 'builder seen before'})`)
     }
     // As Nix does before its first narinfo (and this process's first fetch, which loads undici, is not timed).

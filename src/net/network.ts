@@ -334,11 +334,13 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     for (const ask of asks) ask.catch(() => {})
     // On a DHT a node is connected to many peers, most of which do not speak the fetch protocol (kubo, Helia):
     // ask only those that do, the named --peer ones first, at most RECORD_PEERS of them (the DHT is asked besides).
+    // With preferred peers, only the named ones: a preferred peer holds the record, and the DHT is walked if it has none
+    // soon (8 more requests for every cache discovery found loaded a client while Nix waited on its lookups).
     const named = new Set([...options.peers.map(a => a.split('/p2p/').at(-1)), ...prefer])
     const connections = [...(p2p?.libp2p.getConnections() ?? [])].sort((a, b) => Number(named.has(b.remotePeer.toString())) - Number(named.has(a.remotePeer.toString())))
     let asked = 0
     for (const conn of connections) {
-      if (asked >= RECORD_PEERS && !named.has(conn.remotePeer.toString())) break
+      if ((asked >= RECORD_PEERS || prefer.length > 0) && !named.has(conn.remotePeer.toString())) break
       // A named peer is asked even before identify has told its protocols (a command that has just dialled it).
       const isNamed = named.has(conn.remotePeer.toString())
       if (!isNamed && !await speaks(p2p!, conn.remotePeer, FETCH_PROTOCOL)) continue

@@ -14,6 +14,7 @@ import type { CID } from 'multiformats/cid'
 import { UnavailableError } from '../errors.js'
 import type { Network } from '../net/network.js'
 import { rendezvousCid, type Holding } from '../net/rendezvous.js'
+import { httpUrlsOf } from '../net/routing-view.js'
 import type { Provider } from '../net/routing.js'
 
 /** How long one lookup may take before the narinfo counts as a miss. */
@@ -249,23 +250,36 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   async function connectHolders (root: CID, via: Provider | undefined, connected: () => void): Promise<void> {
     const { p2p } = options.network
     const dialProvider = p2p === undefined ? undefined : (await import('../net/p2p.js')).dialProvider
-    const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(HOLDERS_MS)])
+    let signal = AbortSignal.any([abort.signal, AbortSignal.timeout(HOLDERS_MS)])
     const started = Date.now()
     const network = options.network
-    async function * candidates (): AsyncGenerator<Provider> {
-      if (via !== undefined) yield via
-      yield * network.findProviders(root, signal)
-    }
     const seen = new Set<string>()
     let holders = 0
+    async function * candidates (): AsyncGenerator<Provider> {
+      if (via !== undefined) {
+        yield via
+        // With one holder the index comes; a second is for when it goes, and is searched for once no lookup waits:
+        // a DHT walk for every cache found ran beside the next lookups Nix waited for (50-node bench).
+        if (holders > 0) {
+          await idle(abort.signal)
+          signal = AbortSignal.any([abort.signal, AbortSignal.timeout(HOLDERS_MS)])
+        }
+      }
+      yield * network.findProviders(root, signal)
+    }
     try {
       for await (const provider of candidates()) {
         if (seen.has(provider.id)) continue
         seen.add(provider.id)
-        const ok = dialProvider !== undefined && await dialProvider(p2p!, provider, signal).then(() => true, (err: Error) => { options.log.debug(`discovery: dialling ${provider.id}: ${err.message}`); return false })
-        // After the dial: identify has told the peer's addresses, its gateway's among them.
-        const serves = await network.addHolder(provider, root, signal)
-        if (!ok && !serves) continue
+        // Over its trustless gateway when the routing named one: the index comes over either, and a plain HTTP
+        // connection costs both sides less than a libp2p one (a Noise handshake, identify), one per cache found.
+        const overHttp = httpUrlsOf(provider.addresses).length > 0 && await network.addHolder(provider, root, signal)
+        if (!overHttp) {
+          const ok = dialProvider !== undefined && await dialProvider(p2p!, provider, signal).then(() => true, (err: Error) => { options.log.debug(`discovery: dialling ${provider.id}: ${err.message}`); return false })
+          // After the dial: identify has told the peer's addresses, its gateway's among them.
+          const serves = await network.addHolder(provider, root, signal)
+          if (!ok && !serves) continue
+        }
         connected()
         if (++holders >= HOLDERS) break
       }
@@ -373,6 +387,14 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     return added > 0 || handedOver.size > 0
   }
 
+  /** Resolves once no lookup has been under way for BUSY_AFTER_MS (or after IDLE_WAIT_MS, or when `signal` aborts). */
+  async function idle (signal: AbortSignal): Promise<void> {
+    const until = Date.now() + IDLE_WAIT_MS
+    while ((inflight.size > 0 || Date.now() - lastLookup < BUSY_AFTER_MS) && Date.now() < until && !signal.aborted && !abort.signal.aborted) {
+      await new Promise(resolve => setTimeout(resolve, 250).unref())
+    }
+  }
+
   // Trusted caches that fit the bound are looked up by name from the start, as the first lookup would do:
   // Nix's first requests then find them followed. Not finding one now (the node has just joined) is not
   // remembered as a miss: lookups still ask for it by name.
@@ -415,12 +437,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       return running.hopeful() ? await wait(FOLLOW_MS) ?? false : false
     },
     missed: (hash) => { misses.set(hash, Date.now() + MISS_MS) },
-    idle: async (signal) => {
-      const until = Date.now() + IDLE_WAIT_MS
-      while ((inflight.size > 0 || Date.now() - lastLookup < BUSY_AFTER_MS) && Date.now() < until && !signal.aborted && !abort.signal.aborted) {
-        await new Promise(resolve => setTimeout(resolve, 250).unref())
-      }
-    },
+    idle,
     stop: () => {
       abort.abort()
       for (const follower of followers.values()) follower.stop()

@@ -86,10 +86,11 @@ describe('network records', () => {
 
   // The 50-node bench: every discovered cache's record was also looked up by a DHT walk, though the provider that
   // named the cache handed it over at once; the walks loaded the client while Nix waited on its lookups.
-  it('walks the DHT for a record only when the preferred peers have none soon', async () => {
+  it('asks no other peer, and walks the DHT for a record only when the preferred peers have none soon', async () => {
     const network = await newNetwork()
     const holder = await peerOf(network, async (n) => n === NAME ? Uint8Array.of(1, 2, 3) : undefined)
-    const empty = await peerOf(network)
+    let emptyAsked = 0
+    const empty = await peerOf(network, async () => { emptyAsked++; return undefined })
     await new Promise(resolve => setTimeout(resolve, 500)) // identify: the peers' protocols are known, and both are DHT peers
     expect(network.routing!.size()).toBeGreaterThan(0)
     let walks = 0
@@ -98,6 +99,7 @@ describe('network records', () => {
     const found = await network.records(NAME, undefined, 50, [holder.libp2p.peerId.toString()])
     expect(found.map(f => [...f.bytes])).toEqual([[1, 2, 3]])
     expect(walks).toBe(0)
+    expect(emptyAsked).toBe(0) // nor the other peers (each a request for every cache discovery found)
     // A name nobody connected has: the DHT is walked.
     expect(await network.records(ipnsNameOf(generateSecretKey('nobody').publicKey), undefined, 50, [empty.libp2p.peerId.toString()])).toEqual([])
     expect(walks).toBe(1)

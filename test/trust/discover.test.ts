@@ -161,6 +161,72 @@ describe('discovery', () => {
       discovery.stop()
     }
   }, 10_000)
+
+  /** Discovery of a cache whose root is `root`, found through one provider (`address`), on a network with `parts`. */
+  async function foundThroughProvider (root: CID, parts: Partial<Record<keyof Network, unknown>>, addresses: string[] = []): Promise<ReturnType<typeof startDiscovery>> {
+    const key = generateSecretKey('builder')
+    const name = ipnsNameOf(key.publicKey)
+    const record = (await signRecord(key.seed, root, 1n, 3600_000)).bytes
+    return startDiscovery({
+      repo: tmp(),
+      network: fakeNetwork({
+        findProviders: async function * (cid: CID) { if (!cid.equals(root)) { await sleep(20); yield { id: PROVIDER, addresses } } },
+        cachesHolding: async () => [{ name, narinfo: '' }],
+        records: async () => [{ from: 'provider', bytes: record }],
+        addHolder: async () => true,
+        ...parts
+      }),
+      // More trusted keys than caches followed: found through the provider alone, not also looked up by name.
+      keys: [publicKeyOf(key), publicKeyOf(generateSecretKey('absent'))],
+      maxCaches: 1,
+      requireSignature: false,
+      caches: { sources: new Map(), served: [], open: () => ({ current: async () => undefined, recheck: () => {} }) },
+      followOptions: { intervalMs: 3600_000 } as never,
+      deadlineMs: 300,
+      log: quiet
+    })
+  }
+  const ROOT = CID.parse('bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy')
+  const HASH = '0c6kzph7l0dcbfmjap64f0czdafn3b7x'
+  const PROVIDER = '12D3KooWE9KvWsAw6N8gEud4eMtrgahWKDxTF1kAS6SDkjPvSzHR'
+
+  // The 50-node bench: following a cache found by discovery walked the DHT for a second holder of its root at once,
+  // a walk per cache found, beside the next lookups Nix waited for.
+  it('looks for a second holder of a cache found through its provider only once no lookup is under way', async () => {
+    const rootWalks: number[] = []
+    const started = Date.now()
+    const discovery = await foundThroughProvider(ROOT, {
+      routing: { size: () => 1, findProviders: async function * () {} },
+      findProviders: async function * (cid: CID) { if (cid.equals(ROOT)) rootWalks.push(Date.now() - started); else { await sleep(20); yield { id: PROVIDER, addresses: [] } } }
+    })
+    try {
+      expect(await discovery.find(HASH)).toBe(true)
+      await sleep(1_000)
+      expect(rootWalks).toEqual([]) // the provider that named it holds it: the index comes from there
+      await discovery.idle(AbortSignal.timeout(10_000))
+      await sleep(300)
+      expect(rootWalks).toHaveLength(1)
+    } finally {
+      discovery.stop()
+    }
+  }, 15_000)
+
+  // The 50-node bench: the client dialled every provider that named a cache over libp2p (a Noise handshake and
+  // identify on both sides, one per cache found), though the provider's trustless gateway serves the index.
+  it('takes the provider that named a cache as a holder over its trustless gateway, without a libp2p dial', async () => {
+    let dials = 0
+    let holders = 0
+    const p2p = { libp2p: { getConnections: () => [], peerStore: { merge: async () => {} }, dial: async () => { dials++ } } }
+    const discovery = await foundThroughProvider(ROOT, { p2p, addHolder: async () => { holders++; return true } }, ['/ip4/127.0.0.1/tcp/4001', '/ip4/127.0.0.1/tcp/8080/http'])
+    try {
+      expect(await discovery.find(HASH)).toBe(true)
+      for (let i = 0; i < 50 && holders === 0; i++) await sleep(20)
+      expect(holders).toBe(1)
+      expect(dials).toBe(0)
+    } finally {
+      discovery.stop()
+    }
+  }, 10_000)
 })
 
 // A provider of a path's rendezvous CID hands over, with each cache's name, the narinfo it holds there. Before, a
