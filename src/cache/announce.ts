@@ -55,7 +55,8 @@ export interface Announcer {
 /**
  * Tells the network what this node serves: for every served cache, its
  * signed IPNS record (put into the DHT, again when it changes and every
- * REPUT_MS), and provider records for its root CID, every local NAR root and
+ * REPUT_MS; a cache others published, once it has not changed for REPUT_MS),
+ * and provider records for its root CID, every local NAR root and
  * the rendezvous CID of every store path of its own cache and of every path
  * whose NAR it holds of the others (kad-dht re-provides them before they
  * expire, as long as the node runs). Nothing is announced while the node
@@ -108,11 +109,19 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
     const size = routing.size()
     const before = tableAt.get(name)
     const grown = before !== undefined && before < FORMING_TABLE && size >= 2 * before
+    const own = name === options.own
     const last = put.get(name)
-    if (last === undefined || Buffer.compare(last.bytes, bytes) !== 0 || Date.now() - last.at > REPUT_MS || grown) {
-      await othersTurn(name === options.own)
+    const changed = last === undefined || Buffer.compare(last.bytes, bytes) !== 0
+    let recordPut = false
+    if (changed && !own) {
+      // What others published was just taken from the network, where its publisher put it: a follower puts it again
+      // once it has not changed for REPUT_MS (its publisher gone, say), not at once (a DHT walk for every cache followed).
+      put.set(name, { bytes: Buffer.from(bytes), at: Date.now() })
+    } else if (changed || Date.now() - last.at > REPUT_MS || (own && grown)) {
+      await othersTurn(own)
       await routing.putRecord(name, bytes, { signal: abort.signal })
       put.set(name, { bytes: Buffer.from(bytes), at: Date.now() })
+      recordPut = true
       options.log.debug(`/ipns/${name}: record put into the DHT`)
     }
     const record = await loadRecord(repo, name)
@@ -122,7 +131,6 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
     const started = Date.now()
     const index = await openIndex(local, record.root)
     const cids: CID[] = [record.root]
-    const own = name === options.own
     for await (const { hash } of listNarInfos(local, record.root)) {
       const nar = (await index.narInfo(hash).catch(() => undefined))?.nar
       const held = nar !== undefined && local.has(nar)
@@ -138,8 +146,8 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
     tableAt.set(name, size)
     const took = `${((Date.now() - started) / 1000).toFixed(1)} s`
     options.log.info(again
-      ? `/ipns/${name}: the DHT has grown from ${before!} to ${size} peers since root ${record.root.toString()} was announced: record and ${count} provider records put again in ${took}`
-      : `/ipns/${name}: announced root ${record.root.toString()} to the DHT (record, ${count} new provider records) in ${took}`)
+      ? `/ipns/${name}: the DHT has grown from ${before!} to ${size} peers since root ${record.root.toString()} was announced: ${recordPut ? 'record and ' : ''}${count} provider records put again in ${took}`
+      : `/ipns/${name}: announced root ${record.root.toString()} to the DHT (${recordPut ? 'record, ' : ''}${count} new provider records) in ${took}`)
   }
 
   async function check (): Promise<void> {
