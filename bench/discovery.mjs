@@ -13,7 +13,9 @@
 //   told one address of a node started before it, and follows at the default
 //   interval.
 //
-// Each client first asks for one path of every builder (no cache holds it
+// Each client, once it has made the DHT walk a --discover gateway makes at
+// start (as one that runs as a service has by Nix's first request), first
+// asks for one path of every builder (no cache holds it
 // yet for that client: found through the rendezvous CID, so "discovered"),
 // then for every other path (its builder is followed by then: "followed").
 // DHT bytes per published path: the builders publish PATHS more paths each
@@ -198,7 +200,7 @@ try {
       '# Discovery on a loopback DHT',
       '',
       `Written by \`node bench/discovery.mjs\` on ${new Date().toISOString()} (Node ${process.version}; load average ${loadAtStart} at start, ${loadAverage()} at the end, on ${cpus().length} cores; ${Math.round((Date.now() - tStart) / 1000)} s in all).`,
-      `${NODES} nixipfs nodes on 127.0.0.1 (${HOSTS} processes of ${Math.ceil((NODES - CLIENTS) / HOSTS)} nodes or fewer, and one per client), each told one bootstrap address: 1 bootstrap node, ${BUILDERS} builders with ${PATHS} paths each, ${NODES - 1 - BUILDERS - CLIENTS} routing-only nodes, ${CLIENTS} clients with an empty repo, \`--discover\`, \`--trust\` all builder keys and as many of absent builders (threshold 1: more trusted keys than the ${BUILDERS} caches that may be followed, so discovery goes by the rendezvous CID alone).`,
+      `${NODES} nixipfs nodes on 127.0.0.1 (${HOSTS} processes of ${Math.ceil((NODES - CLIENTS) / HOSTS)} nodes or fewer, and one per client), each told one bootstrap address: 1 bootstrap node, ${BUILDERS} builders with ${PATHS} paths each, ${NODES - 1 - BUILDERS - CLIENTS} routing-only nodes, ${CLIENTS} clients with an empty repo, \`--discover\`, \`--trust\` all builder keys and as many of absent builders (threshold 1: more trusted keys than the ${BUILDERS} caches that may be followed, so discovery goes by the rendezvous CID alone), each asked once done with the DHT walk it makes at start, one after the other.`,
       '',
       ...table,
       '',
@@ -217,10 +219,13 @@ try {
     const bootstrap = [addresses[Math.floor(Math.random() * addresses.length)]]
     // In a process of its own, as on a machine of its own: in this one, its event loop was also the previous
     // clients' and this script's.
-    const host = startHost((m) => { if (m.event === 'log') { noteLookup(c, m.line); if (VERBOSE) log(`client ${c}: ${m.line}`) } })
+    let ready = false
+    const host = startHost((m) => { if (m.event === 'log') { noteLookup(c, m.line); if (/^discovery: ready/.test(m.line)) ready = true; if (VERBOSE) log(`client ${c}: ${m.line}`) } })
     clients.push(host)
     const { url, node } = await host.start(nodeOptions(join(WORK, `client-${c}`), bootstrap, { trust: { keys: trusted, threshold: 1 }, discover: { keys: trusted, requireSignature: false, deadlineMs: 3_000, maxCaches: BUILDERS } }), true)
     await waitOrNote(`client ${c} to know a few DHT peers`, async () => (await host.request({ op: 'routingSize', node })).size >= Math.min(5, addresses.length), 60_000)
+    // As a gateway that runs as a service is by Nix's first request: done with the DHT walk it makes at start.
+    await waitOrNote(`client ${c}'s first DHT walk`, () => ready, 30_000)
     const ask = async (path, into) => {
       const t = performance.now()
       const r = await fetch(`${url}/${hashOf(path)}.narinfo`)

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { narCidOfUrl, type NarEntry, type NarInfoEntry, type ServedIndex } from '../cache/index.js'
 import type { ServedCaches } from '../cache/union.js'
@@ -6,6 +7,7 @@ import { acceptRecord, loadRecord } from '../cache/records.js'
 import { markOpening, type IndexSource } from '../cache/source.js'
 import { cidOf, RAW_CODE } from '../ipfs/block.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
+import { encodeNix32 } from '../nix/base32.js'
 import { MAX_NARINFO_BYTES, parseNarInfo, signersOf } from '../nix/narinfo.js'
 import { parseStorePath } from '../nix/store-path.js'
 import { Lru } from '../lru.js'
@@ -398,15 +400,23 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   // Trusted caches that fit the bound are looked up by name from the start, as the first lookup would do:
   // Nix's first requests then find them followed. Not finding one now (the node has just joined) is not
   // remembered as a miss: lookups still ask for it by name.
+  // More than fit: one walk for a path nobody has instead, so that Nix's first request finds connections open and the
+  // code warm (each client's first lookup was its slowest on the 50-node bench, 0.6–1 s against 0.3 s at p50).
   async function warmUp (): Promise<void> {
     const { routing, delegated } = options.network
-    if (allowed.size > maxCaches || (routing === undefined && delegated.length === 0)) return
+    if (routing === undefined && delegated.length === 0) return
     while (delegated.length === 0 && routing!.size() === 0 && !abort.signal.aborted) await new Promise(resolve => setTimeout(resolve, 100))
+    if (allowed.size > maxCaches) {
+      const started = Date.now()
+      for await (const _ of options.network.findProviders(rendezvousCid(encodeNix32(randomBytes(20))), AbortSignal.any([abort.signal, AbortSignal.timeout(deadlineMs)]))) { /* a random path: nobody has it */ }
+      options.log.info(`discovery: ready (a first DHT walk took ${Date.now() - started} ms)`)
+      return
+    }
     const names = [...allowed.keys()].filter(name => !sources.has(name))
     const found = (await Promise.all(names.map(async name => await join(name, false)))).filter(Boolean).length
     if (names.length > 0) options.log.info(`discovery: ${found} of ${names.length} trusted cache(s) found by name at start`)
   }
-  if (options.warmUp !== false) warmUp().catch((err: Error) => options.log.debug(`discovery: looking up the trusted caches at start: ${err.message}`))
+  if (options.warmUp !== false) warmUp().catch((err: Error) => options.log.debug(`discovery: warming up at start: ${err.message}`))
 
   return {
     find: async (hash) => {
