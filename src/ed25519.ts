@@ -31,10 +31,17 @@ export function signWithSeed (seed: Uint8Array, message: Uint8Array): Uint8Array
   return new Uint8Array(sign(null, message, privateKeyOf(seed)))
 }
 
+// By key array: a gateway checks every narinfo against the same trusted keys, and making the key object was a third of a check.
+const publicKeys = new WeakMap<Uint8Array, KeyObject>()
+
 /** True when `signature` is by `publicKey` over `message`; false also for a malformed key or signature. */
 export function verifySignature (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   try {
-    const key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' })
+    let key = publicKeys.get(publicKey)
+    if (key === undefined) {
+      key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' })
+      publicKeys.set(publicKey, key)
+    }
     return verify(null, message, key, signature)
   } catch {
     return false
