@@ -260,7 +260,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   // peer, not only with --bootstrap: a node others bootstrap from (told no address itself) announced nothing.
   const announcer = network.routing === undefined
     ? undefined
-    : startAnnouncing(repo, local, network.routing, { names: () => [...sources.keys()], own: options.own, recent: () => network.blocks.recentlyUsed().map(n => n.root), idle: discovery?.idle, log })
+    : startAnnouncing(repo, local, network.routing, { names: () => [...sources.keys()], own: options.own, recent: () => network.blocks.recentlyUsed().map(n => n.root), idle: discovery?.idle, foundOnDht: discovery?.isDiscovered, log })
   const queue = options.retryQueued === undefined
     ? undefined
     : startQueueRetry(repo, local, { ...options.retryQueued, log }, ownChanged)

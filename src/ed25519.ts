@@ -31,7 +31,8 @@ export function signWithSeed (seed: Uint8Array, message: Uint8Array): Uint8Array
   return new Uint8Array(sign(null, message, privateKeyOf(seed)))
 }
 
-// By key array: a gateway checks every narinfo against the same trusted keys, and making the key object was a third of a check.
+// By key array (callers never change a key's bytes): a gateway checks every narinfo against the same trusted keys,
+// and making the key object was half of a check.
 const publicKeys = new WeakMap<Uint8Array, KeyObject>()
 
 /** True when `signature` is by `publicKey` over `message`; false also for a malformed key or signature. */

@@ -28,6 +28,8 @@ const CONCURRENCY = 16
  * stalled its requests for up to 1.3 s (event loop delay p99 0.9 s, 50-node bench); at 2, p99 0.35 s.
  */
 const OTHERS_CONCURRENCY = 2
+/** Paths of followed caches kept at most to be provided once their NAR is fetched (beyond, at the root's next announcement). */
+const MAX_UNHELD = 100_000
 
 export interface AnnounceOptions {
   /** the IPNS names this node serves (own, followed, discovered) */
@@ -38,6 +40,8 @@ export interface AnnounceOptions {
   recent?: () => CID[]
   log: { info: (m: string) => void, warn: (m: string) => void, debug: (m: string) => void }
   checkMs?: number
+  /** true for a cache found on the DHT (by discovery): its publisher announces it there itself */
+  foundOnDht?: (name: string) => boolean
   /**
    * resolves once no request waits on the network (a discovery lookup Nix is waiting for): what others published is
    * announced only then, the node's own cache at once
@@ -55,7 +59,7 @@ export interface Announcer {
 /**
  * Tells the network what this node serves: for every served cache, its
  * signed IPNS record (put into the DHT, again when it changes and every
- * REPUT_MS; a cache others published, once it has not changed for REPUT_MS),
+ * REPUT_MS; a cache found on the DHT, once it has not changed for REPUT_MS),
  * and provider records for its root CID, every local NAR root and
  * the rendezvous CID of every store path of its own cache and of every path
  * whose NAR it holds of the others (kad-dht re-provides them before they
@@ -71,6 +75,9 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
   // past 10 listeners Node warned of a leak that is none (each query removes its own when it ends).
   setMaxListeners(Infinity, abort.signal)
   let running: Promise<void> | undefined
+
+  /** the paths of followed caches whose NAR the node did not hold when their root was announced, by NAR CID */
+  const unheld = new Map<string, string>()
 
   /** the size of the routing table when each name's root was last announced */
   const tableAt = new Map<string, number>()
@@ -113,9 +120,9 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
     const last = put.get(name)
     const changed = last === undefined || Buffer.compare(last.bytes, bytes) !== 0
     let recordPut = false
-    if (changed && !own) {
-      // What others published was just taken from the network, where its publisher put it: a follower puts it again
-      // once it has not changed for REPUT_MS (its publisher gone, say), not at once (a DHT walk for every cache followed).
+    if (changed && options.foundOnDht?.(name) === true) {
+      // Its publisher puts it, as it was found there: it is put again once it has not changed for REPUT_MS (its
+      // publisher gone, say), not at once (a DHT walk for every cache discovery found).
       put.set(name, { bytes: Buffer.from(bytes), at: Date.now() })
     } else if (changed || Date.now() - last.at > REPUT_MS || (own && grown)) {
       await othersTurn(own)
@@ -135,6 +142,7 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
       const nar = (await index.narInfo(hash).catch(() => undefined))?.nar
       const held = nar !== undefined && local.has(nar)
       if (held) cids.push(nar)
+      else if (nar !== undefined && !own && unheld.size < MAX_UNHELD) unheld.set(nar.toString(), hash)
       // Of a cache others published, only the paths whose NAR the node holds: it seeds those. Every path of a followed
       // index was a DHT walk each (a client that had followed 20 caches of 8 paths ran 180 walks for what it had only
       // looked up, and a million-path cache would cost a million).
@@ -160,7 +168,9 @@ export function startAnnouncing (repo: string, local: Pick<LocalBlocks, 'has'> &
       })
     }
     const recent = (options.recent?.() ?? []).filter(c => local.has(c))
-    if (recent.length > 0) await provideAll(recent, OTHERS_CONCURRENCY, false).catch((err: Error) => options.log.debug(`providing fetched NARs: ${err.message}`))
+    // A path of a followed cache whose NAR was fetched since its root was announced: the node seeds it now.
+    const seeded = recent.flatMap(c => { const hash = unheld.get(c.toString()); unheld.delete(c.toString()); return hash === undefined ? [] : [rendezvousCid(hash)] })
+    if (recent.length > 0) await provideAll([...recent, ...seeded], OTHERS_CONCURRENCY, false).catch((err: Error) => options.log.debug(`providing fetched NARs: ${err.message}`))
   }
 
   const announce = async (): Promise<void> => {

@@ -33,7 +33,7 @@ const QUIET_MS = 300
  * the cache, asked beside the DHT, hands over its current one.
  */
 const RECORD_SETTLE_MS = 200
-/** Peers holding a discovered cache's root that are dialled (bitswap asks only connected peers for blocks) and whose trustless gateways join the block sources. */
+/** Peers holding a discovered cache's root that are connected: their trustless gateways join the block sources, or they are dialled (bitswap asks only connected peers for blocks). */
 const HOLDERS = 2
 /** How long finding and dialling them may take. */
 const HOLDERS_MS = 10_000
@@ -104,6 +104,8 @@ interface LookupState { hopeful: boolean, asking: number }
 export interface Discovery {
   /** looks for trusted caches holding a narinfo for `hash` and starts serving them; true when one was added */
   find: (hash: string) => Promise<boolean>
+  /** true for a cache discovery found (on the DHT) and serves */
+  isDiscovered: (name: string) => boolean
   /** remembers `hash` as a miss: the caches a lookup added (by name, say) were asked and lack it */
   missed: (hash: string) => void
   /** resolves once no lookup has been under way for a while (or after a minute, or when `signal` aborts): background network work waits for it */
@@ -236,8 +238,8 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     // without one, bitswap wants for its index go unanswered until they time out.
     let holderFound!: () => void
     const firstHolder = new Promise<void>(resolve => { holderFound = resolve })
-    connectHolders(record.root, via, holderFound)
-      .catch((err: Error) => options.log.debug(`discovery: dialling holders of ${record.root.toString()}: ${err.message}`))
+    connectHolders(record.root, via, holderFound, () => sources.has(name))
+      .catch((err: Error) => options.log.debug(`discovery: connecting holders of ${record.root.toString()}: ${err.message}`))
       .finally(holderFound)
     await Promise.race([firstHolder, new Promise(resolve => setTimeout(resolve, FIRST_HOLDER_MS).unref())])
     if (!isFollowed(name)) add(name)
@@ -246,10 +248,11 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
   }
 
   /**
-   * Connects up to HOLDERS peers that provide `root` (`via` first, then those the routing names): dials them and
-   * adds their trustless gateways, checked, to the block sources. Calls `connected` when the first one is.
+   * Connects up to HOLDERS peers that provide `root` (`via` first, then those the routing names, once no lookup is
+   * under way when `via` is one, and while the cache is `served`): adds their trustless gateways, checked, to the
+   * block sources, or dials them over libp2p. Calls `connected` when the first one is.
    */
-  async function connectHolders (root: CID, via: Provider | undefined, connected: () => void): Promise<void> {
+  async function connectHolders (root: CID, via: Provider | undefined, connected: () => void, served: () => boolean): Promise<void> {
     const { p2p } = options.network
     const dialProvider = p2p === undefined ? undefined : (await import('../net/p2p.js')).dialProvider
     let signal = AbortSignal.any([abort.signal, AbortSignal.timeout(HOLDERS_MS)])
@@ -264,6 +267,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
         // a DHT walk for every cache found ran beside the next lookups Nix waited for (50-node bench).
         if (holders > 0) {
           await idle(abort.signal)
+          if (abort.signal.aborted || !served()) return
           signal = AbortSignal.any([abort.signal, AbortSignal.timeout(HOLDERS_MS)])
         }
       }
@@ -275,11 +279,12 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
         seen.add(provider.id)
         // Over its trustless gateway when the routing named one: the index comes over either, and a plain HTTP
         // connection costs both sides less than a libp2p one (a Noise handshake, identify), one per cache found.
-        const overHttp = httpUrlsOf(provider.addresses).length > 0 && await network.addHolder(provider, root, signal)
+        const namedGateway = httpUrlsOf(provider.addresses).length > 0
+        const overHttp = namedGateway && await network.addHolder(provider, root, signal)
         if (!overHttp) {
           const ok = dialProvider !== undefined && await dialProvider(p2p!, provider, signal).then(() => true, (err: Error) => { options.log.debug(`discovery: dialling ${provider.id}: ${err.message}`); return false })
-          // After the dial: identify has told the peer's addresses, its gateway's among them.
-          const serves = await network.addHolder(provider, root, signal)
+          // After the dial, identify has told the peer's addresses, its gateway's among them (when the routing named none).
+          const serves = !namedGateway && await network.addHolder(provider, root, signal)
           if (!ok && !serves) continue
         }
         connected()
@@ -399,9 +404,9 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
 
   // Trusted caches that fit the bound are looked up by name from the start, as the first lookup would do:
   // Nix's first requests then find them followed. Not finding one now (the node has just joined) is not
-  // remembered as a miss: lookups still ask for it by name.
-  // More than fit: one walk for a path nobody has instead, so that Nix's first request finds connections open and the
-  // code warm (each client's first lookup was its slowest on the 50-node bench, 0.6–1 s against 0.3 s at p50).
+  // remembered as a miss: lookups still ask for it by name. When more are trusted than fit, one walk for a path
+  // nobody has instead, so that Nix's first request finds connections open and the code warm (each client's first
+  // lookup was its slowest on the 50-node bench, 0.66 s and 1.37 s against 0.25 s at p50).
   async function warmUp (): Promise<void> {
     const { routing, delegated } = options.network
     if (routing === undefined && delegated.length === 0) return
@@ -409,7 +414,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     if (allowed.size > maxCaches) {
       const started = Date.now()
       for await (const _ of options.network.findProviders(rendezvousCid(encodeNix32(randomBytes(20))), AbortSignal.any([abort.signal, AbortSignal.timeout(deadlineMs)]))) { /* a random path: nobody has it */ }
-      options.log.info(`discovery: ready (a first DHT walk took ${Date.now() - started} ms)`)
+      if (!abort.signal.aborted) options.log.info(`discovery: ready (a first provider search took ${Date.now() - started} ms)`)
       return
     }
     const names = [...allowed.keys()].filter(name => !sources.has(name))
@@ -446,6 +451,7 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
       if (found !== undefined) return found
       return running.hopeful() ? await wait(FOLLOW_MS) ?? false : false
     },
+    isDiscovered: (name) => discovered.has(name),
     missed: (hash) => { misses.set(hash, Date.now() + MISS_MS) },
     idle,
     stop: () => {
