@@ -282,8 +282,12 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   /** HTTP peers the routing named as providers, by URL (a few hundred at most: the oldest go first). */
   const foundPeers = new Lru<HttpPeer>(MAX_FOUND_PEERS)
 
+  /** The gateway URL of each peer the routing named with one, by peer ID: a preferred peer not connected over libp2p is asked there for records. */
+  const gatewayOfPeer = new Lru<string>(MAX_FOUND_PEERS)
+
   /** The HTTP peer at `url` that the routing named as a provider (`provider`, of `what`), kept for reuse (its connection pool). */
   function foundPeer (url: string, provider: Provider, what: string): HttpPeer {
+    gatewayOfPeer.set(provider.id, url)
     let peer = http.find(p => p.url === url) ?? foundPeers.get(url)
     if (peer === undefined) {
       peer = new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression })
@@ -338,6 +342,15 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     // soon (8 more requests for every cache discovery found loaded a client while Nix waited on its lookups).
     const named = new Set([...options.peers.map(a => a.split('/p2p/').at(-1)), ...prefer])
     const connections = [...(p2p?.libp2p.getConnections() ?? [])].sort((a, b) => Number(named.has(b.remotePeer.toString())) - Number(named.has(a.remotePeer.toString())))
+    // A preferred peer asked over HTTP has no libp2p connection (its holdings came so): asked at its gateway.
+    for (const id of prefer) {
+      const url = gatewayOfPeer.get(id)
+      if (url === undefined || connections.some(c => c.remotePeer.toString() === id)) continue
+      const peer = foundPeer(url, { id, addresses: [] }, 'a record')
+      const ask = (async () => got({ from: url, bytes: await peer.record(name, asking) }))()
+      ask.catch(() => {})
+      asks.push(ask)
+    }
     let asked = 0
     for (const conn of connections) {
       if ((asked >= RECORD_PEERS || prefer.length > 0) && !named.has(conn.remotePeer.toString())) break

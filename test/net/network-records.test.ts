@@ -105,6 +105,25 @@ describe('network records', () => {
     expect(walks).toBe(1)
   }, 60_000)
 
+  // Found by an outside review: discovery asks a provider it is not connected to over HTTP, then prefers it for the
+  // cache's record; that asked no libp2p connection, waited 0.5 s and walked the DHT, for every cache found so.
+  it('asks a preferred peer that it reached over HTTP, not libp2p, at its gateway for a record', async () => {
+    const HASH = '0c6kzph7l0dcbfmjap64f0czdafn3b7x'
+    const gateway = createHttpServer((req, res) => {
+      if (req.url === `/nixipfs/narinfo/${HASH}`) { res.writeHead(200, { 'content-type': 'text/plain' }); res.end(`${NAME}\n`); return }
+      if (req.url === `/ipns/${NAME}?format=ipns-record`) { res.writeHead(200, { 'content-type': 'application/vnd.ipfs.ipns-record' }); res.end(Buffer.from([1, 2, 3])); return }
+      res.writeHead(404); res.end()
+    })
+    await new Promise<void>(resolve => gateway.listen(0, '127.0.0.1', resolve))
+    stops.push(async () => { await new Promise(resolve => gateway.close(resolve)) })
+    const port = (gateway.address() as { port: number }).port
+    const network = await newNetwork()
+    const provider = { id: '12D3KooWE9KvWsAw6N8gEud4eMtrgahWKDxTF1kAS6SDkjPvSzHR', addresses: [`/ip4/127.0.0.1/tcp/${port}/http`] }
+    expect(await network.cachesHolding(provider, HASH, AbortSignal.timeout(5_000))).toEqual([{ name: NAME, narinfo: '' }])
+    const found = await network.records(NAME, undefined, 50, [provider.id])
+    expect(found.map(f => [f.from, [...f.bytes]])).toEqual([[`http://127.0.0.1:${port}`, [1, 2, 3]]])
+  }, 30_000)
+
   it('ends a record lookup soon after the first record, without waiting for a peer that is slow to answer', async () => {
     const network = await newNetwork()
     await peerOf(network, async () => { await new Promise(resolve => setTimeout(resolve, 4_000)); return undefined }) // a busy peer
