@@ -247,6 +247,9 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     return true
   }
 
+  /** the search for a discovered cache's second holder under way (see connectHolders) */
+  let secondHolders = Promise.resolve()
+
   /**
    * Connects up to HOLDERS peers that provide `root` (`via` first, then those the routing names, once no lookup is
    * under way when `via` is one, and while the cache is `served`): adds their trustless gateways, checked, to the
@@ -261,17 +264,22 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     const seen = new Set<string>()
     let holders = 0
     async function * candidates (): AsyncGenerator<Provider> {
-      if (via !== undefined) {
-        yield via
-        // With one holder the index comes; a second is for when it goes, and is searched for once no lookup waits:
-        // a DHT walk for every cache found ran beside the next lookups Nix waited for (50-node bench).
-        if (holders > 0) {
-          await idle(abort.signal)
-          if (abort.signal.aborted || !served()) return
-          signal = AbortSignal.any([abort.signal, AbortSignal.timeout(HOLDERS_MS)])
-        }
+      if (via !== undefined) yield via
+      if (holders === 0) { yield * network.findProviders(root, signal); return }
+      // With one holder the index comes; a second is for when it goes, and is searched for once no lookup waits, one
+      // cache at a time: a DHT walk for every cache found ran beside the next lookups Nix waited for (50-node bench).
+      await idle(abort.signal)
+      const before = secondHolders
+      let done!: () => void
+      secondHolders = new Promise<void>(resolve => { done = resolve })
+      try {
+        await before
+        if (abort.signal.aborted || !served()) return
+        signal = AbortSignal.any([abort.signal, AbortSignal.timeout(HOLDERS_MS)])
+        yield * network.findProviders(root, signal)
+      } finally {
+        done()
       }
-      yield * network.findProviders(root, signal)
     }
     try {
       for await (const provider of candidates()) {
