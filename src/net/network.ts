@@ -194,6 +194,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       await Promise.race([joining.joined, new Promise(resolve => setTimeout(resolve, BOOTSTRAP_WAIT_MS).unref())])
       // Connected is not joined: the peer enters the routing table once identify says it speaks the DHT.
       while (routing.size() === 0 && Date.now() - waited < BOOTSTRAP_WAIT_MS) await new Promise(resolve => setTimeout(resolve, 50))
+      if (routing.size() === 0) options.log.warn(`no DHT peer after ${BOOTSTRAP_WAIT_MS / 1000} s of dialling the --bootstrap peers: going on without the DHT for now (it is joined once one answers)`)
     }
   }
   const blocks = new NetworkBlocks(local, {
