@@ -92,7 +92,8 @@ export default defineCommand({
       : `trust: a path is served only when ${trust.threshold} of these ${trust.keys.length} keys signed the same NAR: ${trust.keys.map(formatPublicKey).join(', ')}`)
     if (node.network.offline) consola.info('p2p: off (--offline)')
     for (const address of daemon.network.addresses) consola.info(`p2p: listening on ${address}`)
-    consola.success(`serving ${[own, ...follow].filter(n => n !== undefined).map(n => `/ipns/${n}`).join(', ')} at ${daemon.gateway.url}`)
+    const names = [own, ...follow].filter(n => n !== undefined).map(n => `/ipns/${n}`)
+    consola.success(`serving ${names.length > 0 ? names.join(', ') : 'no cache of its own and none followed (what discovery or an upstream finds)'} at ${daemon.gateway.url}`)
     // The exact nix.conf lines, key included: without a trusted key Nix refuses every built path.
     const conf = nixConfLines(daemon.gateway.url, await servedKeys(repo, rawArgs))
     consola.info(`use it from Nix: add to nix.conf (nixipfs use --write does), or NIX_CONFIG="$(nixipfs use)" for one command:\n${conf.map(l => `  ${l}`).join('\n')}`)

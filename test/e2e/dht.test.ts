@@ -107,6 +107,7 @@ describe.runIf(nixAvailable)('the DHT: publish to and resolve from the network',
     const gateway = await startNodeProcess('gateway', ['--repo', tmp(), '--discover', '--bootstrap', nodes[1]!.address, '--listen-p2p', '/ip4/127.0.0.1/tcp/0'])
     try {
       expect(gateway.p2p()).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3Koo\w+$/)
+      expect(gateway.output()).toMatch(/serving no cache of its own and none followed \(what discovery or an upstream finds\) at http/) // was "serving  at"
       expect((await fetch(`${gateway.url}/nix-cache-info`)).status).toBe(200)
     } finally {
       await gateway.stop()
