@@ -89,7 +89,9 @@ export default defineCommand({
     })
     consola.info(trust === undefined
       ? 'trust: no --trust keys; a path is served from the first cache that has it (Nix checks its signature)'
-      : `trust: a path is served only when ${trust.threshold} of these ${trust.keys.length} keys signed the same NAR: ${trust.keys.map(formatPublicKey).join(', ')}`)
+      : trust.keys.length === 1
+        ? `trust: a path is served only when this key signed it: ${formatPublicKey(trust.keys[0]!)}`
+        : `trust: a path is served only when ${trust.threshold} of these ${trust.keys.length} keys signed the same NAR: ${trust.keys.map(formatPublicKey).join(', ')}`)
     if (node.network.offline) consola.info('p2p: off (--offline)')
     for (const address of daemon.network.addresses) consola.info(`p2p: listening on ${address}`)
     const names = [own, ...follow].filter(n => n !== undefined).map(n => `/ipns/${n}`)

@@ -225,6 +225,13 @@ describe('first contact: typos, usage errors, help', () => {
     } finally {
       await gw.stop()
     }
+    // One key: not "1 of these 1 keys".
+    const one = await startGatewayProcess(['--repo', tmp(), '--upstream', 'http://127.0.0.1:9', '--trust', 'a-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='])
+    try {
+      expect(one.output()).toMatch(/trust: a path is served only when this key signed it: a-1:A+=/)
+    } finally {
+      await one.stop()
+    }
   })
 
   it('says a file outside the store is not a store path, and how to add it', () => {
