@@ -1,5 +1,6 @@
-import { mkdir, open, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises'
+import { open, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { makeDirectory } from './disk.js'
 
 /**
  * Writes a temp file beside `path` with `write`, syncs it and renames it into
@@ -7,7 +8,7 @@ import { dirname } from 'node:path'
  * and a failed write leaves no temp file behind.
  */
 async function replaceAtomically (path: string, write: (fh: FileHandle) => Promise<void>, mode: number): Promise<void> {
-  await mkdir(dirname(path), { recursive: true })
+  await makeDirectory(dirname(path))
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`
   const fh = await open(tmp, 'wx', mode)
   try {

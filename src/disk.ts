@@ -1,5 +1,6 @@
-import { statfs } from 'node:fs/promises'
-import { DiskError } from './errors.js'
+import { mkdir, stat, statfs } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { DiskError, RepoError } from './errors.js'
 
 /** errno codes of a disk that cannot take a write: full, over quota, failing, read-only. */
 const DISK_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS'])
@@ -28,4 +29,27 @@ export async function asDiskError (err: unknown, where: string, neededBytes?: nu
   const errno = err instanceof DiskError ? err.errno : (err as NodeJS.ErrnoException).code!
   const cause = err instanceof DiskError ? err.cause : err
   return new DiskError(where, errno, neededBytes ?? (err instanceof DiskError ? err.neededBytes : undefined), await freeBytes(where), { cause })
+}
+
+/**
+ * Makes directory `path` and its missing parents, as `mkdir -p` does; `mode` is given to those it makes. Fails with
+ * RepoError when it cannot be made (but for a disk failure, which keeps its errno).
+ */
+export async function makeDirectory (path: string, mode?: number): Promise<void> {
+  await makeDirectories(path, mode).catch((err: Error) => {
+    throw isDiskFailure(err) ? err : new RepoError(`cannot make the directory ${path} (${err.message}); choose another place for it (--repo)`)
+  })
+}
+
+async function makeDirectories (path: string, mode?: number): Promise<void> {
+  // Not mkdir's `recursive`: on Node 20 it never returns for a path under /proc (a repo given as --repo /proc/x hung).
+  try {
+    await mkdir(path, { mode })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EEXIST' && await stat(path).then(s => s.isDirectory(), () => false)) return
+    if (code !== 'ENOENT' || dirname(path) === path) throw err
+    await makeDirectories(dirname(path), mode)
+    await mkdir(path, { mode }).catch((again: NodeJS.ErrnoException) => { if (again.code !== 'EEXIST') throw again })
+  }
 }

@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises'
+import { chmod, readFile, stat, unlink, writeFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { homedir, hostname } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -7,6 +7,7 @@ import { fetcherPidPath, keysDir, lockPath } from './repo-layout.js'
 import { InsecureKeyFileError, RepoError } from './errors.js'
 import { encodeNix32 } from './nix/base32.js'
 import { formatPublicKey, formatSecretKey, generateSecretKey, parseSecretKey, publicKeyOf, type SecretKey } from './nix/signing.js'
+import { makeDirectory } from './disk.js'
 
 /** The repo directory: `--repo`, else `$NIXIPFS_REPO`, else `$XDG_DATA_HOME/nixipfs` (`~/.local/share/nixipfs`). */
 export function resolveRepo (flag?: string): string {
@@ -39,7 +40,7 @@ export async function writeKeyFiles (key: SecretKey, secretPath: string, publicP
   for (const p of [secretPath, publicPath]) {
     if (await stat(p).then(() => true, () => false)) throw new RepoError(`${p} already exists; refusing to overwrite a key (move it away first)`)
   }
-  await mkdir(dirname(secretPath), { recursive: true, mode: 0o700 })
+  await makeDirectory(dirname(secretPath), 0o700)
   await writeFileAtomic(secretPath, formatSecretKey(key), 0o600)
   await chmod(secretPath, 0o600) // the umask may have narrowed, never widened, but be explicit
   await writeFileAtomic(publicPath, formatPublicKey(publicKeyOf(key)) + '\n', 0o644)
@@ -93,7 +94,7 @@ function alive (pid: number): boolean {
  */
 export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWait?: (pid: number) => void): Promise<T> {
   const path = lockPath(repo)
-  await mkdir(repo, { recursive: true })
+  await makeDirectory(repo)
   let warned = false
   for (;;) {
     try {

@@ -1,12 +1,12 @@
 import { readSync } from 'node:fs'
-import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises'
+import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BaseBlockstore } from 'blockstore-core/base'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { bytesKey } from '../bytes.js'
-import { asDiskError } from '../disk.js'
+import { asDiskError, makeDirectory } from '../disk.js'
 import { BlockNotFoundError, NixipfsError, StoreError } from '../errors.js'
 import { BlockMarks } from './block-marks.js'
 import { DigestIndex, type Location } from './digest-index.js'
@@ -132,7 +132,7 @@ export class PackStore extends BaseBlockstore {
 
   /** Opens the store, reading the whole index. */
   async open (): Promise<void> {
-    await mkdir(this.dir, { recursive: true })
+    await makeDirectory(this.dir)
     this.indexFile = await open(this.indexPath, 'a+')
     this.indexIno = (await this.indexFile.stat()).ino
     await this.refresh()

@@ -3,7 +3,7 @@ import { setMaxListeners } from 'node:events'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { mkdir, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
@@ -22,6 +22,7 @@ import type { DelegatedRouting } from './delegated.js'
 import { pause, startBootstrap } from './bootstrap.js'
 import { openRecord } from '../ipfs/ipns.js'
 import { gatewayUrlsOf, httpMultiaddrsOf, httpUrlsOf } from './routing-view.js'
+import { makeDirectory } from '../disk.js'
 
 export interface NetworkOptions {
   /** no libp2p at all: blocks only from the repo and `httpGateways` */
@@ -123,7 +124,7 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
   const path = join(keysDir(repo), 'peer.secret')
   const existing = await readFile(path).catch(() => undefined)
   if (existing?.length === 32) return existing
-  await mkdir(keysDir(repo), { recursive: true, mode: 0o700 })
+  await makeDirectory(keysDir(repo), 0o700)
   const seed = randomBytes(32)
   await writeFileAtomic(path, seed, 0o600)
   return seed

@@ -1,10 +1,11 @@
-import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises'
+import { readdir, readFile, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../atomic.js'
 import { parseStorePath } from '../nix/store-path.js'
 import { heardDir } from '../repo-layout.js'
 import type { RebuildVote } from './quorum.js'
 import { openAnnounced, type DisputeStatement } from './statement.js'
+import { makeDirectory } from '../disk.js'
 
 /** A statement heard from the network, checked against the key it names. */
 export interface HeardStatement {
@@ -52,7 +53,7 @@ export class HeardStatements {
   /** Loads what the repo kept; statements by other keys beyond `maxOthers` (the trust set may have changed) are dropped. */
   static async open (repo: string, keep: (name: string) => boolean, maxOthers = DEFAULT_MAX_OTHERS): Promise<HeardStatements> {
     const store = new HeardStatements(repo, keep, maxOthers)
-    await mkdir(heardDir(repo), { recursive: true })
+    await makeDirectory(heardDir(repo))
     for (const h of await listHeard(repo)) store.remember(h)
     await store.evict()
     return store

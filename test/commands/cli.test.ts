@@ -1,6 +1,6 @@
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -74,6 +74,15 @@ describe('nixipfs CLI', () => {
     const r = runCli(['publish', '--dry-run', '--repo', join(file, 'repo'), '/nix/store/00000000000000000000000000000000-any'])
     expect(r.status).toBe(1)
     expect(r.stderr + r.stdout).toMatch(/a-file is a file, not a directory; choose another --repo/)
+  })
+
+  // Found by an outside test: `--repo /proc/x` hung for good (Node 20's recursive mkdir never returns there).
+  it.runIf(nixAvailable && existsSync('/proc/self'))('publish fails at once, saying so, for a repo that cannot be made', () => {
+    const r = spawnSync(process.execPath, [BIN, 'publish', '--repo', '/proc/nixipfs-test/repo', '/nix/store/00000000000000000000000000000000-any'], { encoding: 'utf8', timeout: 20_000 })
+    expect(r.signal).toBe(null) // not killed at the timeout
+    expect(r.status).toBe(1)
+    expect(r.stderr + r.stdout).toMatch(/cannot make the directory \/proc\/nixipfs-test\S* \(ENOENT[^)]*\); choose another place for it \(--repo\)/)
+    expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /)
   })
 
   it.runIf(nixAvailable)('fails clearly on a path that is not in the store', () => {
