@@ -136,7 +136,9 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
  * source over all of them that keeps what it fetches in `local`.
  */
 export async function startNetwork (repo: string, local: PackStore, options: NetworkOptions): Promise<Network> {
-  const http = options.httpGateways.map(url => new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression }))
+  /** What every HTTP peer is made with: the given ones, and those the routing names. */
+  const peerOptions = { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression }
+  const http = options.httpGateways.map(url => new HttpPeer(url, peerOptions))
   // Loaded only when asked for, as libp2p below: the client pulls in part of libp2p.
   const servers = options.routing ?? []
   const delegated = servers.length === 0 ? [] : await import('./delegated.js').then(({ DelegatedRouting }) => servers.map(url => new DelegatedRouting(url, options.log)))
@@ -292,7 +294,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     gatewayOfPeer.set(provider.id, url)
     let peer = http.find(p => p.url === url) ?? foundPeers.get(url)
     if (peer === undefined) {
-      peer = new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression })
+      peer = new HttpPeer(url, peerOptions)
       foundPeers.set(url, peer)
       options.log.debug(`the routing names ${url} (peer ${provider.id}) as a provider of ${what}`)
     }
@@ -440,7 +442,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
           for (const url of gatewayUrlsOf(provider)) {
             if (http.length >= MAX_HTTP_PEERS || http.some(p => p.url === url)) continue
             // The block source reads this list at each fetch; every block from it is checked against its CID.
-            http.push(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression }))
+            http.push(new HttpPeer(url, peerOptions))
             options.log.info(`${server.name} names ${url} (peer ${provider.id}) as a provider of /ipns/${name}`)
           }
         }
@@ -472,7 +474,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     if (m !== null) {
       const url = `${m[5] === 'https' || m[4] !== undefined ? 'https' : 'http'}://${m[1] === 'ip6' ? `[${m[2]!}]` : m[2]!}:${m[3]!}`
       if (http.some(p => p.url === url)) return
-      if (addFoundPeer(new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression }))) {
+      if (addFoundPeer(new HttpPeer(url, peerOptions))) {
         options.log.info(`pin origin ${url} added as a trustless gateway peer`)
       }
       return
@@ -493,7 +495,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     }
     for (const url of httpUrlsOf(addresses)) {
       if (http.some(p => p.url === url)) return true
-      const peer = foundPeers.get(url) ?? new HttpPeer(url, { idleMs: options.peerTimeoutMs, connections: options.peerConnections, compression: options.peerCompression })
+      const peer = foundPeers.get(url) ?? new HttpPeer(url, peerOptions)
       // A provider record is anyone's claim: the gateway joins the peers every block is asked of only once it served the root.
       const bytes = await peer.block(root, AbortSignal.any([signal, AbortSignal.timeout(HOLDER_CHECK_MS)])).catch(() => undefined)
       if (bytes === undefined || !hashesTo(root, bytes)) continue
