@@ -33,11 +33,12 @@ export async function asDiskError (err: unknown, where: string, neededBytes?: nu
 
 /**
  * Makes directory `path` and its missing parents, as `mkdir -p` does; `mode` is given to those it makes. Fails with
- * RepoError when it cannot be made (but for a disk failure, which keeps its errno).
+ * RepoError when it cannot be made, naming `flag`, the option that chose the place (but for a disk failure, which
+ * keeps its errno).
  */
-export async function makeDirectory (path: string, mode?: number): Promise<void> {
+export async function makeDirectory (path: string, { mode, flag }: { mode?: number, flag?: string } = {}): Promise<void> {
   await makeDirectories(path, mode).catch((err: Error) => {
-    throw isDiskFailure(err) ? err : new RepoError(`cannot make the directory ${path} (${err.message}); choose another place for it (--repo)`)
+    throw isDiskFailure(err) ? err : new RepoError(`cannot make the directory ${path} (${err.message}); choose another place for it${flag === undefined ? '' : ` (${flag})`}`)
   })
 }
 

@@ -35,12 +35,12 @@ export async function readSecretKeyFile (path: string): Promise<SecretKey> {
   return parseSecretKey(await readFile(path, 'utf8'))
 }
 
-/** Writes a key pair in Nix's formats: the secret file 0600, the public file 0644. Never overwrites. */
-export async function writeKeyFiles (key: SecretKey, secretPath: string, publicPath: string): Promise<void> {
+/** Writes a key pair in Nix's formats: the secret file 0600, the public file 0644 (`flag` chose where). Never overwrites. */
+export async function writeKeyFiles (key: SecretKey, secretPath: string, publicPath: string, flag = '--repo'): Promise<void> {
   for (const p of [secretPath, publicPath]) {
     if (await stat(p).then(() => true, () => false)) throw new RepoError(`${p} already exists; refusing to overwrite a key (move it away first)`)
   }
-  await makeDirectory(dirname(secretPath), 0o700)
+  await makeDirectory(dirname(secretPath), { mode: 0o700, flag })
   await writeFileAtomic(secretPath, formatSecretKey(key), 0o600)
   await chmod(secretPath, 0o600) // the umask may have narrowed, never widened, but be explicit
   await writeFileAtomic(publicPath, formatPublicKey(publicKeyOf(key)) + '\n', 0o644)
@@ -94,7 +94,7 @@ function alive (pid: number): boolean {
  */
 export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWait?: (pid: number) => void): Promise<T> {
   const path = lockPath(repo)
-  await makeDirectory(repo)
+  await makeDirectory(repo, { flag: '--repo' })
   let warned = false
   for (;;) {
     try {

@@ -7,7 +7,7 @@ import { tmp } from './helpers/cli.js'
 describe('makeDirectory', () => {
   it('makes a directory and its missing parents with the mode given, and takes one that exists', async () => {
     const dir = join(tmp(), 'a', 'b', 'c')
-    await makeDirectory(dir, 0o700)
+    await makeDirectory(dir, { mode: 0o700 })
     expect(statSync(dir).isDirectory()).toBe(true)
     expect(statSync(join(dir, '..')).mode & 0o777).toBe(0o700)
     await makeDirectory(dir)
@@ -16,8 +16,10 @@ describe('makeDirectory', () => {
   it('refuses a path under a file', async () => {
     const file = join(tmp(), 'a-file')
     writeFileSync(file, 'not a directory\n')
-    await expect(makeDirectory(join(file, 'repo'))).rejects.toThrow(/cannot make the directory .*a-file\/repo \(ENOTDIR.*\); choose another place for it \(--repo\)/)
+    await expect(makeDirectory(join(file, 'repo'), { flag: '--repo' })).rejects.toThrow(/cannot make the directory .*a-file\/repo \(ENOTDIR.*\); choose another place for it \(--repo\)/)
     await expect(makeDirectory(file)).rejects.toThrow(/EEXIST/)
+    // Found by an outside test: `use --write --nix-conf /proc/x/nix.conf` was told to choose another --repo.
+    await expect(makeDirectory(join(file, 'nix'))).rejects.toThrow(/\(ENOTDIR[^)]*\); choose another place for it$/)
   })
 
   // Found by an outside test: `--repo /proc/x` hung for good (Node 20's recursive mkdir never returns there).

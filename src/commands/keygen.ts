@@ -25,7 +25,7 @@ export default defineCommand({
       throw new UsageError('--public-key-file needs --secret-key-file')
     }
     const key = generateSecretKey(args.name)
-    await writeKeyFiles(key, secret, pub)
+    await writeKeyFiles(key, secret, pub, args['secret-key-file'] !== undefined ? '--secret-key-file' : '--repo')
     consola.success(`secret key: ${secret}`)
     consola.log(`public key: ${formatPublicKey(publicKeyOf(key))}`)
     consola.log(`IPNS name:  ${ipnsNameOf(key.publicKey)}`)

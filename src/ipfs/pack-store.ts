@@ -132,7 +132,7 @@ export class PackStore extends BaseBlockstore {
 
   /** Opens the store, reading the whole index. */
   async open (): Promise<void> {
-    await makeDirectory(this.dir)
+    await makeDirectory(this.dir, { flag: '--repo' })
     this.indexFile = await open(this.indexPath, 'a+')
     this.indexIno = (await this.indexFile.stat()).ino
     await this.refresh()

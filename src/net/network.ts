@@ -124,7 +124,7 @@ async function peerSeed (repo: string): Promise<Uint8Array> {
   const path = join(keysDir(repo), 'peer.secret')
   const existing = await readFile(path).catch(() => undefined)
   if (existing?.length === 32) return existing
-  await makeDirectory(keysDir(repo), 0o700)
+  await makeDirectory(keysDir(repo), { mode: 0o700, flag: '--repo' })
   const seed = randomBytes(32)
   await writeFileAtomic(path, seed, 0o600)
   return seed

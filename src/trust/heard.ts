@@ -53,7 +53,7 @@ export class HeardStatements {
   /** Loads what the repo kept; statements by other keys beyond `maxOthers` (the trust set may have changed) are dropped. */
   static async open (repo: string, keep: (name: string) => boolean, maxOthers = DEFAULT_MAX_OTHERS): Promise<HeardStatements> {
     const store = new HeardStatements(repo, keep, maxOthers)
-    await makeDirectory(heardDir(repo))
+    await makeDirectory(heardDir(repo), { flag: '--repo' })
     for (const h of await listHeard(repo)) store.remember(h)
     await store.evict()
     return store
