@@ -59,10 +59,11 @@ export interface GatewayProcess {
  * Starts `nixipfs COMMAND --listen 127.0.0.1:0 ARGS` (gateway or mirror) and
  * waits until it serves. Without a p2p flag in ARGS it runs `--offline`, so
  * tests never bind the default libp2p port, unless `defaultP2p` asks for it.
+ * `nodeArgs` go to Node before the script.
  */
-export async function startNodeProcess (command: 'gateway' | 'mirror', args: string[], env: Record<string, string> = {}, options: { defaultP2p?: boolean } = {}): Promise<GatewayProcess> {
+export async function startNodeProcess (command: 'gateway' | 'mirror', args: string[], env: Record<string, string> = {}, options: { defaultP2p?: boolean, nodeArgs?: string[] } = {}): Promise<GatewayProcess> {
   const p2p = options.defaultP2p === true || args.some(a => a === '--listen-p2p' || a === '--peer' || a === '--bootstrap' || a === '--offline')
-  const child = spawn(process.execPath, [BIN, command, '--listen', '127.0.0.1:0', ...(p2p ? [] : ['--offline']), ...args], { env: { ...process.env, ...env } })
+  const child = spawn(process.execPath, [...options.nodeArgs ?? [], BIN, command, '--listen', '127.0.0.1:0', ...(p2p ? [] : ['--offline']), ...args], { env: { ...process.env, ...env } })
   let out = ''
   child.stdout.on('data', (b: Buffer) => { out += b.toString() })
   child.stderr.on('data', (b: Buffer) => { out += b.toString() })
