@@ -142,13 +142,15 @@ t0 = performance.now()
 const timed = spawnSync('/usr/bin/time', ['-f', 'maxrss %M', process.execPath, CLI, 'gc', '--repo', repo], { encoding: 'utf8' })
 const gcMs = performance.now() - t0
 if (timed.status !== 0) throw new Error(`gc failed: ${timed.stdout}${timed.stderr}`)
-const field = (re) => re.exec(timed.stdout)?.slice(1).map(Number) ?? []
+// gc prints sizes for people (`512 B`, `1.2 GiB`); the table gives MiB.
+const SIZE = '([0-9.]+ (?:B|KiB|MiB|GiB|TiB))'
+const inMiB = (size) => { const [n, unit] = size.split(' '); return Number((Number(n) * 1024 ** (['B', 'KiB', 'MiB', 'GiB', 'TiB'].indexOf(unit) - 2)).toFixed(1)) }
+const field = (re) => re.exec(timed.stdout)?.slice(1).map(v => v.includes(' ') ? inMiB(v) : Number(v)) ?? []
 const gc = {
-  before: field(/before: +(\d+) blocks, ([0-9.]+) MiB/), kept: field(/kept: +(\d+) blocks, ([0-9.]+) MiB/),
-  dropped: field(/dropped: +(\d+) blocks, ([0-9.]+) MiB/), packs: field(/packs: +([0-9.]+) MiB -> ([0-9.]+) MiB/),
-  table: field(/table: +([0-9.]+) MiB -> ([0-9.]+) MiB/), maxrss: Number(/maxrss (\d+)/.exec(timed.stderr)?.[1] ?? NaN) / 1024
+  before: field(new RegExp(`before: +(\\d+) blocks, ${SIZE}`)), kept: field(new RegExp(`kept: +(\\d+) blocks, ${SIZE}`)),
+  dropped: field(new RegExp(`dropped: +(\\d+) blocks, ${SIZE}`)), packs: field(new RegExp(`packs: +${SIZE} -> ${SIZE}`)),
+  table: field(new RegExp(`table: +${SIZE} -> ${SIZE}`)), maxrss: Number(/maxrss (\d+)/.exec(timed.stderr)?.[1] ?? NaN) / 1024
 }
-console.log(timed.stdout.trim())
 console.log(`gc took ${(gcMs / 1000).toFixed(1)} s, peak RSS ${gc.maxrss.toFixed(0)} MiB`)
 const gwAfter = { ...await across.lookups(), ...memoryOf(across.pid) }
 await across.stop()

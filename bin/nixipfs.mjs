@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8'
 // fewer scavenges cut the CPU a gateway spends per NAR fetched from a peer
 // (5–25% in runs of bench/p2p.mjs on a noisy 2-core VM; no change in RSS).
 setFlagsFromString('--max-semi-space-size=32')
-// V8's heap growth after each full GC: 75% of what it left, at least 48 MiB
+// V8's heap growth after each full GC: 75% of what it left, at least 32 MiB
 // (see src/heap.ts for why both).
 const { boundHeapGrowth } = await import('../dist/heap.js')
 boundHeapGrowth()

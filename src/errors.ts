@@ -1,3 +1,5 @@
+import { formatBytes } from './progress.js'
+
 /** Base class of every error nixipfs raises on purpose: `code` is stable, `message` says what to do. */
 export class NixipfsError extends Error {
   readonly code: string
@@ -127,6 +129,12 @@ export class UsageError extends NixipfsError {
   constructor (message: string) { super('ERR_USAGE', message) }
 }
 
+/** A nix.conf cannot be read or written where it was asked to be. */
+export class NixConfError extends NixipfsError {
+  override name = 'NixConfError'
+  constructor (message: string, options?: { cause?: unknown }) { super('ERR_NIX_CONF', message, options) }
+}
+
 /** The HTTP server cannot listen where it was asked to (address in use, not this machine's, privileged port). */
 export class ListenError extends NixipfsError {
   override name = 'ListenError'
@@ -180,11 +188,12 @@ export class DiskError extends NixipfsError {
   override name = 'DiskError'
   constructor (readonly where: string, readonly errno: string, readonly neededBytes: number | undefined, readonly freeBytes: number | undefined, options?: { cause?: unknown }) {
     const full = errno === 'ENOSPC' || errno === 'EDQUOT'
-    const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`
-    const space = neededBytes === undefined ? '' : `: it needed about ${mib(neededBytes)}${freeBytes === undefined ? '' : `, ${mib(freeBytes)} ${freeBytes === 1 ? 'was' : 'were'} free`}`
-    super(full ? 'ERR_DISK_FULL' : 'ERR_DISK_IO', full
+    const space = neededBytes === undefined ? '' : `: it needed about ${formatBytes(neededBytes)}${freeBytes === undefined ? '' : `, ${formatBytes(freeBytes)} ${freeBytes === 1 ? 'was' : 'were'} free`}`
+    super(full ? 'ERR_DISK_FULL' : errno === 'EROFS' ? 'ERR_DISK_READ_ONLY' : 'ERR_DISK_IO', full
       ? `the disk holding ${where} is full (${errno})${space}. Nothing a record reaches was changed; free space (nixipfs gc, or a larger disk) and run the command again`
-      : `writing to ${where} failed with ${errno} (the disk reported an error)${space}. Nothing a record reaches was changed; check the disk, then run \`nixipfs fsck\` and the command again`, options)
+      : errno === 'EROFS'
+        ? `the file system holding ${where} is read-only (EROFS). Nothing was changed; mount it read-write or choose another place, then run the command again`
+        : `writing to ${where} failed with ${errno} (the disk reported an error)${space}. Nothing a record reaches was changed; check the disk, then run \`nixipfs fsck\` and the command again`, options)
   }
 }
 

@@ -10,11 +10,11 @@ import { nixAvailable } from './helpers/nix.js'
 const MiB = 1024 * 1024
 
 describe('heapGrowthPercent', () => {
-  it('lets a large heap grow by 75%, a small one by at least 48 MiB, none by more than V8 would', () => {
+  it('lets a large heap grow by 75%, a small one by at least 32 MiB, none by more than V8 would', () => {
     expect(heapGrowthPercent(200 * MiB)).toBe(75)
-    expect(heapGrowthPercent(64 * MiB)).toBe(75)
-    for (const live of [16, 18, 30, 40]) expect(heapGrowthPercent(live * MiB) / 100 * live * MiB).toBeGreaterThanOrEqual(48 * MiB)
-    expect(heapGrowthPercent(1 * MiB)).toBe(300)
+    expect(heapGrowthPercent(43 * MiB)).toBe(75)
+    for (const live of [11, 18, 30, 40]) expect(heapGrowthPercent(live * MiB) / 100 * live * MiB).toBeGreaterThanOrEqual(32 * MiB)
+    expect(heapGrowthPercent(10 * MiB)).toBe(300)
     expect(heapGrowthPercent(0)).toBe(300)
   })
 })

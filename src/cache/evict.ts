@@ -8,6 +8,7 @@ import { readPins } from './pins.js'
 import { remotePinCids } from './remote-pins.js'
 import { loadRecord } from './records.js'
 import { packsDir } from '../repo-layout.js'
+import { formatBytes } from '../progress.js'
 
 export interface EvictOptions {
   /** what the repo's pack files may take on disk */
@@ -78,8 +79,6 @@ export async function evictToFit (repo: string, local: CompactableBlocks, blocks
 /** How often the repo's size is compared with --max-cache. */
 const EVICT_CHECK_MS = 30_000
 
-const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
-
 /** Runs `evictToFit` every 30 s (one run at a time), saying what it dropped and when the limit cannot be kept. */
 export function startEvictor (repo: string, local: CompactableBlocks, blocks: NetworkBlocks, options: EvictOptions, log: { info: (m: string) => void, warn: (m: string) => void }): { stop: () => void } {
   const { maxBytes } = options
@@ -90,8 +89,8 @@ export function startEvictor (repo: string, local: CompactableBlocks, blocks: Ne
     evictToFit(repo, local, blocks, options)
       .then(r => {
         if (r === undefined) return
-        log.info(`--max-cache: ${mib(r.bytes.before)} → ${mib(r.bytes.after)}; kept the ${r.nars.kept} most recently used NARs, dropped ${r.nars.dropped}`)
-        if (r.bytes.after > maxBytes) log.warn(`--max-cache: the own cache, pins and followed indexes alone take ${mib(r.bytes.after)}, more than --max-cache ${mib(maxBytes)}; raise it, or lower --max-index`)
+        log.info(`--max-cache: ${formatBytes(r.bytes.before)} → ${formatBytes(r.bytes.after)}; kept the ${r.nars.kept} most recently used NARs, dropped ${r.nars.dropped}`)
+        if (r.bytes.after > maxBytes) log.warn(`--max-cache: the own cache, pins and followed indexes alone take ${formatBytes(r.bytes.after)}, more than --max-cache ${formatBytes(maxBytes)}; raise it, or lower --max-index`)
       }, (err: Error) => log.warn(`--max-cache: eviction failed: ${err.message}`))
       .finally(() => { running = false })
   }, EVICT_CHECK_MS)

@@ -133,7 +133,7 @@ export function startFollowing (repo: string, names: string[], find: RecordFinde
     await options.persist?.(epoch)
     synced.set(name, root)
     const s = (Date.now() - started) / 1000
-    options.log.info(`/ipns/${name}: ${options.fetch === 'all' ? 'pinned' : 'indexed'} root ${root} (${count} blocks, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${s.toFixed(1)} s, ${(bytes / 2 ** 20 / Math.max(s, 0.001)).toFixed(1)} MiB/s)`)
+    options.log.info(`/ipns/${name}: ${options.fetch === 'all' ? 'pinned' : 'indexed'} root ${root} (${count} blocks, ${formatBytes(bytes)} in ${s.toFixed(1)} s, ${formatBytes(bytes / Math.max(s, 0.001))}/s)`)
     options.onSynced?.(name, root)
   }
 

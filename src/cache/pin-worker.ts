@@ -3,6 +3,7 @@ import type { BlockGetter } from '../ipfs/block.js'
 import type { DurableWrites } from '../ipfs/blocks.js'
 import { walkDag } from '../ipfs/dag.js'
 import type { RemotePinStore, StoredPin } from './remote-pins.js'
+import { formatBytes } from '../progress.js'
 
 export interface PinWorkerOptions {
   store: RemotePinStore
@@ -23,8 +24,6 @@ export interface PinWorkerOptions {
 const DIAL_TIMEOUT_MS = 5_000
 /** How often a request's progress details are brought up to date. */
 const PROGRESS_MS = 1_000
-
-const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
 
 /**
  * Works through queued pin requests one at a time: dials the request's
@@ -58,7 +57,7 @@ export function startPinWorker (options: PinWorkerOptions): { wake: () => void, 
     const ticker = setInterval(() => {
       if (store.get(id) === undefined) gone.abort(new Error('the pin request was removed'))
       const fetched = options.fetchedBlocks === undefined ? '' : `, ${options.fetchedBlocks() - fetchedBefore} fetched from peers`
-      store.progress(id, `walked ${blocks} blocks (${mib(bytes)})${fetched} in ${Math.round((Date.now() - started) / 1000)} s`)
+      store.progress(id, `walked ${blocks} blocks (${formatBytes(bytes)})${fetched} in ${Math.round((Date.now() - started) / 1000)} s`)
     }, PROGRESS_MS)
     try {
       const epoch = options.local.writeEpoch
@@ -69,7 +68,7 @@ export function startPinWorker (options: PinWorkerOptions): { wake: () => void, 
         bytes += block.bytes.length
       }
       await options.local.sync(epoch)
-      const done = `${blocks} blocks (${mib(bytes)}) in ${((Date.now() - started) / 1000).toFixed(1)} s`
+      const done = `${blocks} blocks (${formatBytes(bytes)}) in ${((Date.now() - started) / 1000).toFixed(1)} s`
       await store.setStatus(id, 'pinned', done)
       log.info(`pinned ${cid.toString()}${p.pin.name === undefined ? '' : ` (${p.pin.name})`}: ${done}`)
       const pinned = store.get(id)

@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { consola } from 'consola'
 import { DEFAULT_RECORD_LIFETIME_MS, HOUR_MS } from '../constants.js'
@@ -28,7 +28,18 @@ export const cacheArg = {
 
 /** The repo directory from `--repo` and the environment. */
 export function repoOf (args: { repo?: string }): string {
+  // An empty value is a mistake (an unset shell variable), not a wish for the default repo.
+  if (args.repo === '') throw new UsageError(`--repo is empty: give the repo's directory, or leave the flag out for the default, ${resolveRepo()}`)
   return resolveRepo(args.repo)
+}
+
+/** Why `repo` holds no cache and what to do: `advice` when it has none yet or is missing, else to choose another. */
+export async function noCacheIn (repo: string, advice: string): Promise<string> {
+  const s = await stat(repo).catch((err: NodeJS.ErrnoException) => err)
+  if (!(s instanceof Error)) return s.isDirectory() ? `the repo ${repo} has no cache yet; ${advice}` : `the repo ${repo} is not a directory; choose another --repo`
+  const code = (s as NodeJS.ErrnoException).code
+  if (code === 'ENOENT') return `there is no repo at ${repo}; ${advice}`
+  return `${code === 'ENOTDIR' ? `the repo ${repo} is not a directory` : `the repo ${repo} cannot be read (${code ?? s.message})`}; choose another --repo`
 }
 
 /** Flags of every command that signs a record. */

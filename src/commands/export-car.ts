@@ -9,7 +9,7 @@ import { RepoError, UsageError } from '../errors.js'
 import { carBytes } from '../ipfs/car.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import { writeStreamAtomic } from '../atomic.js'
-import { cacheArg, cacheName, repeatedArg, repoArg, repoOf } from './common.js'
+import { cacheArg, cacheName, noCacheIn, repeatedArg, repoArg, repoOf } from './common.js'
 
 /** Passes `source` through, adding each item and its size to `tally`. */
 async function * tallied<T> (source: AsyncIterable<T>, size: (item: T) => number, tally: { n: number, bytes: number }): AsyncGenerator<T> {
@@ -57,7 +57,7 @@ export default defineCommand({
       else {
         const name = await cacheName(repo, args.cache)
         const record = name === undefined ? undefined : await loadRecord(repo, name)
-        if (record === undefined) throw new RepoError(`the repo ${repo} has no cache yet; run \`nixipfs publish\` first, or give --root`)
+        if (record === undefined) throw new RepoError(await noCacheIn(repo, 'run `nixipfs publish` first, or give --root'))
         selection = closure.length > 0 ? await closureExport(blocks, record.root, closure) : dagExport(blocks, record.root)
       }
       const sent = { n: 0, bytes: 0 }

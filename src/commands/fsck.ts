@@ -8,11 +8,10 @@ import { runningFetcher, withRepoLock } from '../repo.js'
 import { HttpBinaryCache } from '../upstream/http-cache.js'
 import { ownCacheName, repeatedArg, repoArg, repoOf } from './common.js'
 import { networkOptionsOf, nodeArgs } from './network-args.js'
-
-const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+import { formatBytes } from '../progress.js'
 
 function summary (r: FsckResult): string {
-  return `checked ${r.blocks.checked} blocks (${mib(r.blocks.bytes)}), ${r.nars.checked} NARs` +
+  return `checked ${r.blocks.checked} blocks (${formatBytes(r.blocks.bytes)}), ${r.nars.checked} NARs` +
     (r.nars.notHeld > 0 ? ` (${r.nars.notHeld} NARs of followed caches not held, fetched when asked for)` : '')
 }
 

@@ -6,7 +6,7 @@ import { formatPublicKey, parsePublicKey } from '../nix/signing.js'
 import { nixTrustedKeys } from '../nix/store.js'
 import { startDaemon } from '../daemon.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
-import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, ownCacheName, repeatedArg, repoArg, repoOf, servedKeys, signingKey } from './common.js'
+import { cacheArg, cacheName, lifetimeArgs, lifetimeMsOf, noCacheIn, ownCacheName, repeatedArg, repoArg, repoOf, servedKeys, signingKey } from './common.js'
 import { nixConfLines } from '../nix/nix-conf.js'
 import { followedName, nodeArgs, nodeOptionsOf, parseSize, pinTokenArg } from './network-args.js'
 import { readTokenFile } from '../net/pinning-client.js'
@@ -62,7 +62,7 @@ export default defineCommand({
     const own = upstreamKey !== undefined && args.cache === undefined
       ? ipnsNameOf(upstreamKey.publicKey)
       : follow.length > 0 && args.cache === undefined ? await ownCacheName(repo) : await cacheName(repo, args.cache)
-    if (own === undefined && follow.length === 0 && discover === undefined && pinTokens === undefined) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH), follow one with --follow KEY, or fall back to one with --upstream URL`)
+    if (own === undefined && follow.length === 0 && discover === undefined && pinTokens === undefined) throw new UsageError(await noCacheIn(repo, 'publish something first (nixipfs publish PATH), follow one with --follow KEY, or fall back to one with --upstream URL'))
     const graceHours = Number(args['expired-grace-hours'])
     if (!(graceHours >= 0)) throw new UsageError(`--expired-grace-hours must be a number ≥ 0, got ${args['expired-grace-hours']}`)
     const recordLifetimeMs = lifetimeMsOf(args)

@@ -4,9 +4,9 @@ import { collectGarbage } from '../cache/gc.js'
 import type { BlockCount } from '../ipfs/pack-compact.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import { repoArg, repoOf } from './common.js'
+import { formatBytes } from '../progress.js'
 
-const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
-const count = (c: BlockCount): string => `${c.blocks} blocks, ${mib(c.bytes)}`
+const count = (c: BlockCount): string => `${c.blocks} blocks, ${formatBytes(c.bytes)}`
 
 export default defineCommand({
   meta: {
@@ -33,8 +33,8 @@ export default defineCommand({
       consola.log(`kept:     ${count(r.kept)}`)
       consola.log(`${dryRun ? 'to drop' : 'dropped'}:  ${count(r.dropped)}`)
       if (r.missing > 0) consola.log(`missing:  ${r.missing} block(s) reachable but not in the repo (kept caches stored in part)`)
-      consola.log(`packs:    ${mib(r.packBytes.before)} -> ${mib(r.packBytes.after)} on disk`)
-      if (!dryRun) consola.log(`table:    ${mib(r.tableBytes.before)} -> ${mib(r.tableBytes.after)} in the memory of a process serving the repo (mark set: ${mib(r.markBytes)})`)
+      consola.log(`packs:    ${formatBytes(r.packBytes.before)} -> ${formatBytes(r.packBytes.after)} on disk`)
+      if (!dryRun) consola.log(`table:    ${formatBytes(r.tableBytes.before)} -> ${formatBytes(r.tableBytes.after)} in the memory of a process serving the repo (mark set: ${formatBytes(r.markBytes)})`)
       if (dryRun) consola.info('dry run: nothing was changed')
     } finally {
       await blocks.close()

@@ -4,7 +4,7 @@ import { RepoError } from '../errors.js'
 import { listNarInfos, openIndex } from '../cache/index.js'
 import { loadRecord } from '../cache/records.js'
 import { PackStore } from '../ipfs/pack-store.js'
-import { cacheArg, cacheName, repoArg, repoOf } from './common.js'
+import { cacheArg, cacheName, noCacheIn, repoArg, repoOf } from './common.js'
 
 export default defineCommand({
   meta: {
@@ -19,7 +19,7 @@ export default defineCommand({
     const repo = repoOf(args)
     const name = await cacheName(repo, args.cache)
     const record = name === undefined ? undefined : await loadRecord(repo, name)
-    if (name === undefined || record === undefined) throw new RepoError(`the repo ${repo} has no cache yet; run \`nixipfs publish\` first`)
+    if (name === undefined || record === undefined) throw new RepoError(await noCacheIn(repo, 'run `nixipfs publish` first'))
     const blocks = await PackStore.openRepo(repo)
     try {
       const index = await openIndex(blocks, record.root)

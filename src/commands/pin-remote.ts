@@ -5,7 +5,7 @@ import { DEFAULT_LISTEN } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import { PinningClient, readTokenFile } from '../net/pinning-client.js'
-import { cacheArg, cacheName, repeatedArg, repoArg, repoOf } from './common.js'
+import { cacheArg, cacheName, noCacheIn, repeatedArg, repoArg, repoOf } from './common.js'
 
 export default defineCommand({
   meta: {
@@ -35,7 +35,7 @@ export default defineCommand({
     const [token] = await readTokenFile(args['token-file'], '--token-file', m => consola.warn(m))
     const repo = repoOf(args)
     const name = await cacheName(repo, args.cache)
-    if (name === undefined) throw new UsageError(`the repo ${repo} has no cache yet; publish something first (nixipfs publish PATH)`)
+    if (name === undefined) throw new UsageError(await noCacheIn(repo, 'publish something first (nixipfs publish PATH)'))
     const blocks = await PackStore.openRepo(repo)
     let wanted
     try {

@@ -2,6 +2,8 @@ import { readFile, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../atomic.js'
+import { isDiskFailure } from '../disk.js'
+import { NixConfError } from '../errors.js'
 import { formatPublicKey, parsePublicKey } from './signing.js'
 
 /** The nix.conf lines that make Nix use `substituter` and trust `keys` (Nix format), besides what it uses already. */
@@ -19,11 +21,16 @@ export function userNixConfPath (env: NodeJS.ProcessEnv = process.env): string {
 
 /** Appends to `file` (creating it) the lines it does not have yet; returns the lines added. */
 export async function appendNixConf (file: string, lines: string[]): Promise<string[]> {
-  const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return ''; throw err })
-  const present = new Set(text.split('\n').map(l => l.trim()))
-  const added = lines.filter(l => !present.has(l))
-  if (added.length === 0) return []
-  const mode = await stat(file).then(s => s.mode & 0o777, () => 0o644)
-  await writeFileAtomic(file, `${text}${text === '' || text.endsWith('\n') ? '' : '\n'}# added by nixipfs use\n${added.join('\n')}\n`, mode)
-  return added
+  try {
+    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return ''; throw err })
+    const present = new Set(text.split('\n').map(l => l.trim()))
+    const added = lines.filter(l => !present.has(l))
+    if (added.length === 0) return []
+    const mode = await stat(file).then(s => s.mode & 0o777, () => 0o644)
+    await writeFileAtomic(file, `${text}${text === '' || text.endsWith('\n') ? '' : '\n'}# added by nixipfs use\n${added.join('\n')}\n`, mode)
+    return added
+  } catch (err) {
+    if (isDiskFailure(err)) throw err
+    throw new NixConfError(`cannot add the lines to ${file} (${(err as Error).message}); give a file you can write, e.g. --nix-conf ~/.config/nix/nix.conf, or print the lines without --write`, { cause: err })
+  }
 }

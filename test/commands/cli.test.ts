@@ -54,6 +54,21 @@ describe('nixipfs CLI', () => {
     const e = runCli(['gateway', '--repo', tmp()])
     expect(e.status).toBe(1)
     expect(e.stderr + e.stdout).toMatch(/has no cache yet; publish something first/)
+    // Found by an outside test: a repo that is no directory was told to publish something first, an empty --repo used the default.
+    const file = join(tmp(), 'a-file')
+    writeFileSync(file, '')
+    for (const repo of [file, join(file, 'repo')]) {
+      for (const command of ['gateway', 'ls']) {
+        const r = runCli([command, '--repo', repo])
+        expect(r.status).toBe(1)
+        expect(r.stderr + r.stdout).toMatch(new RegExp(`the repo ${repo} is not a directory; choose another --repo`))
+      }
+    }
+    const missing = runCli(['ls', '--repo', join(tmp(), 'none')])
+    expect(missing.stderr + missing.stdout).toMatch(/there is no repo at .*none; run `nixipfs publish` first/)
+    const empty = runCli(['ls', '--repo', ''])
+    expect(empty.status).toBe(1)
+    expect(empty.stderr + empty.stdout).toMatch(/--repo is empty: give the repo's directory, or leave the flag out for the default, .*nixipfs \[ERR_USAGE\]/)
   })
 
   it.runIf(nixAvailable)('publishes $OUT_PATHS as a post-build hook does', () => {

@@ -55,4 +55,15 @@ describe.runIf(nixAvailable)('nixipfs use, and the gateway\'s hint', () => {
     expect(r.stderr + r.stdout).toContain(`!include ${other}`)
     expect(readFileSync(other, 'utf8')).toContain(`extra-trusted-public-keys = ${pub}`)
   })
+
+  it('--write to a file it cannot write says so, with no stack trace (found by an outside test)', () => {
+    const file = join(tmp(), 'a-file')
+    writeFileSync(file, '')
+    for (const [where, why] of [[join(file, 'nix.conf'), 'ENOTDIR'], [tmp(), 'EISDIR']] as const) {
+      const r = runCli(['use', '--write', '--nix-conf', where, '--repo', repo, '--listen', listen()])
+      expect(r.status).toBe(1)
+      expect(r.stderr + r.stdout).toMatch(new RegExp(`cannot add the lines to ${where} \\(${why}.*\\); give a file you can write.*\\[ERR_NIX_CONF\\]`))
+      expect(r.stderr + r.stdout).not.toMatch(/ at /)
+    }
+  })
 })

@@ -50,6 +50,17 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
     for (const m of mounts) unmount(m)
   })
 
+  // Found by an outside test: a read-only file system was reported as a failing disk, with advice to run fsck.
+  it('a read-only file system is said to be one (ERR_DISK_READ_ONLY), not a disk to check', () => {
+    const ro = tmp('nixipfs-ro-')
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro])
+    mounts.push(ro)
+    const r = runCli(['publish', '--repo', join(ro, 'repo'), paths.tiny])
+    expect(r.status).toBe(1)
+    expect(r.stderr + r.stdout).toMatch(new RegExp(`the file system holding ${ro}/repo is read-only \\(EROFS\\)\\. Nothing was changed; mount it read-write or choose another place.*\\[ERR_DISK_READ_ONLY\\]`))
+    expect(r.stderr + r.stdout).not.toMatch(/fsck/)
+  })
+
   it('fails with ERR_DISK_FULL, changes nothing a record reaches, and the next publish after space is freed serves byte for byte', async () => {
     const first = runCli(['publish', '--repo', repo, paths.tiny, paths.small1])
     expect(first.status, first.stderr).toBe(0)
