@@ -1,29 +1,49 @@
-import { open, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { lstat, open, readlink, realpath, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
 import { makeDirectory } from './disk.js'
+import { UsageError } from './errors.js'
 
 /**
  * Writes a temp file beside `path` with `write`, syncs it and renames it into
  * place: readers see the old file or the complete new one, never a torn one,
- * and a failed write leaves no temp file behind.
+ * and a failed write leaves no temp file behind. A symbolic link is written
+ * through (the file it names is replaced, the link stays), and what is no
+ * regular file (a device, a FIFO) is written to as it is: a rename would put
+ * a file in its place (`-o /dev/null`, as root, replaced the device).
  */
 async function replaceAtomically (path: string, write: (fh: FileHandle) => Promise<void>, mode: number): Promise<void> {
-  await makeDirectory(dirname(path))
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`
+  const existing = await stat(path).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err })
+  if (existing?.isDirectory() === true) throw new UsageError(`${path} is a directory; give the path of a file`)
+  if (existing !== undefined && !existing.isFile()) {
+    const fh = await open(path, 'w')
+    try { await write(fh) } finally { await fh.close() }
+    return
+  }
+  const target = existing !== undefined ? await realpath(path) : await danglingTarget(path)
+  await makeDirectory(dirname(target))
+  const tmp = `${target}.tmp-${process.pid}-${Date.now()}`
   const fh = await open(tmp, 'wx', mode)
   try {
+    // The file keeps its owner where this process may give it (root editing another user's nix.conf).
+    if (existing !== undefined && process.getuid?.() === 0) await fh.chown(existing.uid, existing.gid)
     await write(fh)
     await fh.sync()
     await fh.close()
-    await rename(tmp, path)
+    await rename(tmp, target)
   } catch (err) {
     await fh.close().catch(() => {})
     await unlink(tmp).catch(() => {})
     throw err
   }
   // Make the rename itself durable.
-  const dir = await open(dirname(path), 'r')
+  const dir = await open(dirname(target), 'r')
   try { await dir.sync() } finally { await dir.close() }
+}
+
+/** Where a new file at `path` goes: `path` itself, or what it names if it is a symbolic link to nothing yet. */
+async function danglingTarget (path: string): Promise<string> {
+  const link = await lstat(path).then(s => s.isSymbolicLink(), () => false)
+  return link ? resolve(dirname(path), await readlink(path)) : path
 }
 
 /** Writes `data` to `path` so that readers see either the old or the new file, never a torn one. */
