@@ -12,7 +12,7 @@ import { UsageError } from './errors.js'
  * a file in its place (`-o /dev/null`, as root, replaced the device).
  */
 async function replaceAtomically (path: string, write: (fh: FileHandle) => Promise<void>, mode: number): Promise<void> {
-  const existing = await stat(path).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err })
+  const existing = await stat(path).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined; throw err })
   if (existing?.isDirectory() === true) throw new UsageError(`${path} is a directory; give the path of a file`)
   if (existing !== undefined && !existing.isFile()) {
     const fh = await open(path, 'w')

@@ -3,7 +3,7 @@ import { defineCommand, runCommand, type CommandDef } from 'citty'
 import { consola } from 'consola'
 import { asDiskError } from './disk.js'
 import { NixipfsError, UsageError } from './errors.js'
-import { checkSettings, configPath, layerArgs, loadConfig } from './config.js'
+import { checkSettings, configPath, joinConfigFlag, layerArgs, loadConfig } from './config.js'
 import { checkFlags, didYouMean, type FlagDefs } from './flags.js'
 import { commandHelp, commandsHelp } from './help.js'
 import { SUBCOMMANDS as commands } from './commands/subcommands.js'
@@ -42,10 +42,10 @@ async function withConfig (name: string, cmd: CommandDef<any>, rest: string[], r
   const target = name === 'config' ? rest.find(a => !a.startsWith('-') && commands[a] !== undefined) : undefined
   const flags = { ...(target === undefined ? {} : await flagsOf(target)), ...cmd.args as FlagDefs }
   checkFlags(name, flags, rest)
-  const path = configPath(rawArgs)
-  const file = await loadConfig(path)
+  const config = configPath(rawArgs)
+  const file = await loadConfig(config)
   const sections = name === 'config' ? (target === undefined ? Object.keys(commands) : [target]) : [name]
-  await checkSettings(path, file, process.env, sections, Object.keys(commands), flagsOf)
+  await checkSettings(config.path, file, process.env, sections, Object.keys(commands), flagsOf)
   return layerArgs(name, rawArgs, cmd.args as FlagDefs, file).rawArgs
 }
 
@@ -73,6 +73,7 @@ function exitOnClosedPipe (): void {
 /** Runs the CLI: typed errors print their message and code; usage errors also where to find the usage. */
 export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
   exitOnClosedPipe()
+  rawArgs = joinConfigFlag(rawArgs)
   // consola goes quiet when it thinks it runs under a test runner; a CLI always reports.
   const level = Number(process.env.NIXIPFS_LOG_LEVEL)
   consola.level = Number.isInteger(level) ? level : 3

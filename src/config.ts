@@ -7,24 +7,37 @@ import { didYouMean, type FlagDefs } from './flags.js'
 /** A config file: flag values per command (`"gateway": { "listen": "…", "follow": ["…"] }`) and for all commands (`"*"`). */
 export type ConfigFile = Record<string, Record<string, string | number | boolean | string[]>>
 
-/** The config file: `--config FILE`, else `$NIXIPFS_CONFIG`, else `$XDG_CONFIG_HOME/nixipfs/config.json` (`~/.config/…`). */
-export function configPath (rawArgs: string[], env: NodeJS.ProcessEnv = process.env): string {
+/**
+ * The config file: `--config FILE`, else `$NIXIPFS_CONFIG`, else
+ * `$XDG_CONFIG_HOME/nixipfs/config.json` (`~/.config/…`); `given` when the
+ * user named it (then it must exist).
+ */
+export function configPath (rawArgs: string[], env: NodeJS.ProcessEnv = process.env): { path: string, given: boolean } {
   const i = rawArgs.indexOf('--config')
-  if (i >= 0 && rawArgs[i + 1] !== undefined) return rawArgs[i + 1]!
+  if (i >= 0 && rawArgs[i + 1] !== undefined) return { path: rawArgs[i + 1]!, given: true }
   const eq = rawArgs.find(a => a.startsWith('--config='))
-  if (eq !== undefined) return eq.slice('--config='.length)
-  if (env.NIXIPFS_CONFIG !== undefined && env.NIXIPFS_CONFIG !== '') return env.NIXIPFS_CONFIG
+  if (eq !== undefined) return { path: eq.slice('--config='.length), given: true }
+  if (env.NIXIPFS_CONFIG !== undefined && env.NIXIPFS_CONFIG !== '') return { path: env.NIXIPFS_CONFIG, given: true }
   const xdg = env.XDG_CONFIG_HOME !== undefined && env.XDG_CONFIG_HOME !== '' ? env.XDG_CONFIG_HOME : join(homedir(), '.config')
-  return join(xdg, 'nixipfs', 'config.json')
+  return { path: join(xdg, 'nixipfs', 'config.json'), given: false }
 }
 
-/** Reads the config file; a missing file is an empty config, a malformed one an error naming it. */
-export async function loadConfig (path: string): Promise<ConfigFile> {
+/** `rawArgs` with `--config FILE` as `--config=FILE`, one word: FILE is then taken for neither a command nor an argument. */
+export function joinConfigFlag (rawArgs: string[]): string[] {
+  const i = rawArgs.indexOf('--config')
+  const end = rawArgs.indexOf('--')
+  if (i < 0 || rawArgs[i + 1] === undefined || (end >= 0 && end < i)) return rawArgs
+  return [...rawArgs.slice(0, i), `--config=${rawArgs[i + 1]!}`, ...rawArgs.slice(i + 2)]
+}
+
+/** Reads the config file; a missing one is an empty config (unless the user named it), a malformed one an error naming it. */
+export async function loadConfig ({ path, given }: { path: string, given: boolean }): Promise<ConfigFile> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    // A misspelt --config must not quietly drop what the file sets (a --threshold, the trusted keys).
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !given) return {}
     throw new UsageError(`cannot read the config file ${path}: ${(err as Error).message}`)
   }
   let parsed: unknown

@@ -28,9 +28,29 @@ describe('configuration: flags > environment > file > defaults', () => {
     const dir = tmp()
     writeFileSync(join(dir, 'bad.json'), '{ "gateway": ')
     writeFileSync(join(dir, 'flat.json'), '{ "listen": "x" }')
-    await expect(loadConfig(join(dir, 'bad.json'))).rejects.toThrow(/bad\.json is not valid JSON/)
-    await expect(loadConfig(join(dir, 'flat.json'))).rejects.toBeInstanceOf(UsageError)
-    expect(await loadConfig(join(dir, 'missing.json'))).toEqual({})
+    await expect(loadConfig({ path: join(dir, 'bad.json'), given: true })).rejects.toThrow(/bad\.json is not valid JSON/)
+    await expect(loadConfig({ path: join(dir, 'flat.json'), given: true })).rejects.toBeInstanceOf(UsageError)
+    expect(await loadConfig({ path: join(dir, 'missing.json'), given: false })).toEqual({})
+  })
+
+  // Found by an outside test: a misspelt --config or $NIXIPFS_CONFIG was ignored (and with it a --threshold the
+  // file set), and `--config FILE` with a space gave FILE to the command as an argument as well.
+  it('refuses a config file the user named that does not exist, and takes --config FILE as one flag', () => {
+    const dir = tmp()
+    const missing = join(dir, 'missing.json')
+    for (const [args, env] of [[['ls', '--config', missing], {}], [['ls', `--config=${missing}`], {}], [['ls'], { NIXIPFS_CONFIG: missing }]] as const) {
+      const r = runCli([...args], env)
+      expect(r.status).toBe(1)
+      expect(r.stderr + r.stdout).toMatch(/cannot read the config file .*missing\.json: ENOENT.*\[ERR_USAGE\]/)
+    }
+    const cfg = join(dir, 'config.json')
+    for (const args of [['keygen', '--config', cfg, 'named-key'], ['--config', cfg, 'keygen', 'named-key-2']]) {
+      writeFileSync(cfg, JSON.stringify({ '*': { repo: tmp() } }))
+      const r = runCli(args)
+      expect(r.status, r.stderr).toBe(0)
+      expect(r.stdout + r.stderr).toMatch(new RegExp(`public key: ${args.at(-1)!}:`))
+      expect(r.stdout + r.stderr).not.toContain(`${cfg}:`)
+    }
   })
 
   it('nixipfs config prints the effective values and their origins; commands use them', () => {
@@ -76,14 +96,16 @@ describe('configuration: flags > environment > file > defaults', () => {
 
   it('nixipfs config COMMAND shows what COMMAND would use with the flags given, defaults resolved', () => {
     const repo = tmp()
-    const shown = JSON.parse(runCli(['config', 'gateway', '--listen', '127.0.0.1:5', '--follow', 'a-1:x', '--follow', 'b-1:y', '--config', join(tmp(), 'none.json')], { NIXIPFS_REPO: repo }).stdout)
+    const empty = join(tmp(), 'empty.json')
+    writeFileSync(empty, '{}')
+    const shown = JSON.parse(runCli(['config', 'gateway', '--listen', '127.0.0.1:5', '--follow', 'a-1:x', '--follow', 'b-1:y', '--config', empty], { NIXIPFS_REPO: repo }).stdout)
     expect(shown.commands.gateway.listen).toEqual({ value: '127.0.0.1:5', from: 'command line' })
     expect(shown.commands.gateway.follow).toEqual({ value: ['a-1:x', 'b-1:y'], from: 'command line' })
     expect(shown.commands.gateway.repo).toEqual({ value: repo, from: 'NIXIPFS_REPO' })
     expect(shown.commands.gateway['listen-p2p'].value).toMatch(/^\/ip[46]\//)
     expect(shown.commands.gateway.offline).toEqual({ value: false, from: 'default' })
     const xdg = tmp()
-    const resolved = JSON.parse(runCli(['config', 'publish', '--config', join(tmp(), 'none.json')], { XDG_DATA_HOME: xdg, NIXIPFS_REPO: '' }).stdout)
+    const resolved = JSON.parse(runCli(['config', 'publish', '--config', empty], { XDG_DATA_HOME: xdg, NIXIPFS_REPO: '' }).stdout)
     expect(resolved.commands.publish.repo).toEqual({ value: join(xdg, 'nixipfs'), from: 'default' })
   })
 })

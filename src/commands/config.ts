@@ -18,8 +18,8 @@ export default defineCommand({
   },
   // `config COMMAND --flag V` shows what COMMAND would run with given --flag V (the CLI checks them against COMMAND's flags).
   async run ({ args, rawArgs }) {
-    const path = configPath(rawArgs)
-    const file = await loadConfig(path)
+    const { path, given } = configPath(rawArgs)
+    const file = await loadConfig({ path, given })
     const names = args.command !== undefined ? [args.command] : Object.keys(subs).filter(n => n !== 'config')
     if (names.some(n => subs[n] === undefined)) throw new UsageError(`no command ${JSON.stringify(args.command)}; see nixipfs --help`)
     const out: Record<string, Record<string, { value: unknown, from: string }>> = {}

@@ -150,7 +150,9 @@ describe('first contact: typos, usage errors, help', () => {
       expect(out.trim().split('\n').filter(l => l.trim() !== '').length, out).toBeLessThanOrEqual(3)
     }
     // Declared flags, their aliases, --no-FLAG and the global ones pass.
-    expect(runCli(['info', '--repo', tmp(), '--log-json', '--config', join(tmp(), 'none.json')]).status).toBe(0)
+    const empty = join(tmp(), 'empty.json')
+    writeFileSync(empty, '{}')
+    expect(runCli(['info', '--repo', tmp(), '--log-json', '--config', empty]).status).toBe(0)
   })
 
   it('pin-remote and a pinning mirror say what they need', () => {
