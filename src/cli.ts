@@ -1,7 +1,7 @@
 import './shim.js'
 import { defineCommand, runCommand, type CommandDef } from 'citty'
 import { consola } from 'consola'
-import { asDiskError } from './disk.js'
+import { asDiskError, asFileAccessError } from './disk.js'
 import { NixipfsError, UsageError } from './errors.js'
 import { checkSettings, configPath, joinConfigFlag, layerArgs, loadConfig } from './config.js'
 import { checkFlags, didYouMean, type FlagDefs } from './flags.js'
@@ -60,19 +60,23 @@ const jsonReporter = {
   }
 }
 
-/** Ends the process quietly when the reader of its output has gone (`nixipfs ls | head`), as a Unix tool killed by SIGPIPE does. */
-function exitOnClosedPipe (): void {
+/**
+ * Ends the process quietly when the reader of its output has gone (`nixipfs ls | head`), as a Unix tool killed by
+ * SIGPIPE does; when the output cannot be written (`nixipfs ls > /dev/full`), says so in a line and fails.
+ */
+function exitOnOutputError (): void {
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EPIPE') throw err
-      process.exit(process.exitCode ?? 0)
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+      if (stream === process.stdout) process.stderr.write(`nixipfs: writing the output failed (${err.code ?? err.message}) [ERR_OUTPUT]\n`)
+      process.exit(1)
     })
   }
 }
 
 /** Runs the CLI: typed errors print their message and code; usage errors also where to find the usage. */
 export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
-  exitOnClosedPipe()
+  exitOnOutputError()
   rawArgs = joinConfigFlag(rawArgs)
   // consola goes quiet when it thinks it runs under a test runner; a CLI always reports.
   const level = Number(process.env.NIXIPFS_LOG_LEVEL)
@@ -103,7 +107,7 @@ export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
     await runCommand(cli, { rawArgs: await withConfig(command.name, command.cmd, command.rest, rawArgs) })
   } catch (caught) {
     // A disk that failed under any command is reported like the rest, not as a stack trace.
-    const err = caught instanceof NixipfsError ? caught : await asDiskError(caught, (caught as { path?: string }).path ?? 'the repo')
+    const err = caught instanceof NixipfsError ? caught : asFileAccessError(await asDiskError(caught, (caught as { path?: string }).path ?? 'the repo'))
     const e = err as Error & { code?: string }
     // citty's own argument errors (a missing positional) are usage errors too.
     const usage = err instanceof UsageError || e.name === 'CLIError'

@@ -1,6 +1,6 @@
 import { mkdir, stat, statfs } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { DiskError, RepoError } from './errors.js'
+import { DiskError, FileAccessError, RepoError } from './errors.js'
 
 /** errno codes of a disk that cannot take a write: full, over quota, failing, read-only. */
 const DISK_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS'])
@@ -29,6 +29,21 @@ export async function asDiskError (err: unknown, where: string, neededBytes?: nu
   const errno = err instanceof DiskError ? err.errno : (err as NodeJS.ErrnoException).code!
   const cause = err instanceof DiskError ? err.cause : err
   return new DiskError(where, errno, neededBytes ?? (err instanceof DiskError ? err.neededBytes : undefined), await freeBytes(where), { cause })
+}
+
+/** What each errno of a file that cannot be used means, and what to do. */
+const ACCESS_ERRNOS: Record<string, string> = {
+  EACCES: 'permission denied (EACCES); run nixipfs as the user that owns it, or let this user read and write it',
+  EPERM: 'not permitted (EPERM); run nixipfs as the user that owns it, or let this user read and write it',
+  EISDIR: 'a directory stands where a file belongs (EISDIR); if it is in a repo, the repo is damaged: run `nixipfs fsck`, or choose another --repo',
+  ENOTDIR: 'a file stands where a directory belongs (ENOTDIR); if it is in a repo, the repo is damaged: run `nixipfs fsck`, or choose another --repo'
+}
+
+/** `err` as a FileAccessError when a file or directory could not be used (permissions, a file where a directory belongs); other errors unchanged. */
+export function asFileAccessError (err: unknown): unknown {
+  const e = err as NodeJS.ErrnoException
+  const why = ACCESS_ERRNOS[e?.code ?? '']
+  return why === undefined || e.path === undefined ? err : new FileAccessError(`cannot ${e.syscall ?? 'use'} ${e.path}: ${why}`, { cause: err })
 }
 
 /**

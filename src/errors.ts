@@ -197,6 +197,12 @@ export class DiskError extends NixipfsError {
   }
 }
 
+/** A file or directory could not be used: its permissions, or a file where a directory belongs. */
+export class FileAccessError extends NixipfsError {
+  override name = 'FileAccessError'
+  constructor (message: string, options?: { cause?: unknown }) { super('ERR_FILE_ACCESS', message, options) }
+}
+
 /** `nixipfs fsck` found damage in the repo (that a repair could not mend). */
 export class RepoDamagedError extends NixipfsError {
   override name = 'RepoDamagedError'

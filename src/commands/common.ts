@@ -48,10 +48,14 @@ export const lifetimeArgs = {
   'continue-sequence': { type: 'boolean', description: 'Sign on top of a repo that is behind this key\'s sequence ledger (a repo restored from an old backup)' }
 } as const
 
+/** The longest record lifetime, in hours (ten years). */
+const MAX_LIFETIME_HOURS = 87_600
+
 /** The record lifetime from `--lifetime-hours`. */
 export function lifetimeMsOf (args: { 'lifetime-hours': string }): number {
   const hours = Number(args['lifetime-hours'])
-  if (!(hours > 0)) throw new UsageError(`--lifetime-hours must be a positive number, got ${args['lifetime-hours']}`)
+  // A record's validity is an RFC 3339 date, four digits of year: 1e9 hours made one no IPNS implementation reads.
+  if (!(hours > 0 && hours <= MAX_LIFETIME_HOURS)) throw new UsageError(`--lifetime-hours must be a positive number of hours up to ${MAX_LIFETIME_HOURS} (ten years), got ${args['lifetime-hours']}`)
   return hours * HOUR_MS
 }
 

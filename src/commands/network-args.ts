@@ -56,6 +56,10 @@ export function parseListen (value: string): { host: string, port: number } {
 /** Network options from the node flags (repeatable ones read from the raw arguments). */
 export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string[]): Omit<NetworkOptions, 'log'> {
   const listen = repeatedArg(rawArgs, 'listen-p2p')
+  for (const addr of listen) {
+    const m = /^\/(ip4|ip6)\/[^/]+\/tcp\/(\d{1,5})$/.exec(addr)
+    if (m === null || Number(m[2]) > 65535) throw new UsageError(`--listen-p2p takes a TCP multiaddr such as /ip4/0.0.0.0/tcp/4001, got ${JSON.stringify(addr)}`)
+  }
   const peers = repeatedArg(rawArgs, 'peer')
   const httpGateways = repeatedArg(rawArgs, 'http-gateway')
   for (const url of httpGateways) {
@@ -87,6 +91,7 @@ export function networkOptionsOf (args: Record<string, unknown>, rawArgs: string
     peerConnections,
     peerCompression,
     listen: listen.length > 0 ? listen : [DEFAULT_LISTEN_P2P],
+    listenFallback: listen.length === 0,
     peers,
     bootstrap,
     publicNetwork,

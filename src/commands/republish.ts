@@ -20,8 +20,9 @@ export default defineCommand({
   },
   async run ({ args, rawArgs }) {
     const repo = repoOf(args)
+    const recordLifetimeMs = lifetimeMsOf(args)
     const key = await signingKey(repo, args['secret-key-file'], false)
-    const record = await republish(repo, key, { recordLifetimeMs: lifetimeMsOf(args), continueSequence: args['continue-sequence'] === true })
+    const record = await republish(repo, key, { recordLifetimeMs, continueSequence: args['continue-sequence'] === true })
     consola.success(`/ipns/${record.name} → /ipfs/${record.root.toString()}`)
     consola.log(`sequence: ${record.sequence}`)
     consola.log(`expires:  ${record.validity}`)

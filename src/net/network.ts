@@ -23,12 +23,15 @@ import { pause, startBootstrap } from './bootstrap.js'
 import { openRecord } from '../ipfs/ipns.js'
 import { gatewayUrlsOf, httpMultiaddrsOf, httpUrlsOf } from './routing-view.js'
 import { makeDirectory } from '../disk.js'
+import { ListenError } from '../errors.js'
 
 export interface NetworkOptions {
   /** no libp2p at all: blocks only from the repo and `httpGateways` */
   offline: boolean
   /** libp2p listen multiaddrs */
   listen: string[]
+  /** whether a free port may stand in for `listen` when it is taken (the default address, not one the user chose) */
+  listenFallback?: boolean
   /** libp2p peers to dial and keep dialling (multiaddrs with /p2p/<id>) */
   peers: string[]
   /** DHT bootstrap peers (multiaddrs with /p2p/<id>): dialled until reached, then the DHT finds the rest */
@@ -167,7 +170,8 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     try {
       p2p = await startP2p(p2pOptions)
     } catch (err) {
-      // A busy port (a second node on this machine) must not stop the node: any free port seeds as well.
+      if (options.listenFallback !== true) throw new ListenError(`cannot listen for libp2p on ${options.listen.join(', ')} (${listenFailure(err as Error)}); choose another --listen-p2p (/tcp/0 takes any free port)`)
+      // A busy default port (a second node on this machine) must not stop the node: any free port seeds as well.
       const fallback = options.listen.map(a => a.replace(/\/tcp\/\d+/, '/tcp/0'))
       options.log.warn(`cannot listen on ${options.listen.join(', ')} (${listenFailure(err as Error)}); listening on a free port instead`)
       p2p = await startP2p({ ...p2pOptions, listen: fallback })

@@ -1,11 +1,11 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { nixAvailable, nixBuild, shellDerivation } from '../helpers/nix.js'
-import { BIN, runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
+import { BIN, runCli, runCliAsync, startGatewayProcess, startNodeProcess, tmp } from '../helpers/cli.js'
 
 describe('nixipfs CLI', () => {
   it('explains every command with --help, including an example', () => {
@@ -44,6 +44,29 @@ describe('nixipfs CLI', () => {
     expect(p.stderr + p.stdout).toMatch(/chmod 600 .*k\.sec.*\[ERR_INSECURE_KEY_FILE\]/)
   })
 
+  // Found by an outside test: both gave Node's stack traces.
+  it.runIf(process.getuid?.() === 0 && existsSync('/dev/full'))('a repo this user may not read is ERR_FILE_ACCESS, and output that cannot be written ERR_OUTPUT, in a line each', () => {
+    const repo = tmp()
+    expect(runCli(['keygen', '--repo', repo, 'access-test']).status).toBe(0)
+    // Another user's repo that others may look into: the secret key stays the owner's.
+    chmodSync(repo, 0o755)
+    chmodSync(join(repo, 'keys'), 0o755)
+    const home = tmp()
+    chmodSync(home, 0o777)
+    const asNobody = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, BIN, 'republish', '--repo', repo], { encoding: 'utf8', env: { ...process.env, HOME: home, XDG_CONFIG_HOME: home } })
+    expect(asNobody.status).toBe(1)
+    expect(asNobody.stderr + asNobody.stdout).toMatch(new RegExp(`cannot open ${repo}/keys/cache\\.secret: permission denied \\(EACCES\\); run nixipfs as the user that owns it.*\\[ERR_FILE_ACCESS\\]`))
+    expect(asNobody.stderr + asNobody.stdout).not.toMatch(/\n\s+at /)
+    const full = openSync('/dev/full', 'w')
+    try {
+      const r = spawnSync(process.execPath, [BIN, 'use', '--repo', repo], { encoding: 'utf8', stdio: ['ignore', full, 'pipe'] })
+      expect(r.status).toBe(1)
+      expect(r.stderr).toBe('nixipfs: writing the output failed (ENOSPC) [ERR_OUTPUT]\n')
+    } finally {
+      closeSync(full)
+    }
+  })
+
   it('says what to do when there is nothing to publish or the arguments are wrong', () => {
     const r = runCli(['publish', '--repo', tmp()], { OUT_PATHS: '' })
     expect(r.status).toBe(1)
@@ -62,6 +85,14 @@ describe('nixipfs CLI', () => {
         const r = runCli([command, '--repo', repo])
         expect(r.status).toBe(1)
         expect(r.stderr + r.stdout).toMatch(new RegExp(`the repo ${repo} is not a directory; choose another --repo`))
+      }
+    }
+    // Found by an outside test: a lifetime of 1e15 hours failed inside the record's date (a stack trace, after publish stored the NAR).
+    for (const hours of ['1e15', 'Infinity', '87601']) {
+      for (const command of ['republish', 'publish']) {
+        const r = runCli([command, '--repo', tmp(), '--lifetime-hours', hours, ...(command === 'publish' ? ['/nix/store/00000000000000000000000000000000-x'] : [])])
+        expect(r.status).toBe(1)
+        expect(r.stderr + r.stdout).toMatch(new RegExp(`--lifetime-hours must be a positive number of hours up to 87600 \\(ten years\\), got ${hours} \\[ERR_USAGE\\]`))
       }
     }
     const missing = runCli(['ls', '--repo', join(tmp(), 'none')])
@@ -227,19 +258,34 @@ describe('first contact: typos, usage errors, help', () => {
     }
   })
 
-  it('falls back to a free libp2p port with a one-line warning, no stack trace', async () => {
+  it('falls back to a free libp2p port, with a one-line warning, only from the default address', async () => {
+    const upstream = ['--upstream', 'http://127.0.0.1:9', '--upstream-key', 'u-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=']
+    // The default port held (by this test, or by anyone): the node takes a free one.
     const busy = createServer()
-    await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
-    const port = (busy.address() as { port: number }).port
-    const gw = await startGatewayProcess(['--repo', tmp(), '--upstream', 'http://127.0.0.1:9', '--upstream-key', 'u-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', '--listen-p2p', `/ip4/127.0.0.1/tcp/${port}`])
+    await new Promise<void>(resolve => busy.once('error', () => resolve()).listen(4001, '127.0.0.1', resolve))
+    const gw = await startNodeProcess('gateway', ['--repo', tmp(), ...upstream], {}, { defaultP2p: true })
     try {
-      expect(gw.output()).toMatch(new RegExp(`cannot listen on /ip4/127\\.0\\.0\\.1/tcp/${port} \\(EADDRINUSE: address already in use [^\\n]*\\); listening on a free port instead`))
+      expect(gw.output()).toMatch(/cannot listen on \/ip4\/127\.0\.0\.1\/tcp\/4001 \(EADDRINUSE: address already in use [^\n]*\); listening on a free port instead/)
       expect(gw.output()).not.toMatch(/\n\s+at /)
       expect(gw.p2p()).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+/)
     } finally {
       await gw.stop()
       await new Promise(resolve => busy.close(resolve))
     }
+    // An address the user chose is not moved (found by an outside test), and a malformed one is a usage error.
+    const taken = createServer()
+    await new Promise<void>(resolve => taken.listen(0, '127.0.0.1', resolve))
+    const port = (taken.address() as { port: number }).port
+    try {
+      const r = await runCliAsync(['gateway', '--repo', tmp(), '--listen', '127.0.0.1:0', ...upstream, '--listen-p2p', `/ip4/127.0.0.1/tcp/${port}`])
+      expect(r.status).toBe(1)
+      expect(r.stderr + r.stdout).toMatch(new RegExp(`cannot listen for libp2p on /ip4/127\\.0\\.0\\.1/tcp/${port} \\(EADDRINUSE[^)]*\\); choose another --listen-p2p .*\\[ERR_LISTEN\\]`))
+      expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /)
+    } finally {
+      await new Promise(resolve => taken.close(resolve))
+    }
+    const bad = runCli(['gateway', '--repo', tmp(), ...upstream, '--listen-p2p', 'foo'])
+    expect(bad.stderr + bad.stdout).toMatch(/--listen-p2p takes a TCP multiaddr such as \/ip4\/0\.0\.0\.0\/tcp\/4001, got "foo" \[ERR_USAGE\]/)
   })
 
   it('logs the effective trust policy and what it listens on at start', async () => {
