@@ -5,7 +5,7 @@ export function formatBytes (bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
   let i = 0
   while (bytes >= 1024 && i < units.length - 1) { bytes /= 1024; i++ }
-  return i === 0 ? `${bytes} B` : `${bytes.toFixed(1)} ${units[i]}`
+  return i === 0 ? `${Math.round(bytes)} B` : `${bytes.toFixed(1)} ${units[i]}`
 }
 
 /** A duration as `45s`, `3m05s` or `2h07m`. */

@@ -2,7 +2,7 @@ import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { consola } from 'consola'
 import { DEFAULT_RECORD_LIFETIME_MS, HOUR_MS } from '../constants.js'
-import { UsageError } from '../errors.js'
+import { RepoError, UsageError } from '../errors.js'
 import type { RequestOptions } from '../cache/publish-request.js'
 import { ipnsNameOf } from '../ipfs/ipns.js'
 import { repeatedArg } from '../config.js'
@@ -40,6 +40,14 @@ export async function noCacheIn (repo: string, advice: string): Promise<string> 
   const code = (s as NodeJS.ErrnoException).code
   if (code === 'ENOENT') return `there is no repo at ${repo}; ${advice}`
   return `${code === 'ENOTDIR' ? `the repo ${repo} is not a directory` : `the repo ${repo} cannot be read (${code ?? s.message})`}; choose another --repo`
+}
+
+/** The repo of a command that only reads or tidies one: a path with no repo is an error, not made into an empty repo. */
+export async function existingRepoOf (args: { repo?: string }): Promise<string> {
+  const repo = repoOf(args)
+  // A mistyped --repo made an empty repo, and fsck then found "no damage" in it.
+  if (!await stat(repo).then(s => s.isDirectory(), () => false)) throw new RepoError(await noCacheIn(repo, 'check --repo (a repo is made by publish, import, mirror or gateway, not by this command)'))
+  return repo
 }
 
 /** Flags of every command that signs a record. */

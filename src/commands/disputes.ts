@@ -2,7 +2,7 @@ import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { PackStore } from '../ipfs/pack-store.js'
 import { allDisputes } from '../trust/disputes.js'
-import { repoArg, repoOf } from './common.js'
+import { existingRepoOf, repoArg } from './common.js'
 
 export default defineCommand({
   meta: {
@@ -16,7 +16,7 @@ export default defineCommand({
     json: { type: 'boolean', description: 'Print JSON (as GET /disputes does)' }
   },
   async run ({ args }) {
-    const repo = repoOf(args)
+    const repo = await existingRepoOf(args)
     const blocks = await PackStore.openRepo(repo)
     const disputes = await allDisputes(repo, blocks, m => consola.warn(m)).finally(async () => await blocks.close())
     if (args.json === true) { console.log(JSON.stringify(disputes, null, 2)); return }

@@ -9,7 +9,8 @@ import { RepoError, UsageError } from '../errors.js'
 import { carBytes } from '../ipfs/car.js'
 import { PackStore } from '../ipfs/pack-store.js'
 import { writeStreamAtomic } from '../atomic.js'
-import { cacheArg, cacheName, noCacheIn, repeatedArg, repoArg, repoOf } from './common.js'
+import { cacheArg, cacheName, existingRepoOf, noCacheIn, repeatedArg, repoArg } from './common.js'
+import { formatBytes } from '../progress.js'
 
 /** Passes `source` through, adding each item and its size to `tally`. */
 async function * tallied<T> (source: AsyncIterable<T>, size: (item: T) => number, tally: { n: number, bytes: number }): AsyncGenerator<T> {
@@ -39,7 +40,7 @@ export default defineCommand({
     closure: { type: 'string', description: 'Export the closure of this store path (or its 32-character hash) as the cache\'s narinfos describe it: its narinfos and NARs; repeat for several paths', valueHint: 'STORE_PATH' }
   },
   async run ({ args, rawArgs }) {
-    const repo = repoOf(args)
+    const repo = await existingRepoOf(args)
     const closure = repeatedArg(rawArgs, 'closure')
     if (args.root !== undefined && closure.length > 0) throw new UsageError('give either --root or --closure, not both')
     const output = args.output === undefined || args.output === '' ? '-' : args.output
@@ -65,7 +66,7 @@ export default defineCommand({
       const car = tallied(carBytes(selection.roots, tallied(selection.blocks, b => b.bytes.length, sent)), c => c.length, written)
       if (output === '-') await pipeline(Readable.from(car), process.stdout, { end: false })
       else await writeStreamAtomic(output, car)
-      log.success(`wrote ${sent.n} blocks, ${written.bytes} bytes (${selection.roots.length} root${selection.roots.length === 1 ? '' : 's'}) to ${output === '-' ? 'stdout' : output}`)
+      log.success(`wrote ${sent.n} blocks, ${formatBytes(written.bytes)} (${selection.roots.length} root${selection.roots.length === 1 ? '' : 's'}) to ${output === '-' ? 'stdout' : output}`)
     } finally {
       await blocks.close()
     }

@@ -6,7 +6,7 @@ import { PackStore } from '../ipfs/pack-store.js'
 import { startNetwork } from '../net/network.js'
 import { runningFetcher, withRepoLock } from '../repo.js'
 import { HttpBinaryCache } from '../upstream/http-cache.js'
-import { ownCacheName, repeatedArg, repoArg, repoOf } from './common.js'
+import { existingRepoOf, ownCacheName, repeatedArg, repoArg } from './common.js'
 import { networkOptionsOf, nodeArgs } from './network-args.js'
 import { formatBytes } from '../progress.js'
 
@@ -32,7 +32,7 @@ export default defineCommand({
     'peer-connections': nodeArgs['peer-connections']
   },
   async run ({ args, rawArgs }) {
-    const repo = repoOf(args)
+    const repo = await existingRepoOf(args)
     const repair = args.repair === true
     const blocks = await PackStore.openRepo(repo)
     try {

@@ -3,7 +3,7 @@ import { consola } from 'consola'
 import { collectGarbage } from '../cache/gc.js'
 import type { BlockCount } from '../ipfs/pack-compact.js'
 import { PackStore } from '../ipfs/pack-store.js'
-import { repoArg, repoOf } from './common.js'
+import { existingRepoOf, repoArg } from './common.js'
 import { formatBytes } from '../progress.js'
 
 const count = (c: BlockCount): string => `${c.blocks} blocks, ${formatBytes(c.bytes)}`
@@ -20,7 +20,7 @@ export default defineCommand({
     'dry-run': { type: 'boolean', description: 'Only count what would be dropped; change nothing' }
   },
   async run ({ args }) {
-    const repo = repoOf(args)
+    const repo = await existingRepoOf(args)
     const dryRun = args['dry-run'] === true
     const blocks = await PackStore.openRepo(repo)
     try {

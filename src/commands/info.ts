@@ -3,7 +3,7 @@ import { consola } from 'consola'
 import { listNarInfos } from '../cache/index.js'
 import { loadRecord } from '../cache/records.js'
 import { PackStore } from '../ipfs/pack-store.js'
-import { cacheArg, cacheName, repoArg, repoOf } from './common.js'
+import { cacheArg, cacheName, existingRepoOf, repoArg } from './common.js'
 
 export default defineCommand({
   meta: {
@@ -15,7 +15,7 @@ export default defineCommand({
     ...cacheArg
   },
   async run ({ args }) {
-    const repo = repoOf(args)
+    const repo = await existingRepoOf(args)
     const name = await cacheName(repo, args.cache)
     consola.log(`repo:     ${repo}`)
     if (name === undefined) { consola.log('cache:    none yet (run nixipfs publish)'); return }

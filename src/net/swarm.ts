@@ -6,6 +6,7 @@ import { checkBlock, RAW_CODE } from '../ipfs/block.js'
 import { readCar } from '../ipfs/car.js'
 import type { HttpPeer } from './http-peer.js'
 import { StallTimer, waiter, type Waiter } from './prefetch.js'
+import { formatBytes } from '../progress.js'
 
 /** What a swarm fetch asks of the block source it fills. */
 export interface SwarmSource {
@@ -412,8 +413,7 @@ export class Swarm {
     }
     this.reports.push(report)
     if (this.reports.length > 16) this.reports.shift()
-    const mb = (n: number): string => (n / 1e6).toFixed(1)
-    source.log?.info?.(`swarm: ${root.toString()}: ${delivered} blocks, ${mb(bytes)} MB in ${(ms / 1000).toFixed(2)} s from ${members.length} peer(s): ${report.peers.map(p => `${p.url} ${p.blocks} blocks at ${mb(p.rate)} MB/s`).join(', ')}`)
+    source.log?.info?.(`swarm: ${root.toString()}: ${delivered} blocks, ${formatBytes(bytes)} in ${(ms / 1000).toFixed(2)} s from ${members.length} peer(s): ${report.peers.map(p => `${p.url} ${p.blocks} blocks at ${formatBytes(p.rate)}/s`).join(', ')}`)
     return report
   }
 }

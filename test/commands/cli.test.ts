@@ -95,6 +95,14 @@ describe('nixipfs CLI', () => {
         expect(r.stderr + r.stdout).toMatch(new RegExp(`--lifetime-hours must be a positive number of hours up to 87600 \\(ten years\\), got ${hours} \\[ERR_USAGE\\]`))
       }
     }
+    // Found by an outside test: a mistyped --repo was made into an empty repo, in which fsck found "no damage".
+    for (const command of ['fsck', 'gc', 'disputes', 'export-car', 'info']) {
+      const typo = join(tmp(), 'typo')
+      const r = runCli([command, '--repo', typo])
+      expect(r.status, command).toBe(1)
+      expect(r.stderr + r.stdout).toMatch(/there is no repo at .*typo; check --repo .*\[ERR_REPO\]/)
+      expect(existsSync(typo), command).toBe(false)
+    }
     const missing = runCli(['ls', '--repo', join(tmp(), 'none')])
     expect(missing.stderr + missing.stdout).toMatch(/there is no repo at .*none; run `nixipfs publish` first/)
     const empty = runCli(['ls', '--repo', ''])

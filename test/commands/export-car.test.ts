@@ -11,6 +11,7 @@ import { readFile } from '../../src/ipfs/file-dag.js'
 import { parseNarInfo } from '../../src/nix/narinfo.js'
 import { BIN, runCli, tmp } from '../helpers/cli.js'
 import { nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
+import { formatBytes } from '../../src/progress.js'
 
 /** A CAR file as @ipld/car reads it: roots, and blocks by CID (each checked against its CID). */
 async function readCarFile (path: string): Promise<{ roots: CID[], blocks: Map<string, Uint8Array>, count: number }> {
@@ -92,7 +93,7 @@ describe.runIf(nixAvailable)('nixipfs export-car', () => {
     expect(r.stdout).toBe('')
     const car = await readCarFile(file)
     expect(car.roots.map(String)).toEqual([root])
-    expect(r.stderr).toContain(`wrote ${car.count} blocks, ${readFileSync(file).length} bytes (1 root) to ${file}`)
+    expect(r.stderr).toContain(`wrote ${car.count} blocks, ${formatBytes(readFileSync(file).length)} (1 root) to ${file}`)
     // Every block once, and the blocks in the CAR are exactly those reached from the root.
     expect(car.blocks.size).toBe(car.count)
     expect(await reached(car.blocks, car.roots)).toEqual(new Set(car.blocks.keys()))
@@ -107,7 +108,7 @@ describe.runIf(nixAvailable)('nixipfs export-car', () => {
     const r = spawnSync(process.execPath, [BIN, 'export-car', '--repo', repo, '-o', '-'], { maxBuffer: 1 << 30 })
     expect(r.status).toBe(0)
     expect(Buffer.compare(r.stdout, readFileSync(file))).toBe(0)
-    expect(r.stderr.toString()).toMatch(/wrote \d+ blocks, \d+ bytes \(1 root\) to stdout/)
+    expect(r.stderr.toString()).toMatch(/wrote \d+ blocks, [\d.]+ (B|KiB|MiB) \(1 root\) to stdout/)
   })
 
   it('exports a closure as the cache knows it: its narinfos and NARs, and nothing else', async () => {

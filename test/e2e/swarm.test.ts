@@ -126,7 +126,7 @@ describe.runIf(nixAvailable)('swarm: one NAR from three throttled providers', ()
     proxies.push(...three)
     const swarm = await copyThrough(three)
     const log = swarm.client.output()
-    const report = new RegExp(`swarm: ${narCid}: (\\d+) blocks, [\\d.]+ MB in ([\\d.]+) s from 3 peer\\(s\\): (.*)`).exec(log)
+    const report = new RegExp(`swarm: ${narCid}: (\\d+) blocks, [\\d.]+ (?:B|KiB|MiB|GiB) in ([\\d.]+) s from 3 peer\\(s\\): (.*)`).exec(log)
     expect(report, log).not.toBeNull()
     expect(Number(report![1])).toBe(dagBlocks)
     const shares = three.map(p => Number(new RegExp(`${p.url} (\\d+) blocks`).exec(report![3]!)?.[1] ?? 0))
@@ -146,7 +146,7 @@ describe.runIf(nixAvailable)('swarm: one NAR from three throttled providers', ()
     const slow = await throttle(providers[2]!.url, RATE / 4)
     proxies.push(...fast, slow)
     const { client } = await copyThrough([...fast, slow])
-    const line = new RegExp(`swarm: ${narCid}: \\d+ blocks, [\\d.]+ MB in ([\\d.]+) s from 3 peer\\(s\\): (.*)`).exec(client.output())!
+    const line = new RegExp(`swarm: ${narCid}: \\d+ blocks, [\\d.]+ (?:B|KiB|MiB|GiB) in ([\\d.]+) s from 3 peer\\(s\\): (.*)`).exec(client.output())!
     const report = line[2]!
     const share = (p: Throttle): number => Number(new RegExp(`${p.url} (\\d+) blocks`).exec(report)?.[1] ?? 0)
     console.log(`shares at 4/4/1 MiB/s: ${[...fast, slow].map(share).join('/')} in ${line[1]!} s (${(narSize / (9 * 1024 * 1024)).toFixed(2)} s at the sum of the rates)`)
