@@ -48,6 +48,11 @@ export async function loadConfig ({ path, given }: { path: string, given: boolea
   return parsed as ConfigFile
 }
 
+/** `~/…` in a config file is under the home directory, as a shell would have it (publish made a directory named ~). */
+function homeOf<T> (value: T): T | string {
+  return typeof value === 'string' && (value === '~' || value.startsWith('~/')) ? join(homedir(), value.slice(1)) : value
+}
+
 /** Every value of a repeatable string flag (`--flag V` or `--flag=V`), in order: citty keeps only the last. */
 export function repeatedArg (rawArgs: string[], flag: string): string[] {
   const values: string[] = []
@@ -133,7 +138,7 @@ export function layerArgs (command: string, rawArgs: string[], flags: Record<str
       value = def.type === 'boolean' ? !/^(0|false|no)$/i.test(fromEnv) : fromEnv.includes(' ') ? fromEnv.split(/\s+/).filter(v => v !== '') : fromEnv
     } else if (fromFile !== undefined) {
       origin = 'file'
-      value = typeof fromFile === 'number' ? String(fromFile) : fromFile
+      value = typeof fromFile === 'number' ? String(fromFile) : Array.isArray(fromFile) ? fromFile.map(homeOf) : homeOf(fromFile)
     } else continue
     origins[flag] = { origin, value }
     if (value === true) out.push(`--${flag}`)

@@ -42,8 +42,14 @@ export async function writeKeyFiles (key: SecretKey, secretPath: string, publicP
   }
   await makeDirectory(dirname(secretPath), { mode: 0o700, flag })
   await writeFileAtomic(secretPath, formatSecretKey(key), 0o600)
-  await chmod(secretPath, 0o600) // the umask may have narrowed, never widened, but be explicit
-  await writeFileAtomic(publicPath, formatPublicKey(publicKeyOf(key)) + '\n', 0o644)
+  try {
+    await chmod(secretPath, 0o600) // the umask may have narrowed, never widened, but be explicit
+    await writeFileAtomic(publicPath, formatPublicKey(publicKeyOf(key)) + '\n', 0o644)
+  } catch (err) {
+    // Half a pair is no key: left behind, it blocked the next keygen ("already exists") after an error that said nothing changed.
+    await unlink(secretPath).catch(() => {})
+    throw err
+  }
 }
 
 /**

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { layerArgs, loadConfig } from '../src/config.js'
@@ -14,6 +15,13 @@ describe('configuration: flags > environment > file > defaults', () => {
     const r = layerArgs('gateway', [], FLAGS, file, {})
     expect(r.rawArgs).toEqual(['--listen', '10.0.0.1:80', '--follow', 'a:1', '--follow', 'b:2', '--offline', '--repo', '/srv/r'])
     expect(r.origins.repo).toEqual({ origin: 'file', value: '/srv/r' })
+  })
+
+  // Found by an outside test: "repo": "~/nixipfs" made a directory named ~ in the working directory.
+  it('puts ~/ in a file\'s values under the home directory', () => {
+    const r = layerArgs('gateway', [], FLAGS, { '*': { repo: '~/caches/r' }, gateway: { follow: ['~/a', 'b'] } }, {})
+    expect(r.origins.repo).toEqual({ origin: 'file', value: join(homedir(), 'caches/r') })
+    expect(r.origins.follow).toEqual({ origin: 'file', value: [join(homedir(), 'a'), 'b'] })
   })
 
   it('lets the environment override the file, and the command line both', () => {

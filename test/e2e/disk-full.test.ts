@@ -59,6 +59,12 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
     expect(r.status).toBe(1)
     expect(r.stderr + r.stdout).toMatch(new RegExp(`the file system holding ${ro}/repo is read-only \\(EROFS\\)\\. Nothing was changed; mount it read-write or choose another place.*\\[ERR_DISK_READ_ONLY\\]`))
     expect(r.stderr + r.stdout).not.toMatch(/fsck/)
+    // keygen whose public key cannot be written leaves no secret key behind (one did, and the next keygen refused to overwrite it).
+    const dir = tmp()
+    const k = runCli(['keygen', 'half', '--secret-key-file', join(dir, 'k.sec'), '--public-key-file', join(ro, 'k.pub')])
+    expect(k.status).toBe(1)
+    expect(k.stderr + k.stdout).toMatch(new RegExp(`the file system holding ${ro}/k\\.pub is read-only \\(EROFS\\).*\\[ERR_DISK_READ_ONLY\\]`))
+    expect(existsSync(join(dir, 'k.sec'))).toBe(false)
   })
 
   it('fails with ERR_DISK_FULL, changes nothing a record reaches, and the next publish after space is freed serves byte for byte', async () => {
