@@ -2,6 +2,7 @@ import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { basename } from 'node:path'
 import { DEFAULT_LISTEN } from '../constants.js'
+import { UsageError } from '../errors.js'
 import { appendNixConf, nixConfLines, userNixConfPath } from '../nix/nix-conf.js'
 import { repeatedArg, repoArg, repoOf, servedKeys } from './common.js'
 import { followedName, parseListen } from './network-args.js'
@@ -30,6 +31,7 @@ export default defineCommand({
       process.stdout.write(lines.join('\n') + '\n')
       return
     }
+    if (args['nix-conf'] === '') throw new UsageError('--nix-conf is empty: give the file to add the lines to, or leave the flag out for the default, ' + userNixConfPath())
     const file = args['nix-conf'] ?? userNixConfPath()
     const added = await appendNixConf(file, lines)
     if (added.length === 0) consola.success(`${file} already has these lines`)

@@ -31,6 +31,6 @@ export async function appendNixConf (file: string, lines: string[]): Promise<str
     return added
   } catch (err) {
     if (isDiskFailure(err)) throw err
-    throw new NixConfError(`cannot add the lines to ${file} (${(err as Error).message}); give a file you can write, e.g. --nix-conf ~/.config/nix/nix.conf, or print the lines without --write`, { cause: err })
+    throw new NixConfError(`cannot add the lines to ${file} (${(err as Error).message}); give a file you can write (--nix-conf FILE, by default ${userNixConfPath()}), or print the lines without --write`, { cause: err })
   }
 }

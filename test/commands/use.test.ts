@@ -62,8 +62,10 @@ describe.runIf(nixAvailable)('nixipfs use, and the gateway\'s hint', () => {
     for (const [where, why] of [[join(file, 'nix.conf'), 'ENOTDIR'], [tmp(), 'EISDIR']] as const) {
       const r = runCli(['use', '--write', '--nix-conf', where, '--repo', repo, '--listen', listen()])
       expect(r.status).toBe(1)
-      expect(r.stderr + r.stdout).toMatch(new RegExp(`cannot add the lines to ${where} \\(${why}.*\\); give a file you can write.*\\[ERR_NIX_CONF\\]`))
+      expect(r.stderr + r.stdout).toMatch(new RegExp(`cannot add the lines to ${where} \\(${why}.*\\); give a file you can write \\(--nix-conf FILE, by default .*nix\\.conf\\).*\\[ERR_NIX_CONF\\]`))
       expect(r.stderr + r.stdout).not.toMatch(/ at /)
     }
+    const empty = runCli(['use', '--write', '--nix-conf', '', '--repo', repo, '--listen', listen()])
+    expect(empty.stderr + empty.stdout).toMatch(/--nix-conf is empty: give the file to add the lines to.*\[ERR_USAGE\]/)
   })
 })
