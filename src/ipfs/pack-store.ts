@@ -133,7 +133,11 @@ export class PackStore extends BaseBlockstore {
   /** Opens the store, reading the whole index. */
   async open (): Promise<void> {
     await makeDirectory(this.dir, { flag: '--repo' })
-    this.indexFile = await open(this.indexPath, 'a+')
+    // A repo on read-only media (a backup, a read-only bind mount) can still be read: a write fails when it is tried.
+    this.indexFile = await open(this.indexPath, 'a+').catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EROFS') throw err
+      return await open(this.indexPath, 'r')
+    })
     this.indexIno = (await this.indexFile.stat()).ino
     await this.refresh()
   }

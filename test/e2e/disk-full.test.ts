@@ -51,7 +51,7 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
   })
 
   // Found by an outside test: a read-only file system was reported as a failing disk, with advice to run fsck.
-  it('a read-only file system is said to be one (ERR_DISK_READ_ONLY), not a disk to check', () => {
+  it('a read-only file system: a write says it is one (ERR_DISK_READ_ONLY), not a disk to check; a repo on one is still read', () => {
     const ro = tmp('nixipfs-ro-')
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro])
     mounts.push(ro)
@@ -65,6 +65,17 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
     expect(k.status).toBe(1)
     expect(k.stderr + k.stdout).toMatch(new RegExp(`the file system holding ${ro}/k\\.pub is read-only \\(EROFS\\).*\\[ERR_DISK_READ_ONLY\\]`))
     expect(existsSync(join(dir, 'k.sec'))).toBe(false)
+    // A repo on read-only media is still read: listed, checked, exported (all refused it).
+    const media = mountTmpfs('4m')
+    mounts.push(media)
+    expect(runCli(['publish', '--repo', join(media, 'repo'), paths.tiny]).status).toBe(0)
+    execFileSync('mount', ['-o', 'remount,ro', media])
+    const ls = runCli(['ls', '--repo', join(media, 'repo')])
+    expect(ls.status, ls.stderr).toBe(0)
+    expect(ls.stdout).toContain(paths.tiny)
+    const check = runCli(['fsck', '--repo', join(media, 'repo')])
+    expect(check.status, check.stderr).toBe(0)
+    expect(check.stdout + check.stderr).toMatch(/no damage found/)
   })
 
   it('fails with ERR_DISK_FULL, changes nothing a record reaches, and the next publish after space is freed serves byte for byte', async () => {
