@@ -139,8 +139,8 @@ export async function dryRun (repo: string, request: PublishRequest): Promise<st
   if (!(await stat(dir)).isDirectory()) throw new RepoError(`the repo ${repo} cannot be made: ${dir} is a file, not a directory; choose another --repo`)
   await access(dir, fsConstants.W_OK).catch((err: Error) => { throw new RepoError(`the repo ${repo} is not writable: ${err.message}`) })
   if (await stat(packsDir(repo)).then(() => true, () => false)) {
-    // Opening the store opens its index for appending: a read-only or unwritable store fails here.
-    const blocks = await PackStore.openRepo(repo).catch((err: Error) => {
+    // The store opens on read-only media too (to be read): whether it takes writes is asked of its directory.
+    const blocks = await access(packsDir(repo), fsConstants.W_OK).then(async () => await PackStore.openRepo(repo)).catch((err: Error) => {
       throw new RepoError(`the repo's block store ${packsDir(repo)} cannot be opened for writing (${err.message}); make it writable, or free space`)
     })
     lines.push(`the repo ${repo} opens for writing: ${blocks.size} blocks`)
