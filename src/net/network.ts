@@ -333,13 +333,15 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
     let settle: NodeJS.Timeout | undefined
     let firstRecord!: () => void
     const recordCame = new Promise<void>(resolve => { firstRecord = resolve })
-    const got = <T extends { bytes: Uint8Array | undefined }>(answer: T): T => {
-      if (answer.bytes !== undefined) { settle ??= setTimeout(() => settled.abort(), settleMs ?? RECORD_SETTLE_MS); firstRecord() }
-      return answer
+    /** What `from` answered; its failure names it (a timeout's message names no one). */
+    const ask = async (from: string, answer: () => Promise<Uint8Array | undefined>): Promise<{ from: string, bytes: Uint8Array | undefined }> => {
+      const bytes = await answer().catch((err: Error) => { throw new Error(err.message.includes(from) ? err.message : `${from}: ${err.message}`) })
+      if (bytes !== undefined) { settle ??= setTimeout(() => settled.abort(), settleMs ?? RECORD_SETTLE_MS); firstRecord() }
+      return { from, bytes }
     }
     const asks: Array<Promise<{ from: string, bytes: Uint8Array | undefined }>> = [
-      ...http.map(async peer => got({ from: peer.url, bytes: await peer.record(name, asking) })),
-      ...delegated.map(async server => got({ from: server.name, bytes: await server.getRecord(name, { signal: asking }) }))
+      ...http.map(async peer => await ask(peer.url, async () => await peer.record(name, asking))),
+      ...delegated.map(async server => await ask(server.name, async () => await server.getRecord(name, { signal: asking })))
     ]
     // Observed at once: the loop below awaits the peer store (on disk), and a refused request failing meanwhile
     // was an unhandled rejection that killed the process (a mirror whose --http-gateway had stopped).
@@ -355,9 +357,9 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       const url = gatewayOfPeer.get(id)
       if (url === undefined || connections.some(c => c.remotePeer.toString() === id)) continue
       const peer = foundPeer(url, { id, addresses: [] }, 'a record')
-      const ask = (async () => got({ from: url, bytes: await peer.record(name, asking) }))()
-      ask.catch(() => {})
-      asks.push(ask)
+      const request = ask(url, async () => await peer.record(name, asking))
+      request.catch(() => {})
+      asks.push(request)
     }
     let asked = 0
     for (const conn of connections) {
@@ -366,12 +368,9 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
       const isNamed = named.has(conn.remotePeer.toString())
       if (!isNamed && !await speaks(p2p!, conn.remotePeer, FETCH_PROTOCOL)) continue
       if (!isNamed) asked++
-      const ask = (async () => got({
-        from: conn.remotePeer.toString(),
-        bytes: await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: asking })
-      }))()
-      ask.catch(() => {})
-      asks.push(ask)
+      const request = ask(conn.remotePeer.toString(), async () => await p2p!.libp2p.services.fetch.fetch(conn.remotePeer, RECORD_KEY_PREFIX + name, { signal: asking }))
+      request.catch(() => {})
+      asks.push(request)
     }
     // Settled together: an answer that fails before the others come in must not go unobserved.
     const fromDht = async (): Promise<FoundRecord[]> => {

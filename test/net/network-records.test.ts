@@ -43,6 +43,28 @@ describe('network records', () => {
     return node
   }
 
+  // Found by an outside test: "record of /ipns/…: The operation was aborted due to timeout" named no peer.
+  it('names the peer whose record request failed or timed out', async () => {
+    const silent = createHttpServer(() => { /* never answers */ })
+    await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(silent.address() as { port: number }).port}`
+    const gone = `http://127.0.0.1:${await closedPort()}`
+    try {
+      const repo = tmp()
+      const warnings: string[] = []
+      const network = await startNetwork(repo, await PackStore.openRepo(repo), { offline: true, listen: [], peers: [], httpGateways: [url, gone], peerTimeoutMs: 10_000, peerConnections: 2, log: { ...quiet, warn: (m: string) => warnings.push(m) } })
+      stops.push(async () => { await network.stop() })
+      // The peer's own timeout is longer than the lookup's (5 s): the lookup's abort names no one by itself.
+      expect(await network.records(NAME)).toEqual([])
+      const warning = warnings.find(w => w.startsWith(`record of /ipns/${NAME}:`))
+      expect(warning).toContain(`${url}: `)
+      expect(warning).toContain(gone)
+    } finally {
+      silent.closeAllConnections()
+      await new Promise(resolve => silent.close(resolve))
+    }
+  }, 30_000)
+
   it('asks a gone HTTP peer and many libp2p peers for a record without an unhandled rejection', async () => {
     const unhandled: unknown[] = []
     const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
