@@ -29,7 +29,7 @@ export const cacheArg = {
 /** The repo directory from `--repo` and the environment. */
 export function repoOf (args: { repo?: string }): string {
   // An empty value is a mistake (an unset shell variable), not a wish for the default repo.
-  if (args.repo === '') throw new UsageError(`--repo is empty: give the repo's directory, or leave the flag out for the default, ${resolveRepo()}`)
+  if (args.repo === '') throw new UsageError(`--repo is empty (given on the command line or as "repo" in the config file): give the repo's directory, or leave it out for the default, ${resolveRepo()}`)
   return resolveRepo(args.repo)
 }
 

@@ -66,6 +66,7 @@ export async function queryPathInfos (paths: string[], recursive = false, storeR
   for (const path of paths) {
     // Nix takes a path outside the store for a flake and says so: the user meant a file to publish.
     const inStore = (p: string): boolean => p.startsWith(`${STORE_DIR}/`)
+    if (path.replace(/\/+$/, '') === STORE_DIR) throw new InvalidStorePathError(`${path} is the store itself; name paths in it (${STORE_DIR}/<hash>-<name>)`)
     if (!inStore(path) && (storeRoot !== undefined || !inStore(await realpath(path).catch(() => path)))) {
       throw new InvalidStorePathError(`${path} is not a store path; add it with nix-store${storeRoot === undefined ? '' : ` --store ${storeRoot}`} --add ${path}, then publish the path that prints`)
     }

@@ -107,7 +107,7 @@ describe('nixipfs CLI', () => {
     expect(missing.stderr + missing.stdout).toMatch(/there is no repo at .*none; run `nixipfs publish` first/)
     const empty = runCli(['ls', '--repo', ''])
     expect(empty.status).toBe(1)
-    expect(empty.stderr + empty.stdout).toMatch(/--repo is empty: give the repo's directory, or leave the flag out for the default, .*nixipfs \[ERR_USAGE\]/)
+    expect(empty.stderr + empty.stdout).toMatch(/--repo is empty \(given on the command line or as "repo" in the config file\): give the repo's directory, or leave it out for the default, .*nixipfs \[ERR_USAGE\]/)
   })
 
   it.runIf(nixAvailable)('publishes $OUT_PATHS as a post-build hook does', () => {

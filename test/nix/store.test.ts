@@ -100,6 +100,8 @@ describe.runIf(nixAvailable)('queryPathInfos with the live Nix', () => {
   it('fails on a path outside the store, saying how to add it (not with Nix\'s flake error)', async () => {
     await expect(queryPathInfos([tmpdir()])).rejects.toThrow(InvalidStorePathError)
     await expect(queryPathInfos([tmpdir()])).rejects.toThrow(`${tmpdir()} is not a store path; add it with nix-store --add ${tmpdir()}`)
+    // Found by an outside test: the store directory itself reached Nix, which looked for a flake.nix in it.
+    for (const store of ['/nix/store/', '/nix/store']) await expect(queryPathInfos([store])).rejects.toThrow(`${store} is the store itself; name paths in it (/nix/store/<hash>-<name>)`)
   })
 
   it('fails on a store path that is not valid', async () => {
