@@ -186,11 +186,11 @@ export class IndexBudgetError extends NixipfsError {
 /** Writing to disk failed (full, over quota, or an I/O error); whatever failed to be written is not indexed, so nothing a record reaches changed. */
 export class DiskError extends NixipfsError {
   override name = 'DiskError'
-  constructor (readonly where: string, readonly errno: string, readonly neededBytes: number | undefined, readonly freeBytes: number | undefined, options?: { cause?: unknown }) {
+  constructor (readonly where: string, readonly errno: string, readonly neededBytes: number | undefined, readonly freeBytes: number | undefined, options?: { cause?: unknown, advice?: string }) {
     const full = errno === 'ENOSPC' || errno === 'EDQUOT'
     const space = neededBytes === undefined ? '' : `: it needed about ${formatBytes(neededBytes)}${freeBytes === undefined ? '' : `, ${formatBytes(freeBytes)} ${freeBytes === 1 ? 'was' : 'were'} free`}`
     super(full ? 'ERR_DISK_FULL' : errno === 'EROFS' ? 'ERR_DISK_READ_ONLY' : 'ERR_DISK_IO', full
-      ? `the disk holding ${where} is full (${errno})${space}. Nothing a record reaches was changed; free space (nixipfs gc, or a larger disk) and run the command again`
+      ? `the disk holding ${where} is full (${errno})${space}. Nothing a record reaches was changed; ${options?.advice ?? 'free space (nixipfs gc, or a larger disk)'} and run the command again`
       : errno === 'EROFS'
         ? `the file system holding ${where} is read-only (EROFS). Nothing was changed; mount it read-write or choose another place, then run the command again`
         : `writing to ${where} failed with ${errno} (the disk reported an error)${space}. Nothing a record reaches was changed; check the disk, then run \`nixipfs fsck\` and the command again`, options)

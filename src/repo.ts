@@ -1,4 +1,4 @@
-import { chmod, readFile, stat, unlink, writeFile } from 'node:fs/promises'
+import { chmod, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { homedir, hostname } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -102,11 +102,18 @@ export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWai
   const path = lockPath(repo)
   await makeDirectory(repo, { flag: '--repo' })
   let warned = false
+  let heartbeat: NodeJS.Timeout | undefined
   for (;;) {
     try {
       await writeFile(path, String(process.pid), { flag: 'wx' })
       break
     } catch (err) {
+      // A full disk made the lock but had no room for its pid: held as an empty lock whose time is kept fresh (no
+      // data written), so others wait as for one being written; otherwise gc, which frees space, could not run.
+      if (isDiskFull(err) && await stat(path).then(s => s.size === 0, () => false)) {
+        heartbeat = setInterval(() => { const now = new Date(); utimes(path, now, now).catch(() => {}) }, LOCK_WRITE_GRACE_MS / 5)
+        break
+      }
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       const text = await readFile(path, 'utf8').catch(() => '')
       const pid = Number(text)
@@ -126,8 +133,15 @@ export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWai
   try {
     return await fn()
   } finally {
+    clearInterval(heartbeat)
     await unlink(path).catch(() => {})
   }
+}
+
+/** True for a write that failed for want of space. */
+function isDiskFull (err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code
+  return code === 'ENOSPC' || code === 'EDQUOT'
 }
 
 /** Records that this process writes fetched blocks into `repo` until the returned function is called. */

@@ -1,9 +1,12 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runCli, runCliAsync, startGatewayProcess, startNodeProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
 import { serveFiles } from '../helpers/http.js'
+import { RAW_CODE, cidOf } from '../../src/ipfs/block.js'
+import { PackStore } from '../../src/ipfs/pack-store.js'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 
 /** Mounting needs root (tests run as root); elsewhere this file is skipped unless under CI. */
@@ -76,6 +79,29 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
     const check = runCli(['fsck', '--repo', join(media, 'repo')])
     expect(check.status, check.stderr).toBe(0)
     expect(check.stdout + check.stderr).toMatch(/no damage found/)
+  })
+
+  // Found by an outside test: the advice on a full disk was `nixipfs gc`, which then failed for the same want of space.
+  it('gc on a full disk says it needs room for what it keeps, changes nothing, and works once there is room', async () => {
+    const disk = mountTmpfs('4m')
+    mounts.push(disk)
+    const r = join(disk, 'repo')
+    expect(runCli(['publish', '--repo', r, paths.tiny]).status).toBe(0)
+    const blocks = await PackStore.openRepo(r)
+    for (let i = 0; i < 8; i++) { const bytes = randomBytes(100_000); await blocks.put(cidOf(RAW_CODE, bytes), bytes) }
+    const before = blocks.size
+    await blocks.close()
+    spawnSync('dd', ['if=/dev/zero', `of=${join(disk, 'filler')}`, 'bs=64k'])
+    const full = runCli(['gc', '--repo', r])
+    expect(full.status).toBe(1)
+    expect(full.stderr + full.stdout).toMatch(/is full \(ENOSPC\): it needed about [\d.]+ (B|KiB), 0 B were free\. Nothing a record reaches was changed; gc copies the [\d.]+ (B|KiB) it keeps before it frees the rest, so free that much on this disk first .*\[ERR_DISK_FULL\]/)
+    const after = await PackStore.openRepo(r)
+    expect(after.size).toBe(before)
+    await after.close()
+    rmSync(join(disk, 'filler'))
+    const gc = runCli(['gc', '--repo', r])
+    expect(gc.status, gc.stderr).toBe(0)
+    expect(Number(/dropped: +(\d+) blocks/.exec(gc.stdout)?.[1])).toBeGreaterThanOrEqual(8)
   })
 
   it('fails with ERR_DISK_FULL, changes nothing a record reaches, and the next publish after space is freed serves byte for byte', async () => {
