@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { asDiskError, freeBytes } from '../disk.js'
+import { asDiskError } from '../disk.js'
 import { DiskError, IntegrityError } from '../errors.js'
 import { formatBytes } from '../progress.js'
 import { BlockMarks } from './block-marks.js'
@@ -146,10 +146,6 @@ export async function compactPacks (dir: string, index: DigestIndex, keep: Keep,
     return { before, kept, dropped, packBytes: { before: diskBefore, after }, rewritten: false }
   }
 
-  // The kept blocks are copied before the old packs go: on a disk without room for them, advising gc itself is no help.
-  const room = async (cause?: unknown): Promise<DiskError> => new DiskError(dir, 'ENOSPC', kept.bytes, await freeBytes(dir), { cause, advice: `gc copies the ${formatBytes(kept.bytes)} it keeps before it frees the rest, so free that much on this disk first (or move the repo to a larger one)` })
-  const free = await freeBytes(dir)
-  if (free !== undefined && free < kept.bytes) throw await room()
   let after: number
   try {
     after = await copyLive(dir, index, keeps, newest + 1, options)
@@ -158,7 +154,9 @@ export async function compactPacks (dir: string, index: DigestIndex, keep: Keep,
     await rm(join(dir, NEW_INDEX_FILE), { force: true })
     for (const p of await packFiles(dir)) if (p.pack > newest) await rm(join(dir, packName(p.pack)), { force: true })
     const disk = await asDiskError(err, dir)
-    throw disk instanceof DiskError && (disk.errno === 'ENOSPC' || disk.errno === 'EDQUOT') ? await room(err) : disk
+    // The kept blocks are copied before the old packs go: on a disk without room for them, advising gc itself is no help.
+    if (!(disk instanceof DiskError) || (disk.errno !== 'ENOSPC' && disk.errno !== 'EDQUOT')) throw disk
+    throw new DiskError(dir, disk.errno, kept.bytes, disk.freeBytes, { cause: err, advice: `gc copies the ${formatBytes(kept.bytes)} it keeps before it frees the rest, so free that much on this disk first (or move the repo to a larger one)` })
   }
   await options.onStep?.('index-written')
   await rename(join(dir, NEW_INDEX_FILE), join(dir, INDEX_FILE))

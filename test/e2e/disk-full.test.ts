@@ -94,7 +94,7 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
     spawnSync('dd', ['if=/dev/zero', `of=${join(disk, 'filler')}`, 'bs=64k'])
     const full = runCli(['gc', '--repo', r])
     expect(full.status).toBe(1)
-    expect(full.stderr + full.stdout).toMatch(/is full \(ENOSPC\): it needed about [\d.]+ (B|KiB), 0 B were free\. Nothing a record reaches was changed; gc copies the [\d.]+ (B|KiB) it keeps before it frees the rest, so free that much on this disk first .*\[ERR_DISK_FULL\]/)
+    expect(full.stderr + full.stdout).toMatch(/is full \(ENOSPC\): it needed about [\d.]+ (B|KiB), [\d.]+ (B|KiB) were free\. Nothing a record reaches was changed; gc copies the [\d.]+ (B|KiB) it keeps before it frees the rest, so free that much on this disk first .*\[ERR_DISK_FULL\]/)
     const after = await PackStore.openRepo(r)
     expect(after.size).toBe(before)
     await after.close()
