@@ -79,6 +79,9 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
     const check = runCli(['fsck', '--repo', join(media, 'repo')])
     expect(check.status, check.stderr).toBe(0)
     expect(check.stdout + check.stderr).toMatch(/no damage found/)
+    const dry = runCli(['gc', '--dry-run', '--repo', join(media, 'repo')])
+    expect(dry.status, dry.stderr).toBe(0)
+    expect(dry.stdout + dry.stderr).toMatch(/dry run: nothing was changed/)
   })
 
   // Found by an outside test: the advice on a full disk was `nixipfs gc`, which then failed for the same want of space.
