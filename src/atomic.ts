@@ -22,7 +22,12 @@ async function replaceAtomically (path: string, write: (fh: FileHandle) => Promi
   const target = existing !== undefined ? await realpath(path) : await danglingTarget(path)
   await makeDirectory(dirname(target))
   const tmp = `${target}.tmp-${process.pid}-${Date.now()}`
-  const fh = await open(tmp, 'wx', mode)
+  // A failure is told of the file the caller named, not of the temp file it never heard of.
+  const named = (err: unknown): unknown => {
+    if ((err as NodeJS.ErrnoException).path === tmp) (err as NodeJS.ErrnoException).path = path
+    return err
+  }
+  const fh = await open(tmp, 'wx', mode).catch((err: unknown) => { throw named(err) })
   try {
     // The file keeps its owner where this process may give it (root editing another user's nix.conf).
     if (existing !== undefined && process.getuid?.() === 0) await fh.chown(existing.uid, existing.gid)
@@ -33,7 +38,7 @@ async function replaceAtomically (path: string, write: (fh: FileHandle) => Promi
   } catch (err) {
     await fh.close().catch(() => {})
     await unlink(tmp).catch(() => {})
-    throw err
+    throw named(err)
   }
   // Make the rename itself durable.
   const dir = await open(dirname(target), 'r')

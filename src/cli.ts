@@ -107,9 +107,7 @@ export async function main (rawArgs = process.argv.slice(2)): Promise<void> {
     await runCommand(cli, { rawArgs: await withConfig(command.name, command.cmd, command.rest, rawArgs) })
   } catch (caught) {
     // A disk that failed under any command is reported like the rest, not as a stack trace.
-    // An atomic write fails on its temp file: the user knows the file it stands for.
-    const where = (caught as { path?: string }).path?.replace(/\.tmp-\d+-\d+$/, '') ?? 'the repo'
-    const err = caught instanceof NixipfsError ? caught : asFileAccessError(await asDiskError(caught, where))
+    const err = caught instanceof NixipfsError ? caught : asFileAccessError(await asDiskError(caught, (caught as { path?: string }).path ?? 'the repo'))
     const e = err as Error & { code?: string }
     // citty's own argument errors (a missing positional) are usage errors too.
     const usage = err instanceof UsageError || e.name === 'CLIError'

@@ -10,6 +10,12 @@ export function isDiskFailure (err: unknown): boolean {
   return err instanceof DiskError || DISK_ERRNOS.has((err as NodeJS.ErrnoException | undefined)?.code ?? '')
 }
 
+/** True for a write that failed for want of space (the disk full, or the user's quota). */
+export function isDiskFull (err: unknown): boolean {
+  const errno = err instanceof DiskError ? err.errno : (err as NodeJS.ErrnoException | undefined)?.code
+  return errno === 'ENOSPC' || errno === 'EDQUOT'
+}
+
 /** Bytes free to an unprivileged writer on the file system holding `path`, if it can be told. */
 export async function freeBytes (path: string): Promise<number | undefined> {
   try {

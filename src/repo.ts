@@ -7,7 +7,7 @@ import { fetcherPidPath, keysDir, lockPath } from './repo-layout.js'
 import { InsecureKeyFileError, RepoError } from './errors.js'
 import { encodeNix32 } from './nix/base32.js'
 import { formatPublicKey, formatSecretKey, generateSecretKey, parseSecretKey, publicKeyOf, type SecretKey } from './nix/signing.js'
-import { makeDirectory } from './disk.js'
+import { isDiskFull, makeDirectory } from './disk.js'
 
 /** The repo directory: `--repo`, else `$NIXIPFS_REPO`, else `$XDG_DATA_HOME/nixipfs` (`~/.local/share/nixipfs`). */
 export function resolveRepo (flag?: string): string {
@@ -136,12 +136,6 @@ export async function withRepoLock<T> (repo: string, fn: () => Promise<T>, onWai
     clearInterval(heartbeat)
     await unlink(path).catch(() => {})
   }
-}
-
-/** True for a write that failed for want of space. */
-function isDiskFull (err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code
-  return code === 'ENOSPC' || code === 'EDQUOT'
 }
 
 /** Records that this process writes fetched blocks into `repo` until the returned function is called. */

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { asDiskError } from '../disk.js'
+import { asDiskError, isDiskFull } from '../disk.js'
 import { DiskError, IntegrityError } from '../errors.js'
 import { formatBytes } from '../progress.js'
 import { BlockMarks } from './block-marks.js'
@@ -155,7 +155,7 @@ export async function compactPacks (dir: string, index: DigestIndex, keep: Keep,
     for (const p of await packFiles(dir)) if (p.pack > newest) await rm(join(dir, packName(p.pack)), { force: true })
     const disk = await asDiskError(err, dir)
     // The kept blocks are copied before the old packs go: on a disk without room for them, advising gc itself is no help.
-    if (!(disk instanceof DiskError) || (disk.errno !== 'ENOSPC' && disk.errno !== 'EDQUOT')) throw disk
+    if (!(disk instanceof DiskError) || !isDiskFull(disk)) throw disk
     throw new DiskError(dir, disk.errno, kept.bytes, disk.freeBytes, { cause: err, advice: `gc copies the ${formatBytes(kept.bytes)} it keeps before it frees the rest, so free that much on this disk first (or move the repo to a larger one)` })
   }
   await options.onStep?.('index-written')
