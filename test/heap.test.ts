@@ -1,11 +1,7 @@
-import { execFileSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { heapGrowthPercent } from '../src/heap.js'
 import { runCli, startNodeProcess, tmp, type GatewayProcess } from './helpers/cli.js'
-import { nixAvailable } from './helpers/nix.js'
+import { nixAvailable, nixBuild, shellDerivation } from './helpers/nix.js'
 
 const MiB = 1024 * 1024
 
@@ -24,9 +20,7 @@ describe.skipIf(!nixAvailable)('a gateway streaming NARs', () => {
   afterAll(async () => { for (const g of gateways) await g.stop() })
 
   it('runs no full GC after full GC on its small heap (every 70 ms with a growth of 75% alone)', async () => {
-    const file = join(tmp(), 'blob')
-    writeFileSync(file, randomBytes(32 * MiB))
-    const path = execFileSync('nix-store', ['--add', file], { encoding: 'utf8' }).trim()
+    const [path] = nixBuild(shellDerivation(`heap-${Date.now()}-${process.pid}`, `head -c ${32 * MiB} /dev/urandom > $out`)) as [string]
     const repo = tmp()
     const r = runCli(['publish', '--repo', repo, path])
     expect(r.status, r.stderr).toBe(0)

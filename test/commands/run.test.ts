@@ -1,18 +1,12 @@
-import { execFileSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { runCli, startGatewayProcess, tmp } from '../helpers/cli.js'
-import { nixAvailable } from '../helpers/nix.js'
+import { nixAvailable, nixBuild, shellDerivation } from '../helpers/nix.js'
 
 describe.runIf(nixAvailable)('stopping a gateway', () => {
   // Found by an outside test: a second Ctrl-C during the drain (up to 10 s for slow readers) did nothing.
   it('finishes responses in flight on the first signal, and stops at once on a second', async () => {
-    const file = join(tmp(), 'blob')
-    writeFileSync(file, randomBytes(16 * 1024 * 1024))
-    const path = execFileSync('nix-store', ['--add', file], { encoding: 'utf8' }).trim()
+    const [path] = nixBuild(shellDerivation(`stop-${Date.now()}-${process.pid}`, `head -c ${16 * 1024 * 1024} /dev/urandom > $out`)) as [string]
     const repo = tmp()
     expect(runCli(['publish', '--repo', repo, path]).status).toBe(0)
     const gw = await startGatewayProcess(['--repo', repo])
