@@ -48,6 +48,15 @@
 # the Debian archive drops a pinned version the download fails at once with
 # apt's error (update the pin, and expect new store paths).
 #
+# BENCH_CORPUS=large: the second corpus of issue 19, large native binaries
+# and few files (~515 MiB of NAR): LibreOffice's core twice (7.4.7
+# deb12u13/u14, the pair: ~115 MiB each, mostly a 69 MB libmergedlo.so that
+# changes throughout) and Chromium (~285 MiB, most of it one executable). So that
+# speed work is not tuned to the first corpus's thousands of small files.
+# Its top path is nixipfs-bench-corpus-large, its GC root
+# bench/work/result-large, and the benchmarks write *-large.md results.
+# Chromium's pin is a security update: when the archive drops it, update it.
+#
 # BENCH_SMOKE=1 (bench/lib/mode.mjs): a tiny corpus of the same shape made
 # here, no downloads: three small generated trees (the pair shares most of
 # its bytes at shifted offsets), under $BENCH_OUT/work (or a temporary
@@ -107,6 +116,16 @@ COMPONENTS=(
   "typescript-5.9.2|npm|typescript@5.9.2"
 )
 PAIR=("inkscape-1.2.2-2+b1" "inkscape-1.2.2-2+deb12u1")
+TOPNAME=nixipfs-bench-corpus
+if [[ ${BENCH_CORPUS:-} == large ]]; then
+  COMPONENTS=(
+    "libreoffice-core-7.4.7-1+deb12u13|deb|libreoffice-core=4:7.4.7-1+deb12u13"
+    "libreoffice-core-7.4.7-1+deb12u14|deb|libreoffice-core=4:7.4.7-1+deb12u14"
+    "chromium-156.0.8078.129-1-deb12u1|deb|chromium=156.0.8078.129-1~deb12u1"
+  )
+  PAIR=("libreoffice-core-7.4.7-1+deb12u13" "libreoffice-core-7.4.7-1+deb12u14")
+  TOPNAME=nixipfs-bench-corpus-large
+fi
 #   kind gen (smoke mode): sources are "SEED:KIB" files of deterministic
 #             pseudo-random bytes, each named after its seed
 if [[ ${BENCH_SMOKE:-} == 1 ]]; then
@@ -223,9 +242,9 @@ done
 # (indirect) GC root, so nix-collect-garbage keeps the whole corpus; delete
 # bench/work/ to release it.
 expr=$(cat <<'NIX'
-{ paths }:
+{ name, paths }:
 derivation {
-  name = "nixipfs-bench-corpus";
+  inherit name;
   system = builtins.currentSystem;
   builder = "/bin/sh";
   PATH = "/usr/bin:/bin";
@@ -246,10 +265,11 @@ for c in "${COMPONENTS[@]}"; do
   IFS='|' read -r name _ _ <<<"$c"
   list+="\"${STOREPATH[$name]}\" "
 done
-TOP=$(nix-build --out-link "$WORK/result" "${NIXOPTS[@]}" --quiet \
-        -E "($expr) { paths = [ $list]; }" 2>/dev/null) || {
+ROOTLINK=$WORK/result${TOPNAME#nixipfs-bench-corpus}
+TOP=$(nix-build --out-link "$ROOTLINK" "${NIXOPTS[@]}" --quiet \
+        -E "($expr) { name = \"$TOPNAME\"; paths = [ $list]; }" 2>/dev/null) || {
   # rerun with the build output visible if it failed
-  nix-build --out-link "$WORK/result" "${NIXOPTS[@]}" -E "($expr) { paths = [ $list]; }" >&2
+  nix-build --out-link "$ROOTLINK" "${NIXOPTS[@]}" -E "($expr) { name = \"$TOPNAME\"; paths = [ $list]; }" >&2
   exit 1
 }
 

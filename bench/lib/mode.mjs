@@ -13,8 +13,12 @@ export const SMOKE = process.env.BENCH_SMOKE === '1'
 const OUT = SMOKE ? (process.env.BENCH_OUT || mkdtempSync(join(tmpdir(), 'nixipfs-bench-smoke-'))) : join(ROOT, 'bench')
 if (SMOKE) mkdirSync(OUT, { recursive: true })
 
-/** The path a benchmark writes its results file `name` to. */
-export const resultsFile = (name) => join(OUT, name)
+/** BENCH_CORPUS=large: bench/corpus.sh's second corpus (large binaries), whose results and scratch files are kept apart as NAME-large. */
+export const LARGE = process.env.BENCH_CORPUS === 'large' && !SMOKE
+const kept = (name) => LARGE ? name.replace(/(\.md)?$/, '-large$1') : name
+
+/** The path a benchmark writes its results file `name` to (`x-results-large.md` for the large corpus). */
+export const resultsFile = (name) => join(OUT, kept(name))
 
 /** The scratch directory of benchmark `name` (bench/work/NAME, or under BENCH_OUT in smoke mode). */
-export const workDir = (name) => join(OUT, 'work', name)
+export const workDir = (name) => join(OUT, 'work', kept(name))
