@@ -34,7 +34,8 @@
 // whole corpus), BENCH_RUNS [1], BENCH_KEEP=1 keeps bench/work/wan,
 // BENCH_WAN_PROFILE=DIR profiles each client gateway and mirror (node
 // --cpu-prof, into DIR/client and DIR/mirror),
-// BENCH_WAN_PEER_COMPRESSION=never|always sets C's --peer-compression (auto).
+// BENCH_WAN_PEER_COMPRESSION=never|always sets C's --peer-compression (auto),
+// BENCH_WAN_PRECOMPRESS=0 leaves out \`nixipfs precompress\` of the mirrors' repo.
 // Everything it creates is named nxwan*; it deletes leftovers of a killed
 // run at start and its own at exit (also on failure and SIGINT/SIGTERM).
 // BENCH_SMOKE=1: the tiny corpus, one link shape (100 Mbit/s, 40 ms), the
@@ -59,6 +60,8 @@ const CORPUS = SMOKE ? 'smoke' : (process.env.BENCH_WAN_CORPUS || 'subset')
 const STORES = storeBase(WORK)
 /** C's --peer-compression: BENCH_WAN_PEER_COMPRESSION=never measures what compression on the wire gives. */
 const PEER_COMPRESSION = process.env.BENCH_WAN_PEER_COMPRESSION || 'auto'
+/** Whether the mirrors' repo is compressed ahead (`nixipfs precompress`); BENCH_WAN_PRECOMPRESS=0 has each response compressed as it is sent. */
+const PRECOMPRESS = process.env.BENCH_WAN_PRECOMPRESS !== '0'
 /** Node flags of C and of the mirrors: BENCH_WAN_PROFILE=DIR writes a V8 CPU profile of each into DIR/client or DIR/mirror (times then include the profiler). */
 const profile = (who) => process.env.BENCH_WAN_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', join(process.env.BENCH_WAN_PROFILE, who)] : []
 /** Every case, as a real run has them (BENCH_WAN_ALL_CASES=1 keeps them in smoke mode, to try them on the tiny corpus). */
@@ -188,6 +191,9 @@ async function main () {
   const repoM = join(WORK, 'repo-m')
   const pub = run(process.execPath, [CLI, 'publish', '--repo', repoM, ...paths])
   log(`published into the mirrors' repo in ${pub.seconds.toFixed(1)} s`)
+  // Compressed ahead, as the file:// caches nginx serves were (untimed, like them): the mirrors send the frames as they are.
+  const precompressed = PRECOMPRESS ? run(process.execPath, [CLI, 'precompress', '--repo', repoM]) : undefined
+  if (precompressed) log(`compressed the mirrors' repo ahead in ${precompressed.seconds.toFixed(1)} s: ${/compressed: (.*)/.exec(precompressed.stdout)?.[1]}`)
   const mirrorPub = fs.readFileSync(join(repoM, 'keys', 'cache.public'), 'utf8').trim()
   const seed = join(WORK, 'repo-seed')
   run(process.execPath, [CLI, 'publish', '--repo', seed, older])
@@ -298,7 +304,7 @@ async function main () {
 
 Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model} (load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')} at the end), Node ${process.version}, ${run('nix', ['--version']).stdout.trim()}, kernel ${os.release()}.
 Corpus (${CORPUS}): ${paths.map(p => '`' + p.replace(/^\/nix\/store\/[a-z0-9]+-/, '') + '`').join(', ')}: ${paths.length} paths, ${mib(setBytes)} MiB of NAR; as file:// caches ${Object.entries(cacheBytes).map(([c, b]) => `${c} ${mib(b)} MiB (${(setBytes / b).toFixed(2)}×)`).join(', ')}. Upgrade: \`${older.replace(/^\/nix\/store\/[a-z0-9]+-/, '')}\` held, \`${newer.replace(/^\/nix\/store\/[a-z0-9]+-/, '')}\` (${mib(sizeOf(upgradePaths))} MiB of NAR) fetched.
-Links: a veth pair per mirror between the root namespace and the mirror's, tbf at the rate on both ends (bucket ≥ 128 KiB, 50 ms queue); the round trip from a user-space delay proxy in the root namespace (RTT/2 each way, one RTT per new connection; TCP itself sees a short RTT, so slow start and window limits of a real long link are not modelled). Nix and the client gateway C run in the root namespace; nginx (1 worker, sendfile) and the mirrors (\`nixipfs gateway --offline\` over one repo the set was published into) in the mirrors' namespaces. C starts with an empty repo (the upgrade: one holding the older Inkscape build) and \`--peer-compression ${PEER_COMPRESSION}\` (the proxies listen on non-loopback addresses, so auto asks). Each \`nix copy --from\` goes into a fresh store; every path it gives is hashed and matches the source NarHash. ${RUNS} run(s) per case, median. Wire bytes: the root-side veth counters (received + sent, headers included) during the copy.
+Links: a veth pair per mirror between the root namespace and the mirror's, tbf at the rate on both ends (bucket ≥ 128 KiB, 50 ms queue); the round trip from a user-space delay proxy in the root namespace (RTT/2 each way, one RTT per new connection; TCP itself sees a short RTT, so slow start and window limits of a real long link are not modelled). Nix and the client gateway C run in the root namespace; nginx (1 worker, sendfile) and the mirrors (\`nixipfs gateway --offline\` over one repo the set was published into${precompressed ? `, then compressed ahead with \`nixipfs precompress\` in ${precompressed.seconds.toFixed(1)} s, untimed as the file:// caches were: ${/compressed: (.*)/.exec(precompressed.stdout)?.[1]}` : ', not compressed ahead (BENCH_WAN_PRECOMPRESS=0): each response compressed as it is sent'}) in the mirrors' namespaces. C starts with an empty repo (the upgrade: one holding the older Inkscape build) and \`--peer-compression ${PEER_COMPRESSION}\` (the proxies listen on non-loopback addresses, so auto asks). Each \`nix copy --from\` goes into a fresh store; every path it gives is hashed and matches the source NarHash. ${RUNS} run(s) per case, median. Wire bytes: the root-side veth counters (received + sent, headers included) during the copy.
 
 | case | link | time | ratio to nginx+zstd | target | met | wire bytes per NAR byte | C CPU s |
 | --- | --- | --- | --- | --- | --- | --- | --- |

@@ -14,6 +14,7 @@ import { startGossip } from './trust/gossip.js'
 import { ipnsNameOf } from './ipfs/ipns.js'
 import { RECIPES } from './cache/recipes.js'
 import { startGateway, type Gateway, type RequestLog } from './gateway/server.js'
+import { PrecompressedFrames } from './ipfs/precompressed.js'
 import { registerNodeMetrics } from './gateway/node-metrics.js'
 import type { NarCompression } from './gateway/encode.js'
 import { UnavailableError } from './errors.js'
@@ -200,6 +201,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     : quorumOf(served, { ...quorum.hooks(options.trust), votes: hash => heard.votes(hash) })
   const caches = discovery === undefined ? judged : withDiscovery(judged, discovery, async hash => await openIndexesLack(served, hash))
 
+  const precompressed = new PrecompressedFrames(repo, log)
   // A gateway that cannot listen (a busy --listen) must not leave the node running without it.
   const gateway = await startGateway({
     caches: async () => {
@@ -216,6 +218,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     metrics: registry => registerNodeMetrics(registry, { repo, names, blocks: network.blocks, local, quorum, refusedRecords, upstream, peers: () => ({ libp2p: network.p2p?.libp2p.getPeers().length ?? 0, http: network.blocks.usableHttpPeers() }) }),
     blocks: network.blocks,
     local,
+    precompressed,
     record: async name => await loadRecordBytes(repo, name),
     routing,
     holdings,
@@ -241,6 +244,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
     gossip?.stop()
     follower?.stop()
     await network.stop()
+    await precompressed.close()
     await local.close()
     await unregister?.()
     throw err
@@ -279,6 +283,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
       await pinWorker?.stop()
       await gateway.close()
       await network.stop()
+      await precompressed.close()
       await local.close()
       await unregister?.()
     }

@@ -11,6 +11,11 @@ export function packsDir (repo: string): string {
   return join(repo, 'packs')
 }
 
+/** The folder of the frames of blocks compressed ahead (`nixipfs precompress`): a pack store of its own, keyed by the blocks' CIDs. */
+export function precompressedDir (repo: string): string {
+  return join(repo, 'packs-zstd')
+}
+
 /** File holding the newest record the repo has for an IPNS name. */
 export function recordPath (repo: string, name: string): string {
   return join(repo, 'records', `${name}.ipns`)

@@ -2,6 +2,7 @@ import type { CID } from 'multiformats/cid'
 import { RAW_CODE } from '../ipfs/block.js'
 import type { BlockMarks } from '../ipfs/block-marks.js'
 import { walkDag } from '../ipfs/dag.js'
+import { compactPrecompressed } from '../ipfs/precompressed.js'
 import type { CompactResult } from '../ipfs/pack-compact.js'
 import type { CompactableBlocks } from '../ipfs/blocks.js'
 import { RepoError } from '../errors.js'
@@ -30,6 +31,8 @@ export interface GcResult extends CompactResult {
   markBytes: number
   /** memory of the store's block table, before and after */
   tableBytes: { before: number, after: number }
+  /** the frames compressed ahead of the blocks dropped, dropped too (none in a dry run, or without frames) */
+  frames?: CompactResult
 }
 
 /** Every root gc keeps: the root of each stored record (own and followed caches), each pin and each Pinning Service API request. */
@@ -89,12 +92,14 @@ export async function collectGarbage (repo: string, blocks: CompactableBlocks, o
     const marks = await markReachable(blocks, records, onMissing, { layout: 'cache' })
     await markReachable(blocks, pins, onMissing, { marks })
     const result = await blocks.compact(marks, { dryRun: options.dryRun })
+    const frames = options.dryRun === true ? undefined : await compactPrecompressed(repo, cid => blocks.has(cid))
     return {
       ...result,
       roots: { records: records.length, pins: pins.length },
       missing,
       markBytes: marks.bytes,
-      tableBytes: { before: tableBefore, after: blocks.indexBytes }
+      tableBytes: { before: tableBefore, after: blocks.indexBytes },
+      frames
     }
   }
   return await withRepoLock(repo, collect, options.onWait).catch(async (err: NodeJS.ErrnoException) => {

@@ -34,6 +34,7 @@ export default defineCommand({
       consola.log(`${dryRun ? 'to drop' : 'dropped'}:  ${count(r.dropped)}`)
       if (r.missing > 0) consola.log(`missing:  ${r.missing} block(s) reachable but not in the repo (kept caches stored in part)`)
       consola.log(`packs:    ${formatBytes(r.packBytes.before)} -> ${formatBytes(r.packBytes.after)} on disk`)
+      if (r.frames !== undefined) consola.log(`frames:   ${count(r.frames.before)} compressed ahead -> ${count(r.frames.kept)}`)
       if (!dryRun) consola.log(`table:    ${formatBytes(r.tableBytes.before)} -> ${formatBytes(r.tableBytes.after)} in the memory of a process serving the repo (mark set: ${formatBytes(r.markBytes)})`)
       if (dryRun) consola.info('dry run: nothing was changed')
     } finally {

@@ -19,5 +19,6 @@ export const SUBCOMMANDS: Record<string, () => Promise<CommandDef<any>>> = {
   import: async () => (await import('./import.js')).default,
   use: async () => (await import('./use.js')).default,
   watch: async () => (await import('./watch.js')).default,
-  'pin-remote': async () => (await import('./pin-remote.js')).default
+  'pin-remote': async () => (await import('./pin-remote.js')).default,
+  precompress: async () => (await import('./precompress.js')).default
 }

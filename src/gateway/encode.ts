@@ -1,7 +1,10 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable, type Transform } from 'node:stream'
+import type { CID } from 'multiformats/cid'
 import { CODINGS, compressor, compressSync, negotiate, type Coding } from '../codings.js'
+import { carHeader, sectionPrefix, type CarBlock } from '../ipfs/car.js'
 import { inTurn } from '../turns.js'
+import { FRAME_BYTES } from '../zstd.js'
 
 // Compression of trustless-gateway responses, only where it pays: NARs of
 // binaries shrink 2–3× (bench/compression-results.md), but blocks of data that
@@ -61,6 +64,38 @@ export async function encodedStream (coding: Coding, chunks: AsyncIterable<Uint8
   const body = compressedStream(coding, Readable.from(rest(), { objectMode: false }))
   body.push(packed)
   return { coding, body }
+}
+
+/**
+ * A CAR of `roots` and `blocks` as a zstd stream made of each block's frame
+ * compressed ahead, where `frameOf` has one (sent as it is: zstd streams are
+ * series of frames); the bytes between (headers, blocks without one) are
+ * compressed here, in frames of up to FRAME_BYTES of input.
+ */
+export async function * zstdCarFrames (roots: CID[], blocks: AsyncIterable<CarBlock>, frameOf: (cid: CID) => Promise<Uint8Array | undefined>): AsyncGenerator<Uint8Array> {
+  let pending: Uint8Array[] = [carHeader(roots)]
+  let size = pending[0]!.length
+  const flush = async (): Promise<Buffer> => {
+    const input = pending
+    pending = []
+    size = 0
+    return await inTurn(() => compressSync('zstd', input))
+  }
+  for await (const { cid, bytes } of blocks) {
+    const prefix = sectionPrefix(cid, bytes.length)
+    pending.push(prefix)
+    size += prefix.length
+    const frame = await frameOf(cid)
+    if (frame === undefined) {
+      pending.push(bytes)
+      size += bytes.length
+      if (size >= FRAME_BYTES) yield await flush()
+      continue
+    }
+    yield await flush()
+    yield frame
+  }
+  if (size > 0) yield await flush()
 }
 
 /** `body` piped through a compressor for `coding`; an error on either side destroys both. */

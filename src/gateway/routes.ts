@@ -33,6 +33,8 @@ export interface RouteContext {
   blocks: BlockGetter & { prefetch?: (root: CID, signal?: AbortSignal) => Promise<void>, touch?: (root: CID, size: number) => void }
   /** the repo's own blocks: what the trustless gateway hands to peers */
   local: BlockGetter & { has: (cid: CID) => boolean }
+  /** the zstd frames of the repo's blocks compressed ahead (`nixipfs precompress`), for peers that ask for zstd */
+  precompressed?: { frame: (cid: CID) => Promise<Uint8Array | undefined> }
   /** the stored IPNS record for a name, as signed */
   record: (name: string) => Promise<Uint8Array | undefined>
   /** the disputes this node recorded */

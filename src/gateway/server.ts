@@ -31,6 +31,7 @@ export interface GatewayOptions {
   metrics?: (registry: Registry) => void
   blocks: RouteContext['blocks']
   local: RouteContext['local']
+  precompressed?: RouteContext['precompressed']
   record: RouteContext['record']
   routing?: RouteContext['routing']
   holdings?: RouteContext['holdings']
@@ -92,7 +93,7 @@ export interface Gateway {
 
 /** Starts the HTTP server: a Nix binary cache over the served caches, and a trustless IPFS gateway over the repo. */
 export async function startGateway (options: GatewayOptions): Promise<Gateway> {
-  const { caches, blocks, local, record, routing, holdings, pinning, disputes, upstream, stats, logger } = options
+  const { caches, blocks, local, precompressed, record, routing, holdings, pinning, disputes, upstream, stats, logger } = options
   // Each gateway has its own registry (several can run in one process, as in the tests); process metrics are shared.
   const registry = new Registry()
   processMetrics()
@@ -126,7 +127,7 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       indexError = err
       return undefined
     })
-    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, record, routing, holdings, pinning, disputes, upstream, stats, metrics, head: method === 'HEAD', compressNar: options.compressNar ?? 'auto' })
+    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, precompressed, record, routing, holdings, pinning, disputes, upstream, stats, metrics, head: method === 'HEAD', compressNar: options.compressNar ?? 'auto' })
   }
 
   // A refused narinfo is logged once per NAR, not on every request Nix repeats.

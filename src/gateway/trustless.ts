@@ -10,8 +10,8 @@ import { walkDag } from '../ipfs/dag.js'
 import { fileSizeOf, walkEntity, type ByteRange } from '../ipfs/entity.js'
 import { resolvePath } from '../ipfs/hamt.js'
 import { recordCacheSeconds } from '../ipfs/ipns.js'
-import { CODINGS } from '../codings.js'
-import { compressedIfPays, encodedStream, wantedCoding } from './encode.js'
+import { CODINGS, type Coding } from '../codings.js'
+import { compressedIfPays, encodedStream, MIN_RATIO, wantedCoding, zstdCarFrames } from './encode.js'
 import { HttpError } from './http-errors.js'
 import type { RouteContext } from './routes.js'
 
@@ -95,7 +95,7 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
     const headers = { ...common, etag: `"${cid.toString()}.raw"`, 'content-disposition': `attachment; filename="${cid.toString()}.bin"` }
     if (answeredNotModified(ctx, headers)) return
     const bytes = await getVerified(local, cid)
-    const packed = coding === undefined ? undefined : await compressedIfPays(coding, bytes)
+    const packed = coding === undefined ? undefined : await packedBlock(ctx, coding, cid, bytes)
     if (packed !== undefined) {
       // Each coding of a response is its own representation, with its own ETag (RFC 9110 §8.8.3).
       res.writeHead(200, { ...headers, etag: `"${cid.toString()}.raw.${coding!}"`, 'content-type': RAW, 'content-encoding': coding!, 'content-length': packed.length })
@@ -126,7 +126,15 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
   const abort = new AbortController()
   setMaxListeners(Infinity, abort.signal) // shared by the walk's read-ahead
   res.on('close', () => abort.abort())
-  const car = carBytes([cid], pathThenTarget(local, resolved, scope, range, abort.signal))
+  const blocks = pathThenTarget(local, resolved, scope, range, abort.signal)
+  const precompressed = ctx.precompressed
+  if (coding === 'zstd' && precompressed !== undefined && await precompressed.frame(resolved.cid) !== undefined) {
+    // Compressed ahead (nixipfs precompress): its frames go out as they are.
+    res.writeHead(200, { ...headers, etag: headers.etag.replace(/"$/, `.${coding}"`), 'content-type': type, 'content-encoding': coding })
+    await pipeline(Readable.from(zstdCarFrames([cid], blocks, async c => await precompressed.frame(c))), res)
+    return
+  }
+  const car = carBytes([cid], blocks)
   if (coding === undefined) {
     res.writeHead(200, { ...headers, 'content-type': type })
     await pipeline(Readable.from(car), res)
@@ -137,6 +145,13 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
   const etag = encoded.coding === undefined ? headers.etag : headers.etag.replace(/"$/, `.${encoded.coding}"`)
   res.writeHead(200, { ...headers, etag, 'content-type': type, ...(encoded.coding === undefined ? {} : { 'content-encoding': encoded.coding }) })
   await pipeline(encoded.body, res)
+}
+
+/** A block's bytes compressed with `coding` if that saves MIN_RATIO: its frame compressed ahead when there is one, else compressed now. */
+async function packedBlock (ctx: RouteContext, coding: Coding, cid: CID, bytes: Uint8Array): Promise<Uint8Array | undefined> {
+  const frame = coding === 'zstd' ? await ctx.precompressed?.frame(cid) : undefined
+  if (frame === undefined) return await compressedIfPays(coding, bytes)
+  return frame.length * MIN_RATIO <= bytes.length ? frame : undefined
 }
 
 /** The blocks on the way through the path, then the target's as `scope` says, each block once (dups=n). */

@@ -36,6 +36,7 @@ export interface CacheBlocks extends BlockGetter, BlockPutter, Refreshable, Dura
 
 /** What gc and eviction need: mark the blocks to keep, compact the rest away. */
 export interface CompactableBlocks extends BlockGetter, Refreshable {
+  has: (cid: CID) => boolean
   /** an empty mark set over the blocks held now */
   marks: () => BlockMarks
   compact: (keep: Keep, options?: CompactOptions) => Promise<CompactResult>

@@ -28,12 +28,22 @@ function varintBytes (n: number): Uint8Array {
   return out
 }
 
+/** A CARv1's header naming `roots`. */
+export function carHeader (roots: CID[]): Buffer {
+  const header = dagCbor.encode({ version: 1, roots })
+  return Buffer.concat([varintBytes(header.length), header])
+}
+
+/** What precedes a block's `length` bytes of data in a CAR: the section's length and the CID. */
+export function sectionPrefix (cid: CID, length: number): Buffer {
+  return Buffer.concat([varintBytes(cid.bytes.length + length), cid.bytes])
+}
+
 /** Streams a CARv1 with `roots` and `blocks` (written in the order given, not checked). */
 export async function * carBytes (roots: CID[], blocks: AsyncIterable<CarBlock> | Iterable<CarBlock>): AsyncGenerator<Uint8Array> {
-  const header = dagCbor.encode({ version: 1, roots })
-  yield Buffer.concat([varintBytes(header.length), header])
+  yield carHeader(roots)
   for await (const { cid, bytes } of blocks) {
-    yield Buffer.concat([varintBytes(cid.bytes.length + bytes.length), cid.bytes])
+    yield sectionPrefix(cid, bytes.length)
     yield bytes
   }
 }

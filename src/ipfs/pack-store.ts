@@ -486,11 +486,16 @@ export class PackStore extends BaseBlockstore {
     }
   }
 
-  /** Opens the pack store of a repo (`<repo>/packs`). */
-  static async openRepo (repo: string, options: PackStoreOptions = {}): Promise<PackStore> {
-    const store = new PackStore(packsDir(repo), options)
+  /** Opens the pack store in `dir` (made if missing). */
+  static async openAt (dir: string, options: PackStoreOptions = {}): Promise<PackStore> {
+    const store = new PackStore(dir, options)
     await store.open()
     return store
+  }
+
+  /** Opens the pack store of a repo (`<repo>/packs`). */
+  static async openRepo (repo: string, options: PackStoreOptions = {}): Promise<PackStore> {
+    return await PackStore.openAt(packsDir(repo), options)
   }
 
   /** Number of blocks indexed. */

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { PackStore } from '../../src/ipfs/pack-store.js'
 import { nix, nixAvailable, nixBuild, nixDump, shellDerivation } from '../helpers/nix.js'
 import { runCli, startGatewayProcess, startNodeProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
 import { hostilePeer } from '../helpers/http.js'
@@ -104,6 +105,33 @@ describe.runIf(nixAvailable)('builder → mirror → client, builder gone', () =
     } finally {
       evil.close()
     }
+  })
+
+  it('over HTTP with blocks compressed ahead (nixipfs precompress): frames go out as stored, never a damaged one', async () => {
+    const repo = tmp()
+    cpSync(builderRepo, repo, { recursive: true })
+    expect(runCli(['precompress', '--repo', repo, '--level', '0']).stderr).toMatch(/--level must be a whole number from 1 to 19, got 0/)
+    const first = runCli(['precompress', '--repo', repo])
+    expect(first.status, first.stderr).toBe(0)
+    expect(first.stdout).toMatch(/compressed: [1-9]\d* blocks, .* at level 9/)
+    expect(runCli(['precompress', '--repo', repo]).stdout).toMatch(/compressed: 0 blocks[\s\S]*already: +[1-9]/)
+    // Every frame damaged on disk: no CRC-32 matches, so each block is compressed again as it is sent.
+    const frames = await PackStore.openAt(join(repo, 'packs-zstd'))
+    const pack = join(repo, 'packs-zstd', '000001.pack')
+    const bytes = readFileSync(pack)
+    for await (const { loc } of frames.records()) bytes[loc.offset + loc.length - 1]! ^= 0xff
+    await frames.close()
+    writeFileSync(pack, bytes)
+    const builder = await start('gateway', ['--repo', repo])
+    const client = await start('gateway', ['--repo', tmp(), '--follow', pub, '--http-gateway', builder.url, '--peer-compression', 'always'])
+    expect(await client.waitForLog(/indexed root/, 20_000)).toMatch(/indexed root/)
+    substitute(client.url)
+    expect(builder.output()).toMatch(/compressed ahead is damaged \(CRC-32 mismatch\); compressing it on the fly/)
+    expect(client.output()).not.toMatch(/corrupt/)
+    await builder.stop()
+    // gc keeps the frames of the blocks it keeps (publish left old index blocks to drop).
+    const gc = runCli(['gc', '--repo', repo])
+    expect(gc.stdout).toMatch(/before: +(\d+) blocks[\s\S]*kept: +(\d+) blocks[\s\S]*frames: +\1 blocks, .* compressed ahead -> \2 blocks/)
   })
 
   it('over libp2p (bitswap and record exchange)', async () => {
