@@ -204,6 +204,8 @@ class ByteInput {
 
   /** The next `n` bytes (n is bounded by the caller); fewer only at the end of the input. */
   async bytes (n: number): Promise<Uint8Array> {
+    // A block that starts a chunk (its data a zstd frame of its own, say) is taken whole from it, not copied.
+    if (this.pos === this.chunk.length && n > 0) await this.pull()
     if (this.chunk.length - this.pos >= n) {
       const out = this.chunk.subarray(this.pos, this.pos + n)
       this.pos += n
