@@ -31,18 +31,6 @@ export interface SwarmSource {
 const DEPTH = 3
 /** Requests one peer may have under way at most (a long fat link needs more than DEPTH blocks to stay full). */
 const MAX_DEPTH = 16
-/**
- * Bandwidth-delay products a peer has under way. The rate is what the window
- * let through, so with one the window grew by two blocks a round trip and the
- * fetch ended before it filled the link. Two (BBR's gain) took an upgrade of
- * bench/wan.mjs from 2.12 to 1.98 s when mirrors compressed each response;
- * three then overfilled the link's queue. With frames compressed ahead (a
- * mirror answers at once, and an upgrade's missing blocks are one request
- * each) two left the link a third idle, and three gave (3 runs each, medians):
- * upgrade 1.68 -> 1.48 s, three mirrors 3.28 -> 3.00 s, 1 Gbit/s 2.43 ->
- * 1.99 s, one mirror at 100 Mbit/s unchanged (6.01 -> 5.96 s).
- */
-const WINDOW_GAIN = 3
 /** Size assumed for a block whose parent gave none (cdc-v1's average chunk). */
 const DEFAULT_BLOCK_BYTES = 256 * 1024
 /** Throughput assumed for a peer not measured yet (bytes/ms): optimistic, so it is tried. */
@@ -94,17 +82,21 @@ function memberRate (m: Member): number {
 }
 
 /**
- * How many bytes `m` should have under way: WINDOW_GAIN times its measured
- * rate over an unloaded request's time (the bandwidth-delay product) and two
- * blocks more, so a link with a long round trip stays full; DEPTH blocks at
- * least. None beyond the first request until the peer is measured: a slow
- * one must not hold many blocks before its rate is known.
+ * How many bytes `m` should have under way: twice its measured rate over an
+ * unloaded request's time (the bandwidth-delay product) and two blocks
+ * more, so a link with a long round trip stays full; DEPTH blocks at least.
+ * Twice, as BBR's window gain: the rate is what the window let through, so
+ * with one BDP the window grew by two blocks a round trip and the fetch
+ * ended before it filled the link (an upgrade of bench/wan.mjs: 2.12 -> 1.98
+ * s); three times overfilled the link's queue, and lost packets cost more.
+ * None beyond the first request until the peer is measured: a slow one must
+ * not hold many blocks before its rate is known.
  */
 function bytesAheadOf (m: Member, blockBytes: number): number {
   if (m.rate.bytes === 0) return 0
   const rate = memberRate(m)
   if (!Number.isFinite(rate) || !Number.isFinite(m.quickestMs)) return DEPTH * blockBytes
-  return Math.max(DEPTH * blockBytes, WINDOW_GAIN * rate * m.quickestMs + 2 * blockBytes)
+  return Math.max(DEPTH * blockBytes, 2 * rate * m.quickestMs + 2 * blockBytes)
 }
 
 /** The links of dag-pb node `bytes` (at `order` in the DAG; a file's node at byte `offset`) as blocks to fetch, with their offsets when known. */
