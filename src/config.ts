@@ -88,9 +88,16 @@ export async function checkSettings (path: string, file: ConfigFile, env: NodeJS
   }
   const known = new Set<string>()
   for (const command of commands) {
-    const flags = settable(await flagsOf(command))
+    const defs = await flagsOf(command)
+    const flags = settable(defs)
     for (const key of Object.keys(file[command] ?? {})) {
       if (!flags.includes(key)) throw new UsageError(`the config file ${path} sets "${key}" for ${command}, which is no flag of nixipfs ${command}${didYouMean(key, flags, f => `"${f}"`)}`)
+    }
+    for (const section of [command, '*']) {
+      for (const [key, value] of Object.entries(file[section] ?? {})) {
+        const problem = defs[key] === undefined ? undefined : wrongType(defs[key]!, value)
+        if (problem !== undefined) throw new UsageError(`the config file ${path} sets "${key}" ${section === '*' ? 'for every command' : `for ${command}`} to ${JSON.stringify(value)}: ${problem}`)
+      }
     }
     for (const f of flags) known.add(f)
   }
@@ -104,6 +111,18 @@ export async function checkSettings (path: string, file: ConfigFile, env: NodeJS
   const { keys, vars } = unknown()
   if (keys.length > 0) throw new UsageError(`the config file ${path} sets "${keys[0]}" for every command ("*"), which is no flag of any command${didYouMean(keys[0]!, known, f => `"${f}"`)}`)
   if (vars.length > 0) throw new UsageError(`unknown environment variable ${vars[0]}: it sets no flag of any nixipfs command${didYouMean(vars[0]!, [...[...known].map(envName), ...OTHER_VARIABLES])}`)
+}
+
+/** Value hints of flags that name something (a path, an address, a key): a number there is a slip, not a value. */
+const NAMING_HINTS = new Set(['DIR', 'FILE', 'URL', 'KEY', 'NAME', 'MULTIADDR', 'CID', 'GLOB'])
+
+/** What is wrong with `value` as a config file's setting of flag `def`, or undefined: a switch takes true or false, others a string (a number where the flag takes one), or a list of them. */
+function wrongType (def: FlagDefs[string], value: unknown): string | undefined {
+  if (def.type === 'boolean') return typeof value === 'boolean' ? undefined : 'a switch takes true or false'
+  const numberOk = def.valueHint === undefined || !def.valueHint.split('|').some(h => NAMING_HINTS.has(h))
+  const ok = (v: unknown): boolean => typeof v === 'string' || (numberOk && typeof v === 'number')
+  if (ok(value) || (Array.isArray(value) && value.every(ok))) return undefined
+  return numberOk ? 'it takes a string or a number' : `it takes a string (${def.valueHint})`
 }
 
 /** Where a flag's value came from. */

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -100,6 +100,29 @@ describe('configuration: flags > environment > file > defaults', () => {
     // A key for every command ("*") that only some commands take, and a variable of another command's flag, are fine.
     writeFileSync(join(dir, 'ok.json'), JSON.stringify({ '*': { listen: '127.0.0.1:1', repo: tmp() } }))
     expect(runCli(['info', '--config', join(dir, 'ok.json')], { NIXIPFS_THRESHOLD: '1' }).status).toBe(0)
+  })
+
+  // Found by an outside test: "repo": 5 became the repo "5" in the working directory; "offline": "yes" passed "yes" on.
+  it('refuses config file values of the wrong type: a number for a path, a string for a switch, an object anywhere', () => {
+    const dir = tmp()
+    const cfg = join(dir, 'config.json')
+    const cases: Array<[object, RegExp]> = [
+      [{ '*': { repo: 5 } }, /sets "repo" for every command to 5: it takes a string \(DIR\)/],
+      [{ gateway: { offline: 'yes' } }, /sets "offline" for gateway to "yes": a switch takes true or false/],
+      [{ gateway: { listen: { host: 'x' } } }, /sets "listen" for gateway to \{"host":"x"\}: it takes a string or a number/],
+      [{ gateway: { follow: ['k-1:x', true] } }, /sets "follow" for gateway to \["k-1:x",true\]: it takes a string \(KEY\|NAME\)/]
+    ]
+    for (const [config, message] of cases) {
+      writeFileSync(cfg, JSON.stringify(config))
+      const r = runCli(['config', 'gateway', '--config', cfg])
+      expect(r.status, JSON.stringify(config)).toBe(1)
+      expect(r.stderr).toMatch(message)
+      expect(r.stderr).toMatch(/\[ERR_USAGE\]/)
+    }
+    expect(existsSync('5')).toBe(false)
+    // Numbers where a flag takes one, and lists, are fine.
+    writeFileSync(cfg, JSON.stringify({ gateway: { 'follow-interval': 5, offline: true, follow: ['a-1:x', 'b-1:y'] } }))
+    expect(runCli(['config', 'gateway', '--config', cfg]).status).toBe(0)
   })
 
   it('nixipfs config COMMAND shows what COMMAND would use with the flags given, defaults resolved', () => {
