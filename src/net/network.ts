@@ -122,14 +122,19 @@ const RECORD_PEERS = 8
 /** How long start-up waits for a first bootstrap peer before it goes on (dialling continues). */
 const BOOTSTRAP_WAIT_MS = 5_000
 
-/** The libp2p identity of this repo's node, created on first use (it is not the cache's signing key). */
-async function peerSeed (repo: string): Promise<Uint8Array> {
+/** The libp2p identity of this repo's node, created on first use (it is not the cache's signing key); one for this run only on a read-only repo. */
+async function peerSeed (repo: string, warn?: (m: string) => void): Promise<Uint8Array> {
   const path = join(keysDir(repo), 'peer.secret')
   const existing = await readFile(path).catch(() => undefined)
   if (existing?.length === 32) return existing
-  await makeDirectory(keysDir(repo), { mode: 0o700, flag: '--repo' })
   const seed = randomBytes(32)
-  await writeFileAtomic(path, seed, 0o600)
+  try {
+    await makeDirectory(keysDir(repo), { mode: 0o700, flag: '--repo' })
+    await writeFileAtomic(path, seed, 0o600)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EROFS') throw err
+    warn?.(`the repo is on a read-only file system: this node's libp2p identity (${path}) lasts for this run only`)
+  }
   return seed
 }
 
@@ -145,7 +150,7 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   // Loaded only when asked for, as libp2p below: the client pulls in part of libp2p.
   const servers = options.routing ?? []
   const delegated = servers.length === 0 ? [] : await import('./delegated.js').then(({ DelegatedRouting }) => servers.map(url => new DelegatedRouting(url, options.log)))
-  const seed = await peerSeed(repo)
+  const seed = await peerSeed(repo, options.log?.warn)
   const peerId = peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seed)).toString()
   let p2p: P2pNode | undefined
   let routing: Routing | undefined

@@ -47,13 +47,19 @@ export class HeardStatements {
   /** ids of statements by other keys, least recently heard first */
   private readonly others = new Set<string>()
   private writing = Promise.resolve()
+  /** true for a repo on a read-only file system: statements heard are kept in memory only */
+  private readOnly = false
 
   private constructor (private readonly repo: string, private readonly keep: (name: string) => boolean, private readonly maxOthers: number) {}
 
   /** Loads what the repo kept; statements by other keys beyond `maxOthers` (the trust set may have changed) are dropped. */
   static async open (repo: string, keep: (name: string) => boolean, maxOthers = DEFAULT_MAX_OTHERS): Promise<HeardStatements> {
     const store = new HeardStatements(repo, keep, maxOthers)
-    await makeDirectory(heardDir(repo), { flag: '--repo' })
+    // A repo on read-only media is still served (a gateway over a backup): what it hears lasts as long as the process.
+    await makeDirectory(heardDir(repo), { flag: '--repo' }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EROFS') throw err
+      store.readOnly = true
+    })
     for (const h of await listHeard(repo)) store.remember(h)
     await store.evict()
     return store
@@ -73,7 +79,7 @@ export class HeardStatements {
         if (this.others.delete(id)) this.others.add(id) // heard again: most recent
         return 'known' as const
       }
-      await writeFileAtomic(join(heardDir(this.repo), `${id}.json`), text)
+      if (!this.readOnly) await writeFileAtomic(join(heardDir(this.repo), `${id}.json`), text)
       this.remember(heard)
       await this.evict()
       return 'new' as const
@@ -105,7 +111,7 @@ export class HeardStatements {
       if (this.others.size <= this.maxOthers) break
       this.others.delete(id)
       this.kept.delete(id)
-      await unlink(join(heardDir(this.repo), `${id}.json`)).catch(() => {})
+      if (!this.readOnly) await unlink(join(heardDir(this.repo), `${id}.json`)).catch(() => {})
     }
   }
 }

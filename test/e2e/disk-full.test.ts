@@ -54,7 +54,7 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
   })
 
   // Found by an outside test: a read-only file system was reported as a failing disk, with advice to run fsck.
-  it('a read-only file system: a write says it is one (ERR_DISK_READ_ONLY), not a disk to check; a repo on one is still read', () => {
+  it('a read-only file system: a write says it is one (ERR_DISK_READ_ONLY), not a disk to check; a repo on one is still read and served', async () => {
     const ro = tmp('nixipfs-ro-')
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro])
     mounts.push(ro)
@@ -82,6 +82,18 @@ describe.runIf(nixAvailable && canMount)('a full disk', () => {
     const dry = runCli(['gc', '--dry-run', '--repo', join(media, 'repo')])
     expect(dry.status, dry.stderr).toBe(0)
     expect(dry.stdout + dry.stderr).toMatch(/dry run: nothing was changed/)
+    // Found by an outside test: a gateway over it failed on the folder for dispute statements, then on its libp2p key.
+    const gw = await startGatewayProcess(['--repo', join(media, 'repo')])
+    try {
+      const pub = readFileSync(join(media, 'repo', 'keys', 'cache.public'), 'utf8').trim()
+      const store = tmp()
+      const copy = nix(['copy', '--from', gw.url, '--to', store, paths.tiny, '--option', 'trusted-public-keys', pub], { allowFail: true })
+      expect(copy.status, copy.stderr).toBe(0)
+      expect(Buffer.compare(nixDump(paths.tiny), nixDump(join(store, paths.tiny)))).toBe(0)
+      expect(gw.output()).toMatch(/read-only file system: this node's libp2p identity \(.*peer\.secret\) lasts for this run only/)
+    } finally {
+      await gw.stop()
+    }
   })
 
   // Found by an outside test: the advice on a full disk was `nixipfs gc`, which then failed for the same want of space.
