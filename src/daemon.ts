@@ -204,6 +204,7 @@ export async function startDaemon (options: DaemonOptions): Promise<Daemon> {
   const precompressed = new PrecompressedFrames(repo, log)
   // A gateway that cannot listen (a busy --listen) must not leave the node running without it.
   const gateway = await startGateway({
+    refresh: async () => (await Promise.all([...sources.values()].map(async s => await s.refresh?.()))).some(changed => changed === true),
     caches: async () => {
       const current = await caches()
       // Before any followed cache's record arrived nothing is known: not a miss Nix should remember (an upstream still answers).

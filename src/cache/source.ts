@@ -12,6 +12,8 @@ export interface IndexSource {
   current: () => Promise<ServedIndex | undefined>
   /** look at the stored record again on the next request (a newer one was just stored) */
   recheck: () => void
+  /** looks at the stored record now; true when a newer one was loaded (a miss may be a path published a moment ago) */
+  refresh?: () => Promise<boolean>
 }
 
 export interface SourceOptions {
@@ -36,14 +38,16 @@ export function repoIndexSource (repo: string, blocks: BlockGetter, name: string
   let warned = ''
   let seenMtimeMs = -1
   let checkedAt = 0
-  let loading: Promise<void> | undefined
+  let loading: Promise<boolean> | undefined
 
   /** why the newest record's index cannot be opened (corrupt or missing blocks); tried again at each recheck */
   let failure: Error | undefined
 
-  async function reload (): Promise<void> {
+  /** Loads the stored record if it changed; true when it did. */
+  async function reload (): Promise<boolean> {
     const mtimeMs = await stat(recordPath(repo, name)).then(s => s.mtimeMs, () => 0)
-    if (mtimeMs === seenMtimeMs) return
+    if (mtimeMs === seenMtimeMs) return false
+    const before = index
     try {
       const record = await loadRecord(repo, name)
       if (record !== undefined) {
@@ -58,6 +62,14 @@ export function repoIndexSource (repo: string, blocks: BlockGetter, name: string
       }
       failure = err as Error
     }
+    return index !== before
+  }
+
+  /** A reload now (or the one under way), shared by concurrent callers. */
+  async function check (): Promise<boolean> {
+    checkedAt = Date.now()
+    loading ??= reload().finally(() => { loading = undefined })
+    return await loading
   }
 
   function servable (): CacheIndex | undefined {
@@ -76,19 +88,16 @@ export function repoIndexSource (repo: string, blocks: BlockGetter, name: string
 
   return {
     current: async () => {
-      const now = Date.now()
-      if (now - checkedAt >= RECHECK_MS) {
-        checkedAt = now
-        // One reload at a time; concurrent requests share it.
-        loading ??= reload().finally(() => { loading = undefined })
-      }
+      // One reload at a time; concurrent requests share it.
+      if (Date.now() - checkedAt >= RECHECK_MS) await check()
       // Requests that arrive while a reload runs wait for it too: before the first one ends there is no index yet.
-      if (loading !== undefined) await loading
+      else if (loading !== undefined) await loading
       // Nothing older to serve: every request says why, rather than a 404 that looks like a miss.
       if (index === undefined && failure !== undefined) throw failure
       return servable()
     },
-    recheck: () => { checkedAt = 0 }
+    recheck: () => { checkedAt = 0 },
+    refresh: check
   }
 }
 

@@ -29,6 +29,8 @@ export interface RouteContext {
   index: ServedCaches | undefined
   /** why no cache can be opened, for the routes that answer without one (health, metrics, trustless) */
   indexError?: Error
+  /** the served caches after a look at their stored records, if one changed since `index` (for a miss) */
+  fresher?: () => Promise<ServedCaches | undefined>
   /** where NAR blocks come from: the repo, then peers */
   blocks: BlockGetter & { prefetch?: (root: CID, signal?: AbortSignal) => Promise<void>, touch?: (root: CID, size: number) => void }
   /** the repo's own blocks: what the trustless gateway hands to peers */

@@ -15,6 +15,8 @@ import { ANY_METHOD, INDEX_FREE, ROUTE_NAMES, ROUTES, UNMATCHED, type Handler, t
 export interface GatewayOptions {
   /** the caches served to Nix, as they stand now (undefined while none is servable) */
   caches: () => Promise<ServedCaches | undefined>
+  /** looks at the stored records again now; true when one changed (then `caches` serves it) */
+  refresh?: () => Promise<boolean>
   /** the disputes this node recorded */
   disputes: RouteContext['disputes']
   upstream?: RouteContext['upstream']
@@ -127,7 +129,9 @@ export async function startGateway (options: GatewayOptions): Promise<Gateway> {
       indexError = err
       return undefined
     })
-    await route.handler({ req, res, params: route.params, index, indexError, blocks, local, precompressed, record, routing, holdings, pinning, disputes, upstream, stats, metrics, head: method === 'HEAD', compressNar: options.compressNar ?? 'auto' })
+    // A miss looks again at once: a path published a moment ago must not be a 404 that Nix remembers for an hour.
+    const fresher = options.refresh === undefined ? undefined : async () => await options.refresh!() ? await caches() : undefined
+    await route.handler({ req, res, params: route.params, index, indexError, fresher, blocks, local, precompressed, record, routing, holdings, pinning, disputes, upstream, stats, metrics, head: method === 'HEAD', compressNar: options.compressNar ?? 'auto' })
   }
 
   // A refused narinfo is logged once per NAR, not on every request Nix repeats.
