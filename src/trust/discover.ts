@@ -427,7 +427,8 @@ export function startDiscovery (options: DiscoveryOptions): Discovery {
     }
     const names = [...allowed.keys()].filter(name => !sources.has(name))
     const found = (await Promise.all(names.map(async name => await join(name, false)))).filter(Boolean).length
-    if (names.length > 0) options.log.info(`discovery: ${found} of ${names.length} trusted cache(s) found by name at start`)
+    // Stopped meanwhile (the lookups were cut short): the count says nothing.
+    if (names.length > 0 && !abort.signal.aborted) options.log.info(`discovery: ${found} of ${names.length} trusted cache(s) found by name at start`)
   }
   if (options.warmUp !== false) warmUp().catch((err: Error) => options.log.debug(`discovery: warming up at start: ${err.message}`))
 

@@ -190,6 +190,25 @@ describe('discovery', () => {
   const HASH = '0c6kzph7l0dcbfmjap64f0czdafn3b7x'
   const PROVIDER = '12D3KooWE9KvWsAw6N8gEud4eMtrgahWKDxTF1kAS6SDkjPvSzHR'
 
+  // Found by an outside test: a gateway stopped while it looked its trusted caches up said it found none of them.
+  it('says nothing of the caches it looked up by name at start when it was stopped meanwhile', async () => {
+    const said: string[] = []
+    const slow = async (): Promise<never[]> => { await sleep(300); return [] }
+    const discovery = startDiscovery({
+      repo: tmp(),
+      network: fakeNetwork({ records: slow, cachesHolding: slow }),
+      keys: [publicKeyOf(generateSecretKey('a'))],
+      requireSignature: false,
+      caches: { sources: new Map(), served: [], open: () => { throw new Error('nothing is followed here') } },
+      followOptions: {} as never,
+      log: { ...quiet, info: (m: string) => said.push(m) }
+    })
+    await sleep(50)
+    discovery.stop()
+    await sleep(400)
+    expect(said.filter(m => /found by name at start/.test(m))).toEqual([])
+  })
+
   // The 50-node bench: each client's first lookup was its slowest (0.6–1 s, the others 0.3 s at p50): its first DHT
   // walk, with no connection open yet and the code cold.
   it('walks the DHT once at start when there are more trusted keys than caches it follows, and says when it is ready', async () => {
