@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { UsageError } from './errors.js'
+import { FileAccessError, UsageError } from './errors.js'
 import { didYouMean, type FlagDefs } from './flags.js'
 
 /** A config file: flag values per command (`"gateway": { "listen": "…", "follow": ["…"] }`) and for all commands (`"*"`). */
@@ -37,7 +37,12 @@ export async function loadConfig ({ path, given }: { path: string, given: boolea
     text = await readFile(path, 'utf8')
   } catch (err) {
     // A misspelt --config must not quietly drop what the file sets (a --threshold, the trusted keys).
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !given) return {}
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' && !given) return {}
+    // Not a usage error (whose advice is --help): the file is there and cannot be read.
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EISDIR') {
+      throw new FileAccessError(`cannot read the config file ${path} (${code}): ${code === 'EISDIR' ? 'it is a directory' : 'this user may not read it'}; fix it, or name another with --config or $NIXIPFS_CONFIG`, { cause: err })
+    }
     throw new UsageError(`cannot read the config file ${path}: ${(err as Error).message}`)
   }
   let parsed: unknown

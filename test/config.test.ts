@@ -1,4 +1,4 @@
-import { existsSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -39,6 +39,16 @@ describe('configuration: flags > environment > file > defaults', () => {
     await expect(loadConfig({ path: join(dir, 'bad.json'), given: true })).rejects.toThrow(/bad\.json is not valid JSON/)
     await expect(loadConfig({ path: join(dir, 'flat.json'), given: true })).rejects.toBeInstanceOf(UsageError)
     expect(await loadConfig({ path: join(dir, 'missing.json'), given: false })).toEqual({})
+  })
+
+  // Found by an outside test: a default config file that could not be read was a usage error, with "see --help".
+  it('a config file that is there but cannot be read is ERR_FILE_ACCESS naming it, not a usage error', () => {
+    const home = tmp()
+    mkdirSync(join(home, 'nixipfs', 'config.json'), { recursive: true })
+    const r = runCli(['info', '--repo', tmp()], { XDG_CONFIG_HOME: home })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toMatch(/cannot read the config file .*nixipfs\/config\.json \(EISDIR\): it is a directory; fix it, or name another with --config or \$NIXIPFS_CONFIG \[ERR_FILE_ACCESS\]/)
+    expect(r.stderr).not.toMatch(/--help/)
   })
 
   // Found by an outside test: a misspelt --config or $NIXIPFS_CONFIG was ignored (and with it a --threshold the
