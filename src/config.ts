@@ -126,8 +126,11 @@ function wrongType (def: FlagDefs[string], value: unknown): string | undefined {
   if (def.type === 'boolean') return typeof value === 'boolean' ? undefined : 'a switch takes true or false'
   const numberOk = def.valueHint === undefined || !def.valueHint.split('|').some(h => NAMING_HINTS.has(h))
   const ok = (v: unknown): boolean => typeof v === 'string' || (numberOk && typeof v === 'number')
-  if (ok(value) || (Array.isArray(value) && value.every(ok))) return undefined
-  return numberOk ? 'it takes a string or a number' : `it takes a string (${def.valueHint})`
+  // Every flag read more than once says "repeatable" in its description; the others would take the last value.
+  const many = /\brepeatable\b/.test(def.description ?? '')
+  if (ok(value) || (many && Array.isArray(value) && value.every(ok))) return undefined
+  const one = numberOk ? 'a string or a number' : `a string (${def.valueHint})`
+  return many ? `it takes ${one}, or a list of them` : `it takes one value, ${one}`
 }
 
 /** Where a flag's value came from. */

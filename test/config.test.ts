@@ -117,10 +117,13 @@ describe('configuration: flags > environment > file > defaults', () => {
     const dir = tmp()
     const cfg = join(dir, 'config.json')
     const cases: Array<[object, RegExp]> = [
-      [{ '*': { repo: 5 } }, /sets "repo" for every command to 5: it takes a string \(DIR\)/],
+      [{ '*': { repo: 5 } }, /sets "repo" for every command to 5: it takes one value, a string \(DIR\)/],
+      // Found by the outside test of that: a list for a flag that takes one value, whose last element won.
+      [{ '*': { repo: ['/tmp/a', '/tmp/b'] } }, /sets "repo" for every command to \["\/tmp\/a","\/tmp\/b"\]: it takes one value, a string \(DIR\)/],
+      [{ gateway: { 'lifetime-hours': [48, 12] } }, /sets "lifetime-hours" for gateway to \[48,12\]: it takes one value, a string or a number/],
       [{ gateway: { offline: 'yes' } }, /sets "offline" for gateway to "yes": a switch takes true or false/],
-      [{ gateway: { listen: { host: 'x' } } }, /sets "listen" for gateway to \{"host":"x"\}: it takes a string or a number/],
-      [{ gateway: { follow: ['k-1:x', true] } }, /sets "follow" for gateway to \["k-1:x",true\]: it takes a string \(KEY\|NAME\)/]
+      [{ gateway: { listen: { host: 'x' } } }, /sets "listen" for gateway to \{"host":"x"\}: it takes one value, a string or a number/],
+      [{ gateway: { follow: ['k-1:x', true] } }, /sets "follow" for gateway to \["k-1:x",true\]: it takes a string \(KEY\|NAME\), or a list of them/]
     ]
     for (const [config, message] of cases) {
       writeFileSync(cfg, JSON.stringify(config))

@@ -8,6 +8,7 @@ import { ipnsNameOf } from '../ipfs/ipns.js'
 import { repeatedArg } from '../config.js'
 import { parsePublicKey, type SecretKey } from '../nix/signing.js'
 import { formatBytes } from '../progress.js'
+import { packsDir } from '../repo-layout.js'
 import { readSecretKeyFile, repoKeyPaths, repoSigningKey, resolveRepo } from '../repo.js'
 
 /** The `--repo` flag every command that touches the repo takes. */
@@ -45,8 +46,10 @@ export async function noCacheIn (repo: string, advice: string): Promise<string> 
 /** The repo of a command that only reads or tidies one: a path with no repo is an error, not made into an empty repo. */
 export async function existingRepoOf (args: { repo?: string }): Promise<string> {
   const repo = repoOf(args)
-  // A mistyped --repo made an empty repo, and fsck then found "no damage" in it.
-  if (!await stat(repo).then(s => s.isDirectory(), () => false)) throw new RepoError(await noCacheIn(repo, 'check --repo (a repo is made by publish, import, mirror or gateway, not by this command)'))
+  // A mistyped --repo made an empty repo, and fsck then found "no damage" in it; so did a directory that is no repo.
+  const advice = 'check --repo (a repo is made by publish, import, mirror or gateway, not by this command)'
+  if (!await stat(repo).then(s => s.isDirectory(), () => false)) throw new RepoError(await noCacheIn(repo, advice))
+  if (!await stat(packsDir(repo)).then(s => s.isDirectory(), () => false)) throw new RepoError(`${repo} is a directory but no repo (it has no packs folder); ${advice}`)
   return repo
 }
 

@@ -97,9 +97,9 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
     const bytes = await getVerified(local, cid)
     const packed = coding === undefined ? undefined : await packedBlock(ctx, coding, cid, bytes)
     if (packed !== undefined) {
-      // Each coding of a response is its own representation, with its own ETag (RFC 9110 §8.8.3).
-      res.writeHead(200, { ...headers, etag: `"${cid.toString()}.raw.${coding!}"`, 'content-type': RAW, 'content-encoding': coding!, 'content-length': packed.length })
-      res.end(packed)
+      // Each coding of a response is its own representation, with its own ETag (RFC 9110 §8.8.3); a frame compressed ahead is another.
+      res.writeHead(200, { ...headers, etag: `"${cid.toString()}.raw.${coding!}${packed.ahead ? AHEAD : ''}"`, 'content-type': RAW, 'content-encoding': coding!, 'content-length': packed.bytes.length })
+      res.end(packed.bytes)
       return
     }
     res.writeHead(200, { ...headers, 'content-type': RAW, 'content-length': bytes.length })
@@ -130,7 +130,7 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
   const precompressed = ctx.precompressed
   if (coding === 'zstd' && precompressed !== undefined && await precompressed.frame(resolved.cid) !== undefined) {
     // Compressed ahead (nixipfs precompress): its frames go out as they are.
-    res.writeHead(200, { ...headers, etag: headers.etag.replace(/"$/, `.${coding}"`), 'content-type': type, 'content-encoding': coding })
+    res.writeHead(200, { ...headers, etag: headers.etag.replace(/"$/, `.${coding}${AHEAD}"`), 'content-type': type, 'content-encoding': coding })
     await pipeline(Readable.from(zstdCarFrames([cid], blocks, async c => await precompressed.frame(c))), res)
     return
   }
@@ -147,11 +147,15 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
   await pipeline(encoded.body, res)
 }
 
-/** A block's bytes compressed with `coding` if that saves MIN_RATIO: its frame compressed ahead when there is one, else compressed now. */
-async function packedBlock (ctx: RouteContext, coding: Coding, cid: CID, bytes: Uint8Array): Promise<Uint8Array | undefined> {
+/** What the ETag of a response made of frames compressed ahead ends in: other bytes than the same coding made on the fly. */
+const AHEAD = '.ahead'
+
+/** A block's bytes compressed with `coding` if that saves MIN_RATIO: its frame compressed ahead (`ahead`) when there is one, else compressed now. */
+async function packedBlock (ctx: RouteContext, coding: Coding, cid: CID, bytes: Uint8Array): Promise<{ bytes: Uint8Array, ahead: boolean } | undefined> {
   const frame = coding === 'zstd' ? await ctx.precompressed?.frame(cid) : undefined
-  if (frame === undefined) return await compressedIfPays(coding, bytes)
-  return frame.length * MIN_RATIO <= bytes.length ? frame : undefined
+  if (frame !== undefined) return frame.length * MIN_RATIO <= bytes.length ? { bytes: frame, ahead: true } : undefined
+  const packed = await compressedIfPays(coding, bytes)
+  return packed === undefined ? undefined : { bytes: packed, ahead: false }
 }
 
 /** The blocks on the way through the path, then the target's as `scope` says, each block once (dups=n). */

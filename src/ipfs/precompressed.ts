@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs'
 import { crc32 } from 'node:zlib'
 import type { CID } from 'multiformats/cid'
+import { IntegrityError } from '../errors.js'
 import { precompressedDir } from '../repo-layout.js'
 import { compressFrame } from '../zstd.js'
+import { checkBlock } from './block.js'
 import type { CompactResult } from './pack-compact.js'
 import { PackStore } from './pack-store.js'
 
@@ -96,18 +98,32 @@ export interface PrecompressResult {
   compressed: { blocks: number, bytes: number, frameBytes: number }
   /** blocks compressed ahead before */
   already: number
+  /** frames that failed their CRC-32, compressed again */
+  replaced: number
+  /** CIDs of blocks whose bytes do not match them: not compressed (nixipfs fsck --repair mends them) */
+  corrupt: string[]
 }
 
-/** Compresses ahead every block of `blocks` that has no frame yet, into the repo's store of frames (the caller holds the repo lock). */
+/** Compresses ahead every block of `blocks` that has no intact frame yet, into the repo's store of frames (the caller holds the repo lock). */
 export async function precompressBlocks (repo: string, blocks: PackStore, options: { level?: number, onBlock?: (bytes: number) => void } = {}): Promise<PrecompressResult> {
   const frames = await PackStore.openAt(precompressedDir(repo))
-  const result: PrecompressResult = { compressed: { blocks: 0, bytes: 0, frameBytes: 0 }, already: 0 }
+  const result: PrecompressResult = { compressed: { blocks: 0, bytes: 0, frameBytes: 0 }, already: 0, replaced: 0, corrupt: [] }
   try {
     await blocks.refresh()
     for await (const { cid } of blocks.records()) {
       if (!blocks.has(cid)) continue // a record dropped since
-      if (frames.has(cid)) { result.already++; continue }
+      if (frames.has(cid)) {
+        if (frameOfRecord(await frames.read(cid)) !== undefined) { result.already++; continue }
+        await frames.delete(cid)
+        result.replaced++
+      }
       const bytes = await blocks.read(cid)
+      // A frame is sent in place of the block, unchecked by its sender: it is made only of bytes that match the CID.
+      try { checkBlock(cid, bytes) } catch (err) {
+        if (!(err instanceof IntegrityError)) throw err
+        result.corrupt.push(cid.toString())
+        continue
+      }
       const record = precompressedRecord(bytes, options.level)
       await frames.put(cid, record)
       result.compressed.blocks++

@@ -150,7 +150,8 @@ export async function startNetwork (repo: string, local: PackStore, options: Net
   // Loaded only when asked for, as libp2p below: the client pulls in part of libp2p.
   const servers = options.routing ?? []
   const delegated = servers.length === 0 ? [] : await import('./delegated.js').then(({ DelegatedRouting }) => servers.map(url => new DelegatedRouting(url, options.log)))
-  const seed = await peerSeed(repo, options.log?.warn)
+  // Offline, the identity is only a name: a read-only repo's passing one needs no word.
+  const seed = await peerSeed(repo, options.offline ? undefined : options.log?.warn)
   const peerId = peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seed)).toString()
   let p2p: P2pNode | undefined
   let routing: Routing | undefined

@@ -1,11 +1,19 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { nixAvailable, nixBuild, shellDerivation } from '../helpers/nix.js'
 import { BIN, runCli, runCliAsync, startGatewayProcess, startNodeProcess, tmp } from '../helpers/cli.js'
+
+
+/** A repo with nothing in it yet (its packs folder, as any command that writes one makes first). */
+function emptyRepo (): string {
+  const repo = tmp()
+  mkdirSync(join(repo, 'packs'))
+  return repo
+}
 
 describe('nixipfs CLI', () => {
   it('explains every command with --help, including an example', () => {
@@ -96,12 +104,18 @@ describe('nixipfs CLI', () => {
       }
     }
     // Found by an outside test: a mistyped --repo was made into an empty repo, in which fsck found "no damage".
-    for (const command of ['fsck', 'gc', 'disputes', 'export-car', 'info']) {
+    for (const command of ['fsck', 'gc', 'disputes', 'export-car', 'info', 'precompress']) {
       const typo = join(tmp(), 'typo')
       const r = runCli([command, '--repo', typo])
       expect(r.status, command).toBe(1)
       expect(r.stderr + r.stdout).toMatch(/there is no repo at .*typo; check --repo .*\[ERR_REPO\]/)
       expect(existsSync(typo), command).toBe(false)
+      // Found by the outside test of that: a directory that is no repo (empty, or a repo's keys folder) was written into.
+      const other = tmp()
+      const o = runCli([command, '--repo', other])
+      expect(o.status, command).toBe(1)
+      expect(o.stderr).toMatch(/is a directory but no repo \(it has no packs folder\); check --repo .*\[ERR_REPO\]/)
+      expect(readdirSync(other), command).toEqual([])
     }
     const missing = runCli(['ls', '--repo', join(tmp(), 'none')])
     expect(missing.stderr + missing.stdout).toMatch(/there is no repo at .*none; run `nixipfs publish` first/)
@@ -191,7 +205,7 @@ describe('first contact: typos, usage errors, help', () => {
     // Declared flags, their aliases, --no-FLAG and the global ones pass.
     const empty = join(tmp(), 'empty.json')
     writeFileSync(empty, '{}')
-    expect(runCli(['info', '--repo', tmp(), '--log-json', '--config', empty]).status).toBe(0)
+    expect(runCli(['info', '--repo', emptyRepo(), '--log-json', '--config', empty]).status).toBe(0)
   })
 
   it('pin-remote and a pinning mirror say what they need', () => {
@@ -357,7 +371,7 @@ describe('first contact: typos, usage errors, help', () => {
   })
 
   it('ends quietly when the reader of its output goes away (nixipfs info | head -1)', async () => {
-    const child = spawn(process.execPath, [BIN, 'info', '--repo', tmp()], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [BIN, 'info', '--repo', emptyRepo()], { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout.destroy() // the reader is gone before the first line is written
     let stderr = ''
     child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
