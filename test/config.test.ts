@@ -108,7 +108,9 @@ describe('configuration: flags > environment > file > defaults', () => {
     writeFileSync(join(dir, 'typo.json'), JSON.stringify({ '*': { lissten: '127.0.0.1:1' } }))
     expect(runCli(['info', '--repo', tmp(), '--config', join(dir, 'typo.json')]).stderr).toMatch(/"lissten".*\[ERR_USAGE\]/)
     // A key for every command ("*") that only some commands take, and a variable of another command's flag, are fine.
-    writeFileSync(join(dir, 'ok.json'), JSON.stringify({ '*': { listen: '127.0.0.1:1', repo: tmp() } }))
+    const repo = tmp()
+    mkdirSync(join(repo, 'packs'))
+    writeFileSync(join(dir, 'ok.json'), JSON.stringify({ '*': { listen: '127.0.0.1:1', repo } }))
     expect(runCli(['info', '--config', join(dir, 'ok.json')], { NIXIPFS_THRESHOLD: '1' }).status).toBe(0)
   })
 

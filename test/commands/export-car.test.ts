@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { createReadStream, readdirSync, readFileSync } from 'node:fs'
+import { createReadStream, mkdirSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { CarBlockIterator, CarReader } from '@ipld/car'
 import type { CID } from 'multiformats/cid'
@@ -184,6 +184,8 @@ describe.runIf(nixAvailable)('nixipfs export-car', () => {
   it('refuses bad arguments', () => {
     expect(runCli(['export-car', '--repo', repo, '--root', 'nonsense', '-o', join(tmp(), 'x')]).stderr).toMatch(/--root nonsense is not a CID \[ERR_USAGE\]/)
     expect(runCli(['export-car', '--repo', repo, '--root', root, '--closure', top, '-o', join(tmp(), 'x')]).stderr).toMatch(/either --root or --closure/)
-    expect(runCli(['export-car', '--repo', tmp(), '-o', join(tmp(), 'x')]).stderr).toMatch(/has no cache yet.*\[ERR_REPO\]/)
+    const empty = tmp()
+    mkdirSync(join(empty, 'packs'))
+    expect(runCli(['export-car', '--repo', empty, '-o', join(tmp(), 'x')]).stderr).toMatch(/has no cache yet.*\[ERR_REPO\]/)
   })
 })

@@ -110,7 +110,7 @@ describe.runIf(nixAvailable)('builder → mirror → client, builder gone', () =
   it('over HTTP with blocks compressed ahead (nixipfs precompress): frames go out as stored, never a damaged one', async () => {
     const repo = tmp()
     cpSync(builderRepo, repo, { recursive: true })
-    expect(runCli(['precompress', '--repo', repo, '--level', '0']).stderr).toMatch(/--level must be a whole number from 1 to 19, got 0/)
+    expect(runCli(['precompress', '--repo', repo, '--level', '0']).stderr).toMatch(/--level must be a whole number from 1 to 19, got "0"/)
     const first = runCli(['precompress', '--repo', repo])
     expect(first.status, first.stderr).toBe(0)
     expect(first.stdout).toMatch(/compressed: [1-9]\d* blocks, .* at level 9/)
