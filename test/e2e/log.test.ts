@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { request } from 'node:http'
 import { basename, dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildLogFile, nixLogDir } from '../../src/nix/build-log.js'
 import { repoKeyPaths } from '../../src/repo.js'
 import { runAsync, runCli, startGatewayProcess, tmp, type GatewayProcess } from '../helpers/cli.js'
+import { rawGet } from '../helpers/http.js'
 import { NIX_OFFLINE, nixAvailable, shellDerivation } from '../helpers/nix.js'
 
 // `nix log` against the gateway: publish takes the build log Nix kept for each
@@ -32,18 +32,6 @@ function build (name: string, script: string): Built {
 /** `nix ARGS` with a fresh narinfo cache (Nix remembers misses per URL), never asking a default substituter. */
 async function nix (args: string[]): Promise<{ status: number, stdout: string, stderr: string }> {
   return await runAsync('nix', ['--extra-experimental-features', 'nix-command', ...args], { XDG_CACHE_HOME: tmp() })
-}
-
-/** A GET (or HEAD) with exactly the headers given (fetch would add its own Accept-Encoding), its body as bytes. */
-async function get (url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, body: Buffer }> {
-  return await new Promise((resolve, reject) => {
-    request(url, { method, headers }, res => {
-      const parts: Buffer[] = []
-      res.on('data', (b: Buffer) => parts.push(b))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }))
-      res.on('error', reject)
-    }).on('error', reject).end()
-  })
 }
 
 describe.runIf(nixAvailable)('build logs', () => {
@@ -94,31 +82,31 @@ describe.runIf(nixAvailable)('build logs', () => {
   it('serves the bzip2 bytes as Nix stored them with Content-Encoding: bzip2, plain text to a client that does not take bzip2', async () => {
     const url = `${gw.url}/log/${basename(big.drv)}`
     for (const headers of [{}, { 'accept-encoding': 'bzip2' }, { 'accept-encoding': 'gzip, bzip2;q=0.5' }, { 'accept-encoding': '*' }]) {
-      const r = await get(url, headers)
+      const r = await rawGet(url, headers)
       expect(r.status).toBe(200)
       expect(r.headers['content-encoding']).toBe('bzip2')
       expect(r.headers['content-length']).toBe(String(big.bz2.length))
       expect(Buffer.compare(r.body, big.bz2)).toBe(0)
     }
     for (const headers of [{ 'accept-encoding': 'gzip, deflate, br' }, { 'accept-encoding': 'bzip2;q=0' }]) {
-      const r = await get(url, headers)
+      const r = await rawGet(url, headers)
       expect(r.status).toBe(200)
       expect(r.headers['content-encoding']).toBeUndefined()
       expect(r.headers['content-type']).toBe('text/plain; charset=utf-8')
       expect(r.body.toString()).toBe(big.text)
     }
-    const head = await get(url, {}, 'HEAD')
+    const head = await rawGet(url, {}, 'HEAD')
     expect(head.status).toBe(200)
     expect(head.headers['content-length']).toBe(String(big.bz2.length))
     expect(head.body.length).toBe(0)
   })
 
   it('a path without a log publishes all the same; its log is a 404 and nix log says it is not available', async () => {
-    const narinfo = await get(`${gw.url}/${none.out.slice(11, 43)}.narinfo`)
+    const narinfo = await rawGet(`${gw.url}/${none.out.slice(11, 43)}.narinfo`)
     expect(narinfo.status).toBe(200)
     expect(narinfo.body.toString()).toMatch(`Deriver: ${basename(none.drv)}`)
-    expect((await get(`${gw.url}/log/${basename(none.drv)}`)).status).toBe(404)
-    expect((await get(`${gw.url}/log/not-a-derivation`)).status).toBe(404)
+    expect((await rawGet(`${gw.url}/log/${basename(none.drv)}`)).status).toBe(404)
+    expect((await rawGet(`${gw.url}/log/not-a-derivation`)).status).toBe(404)
     const r = await nix(['log', '--store', gw.url, none.out, '--option', 'substituters', ''])
     expect(r.status).not.toBe(0)
     expect(r.stderr).toMatch(`build log of '${none.out}' is not available`)

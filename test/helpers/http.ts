@@ -1,8 +1,20 @@
 import { spawn } from 'node:child_process'
 import { createReadStream, statSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
+import { createServer, request, type IncomingHttpHeaders, type OutgoingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+
+/** A request as it goes over the wire, with exactly the headers given (fetch adds its own Accept-Encoding and undoes codings it knows): status, headers, body bytes. */
+export async function rawGet (url: string, headers: OutgoingHttpHeaders = {}, method = 'GET'): Promise<{ status: number, headers: IncomingHttpHeaders, body: Buffer }> {
+  return await new Promise((resolve, reject) => {
+    request(url, { method, headers }, res => {
+      const parts: Buffer[] = []
+      res.on('data', (c: Buffer) => parts.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }))
+      res.on('error', reject)
+    }).on('error', reject).end()
+  })
+}
 
 /** How the test server misbehaves for one URL path. */
 export type Fault = 'hang' | 'truncate'

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { createServer, request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http'
+import { createServer, type OutgoingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import type { CID } from 'multiformats/cid'
@@ -15,24 +15,13 @@ import { startGateway, type Gateway } from '../../src/gateway/server.js'
 import { PeerEncodingError } from '../../src/net/decode.js'
 import { HttpPeer, isLoopbackUrl } from '../../src/net/http-peer.js'
 import { tmp } from '../helpers/cli.js'
+import { rawGet } from '../helpers/http.js'
 
 async function * once (bytes: Uint8Array): AsyncGenerator<Uint8Array> { yield bytes }
 async function collect (it: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Uint8Array[] = []
   for await (const p of it) parts.push(p)
   return Buffer.concat(parts)
-}
-
-/** A GET as it comes over the wire (no decoding): status, headers, body bytes. */
-async function rawGet (url: string, headers: OutgoingHttpHeaders = {}): Promise<{ status: number, headers: IncomingHttpHeaders, body: Buffer }> {
-  return await new Promise((resolve, reject) => {
-    request(url, { headers }, res => {
-      const parts: Buffer[] = []
-      res.on('data', (c: Buffer) => parts.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }))
-      res.on('error', reject)
-    }).on('error', reject).end()
-  })
 }
 
 /** A server that answers every request with `answer`'s headers and body (a peer that lies about its encoding). */
