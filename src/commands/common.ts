@@ -47,10 +47,10 @@ export async function noCacheIn (repo: string, advice: string): Promise<string> 
 export async function existingRepoOf (args: { repo?: string }): Promise<string> {
   const repo = repoOf(args)
   // A mistyped --repo made an empty repo, and fsck then found "no damage" in it; so did a directory that is no repo.
+  if (await stat(packsDir(repo)).then(s => s.isDirectory(), () => false)) return repo
   const advice = 'check --repo (a repo is made by publish, import, mirror or gateway, not by this command)'
   if (!await stat(repo).then(s => s.isDirectory(), () => false)) throw new RepoError(await noCacheIn(repo, advice))
-  if (!await stat(packsDir(repo)).then(s => s.isDirectory(), () => false)) throw new RepoError(`${repo} is a directory but no repo (it has no packs folder); ${advice}`)
-  return repo
+  throw new RepoError(`${repo} is a directory but no repo (it has no packs folder); ${advice}`)
 }
 
 /** Flags of every command that signs a record. */

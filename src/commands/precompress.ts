@@ -2,7 +2,7 @@ import { defineCommand } from 'citty'
 import { consola } from 'consola'
 import { IntegrityError, UsageError } from '../errors.js'
 import { PackStore } from '../ipfs/pack-store.js'
-import { PRECOMPRESS_LEVEL, precompressBlocks } from '../ipfs/precompressed.js'
+import { PRECOMPRESS_LEVEL, precompressBlocks, type PrecompressResult } from '../ipfs/precompressed.js'
 import { formatBytes, Progress } from '../progress.js'
 import { withRepoLock } from '../repo.js'
 import { existingRepoOf, repoArg } from './common.js'
@@ -30,19 +30,19 @@ export default defineCommand({
     const repo = await existingRepoOf(args)
     const blocks = await PackStore.openRepo(repo)
     const progress = new Progress('precompressing')
+    let r: PrecompressResult
     try {
-      const r = await withRepoLock(repo, async () => await precompressBlocks(repo, blocks, { level, onBlock: bytes => progress.add(bytes) }),
+      r = await withRepoLock(repo, async () => await precompressBlocks(repo, blocks, { level, onBlock: bytes => progress.add(bytes) }),
         pid => consola.info(`waiting for another process (pid ${pid}) to release the repo lock`))
-      progress.stop()
-      const { compressed: c } = r
-      const ratio = c.frameBytes === 0 ? '' : ` (${(c.bytes / c.frameBytes).toFixed(2)}×)`
-      consola.log(`compressed: ${c.blocks} blocks, ${formatBytes(c.bytes)} -> ${formatBytes(c.frameBytes)}${ratio} at level ${level}`)
-      consola.log(`already:    ${r.already} blocks`)
-      if (r.replaced > 0) consola.log(`replaced:   ${r.replaced} damaged frames (CRC-32 mismatch)`)
-      if (r.corrupt.length > 0) throw new IntegrityError(`${r.corrupt.length} block(s) do not match their CIDs and were not compressed (the first: ${r.corrupt[0]!}); run nixipfs fsck --repair, then precompress again`)
     } finally {
       progress.stop()
       await blocks.close()
     }
+    const { compressed: c } = r
+    const ratio = c.frameBytes === 0 ? '' : ` (${(c.bytes / c.frameBytes).toFixed(2)}×)`
+    consola.log(`compressed: ${c.blocks} blocks, ${formatBytes(c.bytes)} -> ${formatBytes(c.frameBytes)}${ratio} at level ${level}`)
+    consola.log(`already:    ${r.already} blocks`)
+    if (r.replaced > 0) consola.log(`replaced:   ${r.replaced} damaged frames (CRC-32 mismatch)`)
+    if (r.corrupt.length > 0) throw new IntegrityError(`${r.corrupt.length} block(s) do not match their CIDs and were not compressed (the first: ${r.corrupt[0]!}); run nixipfs fsck --repair, then precompress again`)
   }
 })

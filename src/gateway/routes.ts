@@ -36,7 +36,7 @@ export interface RouteContext {
   /** the repo's own blocks: what the trustless gateway hands to peers */
   local: BlockGetter & { has: (cid: CID) => boolean }
   /** the zstd frames of the repo's blocks compressed ahead (`nixipfs precompress`), for peers that ask for zstd */
-  precompressed?: { frame: (cid: CID) => Promise<Uint8Array | undefined> }
+  precompressed?: { has: (cid: CID) => Promise<boolean>, frame: (cid: CID) => Promise<Uint8Array | undefined> }
   /** the stored IPNS record for a name, as signed */
   record: (name: string) => Promise<Uint8Array | undefined>
   /** the disputes this node recorded */

@@ -128,7 +128,7 @@ export async function serveIpfs (ctx: RouteContext): Promise<void> {
   res.on('close', () => abort.abort())
   const blocks = pathThenTarget(local, resolved, scope, range, abort.signal)
   const precompressed = ctx.precompressed
-  if (coding === 'zstd' && precompressed !== undefined && await precompressed.frame(resolved.cid) !== undefined) {
+  if (coding === 'zstd' && precompressed !== undefined && await precompressed.has(resolved.cid)) {
     // Compressed ahead (nixipfs precompress): its frames go out as they are.
     res.writeHead(200, { ...headers, etag: headers.etag.replace(/"$/, `.${coding}${AHEAD}"`), 'content-type': type, 'content-encoding': coding })
     await pipeline(Readable.from(zstdCarFrames([cid], blocks, async c => await precompressed.frame(c))), res)

@@ -50,12 +50,21 @@ export class PrecompressedFrames {
 
   constructor (private readonly repo: string, private readonly log?: { warn: (m: string) => void }) {}
 
+  /** Whether the block `cid` was compressed ahead (its frame is checked when read). */
+  async has (cid: CID): Promise<boolean> {
+    try {
+      return (await this.current())?.has(cid) === true
+    } catch (err) {
+      this.warn(`cannot read blocks compressed ahead: ${(err as Error).message}; compressing on the fly`)
+      return false
+    }
+  }
+
   /** The zstd frame of the block `cid`'s data, if compressed ahead and intact. */
   async frame (cid: CID): Promise<Uint8Array | undefined> {
+    if (!await this.has(cid)) return undefined
     try {
-      const store = await this.current()
-      if (store === undefined || !store.has(cid)) return undefined
-      const frame = frameOfRecord(await store.read(cid))
+      const frame = frameOfRecord(await this.store!.read(cid))
       if (frame === undefined) this.warn(`the frame of block ${cid.toString()} compressed ahead is damaged (CRC-32 mismatch); compressing it on the fly (run nixipfs precompress again)`)
       return frame
     } catch (err) {
